@@ -1,0 +1,146 @@
+/* progress.c - see progress.h. */
+#include "progress.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base.h"
+
+volatile sig_atomic_t t2i_interrupted = 0;
+
+static void on_sigint(int sig) {
+    if (t2i_interrupted) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    t2i_interrupted = 1;
+}
+
+void t2i_install_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+void t2i_progress_start(t2i_progress *p, const char *label, long done, long total) {
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->total = total;
+    p->start_done = done;
+    p->t0 = p->last = t2i_now();
+    p->tty = isatty(fileno(stderr));
+    const char *env = getenv("T2I_PROGRESS_SECONDS");
+    p->interval = env ? atof(env) : 10.0;
+    if (p->interval < 0) p->interval = 0;
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (s < 0 || s > 1e7) {
+        snprintf(buf, n, "?");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
+static void draw(t2i_progress *p, long done, const char *extra, int final) {
+    double now = t2i_now();
+    double el = now - p->t0;
+    double rate = el > 0 ? (done - p->start_done) / el : 0;
+    char eta[32] = "", elapsed[32];
+    fmt_duration(elapsed, sizeof elapsed, el);
+    if (p->total > 0 && rate > 0 && !final) {
+        char d[24];
+        fmt_duration(d, sizeof d, (p->total - done) / rate);
+        snprintf(eta, sizeof eta, "  ETA %s", d);
+    }
+    char line[512];
+    if (p->total > 0)
+        snprintf(line, sizeof line, "%s %ld/%ld%s%s  %.1f it/s  %s%s", p->label, done, p->total,
+                 extra && *extra ? "  " : "", extra ? extra : "", rate, elapsed, eta);
+    else
+        snprintf(line, sizeof line, "%s %ld%s%s  %.1f it/s  %s", p->label, done,
+                 extra && *extra ? "  " : "", extra ? extra : "", rate, elapsed);
+    if (p->tty) fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
+    else fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+    p->last = now;
+    p->drawn = 1;
+}
+
+void t2i_progress_update(t2i_progress *p, long done, const char *fmt, ...) {
+    double now = t2i_now();
+    double wait = p->tty ? 0.1 : p->interval;
+    if (p->drawn && now - p->last < wait) return;
+    if (!p->drawn && !p->tty && now - p->t0 < T2I_MIN(wait, 2.0)) return;
+    char extra[256] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(extra, sizeof extra, fmt, ap);
+        va_end(ap);
+    }
+    draw(p, done, extra, 0);
+}
+
+void t2i_progress_end(t2i_progress *p, long done, const char *fmt, ...) {
+    char extra[256] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(extra, sizeof extra, fmt, ap);
+        va_end(ap);
+    }
+    draw(p, done, extra, 1);
+}
+
+int t2i_run_open(t2i_run *r, const char *dir) {
+    memset(r, 0, sizeof *r);
+    if (t2i_mkdirs(dir) != 0) return -1;
+    r->dir = t2i_strdup(dir);
+    char *mp = t2i_run_path(r, "metrics.jsonl");
+    r->metrics = fopen(mp, "a");
+    if (!r->metrics) {
+        t2i_error_set("%s: cannot open for appending", mp);
+        free(mp);
+        free(r->dir);
+        r->dir = NULL;
+        return -1;
+    }
+    free(mp);
+    return 0;
+}
+
+int t2i_run_write_config(t2i_run *r, const char *json) {
+    char *p = t2i_run_path(r, "config.json");
+    size_t n = strlen(json);
+    char *buf = t2i_malloc(n + 2);
+    memcpy(buf, json, n);
+    buf[n] = '\n';
+    int rc = t2i_write_file_atomic(p, buf, n + 1);
+    free(buf);
+    free(p);
+    return rc;
+}
+
+void t2i_run_metrics(t2i_run *r, const char *json_line) {
+    if (!r->metrics) return;
+    fputs(json_line, r->metrics);
+    fputc('\n', r->metrics);
+    fflush(r->metrics);
+}
+
+char *t2i_run_path(const t2i_run *r, const char *name) { return t2i_asprintf("%s/%s", r->dir, name); }
+
+void t2i_run_close(t2i_run *r) {
+    if (r->metrics) fclose(r->metrics);
+    free(r->dir);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,333 @@
+/* base.c - see base.h. */
+#include "base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Provided by OpenBLAS; declared here to avoid depending on its extension header. */
+void openblas_set_num_threads(int num_threads);
+
+static _Thread_local char g_err[1024];
+
+void t2i_assert_fail(const char *file, int line, const char *expr, const char *fmt, ...) {
+    fprintf(stderr, "t2i: internal error at %s:%d: %s", file, line, expr);
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs(" (", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputs(")", stderr);
+        va_end(ap);
+    }
+    fputc('\n', stderr);
+    fflush(stderr);
+    abort();
+}
+
+int t2i_error_set(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int t2i_error_prefix(const char *fmt, ...) {
+    char pre[512], old[sizeof g_err];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    memcpy(old, g_err, sizeof old);
+    size_t n = strlen(pre);
+    if (n > sizeof g_err - 3) n = sizeof g_err - 3;
+    memcpy(g_err, pre, n);
+    g_err[n] = ':';
+    g_err[n + 1] = ' ';
+    size_t rest = sizeof g_err - n - 3;
+    size_t m = strnlen(old, rest);
+    memcpy(g_err + n + 2, old, m);
+    g_err[n + 2 + m] = 0;
+    return -1;
+}
+
+const char *t2i_error_msg(void) { return g_err[0] ? g_err : "unknown error"; }
+void t2i_error_clear(void) { g_err[0] = 0; }
+
+static T2I_NORETURN void oom(size_t n) {
+    fprintf(stderr, "t2i: out of memory allocating %zu bytes (%.1f MiB)\n", n, n / 1048576.0);
+    exit(2);
+}
+
+void *t2i_malloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) oom(n);
+    return p;
+}
+
+void *t2i_calloc(size_t count, size_t size) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) oom(count * size);
+    return p;
+}
+
+void *t2i_realloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) oom(n);
+    return q;
+}
+
+void *t2i_malloc_aligned(size_t n) {
+    void *p = NULL;
+    size_t rounded = (n + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) oom(n);
+    return p;
+}
+
+void t2i_free(void *p) { free(p); }
+
+char *t2i_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = t2i_malloc(n);
+    memcpy(d, s, n);
+    return d;
+}
+
+char *t2i_asprintf(const char *fmt, ...) {
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    T2I_ASSERT(n >= 0);
+    char *s = t2i_malloc((size_t)n + 1);
+    vsnprintf(s, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    return s;
+}
+
+double t2i_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double t2i_peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
+}
+
+void t2i_set_threads(int n) {
+    if (n <= 0) return;
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+    openblas_set_num_threads(n);
+}
+
+int t2i_get_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+char *t2i_read_file(const char *path, size_t *len, size_t max_bytes) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        t2i_error_set("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        t2i_error_set("%s: not a regular file", path);
+        return NULL;
+    }
+    size_t n = (size_t)st.st_size;
+    if (max_bytes && n > max_bytes) {
+        fclose(f);
+        t2i_error_set("%s: file is %zu bytes, more than the limit of %zu", path, n, max_bytes);
+        return NULL;
+    }
+    char *buf = t2i_malloc(n + 1);
+    size_t got = fread(buf, 1, n, f);
+    int err = ferror(f);
+    fclose(f);
+    if (got != n || err) {
+        free(buf);
+        t2i_error_set("%s: read failed (%zu of %zu bytes)", path, got, n);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+static int fsync_dir_of(const char *path) {
+    char *copy = t2i_strdup(path);
+    const char *dir = dirname(copy);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd); /* best effort: some file systems refuse fsync on folders */
+        close(fd);
+    }
+    free(copy);
+    return 0;
+}
+
+int t2i_write_file_atomic(const char *path, const void *data, size_t len) {
+    char *tmp = t2i_asprintf("%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        t2i_error_set("%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            t2i_error_set("%s: write failed: %s", tmp, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            free(tmp);
+            return -1;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        t2i_error_set("%s: fsync failed: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        t2i_error_set("%s: cannot rename into place: %s", path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return fsync_dir_of(path);
+}
+
+int t2i_mkdirs(const char *path) {
+    char *p = t2i_strdup(path);
+    size_t n = strlen(p);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] == '/' || p[i] == 0) {
+            char c = p[i];
+            p[i] = 0;
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                t2i_error_set("%s: cannot create folder: %s", p, strerror(errno));
+                free(p);
+                return -1;
+            }
+            p[i] = c;
+        }
+    }
+    free(p);
+    if (!t2i_is_dir(path)) return t2i_error_set("%s: exists and is not a folder", path);
+    return 0;
+}
+
+int t2i_path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int t2i_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* IEEE half: 1 sign, 5 exponent, 10 mantissa bits. */
+uint16_t t2i_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t exp = (x >> 23) & 0xffu;
+    uint32_t man = x & 0x7fffffu;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (man ? 0x200u : 0)); /* inf / nan */
+    int e = (int)exp - 127 + 15;
+    if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u); /* overflow to inf */
+    if (e <= 0) {
+        /* subnormal half (or zero): shift the implicit-one mantissa into place, RNE */
+        if (e < -10) return (uint16_t)sign;
+        man |= 0x800000u;
+        int shift = 14 - e;
+        uint32_t half = man >> shift;
+        uint32_t rem = man & ((1u << shift) - 1);
+        uint32_t mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = sign | ((uint32_t)e << 10) | (man >> 13);
+    uint32_t rem = man & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) half++; /* may carry into exponent: correct */
+    return (uint16_t)half;
+}
+
+float t2i_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t x;
+    if (exp == 0) {
+        if (man == 0) {
+            x = sign;
+        } else { /* subnormal: renormalise */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400u));
+            x = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 0x1f) {
+        x = sign | 0x7f800000u | (man << 13);
+    } else {
+        x = sign | ((exp - 15 + 127) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+uint16_t t2i_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet nan */
+    uint32_t lsb = (x >> 16) & 1u;
+    x += 0x7fffu + lsb;
+    return (uint16_t)(x >> 16);
+}
+
+float t2i_bf16_to_f32(uint16_t h) {
+    uint32_t x = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}

@@ -1,0 +1,97 @@
+/* base.h - contracts, errors, allocation, timing: the bottom of the t2i core.
+ *
+ * Conventions used by every file of the core (documented once, here):
+ *   - Tensors are float32, row-major, images NCHW. Sizes and offsets are size_t.
+ *   - Three kinds of failure:
+ *       1. a broken internal contract (shape mismatch, NULL where forbidden):
+ *          T2I_ASSERT aborts with file:line, in every build type;
+ *       2. failed allocation: t2i_malloc and friends abort with the size requested;
+ *       3. bad user data or I/O (a corrupt checkpoint, an unreadable PNG):
+ *          the function returns a negative value (or NULL) after t2i_error_set()
+ *          recorded a one-line message naming the file and the problem. Commands
+ *          print t2i_error_msg() and exit non-zero.
+ *   - The error message is per thread, so loaders that decode in parallel keep
+ *     their own messages.
+ */
+#ifndef T2I_BASE_H
+#define T2I_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define T2I_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define T2I_NORETURN __attribute__((noreturn))
+#else
+#define T2I_PRINTF(a, b)
+#define T2I_NORETURN
+#endif
+
+T2I_NORETURN void t2i_assert_fail(const char *file, int line, const char *expr, const char *fmt, ...)
+    T2I_PRINTF(4, 5);
+
+/* Always-on contract check (kept in release builds, unlike assert()). */
+#define T2I_ASSERT(cond)                                                                 \
+    do {                                                                                 \
+        if (!(cond)) t2i_assert_fail(__FILE__, __LINE__, #cond, NULL);                   \
+    } while (0)
+/* Same, with a formatted explanation. */
+#define T2I_ASSERTF(cond, ...)                                                           \
+    do {                                                                                 \
+        if (!(cond)) t2i_assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);            \
+    } while (0)
+
+/* Record the current thread's error message (printf-style) and return -1, so that
+ * `return t2i_error_set("%s: truncated", path);` reads naturally. */
+int t2i_error_set(const char *fmt, ...) T2I_PRINTF(1, 2);
+/* Prefix the current message: "ctx: old message". Returns -1. */
+int t2i_error_prefix(const char *fmt, ...) T2I_PRINTF(1, 2);
+const char *t2i_error_msg(void);
+void t2i_error_clear(void);
+
+/* Allocation that never returns NULL: aborts naming the size on failure.
+ * t2i_malloc_aligned returns 64-byte aligned memory, freed with t2i_free. */
+void *t2i_malloc(size_t n);
+void *t2i_calloc(size_t count, size_t size);
+void *t2i_realloc(void *p, size_t n);
+void *t2i_malloc_aligned(size_t n);
+char *t2i_strdup(const char *s);
+void t2i_free(void *p);
+
+/* printf into a fresh heap string. */
+char *t2i_asprintf(const char *fmt, ...) T2I_PRINTF(1, 2);
+
+/* Monotonic wall clock in seconds. */
+double t2i_now(void);
+/* Peak resident set size of this process in MiB (from getrusage). */
+double t2i_peak_rss_mb(void);
+
+/* Threads: sets OpenMP's and OpenBLAS's thread count together (they share one pool in
+ * the OpenMP build of OpenBLAS). n <= 0 keeps the default. */
+void t2i_set_threads(int n);
+int t2i_get_threads(void);
+
+/* Whole-file helpers. t2i_read_file returns a heap buffer (NUL-terminated, for text
+ * convenience; *len excludes the NUL) or NULL with the error set. max_bytes guards
+ * against reading huge files by mistake (0 = no limit). */
+char *t2i_read_file(const char *path, size_t *len, size_t max_bytes);
+/* Atomic write: writes path.tmp.<pid>, fsyncs, renames over path, fsyncs the folder.
+ * Either the old file or the complete new one exists afterwards. */
+int t2i_write_file_atomic(const char *path, const void *data, size_t len);
+/* mkdir -p; returns 0 or -1 with the error set. */
+int t2i_mkdirs(const char *path);
+/* Returns 1 when path exists (any type). */
+int t2i_path_exists(const char *path);
+int t2i_is_dir(const char *path);
+
+/* Half precision conversions (round to nearest even, as torch does). */
+uint16_t t2i_f32_to_f16(float f);
+float t2i_f16_to_f32(uint16_t h);
+uint16_t t2i_f32_to_bf16(float f);
+float t2i_bf16_to_f32(uint16_t h);
+
+#define T2I_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define T2I_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

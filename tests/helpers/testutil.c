@@ -1,0 +1,127 @@
+/* testutil.c - see testutil.h. */
+#include "testutil.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "base.h"
+
+const char *tu_source_dir(void) {
+    const char *s = getenv("T2I_SOURCE_DIR");
+    return s ? s : "..";
+}
+
+char *tu_path(const char *rel) { return t2i_asprintf("%s/tests/%s", tu_source_dir(), rel); }
+char *tu_shared(const char *rel) { return t2i_asprintf("%s/../shared/%s", tu_source_dir(), rel); }
+
+char *tu_tmpdir(void) {
+    char tmpl[] = "/tmp/t2i-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return t2i_strdup(d);
+}
+
+void tu_rmtree(const char *dir) {
+    char *cmd = t2i_asprintf("rm -rf '%s'", dir);
+    int rc = system(cmd);
+    (void)rc;
+    free(cmd);
+}
+
+float *tu_randn(t2i_rng *r, size_t n, float std) {
+    float *x = t2i_malloc(n * sizeof(float));
+    t2i_rng_fill_normal(r, x, n, 0.0f, std);
+    return x;
+}
+
+float *tu_zeros(size_t n) { return t2i_calloc(n, sizeof(float)); }
+
+static double loss_of(const float *out, const float *r, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)out[i] * r[i];
+    return s;
+}
+
+int tu_gradcheck(const char *what, void *ctx, tu_fn fwd, tu_fn bwd, tu_var *vars, int nvars,
+                 const float *out, float *dout, size_t nout, float h, float atol, float rtol) {
+    t2i_rng rng;
+    t2i_rng_seed(&rng, 12345);
+    float *r = tu_randn(&rng, nout, 1.0f);
+    fwd(ctx);
+    memcpy(dout, r, nout * sizeof(float));
+    for (int v = 0; v < nvars; v++) memset(vars[v].dx, 0, vars[v].n * sizeof(float));
+    bwd(ctx);
+    int fails = 0;
+    for (int v = 0; v < nvars; v++) {
+        tu_var *var = &vars[v];
+        size_t count = var->n <= 256 ? var->n : 256;
+        double worst_excess = 0.0, worst_a = 0.0, worst_n = 0.0;
+        size_t worst_i = 0;
+        int vfails = 0;
+        for (size_t k = 0; k < count; k++) {
+            size_t i = var->n <= 256 ? k : (size_t)t2i_rng_below(&rng, var->n);
+            float x0 = var->x[i];
+            var->x[i] = x0 + h;
+            fwd(ctx);
+            double lp = loss_of(out, r, nout);
+            var->x[i] = x0 - h;
+            fwd(ctx);
+            double lm = loss_of(out, r, nout);
+            var->x[i] = x0;
+            double num = (lp - lm) / (2.0 * h);
+            double ana = var->dx[i];
+            double excess = fabs(ana - num) - (atol + rtol * fabs(num));
+            if (!(excess <= 0)) vfails++;
+            if (k == 0 || excess > worst_excess || isnan(excess)) {
+                worst_excess = excess;
+                worst_a = ana;
+                worst_n = num;
+                worst_i = i;
+            }
+        }
+        if (vfails)
+            fprintf(stderr, "gradcheck %s d%s: %d/%zu elements fail; worst [%zu] analytic %.6g numeric %.6g\n",
+                    what, var->name, vfails, count, worst_i, worst_a, worst_n);
+        fails += vfails;
+    }
+    fwd(ctx); /* leave outputs consistent with unperturbed inputs */
+    free(r);
+    return fails;
+}
+
+float tu_max_abs_diff(const float *a, const float *b, size_t n, size_t *where) {
+    float m = 0.0f;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (d > m || isnan(d)) {
+            m = isnan(d) ? INFINITY : d;
+            w = i;
+        }
+    }
+    if (where) *where = w;
+    return m;
+}
+
+void tu_assert_close(const char *what, const float *a, const float *b, size_t n, float atol, float rtol) {
+    size_t bad = 0, first = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= atol + rtol * fabs(b[i]))) {
+            if (!bad) first = i;
+            bad++;
+        }
+        if (d > worst || isnan(d)) worst = isnan(d) ? INFINITY : d;
+    }
+    if (bad) {
+        fprintf(stderr, "%s: %zu/%zu elements differ (first [%zu]: got %.7g want %.7g; max abs diff %.3g)\n",
+                what, bad, n, first, a[first], b[first], worst);
+    }
+    assert_int_equal(bad, 0);
+}

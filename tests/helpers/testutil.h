@@ -1,0 +1,51 @@
+/* testutil.h - shared helpers for the cmocka tests.
+ *
+ * Paths: tu_path("data/x") resolves against the tests/ folder of the source tree
+ * ($T2I_SOURCE_DIR/tests); tu_shared("golden/...") against ../shared next to the checkout.
+ *
+ * Gradient checking (tu_gradcheck): the scalar L = sum_i out[i] * r[i], with r a fixed
+ * random vector, is differentiated two ways - by the kernel's backward given dout = r, and
+ * by central differences (L(x+h) - L(x-h)) / 2h accumulated in double - for every
+ * element of every checked input (or a random sample of 256 for large ones). An element
+ * passes if |analytic - numeric| <= atol + rtol * |numeric|. Forward passes run in float,
+ * so h and the tolerances are chosen per op (typical: h = 1e-2, atol = 2e-3, rtol = 2e-2);
+ * a wrong backward (missing term, wrong sign, transposed weight) is off by O(1).
+ */
+#ifndef T2I_TESTUTIL_H
+#define T2I_TESTUTIL_H
+
+#include <stddef.h>
+
+#include "rng.h"
+
+const char *tu_source_dir(void);
+char *tu_path(const char *rel);    /* heap string */
+char *tu_shared(const char *rel);  /* heap string */
+/* A fresh empty temporary folder (removed by tu_rmtree). */
+char *tu_tmpdir(void);
+void tu_rmtree(const char *dir);
+
+float *tu_randn(t2i_rng *r, size_t n, float std);
+float *tu_zeros(size_t n);
+
+typedef struct {
+    const char *name;
+    float *x;      /* the input, perturbed in place */
+    float *dx;     /* its gradient buffer (zeroed by tu_gradcheck before backward) */
+    size_t n;
+} tu_var;
+
+typedef void (*tu_fn)(void *ctx);
+
+/* fwd(ctx) must fill out (nout floats) from the current inputs; bwd(ctx) must read dout
+ * (nout floats, set by the checker) and add gradients into every var's dx. Returns the
+ * number of failing elements (0 = pass) and prints the worst one per var. */
+int tu_gradcheck(const char *what, void *ctx, tu_fn fwd, tu_fn bwd, tu_var *vars, int nvars,
+                 const float *out, float *dout, size_t nout, float h, float atol, float rtol);
+
+/* max |a - b| and the index where it occurs */
+float tu_max_abs_diff(const float *a, const float *b, size_t n, size_t *where);
+/* Asserts |a - b| <= atol + rtol |b| elementwise (b the reference); prints the worst. */
+void tu_assert_close(const char *what, const float *a, const float *b, size_t n, float atol, float rtol);
+
+#endif
