@@ -1,0 +1,815 @@
+/* image.c - image files, channel conversions, PIL-compatible resizing, grids.
+ *
+ * What it implements (declared in image.h):
+ *   - Decoding. The format is chosen from the first bytes, never from the file name:
+ *     PNG goes through libpng (every colour type, bit depths 1-16, Adam7 interlacing,
+ *     palette and tRNS transparency); anything else is offered to stb_image (JPEG, BMP,
+ *     GIF, TGA, PNM, PSD, PIC). 16-bit samples are reduced to 8 bits with rounding,
+ *     v8 = (v16 * 255 + 32767) / 65535. Dimensions are checked against
+ *     T2I_IMAGE_MAX_PIXELS before any pixel buffer is allocated.
+ *   - Channel conversion (t2i_image_convert, and want_c of the loaders):
+ *       gray -> RGB replicates; anything -> RGBA / gray+alpha adds an opaque alpha;
+ *       dropping alpha composites the image on black, i.e. premultiplies:
+ *       v' = round(v * a / 255) - a transparent pixel becomes black, not its hidden colour;
+ *       RGB -> gray is PIL's convert("L"), ITU-R 601-2 luma in 16-bit fixed point:
+ *       L = (R * 19595 + G * 38470 + B * 7471 + 32768) >> 16 (checked against Pillow 9.4
+ *       on all 2^24 colours). RGBA -> gray composites first, then takes the luma.
+ *   - Encoding: PNG through stb_image_write into memory (its deflate replaced by
+ *     zlib's), then t2i_write_file_atomic, then the size on disk is checked.
+ *   - Resizing as Pillow 9's ImagingResample: a separable convolution, horizontal pass
+ *     then vertical pass. For output pixel i the filter is centred at
+ *     (i + 0.5) * scale (scale = in / out), its support is widened by max(scale, 1), and
+ *     its taps are normalised to sum to one. Bilinear is the triangle, bicubic Keys'
+ *     cubic with a = -0.5. The 8-bit path converts taps to fixed point with 22 fraction
+ *     bits and rounds and clips to 0..255 after each pass, as Pillow does, so results
+ *     are normally identical to PIL.Image.resize. Images with alpha (2 or 4 channels)
+ *     are premultiplied before filtering and un-premultiplied after, as Pillow does for
+ *     LA/RGBA. The float path (t2i_resize_chw) accumulates in double and stores float
+ *     between the passes, as Pillow's mode "F". Nearest picks source pixel
+ *     floor((i + 0.5) * scale), the position summed as Pillow sums it.
+ *   - Crops with torchvision's rounding, and make_grid like torchvision.utils.make_grid
+ *     (except that 1-channel images stay 1-channel; torchvision makes them RGB).
+ *
+ * Usage: every function that fills a t2i_image (load, convert, resize, crops, grid)
+ * allocates its pixels; release them with t2i_image_free. dst must not be src. want_c
+ * may also be 2 (gray+alpha). JPEG EXIF orientation is ignored, as PIL does without
+ * ImageOps.exif_transpose.
+ *
+ * Failure: the loaders, t2i_image_info and the savers return 0 on success and -1 after
+ * t2i_error_set("<path>: <problem>") on a missing, unreadable, corrupt, truncated or
+ * oversized file; they never abort on bad data. Everything else only asserts its
+ * contract (sizes, channel counts) and cannot fail.
+ *
+ * Thread safety: decoding keeps all state on the stack or in its own libpng structs;
+ * stb_image's failure reason is thread-local in the packaged version (2.27).
+ */
+#include "image.h"
+
+#include "base.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <png.h>
+#include <zlib.h>
+
+/* stb is compiled here, privately (static functions), so other files may include it
+ * too; its code is not ours to make -Wextra clean. Its PNG decoder is compiled but
+ * never reached (PNG files go to libpng); leaving it out would leave static
+ * declarations without definitions. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_HDR
+#define STBI_NO_LINEAR
+#include <stb_image.h>
+/* stb_image 2.27 declares this but defines it under another name;
+ * a static declaration without a definition is a warning, so define it. */
+STBIDEF void stbi_set_unpremultiply_on_load_thread(int flag) { stbi__unpremultiply_on_load_thread(flag); }
+
+static unsigned char *zlib_compress_for_stb(unsigned char *data, int data_len, int *out_len,
+                                            int quality);
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STBIW_ZLIB_COMPRESS zlib_compress_for_stb
+#include <stb_image_write.h>
+#pragma GCC diagnostic pop
+
+/* Files larger than this are refused before reading (a PNG of the pixel limit, RGBA,
+ * would still compress far below it). */
+#define IMAGE_MAX_FILE_BYTES ((size_t)1 << 31)
+
+/* ------------------------------------------------------------------------------------ */
+/* Channel conversion                                                                    */
+
+static inline uint8_t luma601(unsigned r, unsigned g, unsigned b) {
+    return (uint8_t)((r * 19595u + g * 38470u + b * 7471u + 32768u) >> 16);
+}
+
+/* round(v * a / 255): v * a / 255 is never exactly k + 0.5, so this is plain rounding. */
+static inline uint8_t mul_alpha(unsigned v, unsigned a) { return (uint8_t)((v * a + 127u) / 255u); }
+
+/* Converts n pixels of cin channels into cout channels (both 1..4). */
+static void convert_pixels(uint8_t *dst, int cout, const uint8_t *src, int cin, size_t n) {
+    for (size_t i = 0; i < n; i++, src += cin, dst += cout) {
+        unsigned r, g, b, a;
+        switch (cin) {
+        case 1: r = g = b = src[0]; a = 255; break;
+        case 2: r = g = b = src[0]; a = src[1]; break;
+        case 3: r = src[0]; g = src[1]; b = src[2]; a = 255; break;
+        default: r = src[0]; g = src[1]; b = src[2]; a = src[3]; break;
+        }
+        int gray_in = cin <= 2;
+        if (cout == 2 || cout == 4) { /* alpha kept as it is */
+            if (cout == 2) {
+                dst[0] = gray_in ? (uint8_t)r : luma601(r, g, b);
+                dst[1] = (uint8_t)a;
+            } else {
+                dst[0] = (uint8_t)r;
+                dst[1] = (uint8_t)g;
+                dst[2] = (uint8_t)b;
+                dst[3] = (uint8_t)a;
+            }
+            continue;
+        }
+        if (a != 255) { /* alpha dropped: composite on black */
+            r = mul_alpha(r, a);
+            g = mul_alpha(g, a);
+            b = mul_alpha(b, a);
+        }
+        if (cout == 1) {
+            dst[0] = gray_in ? (uint8_t)r : luma601(r, g, b);
+        } else {
+            dst[0] = (uint8_t)r;
+            dst[1] = (uint8_t)g;
+            dst[2] = (uint8_t)b;
+        }
+    }
+}
+
+void t2i_image_convert(t2i_image *dst, const t2i_image *src, int want_c) {
+    T2I_ASSERT(src && src->px && src->c >= 1 && src->c <= 4);
+    T2I_ASSERT(want_c >= 0 && want_c <= 4);
+    int c = want_c ? want_c : src->c;
+    t2i_image out;
+    t2i_image_alloc(&out, src->w, src->h, c);
+    size_t n = (size_t)src->w * (size_t)src->h;
+    if (c == src->c)
+        memcpy(out.px, src->px, n * (size_t)c);
+    else
+        convert_pixels(out.px, c, src->px, src->c, n);
+    *dst = out;
+}
+
+/* Takes ownership of px (w * h * c bytes, malloc'ed) and fills img with want_c channels. */
+static void finish_image(t2i_image *img, uint8_t *px, int w, int h, int c, int want_c) {
+    t2i_image raw = {w, h, c, px};
+    if (want_c == 0 || want_c == c) {
+        *img = raw;
+        return;
+    }
+    t2i_image_convert(img, &raw, want_c);
+    free(px);
+}
+
+static int check_pixels(const char *name, long long w, long long h) {
+    if (w <= 0 || h <= 0) return t2i_error_set("%s: image has no pixels (%lldx%lld)", name, w, h);
+    if ((unsigned long long)w * (unsigned long long)h > T2I_IMAGE_MAX_PIXELS)
+        return t2i_error_set("%s: image is %lldx%lld, more than the limit of %zu pixels", name, w,
+                             h, T2I_IMAGE_MAX_PIXELS);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* PNG through libpng                                                                    */
+
+static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+/* Where libpng reads from (memory or a FILE) and where its error message goes. The
+ * decoder's allocations live here too: the function calling setjmp never modifies its
+ * own locals afterwards, so nothing is left indeterminate by longjmp. */
+typedef struct {
+    const uint8_t *mem;
+    size_t len, pos;
+    FILE *f;
+    char msg[256];
+    int too_big; /* the message is complete already (pixel limit), not libpng's */
+    uint8_t *px;
+    png_bytep *rows;
+} png_src;
+
+static void png_read_cb(png_structp png, png_bytep out, size_t n) {
+    png_src *s = png_get_io_ptr(png);
+    if (s->f) {
+        if (fread(out, 1, n, s->f) != n) png_error(png, "file is truncated");
+        return;
+    }
+    if (n > s->len - s->pos) png_error(png, "file is truncated");
+    memcpy(out, s->mem + s->pos, n);
+    s->pos += n;
+}
+
+static void png_error_cb(png_structp png, png_const_charp msg) {
+    png_src *s = png_get_error_ptr(png);
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_warning_cb(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg; /* warnings (bad ancillary chunks, gamma) do not stop decoding */
+}
+
+/* Reads the header and sets up the expansions: palette -> RGB, gray < 8 bits -> 8,
+ * tRNS -> alpha, interlace passes merged. 16-bit samples stay 16-bit (reduced by us,
+ * with our rounding). Returns channels and bit depth of the rows libpng will deliver. */
+static void png_setup(png_structp png, png_infop info, png_src *s, const char *name,
+                      int *w, int *h, int *c, int *depth) {
+    png_read_info(png, info);
+    png_uint_32 pw = png_get_image_width(png, info), ph = png_get_image_height(png, info);
+    if (check_pixels(name, pw, ph) != 0) {
+        s->too_big = 1;
+        png_longjmp(png, 1);
+    }
+    png_set_expand(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    *w = (int)pw;
+    *h = (int)ph;
+    *c = png_get_channels(png, info);
+    *depth = png_get_bit_depth(png, info);
+}
+
+/* Decodes into s->px (8-bit, *c channels). Returns 0, or 1 after a libpng error. */
+static int png_decode(png_structp png, png_infop info, png_src *s, const char *name, int *w,
+                      int *h, int *c) {
+    if (setjmp(png_jmpbuf(png))) return 1;
+    int depth;
+    png_setup(png, info, s, name, w, h, c, &depth);
+    size_t rowbytes = png_get_rowbytes(png, info);
+    T2I_ASSERT(rowbytes == (size_t)*w * (size_t)*c * (size_t)(depth / 8));
+    s->px = t2i_malloc(rowbytes * (size_t)*h);
+    s->rows = t2i_malloc(sizeof(png_bytep) * (size_t)*h);
+    for (int y = 0; y < *h; y++) s->rows[y] = s->px + (size_t)y * rowbytes;
+    png_read_image(png, s->rows);
+    png_read_end(png, NULL); /* checks the CRCs of the chunks after the pixels */
+    if (depth == 16) {       /* big-endian 16-bit samples, reduced in place */
+        size_t n = (size_t)*w * (size_t)*h * (size_t)*c;
+        for (size_t i = 0; i < n; i++) {
+            unsigned v = (unsigned)s->px[2 * i] << 8 | s->px[2 * i + 1];
+            s->px[i] = (uint8_t)((v * 255u + 32767u) / 65535u);
+        }
+    }
+    return 0;
+}
+
+static png_structp png_new_reader(png_src *s, png_infop *info) {
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, s, png_error_cb, png_warning_cb);
+    if (!png) return NULL;
+    *info = png_create_info_struct(png);
+    if (!*info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return NULL;
+    }
+    png_set_read_fn(png, s, png_read_cb);
+    return png;
+}
+
+static int png_fail(png_src *s, const char *name) {
+    if (s->too_big) return -1; /* check_pixels set the message */
+    return t2i_error_set("%s: corrupt PNG (%s)", name, s->msg[0] ? s->msg : "unknown libpng error");
+}
+
+static int load_png_mem(t2i_image *img, const uint8_t *data, size_t len, const char *name,
+                        int want_c) {
+    png_src s;
+    memset(&s, 0, sizeof s);
+    s.mem = data;
+    s.len = len;
+    png_infop info = NULL;
+    png_structp png = png_new_reader(&s, &info);
+    if (!png) return t2i_error_set("%s: cannot initialise libpng", name);
+    int w = 0, h = 0, c = 0;
+    int bad = png_decode(png, info, &s, name, &w, &h, &c);
+    png_destroy_read_struct(&png, &info, NULL);
+    free(s.rows);
+    if (bad) {
+        free(s.px);
+        return png_fail(&s, name);
+    }
+    finish_image(img, s.px, w, h, c, want_c);
+    return 0;
+}
+
+static int png_header(png_structp png, png_infop info, png_src *s, const char *name, int *w,
+                      int *h, int *c) {
+    if (setjmp(png_jmpbuf(png))) return 1;
+    int depth;
+    png_setup(png, info, s, name, w, h, c, &depth);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Loading                                                                               */
+
+/* Names the format from its magic bytes, for messages (stb_image itself tries every
+ * decoder in turn, so its failure reason for a damaged JPEG is often "unknown image
+ * type"). NULL when the bytes match nothing that has a signature (TGA has none). */
+static const char *sniff_format(const uint8_t *p, size_t n) {
+    if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return "JPEG";
+    if (n >= 2 && p[0] == 'B' && p[1] == 'M') return "BMP";
+    if (n >= 4 && !memcmp(p, "GIF8", 4)) return "GIF";
+    if (n >= 4 && !memcmp(p, "8BPS", 4)) return "PSD";
+    if (n >= 2 && p[0] == 'P' && (p[1] == '5' || p[1] == '6')) return "PNM";
+    return NULL;
+}
+
+static int stb_fail(const char *name, const char *fmt) {
+    if (!fmt) return t2i_error_set("%s: not a supported image (%s)", name, stbi_failure_reason());
+    return t2i_error_set("%s: corrupt %s (%s)", name, fmt, stbi_failure_reason());
+}
+
+int t2i_image_load_mem(t2i_image *img, const void *data, size_t len, const char *name,
+                       int want_c) {
+    T2I_ASSERT(img && name && (data || len == 0));
+    T2I_ASSERT(want_c >= 0 && want_c <= 4);
+    memset(img, 0, sizeof *img);
+    if (len == 0) return t2i_error_set("%s: empty file", name);
+    if (len >= 8 && memcmp(data, png_magic, 8) == 0) return load_png_mem(img, data, len, name, want_c);
+    if (len > INT_MAX) return t2i_error_set("%s: file too large for the image decoder", name);
+    const char *fmt = sniff_format(data, len);
+    int w, h, c;
+    if (!stbi_info_from_memory(data, (int)len, &w, &h, &c)) return stb_fail(name, fmt);
+    if (check_pixels(name, w, h) != 0) return -1;
+    uint8_t *px = stbi_load_from_memory(data, (int)len, &w, &h, &c, 0);
+    if (!px) return stb_fail(name, fmt ? fmt : "image");
+    if (c < 1 || c > 4) {
+        stbi_image_free(px);
+        return t2i_error_set("%s: unsupported channel count %d", name, c);
+    }
+    finish_image(img, px, w, h, c, want_c); /* stb allocates with malloc: free() is right */
+    return 0;
+}
+
+int t2i_image_load(t2i_image *img, const char *path, int want_c) {
+    T2I_ASSERT(img && path);
+    memset(img, 0, sizeof *img);
+    size_t len = 0;
+    char *data = t2i_read_file(path, &len, IMAGE_MAX_FILE_BYTES);
+    if (!data) return -1;
+    int rc = t2i_image_load_mem(img, data, len, path, want_c);
+    free(data);
+    return rc;
+}
+
+int t2i_image_info(const char *path, int *w, int *h, int *c) {
+    T2I_ASSERT(path && w && h && c);
+    FILE *f = fopen(path, "rb");
+    if (!f) return t2i_error_set("%s: cannot open: %s", path, strerror(errno));
+    uint8_t head[8];
+    size_t got = fread(head, 1, sizeof head, f);
+    if (got == 0) {
+        fclose(f);
+        return t2i_error_set("%s: empty file", path);
+    }
+    int rc = 0;
+    if (got == 8 && memcmp(head, png_magic, 8) == 0) {
+        png_src s;
+        memset(&s, 0, sizeof s);
+        s.f = f;
+        png_infop info = NULL;
+        png_structp png = png_new_reader(&s, &info);
+        if (!png) {
+            fclose(f);
+            return t2i_error_set("%s: cannot initialise libpng", path);
+        }
+        png_set_sig_bytes(png, 8);
+        int bad = png_header(png, info, &s, path, w, h, c);
+        png_destroy_read_struct(&png, &info, NULL);
+        if (bad) rc = png_fail(&s, path);
+    } else {
+        rewind(f);
+        if (!stbi_info_from_file(f, w, h, c))
+            rc = stb_fail(path, sniff_format(head, got));
+        else
+            rc = check_pixels(path, *w, *h);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Saving                                                                                */
+
+/* stb_image_write's own deflate is simple and weak; zlib is linked anyway. stb frees the
+ * result with free(), so it is allocated with malloc. */
+static unsigned char *zlib_compress_for_stb(unsigned char *data, int data_len, int *out_len,
+                                            int quality) {
+    uLongf n = compressBound((uLong)data_len);
+    unsigned char *out = malloc(n);
+    if (!out) return NULL;
+    int level = quality < 0 ? Z_DEFAULT_COMPRESSION : (quality > 9 ? 9 : quality);
+    if (compress2(out, &n, data, (uLong)data_len, level) != Z_OK || n > INT_MAX) {
+        free(out);
+        return NULL;
+    }
+    *out_len = (int)n;
+    return out;
+}
+
+typedef struct {
+    uint8_t *buf;
+    size_t len;
+} mem_sink;
+
+static void sink_write(void *ctx, void *data, int size) {
+    mem_sink *m = ctx;
+    m->buf = t2i_realloc(m->buf, m->len + (size_t)size);
+    memcpy(m->buf + m->len, data, (size_t)size);
+    m->len += (size_t)size;
+}
+
+int t2i_image_save_png(const char *path, const uint8_t *px, int w, int h, int c) {
+    T2I_ASSERT(path && px && w > 0 && h > 0 && c >= 1 && c <= 4);
+    if ((size_t)w * (size_t)c > INT_MAX / 2 || (size_t)w * (size_t)h > T2I_IMAGE_MAX_PIXELS)
+        return t2i_error_set("%s: image %dx%d too large to encode", path, w, h);
+    mem_sink m = {NULL, 0};
+    if (!stbi_write_png_to_func(sink_write, &m, w, h, c, px, w * c) || m.len == 0) {
+        free(m.buf);
+        return t2i_error_set("%s: PNG encoding failed", path);
+    }
+    int rc = t2i_write_file_atomic(path, m.buf, m.len);
+    if (rc == 0) { /* stb never reports write errors; check that the file is whole */
+        struct stat st;
+        if (stat(path, &st) != 0)
+            rc = t2i_error_set("%s: missing after writing: %s", path, strerror(errno));
+        else if ((size_t)st.st_size != m.len)
+            rc = t2i_error_set("%s: written %lld bytes, expected %zu", path, (long long)st.st_size,
+                               m.len);
+    }
+    free(m.buf);
+    return rc;
+}
+
+void t2i_image_free(t2i_image *img) {
+    if (!img) return;
+    free(img->px);
+    memset(img, 0, sizeof *img);
+}
+
+void t2i_image_alloc(t2i_image *img, int w, int h, int c) {
+    T2I_ASSERT(img && w > 0 && h > 0 && c >= 1 && c <= 4);
+    img->w = w;
+    img->h = h;
+    img->c = c;
+    img->px = t2i_calloc((size_t)w * (size_t)h, (size_t)c);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Tensors                                                                               */
+
+void t2i_image_to_chw(float *dst, const t2i_image *img) {
+    T2I_ASSERT(dst && img && img->px);
+    size_t plane = (size_t)img->w * (size_t)img->h;
+    for (int ch = 0; ch < img->c; ch++) {
+        float *d = dst + (size_t)ch * plane;
+        const uint8_t *s = img->px + ch;
+        for (size_t i = 0; i < plane; i++) d[i] = (float)s[i * (size_t)img->c] / 127.5f - 1.0f;
+    }
+}
+
+static inline uint8_t float_to_u8(float x) {
+    float v = (x + 1.0f) * 127.5f;
+    if (!(v > 0.0f)) return 0; /* also NaN */
+    if (v >= 255.0f) return 255;
+    return (uint8_t)(v + 0.5f); /* round half up */
+}
+
+void t2i_chw_to_u8(uint8_t *dst, const float *src, int C, int H, int W) {
+    T2I_ASSERT(dst && src && C > 0 && H > 0 && W > 0);
+    size_t plane = (size_t)H * (size_t)W;
+    for (int ch = 0; ch < C; ch++) {
+        const float *s = src + (size_t)ch * plane;
+        for (size_t i = 0; i < plane; i++) dst[i * (size_t)C + (size_t)ch] = float_to_u8(s[i]);
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Resampling                                                                            */
+
+#define PRECISION_BITS (32 - 8 - 2) /* Pillow's: leaves headroom for the negative lobes */
+
+static double filter_bilinear(double x) {
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+static double filter_bicubic(double x) {
+    const double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+    return 0.0;
+}
+
+/* For each output index: the first input index used, how many, and their weights. */
+typedef struct {
+    int ksize;
+    int *first, *count; /* (out) */
+    double *w;          /* (out, ksize) */
+    int32_t *wi;        /* (out, ksize): w in fixed point, for the 8-bit path */
+} taps;
+
+static void taps_build(taps *t, int in, int out, t2i_resize_filter f) {
+    T2I_ASSERT(f == T2I_RESIZE_BILINEAR || f == T2I_RESIZE_BICUBIC);
+    double (*fn)(double) = f == T2I_RESIZE_BICUBIC ? filter_bicubic : filter_bilinear;
+    double support0 = f == T2I_RESIZE_BICUBIC ? 2.0 : 1.0;
+    double scale = (double)in / out;
+    double fscale = scale < 1.0 ? 1.0 : scale; /* widen the filter when shrinking */
+    double support = support0 * fscale;
+    t->ksize = (int)ceil(support) * 2 + 1;
+    size_t n = (size_t)out * (size_t)t->ksize;
+    t->first = t2i_malloc(sizeof(int) * (size_t)out);
+    t->count = t2i_malloc(sizeof(int) * (size_t)out);
+    t->w = t2i_calloc(n, sizeof(double));
+    t->wi = t2i_calloc(n, sizeof(int32_t));
+    for (int i = 0; i < out; i++) {
+        double center = (i + 0.5) * scale;
+        /* truncation toward zero of the rounded ends, as Pillow (then clamped) */
+        int lo = (int)(center - support + 0.5);
+        int hi = (int)(center + support + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in) hi = in;
+        int cnt = hi - lo;
+        double *w = t->w + (size_t)i * (size_t)t->ksize;
+        double sum = 0.0;
+        for (int k = 0; k < cnt; k++) {
+            w[k] = fn((k + lo - center + 0.5) / fscale);
+            sum += w[k];
+        }
+        if (sum != 0.0)
+            for (int k = 0; k < cnt; k++) w[k] /= sum;
+        int32_t *wi = t->wi + (size_t)i * (size_t)t->ksize;
+        for (int k = 0; k < cnt; k++) {
+            double v = w[k] * (double)(1 << PRECISION_BITS);
+            wi[k] = (int32_t)(v < 0 ? v - 0.5 : v + 0.5);
+        }
+        t->first[i] = lo;
+        t->count[i] = cnt;
+    }
+}
+
+static void taps_free(taps *t) {
+    free(t->first);
+    free(t->count);
+    free(t->w);
+    free(t->wi);
+}
+
+static inline uint8_t clip_fixed(int32_t v) {
+    if (v < 0) return 0;
+    v >>= PRECISION_BITS;
+    return v > 255 ? 255 : (uint8_t)v;
+}
+
+/* Horizontal 8-bit pass over rows [y0, y0 + rows) of src into dst (w_out wide). */
+static void hpass_u8(uint8_t *dst, const uint8_t *src, int w_in, int c, int y0, int rows,
+                     int w_out, const taps *t) {
+    for (int y = 0; y < rows; y++) {
+        const uint8_t *srow = src + (size_t)(y0 + y) * (size_t)w_in * (size_t)c;
+        uint8_t *drow = dst + (size_t)y * (size_t)w_out * (size_t)c;
+        for (int x = 0; x < w_out; x++) {
+            const int32_t *k = t->wi + (size_t)x * (size_t)t->ksize;
+            const uint8_t *s = srow + (size_t)t->first[x] * (size_t)c;
+            int cnt = t->count[x];
+            for (int ch = 0; ch < c; ch++) {
+                int32_t acc = 1 << (PRECISION_BITS - 1);
+                for (int j = 0; j < cnt; j++) acc += (int32_t)s[(size_t)j * (size_t)c + (size_t)ch] * k[j];
+                drow[(size_t)x * (size_t)c + (size_t)ch] = clip_fixed(acc);
+            }
+        }
+    }
+}
+
+/* Vertical 8-bit pass; first[] of t is relative to row y0 of src. */
+static void vpass_u8(uint8_t *dst, const uint8_t *src, int w, int c, int y0, int h_out,
+                     const taps *t) {
+    size_t stride = (size_t)w * (size_t)c;
+    for (int y = 0; y < h_out; y++) {
+        const int32_t *k = t->wi + (size_t)y * (size_t)t->ksize;
+        const uint8_t *s = src + (size_t)(t->first[y] - y0) * stride;
+        int cnt = t->count[y];
+        uint8_t *drow = dst + (size_t)y * stride;
+        for (size_t i = 0; i < stride; i++) {
+            int32_t acc = 1 << (PRECISION_BITS - 1);
+            for (int j = 0; j < cnt; j++) acc += (int32_t)s[(size_t)j * stride + i] * k[j];
+            drow[i] = clip_fixed(acc);
+        }
+    }
+}
+
+/* Pillow's nearest: source index floor((i + 0.5) * in / out), with the position
+ * accumulated by repeated addition as Pillow's affine scaler does - the rounding error
+ * of the sum decides exact ties (64 -> 7 picks 31, not 32, for i = 3), and matching it
+ * makes the output identical (checked for all sizes 1..129 -> 1..129). */
+static int *nearest_index(int in, int out) {
+    int *idx = t2i_malloc(sizeof(int) * (size_t)out);
+    double scale = (double)in / out, pos = scale * 0.5;
+    for (int i = 0; i < out; i++, pos += scale) {
+        int s = (int)pos;
+        idx[i] = s < in ? s : in - 1;
+    }
+    return idx;
+}
+
+/* Pillow resizes LA/RGBA premultiplied (RGBa): colour times alpha with rounding... */
+static void premultiply(uint8_t *px, size_t n, int c) {
+    for (size_t i = 0; i < n; i++, px += c) {
+        unsigned a = px[c - 1];
+        for (int ch = 0; ch < c - 1; ch++) px[ch] = mul_alpha(px[ch], a);
+    }
+}
+
+/* ... and back by truncating division, clipped (opaque and empty pixels unchanged). */
+static void unpremultiply(uint8_t *px, size_t n, int c) {
+    for (size_t i = 0; i < n; i++, px += c) {
+        unsigned a = px[c - 1];
+        if (a == 0 || a == 255) continue;
+        for (int ch = 0; ch < c - 1; ch++) {
+            unsigned v = 255u * px[ch] / a;
+            px[ch] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    }
+}
+
+void t2i_image_resize(t2i_image *dst, const t2i_image *src, int w, int h, t2i_resize_filter f) {
+    T2I_ASSERT(dst && src && src->px && dst != src && w > 0 && h > 0);
+    int c = src->c;
+    t2i_image_alloc(dst, w, h, c);
+    if (w == src->w && h == src->h) {
+        memcpy(dst->px, src->px, (size_t)w * (size_t)h * (size_t)c);
+        return;
+    }
+    if (f == T2I_RESIZE_NEAREST) {
+        int *xi = nearest_index(src->w, w), *yi = nearest_index(src->h, h);
+        for (int y = 0; y < h; y++) {
+            const uint8_t *srow = src->px + (size_t)yi[y] * (size_t)src->w * (size_t)c;
+            uint8_t *drow = dst->px + (size_t)y * (size_t)w * (size_t)c;
+            for (int x = 0; x < w; x++) memcpy(drow + (size_t)x * c, srow + (size_t)xi[x] * c, (size_t)c);
+        }
+        free(xi);
+        free(yi);
+        return;
+    }
+    const uint8_t *in = src->px;
+    uint8_t *premul = NULL;
+    if (c == 2 || c == 4) {
+        size_t bytes = (size_t)src->w * (size_t)src->h * (size_t)c;
+        premul = t2i_malloc(bytes);
+        memcpy(premul, src->px, bytes);
+        premultiply(premul, (size_t)src->w * (size_t)src->h, c);
+        in = premul;
+    }
+    taps th, tv;
+    taps_build(&tv, src->h, h, f);
+    if (w != src->w) {
+        /* only the rows that the vertical pass reads */
+        int y0 = tv.first[0], y1 = tv.first[h - 1] + tv.count[h - 1];
+        taps_build(&th, src->w, w, f);
+        uint8_t *tmp = t2i_malloc((size_t)w * (size_t)(y1 - y0) * (size_t)c);
+        hpass_u8(tmp, in, src->w, c, y0, y1 - y0, w, &th);
+        if (h != src->h)
+            vpass_u8(dst->px, tmp, w, c, y0, h, &tv);
+        else
+            memcpy(dst->px, tmp, (size_t)w * (size_t)h * (size_t)c);
+        free(tmp);
+        taps_free(&th);
+    } else {
+        vpass_u8(dst->px, in, w, c, 0, h, &tv);
+    }
+    taps_free(&tv);
+    free(premul);
+    if (c == 2 || c == 4) unpremultiply(dst->px, (size_t)w * (size_t)h, c);
+}
+
+void t2i_resize_chw(float *dst, const float *src, int C, int H, int W, int h, int w,
+                    t2i_resize_filter f) {
+    T2I_ASSERT(dst && src && C > 0 && H > 0 && W > 0 && h > 0 && w > 0);
+    size_t in_plane = (size_t)H * (size_t)W, out_plane = (size_t)h * (size_t)w;
+    if (h == H && w == W) {
+        memcpy(dst, src, sizeof(float) * in_plane * (size_t)C);
+        return;
+    }
+    if (f == T2I_RESIZE_NEAREST) {
+        int *xi = nearest_index(W, w), *yi = nearest_index(H, h);
+        for (int ch = 0; ch < C; ch++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                    dst[ch * out_plane + (size_t)y * w + x] = src[ch * in_plane + (size_t)yi[y] * W + xi[x]];
+        free(xi);
+        free(yi);
+        return;
+    }
+    /* Pillow's "F" mode: double accumulation, float storage between the passes. */
+    taps th, tv;
+    taps_build(&th, W, w, f);
+    taps_build(&tv, H, h, f);
+    float *tmp = t2i_malloc(sizeof(float) * (size_t)H * (size_t)w);
+    for (int ch = 0; ch < C; ch++) {
+        const float *s = src + ch * in_plane;
+        float *d = dst + ch * out_plane;
+        const float *rows = s;
+        if (w != W) {
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < w; x++) {
+                    const double *k = th.w + (size_t)x * (size_t)th.ksize;
+                    const float *sp = s + (size_t)y * W + th.first[x];
+                    double acc = 0.0;
+                    for (int j = 0; j < th.count[x]; j++) acc += sp[j] * k[j];
+                    tmp[(size_t)y * w + x] = (float)acc;
+                }
+            rows = tmp;
+        }
+        if (h != H) {
+            for (int y = 0; y < h; y++) {
+                const double *k = tv.w + (size_t)y * (size_t)tv.ksize;
+                const float *sp = rows + (size_t)tv.first[y] * w;
+                for (int x = 0; x < w; x++) {
+                    double acc = 0.0;
+                    for (int j = 0; j < tv.count[y]; j++) acc += sp[(size_t)j * w + x] * k[j];
+                    d[(size_t)y * w + x] = (float)acc;
+                }
+            }
+        } else {
+            memcpy(d, rows, sizeof(float) * out_plane);
+        }
+    }
+    free(tmp);
+    taps_free(&th);
+    taps_free(&tv);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Crops and grids                                                                       */
+
+/* Offset of a crop of size `want` from a side of size `have`, as torchvision's
+ * center_crop: round(d / 2) with Python's half-to-even rounding when the image is
+ * larger; when it is smaller torchvision pads (left pad = (want - have) // 2). */
+static int crop_offset(int have, int want) {
+    if (have >= want) {
+        int d = have - want, k = d / 2;
+        return (d % 2 == 0 || k % 2 == 0) ? k : k + 1;
+    }
+    return -((want - have) / 2);
+}
+
+void t2i_image_center_crop(t2i_image *dst, const t2i_image *src, int w, int h) {
+    T2I_ASSERT(dst && src && src->px && dst != src && w > 0 && h > 0);
+    int c = src->c;
+    t2i_image_alloc(dst, w, h, c); /* zeroed: the padding when the crop is larger */
+    int ox = crop_offset(src->w, w), oy = crop_offset(src->h, h);
+    int x0 = ox < 0 ? -ox : 0, x1 = T2I_MIN(w, src->w - ox);
+    for (int y = 0; y < h; y++) {
+        int sy = y + oy;
+        if (sy < 0 || sy >= src->h || x1 <= x0) continue;
+        memcpy(dst->px + ((size_t)y * w + x0) * c,
+               src->px + ((size_t)sy * src->w + (size_t)(x0 + ox)) * c, (size_t)(x1 - x0) * c);
+    }
+}
+
+void t2i_image_resize_crop(t2i_image *dst, const t2i_image *src, int size, t2i_resize_filter f) {
+    T2I_ASSERT(dst && src && src->px && size > 0);
+    /* torchvision Resize(int): short side = size, long = int(size * long / short) */
+    int W = src->w, H = src->h, nw, nh;
+    if (W <= H) {
+        nw = size;
+        nh = (int)((double)((long long)size * H) / W);
+    } else {
+        nh = size;
+        nw = (int)((double)((long long)size * W) / H);
+    }
+    t2i_image mid;
+    t2i_image_resize(&mid, src, nw, nh, f);
+    t2i_image_center_crop(dst, &mid, size, size);
+    t2i_image_free(&mid);
+}
+
+void t2i_make_grid(t2i_image *grid, const float *imgs, int n, int C, int H, int W, int nrow,
+                   int pad, uint8_t pad_value) {
+    T2I_ASSERT(grid && imgs && n > 0 && C >= 1 && C <= 4 && H > 0 && W > 0 && nrow > 0 && pad >= 0);
+    int cols = T2I_MIN(nrow, n);
+    int rows = (n + cols - 1) / cols;
+    int cw = W + pad, ch = H + pad; /* cell pitch */
+    int gw = cols * cw + pad, gh = rows * ch + pad;
+    t2i_image_alloc(grid, gw, gh, C);
+    memset(grid->px, pad_value, (size_t)gw * (size_t)gh * (size_t)C);
+    uint8_t *tile = t2i_malloc((size_t)H * (size_t)W * (size_t)C);
+    size_t per = (size_t)C * (size_t)H * (size_t)W;
+    for (int k = 0; k < n; k++) {
+        t2i_chw_to_u8(tile, imgs + (size_t)k * per, C, H, W);
+        int gx = (k % cols) * cw + pad, gy = (k / cols) * ch + pad;
+        for (int y = 0; y < H; y++)
+            memcpy(grid->px + ((size_t)(gy + y) * gw + gx) * C, tile + (size_t)y * W * C, (size_t)W * C);
+    }
+    free(tile);
+}
+
+int t2i_save_grid(const char *path, const float *imgs, int n, int C, int H, int W, int nrow) {
+    t2i_image g;
+    t2i_make_grid(&g, imgs, n, C, H, W, nrow, 2, 0);
+    int rc = t2i_image_save_png(path, g.px, g.w, g.h, g.c);
+    t2i_image_free(&g);
+    return rc;
+}
