@@ -95,13 +95,27 @@ void nn_linear_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 /* ------------------------------------------------------------------ im2col / col2im */
 
+/* Output columns ow whose tap iw = ow*stride - pad + kw falls inside [0, W): [*lo, *hi). */
+static inline void tap_range(int W, int OW, int stride, int pad, int kw, int *lo, int *hi) {
+    int a = pad - kw; /* need ow*stride >= a */
+    int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int b = W - 1 + pad - kw; /* need ow*stride <= b */
+    int h = b < 0 ? 0 : b / stride + 1;
+    if (h > OW) h = OW;
+    if (l > h) l = h;
+    *lo = l, *hi = h;
+}
+
 /* Columns of one image channel: rows (c, kh, kw) for c fixed, each row ld floats apart,
- * column index oh*OW + ow. Out-of-image taps read 0. */
+ * column index oh*OW + ow. Out-of-image taps read 0. The valid span of each row is
+ * computed once, so the inner loops carry no bounds tests (stride 1 is a memcpy). */
 static void im2col_channel(float *col, size_t ld, const float *img, int H, int W, int KH, int KW,
                            int stride, int pad, int OH, int OW) {
     for (int kh = 0; kh < KH; kh++) {
         for (int kw = 0; kw < KW; kw++) {
             float *row = col + (size_t)(kh * KW + kw) * ld;
+            int lo, hi;
+            tap_range(W, OW, stride, pad, kw, &lo, &hi);
             for (int oh = 0; oh < OH; oh++) {
                 int ih = oh * stride - pad + kh;
                 float *dst = row + (size_t)oh * OW;
@@ -110,18 +124,14 @@ static void im2col_channel(float *col, size_t ld, const float *img, int H, int W
                     continue;
                 }
                 const float *src = img + (size_t)ih * W;
+                int off = kw - pad; /* iw = ow*stride + off; >= 0 for ow >= lo */
+                for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
                 if (stride == 1) {
-                    int iw0 = -pad + kw;
-                    for (int ow = 0; ow < OW; ow++) {
-                        int iw = iw0 + ow;
-                        dst[ow] = (iw >= 0 && iw < W) ? src[iw] : 0.0f;
-                    }
+                    if (hi > lo) memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof(float));
                 } else {
-                    for (int ow = 0; ow < OW; ow++) {
-                        int iw = ow * stride - pad + kw;
-                        dst[ow] = (iw >= 0 && iw < W) ? src[iw] : 0.0f;
-                    }
+                    for (int ow = lo; ow < hi; ow++) dst[ow] = src[ow * stride + off];
                 }
+                for (int ow = hi; ow < OW; ow++) dst[ow] = 0.0f;
             }
         }
     }
@@ -133,14 +143,18 @@ static void col2im_channel(float *img, const float *col, size_t ld, int H, int W
     for (int kh = 0; kh < KH; kh++) {
         for (int kw = 0; kw < KW; kw++) {
             const float *row = col + (size_t)(kh * KW + kw) * ld;
+            int lo, hi;
+            tap_range(W, OW, stride, pad, kw, &lo, &hi);
             for (int oh = 0; oh < OH; oh++) {
                 int ih = oh * stride - pad + kh;
                 if (ih < 0 || ih >= H) continue;
                 const float *src = row + (size_t)oh * OW;
                 float *dst = img + (size_t)ih * W;
-                for (int ow = 0; ow < OW; ow++) {
-                    int iw = ow * stride - pad + kw;
-                    if (iw >= 0 && iw < W) dst[iw] += src[ow];
+                int off = kw - pad;
+                if (stride == 1) {
+                    for (int ow = lo; ow < hi; ow++) dst[ow + off] += src[ow];
+                } else {
+                    for (int ow = lo; ow < hi; ow++) dst[ow * stride + off] += src[ow];
                 }
             }
         }
@@ -764,6 +778,12 @@ void nn_add_forward(float *out, const float *a, const float *b, size_t n) {
 void nn_add_inplace(float *y, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void nn_add_bias_rows(float *y, const float *b, size_t N, int C) {
+#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
+    for (size_t i = 0; i < N; i++)
+        for (int j = 0; j < C; j++) y[i * C + j] += b[j];
 }
 
 void nn_concat_forward(float *out, const float *a, const float *b, int N, int Ca, int Cb, int S) {

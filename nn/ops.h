@@ -131,6 +131,8 @@ void nn_dropout_backward(float *dinp, const float *dout, const float *mask, size
 void nn_add_forward(float *out, const float *a, const float *b, size_t n);
 /* y += x */
 void nn_add_inplace(float *y, const float *x, size_t n);
+/* y (N, C): every row += b (C). */
+void nn_add_bias_rows(float *y, const float *b, size_t N, int C);
 /* Concatenate along channels: a (N, Ca, S), b (N, Cb, S) -> out (N, Ca+Cb, S). */
 void nn_concat_forward(float *out, const float *a, const float *b, int N, int Ca, int Cb, int S);
 void nn_concat_backward(float *da, float *db, const float *dout, int N, int Ca, int Cb, int S);
