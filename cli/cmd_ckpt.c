@@ -1,0 +1,193 @@
+/* cmd_ckpt.c - `t2i ckpt`: inspect checkpoints (safetensors files).
+ *
+ *     t2i ckpt info [--json] [--full] FILE...
+ *
+ * For each FILE, prints one line per tensor (name, dtype, shape, bytes), the totals
+ * (tensors, parameters, bytes) and the metadata: a value that parses as a JSON object
+ * (the model "config") is shown compactly, long values are cut at 200 characters unless
+ * --full, and control characters are escaped so every entry stays on one line.
+ * --json prints one JSON object per file on one line instead (values never cut).
+ *
+ * Returns 0 when every file is valid; a malformed or unreadable file prints
+ * "t2i: FILE: <problem>" on stderr, the other files are still listed, and the exit
+ * status is 1. Usage errors exit with 2.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "base.h"
+#include "commands.h"
+#include "safetensors.h"
+
+#define META_SHOW_MAX 200 /* characters of a metadata value shown without --full */
+
+static void human_bytes(char *buf, size_t cap, size_t n) {
+    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024 && u < 4) v /= 1024, u++;
+    if (u == 0) snprintf(buf, cap, "%zu B", n);
+    else snprintf(buf, cap, "%.1f %s", v, unit[u]);
+}
+
+/* Writes s (at most max bytes of it, cut on a UTF-8 boundary) with control characters
+ * escaped; returns 1 when it was cut. */
+static int print_escaped(FILE *out, const char *s, size_t max) {
+    size_t n = strlen(s), cut = n;
+    if (n > max) {
+        cut = max;
+        while (cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80) cut--;
+    }
+    for (size_t i = 0; i < cut; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n') fputs("\\n", out);
+        else if (c == '\t') fputs("\\t", out);
+        else if (c < 0x20 || c == 0x7f) fprintf(out, "\\x%02x", c);
+        else fputc(c, out);
+    }
+    return cut < n;
+}
+
+static void shape_str(char *buf, size_t cap, const st_tensor *t) {
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < t->ndim && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+}
+
+static void print_table(const st_file *f, int full) {
+    size_t params = 0, bytes = 0;
+    int wname = 4, wshape = 5;
+    char sh[200], hb[32];
+    for (int i = 0; i < f->n; i++) {
+        int l = (int)strlen(f->t[i].name);
+        if (l > wname) wname = l;
+        shape_str(sh, sizeof sh, &f->t[i]);
+        l = (int)strlen(sh);
+        if (l > wshape) wshape = l;
+        params += f->t[i].numel;
+        bytes += f->t[i].end - f->t[i].begin;
+    }
+    if (wname > 60) wname = 60;
+    printf("%s\n", f->path);
+    printf("  %-*s  %-7s  %-*s  %12s\n", wname, "name", "dtype", wshape, "shape", "bytes");
+    for (int i = 0; i < f->n; i++) {
+        const st_tensor *t = &f->t[i];
+        shape_str(sh, sizeof sh, t);
+        fputs("  ", stdout);
+        print_escaped(stdout, t->name, (size_t)-1);
+        int pad = wname - (int)strlen(t->name);
+        printf("%*s  %-7s  %-*s  %12zu\n", pad > 0 ? pad : 0, "", st_dtype_name(t->dtype), wshape, sh,
+               t->end - t->begin);
+    }
+    human_bytes(hb, sizeof hb, bytes);
+    printf("  total: %d tensors, %zu parameters, %zu bytes (%s); header %zu bytes\n", f->n, params, bytes, hb,
+           f->map_len - f->data_len - 8);
+    printf("metadata: %d %s\n", f->n_meta, f->n_meta == 1 ? "key" : "keys");
+    for (int i = 0; i < f->n_meta; i++) {
+        const char *v = f->meta_vals[i];
+        cJSON *j = cJSON_Parse(v);
+        char *compact = cJSON_IsObject(j) ? cJSON_PrintUnformatted(j) : NULL;
+        const char *shown = compact ? compact : v;
+        fputs("  ", stdout);
+        print_escaped(stdout, f->meta_keys[i], (size_t)-1);
+        fputs(": ", stdout);
+        if (print_escaped(stdout, shown, full ? (size_t)-1 : META_SHOW_MAX))
+            printf(" ... (%zu characters; --full shows all)", strlen(shown));
+        fputc('\n', stdout);
+        free(compact);
+        cJSON_Delete(j);
+    }
+}
+
+static int print_json(const st_file *f) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", f->path);
+    cJSON_AddNumberToObject(o, "header_bytes", (double)(f->map_len - f->data_len - 8));
+    cJSON *ts = cJSON_AddArrayToObject(o, "tensors");
+    size_t params = 0, bytes = 0;
+    for (int i = 0; i < f->n; i++) {
+        const st_tensor *t = &f->t[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", t->name);
+        cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dtype));
+        cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+        for (int k = 0; k < t->ndim; k++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[k]));
+        cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)t->begin));
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)t->end));
+        cJSON_AddNumberToObject(e, "bytes", (double)(t->end - t->begin));
+        cJSON_AddItemToArray(ts, e);
+        params += t->numel;
+        bytes += t->end - t->begin;
+    }
+    cJSON_AddNumberToObject(o, "n_tensors", f->n);
+    cJSON_AddNumberToObject(o, "parameters", (double)params);
+    cJSON_AddNumberToObject(o, "bytes", (double)bytes);
+    cJSON *m = cJSON_AddObjectToObject(o, "metadata");
+    for (int i = 0; i < f->n_meta; i++) cJSON_AddStringToObject(m, f->meta_keys[i], f->meta_vals[i]);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s) return t2i_fail("%s: out of memory formatting JSON", f->path);
+    puts(s);
+    free(s);
+    return 0;
+}
+
+static int ckpt_info(int argc, char **argv) {
+    int json = 0;  /* one JSON object per file instead of the table */
+    int full = 0;  /* do not cut long metadata values */
+    t2i_flag flags[] = {
+        {"--json", T2I_BOOL, &json, "print one JSON object per file (one line each) instead of a table"},
+        {"--full", T2I_BOOL, &full, "show long metadata values in full"},
+    };
+    t2i_cmd cmd = {
+        .name = "t2i ckpt info",
+        .summary = "List the tensors (name, dtype, shape, bytes), totals and metadata of safetensors files.",
+        .usage = "[options] FILE...",
+        .flags = flags,
+        .nflags = (int)(sizeof flags / sizeof flags[0]),
+        .details = "Exit status: 0 when every file is valid, 1 when one is malformed or unreadable\n"
+                   "(\"t2i: FILE: problem\" on stderr), 2 on usage errors.",
+    };
+    int rc = t2i_parse(&cmd, argc, argv);
+    if (rc != T2I_PARSE_OK) {
+        free(cmd.pos);
+        return rc == T2I_PARSE_HELP ? 0 : 2;
+    }
+    if (cmd.npos == 0) {
+        t2i_fail("%s: no FILE given (see --help)", cmd.name);
+        free(cmd.pos);
+        return 2;
+    }
+    int status = 0;
+    for (int i = 0; i < cmd.npos; i++) {
+        st_file f;
+        fflush(stdout); /* keep stdout and stderr lines in file order */
+        if (st_open(&f, cmd.pos[i]) != 0) {
+            status = t2i_fail_err();
+            continue;
+        }
+        if (json) {
+            if (print_json(&f) != 0) status = 1;
+        } else {
+            if (i > 0) putchar('\n');
+            print_table(&f, full);
+        }
+        st_close(&f);
+    }
+    free(cmd.pos);
+    if (fflush(stdout) != 0) return t2i_fail("cannot write to standard output");
+    return status;
+}
+
+int cmd_ckpt(int argc, char **argv) {
+    static const t2i_subcmd subs[] = {
+        {"info", ckpt_info, "list tensors (name, dtype, shape, bytes), totals and metadata"},
+    };
+    return t2i_dispatch("t2i ckpt", "Inspect checkpoints (safetensors files).", subs,
+                        (int)(sizeof subs / sizeof subs[0]), argc, argv);
+}

@@ -1,0 +1,878 @@
+/* safetensors.c - reader (mmap + full validation) and writer (atomic, streaming) for
+ * safetensors files. API and format: see safetensors.h.
+ *
+ * Reading: st_open maps the file, st_parse takes a caller's buffer (which must outlive the
+ * st_file, since tensors point into it). Both validate the whole header before returning
+ * and return 0, or -1 with a one-line error "NAME: problem" (t2i_error_msg) after freeing
+ * everything, leaving *f zeroed; st_close on a zeroed, failed or closed st_file is a no-op.
+ * Checks, in order: length >= 8; header length within the file and <= 100 MB; header free of
+ * NUL bytes and valid UTF-8; valid JSON followed only by whitespace; a JSON object; every
+ * entry an object with a string "dtype" of a known type, an array "shape" of at most
+ * ST_MAX_DIMS non-negative integers whose element count and byte size fit in size_t, and
+ * "data_offsets" of two non-negative integers with begin <= end <= data block size and
+ * end - begin == numel * dtype size; a known field given twice is refused (cJSON keeps
+ * duplicates, and which one wins would be arbitrary); unknown fields are ignored; no
+ * duplicate tensor names; no two non-empty tensors overlapping; "__metadata__", if
+ * present, an object of string values with distinct keys. Bytes of the data block that no
+ * tensor covers are accepted (the spec asks writers not to leave any; we stay lenient).
+ * Tensor data may be unaligned: values are copied out with memcpy.
+ *
+ * Writing: st_writer_* keep a copy of each tensor; st_writer_save streams the header and
+ * the tensors into PATH.tmp.<pid>, fsyncs, renames over PATH and fsyncs the folder, so no
+ * second in-memory copy of the file is made. On failure the temporary file is removed and
+ * the old PATH is untouched. The header is compact JSON (metadata first, then tensors in
+ * insertion order with consecutive data_offsets), strings escaped as Python's
+ * json.dumps(ensure_ascii=False) does, padded with spaces to a multiple of 8 bytes so the
+ * data block starts 8-byte aligned. Programming errors (duplicate names, bad shapes, an
+ * unsupported conversion) are T2I_ASSERT failures.
+ *
+ * Assumes a little-endian host for the F32 fast path; other dtypes are decoded byte-wise.
+ * A mapped file truncated by another process while open raises SIGBUS: not guarded.
+ */
+#include "safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base.h"
+
+#define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000) /* larger headers are refused as absurd */
+#define ST_MAX_EXACT 9007199254740992.0             /* 2^53: JSON numbers above are inexact */
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtype_info[ST_NDTYPES] = {
+    [ST_F32] = {"F32", 4},   [ST_F16] = {"F16", 2},   [ST_BF16] = {"BF16", 2},
+    [ST_F64] = {"F64", 8},   [ST_I64] = {"I64", 8},   [ST_I32] = {"I32", 4},
+    [ST_I16] = {"I16", 2},   [ST_I8] = {"I8", 1},     [ST_U8] = {"U8", 1},
+    [ST_BOOL] = {"BOOL", 1}, [ST_U16] = {"U16", 2},   [ST_U32] = {"U32", 4},
+    [ST_U64] = {"U64", 8},   [ST_F8_E4M3] = {"F8_E4M3", 1}, [ST_F8_E5M2] = {"F8_E5M2", 1},
+};
+
+const char *st_dtype_name(st_dtype d) {
+    T2I_ASSERTF((unsigned)d < ST_NDTYPES, "dtype %d", (int)d);
+    return dtype_info[d].name;
+}
+
+size_t st_dtype_size(st_dtype d) {
+    T2I_ASSERTF((unsigned)d < ST_NDTYPES, "dtype %d", (int)d);
+    return dtype_info[d].size;
+}
+
+int st_dtype_parse(const char *s) {
+    if (!s) return -1;
+    for (int d = 0; d < ST_NDTYPES; d++)
+        if (strcmp(s, dtype_info[d].name) == 0) return d;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- small helpers ---- */
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
+
+/* Names and dtype strings come from untrusted files: messages show them escaped (one line
+ * whatever they contain) and truncated. */
+static const char *show(const char *s, char *buf, size_t cap) {
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (o + 8 >= cap) {
+            memcpy(buf + o, "...", 4);
+            return buf;
+        }
+        if (*p < 0x20 || *p == 0x7f) o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", *p);
+        else buf[o++] = (char)*p;
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%" PRId64, i ? ", " : "", shape[i]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+}
+
+/* Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points
+ * above U+10FFFF included), or len when the text is valid. */
+static size_t utf8_invalid_at(const uint8_t *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = s[i];
+        size_t n;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return i;
+        }
+        if (n > len - i - 1) return i;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return i;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+        i += n + 1;
+    }
+    return len;
+}
+
+/* A JSON number that is a non-negative integer, exactly representable. */
+static int json_uint(const cJSON *v, uint64_t *out) {
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!(d >= 0) || d > ST_MAX_EXACT || d != floor(d)) return 0;
+    *out = (uint64_t)d;
+    return 1;
+}
+
+/* --------------------------------------------------------------------- reading ---- */
+
+static void free_partial(st_file *f) {
+    for (int i = 0; i < f->n; i++) free(f->t[i].name);
+    for (int i = 0; i < f->n_meta; i++) {
+        free(f->meta_keys[i]);
+        free(f->meta_vals[i]);
+    }
+    free(f->t);
+    free(f->meta_keys);
+    free(f->meta_vals);
+    free(f->path);
+    if (f->map) munmap(f->map, f->map_len);
+    memset(f, 0, sizeof *f);
+}
+
+void st_close(st_file *f) {
+    if (f) free_partial(f);
+}
+
+static int parse_entry(st_file *f, const char *name, const cJSON *e, st_tensor *t) {
+    char nb[96], sb[200];
+    const char *path = f->path;
+    if (!cJSON_IsObject(e))
+        return t2i_error_set("%s: entry '%s' is not an object", path, show(name, nb, sizeof nb));
+    const cJSON *dt = NULL, *shape = NULL, *offs = NULL;
+    for (const cJSON *c = e->child; c; c = c->next) {
+        const cJSON **slot = strcmp(c->string, "dtype") == 0          ? &dt
+                             : strcmp(c->string, "shape") == 0        ? &shape
+                             : strcmp(c->string, "data_offsets") == 0 ? &offs
+                                                                      : NULL;
+        if (!slot) continue; /* unknown fields are tolerated, as other readers do */
+        if (*slot)
+            return t2i_error_set("%s: tensor '%s': duplicate key \"%s\"", path, show(name, nb, sizeof nb),
+                                 c->string);
+        *slot = c;
+    }
+    if (!cJSON_IsString(dt))
+        return t2i_error_set("%s: tensor '%s': missing or non-string \"dtype\"", path,
+                             show(name, nb, sizeof nb));
+    int d = st_dtype_parse(dt->valuestring);
+    if (d < 0)
+        return t2i_error_set("%s: tensor '%s': unknown dtype '%s'", path, show(name, nb, sizeof nb),
+                             show(dt->valuestring, sb, sizeof sb));
+    t->dtype = (st_dtype)d;
+
+    if (!cJSON_IsArray(shape))
+        return t2i_error_set("%s: tensor '%s': missing or non-array \"shape\"", path,
+                             show(name, nb, sizeof nb));
+    int ndim = 0;
+    int has_zero = 0;
+    for (const cJSON *c = shape->child; c; c = c->next, ndim++) {
+        if (ndim == ST_MAX_DIMS)
+            return t2i_error_set("%s: tensor '%s': shape has more than %d dimensions", path,
+                                 show(name, nb, sizeof nb), ST_MAX_DIMS);
+        uint64_t v;
+        if (!json_uint(c, &v)) {
+            const char *why = !cJSON_IsNumber(c)       ? "is not a number"
+                              : c->valuedouble < 0     ? "is negative"
+                              : c->valuedouble > ST_MAX_EXACT ? "is too large"
+                                                       : "is not an integer";
+            return t2i_error_set("%s: tensor '%s': shape dimension %d %s", path, show(name, nb, sizeof nb),
+                                 ndim, why);
+        }
+        t->shape[ndim] = (int64_t)v;
+        if (v == 0) has_zero = 1;
+    }
+    t->ndim = ndim;
+    /* With a zero dimension the product is 0 whatever the others are; otherwise guard
+     * every multiplication, including the final one by the element size. */
+    size_t numel = 1;
+    if (has_zero) {
+        numel = 0;
+    } else {
+        for (int i = 0; i < ndim; i++) {
+            uint64_t v = (uint64_t)t->shape[i];
+            if (v > SIZE_MAX / numel) {
+                fmt_shape(sb, sizeof sb, ndim, t->shape);
+                return t2i_error_set("%s: tensor '%s': shape %s is too large", path,
+                                     show(name, nb, sizeof nb), sb);
+            }
+            numel *= (size_t)v;
+        }
+    }
+    size_t esize = dtype_info[d].size;
+    if (numel > SIZE_MAX / esize) {
+        fmt_shape(sb, sizeof sb, ndim, t->shape);
+        return t2i_error_set("%s: tensor '%s': shape %s is too large", path, show(name, nb, sizeof nb), sb);
+    }
+    t->numel = numel;
+
+    uint64_t b = 0, en = 0;
+    if (!cJSON_IsArray(offs) || !offs->child || !offs->child->next || offs->child->next->next ||
+        !cJSON_IsNumber(offs->child) || !cJSON_IsNumber(offs->child->next))
+        return t2i_error_set("%s: tensor '%s': \"data_offsets\" must be an array of two integers", path,
+                             show(name, nb, sizeof nb));
+    double db = offs->child->valuedouble, de = offs->child->next->valuedouble;
+    if (!(db >= 0) || !(de >= 0) || db != floor(db) || de != floor(de))
+        return t2i_error_set("%s: tensor '%s': \"data_offsets\" must be non-negative integers", path,
+                             show(name, nb, sizeof nb));
+    if (db > de)
+        return t2i_error_set("%s: tensor '%s': data_offsets begin %.0f > end %.0f", path,
+                             show(name, nb, sizeof nb), db, de);
+    if (!json_uint(offs->child->next, &en) || en > f->data_len)
+        return t2i_error_set("%s: tensor '%s': data_offsets end %.0f is beyond the data block (%zu bytes)",
+                             path, show(name, nb, sizeof nb), de, f->data_len);
+    json_uint(offs->child, &b); /* b <= en, so it is exact too */
+    if (en - b != numel * esize) {
+        fmt_shape(sb, sizeof sb, ndim, t->shape);
+        return t2i_error_set("%s: tensor '%s': data_offsets span %" PRIu64 " bytes but %s x %s needs %zu",
+                             path, show(name, nb, sizeof nb), en - b, dtype_info[d].name, sb, numel * esize);
+    }
+    t->begin = (size_t)b;
+    t->end = (size_t)en;
+    t->data = f->data + b;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int parse_metadata(st_file *f, const cJSON *m) {
+    char nb[96];
+    if (!cJSON_IsObject(m)) return t2i_error_set("%s: \"__metadata__\" is not an object", f->path);
+    int n = 0;
+    for (const cJSON *c = m->child; c; c = c->next) n++;
+    f->meta_keys = t2i_calloc((size_t)n, sizeof(char *));
+    f->meta_vals = t2i_calloc((size_t)n, sizeof(char *));
+    for (const cJSON *c = m->child; c; c = c->next) {
+        if (!cJSON_IsString(c))
+            return t2i_error_set("%s: \"__metadata__\" value of '%s' is not a string", f->path,
+                                 show(c->string, nb, sizeof nb));
+        f->meta_keys[f->n_meta] = t2i_strdup(c->string);
+        f->meta_vals[f->n_meta] = t2i_strdup(c->valuestring);
+        f->n_meta++;
+    }
+    /* duplicate keys, by sorting a copy of the key list (a header may hold millions) */
+    int rc = 0;
+    if (n > 1) {
+        char **sorted = t2i_malloc((size_t)n * sizeof(char *));
+        memcpy(sorted, f->meta_keys, (size_t)n * sizeof(char *));
+        qsort(sorted, (size_t)n, sizeof(char *), cmp_str);
+        for (int i = 1; i < n && rc == 0; i++)
+            if (strcmp(sorted[i - 1], sorted[i]) == 0)
+                rc = t2i_error_set("%s: \"__metadata__\" has duplicate key '%s'", f->path,
+                                   show(sorted[i], nb, sizeof nb));
+        free(sorted);
+    }
+    return rc;
+}
+
+static int cmp_name(const void *a, const void *b) {
+    return strcmp((*(const st_tensor *const *)a)->name, (*(const st_tensor *const *)b)->name);
+}
+
+static int cmp_range(const void *a, const void *b) {
+    const st_tensor *x = *(const st_tensor *const *)a, *y = *(const st_tensor *const *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* Duplicate names and overlapping byte ranges, both found after sorting. */
+static int check_tensor_set(st_file *f) {
+    char nb[96], nb2[96];
+    if (f->n < 2) return 0;
+    const st_tensor **idx = t2i_malloc((size_t)f->n * sizeof *idx);
+    int rc = 0;
+    for (int i = 0; i < f->n; i++) idx[i] = &f->t[i];
+    qsort(idx, (size_t)f->n, sizeof *idx, cmp_name);
+    for (int i = 1; i < f->n && rc == 0; i++)
+        if (strcmp(idx[i - 1]->name, idx[i]->name) == 0)
+            rc = t2i_error_set("%s: duplicate tensor name '%s'", f->path, show(idx[i]->name, nb, sizeof nb));
+    if (rc == 0) {
+        qsort(idx, (size_t)f->n, sizeof *idx, cmp_range);
+        /* Empty tensors occupy no bytes, so they cannot overlap anything. */
+        const st_tensor *prev = NULL;
+        for (int i = 0; i < f->n && rc == 0; i++) {
+            const st_tensor *t = idx[i];
+            if (t->begin == t->end) continue;
+            if (prev && t->begin < prev->end)
+                rc = t2i_error_set("%s: tensors '%s' [%zu, %zu) and '%s' [%zu, %zu) overlap", f->path,
+                                   show(prev->name, nb, sizeof nb), prev->begin, prev->end,
+                                   show(t->name, nb2, sizeof nb2), t->begin, t->end);
+            if (!prev || t->end > prev->end) prev = t;
+        }
+    }
+    free(idx);
+    return rc;
+}
+
+static int parse_json(st_file *f, cJSON *root) {
+    if (!cJSON_IsObject(root)) return t2i_error_set("%s: header JSON is not an object", f->path);
+    int count = 0, seen_meta = 0;
+    for (const cJSON *c = root->child; c; c = c->next) count++;
+    f->t = t2i_calloc((size_t)count, sizeof(st_tensor));
+    for (const cJSON *c = root->child; c; c = c->next) {
+        if (strcmp(c->string, "__metadata__") == 0) {
+            if (seen_meta++) return t2i_error_set("%s: \"__metadata__\" appears twice", f->path);
+            if (parse_metadata(f, c) != 0) return -1;
+            continue;
+        }
+        st_tensor *t = &f->t[f->n];
+        if (parse_entry(f, c->string, c, t) != 0) return -1;
+        t->name = t2i_strdup(c->string);
+        f->n++;
+    }
+    return check_tensor_set(f);
+}
+
+static int parse_buffer(st_file *f, const uint8_t *buf, size_t len) {
+    const char *path = f->path;
+    if (len < 8)
+        return t2i_error_set("%s: file too short for a safetensors header (%zu bytes, need at least 8)",
+                             path, len);
+    uint64_t hlen = rd64(buf);
+    if (hlen > len - 8)
+        return t2i_error_set("%s: header length %" PRIu64 " is beyond the end of the file (%zu bytes)",
+                             path, hlen, len);
+    if (hlen > ST_MAX_HEADER)
+        return t2i_error_set("%s: header length %" PRIu64 " is absurd (over 100 MB)", path, hlen);
+    const uint8_t *h = buf + 8;
+    const uint8_t *nul = memchr(h, 0, (size_t)hlen);
+    if (nul) return t2i_error_set("%s: header contains a NUL byte at offset %zu", path, (size_t)(nul - buf));
+    size_t bad = utf8_invalid_at(h, (size_t)hlen);
+    if (bad < hlen)
+        return t2i_error_set("%s: header is not valid UTF-8 (byte offset %zu)", path, bad + 8);
+    f->data = h + hlen;
+    f->data_len = len - 8 - (size_t)hlen;
+
+    /* cJSON wants a NUL-terminated string; the mapped header is not. */
+    char *text = t2i_malloc((size_t)hlen + 1);
+    memcpy(text, h, (size_t)hlen);
+    text[hlen] = 0;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
+    int rc;
+    if (!root) {
+        size_t at = end ? (size_t)(end - text) : 0;
+        rc = t2i_error_set("%s: header is not valid JSON (error near byte %zu)", path, at + 8);
+    } else {
+        end += strspn(end, " \t\r\n");
+        if (*end)
+            rc = t2i_error_set("%s: header has trailing data after the JSON (byte %zu)", path,
+                               (size_t)(end - text) + 8);
+        else
+            rc = parse_json(f, root);
+    }
+    cJSON_Delete(root);
+    free(text);
+    return rc;
+}
+
+int st_parse(st_file *f, const void *buf, size_t len, const char *name) {
+    T2I_ASSERT(f != NULL);
+    memset(f, 0, sizeof *f);
+    f->path = t2i_strdup(name ? name : "<memory>");
+    if (parse_buffer(f, len ? buf : (const uint8_t *)"", len) != 0) {
+        free_partial(f);
+        return -1;
+    }
+    return 0;
+}
+
+int st_open(st_file *f, const char *path) {
+    T2I_ASSERT(f != NULL && path != NULL);
+    memset(f, 0, sizeof *f);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return t2i_error_set("%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return t2i_error_set("%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return t2i_error_set("%s: not a regular file", path);
+    }
+    size_t len = (size_t)st.st_size;
+    f->path = t2i_strdup(path);
+    if (len >= 8) { /* mmap refuses length 0; shorter files fail in parse_buffer anyway */
+        void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            int e = errno;
+            close(fd);
+            free_partial(f);
+            return t2i_error_set("%s: cannot map: %s", path, strerror(e));
+        }
+        f->map = m;
+        f->map_len = len;
+    }
+    close(fd);
+    if (parse_buffer(f, f->map ? f->map : (const void *)"", len) != 0) {
+        free_partial(f);
+        return -1;
+    }
+    return 0;
+}
+
+const st_tensor *st_find(const st_file *f, const char *name) {
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->t[i].name, name) == 0) return &f->t[i];
+    return NULL;
+}
+
+const char *st_meta(const st_file *f, const char *key) {
+    for (int i = 0; i < f->n_meta; i++)
+        if (strcmp(f->meta_keys[i], key) == 0) return f->meta_vals[i];
+    return NULL;
+}
+
+/* FP8 formats (OCP spec). E4M3 is the "fn" variant: no infinities, S.1111.111 is NaN. */
+static float f8_e4m3_to_f32(uint8_t v) {
+    int sign = v >> 7, exp = (v >> 3) & 0xf, man = v & 7;
+    float r;
+    if (exp == 0xf && man == 7) r = NAN;
+    else if (exp == 0) r = ldexpf((float)man, -9);
+    else r = ldexpf((float)(8 + man), exp - 10);
+    return sign ? -r : r;
+}
+
+/* E5M2 is the top byte of an IEEE half. */
+static float f8_e5m2_to_f32(uint8_t v) { return t2i_f16_to_f32((uint16_t)(v << 8)); }
+
+int st_read_f32(const st_file *f, const st_tensor *t, float *dst, size_t n) {
+    char nb[96];
+    if (n != t->numel)
+        return t2i_error_set("%s: tensor '%s' has %zu elements, caller expects %zu", f->path,
+                             show(t->name, nb, sizeof nb), t->numel, n);
+    const uint8_t *p = t->data;
+    switch (t->dtype) {
+    case ST_F32:
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (n) memcpy(dst, p, n * 4);
+#else
+        for (size_t i = 0; i < n; i++) {
+            uint32_t x = rd32(p + 4 * i);
+            memcpy(&dst[i], &x, 4);
+        }
+#endif
+        break;
+    case ST_F16:
+        for (size_t i = 0; i < n; i++) dst[i] = t2i_f16_to_f32(rd16(p + 2 * i));
+        break;
+    case ST_BF16:
+        for (size_t i = 0; i < n; i++) dst[i] = t2i_bf16_to_f32(rd16(p + 2 * i));
+        break;
+    case ST_F64:
+        for (size_t i = 0; i < n; i++) {
+            uint64_t x = rd64(p + 8 * i);
+            double d;
+            memcpy(&d, &x, 8);
+            dst[i] = (float)d;
+        }
+        break;
+    case ST_I64:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)(int64_t)rd64(p + 8 * i);
+        break;
+    case ST_I32:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)(int32_t)rd32(p + 4 * i);
+        break;
+    case ST_I16:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)(int16_t)rd16(p + 2 * i);
+        break;
+    case ST_I8:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)(int8_t)p[i];
+        break;
+    case ST_U8:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)p[i];
+        break;
+    case ST_BOOL:
+        for (size_t i = 0; i < n; i++) dst[i] = p[i] ? 1.0f : 0.0f;
+        break;
+    case ST_U16:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)rd16(p + 2 * i);
+        break;
+    case ST_U32:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)rd32(p + 4 * i);
+        break;
+    case ST_U64:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)rd64(p + 8 * i);
+        break;
+    case ST_F8_E4M3:
+        for (size_t i = 0; i < n; i++) dst[i] = f8_e4m3_to_f32(p[i]);
+        break;
+    case ST_F8_E5M2:
+        for (size_t i = 0; i < n; i++) dst[i] = f8_e5m2_to_f32(p[i]);
+        break;
+    default: T2I_ASSERTF(0, "dtype %d", (int)t->dtype);
+    }
+    return 0;
+}
+
+int st_load_f32(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape) {
+    char nb[96], want[200], got[200];
+    const st_tensor *t = st_find(f, name);
+    if (!t) return t2i_error_set("%s: missing tensor '%s'", f->path, show(name, nb, sizeof nb));
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    if (!same) {
+        fmt_shape(want, sizeof want, ndim, shape);
+        fmt_shape(got, sizeof got, t->ndim, t->shape);
+        return t2i_error_set("%s: tensor '%s': expected shape %s, found %s", f->path, show(name, nb, sizeof nb),
+                             want, got);
+    }
+    return st_read_f32(f, t, dst, t->numel);
+}
+
+int st_read_i32(const st_file *f, const st_tensor *t, int32_t *dst, size_t n) {
+    char nb[96];
+    if (n != t->numel)
+        return t2i_error_set("%s: tensor '%s' has %zu elements, caller expects %zu", f->path,
+                             show(t->name, nb, sizeof nb), t->numel, n);
+    const uint8_t *p = t->data;
+    for (size_t i = 0; i < n; i++) {
+        int64_t v;
+        switch (t->dtype) {
+        case ST_I64: v = (int64_t)rd64(p + 8 * i); break;
+        case ST_I32: v = (int32_t)rd32(p + 4 * i); break;
+        case ST_I16: v = (int16_t)rd16(p + 2 * i); break;
+        case ST_I8: v = (int8_t)p[i]; break;
+        case ST_U8: v = p[i]; break;
+        case ST_BOOL: v = p[i] != 0; break;
+        case ST_U16: v = rd16(p + 2 * i); break;
+        case ST_U32: v = rd32(p + 4 * i); break;
+        case ST_U64: {
+            uint64_t u = rd64(p + 8 * i);
+            v = u > INT32_MAX ? INT64_MAX : (int64_t)u;
+            break;
+        }
+        default:
+            return t2i_error_set("%s: tensor '%s' has dtype %s, expected an integer dtype", f->path,
+                                 show(t->name, nb, sizeof nb), dtype_info[t->dtype].name);
+        }
+        if (v < INT32_MIN || v > INT32_MAX)
+            return t2i_error_set("%s: tensor '%s': value at index %zu does not fit in int32", f->path,
+                                 show(t->name, nb, sizeof nb), i);
+        dst[i] = (int32_t)v;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------------- writing ---- */
+
+typedef struct {
+    char *name;
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    size_t nbytes;
+    uint8_t *bytes;
+} st_wtensor;
+
+struct st_writer {
+    st_wtensor *t;
+    int n, cap;
+    char **keys, **vals;
+    int n_meta, cap_meta;
+};
+
+st_writer *st_writer_new(void) { return t2i_calloc(1, sizeof(st_writer)); }
+
+void st_writer_free(st_writer *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n; i++) {
+        free(w->t[i].name);
+        free(w->t[i].bytes);
+    }
+    for (int i = 0; i < w->n_meta; i++) {
+        free(w->keys[i]);
+        free(w->vals[i]);
+    }
+    free(w->t);
+    free(w->keys);
+    free(w->vals);
+    free(w);
+}
+
+static st_wtensor *writer_slot(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
+                               size_t *numel) {
+    T2I_ASSERT(w != NULL && name != NULL);
+    T2I_ASSERTF((unsigned)dtype < ST_NDTYPES, "dtype %d", (int)dtype);
+    T2I_ASSERTF(ndim >= 0 && ndim <= ST_MAX_DIMS, "tensor '%s': ndim %d", name, ndim);
+    T2I_ASSERTF(strcmp(name, "__metadata__") != 0, "'__metadata__' is reserved");
+    for (int i = 0; i < w->n; i++) T2I_ASSERTF(strcmp(w->t[i].name, name) != 0, "tensor '%s' added twice", name);
+    size_t ne = 1;
+    for (int i = 0; i < ndim; i++) {
+        T2I_ASSERTF(shape[i] >= 0, "tensor '%s': dimension %d is %" PRId64, name, i, shape[i]);
+        T2I_ASSERTF(shape[i] == 0 || (uint64_t)shape[i] <= SIZE_MAX / 8 / (ne ? ne : 1),
+                    "tensor '%s': shape too large", name);
+        ne *= (size_t)shape[i];
+    }
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 16;
+        w->t = t2i_realloc(w->t, (size_t)w->cap * sizeof *w->t);
+    }
+    st_wtensor *t = &w->t[w->n++];
+    memset(t, 0, sizeof *t);
+    t->name = t2i_strdup(name);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->nbytes = ne * dtype_info[dtype].size;
+    t->bytes = t2i_malloc(t->nbytes ? t->nbytes : 1);
+    *numel = ne;
+    return t;
+}
+
+void st_writer_add_f32(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
+                       const float *data) {
+    T2I_ASSERTF(dtype == ST_F32 || dtype == ST_F16 || dtype == ST_BF16, "tensor '%s': cannot store floats as %s",
+                name ? name : "?", (unsigned)dtype < ST_NDTYPES ? dtype_info[dtype].name : "?");
+    size_t n;
+    st_wtensor *t = writer_slot(w, name, dtype, ndim, shape, &n);
+    T2I_ASSERT(data != NULL || n == 0);
+    uint8_t *o = t->bytes;
+    if (dtype == ST_F32) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t x;
+            memcpy(&x, &data[i], 4);
+            o[4 * i] = (uint8_t)x, o[4 * i + 1] = (uint8_t)(x >> 8);
+            o[4 * i + 2] = (uint8_t)(x >> 16), o[4 * i + 3] = (uint8_t)(x >> 24);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = dtype == ST_F16 ? t2i_f32_to_f16(data[i]) : t2i_f32_to_bf16(data[i]);
+            o[2 * i] = (uint8_t)h, o[2 * i + 1] = (uint8_t)(h >> 8);
+        }
+    }
+}
+
+void st_writer_add_raw(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
+                       const void *data) {
+    size_t n;
+    st_wtensor *t = writer_slot(w, name, dtype, ndim, shape, &n);
+    T2I_ASSERT(data != NULL || n == 0);
+    if (t->nbytes) memcpy(t->bytes, data, t->nbytes);
+}
+
+void st_writer_meta(st_writer *w, const char *key, const char *value) {
+    T2I_ASSERT(w != NULL && key != NULL && value != NULL);
+    for (int i = 0; i < w->n_meta; i++)
+        if (strcmp(w->keys[i], key) == 0) { /* a later value replaces the earlier one */
+            free(w->vals[i]);
+            w->vals[i] = t2i_strdup(value);
+            return;
+        }
+    if (w->n_meta == w->cap_meta) {
+        w->cap_meta = w->cap_meta ? 2 * w->cap_meta : 8;
+        w->keys = t2i_realloc(w->keys, (size_t)w->cap_meta * sizeof(char *));
+        w->vals = t2i_realloc(w->vals, (size_t)w->cap_meta * sizeof(char *));
+    }
+    w->keys[w->n_meta] = t2i_strdup(key);
+    w->vals[w->n_meta] = t2i_strdup(value);
+    w->n_meta++;
+}
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        while (b->len + n + 1 > b->cap) b->cap = b->cap ? 2 * b->cap : 1024;
+        b->s = t2i_realloc(b->s, b->cap);
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+}
+
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+/* JSON string literal, escaped like Python's json.dumps(ensure_ascii=False), so files match
+ * the reference writer byte for byte. */
+static void sb_json(sbuf *b, const char *s) {
+    sb_put(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        switch (*p) {
+        case '"': sb_put(b, "\\\"", 2); break;
+        case '\\': sb_put(b, "\\\\", 2); break;
+        case '\n': sb_put(b, "\\n", 2); break;
+        case '\r': sb_put(b, "\\r", 2); break;
+        case '\t': sb_put(b, "\\t", 2); break;
+        case '\b': sb_put(b, "\\b", 2); break;
+        case '\f': sb_put(b, "\\f", 2); break;
+        default:
+            if (*p < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                sb_put(b, esc, 6);
+            } else {
+                sb_put(b, (const char *)p, 1);
+            }
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+static int utf8_ok(const char *s) {
+    size_t n = strlen(s);
+    return utf8_invalid_at((const uint8_t *)s, n) == n;
+}
+
+/* The 8-byte length prefix followed by the padded header, in one buffer; total file size
+ * in *file_len. Returns -1 (error set, naming `what`) on strings that are not UTF-8. */
+static int build_header(const st_writer *w, const char *what, sbuf *b, size_t *file_len) {
+    char num[64];
+    memset(b, 0, sizeof *b);
+    for (int i = 0; i < w->n; i++)
+        if (!utf8_ok(w->t[i].name)) return t2i_error_set("%s: tensor name is not valid UTF-8", what);
+    for (int i = 0; i < w->n_meta; i++)
+        if (!utf8_ok(w->keys[i]) || !utf8_ok(w->vals[i]))
+            return t2i_error_set("%s: metadata key or value is not valid UTF-8", what);
+    sb_put(b, "\0\0\0\0\0\0\0\0", 8);
+    sb_str(b, "{");
+    if (w->n_meta) {
+        sb_str(b, "\"__metadata__\":{");
+        for (int i = 0; i < w->n_meta; i++) {
+            if (i) sb_str(b, ",");
+            sb_json(b, w->keys[i]);
+            sb_str(b, ":");
+            sb_json(b, w->vals[i]);
+        }
+        sb_str(b, "}");
+    }
+    size_t off = 0;
+    for (int i = 0; i < w->n; i++) {
+        const st_wtensor *t = &w->t[i];
+        if (i || w->n_meta) sb_str(b, ",");
+        sb_json(b, t->name);
+        sb_str(b, ":{\"dtype\":\"");
+        sb_str(b, dtype_info[t->dtype].name);
+        sb_str(b, "\",\"shape\":[");
+        for (int k = 0; k < t->ndim; k++) {
+            snprintf(num, sizeof num, "%s%" PRId64, k ? "," : "", t->shape[k]);
+            sb_str(b, num);
+        }
+        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", off, off + t->nbytes);
+        sb_str(b, num);
+        off += t->nbytes;
+    }
+    sb_str(b, "}");
+    while ((b->len - 8) % 8) sb_str(b, " ");
+    uint64_t hlen = b->len - 8;
+    for (int k = 0; k < 8; k++) b->s[k] = (char)(uint8_t)(hlen >> (8 * k));
+    *file_len = b->len + off;
+    return 0;
+}
+
+int st_writer_to_mem(st_writer *w, uint8_t **out, size_t *len) {
+    T2I_ASSERT(w != NULL && out != NULL && len != NULL);
+    sbuf b;
+    size_t total;
+    *out = NULL;
+    *len = 0;
+    if (build_header(w, "st_writer", &b, &total) != 0) {
+        free(b.s);
+        return -1;
+    }
+    uint8_t *m = t2i_malloc(total);
+    memcpy(m, b.s, b.len);
+    size_t o = b.len;
+    for (int i = 0; i < w->n; i++) {
+        if (w->t[i].nbytes) memcpy(m + o, w->t[i].bytes, w->t[i].nbytes);
+        o += w->t[i].nbytes;
+    }
+    free(b.s);
+    *out = m;
+    *len = total;
+    return 0;
+}
+
+static int write_all(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t k = write(fd, p, len);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += k;
+        len -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Makes the rename durable. Some filesystems cannot fsync a folder (EINVAL): not an error. */
+static int fsync_parent(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? t2i_asprintf("%.*s", (int)(slash == path ? 1 : slash - path), path) : t2i_strdup(".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = 0;
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
+        rc = t2i_error_set("%s: written, but syncing folder %s failed: %s", path, dir, strerror(errno));
+    if (fd >= 0) close(fd);
+    free(dir);
+    return rc;
+}
+
+int st_writer_save(st_writer *w, const char *path) {
+    T2I_ASSERT(w != NULL && path != NULL);
+    sbuf b;
+    size_t total;
+    if (build_header(w, path, &b, &total) != 0) {
+        free(b.s);
+        return -1;
+    }
+    char *tmp = t2i_asprintf("%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = 0;
+    if (fd < 0) {
+        rc = t2i_error_set("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
+        goto out;
+    }
+    int ok = write_all(fd, b.s, b.len) == 0;
+    for (int i = 0; ok && i < w->n; i++) ok = write_all(fd, w->t[i].bytes, w->t[i].nbytes) == 0;
+    if (!ok) rc = t2i_error_set("%s: write failed: %s", path, strerror(errno));
+    else if (fsync(fd) != 0) rc = t2i_error_set("%s: fsync failed: %s", path, strerror(errno));
+    /* close can report delayed write errors (NFS): check it too */
+    if (close(fd) != 0 && rc == 0) rc = t2i_error_set("%s: close failed: %s", path, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = t2i_error_set("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+    if (rc != 0) unlink(tmp);
+    else rc = fsync_parent(path);
+out:
+    free(tmp);
+    free(b.s);
+    return rc;
+}
