@@ -1,0 +1,22 @@
+/* bench.h - shared helpers for `t2i bench NAME` (see ../shared/BENCHMARKS.md).
+ *
+ * Each benchmark warms up, times several repetitions and reports the median, prints
+ * readable lines, and ends with ONE JSON line of its figures (bench, threads,
+ * peak_rss_mb, gflops, and the per-benchmark fields) so tools can compare runs.
+ */
+#ifndef T2I_BENCH_H
+#define T2I_BENCH_H
+
+#include <stddef.h>
+
+/* Median of n doubles (sorts a copy). */
+double bench_median(const double *v, int n);
+/* Times fn(ctx) reps times after warmup calls; returns the median seconds. */
+double bench_time(void (*fn)(void *), void *ctx, int warmup, int reps);
+/* Measures sgemm throughput (GFLOP/s) on square matrices of size n. */
+double bench_sgemm_gflops(int n, int reps);
+
+int bench_core(int argc, char **argv);
+int bench_b1(int argc, char **argv);
+
+#endif

@@ -1,0 +1,23 @@
+/* main.c - the t2i command: one program, subcommands per module. */
+#include <stdlib.h>
+
+#include "args.h"
+#include "base.h"
+#include "commands.h"
+#include "gan/classifier.h"
+#include "gan/gan.h"
+
+int main(int argc, char **argv) {
+    const char *threads = getenv("T2I_THREADS");
+    if (threads) t2i_set_threads(atoi(threads));
+    static const t2i_subcmd subs[] = {
+        {"ckpt", cmd_ckpt, "inspect checkpoints (safetensors files)"},
+        {"data", cmd_data, "write datasets (fashion-captions) to disk"},
+        {"gan", gan_cmd, "train and sample GANs"},
+        {"classify", cls_cmd, "the Fashion-MNIST classifier behind FID/KID and fidelity"},
+        {"eval", cmd_eval, "quality measurements: FID/KID, caption fidelity"},
+        {"bench", cmd_bench, "benchmarks: core, b1..b5"},
+    };
+    return t2i_dispatch("t2i", "t2i: text-to-image toolkit (GAN, DALL-E-style tokens, CLIP reranking, super-resolution)",
+                        subs, (int)(sizeof subs / sizeof subs[0]), argc, argv);
+}

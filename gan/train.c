@@ -1,0 +1,499 @@
+/* train.c - `t2i gan train`: the GAN training loop.
+ *
+ * One step = n_critic D updates, then one G update:
+ *   D: x real batch; z ~ N(0, 1); fake = G(z) (no G gradient); D runs separately on real
+ *      and on fake images (each with its own BatchNorm statistics, as two PyTorch calls);
+ *      loss = L_real(D(x)) + L_fake(D(fake)) [+ w * L_fake(D(x, wrong condition))]; Adam.
+ *   G: fresh z'; loss = L_gen(D(G(z'))) with D frozen (input gradients only); Adam.
+ *   EMA: ema = decay * ema + (1 - decay) * G after every G update (from --ema-start).
+ * Losses on logits l: non-saturating (BCE; real target 1 or the smoothed value), hinge
+ * (relu(1 - l), relu(1 + l), -l) and least squares (0.5 (l-1)^2, 0.5 l^2, 0.5 (l-1)^2).
+ *
+ * The run folder (--out) holds config.json, metrics.jsonl, checkpoint.safetensors (G, D,
+ * EMA, Adam moments and the training state: step, RNG, data position), and samples/ with a
+ * fixed-noise grid every --sample-every steps. --resume continues from the checkpoint:
+ * with the same thread count the weights are bit-identical to an uninterrupted run.
+ * Ctrl-C saves a checkpoint and exits with status 130; a NaN/Inf loss stops with an
+ * error (the last checkpoint is kept); collapsing sample diversity prints a warning.
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "base.h"
+#include "ckpt.h"
+#include "data.h"
+#include "gan.h"
+#include "image.h"
+#include "optim.h"
+#include "progress.h"
+
+/* Mean pairwise L2 distance of N images (sample diversity). */
+static double diversity(const float *x, int N, size_t item) {
+    double s = 0.0;
+    long pairs = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++) {
+            double d = 0.0;
+            for (size_t k = 0; k < item; k++) {
+                double e = x[i * item + k] - x[j * item + k];
+                d += e * e;
+            }
+            s += sqrt(d);
+            pairs++;
+        }
+    return pairs ? s / pairs : 0.0;
+}
+
+static char *opts_to_json(const gan_train_opts *o) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "data", o->data);
+    cJSON_AddStringToObject(j, "loss", gan_loss_name(o->loss));
+    cJSON_AddNumberToObject(j, "lr_g", o->lr_g);
+    cJSON_AddNumberToObject(j, "lr_d", o->lr_d);
+    cJSON_AddNumberToObject(j, "beta1", o->beta1);
+    cJSON_AddNumberToObject(j, "beta2", o->beta2);
+    cJSON_AddNumberToObject(j, "n_critic", o->n_critic);
+    cJSON_AddNumberToObject(j, "label_smooth", o->smooth);
+    cJSON_AddNumberToObject(j, "ema", o->ema);
+    cJSON_AddNumberToObject(j, "ema_start", (double)o->ema_start);
+    cJSON_AddNumberToObject(j, "mismatch", o->mismatch);
+    cJSON_AddNumberToObject(j, "batch", o->batch);
+    cJSON_AddBoolToObject(j, "flip", o->flip);
+    cJSON_AddBoolToObject(j, "cond_classes", o->cond_classes);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *r = t2i_strdup(s);
+    cJSON_free(s);
+    return r;
+}
+
+static int opts_from_json(gan_train_opts *o, const cJSON *j) {
+    const cJSON *v;
+#define NUM(key, dst)                                                                  \
+    v = cJSON_GetObjectItemCaseSensitive(j, key);                                      \
+    if (!cJSON_IsNumber(v)) return t2i_error_set("training state: '%s' missing", key); \
+    dst = v->valuedouble;
+    NUM("lr_g", o->lr_g);
+    NUM("lr_d", o->lr_d);
+    NUM("beta1", o->beta1);
+    NUM("beta2", o->beta2);
+    NUM("n_critic", o->n_critic);
+    NUM("label_smooth", o->smooth);
+    NUM("ema", o->ema);
+    NUM("ema_start", o->ema_start);
+    NUM("mismatch", o->mismatch);
+    NUM("batch", o->batch);
+#undef NUM
+    v = cJSON_GetObjectItemCaseSensitive(j, "loss");
+    if (!cJSON_IsString(v) || gan_loss_parse(v->valuestring, &o->loss)) return t2i_error_set("training state: bad 'loss'");
+    v = cJSON_GetObjectItemCaseSensitive(j, "data");
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof o->data) return t2i_error_set("training state: bad 'data'");
+    strcpy(o->data, v->valuestring);
+    v = cJSON_GetObjectItemCaseSensitive(j, "seed");
+    if (!cJSON_IsString(v)) return t2i_error_set("training state: bad 'seed'");
+    o->seed = strtoull(v->valuestring, NULL, 10);
+    o->flip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "flip"));
+    o->cond_classes = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "cond_classes"));
+    return 0;
+}
+
+typedef struct {
+    long step, target;  /* steps done, steps planned */
+    t2i_rng rng;
+    long loader_epoch;
+    int loader_pos;
+    long opt_g_step, opt_d_step;
+} train_state;
+
+static char *state_to_json(const train_state *s, const gan_train_opts *o) {
+    char rng[256];
+    nn_rng_to_json(&s->rng, rng, sizeof rng);
+    char *opts = opts_to_json(o);
+    char *r = t2i_asprintf("{\"step\":%ld,\"target\":%ld,\"rng\":%s,\"loader_epoch\":%ld,\"loader_pos\":%d,\"opt_g_step\":%ld,"
+                           "\"opt_d_step\":%ld,\"train\":%s}",
+                           s->step, s->target, rng, s->loader_epoch, s->loader_pos, s->opt_g_step, s->opt_d_step, opts);
+    free(opts);
+    return r;
+}
+
+static int state_from_json(train_state *s, gan_train_opts *o, const char *json) {
+    cJSON *j = cJSON_Parse(json);
+    if (!j) return t2i_error_set("training state is not JSON");
+    int rc = 0;
+    const cJSON *v;
+    char *rng = NULL;
+    if (!cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "step"))) rc = t2i_error_set("training state: no step");
+    else s->step = (long)v->valuedouble;
+    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "target"))) s->target = (long)v->valuedouble;
+    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "loader_epoch"))) s->loader_epoch = (long)v->valuedouble;
+    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "loader_pos"))) s->loader_pos = v->valueint;
+    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "opt_g_step"))) s->opt_g_step = (long)v->valuedouble;
+    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "opt_d_step"))) s->opt_d_step = (long)v->valuedouble;
+    if (!rc) {
+        rng = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "rng"));
+        if (!rng || nn_rng_from_json(&s->rng, rng) != 0) rc = t2i_error_set("training state: bad rng");
+    }
+    if (!rc) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "train");
+        if (!cJSON_IsObject(t)) rc = t2i_error_set("training state: no training options");
+        else rc = opts_from_json(o, t);
+    }
+    cJSON_free(rng);
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int save_ckpt(const gan_model *m, const char *path, const train_state *st, const gan_train_opts *o) {
+    char *sj = state_to_json(st, o);
+    int rc = gan_save(m, path, sj, 1, 0);
+    free(sj);
+    return rc;
+}
+
+/* Fixed noise (and labels) for the sample grids: 64 samples, class k on row k % rows. */
+static void fixed_inputs(const gan_model *m, uint64_t seed, float *z, float *c, int n) {
+    t2i_rng r;
+    t2i_rng_seed(&r, seed ^ 0xf12ed0000ull);
+    t2i_rng_fill_normal(&r, z, (size_t)n * m->cfg.z_dim, 0.0f, 1.0f);
+    if (m->cfg.n_classes > 0) {
+        int lab[256];
+        for (int i = 0; i < n; i++) lab[i] = (i / 8) % m->cfg.n_classes;
+        gan_onehot(c, lab, n, m->cfg.n_classes);
+    }
+}
+
+int gan_cmd_train(int argc, char **argv) {
+    /* defaults: the toolkit's Fashion-MNIST recipe */
+    const char *data = "fashion-mnist", *arch = "dcgan", *out = "runs/gan", *loss = "ns", *dnorm = "batch",
+               *init = "pytorch", *cond = "none";
+    int res = 0, channels = 0, z_dim = 100, g_width = 64, d_width = 64, depth = 0, sn = 0, batch = 64;
+    int n_critic = 1, threads = 0, resume = 0, flip = 0, sample_every = 500, ckpt_every = 1000, log_every = 50;
+    long steps = 0, seed = 1;
+    float epochs = 0, lr_g = 2e-4f, lr_d = 2e-4f, beta1 = 0.5f, beta2 = 0.999f, smooth = 1.0f, ema = 0.999f,
+          mismatch = 0.0f;
+    long ema_start = 0;
+    t2i_flag flags[] = {
+        {"--data", T2I_STR, &data, "fashion-mnist, fashion-captions, or a folder (images, class folders)"},
+        {"--arch", T2I_STR, &arch, "b1 (BENCHMARKS.md B1 exactly) or dcgan"},
+        {"--res", T2I_INT, &res, "resolution 28, 32, 64 or 128 (0: the data's own, else 64)"},
+        {"--channels", T2I_INT, &channels, "1 or 3 (0: the data's own)"},
+        {"--z-dim", T2I_INT, &z_dim, "noise dimension"},
+        {"--g-width", T2I_INT, &g_width, "G base width"},
+        {"--d-width", T2I_INT, &d_width, "D base width"},
+        {"--depth", T2I_INT, &depth, "extra 3x3 convolutions per stage"},
+        {"--cond", T2I_STR, &cond, "none or class (condition on the data's class labels)"},
+        {"--loss", T2I_STR, &loss, "ns (non-saturating), hinge or ls (least squares)"},
+        {"--sn", T2I_BOOL, &sn, "spectral normalisation in D"},
+        {"--d-norm", T2I_STR, &dnorm, "batch or none (normalisation in D)"},
+        {"--init", T2I_STR, &init, "pytorch (default inits) or normal (N(0, 0.02), DCGAN)"},
+        {"--lr-g", T2I_FLOAT, &lr_g, "G learning rate (Adam)"},
+        {"--lr-d", T2I_FLOAT, &lr_d, "D learning rate (Adam)"},
+        {"--beta1", T2I_FLOAT, &beta1, "Adam beta1"},
+        {"--beta2", T2I_FLOAT, &beta2, "Adam beta2"},
+        {"--n-critic", T2I_INT, &n_critic, "D updates per G update"},
+        {"--label-smooth", T2I_FLOAT, &smooth, "real label for D (one-sided smoothing, ns loss; 1 = off)"},
+        {"--ema", T2I_FLOAT, &ema, "EMA decay of G's weights for sampling (0 = off)"},
+        {"--ema-start", T2I_LONG, &ema_start, "step at which the EMA starts averaging (copies G before)"},
+        {"--mismatch", T2I_FLOAT, &mismatch, "weight of mismatched-condition negatives for D"},
+        {"--batch", T2I_INT, &batch, "batch size"},
+        {"--flip", T2I_BOOL, &flip, "random horizontal flips"},
+        {"--steps", T2I_LONG, &steps, "training steps (G updates)"},
+        {"--epochs", T2I_FLOAT, &epochs, "training length in epochs (instead of --steps)"},
+        {"--sample-every", T2I_INT, &sample_every, "write a sample grid every N steps"},
+        {"--ckpt-every", T2I_INT, &ckpt_every, "save a checkpoint every N steps"},
+        {"--log-every", T2I_INT, &log_every, "append to metrics.jsonl every N steps"},
+        {"--seed", T2I_LONG, &seed, "random seed"},
+        {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
+        {"--out", T2I_STR, &out, "run folder"},
+        {"--resume", T2I_BOOL, &resume, "continue the run in --out from its checkpoint"},
+    };
+    t2i_cmd cmd = {"t2i gan train", "Train a GAN (DCGAN family) on images.", "[options]", flags,
+                   (int)(sizeof flags / sizeof flags[0]),
+                   "Fashion-MNIST is read from Debian's dataset-fashion-mnist. With --resume, the\n"
+                   "architecture and training options come from the checkpoint; --steps/--epochs\n"
+                   "may extend the run."};
+    int prc = t2i_parse(&cmd, argc, argv);
+    if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
+    if (cmd.npos) return t2i_fail("gan train: unexpected argument '%s'", cmd.pos[0]), 2;
+    t2i_set_threads(threads);
+
+    gan_train_opts o = {0};
+    gan_config cfg;
+    train_state st;
+    memset(&st, 0, sizeof st);
+    gan_model m;
+    char *ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", out);
+    int rc = 1;
+
+    if (resume) {
+        if (!t2i_path_exists(ckpt_path)) return t2i_fail("%s: no checkpoint to resume from", ckpt_path), free(ckpt_path), 1;
+        char *sj = NULL;
+        if (gan_load(&m, ckpt_path, 1, &sj) != 0) return t2i_fail_err(), free(ckpt_path), 1;
+        if (!sj || state_from_json(&st, &o, sj) != 0) {
+            free(sj);
+            gan_model_free(&m);
+            t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
+            free(ckpt_path);
+            return 1;
+        }
+        free(sj);
+        cfg = m.cfg;
+    } else {
+        if (t2i_path_exists(ckpt_path)) {
+            t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", out, ckpt_path);
+            free(ckpt_path);
+            return 1;
+        }
+        if (gan_loss_parse(loss, &o.loss)) return t2i_fail("--loss must be ns, hinge or ls, got '%s'", loss), free(ckpt_path), 2;
+        if (t2i_check_range_f("--lr-g", lr_g, 1e-7, 1) || t2i_check_range_f("--lr-d", lr_d, 1e-7, 1) ||
+            t2i_check_range_f("--beta1", beta1, 0, 0.9999) || t2i_check_range_f("--beta2", beta2, 0, 0.99999) ||
+            t2i_check_range_i("--n-critic", n_critic, 1, 20) || t2i_check_range_f("--label-smooth", smooth, 0.5, 1) ||
+            t2i_check_range_f("--ema", ema, 0, 0.99999) || t2i_check_range_f("--mismatch", mismatch, 0, 10) ||
+            t2i_check_range_i("--batch", batch, 2, 4096)) {
+            free(ckpt_path);
+            return 2;
+        }
+        o.lr_g = lr_g, o.lr_d = lr_d, o.beta1 = beta1, o.beta2 = beta2, o.n_critic = n_critic, o.smooth = smooth;
+        o.ema = ema, o.ema_start = ema_start, o.mismatch = mismatch, o.batch = batch, o.flip = flip;
+        o.seed = (uint64_t)seed;
+        if (strcmp(cond, "class") == 0) o.cond_classes = 1;
+        else if (strcmp(cond, "none") != 0) return t2i_fail("--cond must be none or class, got '%s'", cond), free(ckpt_path), 2;
+        if (strlen(data) >= sizeof o.data) return t2i_fail("--data: path too long"), free(ckpt_path), 2;
+        strcpy(o.data, data);
+    }
+
+    /* data: its native shape decides resolution/channels unless given */
+    t2i_dataset ds;
+    int want_res = resume ? cfg.res : res, want_c = resume ? cfg.channels : channels;
+    if (strcmp(arch, "b1") == 0 && !resume) want_res = 28, want_c = 1;
+    if (t2i_dataset_open(&ds, o.data, want_c, want_res, want_res) != 0) {
+        t2i_fail_err();
+        free(ckpt_path);
+        if (resume) gan_model_free(&m);
+        return 1;
+    }
+    if (ds.n < o.batch) {
+        t2i_fail("%s: %d images, fewer than one batch of %d", ds.source, ds.n, o.batch);
+        if (resume) goto out_model;
+        goto out_ds;
+    }
+
+    if (!resume) {
+        if (strcmp(arch, "b1") == 0) gan_config_b1(&cfg);
+        else if (strcmp(arch, "dcgan") == 0) gan_config_default(&cfg);
+        else {
+            t2i_fail("--arch must be b1 or dcgan, got '%s'", arch);
+            goto out_ds;
+        }
+        if (strcmp(arch, "dcgan") == 0) {
+            cfg.res = ds.H;
+            cfg.channels = ds.C;
+            cfg.z_dim = z_dim, cfg.g_width = g_width, cfg.d_width = d_width, cfg.depth = depth;
+            cfg.d_sn = sn;
+            cfg.init_normal = strcmp(init, "normal") == 0;
+            if (strcmp(init, "normal") && strcmp(init, "pytorch")) {
+                t2i_fail("--init must be pytorch or normal, got '%s'", init);
+                goto out_ds;
+            }
+            if (strcmp(dnorm, "none") == 0) cfg.d_norm = GAN_NORM_NONE;
+            else if (strcmp(dnorm, "batch") != 0) {
+                t2i_fail("--d-norm must be batch or none, got '%s'", dnorm);
+                goto out_ds;
+            }
+        } else if (sn || strcmp(dnorm, "batch") || depth) {
+            t2i_fail("--arch b1 is fixed (no --sn, --d-norm or --depth); use --arch dcgan");
+            goto out_ds;
+        }
+        if (o.cond_classes) {
+            if (!ds.labels || ds.n_classes < 2) {
+                t2i_fail("%s: --cond class needs labelled data (class folders or fashion-mnist)", ds.source);
+                goto out_ds;
+            }
+            cfg.n_classes = ds.n_classes;
+        }
+        if (gan_config_check(&cfg) != 0) {
+            t2i_fail_err();
+            goto out_ds;
+        }
+        t2i_rng_seed(&st.rng, o.seed);
+        t2i_rng init_rng = t2i_rng_split(&st.rng, 1);
+        gan_model_build(&m, &cfg, &init_rng);
+    }
+    if (ds.C != cfg.channels || ds.H != cfg.res) {
+        t2i_fail("%s: images are %dx%dx%d, the model expects %dx%dx%d", ds.source, ds.C, ds.H, ds.W, cfg.channels,
+                 cfg.res, cfg.res);
+        goto out_model;
+    }
+
+    long per_epoch = ds.n / o.batch;
+    if (epochs > 0) steps = (long)ceil(epochs * per_epoch / o.n_critic);
+    if (steps <= 0) steps = resume && st.target > 0 ? st.target : 5 * per_epoch;
+    st.target = steps;
+    if (steps < st.step) {
+        t2i_fail("--steps %ld is before the checkpoint's step %ld", steps, st.step);
+        goto out_model;
+    }
+
+    t2i_run run;
+    if (t2i_run_open(&run, out) != 0) {
+        t2i_fail_err();
+        goto out_model;
+    }
+    char *samples_dir = t2i_run_path(&run, "samples");
+    if (t2i_mkdirs(samples_dir) != 0) {
+        t2i_fail_err();
+        free(samples_dir);
+        t2i_run_close(&run);
+        goto out_model;
+    }
+    {
+        char *cj = gan_config_to_json(&cfg), *oj = opts_to_json(&o);
+        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"threads\":%d}", cj, oj, steps,
+                                  t2i_get_threads());
+        if (!resume) t2i_run_write_config(&run, full);
+        free(cj), free(oj), free(full);
+    }
+
+    t2i_loader L;
+    t2i_loader_init(&L, &ds, o.batch, 1, o.seed);
+    L.drop_last = 1;
+    L.flip = o.flip;
+    if (resume) t2i_loader_seek(&L, st.loader_epoch, st.loader_pos);
+
+    nn_optim og = nn_adam(o.lr_g, o.beta1, o.beta2, 1e-8f, 0.0f);
+    nn_optim od = nn_adam(o.lr_d, o.beta1, o.beta2, 1e-8f, 0.0f);
+    og.step = st.opt_g_step, od.step = st.opt_d_step;
+
+    int B = o.batch, zd = cfg.z_dim, cs = gan_cond_size(&cfg);
+    size_t item = (size_t)cfg.channels * cfg.res * cfg.res;
+    float *x = t2i_malloc_aligned((size_t)B * item * sizeof(float));
+    float *z = t2i_malloc((size_t)B * zd * sizeof(float));
+    float *c = cs ? t2i_malloc((size_t)B * cs * sizeof(float)) : NULL;
+    float *cw = cs ? t2i_malloc((size_t)B * cs * sizeof(float)) : NULL;
+    int *labels = t2i_malloc((size_t)B * sizeof(int));
+    const int NF = 64;
+    float *fz = t2i_malloc((size_t)NF * zd * sizeof(float));
+    float *fc = cs ? t2i_malloc((size_t)NF * cs * sizeof(float)) : NULL;
+    fixed_inputs(&m, o.seed, fz, fc, NF);
+    nn_arena arena;
+    nn_arena_init(&arena);
+    double real_div = -1.0;
+
+    printf("gan train: %s, %d images %dx%dx%d, arch %s, %s loss, batch %d, steps %ld (%.2f epochs), G %zu / D %zu "
+           "parameters, %d threads\n",
+           ds.source, ds.n, cfg.channels, cfg.res, cfg.res, cfg.preset, gan_loss_name(o.loss), B, steps,
+           (double)steps * o.n_critic / per_epoch, nn_params_count(&m.gp, 1), nn_params_count(&m.dp, 1),
+           t2i_get_threads());
+    fflush(stdout);
+    t2i_install_sigint();
+    t2i_progress prog;
+    t2i_progress_start(&prog, "gan", st.step, steps);
+    double t_last = t2i_now();
+    float loss_d = 0, loss_g = 0, dreal = 0, dfake = 0;
+    gan_step_stats stats;
+    rc = 0;
+    while (st.step < steps) {
+        double t0 = t2i_now();
+        /* ---- D updates ---- */
+        for (int k = 0; k < o.n_critic; k++) {
+            int got = t2i_loader_next(&L, x, labels, NULL, NULL);
+            if (got == 0) got = t2i_loader_next(&L, x, labels, NULL, NULL);
+            if (got < 0) {
+                t2i_fail_err();
+                rc = 1;
+                goto done;
+            }
+            if (real_div < 0) real_div = diversity(x, B < 32 ? B : 32, item);
+            if (cs) gan_onehot(c, labels, B, cs);
+            t2i_rng_fill_normal(&st.rng, z, (size_t)B * zd, 0.0f, 1.0f);
+            gan_d_step(&m, &od, &arena, &o, x, z, c, cw, B, &stats);
+        }
+        /* ---- G update ---- */
+        t2i_rng_fill_normal(&st.rng, z, (size_t)B * zd, 0.0f, 1.0f);
+        gan_g_step(&m, &og, &arena, &o, z, c, B, &stats);
+        loss_d = stats.loss_d, loss_g = stats.loss_g, dreal = stats.d_real, dfake = stats.d_fake;
+        if (o.ema > 0 && st.step >= o.ema_start) nn_ema_update(&m.ep, &m.gp, o.ema);
+        else nn_params_copy_values(&m.ep, &m.gp);
+        st.step++;
+        double dt = t2i_now() - t0;
+
+        if (!isfinite(loss_d) || !isfinite(loss_g)) {
+            t2i_fail("step %ld: %s loss is %s; stopping (the last checkpoint, if any, is %s; try a lower learning rate)",
+                     st.step, isfinite(loss_d) ? "G" : "D", isnan(isfinite(loss_d) ? loss_g : loss_d) ? "NaN" : "Inf",
+                     ckpt_path);
+            rc = 1;
+            goto done;
+        }
+        if (st.step % log_every == 0 || st.step == steps) {
+            char line[512];
+            snprintf(line, sizeof line,
+                     "{\"step\":%ld,\"epoch\":%.3f,\"loss_d\":%.5f,\"loss_g\":%.5f,\"d_real\":%.4f,\"d_fake\":%.4f,"
+                     "\"step_ms\":%.2f,\"images_per_s\":%.1f}",
+                     st.step, (double)L.epoch + (double)L.pos / ds.n, loss_d, loss_g, dreal, dfake, dt * 1e3,
+                     B * (o.n_critic + 1) / dt);
+            t2i_run_metrics(&run, line);
+        }
+        t2i_progress_update(&prog, st.step, "D %.3f G %.3f D(x) %.2f D(G(z)) %.2f", loss_d, loss_g, dreal, dfake);
+
+        int last = st.step == steps;
+        if (st.step % sample_every == 0 || last) {
+            nn_arena_reset(&arena);
+            nn_tape te;
+            memset(&te, 0, sizeof te);
+            float *imgs = gan_g_forward(&m, &m.ema, &te, &arena, fz, fc, NF, 0);
+            char *p = t2i_asprintf("%s/step_%06ld.png", samples_dir, st.step);
+            char *pl = t2i_asprintf("%s/latest.png", samples_dir);
+            if (t2i_save_grid(p, imgs, NF, cfg.channels, cfg.res, cfg.res, 8) != 0 ||
+                t2i_save_grid(pl, imgs, NF, cfg.channels, cfg.res, cfg.res, 8) != 0)
+                t2i_fail_err();
+            free(p), free(pl);
+            double div = diversity(imgs, 32, item);
+            char line[256];
+            snprintf(line, sizeof line, "{\"step\":%ld,\"sample_diversity\":%.4f,\"real_diversity\":%.4f}", st.step,
+                     div, real_div);
+            t2i_run_metrics(&run, line);
+            if (real_div > 0 && div < 0.25 * real_div && st.step >= 1000)
+                fprintf(stderr,
+                        "t2i: warning: step %ld: samples are much less diverse than the data (mean distance %.2f vs "
+                        "%.2f): possible mode collapse\n",
+                        st.step, div, real_div);
+        }
+        if (st.step % ckpt_every == 0 || last || t2i_interrupted) {
+            st.loader_epoch = L.epoch, st.loader_pos = L.pos, st.opt_g_step = og.step, st.opt_d_step = od.step;
+            if (save_ckpt(&m, ckpt_path, &st, &o) != 0) {
+                t2i_fail_err();
+                rc = 1;
+                goto done;
+            }
+        }
+        if (t2i_interrupted) {
+            t2i_progress_end(&prog, st.step, "interrupted");
+            fprintf(stderr, "t2i: interrupted at step %ld; checkpoint saved to %s (continue with --resume)\n", st.step,
+                    ckpt_path);
+            rc = 130;
+            goto done;
+        }
+    }
+    t2i_progress_end(&prog, st.step, "D %.3f G %.3f", loss_d, loss_g);
+    printf("gan train: %ld steps in %.1f s; checkpoint %s, samples in %s\n", st.step - prog.start_done,
+           t2i_now() - t_last, ckpt_path, samples_dir);
+done:
+    nn_arena_free(&arena);
+    free(x), free(z), free(c), free(cw), free(labels), free(fz), free(fc);
+    t2i_loader_free(&L);
+    free(samples_dir);
+    t2i_run_close(&run);
+out_model:
+    gan_model_free(&m);
+out_ds:
+    t2i_dataset_free(&ds);
+    free(ckpt_path);
+    return rc;
+}

@@ -1,0 +1,56 @@
+/* ckpt.h - model checkpoints: parameter stores, optimizer moments and training state in
+ * one safetensors file.
+ *
+ * A checkpoint holds one or more parameter stores ("parts"); every tensor is saved under
+ * part-prefix + its registered name (e.g. "ema." + "g.0.weight"), the optimizer moments
+ * (when requested) under "opt_m." / "opt_v." + that name. Metadata (string values):
+ *   "format"  "t2i"
+ *   "model"   the model type ("gan", "clip", "dalle", "vq", "sr", "classifier")
+ *   "config"  the model's configuration as JSON (enough to rebuild the network)
+ *   "state"   training state as JSON (step, RNG words, loader position, optimizer steps)
+ *   plus any extra pairs the caller adds (a BPE vocabulary, ...).
+ * Files are written atomically (temporary file, fsync, rename): an interrupted save
+ * leaves the previous checkpoint intact.
+ *
+ * Loading checks every tensor of every part: a missing tensor or a shape that differs
+ * is an error naming the file, the tensor and both shapes - which is what a checkpoint
+ * of another architecture produces. Values stored as F16/BF16 are widened to float.
+ */
+#ifndef T2I_CKPT_H
+#define T2I_CKPT_H
+
+#include "params.h"
+#include "rng.h"
+#include "safetensors.h"
+
+typedef struct {
+    nn_params *ps;
+    const char *prefix;  /* "" for none */
+    int moments;         /* also save/load ps->m and ps->v */
+    int buffers_only;    /* load: skip trainable tensors (unused: 0) */
+} nn_ckpt_part;
+
+typedef struct {
+    const char *model;
+    const char *config;  /* JSON text */
+    const char *state;   /* JSON text or NULL */
+    const char **extra_keys, **extra_vals;
+    int n_extra;
+    st_dtype dtype;      /* storage type of parameter values: ST_F32, ST_F16 or ST_BF16
+                          * (moments are always F32) */
+} nn_ckpt_meta;
+
+int nn_ckpt_save(const char *path, const nn_ckpt_part *parts, int nparts, const nn_ckpt_meta *meta);
+
+/* Opens a checkpoint and checks that it is a t2i file of the expected model type
+ * (model may be NULL to accept any). The caller reads "config" with st_meta, builds the
+ * networks, then calls nn_ckpt_load_parts. */
+int nn_ckpt_open(st_file *f, const char *path, const char *model);
+int nn_ckpt_load_parts(const st_file *f, nn_ckpt_part *parts, int nparts);
+
+/* RNG state <-> JSON text: an array of six hex strings (four state words, the cached-
+ * Gaussian flag and its float bits), exact where JSON numbers would round. */
+void nn_rng_to_json(const t2i_rng *r, char *buf, size_t n);
+int nn_rng_from_json(t2i_rng *r, const char *json);
+
+#endif
