@@ -56,8 +56,9 @@ int nn_ckpt_open(st_file *f, const char *path, const char *model) {
         return t2i_error_set("%s: not a t2i checkpoint (no \"format\": \"t2i\" / \"model\" in its metadata)", path);
     }
     if (model && strcmp(m, model) != 0) {
+        t2i_error_set("%s: is a '%s' checkpoint, expected '%s'", path, m, model); /* before m is unmapped */
         st_close(f);
-        return t2i_error_set("%s: is a '%s' checkpoint, expected '%s'", path, m, model);
+        return -1;
     }
     return 0;
 }

@@ -13,7 +13,7 @@
 
 const char *tu_source_dir(void) {
     const char *s = getenv("T2I_SOURCE_DIR");
-    return s ? s : "..";
+    return s ? s : T2I_SOURCE_DIR; /* compile-time default: the source tree */
 }
 
 char *tu_path(const char *rel) { return t2i_asprintf("%s/tests/%s", tu_source_dir(), rel); }
