@@ -359,9 +359,78 @@ void nn_conv_transpose2d_backward(float *dinp, float *dw, float *db, float *scra
 
 /* ------------------------------------------------------------------ BatchNorm */
 
+/* BatchNorm1d on (N, C) (S == 1): channels are columns, so threads take blocks of
+ * columns and walk the rows, reading memory in order (the generic path would stride by C). */
+#define BN_COLS 256
+static void bn1d_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+                               const float *beta, float *running_mean, float *running_var, int N, int C,
+                               float eps, float momentum) {
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += BN_COLS) {
+        int c1 = T2I_MIN(C, c0 + BN_COLS);
+        double s[BN_COLS], ss[BN_COLS];
+        for (int c = c0; c < c1; c++) s[c - c0] = ss[c - c0] = 0.0;
+        for (int n = 0; n < N; n++)
+            for (int c = c0; c < c1; c++) s[c - c0] += inp[(size_t)n * C + c];
+        for (int c = c0; c < c1; c++) s[c - c0] /= N;
+        for (int n = 0; n < N; n++)
+            for (int c = c0; c < c1; c++) {
+                double d = inp[(size_t)n * C + c] - s[c - c0];
+                ss[c - c0] += d * d;
+            }
+        for (int c = c0; c < c1; c++) {
+            double m = s[c - c0], var = ss[c - c0] / N;
+            mean[c] = (float)m;
+            rstd[c] = (float)(1.0 / sqrt(var + eps));
+            if (running_mean && running_var) {
+                double unbiased = N > 1 ? ss[c - c0] / (N - 1) : var;
+                running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * (float)m;
+                running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (float)unbiased;
+            }
+        }
+        for (int n = 0; n < N; n++)
+            for (int c = c0; c < c1; c++) {
+                float sc = (gamma ? gamma[c] : 1.0f) * rstd[c];
+                out[(size_t)n * C + c] = (inp[(size_t)n * C + c] - mean[c]) * sc + (beta ? beta[c] : 0.0f);
+            }
+    }
+}
+
+static void bn1d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                          const float *gamma, const float *mean, const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += BN_COLS) {
+        int c1 = T2I_MIN(C, c0 + BN_COLS);
+        double sdy[BN_COLS], sdyx[BN_COLS];
+        for (int c = c0; c < c1; c++) sdy[c - c0] = sdyx[c - c0] = 0.0;
+        for (int n = 0; n < N; n++)
+            for (int c = c0; c < c1; c++) {
+                float dy = dout[(size_t)n * C + c];
+                sdy[c - c0] += dy;
+                sdyx[c - c0] += dy * (inp[(size_t)n * C + c] - mean[c]) * rstd[c];
+            }
+        for (int c = c0; c < c1; c++) {
+            if (dgamma) dgamma[c] += (float)sdyx[c - c0];
+            if (dbeta) dbeta[c] += (float)sdy[c - c0];
+        }
+        if (!dinp) continue;
+        for (int n = 0; n < N; n++)
+            for (int c = c0; c < c1; c++) {
+                float a = (gamma ? gamma[c] : 1.0f) * rstd[c];
+                float mdy = (float)(sdy[c - c0] / N), mdyx = (float)(sdyx[c - c0] / N);
+                size_t i = (size_t)n * C + c;
+                dinp[i] += a * (dout[i] - mdy - (inp[i] - mean[c]) * rstd[c] * mdyx);
+            }
+    }
+}
+
 void nn_batchnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
                           const float *beta, float *running_mean, float *running_var, int N, int C,
                           int S, float eps, float momentum, int training) {
+    if (S == 1 && training && mean && rstd) {
+        bn1d_forward_train(out, mean, rstd, inp, gamma, beta, running_mean, running_var, N, C, eps, momentum);
+        return;
+    }
     size_t M = (size_t)N * S;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
@@ -408,6 +477,10 @@ void nn_batchnorm_forward(float *out, float *mean, float *rstd, const float *inp
 void nn_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                            const float *inp, const float *gamma, const float *mean,
                            const float *rstd, int N, int C, int S) {
+    if (S == 1) {
+        bn1d_backward(dinp, dgamma, dbeta, dout, inp, gamma, mean, rstd, N, C);
+        return;
+    }
     size_t M = (size_t)N * S;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
@@ -653,6 +726,46 @@ void nn_act_forward(float *out, const float *inp, size_t n, nn_act act, float sl
     }
 }
 
+/* dinp (+)= dout * act'(x). EXPR computes the product from x = inp[i], d = dout[i]; the
+ * in-place (dinp == dout) and accumulating forms are separate loops so both vectorise. */
+#define ACT_BWD(EXPR)                                                                      \
+    do {                                                                                   \
+        if (dinp == dout) {                                                                \
+            _Pragma("omp parallel for simd schedule(static) if (n > PAR_MIN)")             \
+            for (size_t i = 0; i < n; i++) {                                               \
+                float x = inp[i], d = dout[i];                                             \
+                dinp[i] = (EXPR);                                                          \
+            }                                                                              \
+        } else {                                                                           \
+            _Pragma("omp parallel for simd schedule(static) if (n > PAR_MIN)")             \
+            for (size_t i = 0; i < n; i++) {                                               \
+                float x = inp[i], d = dout[i];                                             \
+                dinp[i] += (EXPR);                                                         \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
+static inline float gelu_tanh_grad(float x) {
+    float u = GELU_K * (x + 0.044715f * x * x * x);
+    float t = tanhf(u);
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+static inline float gelu_erf_grad(float x) {
+    float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+    return cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);
+}
+
+static inline float quick_gelu_grad(float x) {
+    float s = sigmoidf(1.702f * x);
+    return s + 1.702f * x * s * (1.0f - s);
+}
+
+static inline float silu_grad(float x) {
+    float s = sigmoidf(x);
+    return s + x * s * (1.0f - s);
+}
+
 void nn_act_backward(float *dinp, const float *dout, const float *inp, size_t n, nn_act act,
                      float slope) {
     switch (act) {
@@ -660,75 +773,20 @@ void nn_act_backward(float *dinp, const float *dout, const float *inp, size_t n,
         if (dinp != dout)
             for (size_t i = 0; i < n; i++) dinp[i] += dout[i];
         break;
-    case NN_ACT_RELU:
-#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float g = inp[i] > 0.0f ? dout[i] : 0.0f;
-            dinp[i] = dinp == dout ? g : dinp[i] + g;
-        }
-        break;
-    case NN_ACT_LEAKY_RELU:
-#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float g = inp[i] > 0.0f ? dout[i] : slope * dout[i];
-            dinp[i] = dinp == dout ? g : dinp[i] + g;
-        }
-        break;
-    case NN_ACT_GELU_TANH:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            float u = GELU_K * (x + 0.044715f * x * x * x);
-            float t = tanhf(u);
-            float d = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-            float g = d * dout[i];
-            dinp[i] = dinp == dout ? g : dinp[i] + g;
-        }
-        break;
-    case NN_ACT_GELU_ERF:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-            float pdf = 0.3989422804014327f * expf(-0.5f * x * x);
-            float g = (cdf + x * pdf) * dout[i];
-            dinp[i] = dinp == dout ? g : dinp[i] + g;
-        }
-        break;
-    case NN_ACT_QUICK_GELU:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i], s = sigmoidf(1.702f * x);
-            float g = (s + 1.702f * x * s * (1.0f - s)) * dout[i];
-            dinp[i] = dinp == dout ? g : dinp[i] + g;
-        }
-        break;
-    case NN_ACT_SILU:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i], s = sigmoidf(x);
-            float g = (s + x * s * (1.0f - s)) * dout[i];
-            dinp[i] = dinp == dout ? g : dinp[i] + g;
-        }
-        break;
-    case NN_ACT_TANH:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float t = tanhf(inp[i]);
-            float g = (1.0f - t * t) * dout[i];
-            dinp[i] = dinp == dout ? g : dinp[i] + g;
-        }
-        break;
-    case NN_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float s = sigmoidf(inp[i]);
-            float g = s * (1.0f - s) * dout[i];
-            dinp[i] = dinp == dout ? g : dinp[i] + g;
-        }
+    case NN_ACT_RELU: ACT_BWD(x > 0.0f ? d : 0.0f); break;
+    case NN_ACT_LEAKY_RELU: ACT_BWD(x > 0.0f ? d : slope * d); break;
+    case NN_ACT_GELU_TANH: ACT_BWD(gelu_tanh_grad(x) * d); break;
+    case NN_ACT_GELU_ERF: ACT_BWD(gelu_erf_grad(x) * d); break;
+    case NN_ACT_QUICK_GELU: ACT_BWD(quick_gelu_grad(x) * d); break;
+    case NN_ACT_SILU: ACT_BWD(silu_grad(x) * d); break;
+    case NN_ACT_TANH: {
+        ACT_BWD((1.0f - tanhf(x) * tanhf(x)) * d);
         break;
     }
+    case NN_ACT_SIGMOID: ACT_BWD(sigmoidf(x) * (1.0f - sigmoidf(x)) * d); break;
+    }
 }
+#undef ACT_BWD
 
 static const char *const act_names[] = {"none", "relu", "leaky_relu", "gelu_tanh", "gelu",
                                         "quick_gelu", "silu", "tanh", "sigmoid"};

@@ -21,6 +21,21 @@ nn_optim nn_adamw(float lr, float beta1, float beta2, float eps, float weight_de
     return o;
 }
 
+/* torch's Adam: denom = sqrt(v) / sqrt(bc2) + eps; p -= (lr / bc1) * m / denom. restrict
+ * lets the compiler vectorise (the four arrays never overlap). */
+static void adam_update(float *restrict w, const float *restrict g, float *restrict m, float *restrict v, size_t n,
+                        float b1, float b2, float eps, float step_size, float sbc2, float decay, float l2) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + l2 * w[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] * decay - step_size * mi / (sqrtf(vi) / sbc2 + eps);
+    }
+}
+
 void nn_optim_step(nn_optim *o, nn_params *ps, float lr) {
     nn_params_moments(ps); /* allocated once, then reused */
     o->step++;
@@ -50,20 +65,10 @@ void nn_optim_step(nn_optim *o, nn_params *ps, float lr) {
         case NN_OPT_ADAM:
         case NN_OPT_ADAMW: {
             int decoupled = o->kind == NN_OPT_ADAMW;
-            float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
             float step_size = (float)(lr / bc1);
-            float sbc2 = (float)sqrt(bc2);
             float decay = decoupled && !p->no_decay ? 1.0f - lr * wd : 1.0f;
-            float l2 = decoupled ? 0.0f : wd;
-#pragma omp parallel for schedule(static) if (n > 16384)
-            for (size_t i = 0; i < n; i++) {
-                float gi = g[i] + l2 * w[i];
-                m[i] = b1 * m[i] + (1.0f - b1) * gi;
-                v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-                w[i] *= decay;
-                /* torch: denom = sqrt(v) / sqrt(bc2) + eps; p -= (lr / bc1) * m / denom */
-                w[i] -= step_size * m[i] / (sqrtf(v[i]) / sbc2 + eps);
-            }
+            adam_update(w, g, m, v, n, o->beta1, o->beta2, o->eps, step_size, (float)sqrt(bc2), decay,
+                        decoupled ? 0.0f : wd);
             break;
         }
         }

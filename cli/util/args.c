@@ -202,6 +202,6 @@ int t2i_dispatch(const char *prog, const char *summary, const t2i_subcmd *subs, 
     }
     for (int i = 0; i < nsubs; i++)
         if (strcmp(argv[1], subs[i].name) == 0) return subs[i].fn(argc - 1, argv + 1);
-    t2i_fail("%s: unknown command '%s' (see %s --help)", prog, argv[1], prog);
+    t2i_fail("unknown command '%s' (see %s --help)", argv[1], prog);
     return 2;
 }
