@@ -18,5 +18,6 @@ double bench_sgemm_gflops(int n, int reps);
 
 int bench_core(int argc, char **argv);
 int bench_b1(int argc, char **argv);
+int bench_b5(int argc, char **argv);
 
 #endif

@@ -184,10 +184,87 @@ static int ckpt_info(int argc, char **argv) {
     return status;
 }
 
+/* Does name start with any of the prefixes? */
+static int has_prefix(const char *name, const t2i_strs *p) {
+    for (int i = 0; i < p->n; i++)
+        if (strncmp(name, p->v[i], strlen(p->v[i])) == 0) return 1;
+    return 0;
+}
+
+/* `t2i ckpt convert`: a smaller copy for shipping or inference - optimizer moments and the
+ * training state dropped, parameters stored as bf16/f16, prefixes dropped or renamed. */
+static int ckpt_convert(int argc, char **argv) {
+    const char *dtype = "bf16";
+    int keep_opt = 0, keep_state = 0;
+    t2i_strs drop = {0}, rename = {0}, keep32 = {0};
+    t2i_flag flags[] = {
+        {"--dtype", T2I_STR, &dtype, "storage type of float tensors: f32, f16 or bf16"},
+        {"--drop", T2I_STRS, &drop, "leave out tensors whose names start with these prefixes"},
+        {"--rename", T2I_STRS, &rename, "OLD=NEW: replace a leading name prefix (e.g. ema.=)"},
+        {"--keep-f32", T2I_STRS, &keep32, "keep tensors whose names contain these strings in f32"},
+        {"--keep-optimizer", T2I_BOOL, &keep_opt, "keep the optimizer moments (opt_m.*, opt_v.*)"},
+        {"--keep-state", T2I_BOOL, &keep_state, "keep the training state metadata (step, RNG, data position)"},
+    };
+    t2i_cmd cmd = {"t2i ckpt convert", "Write a converted copy of a checkpoint (for shipping or inference).",
+                   "IN OUT [options]", flags, (int)(sizeof flags / sizeof flags[0]),
+                   "Running statistics (BatchNorm running_mean/var) always stay f32."};
+    int rc = t2i_parse(&cmd, argc, argv);
+    if (rc != T2I_PARSE_OK) return rc == T2I_PARSE_HELP ? 0 : 2;
+    if (cmd.npos != 2) return t2i_fail("ckpt convert: expected IN and OUT"), 2;
+    st_dtype to = ST_F32;
+    if (strcmp(dtype, "bf16") == 0) to = ST_BF16;
+    else if (strcmp(dtype, "f16") == 0) to = ST_F16;
+    else if (strcmp(dtype, "f32") != 0) return t2i_fail("--dtype must be f32, f16 or bf16, got '%s'", dtype), 2;
+    for (int i = 0; i < rename.n; i++)
+        if (!strchr(rename.v[i], '=')) return t2i_fail("--rename expects OLD=NEW, got '%s'", rename.v[i]), 2;
+    st_file f;
+    if (st_open(&f, cmd.pos[0]) != 0) return t2i_fail_err();
+    st_writer *w = st_writer_new();
+    for (int i = 0; i < f.n_meta; i++)
+        if (keep_state || strcmp(f.meta_keys[i], "state") != 0) st_writer_meta(w, f.meta_keys[i], f.meta_vals[i]);
+    st_writer_meta(w, "converted_from", cmd.pos[0]);
+    int kept = 0;
+    rc = 0;
+    for (int i = 0; i < f.n && rc == 0; i++) {
+        const st_tensor *t = &f.t[i];
+        if (has_prefix(t->name, &drop)) continue;
+        if (!keep_opt && (strncmp(t->name, "opt_m.", 6) == 0 || strncmp(t->name, "opt_v.", 6) == 0)) continue;
+        char name[1024];
+        snprintf(name, sizeof name, "%s", t->name);
+        for (int r = 0; r < rename.n; r++) {
+            const char *eq = strchr(rename.v[r], '=');
+            size_t ol = (size_t)(eq - rename.v[r]);
+            if (strncmp(t->name, rename.v[r], ol) == 0) {
+                snprintf(name, sizeof name, "%s%s", eq + 1, t->name + ol);
+                break;
+            }
+        }
+        int is_float = t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16;
+        int stay32 = strstr(t->name, "running_") != NULL;
+        for (int k = 0; k < keep32.n; k++) stay32 |= strstr(t->name, keep32.v[k]) != NULL;
+        if (is_float) {
+            float *buf = t2i_malloc((t->numel ? t->numel : 1) * sizeof(float));
+            if (st_read_f32(&f, t, buf, t->numel) != 0) rc = t2i_fail_err();
+            else st_writer_add_f32(w, name, stay32 ? ST_F32 : to, t->ndim, t->shape, buf);
+            free(buf);
+        } else {
+            st_writer_add_raw(w, name, t->dtype, t->ndim, t->shape, t->data);
+        }
+        kept++;
+    }
+    if (rc == 0 && st_writer_save(w, cmd.pos[1]) != 0) rc = t2i_fail_err();
+    if (rc == 0) printf("ckpt convert: %d of %d tensors written to %s (%s)\n", kept, f.n, cmd.pos[1], dtype);
+    st_writer_free(w);
+    st_close(&f);
+    free(cmd.pos);
+    return rc;
+}
+
 int cmd_ckpt(int argc, char **argv) {
     static const t2i_subcmd subs[] = {
         {"info", ckpt_info, "list tensors (name, dtype, shape, bytes), totals and metadata"},
+        {"convert", ckpt_convert, "write a smaller copy: bf16/f16, no optimizer state, prefixes dropped/renamed"},
     };
-    return t2i_dispatch("t2i ckpt", "Inspect checkpoints (safetensors files).", subs,
+    return t2i_dispatch("t2i ckpt", "Inspect and convert checkpoints (safetensors files).", subs,
                         (int)(sizeof subs / sizeof subs[0]), argc, argv);
 }

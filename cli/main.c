@@ -4,6 +4,7 @@
 #include "args.h"
 #include "base.h"
 #include "commands.h"
+#include "dalle_tok/vq.h"
 #include "gan/classifier.h"
 #include "gan/gan.h"
 
@@ -14,6 +15,7 @@ int main(int argc, char **argv) {
         {"ckpt", cmd_ckpt, "inspect checkpoints (safetensors files)"},
         {"data", cmd_data, "write datasets (fashion-captions) to disk"},
         {"gan", gan_cmd, "train and sample GANs"},
+        {"vq", vq_cmd, "VQ image tokenizer: train, encode, decode, eval"},
         {"classify", cls_cmd, "the Fashion-MNIST classifier behind FID/KID and fidelity"},
         {"eval", cmd_eval, "quality measurements: FID/KID, caption fidelity"},
         {"bench", cmd_bench, "benchmarks: core, b1..b5"},

@@ -35,6 +35,13 @@ typedef struct {
     int d_sn;            /* spectral norm in D */
     gan_dnorm d_norm;
     int init_normal;     /* N(0, 0.02) init (DCGAN) instead of PyTorch's defaults */
+    /* caption conditioning (cond_dim > 0): the frozen CLIP whose text embeddings are the
+     * condition, its vocabulary (or ""), and the embedding of GAN_TEXT_PROBE under it, so
+     * that sampling can verify the same encoder is used */
+    char text_encoder[512];
+    char text_vocab[512];
+    int n_probe;
+    float text_probe[1024];
 } gan_config;
 
 typedef struct {
@@ -43,6 +50,7 @@ typedef struct {
     nn_seq g, d, ema;      /* ema has the same layers as g over ep */
     int head_w, head_b, head_proj; /* D head parameters in dp (head_proj -1 if unconditional) */
     int feat;              /* D trunk feature size */
+    int inference_only;    /* loaded from a shipped copy without D (see gan_load) */
 } gan_model;
 
 /* Condition size seen by the networks: n_classes (one-hot) or cond_dim, or 0. */
@@ -75,7 +83,10 @@ void gan_onehot(float *c, const int *labels, int N, int n_classes);
 
 /* Checkpoints (model "gan"). state_json may be NULL. */
 int gan_save(const gan_model *m, const char *path, const char *state_json, int with_optimizer, int bf16);
-/* Loads config + weights (and moments when with_optimizer). m must be unbuilt. */
+/* Loads config + weights (and moments when with_optimizer). m must be unbuilt.
+ * Also reads inference copies made by `t2i ckpt convert --drop g. d. --rename ema.=`
+ * (only the EMA generator, under G's names): G and EMA then both hold it, D is absent
+ * and m->inference_only is set (sampling works, training refuses). */
 int gan_load(gan_model *m, const char *path, int with_optimizer, char **state_json);
 
 /* Training options (saved in checkpoints so --resume continues with the same ones). */

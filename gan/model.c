@@ -70,6 +70,11 @@ char *gan_config_to_json(const gan_config *c) {
     cJSON_AddBoolToObject(o, "d_sn", c->d_sn);
     cJSON_AddStringToObject(o, "d_norm", c->d_norm == GAN_NORM_BN ? "batch" : "none");
     cJSON_AddStringToObject(o, "init", c->init_normal ? "normal0.02" : "pytorch");
+    if (c->cond_dim > 0 && c->text_encoder[0]) {
+        cJSON_AddStringToObject(o, "text_encoder", c->text_encoder);
+        cJSON_AddStringToObject(o, "text_vocab", c->text_vocab);
+        cJSON_AddItemToObject(o, "text_probe", cJSON_CreateFloatArray(c->text_probe, c->n_probe));
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     char *r = t2i_strdup(s);
@@ -109,6 +114,15 @@ int gan_config_from_json(gan_config *c, const char *json) {
         c->d_norm = cJSON_IsString(dn) && strcmp(dn->valuestring, "none") == 0 ? GAN_NORM_NONE : GAN_NORM_BN;
         const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "init");
         c->init_normal = cJSON_IsString(in) && strcmp(in->valuestring, "normal0.02") == 0;
+        const cJSON *te = cJSON_GetObjectItemCaseSensitive(o, "text_encoder");
+        const cJSON *tv = cJSON_GetObjectItemCaseSensitive(o, "text_vocab");
+        const cJSON *tp = cJSON_GetObjectItemCaseSensitive(o, "text_probe");
+        if (cJSON_IsString(te) && strlen(te->valuestring) < sizeof c->text_encoder) strcpy(c->text_encoder, te->valuestring);
+        if (cJSON_IsString(tv) && strlen(tv->valuestring) < sizeof c->text_vocab) strcpy(c->text_vocab, tv->valuestring);
+        if (cJSON_IsArray(tp) && cJSON_GetArraySize(tp) <= 1024) {
+            c->n_probe = cJSON_GetArraySize(tp);
+            for (int i = 0; i < c->n_probe; i++) c->text_probe[i] = (float)cJSON_GetArrayItem(tp, i)->valuedouble;
+        }
     }
     cJSON_Delete(o);
     if (!rc) rc = gan_config_check(c);
@@ -349,12 +363,25 @@ int gan_load(gan_model *m, const char *path, int with_optimizer, char **state_js
     t2i_rng r;
     t2i_rng_seed(&r, 0);
     gan_model_build(m, &cfg, &r);
-    nn_ckpt_part parts[3] = {
-        {&m->gp, "", with_optimizer, 0},
-        {&m->dp, "", with_optimizer, 0},
-        {&m->ep, "ema.", 0, 0},
-    };
-    int rc = nn_ckpt_load_parts(&f, parts, 3);
+    int rc;
+    if (!st_find(&f, "d.head.weight") && !st_find(&f, "ema.g.0.weight")) {
+        if (with_optimizer) {
+            st_close(&f);
+            gan_model_free(m);
+            return t2i_error_set("%s: an inference copy (no discriminator); training needs the full checkpoint", path);
+        }
+        nn_ckpt_part part = {&m->gp, "", 0, 0};
+        rc = nn_ckpt_load_parts(&f, &part, 1);
+        if (rc == 0) nn_params_copy_values(&m->ep, &m->gp);
+        m->inference_only = 1;
+    } else {
+        nn_ckpt_part parts[3] = {
+            {&m->gp, "", with_optimizer, 0},
+            {&m->dp, "", with_optimizer, 0},
+            {&m->ep, "ema.", 0, 0},
+        };
+        rc = nn_ckpt_load_parts(&f, parts, 3);
+    }
     if (rc == 0 && state_json) {
         const char *s = st_meta(&f, "state");
         *state_json = s ? t2i_strdup(s) : NULL;

@@ -97,48 +97,55 @@ void nn_params_copy_values(nn_params *dst, const nn_params *src) {
 
 /* ---- arena ---- */
 
-struct nn_arena_block {
-    nn_arena_block *next;
-    size_t cap, used;
-    char *mem;
-};
+#define ARENA_MIN_SPILL ((size_t)16 << 20)
+#define MARK_SHIFT 48
 
 void nn_arena_init(nn_arena *a) { memset(a, 0, sizeof *a); }
 
-void nn_arena_reserve(nn_arena *a, size_t bytes) {
-    T2I_ASSERT(a->used == 0 && !a->extra);
-    if (bytes <= a->cap) return;
-    t2i_free(a->base);
-    a->base = t2i_malloc_aligned(bytes);
-    a->cap = bytes;
-}
-
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-void *nn_arena_bytes(nn_arena *a, size_t n) {
-    n = round64(n ? n : 1);
-    if (!a->extra && a->used + n <= a->cap) {
-        void *p = a->base + a->used;
-        a->used += n;
-        if (a->used > a->peak) a->peak = a->used;
-        return p;
+static void ensure_block0(nn_arena *a) {
+    if (a->nblk == 0) {
+        a->blk = t2i_calloc(1, sizeof *a->blk);
+        a->nblk = 1;
     }
-    /* Overflow: chain a block; reset() will consolidate to the peak size. */
-    nn_arena_block *b = a->extra;
-    if (!b || b->used + n > b->cap) {
-        size_t cap = T2I_MAX(n, (size_t)64 << 20);
-        nn_arena_block *nb = t2i_malloc(sizeof *nb);
-        nb->mem = t2i_malloc_aligned(cap);
-        nb->cap = cap;
-        nb->used = 0;
-        nb->next = a->extra;
-        a->extra = nb;
-        b = nb;
+}
+
+void nn_arena_reserve(nn_arena *a, size_t bytes) {
+    T2I_ASSERT(a->live == 0);
+    ensure_block0(a);
+    bytes = round64(bytes);
+    if (bytes <= a->blk[0].cap) return;
+    t2i_free(a->blk[0].mem);
+    a->blk[0].mem = t2i_malloc_aligned(bytes);
+    a->blk[0].cap = bytes;
+}
+
+void *nn_arena_bytes(nn_arena *a, size_t n) {
+    ensure_block0(a);
+    n = round64(n ? n : 1);
+    nn_arena_blk *b = &a->blk[a->cur];
+    if (b->used + n > b->cap) {
+        /* next block: reuse one left by a rewind if it is big enough, else (re)allocate */
+        a->cur++;
+        a->spilled = 1;
+        if (a->cur == a->nblk) {
+            a->blk = t2i_realloc(a->blk, (size_t)(a->nblk + 1) * sizeof *a->blk);
+            memset(&a->blk[a->nblk], 0, sizeof *a->blk);
+            a->nblk++;
+        }
+        b = &a->blk[a->cur];
+        if (b->cap < n) {
+            t2i_free(b->mem);
+            b->cap = T2I_MAX(n, ARENA_MIN_SPILL);
+            b->mem = t2i_malloc_aligned(b->cap);
+        }
+        b->used = 0;
     }
     void *p = b->mem + b->used;
     b->used += n;
-    a->extra_used += n;
-    if (a->used + a->extra_used > a->peak) a->peak = a->used + a->extra_used;
+    a->live += n;
+    if (a->live > a->peak) a->peak = a->live;
     return p;
 }
 
@@ -150,35 +157,47 @@ float *nn_arena_zeros(nn_arena *a, size_t n) {
     return p;
 }
 
-size_t nn_arena_mark(const nn_arena *a) { return a->extra ? (size_t)-1 : a->used; }
+size_t nn_arena_mark(const nn_arena *a) {
+    if (a->nblk == 0) return 0;
+    return ((size_t)a->cur << MARK_SHIFT) | a->blk[a->cur].used;
+}
 
 void nn_arena_rewind(nn_arena *a, size_t mark) {
-    if (mark == (size_t)-1 || a->extra) return; /* overflow mode: freed at reset */
-    T2I_ASSERT(mark <= a->used);
-    a->used = mark;
+    if (a->nblk == 0) return;
+    int c = (int)(mark >> MARK_SHIFT);
+    size_t u = mark & (((size_t)1 << MARK_SHIFT) - 1);
+    T2I_ASSERT(c <= a->cur && u <= a->blk[c].used);
+    for (int i = c + 1; i <= a->cur; i++) {
+        a->live -= a->blk[i].used;
+        a->blk[i].used = 0;
+    }
+    a->live -= a->blk[c].used - u;
+    a->blk[c].used = u;
+    a->cur = c;
 }
 
 void nn_arena_reset(nn_arena *a) {
-    if (a->extra) {
-        while (a->extra) {
-            nn_arena_block *b = a->extra;
-            a->extra = b->next;
-            t2i_free(b->mem);
-            free(b);
-        }
-        a->extra_used = 0;
-        a->used = 0;
+    if (a->nblk == 0) return;
+    if (a->spilled) {
+        /* replace every block by one that holds the whole high-water mark */
+        for (int i = 0; i < a->nblk; i++) t2i_free(a->blk[i].mem);
         size_t want = round64(a->peak + a->peak / 16);
-        t2i_free(a->base);
-        a->base = t2i_malloc_aligned(want);
-        a->cap = want;
+        a->blk = t2i_realloc(a->blk, sizeof *a->blk);
+        a->nblk = 1;
+        a->blk[0].mem = t2i_malloc_aligned(want);
+        a->blk[0].cap = want;
+        a->spilled = 0;
     }
-    a->used = 0;
+    for (int i = 0; i < a->nblk; i++) a->blk[i].used = 0;
+    a->cur = 0;
+    a->live = 0;
 }
 
 void nn_arena_free(nn_arena *a) {
-    a->used = 0;
-    nn_arena_reset(a);
-    t2i_free(a->base);
+    for (int i = 0; i < a->nblk; i++) t2i_free(a->blk[i].mem);
+    free(a->blk);
     memset(a, 0, sizeof *a);
 }
+
+size_t nn_arena_capacity(const nn_arena *a) { return a->nblk ? a->blk[0].cap : 0; }
+size_t nn_arena_in_use(const nn_arena *a) { return a->live; }

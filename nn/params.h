@@ -16,9 +16,10 @@
  *
  * nn_arena is a bump allocator for activations and scratch. A model sizes it before the
  * first step (nn_arena_reserve); nn_arena_reset rewinds it between steps. If a step needs
- * more than was reserved, the arena falls back to a chained block, records the high-water
- * mark and, at the next reset, replaces its blocks by one of the peak size, so steady-state
- * steps never call malloc.
+ * more than was reserved, allocation continues in further blocks (marks and rewinds keep
+ * working across them), the high-water mark of live bytes is recorded and, at the next
+ * reset, the blocks are replaced by one of the peak size, so steady-state steps never
+ * call malloc and the planned size converges to what a step really needs.
  */
 #ifndef T2I_PARAMS_H
 #define T2I_PARAMS_H
@@ -66,13 +67,17 @@ void nn_params_zero_grad(nn_params *ps);
 /* Copy values between two stores with identical registrations (for EMA copies). */
 void nn_params_copy_values(nn_params *dst, const nn_params *src);
 
-typedef struct nn_arena_block nn_arena_block;
 typedef struct {
-    char *base;
+    char *mem;
     size_t cap, used;
-    size_t peak;            /* high-water mark over all steps, bytes */
-    nn_arena_block *extra;  /* overflow blocks of the current step */
-    size_t extra_used;      /* bytes handed out from overflow blocks */
+} nn_arena_blk;
+
+typedef struct {
+    nn_arena_blk *blk;      /* blk[0] is the planned block; more only after an overflow */
+    int nblk, cur;          /* blocks allocated, block being filled */
+    size_t live;            /* bytes handed out and not rewound */
+    size_t peak;            /* high-water mark of live, bytes */
+    int spilled;            /* an allocation went past blk[0] since the last reset */
 } nn_arena;
 
 void nn_arena_init(nn_arena *a);
@@ -87,5 +92,8 @@ size_t nn_arena_mark(const nn_arena *a);
 void nn_arena_rewind(nn_arena *a, size_t mark);
 void nn_arena_reset(nn_arena *a);
 void nn_arena_free(nn_arena *a);
+/* Bytes of the planned block, and bytes currently handed out. */
+size_t nn_arena_capacity(const nn_arena *a);
+size_t nn_arena_in_use(const nn_arena *a);
 
 #endif

@@ -27,6 +27,15 @@ for f in 000000.png 000004.png grid.png interp.png; do [ -s "$tmp/s/$f" ] || fai
 "$T2I" gan sample --ckpt "$tmp/a/checkpoint.safetensors" --first 3 --n 1 --out "$tmp/s1" >/dev/null || fail "sample one"
 cmp -s "$tmp/s/000003.png" "$tmp/s1/000003.png" || fail "regenerated sample 3 differs"
 
+# a shipped-style copy (EMA generator only, bf16) samples; training refuses it
+"$T2I" ckpt convert "$tmp/a/checkpoint.safetensors" "$tmp/inf.safetensors" --drop g. d. --rename ema.= >/dev/null \
+  || fail "ckpt convert"
+[ "$(stat -c %s "$tmp/inf.safetensors")" -lt "$(stat -c %s "$tmp/a/checkpoint.safetensors")" ] || fail "convert did not shrink"
+"$T2I" gan sample --ckpt "$tmp/inf.safetensors" --n 2 --out "$tmp/si" >/dev/null || fail "sample from converted copy"
+mkdir -p "$tmp/ri" && cp "$tmp/inf.safetensors" "$tmp/ri/checkpoint.safetensors"
+if "$T2I" gan train --resume --out "$tmp/ri" 2>"$tmp/err"; then fail "resumed from an inference copy"; fi
+grep -q "inference copy" "$tmp/err" || fail "inference-copy message: $(cat "$tmp/err")"
+
 # resume: 2 steps + 2 more == 4 steps
 "$T2I" gan train --data fashion-mnist --steps 2 $small --out "$tmp/b" >/dev/null 2>&1 || fail "first half"
 "$T2I" gan train --resume --steps 4 --threads 2 --out "$tmp/b" >/dev/null 2>&1 || fail "resume"
