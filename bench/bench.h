@@ -18,6 +18,7 @@ double bench_sgemm_gflops(int n, int reps);
 
 int bench_core(int argc, char **argv);
 int bench_b1(int argc, char **argv);
+int bench_b3(int argc, char **argv);
 int bench_b5(int argc, char **argv);
 
 #endif

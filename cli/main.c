@@ -4,6 +4,7 @@
 #include "args.h"
 #include "base.h"
 #include "commands.h"
+#include "clip_rerank/clip.h"
 #include "dalle_tok/vq.h"
 #include "gan/classifier.h"
 #include "gan/gan.h"
@@ -15,6 +16,7 @@ int main(int argc, char **argv) {
         {"ckpt", cmd_ckpt, "inspect checkpoints (safetensors files)"},
         {"data", cmd_data, "write datasets (fashion-captions) to disk"},
         {"gan", gan_cmd, "train and sample GANs"},
+        {"clip", clip_cmd, "CLIP: train, tokenize, embed, classify, zeroshot, rerank"},
         {"vq", vq_cmd, "VQ image tokenizer: train, encode, decode, eval"},
         {"classify", cls_cmd, "the Fashion-MNIST classifier behind FID/KID and fidelity"},
         {"eval", cmd_eval, "quality measurements: FID/KID, caption fidelity"},

@@ -1,0 +1,226 @@
+/* clip.h - OpenAI's CLIP (ViT image tower + causal text tower): model, loading of OpenAI,
+ * Hugging Face and t2i checkpoints, preprocessing, the contrastive loss, training and the
+ * `t2i clip` commands.
+ *
+ * Architecture (openai/CLIP model.py, ViT variant), widths W_v (vision), W_t (text):
+ *   image (N, 3, R, R), normalised  -> patches (N*G, 3*P*P), G = (R/P)^2, in Conv2d weight
+ *       order (c, ky, kx) -> x = patches conv1^T (conv1 (W_v, 3, P, P), no bias: a
+ *       Conv2d with kernel = stride = P is exactly this GEMM)
+ *       -> [class_embedding; x] + positional_embedding  (N, G+1, W_v) -> ln_pre
+ *       -> transformer (full attention) -> ln_post on position 0 -> @ proj (W_v, D)
+ *   tokens (M, context) -> token_embedding + positional_embedding -> transformer (causal)
+ *       -> ln_final at the EOT position (argmax of the token ids, as OpenAI) -> @ text_projection
+ *   logits = exp(logit_scale) * normalise(image) normalise(text)^T
+ * proj and text_projection are used as x @ P (not transposed); every transformer block is
+ * nn/transformer.h's (OpenAI parameter names, QuickGELU or GELU).
+ *
+ * Text speed-up: the text tower runs only positions 0..T_eff-1, T_eff = 1 + the largest EOT
+ * position in the batch. With the causal mask a position never sees later ones, so the
+ * EOT features are exactly those of a full-context pass, while a short caption costs
+ * T_eff/context of it (8/77 for "a photo of a cat").
+ *
+ * Parameter names are OpenAI's state_dict keys (visual.conv1.weight, visual.proj,
+ * transformer.resblocks.N.attn.in_proj_weight, text_projection, logit_scale, ...), so an
+ * OpenAI file loads by name and t2i checkpoints (model "clip") carry the same names.
+ *
+ * Usage (inference, e.g. reranking):
+ *     clip_model *m = clip_load("ViT-B-32.safetensors", "bpe_simple_vocab_16e6.txt.gz");
+ *     if (!m) die(t2i_error_msg());
+ *     float *t = malloc(D floats), *f = malloc(n * D floats);
+ *     clip_embed_texts(m, &caption, 1, t);                 // L2-normalised
+ *     clip_embed_images(m, imgs, n, 3, H, W, f);            // NCHW in [-1, 1], any size
+ *     clip_cosine(f, n, t, 1, clip_embed_dim(m), scores);   // (n, 1)
+ *     clip_free(m);
+ *
+ * Failures: loaders and embedders return NULL / -1 after t2i_error_set() with one line
+ * naming the file and the problem (a missing tensor or a wrong shape names the tensor and
+ * both shapes; a caption that is not UTF-8 says so; a checkpoint without a vocabulary asks
+ * for --vocab). Shape mismatches between caller and model are T2I_ASSERT contracts.
+ */
+#ifndef T2I_CLIP_H
+#define T2I_CLIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data.h"
+#include "image.h"
+#include "ops.h"
+#include "params.h"
+#include "rng.h"
+#include "tokenizer.h"
+#include "transformer.h"
+
+typedef struct {
+    int embed_dim;                                    /* D: output of both towers */
+    int image_resolution, vision_patch_size;          /* R, P (R % P == 0) */
+    int vision_width, vision_layers, vision_heads;
+    int context_length, vocab_size;
+    int transformer_width, transformer_layers, transformer_heads;
+    int mlp_ratio;                                    /* 4 in every CLIP */
+    nn_act act;                                       /* NN_ACT_QUICK_GELU or NN_ACT_GELU_ERF */
+    float ln_eps;                                     /* 1e-5 */
+} clip_config;
+
+/* The toolkit's small model for FC32 (32x32 images, learned BPE vocabulary). */
+void clip_config_default(clip_config *c);
+/* OpenAI's ViT-B/32 (BENCHMARKS.md B3). */
+void clip_config_vit_b32(clip_config *c);
+/* Returns 0, or -1 with a message naming the bad field. */
+int clip_config_check(const clip_config *c);
+/* JSON with OpenAI's build_model names plus "act" and "ln_eps" (heap string). */
+char *clip_config_to_json(const clip_config *c);
+/* Reads the keys present into c (absent keys keep c's values). -1 on bad JSON. */
+int clip_config_from_json(clip_config *c, const char *json);
+/* Forward FLOPs (2 x multiply-adds) per image and per caption of t tokens. */
+double clip_image_flops(const clip_config *c);
+double clip_text_flops(const clip_config *c, int t);
+
+typedef struct clip_model {
+    clip_config cfg;
+    nn_params ps;
+    nn_transformer vis, txt;
+    /* indices into ps */
+    int conv1, cls, vpos, ln_pre_w, ln_pre_b, ln_post_w, ln_post_b, proj;
+    int tok_emb, tpos, ln_final_w, ln_final_b, text_proj, logit_scale;
+    clip_tok *tok;    /* tokenizer, or NULL until one is attached */
+    char *vocab;      /* merges text of a learned vocabulary (saved in t2i checkpoints), or NULL */
+    char *path;       /* file it came from (messages), or NULL */
+    nn_arena arena;   /* scratch of the embedding functions */
+} clip_model;
+
+#define CLIP_LOGIT_SCALE_INIT 2.6592600f  /* log(1 / 0.07) */
+#define CLIP_LOGIT_SCALE_MAX 4.6051702f   /* log(100): OpenAI's clamp */
+
+/* Registers and allocates every tensor (zeros). clip_model_init draws OpenAI's
+ * initialize_parameters (token N(0, 0.02), positions N(0, 0.01), class/positions/proj
+ * N(0, W_v^-0.5), text_projection N(0, W_t^-0.5), blocks as nn_tf_init_params CLIP -
+ * applied to the vision blocks too, where OpenAI leaves PyTorch's defaults -, conv1
+ * PyTorch's uniform, LayerNorms (1, 0), logit_scale log(1/0.07)). */
+void clip_model_build(clip_model *m, const clip_config *cfg);
+void clip_model_init(clip_model *m, t2i_rng *rng);
+/* Sets AdamW's no_decay on gains, biases, embeddings and the logit scale. */
+void clip_model_set_no_decay(clip_model *m);
+void clip_model_free(clip_model *m);
+
+/* ---- forward / backward ----
+ * Tapes hold the activations backward needs (arena memory); pass NULL for inference. */
+typedef struct {
+    int N, G, T;              /* images, patches per image, positions G + 1 */
+    float *patches;           /* (N*G, 3*P*P) */
+    float *conv1_out;         /* (N*G, W) patch embeddings (row n*G + gy*(R/P) + gx) */
+    float *emb;               /* (N, T, W) [class; conv1_out] + positions (ln_pre's input) */
+    float *ln_pre, *ln_pre_mean, *ln_pre_rstd;
+    nn_tf_tape tf;
+    float *cls_out;           /* (N, W) position 0 of the transformer output */
+    float *ln_post, *ln_post_mean, *ln_post_rstd;
+} clip_vis_tape;
+
+typedef struct {
+    int M, T;                 /* captions, positions computed (T_eff) */
+    int *ids;                 /* (M, T) */
+    int *eot;                 /* (M) EOT positions */
+    float *emb;               /* (M, T, W) */
+    nn_tf_tape tf;
+    float *eot_x;             /* (M, W) transformer output at the EOT positions */
+    float *ln, *ln_mean, *ln_rstd;
+} clip_txt_tape;
+
+/* images (N, 3, R, R), normalised -> feat (N, D), not normalised. */
+void clip_image_forward(clip_model *m, clip_vis_tape *tape, nn_arena *a, const float *images, int N, float *feat);
+/* tokens (M, context) -> feat (M, D), not normalised. */
+void clip_text_forward(clip_model *m, clip_txt_tape *tape, nn_arena *a, const int32_t *tokens, int M, float *feat);
+/* Add parameter gradients for dL/dfeat (N, D) / (M, D). */
+void clip_image_backward(clip_model *m, clip_vis_tape *tape, nn_arena *a, const float *dfeat);
+void clip_text_backward(clip_model *m, clip_txt_tape *tape, nn_arena *a, const float *dfeat);
+
+/* Symmetric InfoNCE on N pairs: logits = exp(s) norm(img) norm(txt)^T, loss =
+ * (CE(logits, diag) + CE(logits^T, diag)) / 2. When dimg/dtxt/ds are non-NULL, ADDs the
+ * gradients w.r.t. the unnormalised features and s. acc (may be NULL): share of rows whose
+ * argmax is the diagonal, averaged over both directions. Scratch from the arena. */
+float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_arena *a, const float *img,
+                            const float *txt, int N, int D, float s);
+/* One training forward/backward on N pairs: zeroes gradients, fills them; returns the loss. */
+float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, int N, float *acc);
+/* OpenAI's clamp of the logit scale to [0, log 100] (after each optimizer step). */
+void clip_clamp_logit_scale(clip_model *m);
+
+/* ---- loading and saving ---- */
+/* Any of: a t2i checkpoint (model "clip"; its vocabulary is in the metadata), OpenAI names
+ * (config from the shapes as build_model; heads from a "config" JSON in the metadata if
+ * present, else width / 64), Hugging Face CLIPModel names (config.json beside the file
+ * gives heads and hidden_act). vocab: a merges file or vocab.json; NULL = the checkpoint's
+ * own, else vocab.json or bpe_simple_vocab_16e6.txt.gz beside the weights, else
+ * $T2I_CLIP_VOCAB. Returns NULL with the error set. A model without any vocabulary loads
+ * (clip_embed_texts then fails saying so) when allow_no_vocab is set. */
+clip_model *clip_load_ex(const char *path, const char *vocab, int allow_no_vocab);
+clip_model *clip_load(const char *path, const char *vocab);
+void clip_free(clip_model *m);
+/* t2i checkpoint: tensors under OpenAI names, metadata model "clip", config, vocab,
+ * optional state and Adam moments. */
+int clip_save(const clip_model *m, const char *path, const char *state_json, int with_optimizer, int bf16);
+/* Loads a t2i checkpoint into a fresh model (moments too when with_optimizer); *state_json
+ * gets the "state" metadata (heap, or NULL). */
+int clip_load_ckpt(clip_model *m, const char *path, int with_optimizer, char **state_json);
+/* Attaches a tokenizer (takes ownership); checks its vocabulary fits the embedding. */
+int clip_set_tokenizer(clip_model *m, clip_tok *tok, const char *what);
+
+/* ---- preprocessing (clip_preprocess.c) ----
+ * OpenAI's transform: Resize(R, bicubic) of the shorter side on the 8-bit image (Pillow's
+ * filter) -> CenterCrop(R) -> /255 -> Normalize(mean, std). */
+extern const float clip_mean[3], clip_std[3];
+/* img: any 8-bit image (gray replicated, alpha dropped) -> dst (3, R, R). */
+void clip_preprocess_u8(float *dst, const t2i_image *img, int R);
+/* src (C, H, W) floats in [-1, 1] (C = 1 or 3) -> dst (3, R, R): quantised to 8 bits
+ * first, as if saved as PNG, so that in-memory and on-disk candidates rank alike. */
+void clip_preprocess_f32(float *dst, const float *src, int C, int H, int W, int R);
+/* (3, R, R) in [-1, 1] already at the model size -> normalised without quantising (the
+ * training path: x01 = (x + 1) / 2). */
+void clip_normalize_m11(float *dst, const float *src, int R);
+
+/* ---- embeddings for callers (t2i generate, the commands) ----
+ * Outputs are L2-normalised rows (n, D). Work in batches of CLIP_EMBED_BATCH. */
+#define CLIP_EMBED_BATCH 32
+int clip_embed_dim(const clip_model *m);
+int clip_resolution(const clip_model *m);
+/* exp(logit_scale) */
+float clip_logit_scale_exp(const clip_model *m);
+/* -1 with "WHAT: the CLIP checkpoint PATH has embedding size d, expected e" if they differ. */
+int clip_check_embed_dim(const clip_model *m, int expected, const char *what);
+/* Tokenizes texts into (n, context) ids; -1 on invalid UTF-8 (the message says which text)
+ * or without a tokenizer. Texts longer than the context are truncated as clip.tokenize. */
+int clip_tokenize(clip_model *m, const char *const *texts, int n, int32_t *tokens);
+int clip_embed_texts(clip_model *m, const char *const *texts, int n, float *out);
+int clip_embed_tokens(clip_model *m, const int32_t *tokens, int n, float *out);
+/* NCHW images in [-1, 1], any size, C = 1 or 3 (clip_preprocess_f32). */
+int clip_embed_images(clip_model *m, const float *imgs, int n, int C, int H, int W, float *out);
+/* Already preprocessed (n, 3, R, R). */
+int clip_embed_pixels(clip_model *m, const float *pixels, int n, float *out);
+/* Image files (PNG/JPEG...) through clip_preprocess_u8; -1 names an unreadable file. */
+int clip_embed_files(clip_model *m, const char *const *paths, int n, float *out);
+/* out (n_img, n_txt) = img txt^T (cosine similarities of normalised rows). */
+void clip_cosine(const float *img, int n_img, const float *txt, int n_txt, int D, float *out);
+/* L2-normalise rows in place. */
+void clip_normalize_rows(float *x, int n, int D);
+
+/* Cosine similarity of each image (NCHW in [-1, 1], any size) with one caption: what the
+ * commands print x 100 (as DALL-E's reranking). -1 on a caption error. */
+int clip_score_images(clip_model *m, const char *caption, const float *imgs, int n, int C, int H, int W,
+                      float *scores);
+
+/* ---- zero-shot evaluation on FC32 (clip_cmd.c) ----
+ * ds: a fashion-captions split opened at the model's resolution (3, R, R); the first n
+ * items (all if n <= 0) are classified among the 80 "a {colour} {class}" captions. */
+typedef struct {
+    int n, n_held;                 /* items, of which held-out pairs */
+    double top1, top5;             /* over the 80 colour x class captions */
+    double held_top1, held_top5;   /* on the held-out pairs only */
+    double class_acc, colour_acc;  /* the top-1 caption's class / colour is right */
+} clip_fc32_eval;
+int clip_eval_fc32(clip_model *m, const t2i_dataset *ds, int n, clip_fc32_eval *ev);
+
+/* ---- commands (clip_cmd.c, clip_train.c) ---- */
+int clip_cmd(int argc, char **argv);        /* t2i clip train|tokenize|embed|classify|zeroshot|rerank */
+int clip_cmd_train(int argc, char **argv);
+
+#endif

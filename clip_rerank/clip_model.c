@@ -1,0 +1,577 @@
+/* clip_model.c - CLIP's configuration, parameters, forward and backward of both towers,
+ * the symmetric contrastive loss and the batched embedding helpers; see clip.h.
+ *
+ * Backward notes (adds into gradients, llm.c style):
+ *   vision: feat = ln_post(h0) P   ->  dP += ln_post^T dfeat, dln_post = dfeat P^T;
+ *           dh0 = LN'(dln_post) goes to position 0 of the transformer output only;
+ *           demb = LN_pre'(transformer'(dh)); dclass += sum_n demb[n, 0];
+ *           dpos[t] += sum_n demb[n, t]; dconv1 += demb[:, 1:]^T patches.
+ *   text:   the same around the EOT rows; token_embedding rows get demb (rows may repeat).
+ *   loss:   u = x/|x| has du -> dx = (du - u <u, du>) / |x|; logits = e^s u_i . v_j, so
+ *           dL/ds = sum(dlogits * logits); with p = softmax over rows and q over columns,
+ *           dlogits = (p - I) / 2N + (q - I) / 2N.
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "clip.h"
+#include "optim.h"
+
+/* ------------------------------------------------------------------ config ---- */
+
+void clip_config_default(clip_config *c) {
+    memset(c, 0, sizeof *c);
+    c->embed_dim = 64;
+    c->image_resolution = 32, c->vision_patch_size = 4;
+    c->vision_width = 96, c->vision_layers = 4, c->vision_heads = 4;
+    c->context_length = 16, c->vocab_size = 1024; /* replaced by the learned vocabulary's size */
+    c->transformer_width = 96, c->transformer_layers = 3, c->transformer_heads = 4;
+    c->mlp_ratio = 4;
+    c->act = NN_ACT_QUICK_GELU;
+    c->ln_eps = 1e-5f;
+}
+
+void clip_config_vit_b32(clip_config *c) {
+    memset(c, 0, sizeof *c);
+    c->embed_dim = 512;
+    c->image_resolution = 224, c->vision_patch_size = 32;
+    c->vision_width = 768, c->vision_layers = 12, c->vision_heads = 12;
+    c->context_length = 77, c->vocab_size = 49408;
+    c->transformer_width = 512, c->transformer_layers = 12, c->transformer_heads = 8;
+    c->mlp_ratio = 4;
+    c->act = NN_ACT_QUICK_GELU;
+    c->ln_eps = 1e-5f;
+}
+
+int clip_config_check(const clip_config *c) {
+#define POS(f, hi)                                                                                 \
+    if (c->f <= 0 || c->f > (hi)) return t2i_error_set("CLIP config: %s = %d out of range 1..%d", #f, c->f, (int)(hi));
+    POS(embed_dim, 1 << 14);
+    POS(image_resolution, 4096);
+    POS(vision_patch_size, 1024);
+    POS(vision_width, 1 << 14);
+    POS(vision_layers, 256);
+    POS(vision_heads, 1024);
+    POS(context_length, 1 << 14);
+    POS(vocab_size, 1 << 24);
+    POS(transformer_width, 1 << 14);
+    POS(transformer_layers, 256);
+    POS(transformer_heads, 1024);
+    POS(mlp_ratio, 64);
+#undef POS
+    if (c->image_resolution % c->vision_patch_size)
+        return t2i_error_set("CLIP config: image_resolution %d is not a multiple of vision_patch_size %d",
+                             c->image_resolution, c->vision_patch_size);
+    if (c->vision_width % c->vision_heads)
+        return t2i_error_set("CLIP config: vision_width %d is not divisible by vision_heads %d", c->vision_width,
+                             c->vision_heads);
+    if (c->transformer_width % c->transformer_heads)
+        return t2i_error_set("CLIP config: transformer_width %d is not divisible by transformer_heads %d",
+                             c->transformer_width, c->transformer_heads);
+    if (c->context_length < 2) return t2i_error_set("CLIP config: context_length must be at least 2");
+    if (c->vocab_size < 3) return t2i_error_set("CLIP config: vocab_size must be at least 3");
+    if (!(c->ln_eps > 0 && c->ln_eps < 1)) return t2i_error_set("CLIP config: ln_eps %g out of range", c->ln_eps);
+    if ((int)c->act < 0 || c->act > NN_ACT_SIGMOID) return t2i_error_set("CLIP config: bad activation");
+    return 0;
+}
+
+char *clip_config_to_json(const clip_config *c) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "embed_dim", c->embed_dim);
+    cJSON_AddNumberToObject(j, "image_resolution", c->image_resolution);
+    cJSON_AddNumberToObject(j, "vision_layers", c->vision_layers);
+    cJSON_AddNumberToObject(j, "vision_width", c->vision_width);
+    cJSON_AddNumberToObject(j, "vision_patch_size", c->vision_patch_size);
+    cJSON_AddNumberToObject(j, "vision_heads", c->vision_heads);
+    cJSON_AddNumberToObject(j, "context_length", c->context_length);
+    cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(j, "transformer_width", c->transformer_width);
+    cJSON_AddNumberToObject(j, "transformer_heads", c->transformer_heads);
+    cJSON_AddNumberToObject(j, "transformer_layers", c->transformer_layers);
+    cJSON_AddNumberToObject(j, "mlp_ratio", c->mlp_ratio);
+    cJSON_AddStringToObject(j, "act", nn_act_name(c->act));
+    cJSON_AddNumberToObject(j, "ln_eps", c->ln_eps);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *r = t2i_strdup(s);
+    cJSON_free(s);
+    return r;
+}
+
+int clip_config_from_json(clip_config *c, const char *json) {
+    cJSON *j = cJSON_Parse(json);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return t2i_error_set("CLIP config is not a JSON object");
+    }
+    struct {
+        const char *key;
+        int *dst;
+    } ints[] = {
+        {"embed_dim", &c->embed_dim},
+        {"image_resolution", &c->image_resolution},
+        {"vision_layers", &c->vision_layers},
+        {"vision_width", &c->vision_width},
+        {"vision_patch_size", &c->vision_patch_size},
+        {"vision_heads", &c->vision_heads},
+        {"context_length", &c->context_length},
+        {"vocab_size", &c->vocab_size},
+        {"transformer_width", &c->transformer_width},
+        {"transformer_heads", &c->transformer_heads},
+        {"transformer_layers", &c->transformer_layers},
+        {"mlp_ratio", &c->mlp_ratio},
+    };
+    int rc = 0;
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && rc == 0; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);
+        if (!v) continue;
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
+            rc = t2i_error_set("CLIP config: '%s' is not an integer", ints[i].key);
+        else
+            *ints[i].dst = (int)v->valuedouble;
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "act");
+    if (rc == 0 && v) {
+        int a = cJSON_IsString(v) ? nn_act_parse(v->valuestring) : -1;
+        if (a < 0) rc = t2i_error_set("CLIP config: unknown activation");
+        else c->act = (nn_act)a;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "ln_eps");
+    if (rc == 0 && v) {
+        if (!cJSON_IsNumber(v)) rc = t2i_error_set("CLIP config: 'ln_eps' is not a number");
+        else c->ln_eps = (float)v->valuedouble;
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+static nn_tf_config vis_tf_config(const clip_config *c) {
+    nn_tf_config t = {c->vision_layers, c->vision_width, c->vision_heads, c->mlp_ratio, c->act, 0, c->ln_eps};
+    return t;
+}
+
+static nn_tf_config txt_tf_config(const clip_config *c) {
+    nn_tf_config t = {c->transformer_layers, c->transformer_width, c->transformer_heads, c->mlp_ratio, c->act, 1,
+                      c->ln_eps};
+    return t;
+}
+
+double clip_image_flops(const clip_config *c) {
+    int g = c->image_resolution / c->vision_patch_size, G = g * g;
+    nn_tf_config t = vis_tf_config(c);
+    double K = 3.0 * c->vision_patch_size * c->vision_patch_size;
+    return 2.0 * G * K * c->vision_width + nn_tf_flops(&t, G + 1) + 2.0 * c->vision_width * c->embed_dim;
+}
+
+double clip_text_flops(const clip_config *c, int t) {
+    nn_tf_config tc = txt_tf_config(c);
+    /* causal attention does half the score work of nn_tf_flops's full count; kept simple */
+    return nn_tf_flops(&tc, t) + 2.0 * c->transformer_width * c->embed_dim;
+}
+
+/* ------------------------------------------------------------------ model ---- */
+
+static int add(nn_params *ps, const char *name, int ndim, const int *shape) {
+    return nn_params_add(ps, name, ndim, shape, NN_TRAIN);
+}
+
+void clip_model_build(clip_model *m, const clip_config *cfg) {
+    T2I_ASSERTF(clip_config_check(cfg) == 0, "%s", t2i_error_msg());
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    nn_params *ps = &m->ps;
+    nn_params_init(ps);
+    int Wv = cfg->vision_width, P = cfg->vision_patch_size, g = cfg->image_resolution / P, D = cfg->embed_dim;
+    int Wt = cfg->transformer_width;
+    m->conv1 = add(ps, "visual.conv1.weight", 4, (int[]){Wv, 3, P, P});
+    m->cls = add(ps, "visual.class_embedding", 1, (int[]){Wv});
+    m->vpos = add(ps, "visual.positional_embedding", 2, (int[]){g * g + 1, Wv});
+    m->ln_pre_w = add(ps, "visual.ln_pre.weight", 1, (int[]){Wv});
+    m->ln_pre_b = add(ps, "visual.ln_pre.bias", 1, (int[]){Wv});
+    nn_tf_config vc = vis_tf_config(cfg), tc = txt_tf_config(cfg);
+    nn_tf_init(&m->vis, ps, "visual.transformer", &vc);
+    m->ln_post_w = add(ps, "visual.ln_post.weight", 1, (int[]){Wv});
+    m->ln_post_b = add(ps, "visual.ln_post.bias", 1, (int[]){Wv});
+    m->proj = add(ps, "visual.proj", 2, (int[]){Wv, D});
+    m->tok_emb = add(ps, "token_embedding.weight", 2, (int[]){cfg->vocab_size, Wt});
+    m->tpos = add(ps, "positional_embedding", 2, (int[]){cfg->context_length, Wt});
+    nn_tf_init(&m->txt, ps, "transformer", &tc);
+    m->ln_final_w = add(ps, "ln_final.weight", 1, (int[]){Wt});
+    m->ln_final_b = add(ps, "ln_final.bias", 1, (int[]){Wt});
+    m->text_proj = add(ps, "text_projection", 2, (int[]){Wt, D});
+    m->logit_scale = add(ps, "logit_scale", 0, NULL);
+    nn_params_alloc(ps);
+    clip_model_set_no_decay(m);
+    nn_arena_init(&m->arena);
+}
+
+void clip_model_set_no_decay(clip_model *m) {
+    int nd[] = {m->cls, m->vpos, m->ln_pre_w, m->ln_pre_b, m->ln_post_w, m->ln_post_b, m->tok_emb,
+                m->tpos, m->ln_final_w, m->ln_final_b, m->logit_scale};
+    for (size_t i = 0; i < sizeof nd / sizeof nd[0]; i++) m->ps.p[nd[i]].no_decay = 1;
+}
+
+#define VAL(m, i) nn_params_val(&(m)->ps, (m)->i)
+#define GRAD(m, i) nn_params_grad(&(m)->ps, (m)->i)
+
+void clip_model_init(clip_model *m, t2i_rng *rng) {
+    const clip_config *c = &m->cfg;
+    nn_params *ps = &m->ps;
+    for (int i = 0; i < ps->n; i++) memset(nn_params_val(ps, i), 0, ps->p[i].numel * sizeof(float));
+    int Wv = c->vision_width, Wt = c->transformer_width, P = c->vision_patch_size;
+    float sv = 1.0f / sqrtf((float)Wv);
+    nn_init_pytorch_uniform(VAL(m, conv1), ps->p[m->conv1].numel, 3 * P * P, rng);
+    nn_init_normal(VAL(m, cls), ps->p[m->cls].numel, 0.0f, sv, rng);
+    nn_init_normal(VAL(m, vpos), ps->p[m->vpos].numel, 0.0f, sv, rng);
+    nn_init_normal(VAL(m, proj), ps->p[m->proj].numel, 0.0f, sv, rng);
+    nn_init_const(VAL(m, ln_pre_w), (size_t)Wv, 1.0f);
+    nn_init_const(VAL(m, ln_post_w), (size_t)Wv, 1.0f);
+    nn_tf_init_params(&m->vis, rng, NN_TF_INIT_CLIP);
+    nn_init_normal(VAL(m, tok_emb), ps->p[m->tok_emb].numel, 0.0f, 0.02f, rng);
+    nn_init_normal(VAL(m, tpos), ps->p[m->tpos].numel, 0.0f, 0.01f, rng);
+    nn_tf_init_params(&m->txt, rng, NN_TF_INIT_CLIP);
+    nn_init_const(VAL(m, ln_final_w), (size_t)Wt, 1.0f);
+    nn_init_normal(VAL(m, text_proj), ps->p[m->text_proj].numel, 0.0f, 1.0f / sqrtf((float)Wt), rng);
+    *VAL(m, logit_scale) = CLIP_LOGIT_SCALE_INIT;
+}
+
+void clip_model_free(clip_model *m) {
+    nn_tf_free(&m->vis);
+    nn_tf_free(&m->txt);
+    nn_params_free(&m->ps);
+    nn_arena_free(&m->arena);
+    if (m->tok) clip_tok_free(m->tok);
+    free(m->vocab);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}
+
+/* ------------------------------------------------------------------ vision ---- */
+
+void clip_image_forward(clip_model *m, clip_vis_tape *tape, nn_arena *a, const float *images, int N, float *feat) {
+    const clip_config *c = &m->cfg;
+    int R = c->image_resolution, P = c->vision_patch_size, g = R / P, G = g * g, T = G + 1, K = 3 * P * P;
+    int W = c->vision_width, D = c->embed_dim;
+    size_t NG = (size_t)N * G, NT = (size_t)N * T;
+    clip_vis_tape local;
+    clip_vis_tape *tp = tape ? tape : &local;
+    tp->N = N, tp->G = G, tp->T = T;
+
+    /* patches in Conv2d weight order (c, ky, kx), so conv1 (W, 3, P, P) is a (W, K) matrix */
+    float *patches = nn_arena_floats(a, NG * K);
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)NG; r++) {
+        int n = (int)(r / G), p = (int)(r % G), gy = p / g, gx = p % g;
+        float *dst = patches + (size_t)r * K;
+        for (int ch = 0; ch < 3; ch++)
+            for (int ky = 0; ky < P; ky++)
+                memcpy(dst + (ch * P + ky) * P, images + (((size_t)n * 3 + ch) * R + (size_t)gy * P + ky) * R + (size_t)gx * P,
+                       (size_t)P * sizeof(float));
+    }
+    float *pe = nn_arena_floats(a, NG * W);
+    nn_gemm(0, 1, (int)NG, W, K, 1.0f, patches, K, VAL(m, conv1), K, 0.0f, pe, W);
+    float *emb = nn_arena_floats(a, NT * W);
+    const float *cls = VAL(m, cls), *pos = VAL(m, vpos);
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)NT; r++) {
+        int n = (int)(r / T), t = (int)(r % T);
+        const float *src = t == 0 ? cls : pe + ((size_t)n * G + t - 1) * W;
+        const float *pp = pos + (size_t)t * W;
+        float *dst = emb + (size_t)r * W;
+        for (int k = 0; k < W; k++) dst[k] = src[k] + pp[k];
+    }
+    float *ln_pre = nn_arena_floats(a, NT * W);
+    float *mu = tape ? nn_arena_floats(a, NT) : NULL, *rs = tape ? nn_arena_floats(a, NT) : NULL;
+    nn_layernorm_forward(ln_pre, mu, rs, emb, VAL(m, ln_pre_w), VAL(m, ln_pre_b), NT, W, c->ln_eps);
+    const float *out = nn_tf_forward(&m->vis, tape ? &tp->tf : NULL, a, ln_pre, N, T);
+    float *cls_out = nn_arena_floats(a, (size_t)N * W);
+    for (int n = 0; n < N; n++) memcpy(cls_out + (size_t)n * W, out + (size_t)n * T * W, (size_t)W * sizeof(float));
+    float *lp = nn_arena_floats(a, (size_t)N * W);
+    float *lm = tape ? nn_arena_floats(a, (size_t)N) : NULL, *lr = tape ? nn_arena_floats(a, (size_t)N) : NULL;
+    nn_layernorm_forward(lp, lm, lr, cls_out, VAL(m, ln_post_w), VAL(m, ln_post_b), (size_t)N, W, c->ln_eps);
+    nn_gemm(0, 0, N, D, W, 1.0f, lp, W, VAL(m, proj), D, 0.0f, feat, D);
+    tp->patches = patches, tp->conv1_out = pe, tp->emb = emb;
+    tp->ln_pre = ln_pre, tp->ln_pre_mean = mu, tp->ln_pre_rstd = rs;
+    tp->cls_out = cls_out, tp->ln_post = lp, tp->ln_post_mean = lm, tp->ln_post_rstd = lr;
+}
+
+void clip_image_backward(clip_model *m, clip_vis_tape *tp, nn_arena *a, const float *dfeat) {
+    const clip_config *c = &m->cfg;
+    int N = tp->N, G = tp->G, T = tp->T, W = c->vision_width, D = c->embed_dim;
+    int P = c->vision_patch_size, K = 3 * P * P;
+    size_t NT = (size_t)N * T;
+    float *dlp = nn_arena_floats(a, (size_t)N * W);
+    nn_gemm(0, 1, N, W, D, 1.0f, dfeat, D, VAL(m, proj), D, 0.0f, dlp, W);
+    nn_gemm(1, 0, W, D, N, 1.0f, tp->ln_post, W, dfeat, D, 1.0f, GRAD(m, proj), D);
+    float *dcls = nn_arena_zeros(a, (size_t)N * W);
+    nn_layernorm_backward(dcls, GRAD(m, ln_post_w), GRAD(m, ln_post_b), dlp, tp->cls_out, VAL(m, ln_post_w),
+                          tp->ln_post_mean, tp->ln_post_rstd, (size_t)N, W);
+    float *dout = nn_arena_zeros(a, NT * W);
+    for (int n = 0; n < N; n++) memcpy(dout + (size_t)n * T * W, dcls + (size_t)n * W, (size_t)W * sizeof(float));
+    const float *dln = nn_tf_backward(&m->vis, &tp->tf, a, dout);
+    float *demb = nn_arena_zeros(a, NT * W);
+    nn_layernorm_backward(demb, GRAD(m, ln_pre_w), GRAD(m, ln_pre_b), dln, tp->emb, VAL(m, ln_pre_w),
+                          tp->ln_pre_mean, tp->ln_pre_rstd, NT, W);
+    /* class token and positions: sums over the batch (each thread owns columns t) */
+    float *gc = GRAD(m, cls), *gp = GRAD(m, vpos);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *dp = gp + (size_t)t * W;
+        for (int n = 0; n < N; n++) {
+            const float *d = demb + ((size_t)n * T + t) * W;
+            for (int k = 0; k < W; k++) dp[k] += d[k];
+        }
+    }
+    for (int n = 0; n < N; n++) {
+        const float *d = demb + (size_t)n * T * W;
+        for (int k = 0; k < W; k++) gc[k] += d[k];
+    }
+    /* dconv1 (W, K) += dpe^T patches, dpe = demb rows 1..G of each image, gathered so that
+     * one GEMM covers the batch */
+    float *dpe = nn_arena_floats(a, (size_t)N * G * W);
+    for (int n = 0; n < N; n++)
+        memcpy(dpe + (size_t)n * G * W, demb + ((size_t)n * T + 1) * W, (size_t)G * W * sizeof(float));
+    nn_gemm(1, 0, W, K, N * G, 1.0f, dpe, W, tp->patches, K, 1.0f, GRAD(m, conv1), K);
+}
+
+/* -------------------------------------------------------------------- text ---- */
+
+void clip_text_forward(clip_model *m, clip_txt_tape *tape, nn_arena *a, const int32_t *tokens, int M, float *feat) {
+    const clip_config *c = &m->cfg;
+    int ctx = c->context_length, W = c->transformer_width, D = c->embed_dim, V = c->vocab_size;
+    clip_txt_tape local;
+    clip_txt_tape *tp = tape ? tape : &local;
+    int *eot = nn_arena_bytes(a, (size_t)M * sizeof(int));
+    int T = 1;
+    for (int i = 0; i < M; i++) {
+        const int32_t *row = tokens + (size_t)i * ctx;
+        int best = 0;
+        for (int t = 1; t < ctx; t++)
+            if (row[t] > row[best]) best = t; /* first maximum, as torch.argmax */
+        eot[i] = best;
+        if (best + 1 > T) T = best + 1;
+    }
+    size_t MT = (size_t)M * T;
+    int *ids = nn_arena_bytes(a, MT * sizeof(int));
+    for (int i = 0; i < M; i++)
+        for (int t = 0; t < T; t++) {
+            int32_t id = tokens[(size_t)i * ctx + t];
+            T2I_ASSERTF(id >= 0 && id < V, "token id %d outside the vocabulary (%d)", (int)id, V);
+            ids[(size_t)i * T + t] = id;
+        }
+    float *emb = nn_arena_floats(a, MT * W);
+    nn_embedding_forward(emb, ids, VAL(m, tok_emb), MT, V, W);
+    const float *pos = VAL(m, tpos);
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)MT; r++) {
+        float *dst = emb + (size_t)r * W;
+        const float *pp = pos + (size_t)(r % T) * W;
+        for (int k = 0; k < W; k++) dst[k] += pp[k];
+    }
+    const float *out = nn_tf_forward(&m->txt, tape ? &tp->tf : NULL, a, emb, M, T);
+    float *ex = nn_arena_floats(a, (size_t)M * W);
+    for (int i = 0; i < M; i++)
+        memcpy(ex + (size_t)i * W, out + ((size_t)i * T + eot[i]) * W, (size_t)W * sizeof(float));
+    float *ln = nn_arena_floats(a, (size_t)M * W);
+    float *lm = tape ? nn_arena_floats(a, (size_t)M) : NULL, *lr = tape ? nn_arena_floats(a, (size_t)M) : NULL;
+    nn_layernorm_forward(ln, lm, lr, ex, VAL(m, ln_final_w), VAL(m, ln_final_b), (size_t)M, W, c->ln_eps);
+    nn_gemm(0, 0, M, D, W, 1.0f, ln, W, VAL(m, text_proj), D, 0.0f, feat, D);
+    tp->M = M, tp->T = T, tp->ids = ids, tp->eot = eot, tp->emb = emb;
+    tp->eot_x = ex, tp->ln = ln, tp->ln_mean = lm, tp->ln_rstd = lr;
+}
+
+void clip_text_backward(clip_model *m, clip_txt_tape *tp, nn_arena *a, const float *dfeat) {
+    const clip_config *c = &m->cfg;
+    int M = tp->M, T = tp->T, W = c->transformer_width, D = c->embed_dim;
+    size_t MT = (size_t)M * T;
+    float *dln = nn_arena_floats(a, (size_t)M * W);
+    nn_gemm(0, 1, M, W, D, 1.0f, dfeat, D, VAL(m, text_proj), D, 0.0f, dln, W);
+    nn_gemm(1, 0, W, D, M, 1.0f, tp->ln, W, dfeat, D, 1.0f, GRAD(m, text_proj), D);
+    float *dex = nn_arena_zeros(a, (size_t)M * W);
+    nn_layernorm_backward(dex, GRAD(m, ln_final_w), GRAD(m, ln_final_b), dln, tp->eot_x, VAL(m, ln_final_w),
+                          tp->ln_mean, tp->ln_rstd, (size_t)M, W);
+    float *dout = nn_arena_zeros(a, MT * W);
+    for (int i = 0; i < M; i++)
+        memcpy(dout + ((size_t)i * T + tp->eot[i]) * W, dex + (size_t)i * W, (size_t)W * sizeof(float));
+    const float *demb = nn_tf_backward(&m->txt, &tp->tf, a, dout);
+    nn_embedding_backward(GRAD(m, tok_emb), demb, tp->ids, MT, c->vocab_size, W);
+    float *gp = GRAD(m, tpos);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *dp = gp + (size_t)t * W;
+        for (int i = 0; i < M; i++) {
+            const float *d = demb + ((size_t)i * T + t) * W;
+            for (int k = 0; k < W; k++) dp[k] += d[k];
+        }
+    }
+}
+
+/* -------------------------------------------------------------------- loss ---- */
+
+void clip_normalize_rows(float *x, int n, int D) {
+    for (int i = 0; i < n; i++) {
+        float *r = x + (size_t)i * D;
+        double s = 0.0;
+        for (int k = 0; k < D; k++) s += (double)r[k] * r[k];
+        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+        for (int k = 0; k < D; k++) r[k] *= inv;
+    }
+}
+
+void clip_cosine(const float *img, int n_img, const float *txt, int n_txt, int D, float *out) {
+    nn_gemm(0, 1, n_img, n_txt, D, 1.0f, img, D, txt, D, 0.0f, out, n_txt);
+}
+
+/* u = x / |x| (rows), norms kept for backward */
+static void normalize_keep(float *u, float *norm, const float *x, int n, int D) {
+    for (int i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * D;
+        double s = 0.0;
+        for (int k = 0; k < D; k++) s += (double)r[k] * r[k];
+        norm[i] = (float)sqrt(s);
+        float inv = norm[i] > 0 ? 1.0f / norm[i] : 0.0f;
+        for (int k = 0; k < D; k++) u[(size_t)i * D + k] = r[k] * inv;
+    }
+}
+
+/* dx += (du - u <u, du>) / |x| */
+static void normalize_backward(float *dx, const float *du, const float *u, const float *norm, int n, int D) {
+    for (int i = 0; i < n; i++) {
+        const float *g = du + (size_t)i * D, *v = u + (size_t)i * D;
+        double dot = 0.0;
+        for (int k = 0; k < D; k++) dot += (double)g[k] * v[k];
+        float inv = norm[i] > 0 ? 1.0f / norm[i] : 0.0f;
+        for (int k = 0; k < D; k++) dx[(size_t)i * D + k] += (g[k] - v[k] * (float)dot) * inv;
+    }
+}
+
+float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_arena *a, const float *img,
+                            const float *txt, int N, int D, float s) {
+    float scale = expf(s);
+    float *u = nn_arena_floats(a, (size_t)N * D), *v = nn_arena_floats(a, (size_t)N * D);
+    float *nu = nn_arena_floats(a, (size_t)N), *nv = nn_arena_floats(a, (size_t)N);
+    normalize_keep(u, nu, img, N, D);
+    normalize_keep(v, nv, txt, N, D);
+    float *lg = nn_arena_floats(a, (size_t)N * N);
+    nn_gemm(0, 1, N, N, D, scale, u, D, v, D, 0.0f, lg, N);
+    /* row softmax p (image -> text) and column softmax q (text -> image), in double sums */
+    float *p = nn_arena_floats(a, (size_t)N * N), *q = nn_arena_floats(a, (size_t)N * N);
+    double loss_r = 0.0, loss_c = 0.0;
+    int hit_r = 0, hit_c = 0;
+    for (int i = 0; i < N; i++) {
+        const float *row = lg + (size_t)i * N;
+        float mx = row[0];
+        int am = 0;
+        for (int j = 1; j < N; j++)
+            if (row[j] > mx) mx = row[j], am = j;
+        double z = 0.0;
+        for (int j = 0; j < N; j++) z += exp((double)row[j] - mx);
+        for (int j = 0; j < N; j++) p[(size_t)i * N + j] = (float)(exp((double)row[j] - mx) / z);
+        loss_r += mx + log(z) - row[i];
+        hit_r += am == i;
+    }
+    for (int j = 0; j < N; j++) {
+        float mx = lg[j];
+        int am = 0;
+        for (int i = 1; i < N; i++)
+            if (lg[(size_t)i * N + j] > mx) mx = lg[(size_t)i * N + j], am = i;
+        double z = 0.0;
+        for (int i = 0; i < N; i++) z += exp((double)lg[(size_t)i * N + j] - mx);
+        for (int i = 0; i < N; i++) q[(size_t)i * N + j] = (float)(exp((double)lg[(size_t)i * N + j] - mx) / z);
+        loss_c += mx + log(z) - lg[(size_t)j * N + j];
+        hit_c += am == j;
+    }
+    float loss = (float)(0.5 * (loss_r + loss_c) / N);
+    if (acc) *acc = 0.5f * (float)(hit_r + hit_c) / (float)N;
+    if (!dimg && !dtxt && !ds) return loss;
+    /* dlogits (in p's storage) */
+    float inv2n = 0.5f / (float)N;
+    double dsum = 0.0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            size_t k = (size_t)i * N + j;
+            float d = (p[k] + q[k] - (i == j ? 2.0f : 0.0f)) * inv2n;
+            p[k] = d;
+            dsum += (double)d * lg[k];
+        }
+    if (ds) *ds += (float)dsum;
+    float *du = nn_arena_floats(a, (size_t)N * D), *dv = nn_arena_floats(a, (size_t)N * D);
+    nn_gemm(0, 0, N, D, N, scale, p, N, v, D, 0.0f, du, D);
+    nn_gemm(1, 0, N, D, N, scale, p, N, u, D, 0.0f, dv, D);
+    if (dimg) normalize_backward(dimg, du, u, nu, N, D);
+    if (dtxt) normalize_backward(dtxt, dv, v, nv, N, D);
+    return loss;
+}
+
+float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, int N, float *acc) {
+    int D = m->cfg.embed_dim;
+    nn_arena_reset(a);
+    nn_params_zero_grad(&m->ps);
+    clip_vis_tape vt;
+    clip_txt_tape tt;
+    float *fi = nn_arena_floats(a, (size_t)N * D), *ft = nn_arena_floats(a, (size_t)N * D);
+    clip_image_forward(m, &vt, a, images, N, fi);
+    clip_text_forward(m, &tt, a, tokens, N, ft);
+    float *dfi = nn_arena_zeros(a, (size_t)N * D), *dft = nn_arena_zeros(a, (size_t)N * D);
+    float ds = 0.0f;
+    float loss = clip_contrastive_loss(dfi, dft, &ds, acc, a, fi, ft, N, D, *VAL(m, logit_scale));
+    *GRAD(m, logit_scale) += ds;
+    size_t mark = nn_arena_mark(a);
+    clip_text_backward(m, &tt, a, dft);
+    nn_arena_rewind(a, mark);
+    clip_image_backward(m, &vt, a, dfi);
+    return loss;
+}
+
+void clip_clamp_logit_scale(clip_model *m) {
+    float *s = VAL(m, logit_scale);
+    if (*s < 0.0f) *s = 0.0f;
+    if (*s > CLIP_LOGIT_SCALE_MAX) *s = CLIP_LOGIT_SCALE_MAX;
+}
+
+/* -------------------------------------------------------------- embeddings ---- */
+
+int clip_embed_dim(const clip_model *m) { return m->cfg.embed_dim; }
+int clip_resolution(const clip_model *m) { return m->cfg.image_resolution; }
+float clip_logit_scale_exp(const clip_model *m) {
+    return expf(*nn_params_val((nn_params *)&m->ps, m->logit_scale));
+}
+
+int clip_check_embed_dim(const clip_model *m, int expected, const char *what) {
+    if (m->cfg.embed_dim == expected) return 0;
+    return t2i_error_set("%s: the CLIP checkpoint %s has embedding size %d, expected %d", what,
+                         m->path ? m->path : "(in memory)", m->cfg.embed_dim, expected);
+}
+
+int clip_embed_pixels(clip_model *m, const float *pixels, int n, float *out) {
+    int R = m->cfg.image_resolution, D = m->cfg.embed_dim;
+    size_t item = (size_t)3 * R * R;
+    for (int i0 = 0; i0 < n; i0 += CLIP_EMBED_BATCH) {
+        int b = T2I_MIN(CLIP_EMBED_BATCH, n - i0);
+        nn_arena_reset(&m->arena);
+        clip_image_forward(m, NULL, &m->arena, pixels + (size_t)i0 * item, b, out + (size_t)i0 * D);
+    }
+    nn_arena_reset(&m->arena);
+    clip_normalize_rows(out, n, D);
+    return 0;
+}
+
+int clip_embed_tokens(clip_model *m, const int32_t *tokens, int n, float *out) {
+    int ctx = m->cfg.context_length, D = m->cfg.embed_dim, V = m->cfg.vocab_size;
+    for (size_t k = 0; k < (size_t)n * ctx; k++)
+        if (tokens[k] < 0 || tokens[k] >= V)
+            return t2i_error_set("token id %d of caption %zu is outside the model's vocabulary (%d)", (int)tokens[k],
+                                 k / ctx, V);
+    for (int i0 = 0; i0 < n; i0 += CLIP_EMBED_BATCH) {
+        int b = T2I_MIN(CLIP_EMBED_BATCH, n - i0);
+        nn_arena_reset(&m->arena);
+        clip_text_forward(m, NULL, &m->arena, tokens + (size_t)i0 * ctx, b, out + (size_t)i0 * D);
+    }
+    nn_arena_reset(&m->arena);
+    clip_normalize_rows(out, n, D);
+    return 0;
+}

@@ -1,0 +1,134 @@
+#!/bin/bash
+# cli_clip.sh - `t2i clip`: classify, rerank (--json, --grid), embed and zeroshot on the public
+# golden CLIP weights (shared/golden/clip_tiny, random weights: the outputs are checked for
+# form and consistency, not for meaning); a tiny training run on an FC32 caption folder,
+# resumed bit-identically, whose checkpoint carries its own vocabulary; and bad inputs,
+# each of which must exit non-zero with one "t2i: ..." line.
+# Usage: cli_clip.sh PATH/TO/t2i   (needs ../shared next to the checkout and Debian's
+# dataset-fashion-mnist)
+set -u
+T2I=${1:?usage: cli_clip.sh PATH/TO/t2i}
+SRC=${T2I_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+W="$SRC/../shared/golden/clip_tiny/weights.safetensors"
+V="$SRC/../shared/clip/bpe_simple_vocab_16e6.txt.gz"
+IMG="$SRC/tests/data/img"
+TMP=$(mktemp -d /tmp/t2i-cli-clip-XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+FAILS=0
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+export T2I_THREADS=1 # tiny models: threads cost more than they give
+
+# one line on stderr starting with "t2i: " and the exit code
+expect_error() { # code what cmd...
+    local code=$1 what=$2
+    shift 2
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    local rc=$?
+    [ "$rc" -eq "$code" ] || fail "$what: exit $rc, expected $code ($(head -c 300 "$TMP/err"))"
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$what: stderr has $(wc -l <"$TMP/err") lines: $(head -c 300 "$TMP/err")"
+    grep -q '^t2i: ' "$TMP/err" || fail "$what: stderr does not start with 't2i: ': $(cat "$TMP/err")"
+}
+
+if ! "$T2I" clip --help >/dev/null 2>&1; then
+    echo "FAIL: $T2I has no 'clip' command (register clip_cmd from clip_rerank/clip.h in cli/main.c)" >&2
+    exit 1
+fi
+
+A="$IMG/clip_src_300x200.png" B="$IMG/png_rgb8.png" C="$IMG/jpeg_rgb444.jpg" G="$IMG/png_gray8.png"
+
+# ---- classify: probabilities over the labels, highest first, summing to 100%
+if ! "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels "a cat" "a red car" "two dogs" >"$TMP/cls" 2>"$TMP/err"; then
+    fail "classify exited non-zero: $(cat "$TMP/err")"
+fi
+[ "$(grep -c '%' "$TMP/cls")" -eq 3 ] || fail "classify printed $(grep -c '%' "$TMP/cls") label lines, expected 3"
+sum=$(grep '%' "$TMP/cls" | awk '{s += $1} END {printf "%.1f", s}')
+[ "$sum" = "100.0" ] || fail "classify probabilities sum to $sum%"
+sorted=$(grep '%' "$TMP/cls" | awk '{print $1}' | sed 's/%//' | sort -gr | tr '\n' ' ')
+[ "$sorted" = "$(grep '%' "$TMP/cls" | awk '{print $1}' | sed 's/%//' | tr '\n' ' ')" ] || fail "classify not sorted"
+# templates change the text embeddings (so the probabilities); several images, gray too
+"$T2I" clip classify "$A" "$G" --ckpt "$W" --vocab "$V" --labels "a cat" "a red car" "two dogs" --templates default \
+    >"$TMP/clst" 2>"$TMP/err" || fail "classify --templates default failed: $(cat "$TMP/err")"
+[ "$(grep -c '%' "$TMP/clst")" -eq 6 ] || fail "classify of 2 images printed $(grep -c '%' "$TMP/clst") lines"
+cmp -s <(head -4 "$TMP/cls") <(head -4 "$TMP/clst") && fail "--templates default changed nothing"
+printf 'a blurry photo of {}\n\n{} in the wild\n' >"$TMP/templates.txt"
+"$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels a b --templates "$TMP/templates.txt" --json \
+    >"$TMP/clsj" 2>"$TMP/err" || fail "classify --templates FILE --json failed: $(cat "$TMP/err")"
+grep -q '^{"image":.*"labels":\[{"label":.*"prob":' "$TMP/clsj" || fail "classify --json: $(cat "$TMP/clsj")"
+
+# ---- rerank: JSON in rank order, scores = 100 x cosine, and a grid
+if ! "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "A red car parked on the street." "$A" "$B" "$C" "$G" \
+    --top 3 --json --grid "$TMP/grid.png" >"$TMP/rr" 2>"$TMP/err"; then
+    fail "rerank exited non-zero: $(cat "$TMP/err")"
+fi
+[ "$(grep -o '"rank":' "$TMP/rr" | wc -l)" -eq 3 ] || fail "rerank --top 3 --json: $(cat "$TMP/rr")"
+scores=$(grep -o '"score":[-0-9.]*' "$TMP/rr" | cut -d: -f2 | tr '\n' ' ')
+[ "$scores" = "$(echo "$scores" | tr ' ' '\n' | grep . | sort -gr | tr '\n' ' ')" ] || fail "rerank not in rank order: $scores"
+first=$(grep -o '"score":[-0-9.]*,"cosine":[-0-9.]*' "$TMP/rr" | head -1)
+awk -v s="$(echo "$first" | sed 's/"score":\([-0-9.]*\),.*/\1/')" -v c="$(echo "$first" | sed 's/.*"cosine"://')" \
+    'BEGIN { d = s - 100 * c; exit !(d < 0.001 && d > -0.001) }' || fail "score is not 100 x cosine: $first"
+[ "$(head -c 4 "$TMP/grid.png" | od -An -tx1 | tr -d ' \n')" = "89504e47" ] || fail "rerank --grid wrote no PNG"
+# a folder argument expands to its images; plain output has one line per rank
+mkdir -p "$TMP/pool" && cp "$A" "$B" "$C" "$TMP/pool/"
+"$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "a photo of a cat" "$TMP/pool" >"$TMP/rr2" 2>"$TMP/err" ||
+    fail "rerank of a folder failed: $(cat "$TMP/err")"
+[ "$(wc -l <"$TMP/rr2")" -eq 3 ] || fail "rerank of a 3-image folder printed $(wc -l <"$TMP/rr2") lines"
+
+# ---- embed: safetensors with (N, D) and (M, D)
+if ! "$T2I" clip embed --ckpt "$W" --vocab "$V" --images "$A" "$B" --texts "a cat" "a dog" "a car" \
+    --out "$TMP/emb.safetensors" >/dev/null 2>"$TMP/err"; then
+    fail "embed exited non-zero: $(cat "$TMP/err")"
+fi
+hdr=$(head -c 2000 "$TMP/emb.safetensors" | tr -d '\0')
+echo "$hdr" | grep -q '"image_features":{"dtype":"F32","shape":\[2,32\]' || fail "embed: image_features not [2,32]: $hdr"
+echo "$hdr" | grep -q '"text_features":{"dtype":"F32","shape":\[3,32\]' || fail "embed: text_features not [3,32]: $hdr"
+
+# ---- zeroshot on tiny folders: class folders, and captions as classes
+mkdir -p "$TMP/cls2/red car" "$TMP/cls2/cat"
+cp "$A" "$TMP/cls2/red car/a.png" && cp "$C" "$TMP/cls2/red car/c.jpg" && cp "$B" "$TMP/cls2/cat/b.png"
+"$T2I" clip zeroshot --ckpt "$W" --vocab "$V" --data "$TMP/cls2" --json >"$TMP/zs" 2>"$TMP/err" ||
+    fail "zeroshot on class folders failed: $(cat "$TMP/err")"
+grep -q '^zero-shot .*3 images, 2 classes.*top-1' "$TMP/zs" || fail "zeroshot output: $(cat "$TMP/zs")"
+grep -q '"top1":' "$TMP/zs" || fail "zeroshot --json line missing"
+
+# ---- training: a caption folder from FC32; 3 steps vs 2 + resume 1 give identical checkpoints
+"$T2I" data fashion-captions --split train --out "$TMP/fc" --limit 24 >/dev/null 2>&1 || fail "t2i data failed"
+TR=(--data "$TMP/fc" --res 16 --patch 8 --vision-width 16 --vision-layers 1 --vision-heads 2 --text-width 16
+    --text-layers 1 --text-heads 2 --embed-dim 8 --context 12 --vocab-size 600 --batch 8 --eval-every 0)
+"$T2I" clip train "${TR[@]}" --steps 3 --out "$TMP/run3" >"$TMP/tr" 2>"$TMP/err" || fail "clip train failed: $(cat "$TMP/err")"
+"$T2I" clip train "${TR[@]}" --steps 3 --stop-after 2 --out "$TMP/run2" >/dev/null 2>"$TMP/err" || fail "clip train (2) failed: $(cat "$TMP/err")"
+"$T2I" clip train --out "$TMP/run2" --resume >/dev/null 2>"$TMP/err" || fail "clip train --resume failed: $(cat "$TMP/err")"
+cmp -s "$TMP/run3/checkpoint.safetensors" "$TMP/run2/checkpoint.safetensors" || fail "resumed run differs from the uninterrupted one"
+[ "$(grep -c '"loss"' "$TMP/run3/metrics.jsonl")" -ge 1 ] || fail "no loss in metrics.jsonl"
+grep -q '"logit_scale"' "$TMP/run3/metrics.jsonl" || fail "no logit_scale in metrics.jsonl"
+[ -f "$TMP/run3/config.json" ] || fail "no config.json"
+expect_error 1 "train over an existing run" "$T2I" clip train "${TR[@]}" --steps 3 --out "$TMP/run3"
+# the checkpoint carries its vocabulary: no --vocab needed
+"$T2I" clip zeroshot --ckpt "$TMP/run3/checkpoint.safetensors" --data "$TMP/fc" >"$TMP/zs2" 2>"$TMP/err" ||
+    fail "zeroshot with a t2i checkpoint failed: $(cat "$TMP/err")"
+grep -q 'captions' "$TMP/zs2" || fail "zeroshot on a caption folder: $(cat "$TMP/zs2")"
+
+# ---- bad inputs: one line, non-zero
+expect_error 1 "missing checkpoint" "$T2I" clip classify "$A" --ckpt "$TMP/none.safetensors" --vocab "$V" --labels a b
+printf 'not a safetensors file' >"$TMP/bad.safetensors"
+expect_error 1 "corrupt checkpoint" "$T2I" clip rerank --ckpt "$TMP/bad.safetensors" --vocab "$V" --prompt x "$A"
+expect_error 1 "no vocabulary" env -u T2I_CLIP_VOCAB "$T2I" clip classify "$A" --ckpt "$W" --labels a b
+expect_error 1 "missing image" "$T2I" clip classify "$TMP/none.png" --ckpt "$W" --vocab "$V" --labels a b
+printf 'PNG? no' >"$TMP/broken.png"
+expect_error 1 "corrupt image" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt x "$A" "$TMP/broken.png"
+expect_error 1 "invalid UTF-8 label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels "a" $'b\xff'
+expect_error 1 "invalid UTF-8 prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt $'\xc3' "$A"
+expect_error 2 "one label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels a
+expect_error 2 "embed without --out" "$T2I" clip embed --ckpt "$W" --vocab "$V" --texts a
+expect_error 2 "rerank without --prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" "$A"
+expect_error 1 "zeroshot on an unlabelled folder" "$T2I" clip zeroshot --ckpt "$W" --vocab "$V" --data "$TMP/pool"
+expect_error 1 "zeroshot on a missing folder" "$T2I" clip zeroshot --ckpt "$W" --vocab "$V" --data "$TMP/nowhere"
+"$T2I" clip --help >/dev/null 2>&1 || fail "clip --help exited non-zero"
+for c in train tokenize embed classify zeroshot rerank; do
+    "$T2I" clip $c --help >/dev/null 2>&1 || fail "clip $c --help exited non-zero"
+done
+
+if [ "$FAILS" -ne 0 ]; then
+    echo "$FAILS failure(s)" >&2
+    exit 1
+fi
+echo "cli_clip: all checks passed"

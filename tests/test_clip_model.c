@@ -1,0 +1,452 @@
+/* test_clip_model.c - CLIP training maths and robustness.
+ *
+ *   - gradients of the symmetric InfoNCE loss w.r.t. every parameter of both towers and
+ *     the logit scale, by central differences on a tiny model (LayerNorm/bias terms
+ *     perturbed so that none is trivially zero);
+ *   - PyTorch: tests/ref/gen_clip_ref.py trains a tiny CLIP (its own OpenAI-architecture
+ *     module, checked there against openai's golden outputs) for 3 AdamW steps; here the
+ *     same initial weights and batch give the same step-1 gradients, the same three losses
+ *     (1e-4 relative) and in-batch accuracies, and the same final weights (1e-4);
+ *   - t2i checkpoints: save/load round trip (f32 exact, bf16 to bf16 rounding) with the
+ *     learned vocabulary travelling in the metadata;
+ *   - bad inputs: a weights file missing a tensor or with a wrong shape (OpenAI and Hugging
+ *     Face names) -> one-line error naming the file, the tensor and both shapes; a file
+ *     that is no CLIP; a t2i checkpoint of another model; invalid UTF-8 in a caption; a
+ *     10 MB caption (truncated to the context, same features as its start); a text over
+ *     the tokenizer's limit (clean error); an embedding size that does not fit.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "base.h"
+#include "clip.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "testutil.h"
+
+static void tiny_config(clip_config *c) {
+    clip_config_default(c);
+    c->embed_dim = 8;
+    c->image_resolution = 8, c->vision_patch_size = 4;
+    c->vision_width = 8, c->vision_layers = 2, c->vision_heads = 2;
+    c->context_length = 6, c->vocab_size = 16;
+    c->transformer_width = 8, c->transformer_layers = 2, c->transformer_heads = 2;
+}
+
+static void perturb(clip_model *m, t2i_rng *r) {
+    for (int i = 0; i < m->ps.n; i++) {
+        const char *n = m->ps.p[i].name;
+        if (strstr(n, "bias") || strstr(n, "ln_"))
+            for (size_t k = 0; k < m->ps.p[i].numel; k++) nn_params_val(&m->ps, i)[k] += 0.2f * t2i_rng_normal(r);
+    }
+}
+
+/* ------------------------------------------------------------- gradcheck ---- */
+
+typedef struct {
+    clip_model *m;
+    nn_arena *a;
+    float *images;
+    int32_t *tokens;
+    int N;
+    float loss, dloss;
+    float **dx; /* per parameter gradient buffers of the checker */
+} gc_ctx;
+
+static void gc_fwd(void *p) {
+    gc_ctx *c = p;
+    clip_model *m = c->m;
+    int D = m->cfg.embed_dim;
+    nn_arena_reset(c->a);
+    float *fi = nn_arena_floats(c->a, (size_t)c->N * D), *ft = nn_arena_floats(c->a, (size_t)c->N * D);
+    clip_image_forward(m, NULL, c->a, c->images, c->N, fi);
+    clip_text_forward(m, NULL, c->a, c->tokens, c->N, ft);
+    c->loss = clip_contrastive_loss(NULL, NULL, NULL, NULL, c->a, fi, ft, c->N, D, *nn_params_val(&m->ps, m->logit_scale));
+}
+
+static void gc_bwd(void *p) {
+    gc_ctx *c = p;
+    clip_model *m = c->m;
+    clip_train_grads(m, c->a, c->images, c->tokens, c->N, NULL);
+    for (int i = 0; i < m->ps.n; i++) {
+        const float *g = nn_params_grad(&m->ps, i);
+        for (size_t k = 0; k < m->ps.p[i].numel; k++) c->dx[i][k] += c->dloss * g[k];
+    }
+}
+
+static void make_tokens(int32_t *tok, int N, int ctx, int V, t2i_rng *r) {
+    memset(tok, 0, (size_t)N * ctx * sizeof(int32_t));
+    for (int i = 0; i < N; i++) {
+        int e = 2 + i % (ctx - 2);
+        tok[i * ctx] = V - 2;
+        for (int t = 1; t < e; t++) tok[i * ctx + t] = 1 + (int)t2i_rng_below(r, (uint64_t)V - 3);
+        tok[i * ctx + e] = V - 1;
+    }
+}
+
+static void test_gradcheck(void **state) {
+    (void)state;
+    clip_config cfg;
+    tiny_config(&cfg);
+    clip_model m;
+    clip_model_build(&m, &cfg);
+    t2i_rng r;
+    t2i_rng_seed(&r, 5);
+    clip_model_init(&m, &r);
+    perturb(&m, &r);
+    /* embeddings at O(1) scale: with OpenAI's 0.02 / 0.01 a step h = 1e-2 would not be small
+     * and ln_final would amplify the text tower's tiny outputs into curvature */
+    t2i_rng_fill_normal(&r, nn_params_val(&m.ps, m.tok_emb), m.ps.p[m.tok_emb].numel, 0.0f, 0.5f);
+    t2i_rng_fill_normal(&r, nn_params_val(&m.ps, m.tpos), m.ps.p[m.tpos].numel, 0.0f, 0.5f);
+    *nn_params_val(&m.ps, m.logit_scale) = 1.5f;
+    int N = 4, R = cfg.image_resolution;
+    nn_arena a;
+    nn_arena_init(&a);
+    gc_ctx c = {&m, &a, tu_randn(&r, (size_t)N * 3 * R * R, 1.0f), t2i_malloc((size_t)N * cfg.context_length * 4), N};
+    make_tokens(c.tokens, N, cfg.context_length, cfg.vocab_size, &r);
+    tu_var *vars = t2i_calloc((size_t)m.ps.n, sizeof *vars);
+    c.dx = t2i_calloc((size_t)m.ps.n, sizeof(float *));
+    for (int i = 0; i < m.ps.n; i++) {
+        c.dx[i] = tu_zeros(m.ps.p[i].numel);
+        vars[i] = (tu_var){m.ps.p[i].name, nn_params_val(&m.ps, i), c.dx[i], m.ps.p[i].numel};
+    }
+    /* a wrong term is off by O(gradient); typical gradients here are 1e-2..1 */
+    int fails = tu_gradcheck("clip InfoNCE", &c, gc_fwd, gc_bwd, vars, m.ps.n, &c.loss, &c.dloss, 1, 1e-2f, 2e-4f, 2e-2f);
+    assert_int_equal(fails, 0);
+    /* the logit scale's gradient is not trivially zero */
+    assert_true(fabsf(c.dx[m.logit_scale][0]) > 1e-3f);
+    for (int i = 0; i < m.ps.n; i++) free(c.dx[i]);
+    free(c.dx), free(vars), free(c.images), free(c.tokens);
+    nn_arena_free(&a);
+    clip_model_free(&m);
+}
+
+/* ------------------------------------------------------------- PyTorch ---- */
+
+static float *read_all(const st_file *f, const char *name, size_t *n) {
+    const st_tensor *t = st_find(f, name);
+    if (!t) fail_msg("%s: no tensor %s", f->path, name);
+    float *x = t2i_malloc((t->numel ? t->numel : 1) * sizeof(float));
+    assert_int_equal(st_read_f32(f, t, x, t->numel), 0);
+    if (n) *n = t->numel;
+    return x;
+}
+
+static void load_prefixed(clip_model *m, const st_file *f, const char *prefix) {
+    char name[200];
+    for (int i = 0; i < m->ps.n; i++) {
+        const nn_param *p = &m->ps.p[i];
+        int64_t shape[NN_MAX_DIMS];
+        for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
+        snprintf(name, sizeof name, "%s%s", prefix, p->name);
+        if (st_load_f32(f, name, nn_params_val(&m->ps, i), p->ndim, shape) != 0) fail_msg("%s", t2i_error_msg());
+    }
+}
+
+static void compare_prefixed(clip_model *m, const st_file *f, const char *prefix, int grads, float atol, float rtol) {
+    char name[200];
+    for (int i = 0; i < m->ps.n; i++) {
+        const nn_param *p = &m->ps.p[i];
+        snprintf(name, sizeof name, "%s%s", prefix, p->name);
+        float *want = read_all(f, name, NULL);
+        const float *got = grads ? nn_params_grad(&m->ps, i) : nn_params_val(&m->ps, i);
+        tu_assert_close(name, got, want, p->numel, atol, rtol);
+        free(want);
+    }
+}
+
+static void test_torch_training(void **state) {
+    (void)state;
+    char *path = tu_path("data/clip_ref.safetensors");
+    st_file f;
+    assert_int_equal(st_open(&f, path), 0);
+    clip_config cfg;
+    clip_config_default(&cfg);
+    assert_int_equal(clip_config_from_json(&cfg, st_meta(&f, "config")), 0);
+    assert_int_equal(clip_config_check(&cfg), 0);
+    assert_int_equal(cfg.vision_layers, 2);
+    assert_int_equal(cfg.transformer_heads, 2);
+    clip_model m;
+    clip_model_build(&m, &cfg);
+    load_prefixed(&m, &f, "init.");
+    size_t n;
+    float *images = read_all(&f, "images", &n);
+    const st_tensor *tt = st_find(&f, "tokens");
+    assert_non_null(tt);
+    int N = (int)tt->shape[0];
+    assert_int_equal(tt->shape[1], cfg.context_length);
+    int32_t *tokens = t2i_malloc(tt->numel * sizeof(int32_t));
+    assert_int_equal(st_read_i32(&f, tt, tokens, tt->numel), 0);
+    float *losses = read_all(&f, "losses", NULL), *accs = read_all(&f, "accs", NULL);
+    nn_optim opt = nn_adamw(1e-3f, 0.9f, 0.98f, 1e-6f, 0.2f);
+    nn_arena a;
+    nn_arena_init(&a);
+    for (int step = 0; step < 3; step++) {
+        float acc;
+        float loss = clip_train_grads(&m, &a, images, tokens, N, &acc);
+        print_message("  step %d: loss %.6f (torch %.6f), accuracy %.3f (torch %.3f)\n", step + 1, loss, losses[step], acc,
+                      accs[step]);
+        assert_true(fabsf(loss - losses[step]) <= 1e-4f * fabsf(losses[step]));
+        assert_true(fabsf(acc - accs[step]) < 1e-6f);
+        if (step == 0) compare_prefixed(&m, &f, "grad.", 1, 1e-5f, 1e-3f);
+        nn_optim_step(&opt, &m.ps, 1e-3f);
+        clip_clamp_logit_scale(&m);
+    }
+    compare_prefixed(&m, &f, "final.", 0, 1e-4f, 0.0f);
+    /* and training moved the weights well beyond that tolerance */
+    float *w0 = read_all(&f, "init.visual.proj", &n);
+    assert_true(tu_max_abs_diff(w0, nn_params_val(&m.ps, m.proj), n, NULL) > 1e-3f);
+    free(w0), free(images), free(tokens), free(losses), free(accs), free(path);
+    nn_arena_free(&a);
+    clip_model_free(&m);
+    st_close(&f);
+}
+
+/* ---------------------------------------------------------- checkpoints ---- */
+
+static const char *const corpus[] = {"a red dress", "a photo of a blue sneaker", "an orange bag",
+                                     "a green coat in green", "a white shirt", "a red sneaker"};
+
+/* A tiny model with a learned vocabulary (the vocabulary decides vocab_size). */
+static void tiny_with_vocab(clip_model *m, int seed) {
+    char *merges = clip_tok_train(corpus, NULL, 6, 540, NULL);
+    assert_non_null(merges);
+    clip_tok *tok = clip_tok_from_merges(merges, strlen(merges), -1, "test");
+    assert_non_null(tok);
+    clip_config cfg;
+    tiny_config(&cfg);
+    cfg.context_length = 8;
+    cfg.vocab_size = (int)clip_tok_vocab_size(tok);
+    clip_model_build(m, &cfg);
+    t2i_rng r;
+    t2i_rng_seed(&r, (uint64_t)seed);
+    clip_model_init(m, &r);
+    perturb(m, &r);
+    m->vocab = merges;
+    assert_int_equal(clip_set_tokenizer(m, tok, "test"), 0);
+}
+
+static void test_checkpoint_roundtrip(void **state) {
+    (void)state;
+    clip_model m;
+    tiny_with_vocab(&m, 3);
+    char *dir = tu_tmpdir();
+    char *p32 = t2i_asprintf("%s/c32.safetensors", dir), *p16 = t2i_asprintf("%s/c16.safetensors", dir);
+    assert_int_equal(clip_save(&m, p32, "{\"step\":7}", 0, 0), 0);
+    assert_int_equal(clip_save(&m, p16, NULL, 0, 1), 0);
+    clip_model *l = clip_load(p32, NULL); /* vocabulary from the metadata */
+    if (!l) fail_msg("%s", t2i_error_msg());
+    assert_int_equal(l->ps.total, m.ps.total);
+    assert_memory_equal(l->ps.data, m.ps.data, m.ps.total * sizeof(float));
+    float e1[16], e2[16];
+    assert_int_equal(clip_embed_texts(&m, corpus, 2, e1), 0);
+    assert_int_equal(clip_embed_texts(l, corpus, 2, e2), 0);
+    assert_memory_equal(e1, e2, sizeof e1);
+    clip_free(l);
+    l = clip_load(p16, NULL);
+    assert_non_null(l);
+    for (size_t i = 0; i < m.ps.total; i++)
+        assert_true(l->ps.data[i] == t2i_bf16_to_f32(t2i_f32_to_bf16(m.ps.data[i])));
+    clip_free(l);
+    /* resume path: state comes back */
+    clip_model r;
+    char *sj = NULL;
+    assert_int_equal(clip_load_ckpt(&r, p32, 0, &sj), 0);
+    assert_string_equal(sj, "{\"step\":7}");
+    free(sj);
+    clip_model_free(&r);
+    free(p32), free(p16);
+    tu_rmtree(dir);
+    free(dir);
+    clip_model_free(&m);
+}
+
+/* ----------------------------------------------------------- bad inputs ---- */
+
+/* Writes m's tensors under OpenAI names, skipping `skip` and giving `bad` an extra column. */
+static void write_openai(const clip_model *m, const char *path, const char *skip, const char *bad) {
+    st_writer *w = st_writer_new();
+    for (int i = 0; i < m->ps.n; i++) {
+        const nn_param *p = &m->ps.p[i];
+        if (skip && strcmp(p->name, skip) == 0) continue;
+        int64_t shape[NN_MAX_DIMS];
+        for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
+        const float *data = m->ps.data + p->offset;
+        float *wide = NULL;
+        if (bad && strcmp(p->name, bad) == 0) {
+            shape[p->ndim - 1] += 1;
+            wide = t2i_calloc(p->numel * 2 + 2, sizeof(float));
+            data = wide;
+        }
+        st_writer_add_f32(w, p->name, ST_F32, p->ndim, shape, data);
+        free(wide);
+    }
+    char cfg[256];
+    snprintf(cfg, sizeof cfg, "{\"vision_heads\": %d, \"transformer_heads\": %d}", m->cfg.vision_heads,
+             m->cfg.transformer_heads);
+    st_writer_meta(w, "config", cfg);
+    assert_int_equal(st_writer_save(w, path), 0);
+    st_writer_free(w);
+}
+
+static void expect_load_error(const char *path, const char *const *needles, int n) {
+    clip_model *m = clip_load_ex(path, NULL, 1);
+    assert_null(m);
+    const char *msg = t2i_error_msg();
+    print_message("  -> %s\n", msg);
+    assert_null(strchr(msg, '\n'));
+    assert_non_null(strstr(msg, path));
+    for (int i = 0; i < n; i++)
+        if (!strstr(msg, needles[i])) fail_msg("error '%s' does not mention '%s'", msg, needles[i]);
+}
+
+static void test_bad_weights(void **state) {
+    (void)state;
+    clip_config cfg;
+    tiny_config(&cfg);
+    clip_model m;
+    clip_model_build(&m, &cfg);
+    t2i_rng r;
+    t2i_rng_seed(&r, 9);
+    clip_model_init(&m, &r);
+    char *dir = tu_tmpdir();
+    char *p = t2i_asprintf("%s/w.safetensors", dir);
+
+    write_openai(&m, p, NULL, NULL);
+    clip_model *ok = clip_load_ex(p, NULL, 1);
+    if (!ok) fail_msg("%s", t2i_error_msg());
+    assert_memory_equal(ok->ps.data, m.ps.data, m.ps.total * sizeof(float));
+    clip_free(ok);
+
+    write_openai(&m, p, "transformer.resblocks.1.mlp.c_fc.bias", NULL);
+    expect_load_error(p, (const char *[]){"transformer.resblocks.1.mlp.c_fc.bias", "missing", "[32]"}, 3);
+    write_openai(&m, p, NULL, "visual.transformer.resblocks.0.attn.out_proj.weight");
+    expect_load_error(p, (const char *[]){"visual.transformer.resblocks.0.attn.out_proj.weight", "[8, 8]", "[8, 9]"}, 3);
+    write_openai(&m, p, NULL, "text_projection"); /* embed_dim inferred 9; visual.proj then mismatches */
+    expect_load_error(p, (const char *[]){"visual.proj", "[8, 9]", "[8, 8]"}, 3);
+    write_openai(&m, p, "ln_final.weight", NULL);
+    expect_load_error(p, (const char *[]){"ln_final.weight", "missing"}, 2);
+
+    /* Hugging Face layout with a wrong q_proj shape names the HF tensor */
+    st_writer *w = st_writer_new();
+    float z[64 * 64] = {0};
+    st_writer_add_f32(w, "vision_model.embeddings.patch_embedding.weight", ST_F32, 4, (int64_t[]){8, 3, 4, 4}, z);
+    st_writer_add_f32(w, "vision_model.embeddings.position_embedding.weight", ST_F32, 2, (int64_t[]){5, 8}, z);
+    st_writer_add_f32(w, "vision_model.embeddings.class_embedding", ST_F32, 1, (int64_t[]){8}, z);
+    st_writer_add_f32(w, "text_projection.weight", ST_F32, 2, (int64_t[]){8, 8}, z);
+    st_writer_add_f32(w, "text_model.embeddings.position_embedding.weight", ST_F32, 2, (int64_t[]){6, 8}, z);
+    st_writer_add_f32(w, "text_model.embeddings.token_embedding.weight", ST_F32, 2, (int64_t[]){16, 8}, z);
+    st_writer_add_f32(w, "vision_model.encoder.layers.0.mlp.fc1.weight", ST_F32, 2, (int64_t[]){32, 8}, z);
+    st_writer_add_f32(w, "text_model.encoder.layers.0.mlp.fc1.weight", ST_F32, 2, (int64_t[]){32, 8}, z);
+    st_writer_add_f32(w, "vision_model.pre_layrnorm.weight", ST_F32, 1, (int64_t[]){8}, z);
+    st_writer_add_f32(w, "vision_model.pre_layrnorm.bias", ST_F32, 1, (int64_t[]){8}, z);
+    st_writer_add_f32(w, "vision_model.encoder.layers.0.layer_norm1.weight", ST_F32, 1, (int64_t[]){8}, z);
+    st_writer_add_f32(w, "vision_model.encoder.layers.0.layer_norm1.bias", ST_F32, 1, (int64_t[]){8}, z);
+    st_writer_add_f32(w, "vision_model.encoder.layers.0.self_attn.q_proj.weight", ST_F32, 2, (int64_t[]){8, 7}, z);
+    assert_int_equal(st_writer_save(w, p), 0);
+    st_writer_free(w);
+    expect_load_error(p, (const char *[]){"vision_model.encoder.layers.0.self_attn.q_proj.weight", "[8, 8]", "[8, 7]"}, 3);
+
+    /* not CLIP at all; a t2i checkpoint of another model; not a safetensors file */
+    w = st_writer_new();
+    st_writer_add_f32(w, "fc.weight", ST_F32, 2, (int64_t[]){2, 2}, z);
+    assert_int_equal(st_writer_save(w, p), 0);
+    st_writer_free(w);
+    expect_load_error(p, (const char *[]){"not a CLIP checkpoint"}, 1);
+    w = st_writer_new();
+    st_writer_meta(w, "format", "t2i");
+    st_writer_meta(w, "model", "gan");
+    st_writer_add_f32(w, "fc.weight", ST_F32, 2, (int64_t[]){2, 2}, z);
+    assert_int_equal(st_writer_save(w, p), 0);
+    st_writer_free(w);
+    expect_load_error(p, (const char *[]){"'gan'"}, 1);
+    assert_int_equal(t2i_write_file_atomic(p, "garbage!", 8), 0);
+    expect_load_error(p, NULL, 0);
+    /* OpenAI names but no vocabulary anywhere, when one is required */
+    write_openai(&m, p, NULL, NULL);
+    char *old = getenv("T2I_CLIP_VOCAB") ? t2i_strdup(getenv("T2I_CLIP_VOCAB")) : NULL;
+    unsetenv("T2I_CLIP_VOCAB");
+    assert_null(clip_load(p, NULL));
+    assert_non_null(strstr(t2i_error_msg(), "--vocab"));
+    if (old) setenv("T2I_CLIP_VOCAB", old, 1);
+    free(old);
+
+    free(p);
+    tu_rmtree(dir);
+    free(dir);
+    clip_model_free(&m);
+}
+
+static void test_bad_captions(void **state) {
+    (void)state;
+    clip_model m;
+    tiny_with_vocab(&m, 4);
+    int D = m.cfg.embed_dim;
+    float e[3 * 8], e2[8];
+    const char *bad[2] = {"a red dress", "a \xff\xfe dress"};
+    assert_int_equal(clip_embed_texts(&m, bad, 2, e), -1);
+    print_message("  -> %s\n", t2i_error_msg());
+    assert_non_null(strstr(t2i_error_msg(), "UTF-8"));
+    assert_non_null(strstr(t2i_error_msg(), "text 2"));
+
+    /* 10 MB: truncated to the context; its features are those of its first words */
+    size_t big = 10u << 20;
+    char *s = t2i_malloc(big + 1);
+    const char *unit = "a red dress ";
+    for (size_t i = 0; i < big; i++) s[i] = unit[i % strlen(unit)];
+    s[big] = 0;
+    const char *one[1] = {s};
+    double t0 = t2i_now();
+    assert_int_equal(clip_embed_texts(&m, one, 1, e), 0);
+    print_message("  10 MB caption embedded in %.2f s\n", t2i_now() - t0);
+    /* the context (8) holds SOT + 6 ids + EOT: "a red dress a red dress" */
+    const char *start[1] = {"a red dress a red dress"};
+    assert_int_equal(clip_embed_texts(&m, start, 1, e2), 0);
+    assert_memory_equal(e, e2, (size_t)D * sizeof(float));
+    /* one 10 MB word */
+    memset(s, 'x', big);
+    assert_int_equal(clip_embed_texts(&m, one, 1, e), 0);
+    for (int k = 0; k < D; k++) assert_true(isfinite(e[k]));
+    free(s);
+    /* over the tokenizer's limit: a clean error, not a crash */
+    size_t huge = CLIP_TOK_MAX_TEXT + 16;
+    s = t2i_malloc(huge + 1);
+    memset(s, 'a', huge);
+    s[huge] = 0;
+    one[0] = s;
+    int rc = clip_embed_texts(&m, one, 1, e);
+    print_message("  %zu-byte caption -> %s\n", huge, rc ? t2i_error_msg() : "ok");
+    if (rc) assert_null(strchr(t2i_error_msg(), '\n'));
+    free(s);
+    /* empty caption: SOT EOT only */
+    const char *empty[1] = {""};
+    assert_int_equal(clip_embed_texts(&m, empty, 1, e), 0);
+    /* a token id beyond the vocabulary */
+    int32_t tok[8] = {0, 5, 99999, 0, 0, 0, 0, 0};
+    assert_int_equal(clip_embed_tokens(&m, tok, 1, e), -1);
+    /* embedding-size check for callers */
+    assert_int_equal(clip_check_embed_dim(&m, D, "generate"), 0);
+    assert_int_equal(clip_check_embed_dim(&m, 512, "generate"), -1);
+    print_message("  -> %s\n", t2i_error_msg());
+    assert_non_null(strstr(t2i_error_msg(), "512"));
+    assert_non_null(strstr(t2i_error_msg(), "8"));
+    clip_model_free(&m);
+}
+
+int main(void) {
+    /* tiny tensors: thread start-up would cost more than the work (and much more on a
+     * loaded machine, where OpenMP barriers wait for descheduled threads) */
+    t2i_set_threads(1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gradcheck),     cmocka_unit_test(test_torch_training),
+        cmocka_unit_test(test_checkpoint_roundtrip), cmocka_unit_test(test_bad_weights),
+        cmocka_unit_test(test_bad_captions),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
