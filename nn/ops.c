@@ -75,13 +75,20 @@ void nn_linear_forward(float *out, const float *inp, const float *w, const float
     nn_gemm(0, 1, (int)N, OUT, IN, 1.0f, inp, IN, w, IN, beta, out, OUT);
 }
 
-/* db[j] += sum_i dout[i, j]; columns split across threads so no two write the same j. */
+/* db[j] += sum_i dout[i, j]. Threads take blocks of columns (no two write the same j)
+ * and walk the rows, so memory is read in order rather than with stride OUT. */
 static void add_colsum(float *db, const float *dout, size_t N, int OUT) {
-#pragma omp parallel for schedule(static)
-    for (int j = 0; j < OUT; j++) {
-        double s = 0.0;
-        for (size_t i = 0; i < N; i++) s += dout[i * OUT + j];
-        db[j] += (float)s;
+    enum { COLS = 512 };
+#pragma omp parallel for schedule(static) if (N * OUT > PAR_MIN)
+    for (int j0 = 0; j0 < OUT; j0 += COLS) {
+        int j1 = T2I_MIN(OUT, j0 + COLS);
+        double acc[COLS];
+        for (int j = j0; j < j1; j++) acc[j - j0] = 0.0;
+        for (size_t i = 0; i < N; i++) {
+            const float *row = dout + i * OUT;
+            for (int j = j0; j < j1; j++) acc[j - j0] += row[j];
+        }
+        for (int j = j0; j < j1; j++) db[j] += (float)acc[j - j0];
     }
 }
 

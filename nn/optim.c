@@ -38,6 +38,7 @@ static void adam_update(float *restrict w, const float *restrict g, float *restr
 
 void nn_optim_step(nn_optim *o, nn_params *ps, float lr) {
     nn_params_moments(ps); /* allocated once, then reused */
+    nn_params_ensure_grad(ps);
     o->step++;
     double bc1 = 1.0 - pow(o->beta1, (double)o->step);
     double bc2 = 1.0 - pow(o->beta2, (double)o->step);
@@ -77,6 +78,7 @@ void nn_optim_step(nn_optim *o, nn_params *ps, float lr) {
 
 float nn_grad_norm(const nn_params *ps) {
     double s = 0.0;
+    if (!ps->grad) return 0.0f;
     for (int k = 0; k < ps->n; k++) {
         const nn_param *p = &ps->p[k];
         if (!p->trainable) continue;
@@ -87,6 +89,7 @@ float nn_grad_norm(const nn_params *ps) {
 }
 
 float nn_clip_grad_norm(nn_params *ps, float max_norm) {
+    nn_params_ensure_grad(ps);
     float norm = nn_grad_norm(ps);
     float coef = max_norm / (norm + 1e-6f);
     if (coef < 1.0f) {

@@ -46,8 +46,16 @@ void nn_params_alloc(nn_params *ps) {
     T2I_ASSERT(!ps->data);
     size_t bytes = (ps->total ? ps->total : 16) * sizeof(float);
     ps->data = t2i_malloc_aligned(bytes);
-    ps->grad = t2i_malloc_aligned(bytes);
     memset(ps->data, 0, bytes);
+}
+
+/* Gradients are allocated on first use: a model loaded only to run forward (sampling,
+ * reranking) never pays for them. */
+void nn_params_ensure_grad(nn_params *ps) {
+    T2I_ASSERT(ps->data);
+    if (ps->grad) return;
+    size_t bytes = (ps->total ? ps->total : 16) * sizeof(float);
+    ps->grad = t2i_malloc_aligned(bytes);
     memset(ps->grad, 0, bytes);
 }
 
@@ -75,7 +83,8 @@ float *nn_params_val(nn_params *ps, int i) {
 }
 
 float *nn_params_grad(nn_params *ps, int i) {
-    T2I_ASSERT(ps->grad && i >= 0 && i < ps->n);
+    T2I_ASSERT(i >= 0 && i < ps->n);
+    nn_params_ensure_grad(ps);
     return ps->grad + ps->p[i].offset;
 }
 
@@ -87,7 +96,8 @@ size_t nn_params_count(const nn_params *ps, int trainable_only) {
 }
 
 void nn_params_zero_grad(nn_params *ps) {
-    if (ps->grad) memset(ps->grad, 0, ps->total * sizeof(float));
+    nn_params_ensure_grad(ps);
+    memset(ps->grad, 0, ps->total * sizeof(float));
 }
 
 void nn_params_copy_values(nn_params *dst, const nn_params *src) {

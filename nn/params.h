@@ -8,7 +8,7 @@
  *     nn_params ps; nn_params_init(&ps);
  *     int iw = nn_params_add(&ps, "fc.weight", 2, (int[]){out, in}, NN_TRAIN);
  *     nn_params_alloc(&ps);
- *     float *w = nn_params_val(&ps, iw), *dw = nn_params_grad(&ps, iw);
+ *     float *w = nn_params_val(&ps, iw), *dw = nn_params_grad(&ps, iw);  (allocates grads)
  *
  * Buffers (BatchNorm running statistics, a VQ codebook updated by EMA, spectral-norm
  * vectors) are saved in checkpoints but skipped by optimizers and gradient clipping.
@@ -47,7 +47,7 @@ typedef struct {
     int n, cap;
     size_t total;    /* floats in each block, including alignment padding */
     float *data;     /* values */
-    float *grad;     /* gradients, same layout */
+    float *grad;     /* gradients, same layout (NULL until first needed) */
     float *m, *v;    /* optimizer moments (NULL until nn_params_moments) */
 } nn_params;
 
@@ -55,8 +55,11 @@ void nn_params_init(nn_params *ps);
 void nn_params_free(nn_params *ps);
 /* Register a tensor; returns its index. Only before nn_params_alloc. Names are unique. */
 int nn_params_add(nn_params *ps, const char *name, int ndim, const int *shape, int trainable);
-/* Allocate the value and gradient blocks, zero-filled. */
+/* Allocate the value block, zero-filled. The gradient block is allocated (zeroed) on the
+ * first nn_params_grad / nn_params_zero_grad / optimizer step, so inference-only models
+ * never hold one. */
 void nn_params_alloc(nn_params *ps);
+void nn_params_ensure_grad(nn_params *ps);
 /* Allocate (zeroed) first and second moment blocks if absent. */
 void nn_params_moments(nn_params *ps);
 int nn_params_find(const nn_params *ps, const char *name); /* -1 if absent */
