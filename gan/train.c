@@ -30,6 +30,7 @@
 #include "image.h"
 #include "optim.h"
 #include "progress.h"
+#include "text_cond.h"
 
 /* Mean pairwise L2 distance of N images (sample diversity). */
 static double diversity(const float *x, int N, size_t item) {
@@ -158,11 +159,17 @@ static int save_ckpt(const gan_model *m, const char *path, const train_state *st
 }
 
 /* Fixed noise (and labels) for the sample grids: 64 samples, class k on row k % rows. */
-static void fixed_inputs(const gan_model *m, uint64_t seed, float *z, float *c, int n) {
+static void fixed_inputs(const gan_model *m, uint64_t seed, float *z, float *c, int n, const gan_text_table *tt) {
     t2i_rng r;
     t2i_rng_seed(&r, seed ^ 0xf12ed0000ull);
     t2i_rng_fill_normal(&r, z, (size_t)n * m->cfg.z_dim, 0.0f, 1.0f);
-    if (m->cfg.n_classes > 0) {
+    if (tt && tt->n > 0) {
+        /* one caption per row, spread over the sorted distinct captions */
+        for (int i = 0; i < n; i++) {
+            int k = (int)((long)((i / 8) * 37 + 5) % tt->n);
+            memcpy(c + (size_t)i * tt->dim, tt->emb + (size_t)k * tt->dim, (size_t)tt->dim * sizeof(float));
+        }
+    } else if (m->cfg.n_classes > 0) {
         int lab[256];
         for (int i = 0; i < n; i++) lab[i] = (i / 8) % m->cfg.n_classes;
         gan_onehot(c, lab, n, m->cfg.n_classes);
@@ -172,7 +179,7 @@ static void fixed_inputs(const gan_model *m, uint64_t seed, float *z, float *c, 
 int gan_cmd_train(int argc, char **argv) {
     /* defaults: the toolkit's Fashion-MNIST recipe */
     const char *data = "fashion-mnist", *arch = "dcgan", *out = "runs/gan", *loss = "ns", *dnorm = "batch",
-               *init = "pytorch", *cond = "none";
+               *init = "pytorch", *cond = "none", *text_enc = NULL, *vocab = NULL;
     int res = 0, channels = 0, z_dim = 100, g_width = 64, d_width = 64, depth = 0, sn = 0, batch = 64;
     int n_critic = 1, threads = 0, resume = 0, flip = 0, sample_every = 500, ckpt_every = 1000, log_every = 50;
     long steps = 0, seed = 1;
@@ -189,6 +196,8 @@ int gan_cmd_train(int argc, char **argv) {
         {"--d-width", T2I_INT, &d_width, "D base width"},
         {"--depth", T2I_INT, &depth, "extra 3x3 convolutions per stage"},
         {"--cond", T2I_STR, &cond, "none or class (condition on the data's class labels)"},
+        {"--text-encoder", T2I_STR, &text_enc, "CLIP checkpoint: condition on the captions' text embeddings"},
+        {"--vocab", T2I_STR, &vocab, "BPE vocabulary for the text encoder (if it has none of its own)"},
         {"--loss", T2I_STR, &loss, "ns (non-saturating), hinge or ls (least squares)"},
         {"--sn", T2I_BOOL, &sn, "spectral normalisation in D"},
         {"--d-norm", T2I_STR, &dnorm, "batch or none (normalisation in D)"},
@@ -229,6 +238,8 @@ int gan_cmd_train(int argc, char **argv) {
     train_state st;
     memset(&st, 0, sizeof st);
     gan_model m;
+    gan_text_table tt; /* caption -> condition, for text-conditioned GANs */
+    memset(&tt, 0, sizeof tt);
     char *ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", out);
     int rc = 1;
 
@@ -318,13 +329,63 @@ int gan_cmd_train(int argc, char **argv) {
             }
             cfg.n_classes = ds.n_classes;
         }
+        if (text_enc) {
+            if (o.cond_classes) {
+                t2i_fail("--text-encoder and --cond class exclude each other");
+                goto out_ds;
+            }
+            if (strlen(text_enc) >= sizeof cfg.text_encoder || (vocab && strlen(vocab) >= sizeof cfg.text_vocab)) {
+                t2i_fail("--text-encoder/--vocab: path too long");
+                goto out_ds;
+            }
+            strcpy(cfg.text_encoder, text_enc);
+            strcpy(cfg.text_vocab, vocab ? vocab : "");
+        }
         if (gan_config_check(&cfg) != 0) {
             t2i_fail_err();
             goto out_ds;
         }
         t2i_rng_seed(&st.rng, o.seed);
+        if (cfg.text_encoder[0]) {
+            /* the condition size comes from the encoder; the probe pins its identity */
+            clip_model *clip = clip_load(cfg.text_encoder, cfg.text_vocab[0] ? cfg.text_vocab : NULL);
+            if (!clip) {
+                t2i_fail_err();
+                goto out_ds;
+            }
+            cfg.cond_dim = clip_embed_dim(clip);
+            cfg.n_probe = cfg.cond_dim <= 1024 ? cfg.cond_dim : 0;
+            const char *probe = GAN_TEXT_PROBE;
+            int prc2 = cfg.n_probe ? clip_embed_texts(clip, &probe, 1, cfg.text_probe) : 0;
+            clip_free(clip);
+            if (prc2 != 0 || gan_config_check(&cfg) != 0) {
+                t2i_fail_err();
+                goto out_ds;
+            }
+            if (!t2i_flag_given(&cmd, "--mismatch")) o.mismatch = 1.0f; /* matching-aware D by default */
+        }
         t2i_rng init_rng = t2i_rng_split(&st.rng, 1);
         gan_model_build(&m, &cfg, &init_rng);
+    }
+    if (cfg.text_encoder[0]) {
+        if (!ds.captions) {
+            t2i_fail("%s: --text-encoder needs captioned data (fashion-captions, or a folder with metadata.jsonl)",
+                     ds.source);
+            goto out_model;
+        }
+        clip_model *clip = clip_load(cfg.text_encoder, cfg.text_vocab[0] ? cfg.text_vocab : NULL);
+        if (!clip) {
+            t2i_fail_err();
+            goto out_model;
+        }
+        int trc = clip_check_embed_dim(clip, cfg.cond_dim, "gan train --text-encoder");
+        if (trc == 0) trc = gan_text_table_build(&tt, clip, ds.captions, ds.n);
+        clip_free(clip);
+        if (trc != 0) {
+            t2i_fail_err();
+            goto out_model;
+        }
+        printf("gan train: conditioned on %d distinct captions embedded by %s (%d-d)\n", tt.n, cfg.text_encoder, tt.dim);
     }
     if (ds.C != cfg.channels || ds.H != cfg.res) {
         t2i_fail("%s: images are %dx%dx%d, the model expects %dx%dx%d", ds.source, ds.C, ds.H, ds.W, cfg.channels,
@@ -381,7 +442,8 @@ int gan_cmd_train(int argc, char **argv) {
     const int NF = 64;
     float *fz = t2i_malloc((size_t)NF * zd * sizeof(float));
     float *fc = cs ? t2i_malloc((size_t)NF * cs * sizeof(float)) : NULL;
-    fixed_inputs(&m, o.seed, fz, fc, NF);
+    fixed_inputs(&m, o.seed, fz, fc, NF, cfg.text_encoder[0] ? &tt : NULL);
+    const char **caps = t2i_malloc((size_t)B * sizeof(char *));
     nn_arena arena;
     nn_arena_init(&arena);
     double real_div = -1.0;
@@ -403,15 +465,23 @@ int gan_cmd_train(int argc, char **argv) {
         double t0 = t2i_now();
         /* ---- D updates ---- */
         for (int k = 0; k < o.n_critic; k++) {
-            int got = t2i_loader_next(&L, x, labels, NULL, NULL);
-            if (got == 0) got = t2i_loader_next(&L, x, labels, NULL, NULL);
+            int got = t2i_loader_next(&L, x, labels, caps, NULL);
+            if (got == 0) got = t2i_loader_next(&L, x, labels, caps, NULL);
             if (got < 0) {
                 t2i_fail_err();
                 rc = 1;
                 goto done;
             }
             if (real_div < 0) real_div = diversity(x, B < 32 ? B : 32, item);
-            if (cs) gan_onehot(c, labels, B, cs);
+            if (tt.n) {
+                for (int i = 0; i < B; i++) {
+                    const float *e = caps[i] ? gan_text_lookup(&tt, caps[i]) : NULL;
+                    T2I_ASSERT(e); /* every caption was embedded up front */
+                    memcpy(c + (size_t)i * cs, e, (size_t)cs * sizeof(float));
+                }
+            } else if (cs) {
+                gan_onehot(c, labels, B, cs);
+            }
             t2i_rng_fill_normal(&st.rng, z, (size_t)B * zd, 0.0f, 1.0f);
             gan_d_step(&m, &od, &arena, &o, x, z, c, cw, B, &stats);
         }
@@ -486,11 +556,12 @@ int gan_cmd_train(int argc, char **argv) {
            t2i_now() - t_last, ckpt_path, samples_dir);
 done:
     nn_arena_free(&arena);
-    free(x), free(z), free(c), free(cw), free(labels), free(fz), free(fc);
+    free(x), free(z), free(c), free(cw), free(labels), free(fz), free(fc), free(caps);
     t2i_loader_free(&L);
     free(samples_dir);
     t2i_run_close(&run);
 out_model:
+    gan_text_table_free(&tt);
     gan_model_free(&m);
 out_ds:
     t2i_dataset_free(&ds);
