@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "base.h"
+#include "fastmath.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -683,7 +684,7 @@ void nn_embedding_backward(float *dw, const float *dout, const int *ids, size_t 
 
 /* ------------------------------------------------------------------ activations */
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + t2i_expf(-x)); }
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
@@ -704,14 +705,14 @@ void nn_act_forward(float *out, const float *inp, size_t n, nn_act act, float sl
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+            out[i] = 0.5f * x * (1.0f + t2i_tanhf(GELU_K * (x + 0.044715f * x * x * x)));
         }
         break;
     case NN_ACT_GELU_ERF:
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+            out[i] = 0.5f * x * (1.0f + t2i_erff(x * 0.70710678118654752f));
         }
         break;
     case NN_ACT_QUICK_GELU:
@@ -724,7 +725,7 @@ void nn_act_forward(float *out, const float *inp, size_t n, nn_act act, float sl
         break;
     case NN_ACT_TANH:
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) out[i] = tanhf(inp[i]);
+        for (size_t i = 0; i < n; i++) out[i] = t2i_tanhf(inp[i]);
         break;
     case NN_ACT_SIGMOID:
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
@@ -754,13 +755,13 @@ void nn_act_forward(float *out, const float *inp, size_t n, nn_act act, float sl
 
 static inline float gelu_tanh_grad(float x) {
     float u = GELU_K * (x + 0.044715f * x * x * x);
-    float t = tanhf(u);
+    float t = t2i_tanhf(u);
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
 static inline float gelu_erf_grad(float x) {
-    float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-    return cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);
+    float cdf = 0.5f * (1.0f + t2i_erff(x * 0.70710678118654752f));
+    return cdf + x * 0.3989422804014327f * t2i_expf(-0.5f * x * x);
 }
 
 static inline float quick_gelu_grad(float x) {
@@ -787,7 +788,7 @@ void nn_act_backward(float *dinp, const float *dout, const float *inp, size_t n,
     case NN_ACT_QUICK_GELU: ACT_BWD(quick_gelu_grad(x) * d); break;
     case NN_ACT_SILU: ACT_BWD(silu_grad(x) * d); break;
     case NN_ACT_TANH: {
-        ACT_BWD((1.0f - tanhf(x) * tanhf(x)) * d);
+        ACT_BWD((1.0f - t2i_tanhf(x) * t2i_tanhf(x)) * d);
         break;
     }
     case NN_ACT_SIGMOID: ACT_BWD(sigmoidf(x) * (1.0f - sigmoidf(x)) * d); break;
@@ -963,7 +964,7 @@ static void softmax_row(float *y, const float *x, int C) {
     for (int j = 0; j < C; j++) mx = x[j] > mx ? x[j] : mx;
     float s = 0.0f;
     for (int j = 0; j < C; j++) {
-        y[j] = expf(x[j] - mx);
+        y[j] = t2i_expf(x[j] - mx);
         s += y[j];
     }
     float inv = 1.0f / s;
