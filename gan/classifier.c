@@ -205,6 +205,14 @@ static int cmd_train(int argc, char **argv) {
             snprintf(line, sizeof line, "{\"epoch\":%ld,\"test_accuracy\":%.4f}", (step + 1) / per_epoch, acc);
             t2i_run_metrics(&run, line);
             fprintf(stderr, "\nepoch %ld: test accuracy %.2f%%\n", (step + 1) / per_epoch, 100 * acc);
+            /* the weights after each epoch (saved atomically), so an interrupted run keeps a usable classifier */
+            char *ep = t2i_run_path(&run, "checkpoint.safetensors");
+            int src = cls_save(&m, ep, NULL);
+            free(ep);
+            if (src != 0) {
+                rc = t2i_fail_err();
+                break;
+            }
         }
     }
     if (rc == 0) {
