@@ -1,0 +1,509 @@
+/* generate.c - `t2i generate`: candidates from generators, CLIP reranking, the best kept
+ * (see generate.h).
+ *
+ *     t2i generate --prompt "a red sneaker" --candidates 512 --top 32 --out out/
+ *     t2i generate --prompts captions.txt --out out/ --clip ViT-B-32.safetensors
+ * For each caption: OUT/<slug>/rank_000.png ... (best first), OUT/<slug>/grid.png and
+ * OUT/<slug>/scores.json; OUT/scores.json lists every caption's results with paths
+ * relative to OUT (the input of `t2i eval fidelity OUT`). A result is
+ *   {"caption", "rank", "source", "seed", "candidate", "score", "file"}
+ * and `t2i dalle sample --seed S --first CANDIDATE --n 1` regenerates a dalle result.
+ *
+ * Default checkpoints (when --clip, --dalle or --vq are not given): samples/models/
+ * {clip,dalle,vq}.safetensors of the source tree (T2I_SOURCE_DIR). --vq defaults to the
+ * VQ checkpoint recorded in the DALL-E file when that exists, else to the shipped one.
+ *
+ * Failures: bad flags exit 2; a missing checkpoint (the message says how to train one or
+ * which flag to pass), a CLIP that does not fit, an empty caption or a failed write exit 1.
+ */
+#include "generate.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "base.h"
+#include "image.h"
+#include "progress.h"
+#include "safetensors.h"
+
+#define DEFAULT_MODELS T2I_SOURCE_DIR "/samples/models/"
+
+/* ---- the DALL-E source ---- */
+
+typedef struct {
+    dalle_model m;
+    vq_model vq;
+    dalle_sample_opts o;
+    nn_arena a;
+    int batch;
+    int32_t *codes, *text;
+    char *caption;   /* the caption text holds the tokens of */
+} dalle_src;
+
+static int dalle_generate(gen_source *s, const char *caption, const float *clip_text, uint64_t seed, long first,
+                          int n, float *images) {
+    (void)clip_text;
+    dalle_src *d = s->ctx;
+    if (!d->caption || strcmp(d->caption, caption) != 0) {
+        free(d->caption);
+        d->caption = NULL;
+        if (dalle_encode_text_warn(&d->m, caption, d->text) < 0) return -1;
+        d->caption = t2i_strdup(caption);
+    }
+    size_t isz = (size_t)s->C * s->H * s->W;
+    for (int i = 0; i < n; i += d->batch) {
+        int k = n - i < d->batch ? n - i : d->batch;
+        nn_arena_reset(&d->a);
+        dalle_sample(&d->m, &d->a, d->text, k, seed, first + i, &d->o, d->codes);
+        nn_arena_reset(&d->a);
+        dalle_decode(&d->vq, &d->a, d->codes, k, images + (size_t)i * isz);
+    }
+    return 0;
+}
+
+static void dalle_destroy(gen_source *s) {
+    dalle_src *d = s->ctx;
+    nn_arena_free(&d->a);
+    free(d->codes), free(d->text), free(d->caption);
+    vq_model_free(&d->vq);
+    dalle_free(&d->m);
+    free(d);
+}
+
+int gen_source_dalle(gen_source **out, const char *dalle_path, const char *vq_path, const dalle_sample_opts *o,
+                     int batch) {
+    T2I_ASSERT(batch > 0);
+    dalle_src *d = t2i_calloc(1, sizeof *d);
+    if (dalle_load(&d->m, dalle_path, 0, NULL) != 0) {
+        free(d);
+        return -1;
+    }
+    if (dalle_sample_check(o, d->m.cfg.codebook) != 0) {
+        dalle_free(&d->m);
+        free(d);
+        return -1;
+    }
+    if (!vq_path) vq_path = d->m.vq_path;
+    if (!vq_path) {
+        dalle_free(&d->m);
+        free(d);
+        return t2i_error_set("%s records no VQ checkpoint; pass --vq", dalle_path);
+    }
+    if (dalle_vq_load(&d->vq, vq_path, &d->m.cfg) != 0) {
+        dalle_free(&d->m);
+        free(d);
+        return -1;
+    }
+    d->o = *o;
+    d->batch = batch;
+    nn_arena_init(&d->a);
+    d->codes = t2i_malloc((size_t)batch * dalle_image_len(&d->m.cfg) * sizeof(int32_t));
+    d->text = t2i_malloc((size_t)d->m.cfg.text_len * sizeof(int32_t));
+    gen_source *s = t2i_calloc(1, sizeof *s);
+    s->name = "dalle";
+    s->C = d->vq.cfg.channels, s->H = s->W = d->vq.cfg.res;
+    s->batch = batch;
+    s->clip_dim = 0;
+    s->generate = dalle_generate;
+    s->destroy = dalle_destroy;
+    s->ctx = d;
+    *out = s;
+    return 0;
+}
+
+void gen_source_free(gen_source *s) {
+    if (!s) return;
+    if (s->destroy) s->destroy(s);
+    free(s);
+}
+
+/* ---- ranking ---- */
+
+void gen_ranked_free(gen_ranked *r) {
+    for (int i = 0; i < r->n; i++) free(r->images[i]);
+    free(r->images), free(r->res), free(r->C), free(r->H), free(r->W);
+    memset(r, 0, sizeof *r);
+}
+
+int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const char *caption, const gen_opts *o,
+                     gen_ranked *r) {
+    T2I_ASSERT(nsrc > 0 && o->candidates > 0 && o->top > 0);
+    memset(r, 0, sizeof *r);
+    int D = clip_embed_dim(clip);
+    for (int s = 0; s < nsrc; s++)
+        if (src[s]->clip_dim > 0 && clip_check_embed_dim(clip, src[s]->clip_dim, src[s]->name) != 0) return -1;
+    float *temb = t2i_malloc((size_t)D * sizeof(float));
+    if (clip_embed_texts(clip, &caption, 1, temb) != 0) {
+        free(temb);
+        return -1;
+    }
+    int cap = o->top;
+    r->res = t2i_calloc((size_t)cap, sizeof *r->res);
+    r->images = t2i_calloc((size_t)cap, sizeof *r->images);
+    r->C = t2i_calloc((size_t)cap, sizeof(int)), r->H = t2i_calloc((size_t)cap, sizeof(int));
+    r->W = t2i_calloc((size_t)cap, sizeof(int));
+    t2i_progress prog;
+    if (!o->quiet) t2i_progress_start(&prog, "generate", 0, (long)nsrc * o->candidates);
+    int rc = 0;
+    for (int s = 0; s < nsrc && !rc; s++) {
+        gen_source *g = src[s];
+        int bs = g->batch > 0 ? g->batch : 32;
+        size_t isz = (size_t)g->C * g->H * g->W;
+        float *imgs = t2i_malloc((size_t)bs * isz * sizeof(float));
+        float *feats = t2i_malloc((size_t)bs * D * sizeof(float)), *scores = t2i_malloc((size_t)bs * sizeof(float));
+        for (long first = 0; first < o->candidates && !rc; first += bs) {
+            int n = o->candidates - first < bs ? (int)(o->candidates - first) : bs;
+            double t0 = t2i_now();
+            if (g->generate(g, caption, g->clip_dim ? temb : NULL, o->seed, first, n, imgs) != 0) {
+                rc = t2i_error_prefix("%s source", g->name);
+                break;
+            }
+            double t1 = t2i_now();
+            if (clip_embed_images(clip, imgs, n, g->C, g->H, g->W, feats) != 0) {
+                rc = -1;
+                break;
+            }
+            clip_cosine(feats, n, temb, 1, D, scores);
+            r->seconds_generate += t1 - t0;
+            r->seconds_score += t2i_now() - t1;
+            for (int i = 0; i < n; i++) {
+                float sc = scores[i];
+                if (r->n == cap && !(sc > r->res[cap - 1].score)) continue;
+                /* insert after every result with a score >= sc (earlier candidates win ties) */
+                int pos = r->n < cap ? r->n : cap - 1;
+                if (r->n == cap) free(r->images[cap - 1]);
+                float *keep = t2i_malloc(isz * sizeof(float));
+                while (pos > 0 && r->res[pos - 1].score < sc) {
+                    r->res[pos] = r->res[pos - 1];
+                    r->images[pos] = r->images[pos - 1];
+                    r->C[pos] = r->C[pos - 1], r->H[pos] = r->H[pos - 1], r->W[pos] = r->W[pos - 1];
+                    pos--;
+                }
+                r->res[pos] = (gen_result){s, first + i, sc};
+                memcpy(keep, imgs + (size_t)i * isz, isz * sizeof(float));
+                r->images[pos] = keep;
+                r->C[pos] = g->C, r->H[pos] = g->H, r->W[pos] = g->W;
+                if (r->n < cap) r->n++;
+            }
+            if (!o->quiet)
+                t2i_progress_update(&prog, (long)s * o->candidates + first + n, "best %.4f",
+                                    r->n ? (double)r->res[0].score : 0.0);
+        }
+        free(imgs), free(feats), free(scores);
+    }
+    if (!o->quiet && !rc) t2i_progress_end(&prog, (long)nsrc * o->candidates, "best %.4f", r->n ? (double)r->res[0].score : 0.0);
+    free(temb);
+    if (rc) gen_ranked_free(r);
+    return rc;
+}
+
+void gen_slug(char *out, size_t cap, const char *caption) {
+    T2I_ASSERT(cap >= 8);
+    size_t n = 0, max = cap - 1 < 60 ? cap - 1 : 60;
+    int gap = 0;
+    for (const unsigned char *p = (const unsigned char *)caption; *p && n < max; p++) {
+        if (isalnum(*p) && *p < 128) {
+            if (gap && n > 0 && n + 1 < max) out[n++] = '_';
+            gap = 0;
+            out[n++] = (char)tolower(*p);
+        } else {
+            gap = 1;
+        }
+    }
+    out[n] = 0;
+    if (n == 0) snprintf(out, cap, "caption");
+}
+
+/* ---- writing ---- */
+
+/* Images of a ranked list as one grid (resized to the first image's shape when sources
+ * differ; gray is replicated to RGB). */
+static int write_grid(const char *path, const gen_ranked *r) {
+    int C = r->C[0], H = r->H[0], W = r->W[0];
+    for (int i = 1; i < r->n; i++) C = r->C[i] > C ? r->C[i] : C;
+    size_t isz = (size_t)C * H * W;
+    float *all = t2i_malloc((size_t)r->n * isz * sizeof(float));
+    for (int i = 0; i < r->n; i++) {
+        float *dst = all + (size_t)i * isz;
+        int c = r->C[i];
+        float *tmp = NULL;
+        const float *img = r->images[i];
+        if (r->H[i] != H || r->W[i] != W) {
+            tmp = t2i_malloc((size_t)c * H * W * sizeof(float));
+            t2i_resize_chw(tmp, img, c, r->H[i], r->W[i], H, W, T2I_RESIZE_BICUBIC);
+            img = tmp;
+        }
+        for (int k = 0; k < C; k++) memcpy(dst + (size_t)k * H * W, img + (size_t)(c == C ? k : 0) * H * W, (size_t)H * W * sizeof(float));
+        free(tmp);
+    }
+    int nrow = 1;
+    while (nrow * nrow < r->n) nrow++;
+    int rc = t2i_save_grid(path, all, r->n, C, H, W, nrow);
+    free(all);
+    return rc;
+}
+
+/* Writes DIR/rank_NNN.png, DIR/grid.png, DIR/scores.json; appends the results (with files
+ * relative to the top folder: prefix/rank_NNN.png) to all. */
+static int write_ranked(const char *dir, const char *prefix, const char *caption, const gen_ranked *r,
+                        gen_source *const *src, uint64_t seed, cJSON *all) {
+    if (t2i_mkdirs(dir) != 0) return -1;
+    cJSON *list = cJSON_CreateArray();
+    int rc = 0;
+    char seed_s[32];
+    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seed);
+    for (int i = 0; i < r->n && !rc; i++) {
+        char fn[32];
+        snprintf(fn, sizeof fn, "rank_%03d.png", i);
+        char *p = t2i_asprintf("%s/%s", dir, fn);
+        uint8_t *px = t2i_malloc((size_t)r->C[i] * r->H[i] * r->W[i]);
+        t2i_chw_to_u8(px, r->images[i], r->C[i], r->H[i], r->W[i]);
+        rc = t2i_image_save_png(p, px, r->W[i], r->H[i], r->C[i]);
+        free(px), free(p);
+        for (int k = 0; k < 2 && !rc; k++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "caption", caption);
+            cJSON_AddNumberToObject(e, "rank", i);
+            cJSON_AddStringToObject(e, "source", src[r->res[i].source]->name);
+            cJSON_AddNumberToObject(e, "seed", (double)seed);
+            cJSON_AddNumberToObject(e, "candidate", (double)r->res[i].candidate);
+            cJSON_AddNumberToObject(e, "score", r->res[i].score);
+            if (k == 0) {
+                cJSON_AddStringToObject(e, "file", fn);
+                cJSON_AddItemToArray(list, e);
+            } else {
+                char *rel = t2i_asprintf("%s/%s", prefix, fn);
+                cJSON_AddStringToObject(e, "file", rel);
+                free(rel);
+                cJSON_AddItemToArray(all, e);
+            }
+        }
+    }
+    if (!rc && r->n > 0) {
+        char *gp = t2i_asprintf("%s/grid.png", dir);
+        rc = write_grid(gp, r);
+        free(gp);
+    }
+    if (!rc) {
+        char *s = cJSON_Print(list);
+        char *p = t2i_asprintf("%s/scores.json", dir);
+        size_t n = strlen(s);
+        char *buf = t2i_malloc(n + 2);
+        memcpy(buf, s, n);
+        buf[n] = '\n';
+        rc = t2i_write_file_atomic(p, buf, n + 1);
+        free(buf), free(p);
+        cJSON_free(s);
+    }
+    cJSON_Delete(list);
+    return rc;
+}
+
+/* Captions of a prompts file: one per line; blank lines and lines starting with '#' are
+ * skipped; surrounding whitespace is trimmed. */
+static int read_prompts(const char *path, char ***out, int *n) {
+    size_t len;
+    char *text = t2i_read_file(path, &len, (size_t)64 << 20);
+    if (!text) return -1;
+    int cap = 16, k = 0;
+    char **v = t2i_malloc((size_t)cap * sizeof(char *));
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        while (isspace((unsigned char)*line)) line++;
+        size_t l = strlen(line);
+        while (l > 0 && isspace((unsigned char)line[l - 1])) line[--l] = 0;
+        if (l == 0 || line[0] == '#') continue;
+        if (k == cap) v = t2i_realloc(v, (size_t)(cap *= 2) * sizeof(char *));
+        v[k++] = t2i_strdup(line);
+    }
+    free(text);
+    if (k == 0) {
+        free(v);
+        return t2i_error_set("%s: no captions (one per line; '#' starts a comment)", path);
+    }
+    *out = v, *n = k;
+    return 0;
+}
+
+static const char *default_model(const char *given, const char *file, const char *what, const char *how) {
+    if (given) return given;
+    static char buf[3][4096];
+    int slot = strcmp(file, "clip") == 0 ? 0 : strcmp(file, "dalle") == 0 ? 1 : 2;
+    snprintf(buf[slot], sizeof buf[slot], DEFAULT_MODELS "%s.safetensors", file);
+    if (!t2i_path_exists(buf[slot])) {
+        t2i_error_set("no %s given and the default %s does not exist; %s", what, buf[slot], how);
+        return NULL;
+    }
+    return buf[slot];
+}
+
+int generate_cmd(int argc, char **argv) {
+    const char *prompt = NULL, *prompts = NULL, *out = NULL, *clip_path = NULL, *clip_vocab = NULL,
+               *dalle_path = NULL, *vq_path = NULL;
+    int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0;
+    long seed = 1;
+    float temperature = 1.0f, top_p = 1.0f, cfg_scale = 1.0f;
+    t2i_flag flags[] = {
+        {"--prompt", T2I_STR, &prompt, "a caption"},
+        {"--prompts", T2I_STR, &prompts, "a file of captions, one per line ('#' comments)"},
+        {"--candidates", T2I_INT, &candidates, "candidates generated per caption (per source)"},
+        {"--top", T2I_INT, &top, "results kept per caption, best first"},
+        {"--out", T2I_STR, &out, "output folder (required)"},
+        {"--clip", T2I_STR, &clip_path, "CLIP checkpoint for reranking (t2i, OpenAI or Hugging Face; default "
+                                        "samples/models/clip.safetensors)"},
+        {"--clip-vocab", T2I_STR, &clip_vocab, "BPE vocabulary for a CLIP file without one (e.g. OpenAI's)"},
+        {"--dalle", T2I_STR, &dalle_path, "DALL-E checkpoint (default samples/models/dalle.safetensors)"},
+        {"--vq", T2I_STR, &vq_path, "VQ checkpoint (default: the DALL-E file's, else samples/models/vq.safetensors)"},
+        {"--temperature", T2I_FLOAT, &temperature, "sampling temperature"},
+        {"--top-k", T2I_INT, &top_k, "keep the k most likely codes (0 = all)"},
+        {"--top-p", T2I_FLOAT, &top_p, "nucleus sampling mass (1 = off)"},
+        {"--cfg", T2I_FLOAT, &cfg_scale, "classifier-free guidance scale (1 = off)"},
+        {"--seed", T2I_LONG, &seed, "random seed (candidate i of a caption draws from stream i)"},
+        {"--batch", T2I_INT, &batch, "candidates generated together"},
+        {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
+    };
+    t2i_cmd cmd = {"t2i generate", "Generate images for captions: many candidates, reranked by CLIP.",
+                   "--prompt TEXT | --prompts FILE --out DIR [options]", flags, (int)(sizeof flags / sizeof flags[0]),
+                   "Writes DIR/<caption-slug>/rank_000.png ... (best first), grid.png and scores.json per\n"
+                   "caption, and DIR/scores.json for all (read by `t2i eval fidelity DIR`)."};
+    int prc = t2i_parse(&cmd, argc, argv);
+    if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
+    if (cmd.npos) return t2i_fail("generate: unexpected argument '%s'", cmd.pos[0]), 2;
+    if (!out) return t2i_fail("generate: --out DIR is required"), 2;
+    if (!prompt == !prompts) return t2i_fail("generate: give exactly one of --prompt and --prompts"), 2;
+    if (t2i_check_range_i("--candidates", candidates, 1, 1000000) || t2i_check_range_i("--top", top, 1, candidates) ||
+        t2i_check_range_i("--batch", batch, 1, 4096))
+        return 2;
+    dalle_sample_opts so;
+    dalle_sample_defaults(&so);
+    so.temperature = temperature, so.top_k = top_k, so.top_p = top_p, so.cfg = cfg_scale;
+    if (dalle_sample_check(&so, 1 << 20) != 0) return t2i_fail_err(), 2;
+    t2i_set_threads(threads);
+
+    char **caps = NULL;
+    int ncap = 0;
+    if (prompts) {
+        if (read_prompts(prompts, &caps, &ncap) != 0) return t2i_fail_err();
+    } else {
+        caps = t2i_malloc(sizeof(char *));
+        caps[0] = t2i_strdup(prompt);
+        ncap = 1;
+    }
+    int rc = 1;
+    gen_source *src = NULL;
+    clip_model *clip = NULL;
+    cJSON *all = cJSON_CreateArray();
+    char **slugs = t2i_calloc((size_t)ncap, sizeof(char *));
+    const char *dp = default_model(dalle_path, "dalle", "--dalle",
+                                   "train one (t2i vq train, t2i vq encode, t2i dalle train) and pass --dalle "
+                                   "RUN/checkpoint.safetensors");
+    if (!dp) {
+        t2i_fail_err();
+        goto done;
+    }
+    {
+        /* --vq: given, else the one recorded in the DALL-E file if present, else shipped */
+        const char *vp = vq_path;
+        if (!vp) {
+            st_file f;
+            char *rec = NULL;
+            if (st_open(&f, dp) == 0) {
+                const char *v = st_meta(&f, "vq");
+                if (v && t2i_path_exists(v)) rec = t2i_strdup(v);
+                st_close(&f);
+            }
+            static char recbuf[4096];
+            if (rec) {
+                snprintf(recbuf, sizeof recbuf, "%s", rec);
+                vp = recbuf;
+                free(rec);
+            } else {
+                vp = default_model(NULL, "vq", "--vq",
+                                   "train one with `t2i vq train` and pass --vq RUN/checkpoint.safetensors");
+                if (!vp) {
+                    t2i_fail_err();
+                    goto done;
+                }
+            }
+        }
+        if (gen_source_dalle(&src, dp, vp, &so, batch) != 0) {
+            t2i_fail_err();
+            goto done;
+        }
+    }
+    const char *cp = default_model(clip_path, "clip", "--clip",
+                                   "train one with `t2i clip train` or pass --clip FILE (OpenAI's ViT-B/32 works too)");
+    if (!cp) {
+        t2i_fail_err();
+        goto done;
+    }
+    clip = clip_load(cp, clip_vocab);
+    if (!clip) {
+        t2i_fail_err();
+        goto done;
+    }
+    if (t2i_mkdirs(out) != 0) {
+        t2i_fail_err();
+        goto done;
+    }
+    gen_opts go = {candidates, top, (uint64_t)seed, 0};
+    gen_source *srcs[1] = {src};
+    for (int c = 0; c < ncap; c++) {
+        char slug[64];
+        gen_slug(slug, sizeof slug, caps[c]);
+        /* repeated slugs get a suffix _2, _3, ... */
+        slugs[c] = t2i_strdup(slug);
+        for (int v = 2, clash = 1; clash; v++) {
+            clash = 0;
+            for (int k = 0; k < c; k++) clash |= strcmp(slugs[k], slugs[c]) == 0;
+            if (clash) {
+                free(slugs[c]);
+                slugs[c] = t2i_asprintf("%s_%d", slug, v);
+            }
+        }
+        gen_ranked r;
+        printf("generate: \"%s\" -> %s/%s\n", caps[c], out, slugs[c]);
+        fflush(stdout);
+        if (gen_rank_caption(clip, srcs, 1, caps[c], &go, &r) != 0) {
+            t2i_fail("\"%s\": %s", caps[c], t2i_error_msg());
+            goto done;
+        }
+        char *dir = t2i_asprintf("%s/%s", out, slugs[c]);
+        int wrc = write_ranked(dir, slugs[c], caps[c], &r, srcs, (uint64_t)seed, all);
+        printf("generate: %d candidates in %.1f s (+ %.1f s CLIP); best score %.4f, #%d %.4f\n", candidates,
+               r.seconds_generate, r.seconds_score, (double)r.res[0].score, r.n, (double)r.res[r.n - 1].score);
+        free(dir);
+        gen_ranked_free(&r);
+        if (wrc != 0) {
+            t2i_fail_err();
+            goto done;
+        }
+    }
+    {
+        char *s = cJSON_Print(all);
+        char *p = t2i_asprintf("%s/scores.json", out);
+        size_t n = strlen(s);
+        char *buf = t2i_malloc(n + 2);
+        memcpy(buf, s, n);
+        buf[n] = '\n';
+        int wrc = t2i_write_file_atomic(p, buf, n + 1);
+        free(buf), free(p);
+        cJSON_free(s);
+        if (wrc != 0) {
+            t2i_fail_err();
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    cJSON_Delete(all);
+    for (int c = 0; c < ncap; c++) free(caps[c]), free(slugs[c]);
+    free(caps), free(slugs);
+    gen_source_free(src);
+    if (clip) clip_free(clip);
+    return rc;
+}

@@ -1,0 +1,147 @@
+#!/bin/bash
+# cli_dalle.sh - the DALL-E-style path end to end with tiny models in a temporary folder:
+# `t2i vq train` + `t2i vq encode` (256 FC32 items), `t2i dalle train` (refusal to
+# overwrite, bit-identical --resume), `t2i dalle sample` (files, candidate i regenerated
+# alone, the empty-prompt error), `t2i generate` reranking with a tiny CLIP trained for a
+# few steps (scores.json, rank files, the missing-default error), and `t2i eval fidelity`
+# on the result when the shipped classifier exists.
+# Usage: cli_dalle.sh PATH/TO/t2i   (needs Debian's dataset-fashion-mnist)
+set -u
+T2I=${1:?usage: cli_dalle.sh PATH/TO/t2i}
+TMP=$(mktemp -d /tmp/t2i-cli-dalle-XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+FAILS=0
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+run() { # run NAME CMD... : must exit 0
+    local name=$1
+    shift
+    if ! "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"; then
+        fail "$name exited non-zero: $(tail -3 "$TMP/$name.err")"
+        return 1
+    fi
+}
+export T2I_PROGRESS_SECONDS=1000
+
+# ---- tiny VQ and codes
+run vq "$T2I" vq train --preset custom --width1 8 --width2 16 --res-hidden 8 --n-res 1 --code-dim 8 --codes 32 \
+    --steps 20 --batch 16 --limit 256 --sample-every 1000 --threads 1 --out "$TMP/vq" || { echo "cli_dalle: $FAILS failures"; exit 1; }
+run encode "$T2I" vq encode --ckpt "$TMP/vq/checkpoint.safetensors" --data fashion-captions --limit 256 \
+    --threads 1 --out "$TMP/codes.safetensors" || { echo "cli_dalle: $FAILS failures"; exit 1; }
+
+# ---- transformer: 20 steps twice (the same file), and interrupted + resumed (the same file)
+TR=(dalle train --codes "$TMP/codes.safetensors" --preset custom --width 32 --layers 1 --heads 2 --text-len 12
+    --text-vocab 600 --batch 8 --warmup 5 --lr 3e-3 --sample-every 10 --ckpt-every 10 --log-every 5 --threads 1)
+run train "$T2I" "${TR[@]}" --steps 20 --out "$TMP/d1" || { echo "cli_dalle: $FAILS failures"; exit 1; }
+run train_a "$T2I" "${TR[@]}" --steps 20 --out "$TMP/d2"
+cmp -s "$TMP/d1/checkpoint.safetensors" "$TMP/d2/checkpoint.safetensors" || fail "two identical runs differ"
+grep -q '"step":20' "$TMP/d1/metrics.jsonl" || fail "metrics.jsonl lacks step 20"
+[ -f "$TMP/d1/samples/latest.png" ] || fail "no sample grid"
+[ -f "$TMP/d1/config.json" ] || fail "no config.json"
+if "$T2I" "${TR[@]}" --steps 20 --out "$TMP/d1" >/dev/null 2>"$TMP/over.err"; then
+    fail "training into an existing run without --resume succeeded"
+fi
+grep -q -- "--resume" "$TMP/over.err" || fail "overwrite refusal does not mention --resume: $(cat "$TMP/over.err")"
+# Ctrl-C after the first checkpoint (step 10), then --resume: the same file as d1
+"$T2I" "${TR[@]}" --steps 20 --out "$TMP/d4" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 400); do
+    [ -f "$TMP/d4/checkpoint.safetensors" ] && break
+    sleep 0.05
+done
+kill -INT $pid 2>/dev/null
+wait $pid
+rc=$?
+if [ $rc -eq 130 ]; then
+    run resume "$T2I" dalle train --resume --out "$TMP/d4" --threads 1
+elif [ $rc -ne 0 ]; then
+    fail "interrupted training exited $rc (expected 130, or 0 if it finished first)"
+fi
+cmp -s "$TMP/d1/checkpoint.safetensors" "$TMP/d4/checkpoint.safetensors" ||
+    fail "interrupted + resumed run differs from the uninterrupted one"
+CK="$TMP/d1/checkpoint.safetensors"
+
+# ---- sampling
+run sample "$T2I" dalle sample --ckpt "$CK" --prompt "a red sneaker" --n 4 --batch 3 --top-k 8 --cfg 2 --seed 5 \
+    --threads 1 --out "$TMP/s"
+for i in 0000 0001 0002 0003; do [ -f "$TMP/s/sample_$i.png" ] || fail "missing sample_$i.png"; done
+[ -f "$TMP/s/grid.png" ] || fail "no grid.png"
+[ "$(wc -l <"$TMP/s/metadata.jsonl")" -eq 4 ] || fail "metadata.jsonl should have 4 lines"
+grep -q '"text":"a red sneaker"' "$TMP/s/metadata.jsonl" || fail "metadata.jsonl lacks the caption"
+run sample1 "$T2I" dalle sample --ckpt "$CK" --prompt "a red sneaker" --first 2 --n 1 --top-k 8 --cfg 2 --seed 5 \
+    --threads 1 --out "$TMP/s1"
+cmp -s "$TMP/s/sample_0002.png" "$TMP/s1/sample_0002.png" || fail "candidate 2 regenerated alone differs"
+run sample_nc "$T2I" dalle sample --ckpt "$CK" --prompt "a red sneaker" --n 4 --top-k 8 --cfg 2 --seed 5 --no-cache \
+    --threads 1 --out "$TMP/s2"
+cmp -s "$TMP/s/grid.png" "$TMP/s2/grid.png" || fail "uncached sampling differs from cached"
+if "$T2I" dalle sample --ckpt "$CK" --prompt "   " --n 1 --out "$TMP/s3" >/dev/null 2>"$TMP/empty.err"; then
+    fail "an empty prompt succeeded"
+fi
+grep -q "empty" "$TMP/empty.err" || fail "empty prompt message: $(cat "$TMP/empty.err")"
+if "$T2I" dalle sample --ckpt "$CK" --prompt "a" --top-p 1.5 --out "$TMP/s3" >/dev/null 2>"$TMP/topp.err"; then
+    fail "--top-p 1.5 accepted"
+fi
+
+# ---- generate with a tiny CLIP
+run clip "$T2I" clip train --vision-width 16 --vision-layers 1 --vision-heads 2 --text-width 16 --text-layers 1 \
+    --text-heads 2 --embed-dim 8 --vocab-size 600 --batch 16 --steps 3 --eval-every 0 --threads 1 --out "$TMP/clip"
+CL="$TMP/clip/checkpoint.safetensors"
+if [ -f "$CL" ]; then
+    printf 'a red sneaker\n# a comment\n\na blue bag\n' >"$TMP/prompts.txt"
+    run gen "$T2I" generate --prompts "$TMP/prompts.txt" --candidates 6 --top 3 --batch 4 --top-k 8 --seed 3 \
+        --clip "$CL" --dalle "$CK" --threads 1 --out "$TMP/g"
+    for slug in a_red_sneaker a_blue_bag; do
+        for r in 000 001 002; do [ -f "$TMP/g/$slug/rank_$r.png" ] || fail "missing $slug/rank_$r.png"; done
+        [ ! -e "$TMP/g/$slug/rank_003.png" ] || fail "--top 3 wrote rank_003.png"
+        [ -f "$TMP/g/$slug/grid.png" ] || fail "missing $slug/grid.png"
+        [ -f "$TMP/g/$slug/scores.json" ] || fail "missing $slug/scores.json"
+    done
+    /usr/bin/python3 - "$TMP/g" <<'EOF' || fail "scores.json content"
+import json, sys
+d = sys.argv[1]
+top = json.load(open(d + "/scores.json"))
+assert len(top) == 6, len(top)
+for cap in ("a red sneaker", "a blue bag"):
+    rs = [e for e in top if e["caption"] == cap]
+    assert [e["rank"] for e in rs] == [0, 1, 2], rs
+    assert all(e["source"] == "dalle" and e["seed"] == 3 for e in rs)
+    sc = [e["score"] for e in rs]
+    assert sc == sorted(sc, reverse=True), sc
+    assert len({e["candidate"] for e in rs}) == 3 and all(0 <= e["candidate"] < 6 for e in rs)
+    assert all(e["file"].endswith("/rank_%03d.png" % e["rank"]) for e in rs)
+EOF
+    # the best candidate regenerated by dalle sample is the rank-0 image
+    best=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[0]['candidate'])" "$TMP/g/a_red_sneaker/scores.json")
+    run regen "$T2I" dalle sample --ckpt "$CK" --prompt "a red sneaker" --first "$best" --n 1 --top-k 8 --seed 3 --threads 1 --out "$TMP/r"
+    cmp -s "$TMP/g/a_red_sneaker/rank_000.png" "$TMP/r/sample_$(printf %04d "$best").png" ||
+        fail "rank 0 is not candidate $best regenerated"
+    # a missing default CLIP names the file and how to get one
+    SRC=${T2I_SOURCE_DIR:-..}
+    if [ ! -f "$SRC/samples/models/clip.safetensors" ]; then
+        if "$T2I" generate --prompt "a red sneaker" --dalle "$CK" --candidates 2 --top 1 --threads 1 \
+            --out "$TMP/g2" >/dev/null 2>"$TMP/noclip.err"; then
+            fail "generate without a CLIP succeeded"
+        fi
+        grep -q "clip train" "$TMP/noclip.err" || fail "missing-CLIP message: $(cat "$TMP/noclip.err")"
+    fi
+    CLS="${T2I_CLASSIFIER:-${T2I_SOURCE_DIR:-..}/samples/models/fmnist_classifier.safetensors}"
+    if [ -f "$CLS" ]; then
+        run fid "$T2I" eval fidelity "$TMP/g" --threads 1 --json --classifier "$CLS"
+        grep -q '"all":{"n":6' "$TMP/fid.out" || fail "fidelity JSON: $(cat "$TMP/fid.out")"
+        run fid1 "$T2I" eval fidelity "$TMP/g" --threads 1 --top 1 --json --classifier "$CLS"
+        grep -q '"all":{"n":2' "$TMP/fid1.out" || fail "fidelity --top 1: $(cat "$TMP/fid1.out")"
+        run fids "$T2I" eval fidelity "$TMP/s" --threads 1 --classifier "$CLS"
+        # the judge on real FC32 images: every colour right, classes as the classifier
+        run fidreal "$T2I" eval fidelity fashion-captions:test --limit 300 --json --threads 1 --classifier "$CLS"
+        /usr/bin/python3 - "$TMP/fidreal.out" <<'EOF2' || fail "judge on real images: $(cat "$TMP/fidreal.out")"
+import json, sys
+r = json.load(open(sys.argv[1]))["all"]
+assert r["n"] == 300 and r["colour"] == 1.0 and r["class"] > 0.8, r
+EOF2
+    fi
+fi
+
+if [ $FAILS -ne 0 ]; then
+    echo "cli_dalle: $FAILS failures"
+    exit 1
+fi
+echo "cli_dalle: all passed"
