@@ -1,0 +1,931 @@
+/* sr_train.c - SR training data, the L1 and GAN steps, and `t2i sr train`.
+ *
+ * Data: see sr.h (held-out rule, crops, LR synthesis). One RNG draw picks the crop
+ * uniformly among all crop positions of all training photos (so large photos are seen
+ * in proportion to their area), a second picks one of the 8 symmetries of the square.
+ *
+ * Steps (B items, P x P HR crops, LR P/s x P/s):
+ *   L1:  loss = mean |G(lr) - hr|; Adam on G.
+ *   GAN: G update: fake = G(lr); D (frozen, no power iteration) on hr and on fake;
+ *        loss = l1_weight * L1(fake, hr) + adv_weight * L_G(D(hr), D(fake)); Adam on G.
+ *        D update: D on [hr; fake] as one batch of 2B (D has no normalisation, so this
+ *        equals two calls), loss = L_D, Adam on D. fake is the output computed before
+ *        G's update (detached), as ESRGAN/BasicSR do.
+ *   Relativistic average loss derivative (a_i = r_i - mean f, b_j = f_j - mean r, n
+ *   patches each, t_r/t_f the targets 1/0 for D and 0/1 for G):
+ *     ga_i = (sigmoid(a_i) - t_r) / 2n,  gb_j = (sigmoid(b_j) - t_f) / 2n
+ *     dL/dr_k = ga_k - sum_j gb_j / n,   dL/df_k = gb_k - sum_i ga_i / n.
+ *
+ * Run folder (--out): config.json, metrics.jsonl (training lines every --log-every steps;
+ * validation lines with the EMA's PSNR and bicubic's on fixed held-out crops),
+ * checkpoint.safetensors (G, D, EMA, both Adam states, RNG, step: resumable),
+ * l1.safetensors (inference checkpoint of the EMA when phase 1 ends; with --steps 0 the
+ * model phase 2 starts from, e.g. given by --init-from), samples/ (bicubic |
+ * EMA output | original on two validation crops). --resume continues bit-identically
+ * with the same thread count; --steps / --gan-steps given with --resume extend the run
+ * (phase 1 only before phase 2 has started). Ctrl-C saves and exits 130; --stop-after N
+ * saves and exits 0 after step N (a time-boxed run, and the resume test); a NaN or Inf
+ * loss stops with an error and keeps the last checkpoint.
+ *
+ * Phase switch (at the first step of phase 2, so it happens identically after a resume):
+ * G := EMA (the saved L1 model), G's Adam moments and step count restart from zero, and
+ * the EMA's warm-up counter restarts so that the EMA follows the fine-tuned G.
+ */
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "base.h"
+#include "ckpt.h"
+#include "image.h"
+#include "ops.h"
+#include "progress.h"
+#include "sr.h"
+
+/* ---------------------------------------------------------------- file lists */
+
+static int has_image_ext(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot) return 0;
+    char ext[8] = {0};
+    size_t n = strlen(dot + 1);
+    if (n == 0 || n >= sizeof ext) return 0;
+    for (size_t i = 0; i < n && i < sizeof ext - 1; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
+    return !strcmp(ext, "png") || !strcmp(ext, "jpg") || !strcmp(ext, "jpeg") || !strcmp(ext, "bmp") ||
+           !strcmp(ext, "ppm");
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int sr_list_images(sr_filelist *fl, const char *dir) {
+    memset(fl, 0, sizeof *fl);
+    DIR *d = opendir(dir);
+    if (!d) return t2i_error_set("%s: cannot open folder", dir);
+    int cap = 0;
+    char **names = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || !has_image_ext(e->d_name)) continue;
+        char *path = t2i_asprintf("%s/%s", dir, e->d_name);
+        if (t2i_is_dir(path)) {
+            free(path);
+            continue;
+        }
+        free(path);
+        if (fl->n == cap) {
+            cap = cap ? 2 * cap : 16;
+            names = t2i_realloc(names, (size_t)cap * sizeof *names);
+        }
+        names[fl->n++] = t2i_strdup(e->d_name);
+    }
+    closedir(d);
+    if (fl->n == 0) {
+        free(names);
+        return t2i_error_set("%s: no image files (png, jpg, jpeg, bmp, ppm)", dir);
+    }
+    qsort(names, (size_t)fl->n, sizeof *names, cmp_str);
+    fl->files = t2i_malloc((size_t)fl->n * sizeof *fl->files);
+    fl->heldout = t2i_malloc((size_t)fl->n * sizeof *fl->heldout);
+    for (int i = 0; i < fl->n; i++) {
+        fl->files[i] = t2i_asprintf("%s/%s", dir, names[i]);
+        fl->heldout[i] = i % SR_HOLDOUT_EVERY == SR_HOLDOUT_EVERY - 1;
+        free(names[i]);
+    }
+    free(names);
+    return 0;
+}
+
+void sr_filelist_free(sr_filelist *fl) {
+    for (int i = 0; i < fl->n; i++) free(fl->files[i]);
+    free(fl->files);
+    free(fl->heldout);
+    memset(fl, 0, sizeof *fl);
+}
+
+/* ---------------------------------------------------------------- LR synthesis */
+
+void sr_quantize(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = (x[i] + 1.0f) * 127.5f;
+        float u = !(v > 0.0f) ? 0.0f : v >= 255.0f ? 255.0f : floorf(v + 0.5f);
+        x[i] = u / 127.5f - 1.0f;
+    }
+}
+
+void sr_make_lr(float *lr, const float *hr, int H, int W, int scale) {
+    T2I_ASSERT(H % scale == 0 && W % scale == 0);
+    t2i_resize_chw(lr, hr, 3, H, W, H / scale, W / scale, T2I_RESIZE_BICUBIC);
+    sr_quantize(lr, (size_t)3 * (H / scale) * (W / scale));
+}
+
+/* ---------------------------------------------------------------- losses and steps */
+
+static double softplus(double z) { return (z > 0 ? z : 0) + log1p(exp(-fabs(z))); }
+static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
+
+float sr_ragan_loss(const float *lr, const float *lf, int n, float *dr, float *df, int for_g, float scale) {
+    double mr = 0.0, mf = 0.0;
+    for (int i = 0; i < n; i++) mr += lr[i], mf += lf[i];
+    mr /= n, mf /= n;
+    double tr = for_g ? 0.0 : 1.0, tf = for_g ? 1.0 : 0.0;
+    double loss = 0.0, sga = 0.0, sgb = 0.0;
+    for (int i = 0; i < n; i++) {
+        double a = lr[i] - mf, b = lf[i] - mr;
+        /* BCE(z, 1) = softplus(-z), BCE(z, 0) = softplus(z) */
+        loss += tr > 0.5 ? softplus(-a) : softplus(a);
+        loss += tf > 0.5 ? softplus(-b) : softplus(b);
+        sga += (sigmoid(a) - tr) / (2.0 * n);
+        sgb += (sigmoid(b) - tf) / (2.0 * n);
+    }
+    for (int k = 0; k < n; k++) {
+        if (dr) dr[k] += (float)(scale * ((sigmoid(lr[k] - mf) - tr) / (2.0 * n) - sgb / n));
+        if (df) df[k] += (float)(scale * ((sigmoid(lf[k] - mr) - tf) / (2.0 * n) - sga / n));
+    }
+    return (float)(loss / (2.0 * n));
+}
+
+float sr_l1_step(sr_model *m, nn_optim *og, nn_arena *a, const float *lr, const float *hr, int B, float lr_now) {
+    nn_arena_reset(a);
+    nn_params_zero_grad(&m->gp);
+    nn_tape t;
+    memset(&t, 0, sizeof t);
+    float *y = nn_seq_forward(&m->g, &t, a, lr, B, 1);
+    size_t n = (size_t)B * nn_seq_out_size(&m->g);
+    float *dy = nn_arena_zeros(a, n);
+    float loss = nn_l1(dy, y, hr, n, 1.0f);
+    nn_seq_backward(&m->g, &t, a, dy, 0);
+    nn_optim_step(og, &m->gp, lr_now);
+    return loss;
+}
+
+static float mean_sigmoid(const float *l, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += sigmoid(l[i]);
+    return (float)(s / n);
+}
+
+void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_loss loss, float l1_weight,
+                 float adv_weight, const float *lr, const float *hr, int B, sr_step_stats *st) {
+    nn_arena_reset(a);
+    size_t item = nn_seq_out_size(&m->g), n = (size_t)B * item;
+    int P = B * (int)nn_seq_out_size(&m->d); /* patch logits per batch */
+    /* ---- G update ---- */
+    nn_params_zero_grad(&m->gp);
+    nn_tape tg, tr, tf;
+    memset(&tg, 0, sizeof tg), memset(&tr, 0, sizeof tr), memset(&tf, 0, sizeof tf);
+    float *fake = nn_seq_forward(&m->g, &tg, a, lr, B, 1);
+    m->d.frozen = 1;
+    float *lreal = nn_seq_forward(&m->d, &tr, a, hr, B, 0);
+    float *lfake = nn_seq_forward(&m->d, &tf, a, fake, B, 0);
+    float *dlf = nn_arena_zeros(a, (size_t)P);
+    if (loss == SR_GAN_RAGAN)
+        st->loss_g_adv = sr_ragan_loss(lreal, lfake, P, NULL, dlf, 1, adv_weight);
+    else
+        st->loss_g_adv = nn_bce_logits_const(dlf, lfake, 1.0f, (size_t)P, adv_weight);
+    float *dfake = nn_seq_backward(&m->d, &tf, a, dlf, 1);
+    m->d.frozen = 0;
+    st->loss_l1 = nn_l1(dfake, fake, hr, n, l1_weight);
+    nn_seq_backward(&m->g, &tg, a, dfake, 0);
+    nn_optim_step(og, &m->gp, og->lr);
+    /* ---- D update on [hr; fake] ---- */
+    nn_params_zero_grad(&m->dp);
+    float *both = nn_arena_floats(a, 2 * n);
+    memcpy(both, hr, n * sizeof(float));
+    memcpy(both + n, fake, n * sizeof(float));
+    nn_tape td;
+    memset(&td, 0, sizeof td);
+    float *l2 = nn_seq_forward(&m->d, &td, a, both, 2 * B, 1);
+    float *dl = nn_arena_zeros(a, (size_t)2 * P);
+    if (loss == SR_GAN_RAGAN) {
+        st->loss_d = sr_ragan_loss(l2, l2 + P, P, dl, dl + P, 0, 1.0f);
+    } else {
+        st->loss_d = nn_bce_logits_const(dl, l2, 1.0f, (size_t)P, 1.0f);
+        st->loss_d += nn_bce_logits_const(dl + P, l2 + P, 0.0f, (size_t)P, 1.0f);
+    }
+    nn_seq_backward(&m->d, &td, a, dl, 0);
+    nn_optim_step(od, &m->dp, od->lr);
+    st->d_real = mean_sigmoid(l2, P);
+    st->d_fake = mean_sigmoid(l2 + P, P);
+}
+
+/* ---------------------------------------------------------------- training photos */
+
+typedef struct {
+    int n;
+    t2i_image *img;      /* 8-bit RGB, full size */
+    uint64_t *positions; /* crop positions per photo: (w - P + 1) * (h - P + 1) */
+    uint64_t total;
+} photo_set;
+
+static void photos_free(photo_set *ps) {
+    for (int i = 0; i < ps->n; i++) t2i_image_free(&ps->img[i]);
+    free(ps->img);
+    free(ps->positions);
+    memset(ps, 0, sizeof *ps);
+}
+
+/* Loads the files with heldout[i] == want_heldout; photos smaller than P are skipped
+ * with a note. Returns -1 on a decode error or when no photo is usable. */
+static int photos_load(photo_set *ps, const sr_filelist *fl, const char *dir, int want_heldout, int P, int verbose) {
+    memset(ps, 0, sizeof *ps);
+    int skipped = 0, first_skipped = -1;
+    ps->img = t2i_calloc((size_t)fl->n, sizeof *ps->img);
+    ps->positions = t2i_calloc((size_t)fl->n, sizeof *ps->positions);
+    for (int i = 0; i < fl->n; i++) {
+        if (fl->heldout[i] != want_heldout) continue;
+        t2i_image im;
+        if (t2i_image_load(&im, fl->files[i], 3) != 0) {
+            photos_free(ps);
+            return -1;
+        }
+        if (im.w < P || im.h < P) {
+            if (!skipped++) first_skipped = i;
+            t2i_image_free(&im);
+            continue;
+        }
+        ps->img[ps->n] = im;
+        ps->positions[ps->n] = (uint64_t)(im.w - P + 1) * (uint64_t)(im.h - P + 1);
+        ps->total += ps->positions[ps->n];
+        ps->n++;
+    }
+    if (ps->n == 0) {
+        photos_free(ps);
+        return t2i_error_set("%s: no %s images of at least %dx%d pixels", dir, want_heldout ? "held-out" : "training",
+                             P, P);
+    }
+    if (skipped && verbose)
+        fprintf(stderr, "t2i: note: %d image%s smaller than the %dx%d crop skipped (first: %s)\n", skipped,
+                skipped > 1 ? "s" : "", P, P, fl->files[first_skipped]);
+    return 0;
+}
+
+/* One random HR crop (3, P, P) in [-1, 1] with a random symmetry of the square. */
+static void random_crop(float *dst, const photo_set *ps, int P, t2i_rng *rng) {
+    uint64_t k = t2i_rng_below(rng, ps->total);
+    int i = 0;
+    while (k >= ps->positions[i]) k -= ps->positions[i++];
+    const t2i_image *im = &ps->img[i];
+    int nx = im->w - P + 1;
+    int x0 = (int)(k % (uint64_t)nx), y0 = (int)(k / (uint64_t)nx);
+    int sym = (int)t2i_rng_below(rng, 8);
+    int tr = sym & 1, fh = sym & 2, fv = sym & 4;
+    size_t plane = (size_t)P * P;
+    for (int y = 0; y < P; y++)
+        for (int x = 0; x < P; x++) {
+            int sy = tr ? x : y, sx = tr ? y : x;
+            if (fh) sx = P - 1 - sx;
+            if (fv) sy = P - 1 - sy;
+            const uint8_t *px = im->px + ((size_t)(y0 + sy) * im->w + (size_t)(x0 + sx)) * 3;
+            for (int c = 0; c < 3; c++) dst[c * plane + (size_t)y * P + x] = (float)px[c] / 127.5f - 1.0f;
+        }
+}
+
+/* Mean |hr - bicubic(lr)| of one item: how much a model can gain on it over bicubic. */
+static double bicubic_error(const float *hr, const float *lr, float *up, int P, int s) {
+    t2i_resize_chw(up, lr, 3, P / s, P / s, P, P, T2I_RESIZE_BICUBIC);
+    double e = 0.0;
+    size_t n = (size_t)3 * P * P;
+    for (size_t i = 0; i < n; i++) e += fabs(hr[i] - up[i]);
+    return e / (double)n;
+}
+
+/* One training item (hr, lr). focus <= 1: a uniform random crop. focus = K > 1: K
+ * candidate crops, one kept with probability proportional to its bicubic error (the
+ * smooth, out-of-focus parts of photos teach little; this spends steps on detail).
+ * cand: scratch for K candidates (K * 3 * P * P + K * 3 * (P/s)^2 + 3 * P * P floats). */
+static void training_item(float *hr, float *lr, const photo_set *ps, int P, int s, int focus, float *cand,
+                          t2i_rng *rng) {
+    size_t hs = (size_t)3 * P * P, ls = hs / (s * s);
+    if (focus <= 1) {
+        random_crop(hr, ps, P, rng);
+        sr_make_lr(lr, hr, P, P, s);
+        return;
+    }
+    float *ch = cand, *cl = cand + focus * hs, *up = cl + focus * ls;
+    double e[64], tot = 0.0;
+    for (int k = 0; k < focus; k++) {
+        random_crop(ch + k * hs, ps, P, rng);
+        sr_make_lr(cl + k * ls, ch + k * hs, P, P, s);
+        e[k] = bicubic_error(ch + k * hs, cl + k * ls, up, P, s) + 1e-6;
+        tot += e[k];
+    }
+    double u = t2i_rng_uniform(rng) * tot;
+    int pick = 0;
+    while (pick < focus - 1 && u >= e[pick]) u -= e[pick++];
+    memcpy(hr, ch + pick * hs, hs * sizeof(float));
+    memcpy(lr, cl + pick * ls, ls * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- validation */
+
+#define VAL_SIZE 256
+
+typedef struct {
+    int n, size, scale;
+    float *hr, *lr; /* (n, 3, S, S), (n, 3, S/s, S/s) */
+    float *bic;     /* bicubic upscaled LR (n, 3, S, S) */
+    double psnr_bicubic;
+} val_set;
+
+/* PSNR (RGB, border = scale) of float images via 8-bit rounding, as saved images. */
+static double psnr_float(const float *a, const float *b, int S, int border, uint8_t *ua, uint8_t *ub) {
+    t2i_chw_to_u8(ua, a, 3, S, S);
+    t2i_chw_to_u8(ub, b, 3, S, S);
+    return sr_psnr_rgb(ua, ub, S, S, border);
+}
+
+/* Three fixed crops per photo (centre and the two quarter points of the diagonal). */
+static void val_build(val_set *v, const photo_set *ps, int scale) {
+    memset(v, 0, sizeof *v);
+    int S = VAL_SIZE;
+    for (int i = 0; i < ps->n; i++) S = T2I_MIN(S, T2I_MIN(ps->img[i].w, ps->img[i].h));
+    S -= S % 16;
+    v->size = S, v->scale = scale, v->n = 3 * ps->n;
+    size_t hs = (size_t)3 * S * S, ls = hs / (scale * scale);
+    v->hr = t2i_malloc(v->n * hs * sizeof(float));
+    v->lr = t2i_malloc(v->n * ls * sizeof(float));
+    v->bic = t2i_malloc(v->n * hs * sizeof(float));
+    uint8_t *ua = t2i_malloc(hs), *ub = t2i_malloc(hs);
+    double sum = 0.0;
+    for (int k = 0; k < v->n; k++) {
+        const t2i_image *im = &ps->img[k / 3];
+        int q = k % 3; /* centre, upper-left quarter, lower-right quarter */
+        double fx = q == 0 ? 0.5 : q == 1 ? 0.25 : 0.75;
+        int x0 = (int)(fx * (im->w - S)), y0 = (int)(fx * (im->h - S));
+        float *hr = v->hr + k * hs;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++)
+                    hr[(size_t)c * S * S + (size_t)y * S + x] =
+                        (float)im->px[((size_t)(y0 + y) * im->w + x0 + x) * 3 + c] / 127.5f - 1.0f;
+        sr_make_lr(v->lr + k * ls, hr, S, S, scale);
+        t2i_resize_chw(v->bic + k * hs, v->lr + k * ls, 3, S / scale, S / scale, S, S, T2I_RESIZE_BICUBIC);
+        sum += psnr_float(v->bic + k * hs, hr, S, scale, ua, ub);
+    }
+    v->psnr_bicubic = sum / v->n;
+    free(ua), free(ub);
+}
+
+static void val_free(val_set *v) {
+    free(v->hr), free(v->lr), free(v->bic);
+    memset(v, 0, sizeof *v);
+}
+
+/* Mean PSNR of the EMA on the validation crops; writes a sample grid when path given. */
+static double val_run(const sr_model *m, const val_set *v, const char *sample_path, const char *latest_path) {
+    int S = v->size, s = v->scale;
+    size_t hs = (size_t)3 * S * S, ls = hs / (s * s);
+    float *out = t2i_malloc(v->n * hs * sizeof(float));
+    uint8_t *ua = t2i_malloc(hs), *ub = t2i_malloc(hs);
+    double sum = 0.0;
+    for (int k = 0; k < v->n; k++) {
+        sr_upscale_image(&m->ema, s, v->lr + k * ls, S / s, S / s, out + k * hs, 0, 0);
+        sum += psnr_float(out + k * hs, v->hr + k * hs, S, s, ua, ub);
+    }
+    if (sample_path) {
+        int rows = T2I_MIN(2, v->n);
+        float *grid = t2i_malloc((size_t)rows * 3 * hs * sizeof(float));
+        for (int r = 0; r < rows; r++) {
+            memcpy(grid + (size_t)(3 * r) * hs, v->bic + r * hs, hs * sizeof(float));
+            memcpy(grid + (size_t)(3 * r + 1) * hs, out + r * hs, hs * sizeof(float));
+            memcpy(grid + (size_t)(3 * r + 2) * hs, v->hr + r * hs, hs * sizeof(float));
+        }
+        if (t2i_save_grid(sample_path, grid, 3 * rows, 3, S, S, 3) != 0 ||
+            t2i_save_grid(latest_path, grid, 3 * rows, 3, S, S, 3) != 0)
+            fprintf(stderr, "t2i: warning: %s\n", t2i_error_msg());
+        free(grid);
+    }
+    free(out), free(ua), free(ub);
+    return sum / v->n;
+}
+
+/* ---------------------------------------------------------------- options and state */
+
+typedef struct {
+    char data[512];
+    int batch;
+    float lr, lr_min, lr_gan, lr_d, beta1, beta2;
+    long warmup;
+    int focus;
+    float l1_weight, adv_weight, ema;
+    sr_gan_loss gan_loss;
+    uint64_t seed;
+} sr_train_opts;
+
+typedef struct {
+    long step, steps, gan_steps; /* done; phase-1 length; phase-2 length */
+    t2i_rng rng;
+    long opt_g_step, opt_d_step, ema_t;
+} sr_state;
+
+static char *opts_to_json(const sr_train_opts *o) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "data", o->data);
+    cJSON_AddNumberToObject(j, "batch", o->batch);
+    cJSON_AddNumberToObject(j, "lr", o->lr);
+    cJSON_AddNumberToObject(j, "lr_min", o->lr_min);
+    cJSON_AddNumberToObject(j, "warmup", (double)o->warmup);
+    cJSON_AddNumberToObject(j, "focus", o->focus);
+    cJSON_AddNumberToObject(j, "lr_gan", o->lr_gan);
+    cJSON_AddNumberToObject(j, "lr_d", o->lr_d);
+    cJSON_AddNumberToObject(j, "beta1", o->beta1);
+    cJSON_AddNumberToObject(j, "beta2", o->beta2);
+    cJSON_AddNumberToObject(j, "l1_weight", o->l1_weight);
+    cJSON_AddNumberToObject(j, "adv_weight", o->adv_weight);
+    cJSON_AddNumberToObject(j, "ema", o->ema);
+    cJSON_AddStringToObject(j, "gan_loss", o->gan_loss == SR_GAN_RAGAN ? "ragan" : "ns");
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *r = t2i_strdup(s);
+    cJSON_free(s);
+    return r;
+}
+
+static int opts_from_json(sr_train_opts *o, const cJSON *j) {
+    const cJSON *v;
+#define NUM(key, dst)                                                                                                  \
+    v = cJSON_GetObjectItemCaseSensitive(j, key);                                                                      \
+    if (!cJSON_IsNumber(v)) return t2i_error_set("training state: '%s' missing", key);                                 \
+    dst = v->valuedouble;
+    NUM("batch", o->batch);
+    NUM("lr", o->lr);
+    NUM("lr_min", o->lr_min);
+    NUM("warmup", o->warmup);
+    NUM("focus", o->focus);
+    NUM("lr_gan", o->lr_gan);
+    NUM("lr_d", o->lr_d);
+    NUM("beta1", o->beta1);
+    NUM("beta2", o->beta2);
+    NUM("l1_weight", o->l1_weight);
+    NUM("adv_weight", o->adv_weight);
+    NUM("ema", o->ema);
+#undef NUM
+    v = cJSON_GetObjectItemCaseSensitive(j, "data");
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof o->data)
+        return t2i_error_set("training state: bad 'data'");
+    strcpy(o->data, v->valuestring);
+    v = cJSON_GetObjectItemCaseSensitive(j, "gan_loss");
+    if (!cJSON_IsString(v)) return t2i_error_set("training state: bad 'gan_loss'");
+    o->gan_loss = strcmp(v->valuestring, "ns") == 0 ? SR_GAN_NS : SR_GAN_RAGAN;
+    v = cJSON_GetObjectItemCaseSensitive(j, "seed");
+    if (!cJSON_IsString(v)) return t2i_error_set("training state: bad 'seed'");
+    o->seed = strtoull(v->valuestring, NULL, 10);
+    return 0;
+}
+
+static char *state_to_json(const sr_state *s, const sr_train_opts *o) {
+    char rng[256];
+    nn_rng_to_json(&s->rng, rng, sizeof rng);
+    char *opts = opts_to_json(o);
+    char *r = t2i_asprintf("{\"step\":%ld,\"steps\":%ld,\"gan_steps\":%ld,\"rng\":%s,\"opt_g_step\":%ld,"
+                           "\"opt_d_step\":%ld,\"ema_t\":%ld,\"train\":%s}",
+                           s->step, s->steps, s->gan_steps, rng, s->opt_g_step, s->opt_d_step, s->ema_t, opts);
+    free(opts);
+    return r;
+}
+
+static int state_from_json(sr_state *s, sr_train_opts *o, const char *json) {
+    cJSON *j = cJSON_Parse(json);
+    if (!j) return t2i_error_set("training state is not JSON");
+    int rc = 0;
+    const cJSON *v;
+    const char *keys[6] = {"step", "steps", "gan_steps", "opt_g_step", "opt_d_step", "ema_t"};
+    long *dst[6] = {&s->step, &s->steps, &s->gan_steps, &s->opt_g_step, &s->opt_d_step, &s->ema_t};
+    for (int k = 0; k < 6 && !rc; k++) {
+        if (!cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, keys[k])))
+            rc = t2i_error_set("training state: no '%s'", keys[k]);
+        else
+            *dst[k] = (long)v->valuedouble;
+    }
+    char *rng = NULL;
+    if (!rc) {
+        rng = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "rng"));
+        if (!rng || nn_rng_from_json(&s->rng, rng) != 0) rc = t2i_error_set("training state: bad rng");
+    }
+    if (!rc) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "train");
+        if (!cJSON_IsObject(t))
+            rc = t2i_error_set("training state: no training options");
+        else
+            rc = opts_from_json(o, t);
+    }
+    cJSON_free(rng);
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int save_ckpt(const sr_model *m, const char *path, const sr_state *st, const sr_train_opts *o) {
+    char *sj = state_to_json(st, o);
+    int rc = sr_save(m, path, sj, 1);
+    free(sj);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the command */
+
+#define SR_DEFAULT_DATA "/usr/share/backgrounds/mate/nature"
+
+int sr_cmd_train(int argc, char **argv) {
+    const char *data = SR_DEFAULT_DATA, *preset = "b4", *out = "runs/sr", *gan_loss = "ragan", *init = "interp",
+               *init_from = NULL;
+    int focus = 4, scale = 4, width = 64, blocks = 8, crop = 0, batch = 16, d_width = 64, d_sn = 0, threads = 0,
+        resume = 0;
+    int val_every = 200, ckpt_every = 200, log_every = 10;
+    long steps = -1, gan_steps = -1, seed = 1, stop_after = 0, warmup = 100;
+    float lr = 3e-4f, lr_min = 1e-6f, lr_gan = 1e-4f, lr_d = 1e-4f, beta1 = 0.9f, beta2 = 0.999f, l1_weight = 1.0f,
+          adv_weight = 5e-3f, ema = 0.999f;
+    t2i_flag flags[] = {
+        {"--data", T2I_STR, &data, "folder of photos (held-out rule: sorted index i % 6 == 5)"},
+        {"--scale", T2I_INT, &scale, "upscaling factor, 2 or 4"},
+        {"--preset", T2I_STR, &preset, "b4 (BENCHMARKS.md B4: width 64, 8 blocks) or custom"},
+        {"--width", T2I_INT, &width, "generator width (custom preset)"},
+        {"--blocks", T2I_INT, &blocks, "residual blocks (custom preset)"},
+        {"--crop", T2I_INT, &crop, "HR crop size, a multiple of 16 (0: 96 for x4, 64 for x2)"},
+        {"--batch", T2I_INT, &batch, "crops per step"},
+        {"--focus", T2I_INT, &focus,
+         "draw K crops per item, keep one with probability ~ its bicubic error (1 = uniform)"},
+        {"--init", T2I_STR, &init, "interp (G starts as bilinear upsampling) or pytorch (default init)"},
+        {"--init-from", T2I_STR, &init_from,
+         "start G from this SR checkpoint's EMA (e.g. --steps 0 to GAN-tune an L1 model)"},
+        {"--steps", T2I_LONG, &steps, "phase 1 (L1 pre-training) steps (-1: 4000; with --resume: as planned)"},
+        {"--gan-steps", T2I_LONG, &gan_steps,
+         "phase 2 (adversarial fine-tuning) steps (-1: 0; with --resume: as planned)"},
+        {"--lr", T2I_FLOAT, &lr, "phase 1 learning rate (Adam)"},
+        {"--lr-min", T2I_FLOAT, &lr_min, "phase 1: cosine decay to this rate at its end (-1: constant --lr)"},
+        {"--warmup", T2I_LONG, &warmup, "phase 1: linear warm-up steps (with the cosine decay)"},
+        {"--lr-gan", T2I_FLOAT, &lr_gan, "phase 2 G learning rate"},
+        {"--lr-d", T2I_FLOAT, &lr_d, "phase 2 D learning rate"},
+        {"--beta1", T2I_FLOAT, &beta1, "Adam beta1 (both phases, G and D)"},
+        {"--beta2", T2I_FLOAT, &beta2, "Adam beta2"},
+        {"--gan-loss", T2I_STR, &gan_loss, "ragan (relativistic average, ESRGAN) or ns (non-saturating)"},
+        {"--l1-weight", T2I_FLOAT, &l1_weight, "phase 2 weight of the L1 loss"},
+        {"--adv-weight", T2I_FLOAT, &adv_weight, "phase 2 weight of the adversarial loss"},
+        {"--d-width", T2I_INT, &d_width, "patch discriminator base width"},
+        {"--d-sn", T2I_BOOL, &d_sn, "spectral normalisation in D"},
+        {"--ema", T2I_FLOAT, &ema, "EMA decay of G's weights (eval/upscale use the EMA; 0 = copy)"},
+        {"--val-every", T2I_INT, &val_every, "validate (PSNR on held-out crops, sample grid) every N steps"},
+        {"--ckpt-every", T2I_INT, &ckpt_every, "save a checkpoint every N steps"},
+        {"--log-every", T2I_INT, &log_every, "append to metrics.jsonl every N steps"},
+        {"--stop-after", T2I_LONG, &stop_after, "save and stop after this global step (0 = run to the end)"},
+        {"--seed", T2I_LONG, &seed, "random seed"},
+        {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
+        {"--out", T2I_STR, &out, "run folder"},
+        {"--resume", T2I_BOOL, &resume, "continue the run in --out from its checkpoint"},
+    };
+    t2i_cmd cmd = {"t2i sr train",
+                   "Train a super-resolution model (SRResNet, then optional ESRGAN-style GAN fine-tuning).",
+                   "[options]",
+                   flags,
+                   (int)(sizeof flags / sizeof flags[0]),
+                   "Data: the images directly in --data, sorted by name; those at sorted index i with\n"
+                   "i % 6 == 5 are HELD OUT (never trained on; used for validation and `t2i sr eval`). For\n"
+                   "the default folder (Debian's mate-backgrounds nature photos) these are GreenMeadow.jpg\n"
+                   "and YellowFlower.jpg. Each step draws random HR crops (uniform over positions, one of 8\n"
+                   "flips/transposes); the LR input is the bicubic-antialiased downscale rounded to 8 bits.\n"
+                   "Phase 1 minimises L1; phase 2 starts from the phase-1 EMA and adds a relativistic patch\n"
+                   "GAN loss. The run folder gets checkpoint.safetensors (resumable), l1.safetensors (the\n"
+                   "phase-1 EMA model), metrics.jsonl, config.json and samples/ (bicubic | model | original)."};
+    int prc = t2i_parse(&cmd, argc, argv);
+    if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
+    if (cmd.npos) return t2i_fail("sr train: unexpected argument '%s'", cmd.pos[0]), 2;
+    if (t2i_check_range_i("--val-every", val_every, 1, 1000000) ||
+        t2i_check_range_i("--ckpt-every", ckpt_every, 1, 1000000) ||
+        t2i_check_range_i("--log-every", log_every, 1, 1000000) ||
+        t2i_check_range_i("--stop-after", stop_after, 0, 100000000))
+        return 2;
+    t2i_set_threads(threads);
+
+    sr_train_opts o;
+    memset(&o, 0, sizeof o);
+    sr_state st;
+    memset(&st, 0, sizeof st);
+    sr_model m;
+    char *ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", out);
+    char *l1_path = t2i_asprintf("%s/l1.safetensors", out);
+    int rc = 1, have_model = 0;
+    sr_filelist fl = {0};
+    photo_set train = {0}, held = {0};
+    val_set val = {0};
+    t2i_run run = {0};
+    char *samples_dir = NULL;
+    nn_arena arena;
+    nn_arena_init(&arena);
+    float *hr = NULL, *lrb = NULL, *cand = NULL;
+
+    if (resume) {
+        if (!t2i_path_exists(ckpt_path)) {
+            t2i_fail("%s: no checkpoint to resume from", ckpt_path);
+            goto out;
+        }
+        char *sj = NULL;
+        if (sr_load(&m, ckpt_path, 1, &sj) != 0) {
+            t2i_fail_err();
+            goto out;
+        }
+        have_model = 1;
+        if (!sj || state_from_json(&st, &o, sj) != 0) {
+            free(sj);
+            t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
+            goto out;
+        }
+        free(sj);
+        if (steps >= 0) {
+            if (steps != st.steps && st.step > st.steps) {
+                t2i_fail("--steps: phase 2 has started at step %ld; phase 1 cannot change length", st.steps);
+                goto out;
+            }
+            if (steps < st.step && steps != st.steps) {
+                t2i_fail("--steps %ld is before the checkpoint's step %ld", steps, st.step);
+                goto out;
+            }
+            st.steps = steps;
+        }
+        if (gan_steps >= 0) st.gan_steps = gan_steps;
+        if (st.steps + st.gan_steps < st.step) {
+            t2i_fail("--steps + --gan-steps (%ld) is before the checkpoint's step %ld", st.steps + st.gan_steps,
+                     st.step);
+            goto out;
+        }
+    } else {
+        if (t2i_path_exists(ckpt_path)) {
+            t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", out,
+                     ckpt_path);
+            goto out;
+        }
+        sr_config cfg;
+        sr_config_b4(&cfg, scale == 2 ? 2 : 4);
+        cfg.scale = scale;
+        if (strlen(preset) >= sizeof cfg.preset) {
+            t2i_fail("--preset must be b4 or custom");
+            rc = 2;
+            goto out;
+        }
+        strcpy(cfg.preset, preset);
+        cfg.width = width, cfg.blocks = blocks, cfg.d_width = d_width, cfg.d_sn = d_sn;
+        if (crop) cfg.crop = crop;
+        if (sr_config_check(&cfg) != 0) {
+            t2i_fail_err();
+            rc = 2;
+            goto out;
+        }
+        if (strcmp(gan_loss, "ragan") == 0)
+            o.gan_loss = SR_GAN_RAGAN;
+        else if (strcmp(gan_loss, "ns") == 0)
+            o.gan_loss = SR_GAN_NS;
+        else {
+            t2i_fail("--gan-loss must be ragan or ns, got '%s'", gan_loss);
+            rc = 2;
+            goto out;
+        }
+        if (t2i_check_range_f("--lr", lr, 1e-7, 1) || t2i_check_range_f("--lr-gan", lr_gan, 1e-7, 1) ||
+            t2i_check_range_f("--lr-d", lr_d, 1e-7, 1) || t2i_check_range_f("--beta1", beta1, 0, 0.9999) ||
+            t2i_check_range_f("--beta2", beta2, 0, 0.99999) || t2i_check_range_f("--ema", ema, 0, 0.99999) ||
+            t2i_check_range_f("--l1-weight", l1_weight, 0, 1000) ||
+            t2i_check_range_f("--adv-weight", adv_weight, 0, 1000) || t2i_check_range_i("--batch", batch, 1, 1024) ||
+            t2i_check_range_i("--focus", focus, 1, 64) || t2i_check_range_i("--warmup", warmup, 0, 100000000) ||
+            (lr_min >= 0 && t2i_check_range_f("--lr-min", lr_min, 0, lr))) {
+            rc = 2;
+            goto out;
+        }
+        if (strlen(data) >= sizeof o.data) {
+            t2i_fail("--data: path too long");
+            rc = 2;
+            goto out;
+        }
+        strcpy(o.data, data);
+        if (strcmp(init, "interp") && strcmp(init, "pytorch")) {
+            t2i_fail("--init must be interp or pytorch, got '%s'", init);
+            rc = 2;
+            goto out;
+        }
+        o.focus = focus, o.batch = batch, o.lr = lr, o.lr_min = lr_min, o.warmup = warmup, o.lr_gan = lr_gan,
+        o.lr_d = lr_d;
+        o.beta1 = beta1, o.beta2 = beta2, o.l1_weight = l1_weight, o.adv_weight = adv_weight, o.ema = ema;
+        o.seed = (uint64_t)seed;
+        st.steps = steps >= 0 ? steps : 4000;
+        st.gan_steps = gan_steps >= 0 ? gan_steps : 0;
+        if (st.steps + st.gan_steps <= 0) {
+            t2i_fail("nothing to train: --steps and --gan-steps are both 0");
+            rc = 2;
+            goto out;
+        }
+        t2i_rng_seed(&st.rng, o.seed);
+        t2i_rng init_rng = t2i_rng_split(&st.rng, 1);
+        sr_model_build(&m, &cfg, &init_rng);
+        have_model = 1;
+        if (init_from) {
+            /* G and its EMA from another SR model (e.g. an L1 model to fine-tune with --steps 0) */
+            sr_model src;
+            if (sr_load(&src, init_from, 0, NULL) != 0) {
+                t2i_fail_err();
+                goto out;
+            }
+            if (src.cfg.scale != cfg.scale || src.cfg.width != cfg.width || src.cfg.blocks != cfg.blocks) {
+                t2i_fail("%s: a x%d width-%d %d-block generator; this run is x%d width %d, %d blocks", init_from,
+                         src.cfg.scale, src.cfg.width, src.cfg.blocks, cfg.scale, cfg.width, cfg.blocks);
+                sr_model_free(&src);
+                goto out;
+            }
+            nn_params_copy_values(&m.gp, &src.ep);
+            nn_params_copy_values(&m.ep, &src.ep);
+            sr_model_free(&src);
+        } else if (strcmp(init, "interp") == 0) {
+            sr_init_interp(&m);
+        }
+    }
+    const sr_config *cfg = &m.cfg;
+    int P = cfg->crop, s = cfg->scale, B = o.batch, lp = P / s;
+    long total = st.steps + st.gan_steps;
+
+    /* data */
+    if (sr_list_images(&fl, o.data) != 0) {
+        t2i_fail_err();
+        goto out;
+    }
+    if (photos_load(&train, &fl, o.data, 0, P, 1) != 0) {
+        t2i_fail_err();
+        goto out;
+    }
+    int nheld = 0;
+    for (int i = 0; i < fl.n; i++) nheld += fl.heldout[i];
+    int val_from_train = nheld == 0 || photos_load(&held, &fl, o.data, 1, 32, 0) != 0;
+    val_build(&val, val_from_train ? &train : &held, s);
+
+    if (t2i_run_open(&run, out) != 0) {
+        t2i_fail_err();
+        goto out;
+    }
+    samples_dir = t2i_run_path(&run, "samples");
+    if (t2i_mkdirs(samples_dir) != 0) {
+        t2i_fail_err();
+        goto out;
+    }
+    if (!resume) {
+        char *cj = sr_config_to_json(cfg), *oj = opts_to_json(&o);
+        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"gan_steps\":%ld,\"threads\":%d}", cj, oj,
+                                  st.steps, st.gan_steps, t2i_get_threads());
+        t2i_run_write_config(&run, full);
+        free(cj), free(oj), free(full);
+    }
+
+    nn_params_moments(&m.gp);
+    nn_params_moments(&m.dp);
+    nn_optim og = nn_adam(st.step < st.steps ? o.lr : o.lr_gan, o.beta1, o.beta2, 1e-8f, 0.0f);
+    nn_optim od = nn_adam(o.lr_d, o.beta1, o.beta2, 1e-8f, 0.0f);
+    og.step = st.opt_g_step, od.step = st.opt_d_step;
+    nn_schedule sched = o.lr_min >= 0 && st.steps > 0 ? nn_schedule_cosine(o.lr, o.warmup, st.steps, o.lr_min)
+                                                      : nn_schedule_constant(o.lr);
+
+    hr = t2i_malloc_aligned((size_t)B * 3 * P * P * sizeof(float));
+    lrb = t2i_malloc_aligned((size_t)B * 3 * lp * lp * sizeof(float));
+    cand =
+        o.focus > 1 ? t2i_malloc(((size_t)o.focus * 3 * (P * P + lp * lp) + (size_t)3 * P * P) * sizeof(float)) : NULL;
+
+    printf("sr train: %s, %d training photos, %d held out%s; %s x%d (width %d, %d blocks, G %zu / D %zu parameters), "
+           "crop %d, batch %d, %ld L1 + %ld GAN steps, %d threads\n",
+           o.data, train.n, nheld, val_from_train ? " (validating on training photos)" : "", cfg->preset, s, cfg->width,
+           cfg->blocks, nn_params_count(&m.gp, 1), nn_params_count(&m.dp, 1), P, B, st.steps, st.gan_steps,
+           t2i_get_threads());
+    printf("sr train: validation on %d crops of %dx%d: bicubic PSNR %.3f dB\n", val.n, val.size, val.size,
+           val.psnr_bicubic);
+    fflush(stdout);
+    t2i_install_sigint();
+    t2i_progress prog;
+    t2i_progress_start(&prog, "sr", st.step, total);
+    double t_start = t2i_now();
+    sr_step_stats stats;
+    memset(&stats, 0, sizeof stats);
+    double last_val = NAN;
+    if (st.step == 0) {
+        last_val = val_run(&m, &val, NULL, NULL);
+        char line[256];
+        snprintf(line, sizeof line, "{\"step\":0,\"phase\":1,\"val_psnr\":%.4f,\"val_psnr_bicubic\":%.4f}", last_val,
+                 val.psnr_bicubic);
+        t2i_run_metrics(&run, line);
+        printf("sr train: step 0 validation PSNR %.3f dB\n", last_val);
+    }
+    rc = 0;
+    while (st.step < total) {
+        double t0 = t2i_now();
+        int phase = st.step < st.steps ? 1 : 2;
+        if (phase == 2 && st.step == st.steps) {
+            /* phase switch: fine-tune the saved L1 model (EMA) with a fresh optimizer */
+            nn_params_copy_values(&m.gp, &m.ep);
+            memset(m.gp.m, 0, m.gp.total * sizeof(float));
+            memset(m.gp.v, 0, m.gp.total * sizeof(float));
+            og = nn_adam(o.lr_gan, o.beta1, o.beta2, 1e-8f, 0.0f);
+            st.ema_t = 0;
+            if (st.steps == 0 && sr_save(&m, l1_path, NULL, 0) != 0) { /* the model phase 2 starts from */
+                t2i_fail_err();
+                rc = 1;
+                goto done;
+            }
+        }
+        for (int b = 0; b < B; b++)
+            training_item(hr + (size_t)b * 3 * P * P, lrb + (size_t)b * 3 * lp * lp, &train, P, s, o.focus, cand,
+                          &st.rng);
+        float lr_now = phase == 1 ? nn_schedule_lr(&sched, st.step) : o.lr_gan;
+        if (phase == 1) {
+            stats.loss_l1 = sr_l1_step(&m, &og, &arena, lrb, hr, B, lr_now);
+        } else {
+            sr_gan_step(&m, &og, &od, &arena, o.gan_loss, o.l1_weight, o.adv_weight, lrb, hr, B, &stats);
+        }
+        float decay = o.ema;
+        float warm = (float)(1.0 + st.ema_t) / (float)(10.0 + st.ema_t);
+        if (warm < decay) decay = warm;
+        nn_ema_update(&m.ep, &m.gp, decay);
+        st.ema_t++;
+        st.step++;
+        double dt = t2i_now() - t0;
+
+        if (!isfinite(stats.loss_l1) || (phase == 2 && (!isfinite(stats.loss_d) || !isfinite(stats.loss_g_adv)))) {
+            t2i_fail("step %ld: the %s loss is not finite; stopping (the last checkpoint, if any, is %s; try a lower "
+                     "learning rate)",
+                     st.step,
+                     !isfinite(stats.loss_l1)  ? "L1"
+                     : !isfinite(stats.loss_d) ? "D"
+                                               : "adversarial",
+                     ckpt_path);
+            rc = 1;
+            goto done;
+        }
+        if (st.step % log_every == 0 || st.step == total || st.step == st.steps) {
+            char line[512];
+            if (phase == 1)
+                snprintf(line, sizeof line, "{\"step\":%ld,\"phase\":1,\"loss_l1\":%.6f,\"lr\":%.4g,\"step_ms\":%.1f}",
+                         st.step, stats.loss_l1, lr_now, dt * 1e3);
+            else
+                snprintf(
+                    line, sizeof line,
+                    "{\"step\":%ld,\"phase\":2,\"loss_l1\":%.6f,\"loss_g_adv\":%.5f,\"loss_d\":%.5f,\"d_real\":%.4f,"
+                    "\"d_fake\":%.4f,\"step_ms\":%.1f}",
+                    st.step, stats.loss_l1, stats.loss_g_adv, stats.loss_d, stats.d_real, stats.d_fake, dt * 1e3);
+            t2i_run_metrics(&run, line);
+        }
+        if (phase == 1)
+            t2i_progress_update(&prog, st.step, "L1 %.4f  val %.2f dB (bicubic %.2f)", stats.loss_l1, last_val,
+                                val.psnr_bicubic);
+        else
+            t2i_progress_update(&prog, st.step, "L1 %.4f adv %.3f D %.3f  val %.2f dB", stats.loss_l1, stats.loss_g_adv,
+                                stats.loss_d, last_val);
+
+        int last = st.step == total, stop = t2i_interrupted || (stop_after > 0 && st.step >= stop_after && !last);
+        if (st.step == st.steps && sr_save(&m, l1_path, NULL, 0) != 0) {
+            t2i_fail_err();
+            rc = 1;
+            goto done;
+        }
+        if (st.step % val_every == 0 || last || st.step == st.steps) {
+            char *sp = t2i_asprintf("%s/step_%06ld.png", samples_dir, st.step);
+            char *lp2 = t2i_asprintf("%s/latest.png", samples_dir);
+            last_val = val_run(&m, &val, sp, lp2);
+            free(sp), free(lp2);
+            char line[256];
+            snprintf(line, sizeof line, "{\"step\":%ld,\"phase\":%d,\"val_psnr\":%.4f,\"val_psnr_bicubic\":%.4f}",
+                     st.step, phase, last_val, val.psnr_bicubic);
+            t2i_run_metrics(&run, line);
+        }
+        if (st.step % ckpt_every == 0 || last || stop || st.step == st.steps) {
+            st.opt_g_step = og.step, st.opt_d_step = od.step;
+            if (save_ckpt(&m, ckpt_path, &st, &o) != 0) {
+                t2i_fail_err();
+                rc = 1;
+                goto done;
+            }
+        }
+        if (stop) {
+            t2i_progress_end(&prog, st.step, t2i_interrupted ? "interrupted" : "stopped");
+            fprintf(stderr, "t2i: %s at step %ld; checkpoint saved to %s (continue with --resume)\n",
+                    t2i_interrupted ? "interrupted" : "stopped", st.step, ckpt_path);
+            rc = t2i_interrupted ? 130 : 0;
+            goto done;
+        }
+    }
+    t2i_progress_end(&prog, st.step, "val %.2f dB (bicubic %.2f)", last_val, val.psnr_bicubic);
+    printf("sr train: %ld steps in %.1f s; validation PSNR %.3f dB (bicubic %.3f); checkpoint %s\n",
+           st.step - prog.start_done, t2i_now() - t_start, last_val, val.psnr_bicubic, ckpt_path);
+done:
+out:
+    nn_arena_free(&arena);
+    t2i_free(hr);
+    t2i_free(lrb);
+    free(cand);
+    free(samples_dir);
+    if (run.dir) t2i_run_close(&run);
+    val_free(&val);
+    photos_free(&train);
+    photos_free(&held);
+    sr_filelist_free(&fl);
+    if (have_model) sr_model_free(&m);
+    free(ckpt_path);
+    free(l1_path);
+    return rc;
+}

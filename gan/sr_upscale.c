@@ -1,0 +1,354 @@
+/* sr_upscale.c - tiled, memory-bounded inference of SR generators, and `t2i sr upscale`.
+ *
+ * Inference does not go through nn_seq_forward (which keeps every layer's output for a
+ * backward pass); it walks the same layer list with a few reusable buffers:
+ *   - a buffer is reference-counted: the running activation holds one reference, an open
+ *     residual block (res_begin) another, so an activation that is also a skip input is
+ *     never overwritten in place;
+ *   - ReLU and the residual additions run in place when nothing else holds the buffer;
+ *   - a 3x3 convolution is computed on bands of output rows: the band's input rows plus
+ *     a halo of (k-1)/2 rows and columns (zeros outside the image, exactly the zero
+ *     padding of the whole convolution) are copied into a padded block that is
+ *     convolved without padding, so im2col scratch is bounded by SR_BAND_FLOATS instead
+ *     of growing with the tile;
+ *   - a convolution followed by PixelShuffle writes its bands straight to the shuffled
+ *     positions (no second full-size buffer).
+ * For a tile of T + 2*overlap LR pixels the largest buffer is width * (scale * (T + 2 *
+ * overlap))^2 floats (115 MB for b4 x4 with T = 128 and overlap 20), allocated once per
+ * call and reused for every tile.
+ *
+ * Tiles: the LR image is cut into tile x tile cores; each core is run with up to
+ * `overlap` real neighbouring pixels on each side (fewer at the image border, where the
+ * network's own zero padding applies, as in the untiled run), and only the core's
+ * output is kept (centre crop, no blending). With overlap >= sr_receptive_radius the
+ * kept pixels never see the tile's artificial edges, so tiled == untiled up to the
+ * rounding of differently blocked GEMMs.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "base.h"
+#include "image.h"
+#include "ops.h"
+#include "progress.h"
+#include "sr.h"
+
+#define SR_SLOTS 6
+#define SR_BAND_FLOATS ((size_t)3 << 20) /* im2col + band output floats per band (12 MB) */
+/* Copies smaller than this (floats) stay serial: thread start-up and barriers cost more
+ * than they save on small tiles, and far more when the cores are oversubscribed. */
+#define SR_OMP_MIN ((size_t)1 << 16)
+
+typedef struct {
+    float *p[SR_SLOTS];
+    size_t cap[SR_SLOTS];
+    int ref[SR_SLOTS];
+    float *pad, *band, *scratch, *in; /* conv band input, band output, im2col, tile input */
+    size_t pad_cap, band_cap, scratch_cap, in_cap;
+} sr_ws;
+
+static float *grow(float **p, size_t *cap, size_t n) {
+    if (*cap < n) {
+        t2i_free(*p);
+        *p = t2i_malloc_aligned(n * sizeof(float));
+        *cap = n;
+    }
+    return *p;
+}
+
+/* A free buffer of at least n floats: the smallest free one that fits, else the largest
+ * free one, grown - so the few large (HR) buffers are reused rather than multiplied. */
+static int slot_get(sr_ws *ws, size_t n) {
+    int fit = -1, big = -1;
+    for (int i = 0; i < SR_SLOTS; i++) {
+        if (ws->ref[i]) continue;
+        if (ws->cap[i] >= n && (fit < 0 || ws->cap[i] < ws->cap[fit])) fit = i;
+        if (big < 0 || ws->cap[i] > ws->cap[big]) big = i;
+    }
+    T2I_ASSERTF(big >= 0, "SR inference: more than %d live buffers (residual blocks nested too deeply)", SR_SLOTS);
+    int s = fit >= 0 ? fit : big;
+    grow(&ws->p[s], &ws->cap[s], n);
+    ws->ref[s] = 1;
+    return s;
+}
+
+static void slot_release(sr_ws *ws, int s) {
+    if (s >= 0) {
+        T2I_ASSERT(ws->ref[s] > 0);
+        ws->ref[s]--;
+    }
+}
+
+static void ws_free(sr_ws *ws) {
+    for (int i = 0; i < SR_SLOTS; i++) t2i_free(ws->p[i]);
+    t2i_free(ws->pad), t2i_free(ws->band), t2i_free(ws->scratch), t2i_free(ws->in);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* out = conv(in) for a stride-1 k x k convolution with "same" padding, in bands of rows;
+ * in (C, H, W); out (OC, H, W), or (OC / r^2, H*r, W*r) shuffled when r > 1. */
+static void conv_banded(sr_ws *ws, float *out, const float *in, int C, int H, int W, const float *w, const float *b,
+                        int OC, int k, int r) {
+    int p = (k - 1) / 2;
+    size_t per_row = ((size_t)C * k * k + OC) * (size_t)W;
+    int rows = (int)(SR_BAND_FLOATS / per_row);
+    if (rows < 1) rows = 1;
+    if (rows > H) rows = H;
+    int PW = W + 2 * p;
+    grow(&ws->pad, &ws->pad_cap, (size_t)C * (rows + 2 * p) * PW);
+    grow(&ws->band, &ws->band_cap, (size_t)OC * rows * W);
+    nn_conv full = nn_conv2d_shape(1, C, rows + 2 * p, PW, OC, k, 1, 0);
+    grow(&ws->scratch, &ws->scratch_cap, nn_conv2d_scratch(&full));
+    size_t plane = (size_t)H * W;
+    for (int r0 = 0; r0 < H; r0 += rows) {
+        int nr = T2I_MIN(rows, H - r0), PH = nr + 2 * p;
+        float *pad = ws->pad;
+#pragma omp parallel for schedule(static) if ((size_t)C * PH * PW >= SR_OMP_MIN)
+        for (int c = 0; c < C; c++) {
+            float *dst = pad + (size_t)c * PH * PW;
+            for (int y = 0; y < PH; y++) {
+                int sy = r0 - p + y;
+                float *drow = dst + (size_t)y * PW;
+                if (sy < 0 || sy >= H) {
+                    memset(drow, 0, (size_t)PW * sizeof(float));
+                    continue;
+                }
+                for (int x = 0; x < p; x++) drow[x] = drow[PW - 1 - x] = 0.0f;
+                memcpy(drow + p, in + (size_t)c * plane + (size_t)sy * W, (size_t)W * sizeof(float));
+            }
+        }
+        nn_conv s = nn_conv2d_shape(1, C, PH, PW, OC, k, 1, 0);
+        nn_conv2d_forward(ws->band, ws->scratch, pad, w, b, &s);
+        const float *band = ws->band;
+        if (r == 1) {
+#pragma omp parallel for schedule(static) if ((size_t)OC * nr * W >= SR_OMP_MIN)
+            for (int oc = 0; oc < OC; oc++)
+                memcpy(out + (size_t)oc * plane + (size_t)r0 * W, band + (size_t)oc * nr * W,
+                       (size_t)nr * W * sizeof(float));
+        } else {
+            /* PixelShuffle: out[c][(y*r + i)][x*r + j] = band[c*r*r + i*r + j][y][x] */
+            int OW = W * r;
+            size_t oplane = plane * r * r;
+#pragma omp parallel for schedule(static) if ((size_t)OC * nr * W >= SR_OMP_MIN)
+            for (int oc = 0; oc < OC; oc++) {
+                int c = oc / (r * r), i = (oc / r) % r, j = oc % r;
+                const float *src = band + (size_t)oc * nr * W;
+                float *dst = out + (size_t)c * oplane;
+                for (int y = 0; y < nr; y++) {
+                    float *drow = dst + (size_t)((r0 + y) * r + i) * OW + j;
+                    const float *srow = src + (size_t)y * W;
+                    for (int x = 0; x < W; x++) drow[(size_t)x * r] = srow[x];
+                }
+            }
+        }
+    }
+}
+
+/* Runs generator g on x (3, h, w); returns the output (3, h*s, w*s), held in a slot of
+ * ws that is released for the next call. */
+static const float *infer(const nn_seq *g, sr_ws *ws, const float *x, int h, int w, int *out_slot) {
+    const nn_params *ps = g->ps;
+    int C = g->in_C, H = h, W = w;
+    const float *cur = x;
+    int cs = -1;
+    int stack_slot[16];
+    const float *stack_ptr[16];
+    int sp = 0;
+    for (int i = 0; i < g->n; i++) {
+        const nn_layer *l = &g->L[i];
+        size_t n = (size_t)C * H * W;
+        switch (l->kind) {
+        case NN_L_CONV: {
+            T2I_ASSERTF(l->stride == 1 && l->pad == (l->k - 1) / 2 && l->k % 2 == 1 && !l->sn,
+                        "SR inference supports stride-1 'same' convolutions only");
+            int r = i + 1 < g->n && g->L[i + 1].kind == NN_L_PIXEL_SHUFFLE ? g->L[i + 1].factor : 1;
+            int os = slot_get(ws, (size_t)l->OC * H * W);
+            conv_banded(ws, ws->p[os], cur, C, H, W, nn_params_val((nn_params *)ps, l->iw),
+                        l->ib >= 0 ? nn_params_val((nn_params *)ps, l->ib) : NULL, l->OC, l->k, r);
+            slot_release(ws, cs);
+            cs = os, cur = ws->p[os];
+            C = l->OC / (r * r), H *= r, W *= r;
+            if (r > 1) i++; /* the shuffle is done */
+            break;
+        }
+        case NN_L_ACT:
+            if (cs >= 0 && ws->ref[cs] == 1) {
+                nn_act_forward(ws->p[cs], cur, n, l->act, l->slope);
+            } else {
+                int os = slot_get(ws, n);
+                nn_act_forward(ws->p[os], cur, n, l->act, l->slope);
+                slot_release(ws, cs);
+                cs = os, cur = ws->p[os];
+            }
+            break;
+        case NN_L_PIXEL_SHUFFLE: {
+            int os = slot_get(ws, n);
+            nn_pixel_shuffle_forward(ws->p[os], cur, 1, C / (l->factor * l->factor), H, W, l->factor);
+            slot_release(ws, cs);
+            cs = os, cur = ws->p[os];
+            C /= l->factor * l->factor, H *= l->factor, W *= l->factor;
+            break;
+        }
+        case NN_L_RES_BEGIN:
+            T2I_ASSERT(sp < 16);
+            stack_slot[sp] = cs, stack_ptr[sp] = cur, sp++;
+            if (cs >= 0) ws->ref[cs]++;
+            break;
+        case NN_L_RES_END: {
+            T2I_ASSERT(sp > 0);
+            sp--;
+            const float *skip = stack_ptr[sp];
+            float sc = l->res_scale;
+            float *y;
+            if (cs >= 0 && ws->ref[cs] == 1) {
+                y = ws->p[cs];
+            } else {
+                int os = slot_get(ws, n);
+                y = ws->p[os];
+                for (size_t k = 0; k < n; k++) y[k] = cur[k];
+                slot_release(ws, cs);
+                cs = os;
+            }
+#pragma omp parallel for simd schedule(static) if (n >= SR_OMP_MIN)
+            for (size_t k = 0; k < n; k++) y[k] = skip[k] + sc * y[k];
+            slot_release(ws, stack_slot[sp]);
+            cur = y;
+            break;
+        }
+        default:
+            T2I_ASSERTF(0, "SR inference: layer kind %d is not supported", (int)l->kind);
+        }
+    }
+    T2I_ASSERT(sp == 0 && cs >= 0);
+    *out_slot = cs;
+    return cur;
+}
+
+static inline uint8_t to_u8(float x) {
+    float v = (x + 1.0f) * 127.5f;
+    if (!(v > 0.0f)) return 0;
+    if (v >= 255.0f) return 255;
+    return (uint8_t)(v + 0.5f);
+}
+
+/* Input from floats (3, h, w) or 8-bit (h, w, 3); output to floats (3, h*s, w*s) or
+ * 8-bit (h*s, w*s, 3). */
+static void run_tiles(const nn_seq *g, int s, const float *xf, const uint8_t *xu, int h, int w, float *yf, uint8_t *yu,
+                      int tile, int overlap, t2i_progress *prog) {
+    if (tile <= 0) tile = T2I_MAX(h, w);
+    if (overlap < 0) overlap = sr_receptive_radius(g);
+    sr_ws ws;
+    memset(&ws, 0, sizeof ws);
+    size_t oplane = (size_t)h * s * w * s;
+    long done = 0;
+    for (int ty = 0; ty < h; ty += tile)
+        for (int tx = 0; tx < w; tx += tile) {
+            int th = T2I_MIN(tile, h - ty), tw = T2I_MIN(tile, w - tx);
+            int y0 = T2I_MAX(0, ty - overlap), y1 = T2I_MIN(h, ty + th + overlap);
+            int x0 = T2I_MAX(0, tx - overlap), x1 = T2I_MIN(w, tx + tw + overlap);
+            int ih = y1 - y0, iw = x1 - x0;
+            float *in = grow(&ws.in, &ws.in_cap, (size_t)3 * ih * iw);
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < ih; y++)
+                    for (int x = 0; x < iw; x++)
+                        in[((size_t)c * ih + y) * iw + x] =
+                            xf ? xf[((size_t)c * h + y0 + y) * w + x0 + x]
+                               : (float)xu[(((size_t)(y0 + y)) * w + x0 + x) * 3 + c] / 127.5f - 1.0f;
+            int slot;
+            const float *out = infer(g, &ws, in, ih, iw, &slot);
+            int OW = iw * s, oy = (ty - y0) * s, ox = (tx - x0) * s;
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < th * s; y++) {
+                    const float *src = out + ((size_t)c * ih * s + oy + y) * OW + ox;
+                    size_t drow = (size_t)(ty * s + y) * w * s + (size_t)tx * s;
+                    if (yf)
+                        memcpy(yf + c * oplane + drow, src, (size_t)tw * s * sizeof(float));
+                    else
+                        for (int x = 0; x < tw * s; x++) yu[(drow + x) * 3 + c] = to_u8(src[x]);
+                }
+            slot_release(&ws, slot);
+            done++;
+            if (prog) t2i_progress_update(prog, done, "tile %dx%d", iw, ih);
+        }
+    ws_free(&ws);
+}
+
+void sr_upscale_image(const nn_seq *g, int scale, const float *x, int h, int w, float *y, int tile, int overlap) {
+    T2I_ASSERT(g && x && y && h > 0 && w > 0 && (scale == 2 || scale == 4));
+    run_tiles(g, scale, x, NULL, h, w, y, NULL, tile, overlap, NULL);
+}
+
+void sr_upscale_batch(const sr_model *m, const float *x, int N, int h, int w, float *y) {
+    int s = m->cfg.scale;
+    size_t in = (size_t)3 * h * w, out = in * s * s;
+    for (int n = 0; n < N; n++) {
+        float *yn = y + n * out;
+        sr_upscale_image(&m->ema, s, x + n * in, h, w, yn, SR_TILE_DEFAULT, -1);
+        for (size_t k = 0; k < out; k++) yn[k] = yn[k] < -1.0f ? -1.0f : yn[k] > 1.0f ? 1.0f : yn[k];
+    }
+}
+
+void sr_upscale_u8(const sr_model *m, const t2i_image *in, t2i_image *out, int tile, int overlap, int progress) {
+    T2I_ASSERT(in->c == 3);
+    int s = m->cfg.scale;
+    t2i_image_alloc(out, in->w * s, in->h * s, 3);
+    t2i_progress prog;
+    int t = tile <= 0 ? T2I_MAX(in->w, in->h) : tile;
+    long ntiles = (long)((in->w + t - 1) / t) * ((in->h + t - 1) / t);
+    if (progress) t2i_progress_start(&prog, "upscale", 0, ntiles);
+    run_tiles(&m->ema, s, NULL, in->px, in->h, in->w, NULL, out->px, tile, overlap, progress ? &prog : NULL);
+    if (progress) t2i_progress_end(&prog, ntiles, NULL);
+}
+
+int sr_cmd_upscale(int argc, char **argv) {
+    const char *ckpt = NULL;
+    int tile = SR_TILE_DEFAULT, overlap = -1, threads = 0, quiet = 0;
+    t2i_flag flags[] = {
+        {"--ckpt", T2I_STR, &ckpt, "SR checkpoint (a run's checkpoint.safetensors or l1.safetensors)"},
+        {"--tile", T2I_INT, &tile, "tile size in input pixels (0 = the whole image at once)"},
+        {"--overlap", T2I_INT, &overlap, "input pixels of context around each tile (-1 = the receptive radius: exact)"},
+        {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
+        {"--quiet", T2I_BOOL, &quiet, "no progress line"},
+    };
+    t2i_cmd cmd = {"t2i sr upscale",
+                   "Upscale an image with a trained SR model (its EMA weights).",
+                   "--ckpt C [options] IN OUT.png",
+                   flags,
+                   (int)(sizeof flags / sizeof flags[0]),
+                   "Any image size: the input is processed in tiles of --tile pixels, each with --overlap\n"
+                   "pixels of context, so memory stays bounded; with the default overlap the result equals\n"
+                   "the untiled one. Gray or alpha inputs are converted to RGB (alpha composited on black)."};
+    int prc = t2i_parse(&cmd, argc, argv);
+    if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
+    if (!ckpt) return t2i_fail("sr upscale: --ckpt is required"), 2;
+    if (cmd.npos != 2) return t2i_fail("sr upscale: expected IN and OUT, got %d arguments", cmd.npos), 2;
+    if (t2i_check_range_i("--tile", tile, 0, 4096) || t2i_check_range_i("--overlap", overlap, -1, 256)) return 2;
+    t2i_set_threads(threads);
+    sr_model m;
+    if (sr_load(&m, ckpt, 0, NULL) != 0) return t2i_fail_err();
+    int radius = sr_receptive_radius(&m.ema);
+    if (overlap >= 0 && overlap < radius && tile > 0)
+        fprintf(stderr, "t2i: note: --overlap %d is below the receptive radius %d: tile seams may differ slightly\n",
+                overlap, radius);
+    t2i_image in, out;
+    if (t2i_image_load(&in, cmd.pos[0], 3) != 0) {
+        sr_model_free(&m);
+        return t2i_fail_err();
+    }
+    double t0 = t2i_now();
+    sr_upscale_u8(&m, &in, &out, tile, overlap, !quiet);
+    double dt = t2i_now() - t0;
+    int rc = t2i_image_save_png(cmd.pos[1], out.px, out.w, out.h, 3);
+    if (rc != 0)
+        t2i_fail_err();
+    else if (!quiet)
+        printf("sr upscale: %s %dx%d -> %s %dx%d (x%d) in %.1f s, peak RSS %.0f MB\n", cmd.pos[0], in.w, in.h,
+               cmd.pos[1], out.w, out.h, m.cfg.scale, dt, t2i_peak_rss_mb());
+    t2i_image_free(&in);
+    t2i_image_free(&out);
+    sr_model_free(&m);
+    return rc ? 1 : 0;
+}

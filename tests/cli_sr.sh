@@ -1,0 +1,134 @@
+#!/bin/bash
+# cli_sr.sh - `t2i sr` end to end on a tiny model and a temporary folder of small PNGs.
+# Usage: bash tests/cli_sr.sh PATH/TO/t2i   (CTest runs it from tests/)
+# Checks: a short run through both phases (L1, then GAN) writes the run folder
+# (config.json, metrics.jsonl with both phases and validation lines, checkpoint,
+# l1.safetensors, samples); GAN-only fine-tuning of that L1 model (--init-from, --steps 0)
+# starts from it unchanged; a run stopped with --stop-after in phase 1 and again in phase 2
+# and resumed twice ends with a checkpoint byte-identical to the uninterrupted run's;
+# upscale writes an image scale times larger (tiled and untiled identical here); eval
+# prints PSNR/SSIM lines and one JSON line; compare writes the side-by-side strip; bad
+# inputs (empty folder, missing folder, missing or non-SR checkpoint, an existing run
+# without --resume, --init-from a different architecture, bad flags) exit non-zero with one "t2i: ..." line on stderr.
+set -u
+T2I=${1:?usage: cli_sr.sh T2I_BINARY}
+ROOT=${T2I_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+IMG=$ROOT/tests/data/img
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+if ! "$T2I" sr --help >/dev/null 2>&1; then
+    echo "FAIL: '$T2I sr' is not available (sr_cmd must be registered in cli/main.c)"
+    exit 1
+fi
+
+# six photos: sorted index 5 (f.png) is held out
+mkdir -p "$TMP/photos" "$TMP/empty"
+cp "$IMG/clip_src_300x200.png" "$TMP/photos/a.png"
+cp "$IMG/rs_src_rgb64.png" "$TMP/photos/b.png"
+cp "$IMG/clip_out_224.png" "$TMP/photos/c.png"
+cp "$IMG/png_rgb8.png" "$TMP/photos/d.png"
+cp "$IMG/rs_src_rgb64.png" "$TMP/photos/e.png"
+cp "$IMG/clip_src_300x200.png" "$TMP/photos/f.png"
+
+TRAIN=(--data "$TMP/photos" --scale 2 --preset custom --width 8 --blocks 1 --crop 32 --batch 2 --d-width 8
+       --steps 3 --gan-steps 2 --val-every 2 --ckpt-every 100 --log-every 1 --seed 7 --threads 2)
+
+# one uninterrupted run
+out=$("$T2I" sr train "${TRAIN[@]}" --out "$TMP/runA" 2>"$TMP/err"); rc=$?
+[ $rc -eq 0 ] || fail "train: exit $rc: $(cat "$TMP/err")"
+for f in config.json metrics.jsonl checkpoint.safetensors l1.safetensors samples/latest.png; do
+    [ -s "$TMP/runA/$f" ] || fail "train: $f missing"
+done
+grep -q '"phase":1,"loss_l1"' "$TMP/runA/metrics.jsonl" || fail "metrics: no phase-1 lines"
+grep -q '"phase":2,"loss_l1":[0-9.]*,"loss_g_adv"' "$TMP/runA/metrics.jsonl" || fail "metrics: no phase-2 lines"
+grep -q '"val_psnr"' "$TMP/runA/metrics.jsonl" || fail "metrics: no validation lines"
+[ "$(grep -c '"loss_l1"' "$TMP/runA/metrics.jsonl")" -eq 5 ] || fail "metrics: expected 5 step lines"
+grep -q '1 held out' <<<"$out" || fail "train: the held-out photo is not reported: $out"
+
+# the same run, stopped in phase 1 and in phase 2, resumed each time
+"$T2I" sr train "${TRAIN[@]}" --out "$TMP/runB" --stop-after 2 >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 0 ] || fail "stop-after 2: exit $rc: $(cat "$TMP/err")"
+grep -q 'stopped at step 2' "$TMP/err" || fail "stop-after 2: no message"
+[ -e "$TMP/runB/l1.safetensors" ] && fail "stop-after 2: l1.safetensors written before phase 1 ended"
+"$T2I" sr train --out "$TMP/runB" --resume --stop-after 4 >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 0 ] || fail "resume to 4: exit $rc: $(cat "$TMP/err")"
+"$T2I" sr train --out "$TMP/runB" --resume >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 0 ] || fail "resume to the end: exit $rc: $(cat "$TMP/err")"
+cmp -s "$TMP/runA/checkpoint.safetensors" "$TMP/runB/checkpoint.safetensors" \
+    || fail "resumed run's checkpoint differs from the uninterrupted run's"
+cmp -s "$TMP/runA/l1.safetensors" "$TMP/runB/l1.safetensors" || fail "resumed run's l1.safetensors differs"
+
+# GAN fine-tuning only, from the L1 model of run A: l1.safetensors is that model, unchanged
+SMALL=(--data "$TMP/photos" --scale 2 --preset custom --width 8 --blocks 1 --crop 32 --batch 2 --d-width 8 --threads 2)
+"$T2I" sr train "${SMALL[@]}" --steps 0 --gan-steps 1 --init-from "$TMP/runA/l1.safetensors" --out "$TMP/runG" \
+    >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 0 ] || fail "--init-from: exit $rc: $(cat "$TMP/err")"
+cmp -s "$TMP/runA/l1.safetensors" "$TMP/runG/l1.safetensors" || fail "--init-from: the starting model was not kept as is"
+grep -q '"phase":2' "$TMP/runG/metrics.jsonl" || fail "--init-from: no phase-2 step"
+
+# refusing to overwrite a run
+"$T2I" sr train "${TRAIN[@]}" --out "$TMP/runA" >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -ne 0 ] || fail "existing run without --resume: exit 0"
+grep -q -- '--resume' "$TMP/err" || fail "existing run: message does not mention --resume"
+
+# upscale (tiled == untiled is tested in test_sr.c, in floats)
+"$T2I" sr upscale --ckpt "$TMP/runA/checkpoint.safetensors" --quiet "$IMG/rs_src_rgb64.png" "$TMP/up.png" 2>"$TMP/err"; rc=$?
+[ $rc -eq 0 ] || fail "upscale: exit $rc: $(cat "$TMP/err")"
+"$T2I" sr upscale --ckpt "$TMP/runA/l1.safetensors" --tile 0 --quiet "$IMG/rs_src_rgb64.png" "$TMP/up_l1.png" || fail "upscale l1"
+"$T2I" sr upscale --ckpt "$TMP/runA/checkpoint.safetensors" --tile 20 --overlap 4 --quiet "$IMG/rs_src_rgb64.png" \
+    "$TMP/up_t.png" 2>"$TMP/err" || fail "upscale tiled"
+grep -q 'below the receptive radius' "$TMP/err" || fail "upscale: no note about a small overlap"
+sz=$(head -c 24 "$TMP/up.png" | tail -c 8 | od -An -tu1 | tr -s ' ')
+[ "$sz" = " 0 0 0 128 0 0 0 128" ] || fail "upscale: output is not 128x128 (IHDR bytes:$sz)"
+
+# eval: the held-out photo (f.png); JSON line last
+out=$("$T2I" sr eval --ckpt "$TMP/runA/checkpoint.safetensors" --data "$TMP/photos" --scale 2 --crop 0 2>"$TMP/err"); rc=$?
+[ $rc -eq 0 ] || fail "eval: exit $rc: $(cat "$TMP/err")"
+grep -q '^f.png (300x200)' <<<"$out" || fail "eval: no line for the held-out f.png: $out"
+tail -1 <<<"$out" | grep -q '^{"eval":"sr","scale":2,"images":1,"split":"heldout"' || fail "eval: bad JSON line: $(tail -1 <<<"$out")"
+out=$("$T2I" sr eval --ckpt "$TMP/runA/checkpoint.safetensors" --data "$TMP/photos" --split all --crop 64 2>&1); rc=$?
+[ $rc -eq 0 ] || fail "eval --split all: exit $rc"
+grep -q '"images":6' <<<"$out" || fail "eval --split all: not 6 images"
+
+# compare
+out=$("$T2I" sr compare --image "$IMG/clip_src_300x200.png" --ckpt "$TMP/runA/l1.safetensors" \
+      "$TMP/runA/checkpoint.safetensors" --size 64 --out "$TMP/cmp.png" 2>"$TMP/err"); rc=$?
+[ $rc -eq 0 ] || fail "compare: exit $rc: $(cat "$TMP/err")"
+[ "$(grep -c 'PSNR' <<<"$out")" -eq 3 ] || fail "compare: expected 3 PSNR lines: $out"
+[ -s "$TMP/cmp.png" ] || fail "compare: no image"
+
+# bad inputs: non-zero exit, one line on stderr starting with "t2i: "
+expect_error() { # DESCRIPTION PATTERN COMMAND...
+    local what=$1 pat=$2
+    shift 2
+    "$@" >/dev/null 2>"$TMP/err"
+    local rc=$?
+    [ $rc -ne 0 ] || fail "$what: exit 0"
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$what: expected one stderr line, got: $(cat "$TMP/err")"
+    grep -q "^t2i: .*$pat" "$TMP/err" || fail "$what: message '$(cat "$TMP/err")' lacks '$pat'"
+}
+expect_error "empty folder" "$TMP/empty: no image files" "$T2I" sr train --data "$TMP/empty" --out "$TMP/runE"
+expect_error "missing folder" "$TMP/nope: cannot open folder" "$T2I" sr train --data "$TMP/nope" --out "$TMP/runF"
+expect_error "missing checkpoint" "$TMP/none.safetensors" "$T2I" sr upscale --ckpt "$TMP/none.safetensors" "$IMG/rs_src_rgb64.png" "$TMP/x.png"
+expect_error "non-SR checkpoint" "st_ref.safetensors: not a t2i checkpoint" \
+    "$T2I" sr upscale --ckpt "$ROOT/tests/data/st_ref.safetensors" "$IMG/rs_src_rgb64.png" "$TMP/x.png"
+expect_error "eval non-SR checkpoint" "st_ref.safetensors" "$T2I" sr eval --ckpt "$ROOT/tests/data/st_ref.safetensors" --data "$TMP/photos"
+expect_error "resume an inference checkpoint" "inference-only" \
+    bash -c "mkdir -p '$TMP/runI' && cp '$TMP/runA/l1.safetensors' '$TMP/runI/checkpoint.safetensors' && '$T2I' sr train --out '$TMP/runI' --resume"
+expect_error "eval wrong scale" "upscales x2" "$T2I" sr eval --ckpt "$TMP/runA/l1.safetensors" --data "$TMP/photos" --scale 4
+mkdir -p "$TMP/few" && cp "$IMG/rs_src_rgb64.png" "$TMP/few/"
+expect_error "eval no held-out" "no heldout images" "$T2I" sr eval --ckpt "$TMP/runA/l1.safetensors" --data "$TMP/few"
+expect_error "missing input image" "$TMP/missing.png" "$T2I" sr upscale --ckpt "$TMP/runA/l1.safetensors" "$TMP/missing.png" "$TMP/x.png"
+expect_error "--init-from another architecture" "width-8" "$T2I" sr train --data "$TMP/photos" --scale 2 --preset custom \
+    --width 16 --crop 32 --init-from "$TMP/runA/l1.safetensors" --out "$TMP/runW"
+expect_error "bad scale" "scale must be 2 or 4" "$T2I" sr train --data "$TMP/photos" --scale 3 --out "$TMP/runS"
+expect_error "crop too large" "no training images of at least 512x512" \
+    "$T2I" sr train --data "$TMP/photos" --scale 2 --crop 512 --out "$TMP/runC"
+"$T2I" sr upscale >/dev/null 2>&1 && fail "upscale without arguments: exit 0"
+
+if [ $fails -eq 0 ]; then echo "cli_sr: all checks passed"; else echo "cli_sr: $fails check(s) failed"; fi
+[ $fails -eq 0 ]

@@ -1,0 +1,449 @@
+/* test_sr.c - super-resolution (gan/sr.h) against independent references.
+ *
+ *   metrics        PSNR (RGB, Y) and SSIM (Y) against numpy implementations
+ *                  (tests/ref/gen_sr_ref.py), borders 0 and 3
+ *   b4_shape       the B4 generator's parameter count (from PyTorch), output shapes
+ *                  for x4 and x2, and its receptive radius (20 LR pixels, derived by hand
+ *                  in sr.h)
+ *   torch_model    a reduced generator of the same family (width 8, 2 blocks, x4) from
+ *                  shared initial weights: forward output (training path and the tiled
+ *                  inference path), first gradients, 3 Adam L1 steps (losses within 1e-4
+ *                  relative, final weights within 1e-4) against PyTorch
+ *   tiled          tiled upscaling with the default overlap equals an untiled
+ *                  nn_seq_forward within 1/255 (in fact ~1e-5); a too-small overlap does not
+ *   ragan          the relativistic average loss and its gradients against PyTorch, and
+ *                  its gradients by central finite differences
+ *   interp_init    the interpolating init maps a constant image to itself and a smooth
+ *                  image close to bilinear upsampling
+ *   ckpt           training and inference checkpoints round-trip; wrong files are refused
+ *                  with a one-line error naming the file
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "base.h"
+#include "gan/sr.h"
+#include "image.h"
+#include "safetensors.h"
+#include "testutil.h"
+
+static st_file REF;
+
+static int setup(void **state) {
+    (void)state;
+    char *p = tu_path("data/sr_ref.safetensors");
+    int rc = st_open(&REF, p);
+    if (rc) fprintf(stderr, "%s\n", t2i_error_msg());
+    free(p);
+    return rc;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    st_close(&REF);
+    return 0;
+}
+
+/* Reads a reference tensor (any shape) as floats; *n receives its element count. */
+static float *ref(const char *name, size_t *n) {
+    const st_tensor *t = st_find(&REF, name);
+    if (!t) fprintf(stderr, "missing reference tensor %s\n", name);
+    assert_non_null(t);
+    float *v = t2i_malloc(t->numel * sizeof(float));
+    assert_int_equal(st_read_f32(&REF, t, v, t->numel), 0);
+    if (n) *n = t->numel;
+    return v;
+}
+
+static double ref1(const char *name) {
+    float *v = ref(name, NULL);
+    double r = v[0];
+    free(v);
+    return r;
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static void test_metrics(void **state) {
+    (void)state;
+    const st_tensor *ta = st_find(&REF, "metric.a");
+    assert_non_null(ta);
+    int H = (int)ta->shape[0], W = (int)ta->shape[1];
+    size_t n;
+    float *fa = ref("metric.a", &n), *fb = ref("metric.b", NULL);
+    uint8_t *a = t2i_malloc(n), *b = t2i_malloc(n);
+    for (size_t i = 0; i < n; i++) a[i] = (uint8_t)fa[i], b[i] = (uint8_t)fb[i];
+    for (int k = 0; k <= 3; k += 3) {
+        char name[64];
+        snprintf(name, sizeof name, "metric.b%d.psnr_rgb", k);
+        double p = sr_psnr_rgb(a, b, H, W, k), pr = ref1(name);
+        snprintf(name, sizeof name, "metric.b%d.psnr_y", k);
+        double py = sr_psnr_y(a, b, H, W, k), pyr = ref1(name);
+        snprintf(name, sizeof name, "metric.b%d.ssim_y", k);
+        double s = sr_ssim_y(a, b, H, W, k), sref = ref1(name);
+        printf("border %d: PSNR %.5f (ref %.5f)  PSNR-Y %.5f (ref %.5f)  SSIM-Y %.6f (ref %.6f)\n", k, p, pr, py, pyr,
+               s, sref);
+        assert_true(fabs(p - pr) < 1e-4);
+        assert_true(fabs(py - pyr) < 1e-4);
+        assert_true(fabs(s - sref) < 1e-5);
+        assert_true(s > 0.1 && s < 0.99); /* the reference pair is neither equal nor unrelated */
+    }
+    assert_true(isinf(sr_psnr_rgb(a, a, H, W, 3)));
+    assert_true(fabs(sr_ssim_y(a, a, H, W, 3) - 1.0) < 1e-12);
+    free(fa), free(fb), free(a), free(b);
+}
+
+/* ---------------------------------------------------------------- B4 */
+
+static void test_b4_shape(void **state) {
+    (void)state;
+    for (int s = 2; s <= 4; s += 2) {
+        sr_config c;
+        sr_config_b4(&c, s);
+        assert_int_equal(sr_config_check(&c), 0);
+        nn_params ps;
+        nn_params_init(&ps);
+        nn_seq g;
+        sr_build_g(&g, &ps, &c, 5, 7);
+        size_t count = nn_params_count(&ps, 1);
+        /* PyTorch counts the x4 model; x2 lacks one Conv3x3(64, 256) with bias */
+        size_t want = (size_t)ref1("b4.params") - (s == 2 ? 64 * 256 * 9 + 256 : 0);
+        printf("b4 x%d: %zu parameters (reference %zu), output %dx%dx%d, radius %d\n", s, count, want, g.C, g.H, g.W,
+               sr_receptive_radius(&g));
+        assert_int_equal(count, want);
+        assert_int_equal(g.C, 3);
+        assert_int_equal(g.H, 5 * s);
+        assert_int_equal(g.W, 7 * s);
+        assert_int_equal(sr_receptive_radius(&g), 20);
+        nn_params_free(&ps);
+    }
+    sr_config c;
+    sr_config_b4(&c, 4);
+    c.width = 32;
+    assert_int_equal(sr_config_check(&c), -1); /* b4 is fixed */
+    strcpy(c.preset, "custom");
+    assert_int_equal(sr_config_check(&c), 0);
+    c.scale = 3;
+    assert_int_equal(sr_config_check(&c), -1);
+}
+
+/* ---------------------------------------------------------------- PyTorch model comparison */
+
+static void load_named(nn_params *ps, const char *prefix) {
+    char name[160];
+    for (int i = 0; i < ps->n; i++) {
+        snprintf(name, sizeof name, "%s%s", prefix, ps->p[i].name);
+        size_t n;
+        float *v = ref(name, &n);
+        assert_int_equal(n, ps->p[i].numel);
+        memcpy(nn_params_val(ps, i), v, n * sizeof(float));
+        free(v);
+    }
+}
+
+/* A custom-size generator over its own store (the reduced model of the reference). */
+static void small_model(sr_model *m, int h, int w) {
+    memset(m, 0, sizeof *m);
+    sr_config_b4(&m->cfg, 4);
+    strcpy(m->cfg.preset, "custom");
+    m->cfg.width = 8, m->cfg.blocks = 2;
+    nn_params_init(&m->gp);
+    sr_build_g(&m->g, &m->gp, &m->cfg, h, w);
+    nn_params_alloc(&m->gp);
+    load_named(&m->gp, "model.init.");
+}
+
+static void test_torch_model(void **state) {
+    (void)state;
+    size_t nl, nh, ny;
+    float *lr = ref("model.lr", &nl), *hr = ref("model.hr", &nh), *y0 = ref("model.y0", &ny);
+    float *losses = ref("model.loss", NULL);
+    sr_model m;
+    small_model(&m, 6, 7);
+    assert_int_equal(sr_receptive_radius(&m.g), 8);
+    nn_arena a;
+    nn_arena_init(&a);
+    /* forward: training path */
+    nn_tape t;
+    memset(&t, 0, sizeof t);
+    float *y = nn_seq_forward(&m.g, &t, &a, lr, 2, 1);
+    tu_assert_close("forward (nn_seq)", y, y0, ny, 1e-5f, 1e-4f);
+    /* forward: inference path, whole image and tiles of 3 with the exact overlap */
+    size_t item_in = nl / 2, item_out = ny / 2;
+    float *yi = t2i_malloc(ny * sizeof(float));
+    for (int n = 0; n < 2; n++) sr_upscale_image(&m.g, 4, lr + n * item_in, 6, 7, yi + n * item_out, 0, -1);
+    tu_assert_close("forward (inference)", yi, y0, ny, 1e-5f, 1e-4f);
+    for (int n = 0; n < 2; n++) sr_upscale_image(&m.g, 4, lr + n * item_in, 6, 7, yi + n * item_out, 3, -1);
+    tu_assert_close("forward (tiled inference)", yi, y0, ny, 1e-5f, 1e-4f);
+    /* first gradients */
+    nn_params_zero_grad(&m.gp);
+    float *dy = nn_arena_zeros(&a, ny);
+    nn_l1(dy, y, hr, ny, 1.0f);
+    nn_seq_backward(&m.g, &t, &a, dy, 0);
+    char name[160];
+    for (int i = 0; i < m.gp.n; i++) {
+        snprintf(name, sizeof name, "model.grad0.%s", m.gp.p[i].name);
+        float *g = ref(name, NULL);
+        tu_assert_close(name, nn_params_grad(&m.gp, i), g, m.gp.p[i].numel, 1e-6f, 1e-3f);
+        free(g);
+    }
+    /* three Adam steps */
+    nn_optim opt = nn_adam(1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f);
+    for (int s = 0; s < 3; s++) {
+        float l = sr_l1_step(&m, &opt, &a, lr, hr, 2, 1e-3f);
+        printf("step %d: L1 %.7f (PyTorch %.7f)\n", s + 1, l, losses[s]);
+        assert_true(fabsf(l - losses[s]) <= 1e-4f * fabsf(losses[s]));
+    }
+    double worst = 0.0, moved = 0.0;
+    for (int i = 0; i < m.gp.n; i++) {
+        snprintf(name, sizeof name, "model.final.%s", m.gp.p[i].name);
+        size_t n;
+        float *w = ref(name, &n);
+        snprintf(name, sizeof name, "model.init.%s", m.gp.p[i].name);
+        float *w0 = ref(name, NULL);
+        const float *c = nn_params_val(&m.gp, i);
+        for (size_t k = 0; k < n; k++) {
+            worst = fmax(worst, fabs(c[k] - w[k]));
+            moved = fmax(moved, fabs(w[k] - w0[k]));
+        }
+        free(w), free(w0);
+    }
+    printf("final weights: max |C - PyTorch| %.3g (largest change in 3 steps %.3g)\n", worst, moved);
+    assert_true(worst <= 1e-4);
+    assert_true(moved > 2e-3); /* the steps did move the weights well beyond the tolerance */
+    nn_arena_free(&a);
+    nn_params_free(&m.gp);
+    free(lr), free(hr), free(y0), free(yi), free(losses);
+}
+
+/* ---------------------------------------------------------------- tiled == untiled */
+
+static void test_tiled(void **state) {
+    (void)state;
+    sr_config c;
+    sr_config_b4(&c, 4);
+    strcpy(c.preset, "custom");
+    c.width = 16; /* b4's depth (radius 20) at a quarter of its width, to stay fast */
+    const int h = 45, w = 38;
+    nn_params ps;
+    nn_params_init(&ps);
+    nn_seq g;
+    sr_build_g(&g, &ps, &c, h, w);
+    nn_params_alloc(&ps);
+    t2i_rng r;
+    t2i_rng_seed(&r, 77);
+    nn_seq_init_params(&g, &r, NN_INIT_PYTORCH);
+    int radius = sr_receptive_radius(&g);
+    assert_int_equal(radius, 20);
+    size_t nin = (size_t)3 * h * w, nout = nin * 16;
+    float *x = t2i_malloc(nin * sizeof(float));
+    for (int ch = 0; ch < 3; ch++)
+        for (int y = 0; y < h; y++)
+            for (int xx = 0; xx < w; xx++)
+                x[((size_t)ch * h + y) * w + xx] =
+                    0.6f * sinf(0.3f * xx + ch) * cosf(0.21f * y) + 0.2f * t2i_rng_normal(&r);
+    nn_arena a;
+    nn_arena_init(&a);
+    nn_tape t;
+    memset(&t, 0, sizeof t);
+    const float *ref_y = nn_seq_forward(&g, &t, &a, x, 1, 0);
+    double scale = 0.0;
+    for (size_t i = 0; i < nout; i++) scale = fmax(scale, fabs(ref_y[i]));
+    float *y = t2i_malloc(nout * sizeof(float));
+    struct {
+        int tile, overlap;
+        double bound;
+    } cases[] = {
+        {0, -1, 1e-4}, {16, -1, 1.0 / 255}, {13, 20, 1.0 / 255}, {16, 30, 1.0 / 255}, {16, 6, -1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        sr_upscale_image(&g, 4, x, h, w, y, cases[k].tile, cases[k].overlap);
+        double d = tu_max_abs_diff(y, ref_y, nout, NULL) / 2.0; /* in [0, 1] units */
+        printf("tile %d overlap %d: max |tiled - untiled| = %.3g (output range %.3g)\n", cases[k].tile,
+               cases[k].overlap, d, scale);
+        if (cases[k].bound > 0)
+            assert_true(d <= cases[k].bound);
+        else
+            assert_true(d > 1e-5); /* below the receptive radius: seams, 1000x the rounding */
+    }
+    assert_true(scale > 0.05);
+    nn_arena_free(&a);
+    nn_params_free(&ps);
+    free(x), free(y);
+}
+
+/* ---------------------------------------------------------------- relativistic loss */
+
+typedef struct {
+    float *r, *f;
+    int n, for_g;
+} ragan_ctx;
+
+static double ragan_value(ragan_ctx *c) { return sr_ragan_loss(c->r, c->f, c->n, NULL, NULL, c->for_g, 1.0f); }
+
+static void test_ragan(void **state) {
+    (void)state;
+    size_t n;
+    float *r = ref("ragan.r", &n), *f = ref("ragan.f", NULL);
+    for (int who = 0; who < 2; who++) {
+        const char *w = who ? "g" : "d";
+        char name[64];
+        float *dr = tu_zeros(n), *df = tu_zeros(n);
+        float loss = sr_ragan_loss(r, f, (int)n, dr, df, who, 1.0f);
+        snprintf(name, sizeof name, "ragan.%s.loss", w);
+        double want = ref1(name);
+        printf("RaGAN %s loss %.7f (PyTorch %.7f)\n", w, loss, want);
+        assert_true(fabs(loss - want) < 1e-5);
+        snprintf(name, sizeof name, "ragan.%s.dr", w);
+        float *g = ref(name, NULL);
+        tu_assert_close(name, dr, g, n, 1e-6f, 1e-4f);
+        free(g);
+        snprintf(name, sizeof name, "ragan.%s.df", w);
+        g = ref(name, NULL);
+        tu_assert_close(name, df, g, n, 1e-6f, 1e-4f);
+        free(g);
+        /* central finite differences, and the scale argument (gradients add scaled) */
+        ragan_ctx c = {r, f, (int)n, who};
+        float *dr2 = tu_zeros(n), *df2 = tu_zeros(n);
+        memcpy(dr2, dr, n * sizeof(float));
+        sr_ragan_loss(r, f, (int)n, dr2, df2, who, 0.5f);
+        const float h = 1e-2f;
+        for (size_t i = 0; i < n; i++) {
+            for (int which = 0; which < 2; which++) {
+                float *v = which ? f : r;
+                float keep = v[i];
+                v[i] = keep + h;
+                double lp = ragan_value(&c);
+                v[i] = keep - h;
+                double lm = ragan_value(&c);
+                v[i] = keep;
+                double num = (lp - lm) / (2.0 * h), ana = which ? df[i] : dr[i];
+                assert_true(fabs(num - ana) <= 2e-4 + 1e-2 * fabs(num));
+            }
+            assert_true(fabsf(dr2[i] - 1.5f * dr[i]) <= 1e-6f);
+            assert_true(fabsf(df2[i] - 0.5f * df[i]) <= 1e-6f);
+        }
+        free(dr), free(df), free(dr2), free(df2);
+    }
+    free(r), free(f);
+}
+
+/* ---------------------------------------------------------------- interpolating init */
+
+static void test_interp_init(void **state) {
+    (void)state;
+    sr_config c;
+    sr_config_b4(&c, 4);
+    strcpy(c.preset, "custom");
+    c.width = 16, c.blocks = 2, c.crop = 64;
+    t2i_rng r;
+    t2i_rng_seed(&r, 3);
+    sr_model m;
+    sr_model_build(&m, &c, &r);
+    sr_init_interp(&m);
+    const int h = 20, w = 24;
+    size_t nin = (size_t)3 * h * w, nout = nin * 16;
+    float *x = t2i_malloc(nin * sizeof(float)), *y = t2i_malloc(nout * sizeof(float));
+    float *bl = t2i_malloc(nout * sizeof(float));
+    for (size_t i = 0; i < nin; i++) x[i] = i < nin / 3 ? -0.3f : i < 2 * nin / 3 ? 0.5f : 0.9f;
+    sr_upscale_image(&m.ema, 4, x, h, w, y, 0, -1);
+    /* a constant image stays constant away from the zero-padded border */
+    for (int ch = 0; ch < 3; ch++)
+        for (int yy = 4; yy < 4 * h - 4; yy++)
+            for (int xx = 4; xx < 4 * w - 4; xx++)
+                assert_true(fabsf(y[((size_t)ch * 4 * h + yy) * 4 * w + xx] - x[(size_t)ch * h * w]) < 1e-5f);
+    /* a smooth image: within 1/255 of bilinear x4 in the interior */
+    for (int ch = 0; ch < 3; ch++)
+        for (int yy = 0; yy < h; yy++)
+            for (int xx = 0; xx < w; xx++)
+                x[((size_t)ch * h + yy) * w + xx] = 0.8f * sinf(0.2f * xx + ch) * cosf(0.15f * yy);
+    sr_upscale_image(&m.ema, 4, x, h, w, y, 0, -1);
+    t2i_resize_chw(bl, x, 3, h, w, 4 * h, 4 * w, T2I_RESIZE_BILINEAR);
+    double worst = 0.0;
+    for (int ch = 0; ch < 3; ch++)
+        for (int yy = 8; yy < 4 * h - 8; yy++)
+            for (int xx = 8; xx < 4 * w - 8; xx++) {
+                size_t k = ((size_t)ch * 4 * h + yy) * 4 * w + xx;
+                worst = fmax(worst, fabs(y[k] - bl[k]) / 2.0);
+            }
+    printf("interp init vs bilinear x4: max difference %.4f (in [0, 1])\n", worst);
+    assert_true(worst < 1.0 / 255);
+    /* the batch API: (2, 3, h, w) -> (2, 3, 4h, 4w), each item as the single-image call, clamped */
+    float *x2 = t2i_malloc(2 * nin * sizeof(float)), *y2 = t2i_malloc(2 * nout * sizeof(float));
+    for (size_t i = 0; i < nin; i++) x2[i] = x[i], x2[nin + i] = 1.4f * x[nin - 1 - i]; /* goes beyond [-1, 1] */
+    sr_upscale_batch(&m, x2, 2, h, w, y2);
+    for (int n = 0; n < 2; n++) {
+        sr_upscale_image(&m.ema, 4, x2 + n * nin, h, w, y, 0, -1);
+        for (size_t k = 0; k < nout; k++) {
+            float want = y[k] < -1.0f ? -1.0f : y[k] > 1.0f ? 1.0f : y[k];
+            assert_true(fabsf(y2[n * nout + k] - want) < 1e-6f);
+        }
+    }
+    free(x2), free(y2);
+    free(x), free(y), free(bl);
+    sr_model_free(&m);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static void test_ckpt(void **state) {
+    (void)state;
+    sr_config c;
+    sr_config_b4(&c, 2);
+    strcpy(c.preset, "custom");
+    c.width = 8, c.blocks = 1, c.crop = 32, c.d_width = 8, c.d_sn = 1;
+    t2i_rng r;
+    t2i_rng_seed(&r, 5);
+    sr_model m;
+    sr_model_build(&m, &c, &r);
+    for (int i = 0; i < m.ep.n; i++) /* EMA differs from G */
+        t2i_rng_fill_normal(&r, nn_params_val(&m.ep, i), m.ep.p[i].numel, 0.0f, 1.0f);
+    char *dir = tu_tmpdir();
+    char *full = t2i_asprintf("%s/full.safetensors", dir), *inf = t2i_asprintf("%s/inf.safetensors", dir);
+    assert_int_equal(sr_save(&m, full, "{\"step\":3}", 1), 0);
+    assert_int_equal(sr_save(&m, inf, NULL, 0), 0);
+    sr_model a, b;
+    char *st = NULL;
+    assert_int_equal(sr_load(&a, full, 1, &st), 0);
+    assert_non_null(st);
+    assert_string_equal(st, "{\"step\":3}");
+    free(st);
+    assert_int_equal(a.cfg.d_sn, 1);
+    assert_int_equal(a.cfg.width, 8);
+    assert_memory_equal(a.gp.data, m.gp.data, m.gp.total * sizeof(float));
+    assert_memory_equal(a.dp.data, m.dp.data, m.dp.total * sizeof(float));
+    assert_memory_equal(a.ep.data, m.ep.data, m.ep.total * sizeof(float));
+    assert_int_equal(sr_load(&b, inf, 0, NULL), 0);
+    assert_memory_equal(b.ep.data, m.ep.data, m.ep.total * sizeof(float));
+    assert_int_equal(b.has_training, 0);
+    sr_model_free(&a), sr_model_free(&b);
+    /* an inference checkpoint cannot be trained from; other files are refused */
+    assert_int_equal(sr_load(&a, inf, 1, NULL), -1);
+    assert_non_null(strstr(t2i_error_msg(), inf));
+    char *other = tu_path("data/st_ref.safetensors");
+    assert_int_equal(sr_load(&a, other, 0, NULL), -1);
+    printf("non-SR file: %s\n", t2i_error_msg());
+    assert_non_null(strstr(t2i_error_msg(), other));
+    assert_null(strchr(t2i_error_msg(), '\n'));
+    char *missing = t2i_asprintf("%s/missing.safetensors", dir);
+    assert_int_equal(sr_load(&a, missing, 0, NULL), -1);
+    assert_non_null(strstr(t2i_error_msg(), missing));
+    sr_model_free(&m);
+    tu_rmtree(dir);
+    free(dir), free(full), free(inf), free(other), free(missing);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metrics), cmocka_unit_test(test_b4_shape), cmocka_unit_test(test_torch_model),
+        cmocka_unit_test(test_tiled),   cmocka_unit_test(test_ragan),    cmocka_unit_test(test_interp_init),
+        cmocka_unit_test(test_ckpt),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
