@@ -18,7 +18,9 @@ double bench_sgemm_gflops(int n, int reps);
 
 int bench_core(int argc, char **argv);
 int bench_b1(int argc, char **argv);
+int bench_b2(int argc, char **argv);
 int bench_b3(int argc, char **argv);
+int bench_b4(int argc, char **argv);
 int bench_b5(int argc, char **argv);
 
 #endif
