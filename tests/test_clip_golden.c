@@ -96,6 +96,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     golden_ctx *g = *state;
+    if (!g) return 0; /* setup failed before it finished */
     clip_free(g->m);
     st_close(&g->inp), st_close(&g->exp), st_close(&g->mid);
     free(g->images), free(g->tokens), free(g);
