@@ -17,6 +17,7 @@
  * which flag to pass), a CLIP that does not fit, an empty caption or a failed write exit 1.
  */
 #include "generate.h"
+#include "gan/gan_source.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -331,8 +332,8 @@ static int read_prompts(const char *path, char ***out, int *n) {
 
 static const char *default_model(const char *given, const char *file, const char *what, const char *how) {
     if (given) return given;
-    static char buf[3][4096];
-    int slot = strcmp(file, "clip") == 0 ? 0 : strcmp(file, "dalle") == 0 ? 1 : 2;
+    static char buf[4][4096];
+    int slot = strcmp(file, "clip") == 0 ? 0 : strcmp(file, "dalle") == 0 ? 1 : strcmp(file, "gan") == 0 ? 3 : 2;
     snprintf(buf[slot], sizeof buf[slot], DEFAULT_MODELS "%s.safetensors", file);
     if (!t2i_path_exists(buf[slot])) {
         t2i_error_set("no %s given and the default %s does not exist; %s", what, buf[slot], how);
@@ -343,7 +344,7 @@ static const char *default_model(const char *given, const char *file, const char
 
 int generate_cmd(int argc, char **argv) {
     const char *prompt = NULL, *prompts = NULL, *out = NULL, *clip_path = NULL, *clip_vocab = NULL,
-               *dalle_path = NULL, *vq_path = NULL;
+               *dalle_path = NULL, *vq_path = NULL, *generator = "auto", *gan_path = NULL;
     int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0;
     long seed = 1;
     float temperature = 1.0f, top_p = 1.0f, cfg_scale = 1.0f;
@@ -357,6 +358,9 @@ int generate_cmd(int argc, char **argv) {
                                         "samples/models/clip.safetensors)"},
         {"--clip-vocab", T2I_STR, &clip_vocab, "BPE vocabulary for a CLIP file without one (e.g. OpenAI's)"},
         {"--dalle", T2I_STR, &dalle_path, "DALL-E checkpoint (default samples/models/dalle.safetensors)"},
+        {"--generator", T2I_STR, &generator, "dalle, gan, both, or auto (every source whose model is given or "
+                                             "shipped in samples/models/)"},
+        {"--gan", T2I_STR, &gan_path, "caption-conditioned GAN checkpoint (default samples/models/gan.safetensors)"},
         {"--vq", T2I_STR, &vq_path, "VQ checkpoint (default: the DALL-E file's, else samples/models/vq.safetensors)"},
         {"--temperature", T2I_FLOAT, &temperature, "sampling temperature"},
         {"--top-k", T2I_INT, &top_k, "keep the k most likely codes (0 = all)"},
@@ -375,13 +379,24 @@ int generate_cmd(int argc, char **argv) {
     if (cmd.npos) return t2i_fail("generate: unexpected argument '%s'", cmd.pos[0]), 2;
     if (!out) return t2i_fail("generate: --out DIR is required"), 2;
     if (!prompt == !prompts) return t2i_fail("generate: give exactly one of --prompt and --prompts"), 2;
-    if (t2i_check_range_i("--candidates", candidates, 1, 1000000) || t2i_check_range_i("--top", top, 1, candidates) ||
+    if (t2i_check_range_i("--candidates", candidates, 1, 1000000) || t2i_check_range_i("--top", top, 1, 2 * candidates) ||
         t2i_check_range_i("--batch", batch, 1, 4096))
         return 2;
     dalle_sample_opts so;
     dalle_sample_defaults(&so);
     so.temperature = temperature, so.top_k = top_k, so.top_p = top_p, so.cfg = cfg_scale;
     if (dalle_sample_check(&so, 1 << 20) != 0) return t2i_fail_err(), 2;
+    int use_dalle, use_gan;
+    if (strcmp(generator, "auto") == 0) {
+        use_dalle = dalle_path || t2i_path_exists(DEFAULT_MODELS "dalle.safetensors");
+        use_gan = gan_path || t2i_path_exists(DEFAULT_MODELS "gan.safetensors");
+        if (!use_dalle && !use_gan) use_dalle = 1; /* and the error below says what is missing */
+    } else if (strcmp(generator, "dalle") == 0 || strcmp(generator, "gan") == 0 || strcmp(generator, "both") == 0) {
+        use_dalle = generator[0] != 'g';
+        use_gan = generator[0] != 'd';
+    } else {
+        return t2i_fail("generate: --generator must be dalle, gan, both or auto, not '%s'", generator), 2;
+    }
     t2i_set_threads(threads);
 
     char **caps = NULL;
@@ -394,46 +409,67 @@ int generate_cmd(int argc, char **argv) {
         ncap = 1;
     }
     int rc = 1;
-    gen_source *src = NULL;
+    gen_source *srcs[2] = {NULL, NULL};
+    int nsrc = 0;
     clip_model *clip = NULL;
     cJSON *all = cJSON_CreateArray();
     char **slugs = t2i_calloc((size_t)ncap, sizeof(char *));
-    const char *dp = default_model(dalle_path, "dalle", "--dalle",
-                                   "train one (t2i vq train, t2i vq encode, t2i dalle train) and pass --dalle "
-                                   "RUN/checkpoint.safetensors");
-    if (!dp) {
-        t2i_fail_err();
-        goto done;
-    }
-    {
-        /* --vq: given, else the one recorded in the DALL-E file if present, else shipped */
-        const char *vp = vq_path;
-        if (!vp) {
-            st_file f;
-            char *rec = NULL;
-            if (st_open(&f, dp) == 0) {
-                const char *v = st_meta(&f, "vq");
-                if (v && t2i_path_exists(v)) rec = t2i_strdup(v);
-                st_close(&f);
-            }
-            static char recbuf[4096];
-            if (rec) {
-                snprintf(recbuf, sizeof recbuf, "%s", rec);
-                vp = recbuf;
-                free(rec);
-            } else {
-                vp = default_model(NULL, "vq", "--vq",
-                                   "train one with `t2i vq train` and pass --vq RUN/checkpoint.safetensors");
-                if (!vp) {
-                    t2i_fail_err();
-                    goto done;
-                }
-            }
-        }
-        if (gen_source_dalle(&src, dp, vp, &so, batch) != 0) {
+    if (use_dalle) {
+        const char *dp = default_model(dalle_path, "dalle", "--dalle",
+                                       "train one (t2i vq train, t2i vq encode, t2i dalle train) and pass --dalle "
+                                       "RUN/checkpoint.safetensors");
+        if (!dp) {
             t2i_fail_err();
             goto done;
         }
+        {
+            /* --vq: given, else the one recorded in the DALL-E file if present, else shipped */
+            const char *vp = vq_path;
+            if (!vp) {
+                st_file f;
+                char *rec = NULL;
+                if (st_open(&f, dp) == 0) {
+                    const char *v = st_meta(&f, "vq");
+                    if (v && t2i_path_exists(v)) rec = t2i_strdup(v);
+                    st_close(&f);
+                }
+                static char recbuf[4096];
+                if (rec) {
+                    snprintf(recbuf, sizeof recbuf, "%s", rec);
+                    vp = recbuf;
+                    free(rec);
+                } else {
+                    vp = default_model(NULL, "vq", "--vq",
+                                       "train one with `t2i vq train` and pass --vq RUN/checkpoint.safetensors");
+                    if (!vp) {
+                        t2i_fail_err();
+                        goto done;
+                    }
+                }
+            }
+            if (gen_source_dalle(&srcs[nsrc], dp, vp, &so, batch) != 0) {
+                t2i_fail_err();
+                goto done;
+            }
+            nsrc++;
+        }
+    }
+    if (use_gan) {
+        const char *gp = default_model(gan_path, "gan", "--gan",
+                                       "train one with `t2i gan train --text-encoder CLIP ...` and pass --gan FILE");
+        if (!gp) {
+            t2i_fail_err();
+            goto done;
+        }
+        if (gen_source_gan(&srcs[nsrc], gp, NULL, NULL, batch) != 0) {
+            t2i_fail_err();
+            goto done;
+        }
+        nsrc++;
+    }
+    if (top > candidates * nsrc) {
+        t2i_fail("generate: --top %d is more than the %d candidates per caption", top, candidates * nsrc);
+        goto done;
     }
     const char *cp = default_model(clip_path, "clip", "--clip",
                                    "train one with `t2i clip train` or pass --clip FILE (OpenAI's ViT-B/32 works too)");
@@ -451,7 +487,6 @@ int generate_cmd(int argc, char **argv) {
         goto done;
     }
     gen_opts go = {candidates, top, (uint64_t)seed, 0};
-    gen_source *srcs[1] = {src};
     for (int c = 0; c < ncap; c++) {
         char slug[64];
         gen_slug(slug, sizeof slug, caps[c]);
@@ -468,13 +503,13 @@ int generate_cmd(int argc, char **argv) {
         gen_ranked r;
         printf("generate: \"%s\" -> %s/%s\n", caps[c], out, slugs[c]);
         fflush(stdout);
-        if (gen_rank_caption(clip, srcs, 1, caps[c], &go, &r) != 0) {
+        if (gen_rank_caption(clip, srcs, nsrc, caps[c], &go, &r) != 0) {
             t2i_fail("\"%s\": %s", caps[c], t2i_error_msg());
             goto done;
         }
         char *dir = t2i_asprintf("%s/%s", out, slugs[c]);
         int wrc = write_ranked(dir, slugs[c], caps[c], &r, srcs, (uint64_t)seed, all);
-        printf("generate: %d candidates in %.1f s (+ %.1f s CLIP); best score %.4f, #%d %.4f\n", candidates,
+        printf("generate: %d candidates x %d sources in %.1f s (+ %.1f s CLIP); best score %.4f, #%d %.4f\n", candidates, nsrc,
                r.seconds_generate, r.seconds_score, (double)r.res[0].score, r.n, (double)r.res[r.n - 1].score);
         free(dir);
         gen_ranked_free(&r);
@@ -503,7 +538,7 @@ done:
     cJSON_Delete(all);
     for (int c = 0; c < ncap; c++) free(caps[c]), free(slugs[c]);
     free(caps), free(slugs);
-    gen_source_free(src);
+    for (int k = 0; k < nsrc; k++) gen_source_free(srcs[k]);
     if (clip) clip_free(clip);
     return rc;
 }

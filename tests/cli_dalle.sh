@@ -114,6 +114,31 @@ EOF
     run regen "$T2I" dalle sample --ckpt "$CK" --prompt "a red sneaker" --first "$best" --n 1 --top-k 8 --seed 3 --threads 1 --out "$TMP/r"
     cmp -s "$TMP/g/a_red_sneaker/rank_000.png" "$TMP/r/sample_$(printf %04d "$best").png" ||
         fail "rank 0 is not candidate $best regenerated"
+    # a caption-conditioned GAN on the same CLIP: --generator gan, then both sources in one ranking
+    run tgan "$T2I" gan train --data fashion-captions --text-encoder "$CL" --g-width 8 --d-width 8 --z-dim 8 \
+        --batch 8 --steps 2 --sample-every 1000 --threads 1 --out "$TMP/tgan"
+    TG="$TMP/tgan/checkpoint.safetensors"
+    run gengan "$T2I" generate --prompt "a red sneaker" --generator gan --gan "$TG" --candidates 4 --top 2 --batch 4 \
+        --clip "$CL" --threads 1 --out "$TMP/gg"
+    run genboth "$T2I" generate --prompt "a red sneaker" --generator both --gan "$TG" --dalle "$CK" --candidates 3 \
+        --top 6 --batch 4 --top-k 8 --clip "$CL" --threads 1 --out "$TMP/gb"
+    /usr/bin/python3 - "$TMP/gg/scores.json" "$TMP/gb/scores.json" <<'EOF3' || fail "generate with the GAN: scores.json"
+import json, sys
+g = json.load(open(sys.argv[1]))
+assert len(g) == 2 and all(e["source"] == "gan" for e in g), g
+b = json.load(open(sys.argv[2]))
+assert len(b) == 6 and sorted(e["source"] for e in b) == ["dalle"] * 3 + ["gan"] * 3, b
+sc = [e["score"] for e in b]
+assert sc == sorted(sc, reverse=True), sc
+EOF3
+    if "$T2I" generate --prompt "a red sneaker" --generator both --gan "$TG" --dalle "$CK" --candidates 3 --top 7 \
+        --clip "$CL" --threads 1 --out "$TMP/gb2" >/dev/null 2>"$TMP/top.err"; then
+        fail "--top beyond all candidates succeeded"
+    fi
+    if "$T2I" generate --prompt "a red sneaker" --generator dall-e --out "$TMP/gb3" >/dev/null 2>"$TMP/gen.err"; then
+        fail "--generator dall-e succeeded"
+    fi
+    grep -q "dalle, gan, both or auto" "$TMP/gen.err" || fail "bad --generator message: $(cat "$TMP/gen.err")"
     # a missing default CLIP names the file and how to get one
     SRC=${T2I_SOURCE_DIR:-..}
     if [ ! -f "$SRC/samples/models/clip.safetensors" ]; then
