@@ -18,6 +18,7 @@
  */
 #include "generate.h"
 #include "gan/gan_source.h"
+#include "gan/sr.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -342,9 +343,26 @@ static const char *default_model(const char *given, const char *file, const char
     return buf[slot];
 }
 
+/* Replaces each kept image by its upscaled version (grey images are upscaled as RGB). */
+static void upscale_ranked(const sr_model *m, gen_ranked *r) {
+    int s = m->cfg.scale;
+    for (int i = 0; i < r->n; i++) {
+        int C = r->C[i], H = r->H[i], W = r->W[i];
+        size_t hw = (size_t)H * W;
+        float *rgb = t2i_malloc(3 * hw * sizeof(float));
+        for (int c = 0; c < 3; c++) memcpy(rgb + c * hw, r->images[i] + (size_t)(C == 3 ? c : 0) * hw, hw * sizeof(float));
+        float *up = t2i_malloc(3 * hw * (size_t)s * s * sizeof(float));
+        sr_upscale_batch(m, rgb, 1, H, W, up);
+        free(rgb), free(r->images[i]);
+        r->images[i] = up;
+        r->C[i] = 3, r->H[i] = H * s, r->W[i] = W * s;
+    }
+}
+
 int generate_cmd(int argc, char **argv) {
     const char *prompt = NULL, *prompts = NULL, *out = NULL, *clip_path = NULL, *clip_vocab = NULL,
-               *dalle_path = NULL, *vq_path = NULL, *generator = "auto", *gan_path = NULL;
+               *dalle_path = NULL, *vq_path = NULL, *generator = "auto", *gan_path = NULL,
+               *upscale = NULL;
     int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0;
     long seed = 1;
     float temperature = 1.0f, top_p = 1.0f, cfg_scale = 1.0f;
@@ -361,6 +379,7 @@ int generate_cmd(int argc, char **argv) {
         {"--generator", T2I_STR, &generator, "dalle, gan, both, or auto (every source whose model is given or "
                                              "shipped in samples/models/)"},
         {"--gan", T2I_STR, &gan_path, "caption-conditioned GAN checkpoint (default samples/models/gan.safetensors)"},
+        {"--upscale", T2I_STR, &upscale, "super-resolution checkpoint: upscale the kept images (t2i sr train)"},
         {"--vq", T2I_STR, &vq_path, "VQ checkpoint (default: the DALL-E file's, else samples/models/vq.safetensors)"},
         {"--temperature", T2I_FLOAT, &temperature, "sampling temperature"},
         {"--top-k", T2I_INT, &top_k, "keep the k most likely codes (0 = all)"},
@@ -412,6 +431,8 @@ int generate_cmd(int argc, char **argv) {
     gen_source *srcs[2] = {NULL, NULL};
     int nsrc = 0;
     clip_model *clip = NULL;
+    sr_model sr;
+    int have_sr = 0;
     cJSON *all = cJSON_CreateArray();
     char **slugs = t2i_calloc((size_t)ncap, sizeof(char *));
     if (use_dalle) {
@@ -467,6 +488,13 @@ int generate_cmd(int argc, char **argv) {
         }
         nsrc++;
     }
+    if (upscale) {
+        if (sr_load(&sr, upscale, 0, NULL) != 0) {
+            t2i_fail_err();
+            goto done;
+        }
+        have_sr = 1;
+    }
     if (top > candidates * nsrc) {
         t2i_fail("generate: --top %d is more than the %d candidates per caption", top, candidates * nsrc);
         goto done;
@@ -507,6 +535,7 @@ int generate_cmd(int argc, char **argv) {
             t2i_fail("\"%s\": %s", caps[c], t2i_error_msg());
             goto done;
         }
+        if (have_sr) upscale_ranked(&sr, &r);
         char *dir = t2i_asprintf("%s/%s", out, slugs[c]);
         int wrc = write_ranked(dir, slugs[c], caps[c], &r, srcs, (uint64_t)seed, all);
         printf("generate: %d candidates x %d sources in %.1f s (+ %.1f s CLIP); best score %.4f, #%d %.4f\n", candidates, nsrc,
@@ -540,5 +569,6 @@ done:
     free(caps), free(slugs);
     for (int k = 0; k < nsrc; k++) gen_source_free(srcs[k]);
     if (clip) clip_free(clip);
+    if (have_sr) sr_model_free(&sr);
     return rc;
 }

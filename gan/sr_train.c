@@ -706,6 +706,12 @@ int sr_cmd_train(int argc, char **argv) {
             rc = 2;
             goto out;
         }
+        if (strcmp(init, "interp") == 0 && !init_from && cfg.width < 6) {
+            t2i_fail("--init interp needs --width >= 6 (it carries the input in 6 channels), got %d; use --init pytorch",
+                     cfg.width);
+            rc = 2;
+            goto out;
+        }
         o.focus = focus, o.batch = batch, o.lr = lr, o.lr_min = lr_min, o.warmup = warmup, o.lr_gan = lr_gan,
         o.lr_d = lr_d;
         o.beta1 = beta1, o.beta2 = beta2, o.l1_weight = l1_weight, o.adv_weight = adv_weight, o.ema = ema;

@@ -131,6 +131,28 @@ assert len(b) == 6 and sorted(e["source"] for e in b) == ["dalle"] * 3 + ["gan"]
 sc = [e["score"] for e in b]
 assert sc == sorted(sc, reverse=True), sc
 EOF3
+    # --upscale: the kept images through a tiny x2 SR model, 32x32 -> 64x64
+    IMG="$(cd "$(dirname "$0")/.." && pwd)/tests/data/img"
+    mkdir -p "$TMP/photos"
+    for f in a b c d e f; do cp "$IMG/rs_src_rgb64.png" "$TMP/photos/$f.png"; done
+    run srt "$T2I" sr train --data "$TMP/photos" --scale 2 --preset custom --width 6 --blocks 1 --crop 32 --batch 2 \
+        --steps 1 --gan-steps 0 --val-every 100 --threads 1 --out "$TMP/sr"
+    run genup "$T2I" generate --prompt "a red sneaker" --generator gan --gan "$TG" --candidates 4 --top 2 --batch 4 \
+        --clip "$CL" --upscale "$TMP/sr/checkpoint.safetensors" --threads 1 --out "$TMP/gu"
+    /usr/bin/python3 - "$TMP/gu/a_red_sneaker/rank_000.png" "$TMP/gg/a_red_sneaker/rank_000.png" <<'EOF4' ||
+import struct, sys
+def size(p):
+    b = open(p, "rb").read(24)
+    return struct.unpack(">II", b[16:24])
+(w, h), (w0, h0) = size(sys.argv[1]), size(sys.argv[2])
+assert (w, h) == (2 * w0, 2 * h0), ((w, h), (w0, h0))
+EOF4
+        fail "--upscale did not double the kept images"
+    if "$T2I" generate --prompt "a red sneaker" --generator gan --gan "$TG" --clip "$CL" --upscale "$TMP/nope.safetensors" \
+        --candidates 2 --top 1 --out "$TMP/gu2" >/dev/null 2>"$TMP/up.err"; then
+        fail "--upscale with a missing file succeeded"
+    fi
+    grep -q "nope.safetensors" "$TMP/up.err" || fail "missing --upscale file not named: $(cat "$TMP/up.err")"
     if "$T2I" generate --prompt "a red sneaker" --generator both --gan "$TG" --dalle "$CK" --candidates 3 --top 7 \
         --clip "$CL" --threads 1 --out "$TMP/gb2" >/dev/null 2>"$TMP/top.err"; then
         fail "--top beyond all candidates succeeded"

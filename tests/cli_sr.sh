@@ -126,6 +126,7 @@ expect_error "missing input image" "$TMP/missing.png" "$T2I" sr upscale --ckpt "
 expect_error "--init-from another architecture" "width-8" "$T2I" sr train --data "$TMP/photos" --scale 2 --preset custom \
     --width 16 --crop 32 --init-from "$TMP/runA/l1.safetensors" --out "$TMP/runW"
 expect_error "bad scale" "scale must be 2 or 4" "$T2I" sr train --data "$TMP/photos" --scale 3 --out "$TMP/runS"
+expect_error "narrow interp" "needs --width >= 6" "$T2I" sr train --data "$TMP/photos" --preset custom --width 4 --out "$TMP/runW"
 expect_error "crop too large" "no training images of at least 512x512" \
     "$T2I" sr train --data "$TMP/photos" --scale 2 --crop 512 --out "$TMP/runC"
 "$T2I" sr upscale >/dev/null 2>&1 && fail "upscale without arguments: exit 0"
