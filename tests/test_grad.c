@@ -99,12 +99,58 @@ static void test_conv2d(void **state) {
     check_conv("conv k3 s1 p1", nn_conv2d_shape(2, 3, 6, 5, 4, 3, 1, 1), 0);
     check_conv("conv k4 s2 p1", nn_conv2d_shape(2, 2, 8, 8, 3, 4, 2, 1), 0);
     check_conv("conv k1 s1 p0", nn_conv2d_shape(3, 4, 3, 3, 2, 1, 1, 0), 0);
+    check_conv("conv k3 s1 p0", nn_conv2d_shape(2, 2, 6, 7, 3, 3, 1, 0), 0);
+    check_conv("conv k5 s1 p2", nn_conv2d_shape(2, 2, 5, 6, 3, 5, 1, 2), 0);
     check_conv("conv k3 s2 p0", nn_conv2d_shape(1, 2, 7, 6, 3, 3, 2, 0), 0);
     /* tiny budget: one image per GEMM group exercises the grouping loop */
     nn_set_conv_scratch_budget(1);
     check_conv("conv k3 s1 p1 grouped", nn_conv2d_shape(3, 2, 5, 5, 3, 3, 1, 1), 0);
     nn_set_conv_scratch_budget(0);
 }
+/* Forward values against a direct sum over taps (stride 1 takes the shifted-GEMM path,
+ * stride 2 im2col): shapes with and without padding, odd and even kernels, one and many
+ * images per GEMM group. */
+static void check_conv_direct(nn_conv s, size_t budget) {
+    t2i_rng r;
+    t2i_rng_seed(&r, 11);
+    size_t nx = (size_t)s.N * s.C * s.H * s.W, ny = (size_t)s.N * s.OC * s.OH * s.OW;
+    float *x = tu_randn(&r, nx, 1.0f), *w = tu_randn(&r, (size_t)s.OC * s.C * s.KH * s.KW, 1.0f);
+    float *b = tu_randn(&r, (size_t)s.OC, 1.0f), *y = tu_zeros(ny);
+    nn_set_conv_scratch_budget(budget);
+    float *scratch = tu_zeros(nn_conv2d_scratch(&s));
+    nn_conv2d_forward(y, scratch, x, w, b, &s);
+    nn_set_conv_scratch_budget(0);
+    double worst = 0;
+    for (int n = 0; n < s.N; n++)
+        for (int o = 0; o < s.OC; o++)
+            for (int oh = 0; oh < s.OH; oh++)
+                for (int ow = 0; ow < s.OW; ow++) {
+                    double acc = b[o];
+                    for (int c = 0; c < s.C; c++)
+                        for (int kh = 0; kh < s.KH; kh++)
+                            for (int kw = 0; kw < s.KW; kw++) {
+                                int ih = oh * s.stride - s.pad + kh, iw = ow * s.stride - s.pad + kw;
+                                if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
+                                acc += (double)w[((o * s.C + c) * s.KH + kh) * s.KW + kw] *
+                                       x[((size_t)(n * s.C + c) * s.H + ih) * s.W + iw];
+                            }
+                    double d = fabs(acc - y[(((size_t)n * s.OC + o) * s.OH + oh) * s.OW + ow]);
+                    if (d > worst) worst = d;
+                }
+    assert_true(worst < 1e-4);
+    free(x), free(w), free(b), free(y), free(scratch);
+}
+
+static void test_conv2d_direct(void **state) {
+    (void)state;
+    check_conv_direct(nn_conv2d_shape(3, 5, 9, 7, 6, 3, 1, 1), 0);
+    check_conv_direct(nn_conv2d_shape(3, 5, 9, 7, 6, 3, 1, 1), 1);
+    check_conv_direct(nn_conv2d_shape(2, 4, 8, 9, 3, 3, 1, 0), 0);
+    check_conv_direct(nn_conv2d_shape(2, 4, 8, 9, 3, 4, 1, 2), 1);
+    check_conv_direct(nn_conv2d_shape(2, 3, 6, 6, 5, 1, 1, 0), 0);
+    check_conv_direct(nn_conv2d_shape(2, 3, 9, 8, 5, 4, 2, 1), 0);
+}
+
 static void test_conv_transpose2d(void **state) {
     (void)state;
     check_conv("convT k4 s2 p1", nn_conv_transpose2d_shape(2, 3, 4, 4, 2, 4, 2, 1, 0), 1);
@@ -398,7 +444,7 @@ static void test_losses(void **state) {
 int main(void) {
     t2i_rng_seed(&rng, 2024);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear),     cmocka_unit_test(test_conv2d),     cmocka_unit_test(test_conv_transpose2d),
+        cmocka_unit_test(test_linear),     cmocka_unit_test(test_conv2d),     cmocka_unit_test(test_conv2d_direct),     cmocka_unit_test(test_conv_transpose2d),
         cmocka_unit_test(test_norms),      cmocka_unit_test(test_activations), cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_embedding),  cmocka_unit_test(test_structural), cmocka_unit_test(test_attention),
         cmocka_unit_test(test_losses),
