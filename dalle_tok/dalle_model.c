@@ -203,6 +203,7 @@ int dalle_load(dalle_model *m, const char *path, int with_optimizer, char **stat
     if (nn_ckpt_open(&f, path, "dalle") != 0) return -1;
     dalle_config cfg;
     const char *cj = st_meta(&f, "config");
+    if (!cj) t2i_error_set("no config in the metadata");
     if (!cj || dalle_config_from_json(&cfg, cj) != 0) {
         t2i_error_prefix("%s", path);
         st_close(&f);

@@ -184,6 +184,13 @@ static int state_from_json(train_state *s, train_opts *o, const char *json) {
     NUM(t, "warmup", o->warmup, long);
     NUM(t, "batch", o->batch, int);
 #undef NUM
+    /* a damaged state must not divide by zero or index outside the data */
+    if (!rc && (s->step < 0 || s->target < s->step || s->epoch < 0 || s->pos < 0 || s->opt_step < 0))
+        rc = t2i_error_set("training state: step/target/epoch/pos out of range");
+    if (!rc && (o->batch < 1 || o->batch > 4096 || !(o->lr > 0) || !(o->min_lr >= 0) || !(o->beta1 >= 0 && o->beta1 < 1) ||
+                !(o->beta2 >= 0 && o->beta2 < 1) || !(o->wd >= 0) || !(o->clip >= 0) || !(o->text_weight >= 0 && o->text_weight <= 1) ||
+                !(o->cond_drop >= 0 && o->cond_drop <= 1) || o->warmup < 0))
+        rc = t2i_error_set("training state: training options out of range");
     if (!rc) {
         v = cJSON_GetObjectItemCaseSensitive(t, "codes");
         if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof o->codes) rc = t2i_error_set("training state: bad 'codes'");
@@ -250,6 +257,7 @@ static int load_captions(const dalle_codes *cd, const char *codes_path, t2i_data
     for (int i = 0; i < cd->n; i++) {
         if (cd->index[i] >= ds->n) {
             free(*caps);
+            *caps = NULL;
             int n = ds->n;
             t2i_dataset_free(ds);
             return t2i_error_set("%s: row %d refers to item %d, but '%s' has %d items", codes_path, i, cd->index[i],
@@ -364,8 +372,8 @@ int dalle_cmd_train(int argc, char **argv) {
         }
         have_model = 1;
         if (!sj || state_from_json(&st, &o, sj) != 0) {
-            free(sj);
             t2i_fail("%s: %s", ckpt_path, sj ? t2i_error_msg() : "no training state");
+            free(sj);
             goto done;
         }
         free(sj);
@@ -539,8 +547,12 @@ int dalle_cmd_train(int argc, char **argv) {
         char *cj = dalle_config_to_json(cfg);
         cJSON *oj = opts_json(&o);
         char *os = cJSON_PrintUnformatted(oj);
-        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"threads\":%d,\"items\":%d,\"source\":\"%s\"}",
-                                  cj, os, steps, t2i_get_threads(), cd.n, cd.source);
+        cJSON *src = cJSON_CreateString(cd.source); /* a path: escaped by cJSON */
+        char *srcs = cJSON_PrintUnformatted(src);
+        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"threads\":%d,\"items\":%d,\"source\":%s}",
+                                  cj, os, steps, t2i_get_threads(), cd.n, srcs);
+        cJSON_free(srcs);
+        cJSON_Delete(src);
         t2i_run_write_config(&run, full);
         free(cj), free(full);
         cJSON_free(os);
@@ -602,7 +614,11 @@ int dalle_cmd_train(int argc, char **argv) {
             int32_t *txt = t2i_malloc((size_t)TL * sizeof(int32_t));
             int32_t *sc = t2i_malloc((size_t)nprompts * per * IL * sizeof(int32_t));
             for (int k = 0; k < nprompts; k++) {
-                dalle_encode_text(&m, prompts[k], txt, NULL);
+                if (dalle_encode_text(&m, prompts[k], txt, NULL) != 0) {
+                    /* a prompt the vocabulary cannot encode: a blank row in the grid, not a crash */
+                    memset(sc + (size_t)k * per * IL, 0, (size_t)per * IL * sizeof(int32_t));
+                    continue;
+                }
                 nn_arena_reset(&arena);
                 dalle_sample(&m, &arena, txt, per, o.seed, 0, &so, sc + (size_t)k * per * IL);
             }

@@ -28,6 +28,7 @@
 
 #include "args.h"
 #include "base.h"
+#include "ckpt.h"
 #include "image.h"
 #include "progress.h"
 #include "safetensors.h"
@@ -420,6 +421,8 @@ int generate_cmd(int argc, char **argv) {
 
     char **caps = NULL;
     int ncap = 0;
+    if (prompt && strspn(prompt, " \t\r\n") == strlen(prompt))
+        return t2i_fail("generate: the prompt is empty"), 2;
     if (prompts) {
         if (read_prompts(prompts, &caps, &ncap) != 0) return t2i_fail_err();
     } else {
@@ -444,6 +447,14 @@ int generate_cmd(int argc, char **argv) {
             goto done;
         }
         {
+            st_file f; /* the DALL-E file's own problems first: missing, damaged, another model */
+            if (nn_ckpt_open(&f, dp, "dalle") != 0) {
+                t2i_fail_err();
+                goto done;
+            }
+            st_close(&f);
+        }
+        {
             /* --vq: given, else the one recorded in the DALL-E file if present, else shipped */
             const char *vp = vq_path;
             if (!vp) {
@@ -452,6 +463,8 @@ int generate_cmd(int argc, char **argv) {
                 if (st_open(&f, dp) == 0) {
                     const char *v = st_meta(&f, "vq");
                     if (v && t2i_path_exists(v)) rec = t2i_strdup(v);
+                    else if (v)
+                        fprintf(stderr, "t2i: warning: %s was trained with the VQ %s, which is not here\n", dp, v);
                     st_close(&f);
                 }
                 static char recbuf[4096];

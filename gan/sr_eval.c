@@ -315,6 +315,10 @@ int sr_cmd_compare(int argc, char **argv) {
         t2i_fail_err();
         goto out;
     }
+    if (img.w < size || img.h < size) {
+        t2i_fail("%s: %dx%d is smaller than the %d-pixel box", image, img.w, img.h, size);
+        goto out;
+    }
     make_pair(&img, s, &hr, &lr);
     size -= size % s;
     if (size > hr.w || size > hr.h) {

@@ -478,6 +478,11 @@ static int opts_from_json(sr_train_opts *o, const cJSON *j) {
     v = cJSON_GetObjectItemCaseSensitive(j, "seed");
     if (!cJSON_IsString(v)) return t2i_error_set("training state: bad 'seed'");
     o->seed = strtoull(v->valuestring, NULL, 10);
+    /* the ranges of a new run: a damaged state must not overflow buffers (focus) or divide by zero (batch) */
+    if (o->batch < 1 || o->batch > 1024 || o->focus < 1 || o->focus > 64 || !(o->lr > 0) || !(o->lr_gan > 0) ||
+        !(o->lr_d > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) ||
+        !(o->ema >= 0 && o->ema < 1) || !(o->l1_weight >= 0) || !(o->adv_weight >= 0) || o->warmup < 0)
+        return t2i_error_set("training state: training options out of range");
     return 0;
 }
 
@@ -762,7 +767,12 @@ int sr_cmd_train(int argc, char **argv) {
     }
     int nheld = 0;
     for (int i = 0; i < fl.n; i++) nheld += fl.heldout[i];
-    int val_from_train = nheld == 0 || photos_load(&held, &fl, o.data, 1, 32, 0) != 0;
+    int val_from_train = nheld == 0;
+    if (!val_from_train && photos_load(&held, &fl, o.data, 1, 32, 0) != 0) {
+        /* a held-out photo that cannot be read must not silently turn validation into training data */
+        t2i_fail_err();
+        goto out;
+    }
     val_build(&val, val_from_train ? &train : &held, s);
 
     if (t2i_run_open(&run, out) != 0) {

@@ -338,6 +338,13 @@ int sr_cmd_upscale(int argc, char **argv) {
         sr_model_free(&m);
         return t2i_fail_err();
     }
+    if ((double)in.w * in.h * m.cfg.scale * m.cfg.scale > (double)T2I_IMAGE_MAX_PIXELS) {
+        t2i_fail("%s: %dx%d upscaled x%d would be %dx%d, more pixels than a PNG t2i writes (%d)", cmd.pos[0], in.w, in.h,
+                 m.cfg.scale, in.w * m.cfg.scale, in.h * m.cfg.scale, (int)T2I_IMAGE_MAX_PIXELS);
+        t2i_image_free(&in);
+        sr_model_free(&m);
+        return 1;
+    }
     double t0 = t2i_now();
     sr_upscale_u8(&m, &in, &out, tile, overlap, !quiet);
     double dt = t2i_now() - t0;

@@ -161,6 +161,16 @@ EOF4
         fail "--generator dall-e succeeded"
     fi
     grep -q "dalle, gan, both or auto" "$TMP/gen.err" || fail "bad --generator message: $(cat "$TMP/gen.err")"
+    if "$T2I" generate --prompt "  " --generator gan --gan "$TG" --clip "$CL" --out "$TMP/ge" >/dev/null 2>"$TMP/empty.err"; then
+        fail "generate with an empty prompt succeeded"
+    fi
+    grep -q "prompt is empty" "$TMP/empty.err" || fail "empty-prompt message: $(cat "$TMP/empty.err")"
+    # --dalle naming a VQ checkpoint: the error is about that file, not about a missing default VQ
+    if "$T2I" generate --prompt "a red sneaker" --generator dalle --dalle "$TMP/vq/checkpoint.safetensors" --clip "$CL" \
+        --out "$TMP/gw" >/dev/null 2>"$TMP/wrong.err"; then
+        fail "generate with a VQ file as --dalle succeeded"
+    fi
+    grep -q "vq/checkpoint.safetensors" "$TMP/wrong.err" || fail "wrong --dalle message: $(cat "$TMP/wrong.err")"
     # a missing default CLIP names the file and how to get one
     SRC=${T2I_SOURCE_DIR:-..}
     if [ ! -f "$SRC/samples/models/clip.safetensors" ]; then
