@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "base.h"
+#include "ckpt.h"
 #include "clip.h"
 #include "optim.h"
 
@@ -95,11 +96,7 @@ char *clip_config_to_json(const clip_config *c) {
     cJSON_AddNumberToObject(j, "mlp_ratio", c->mlp_ratio);
     cJSON_AddStringToObject(j, "act", nn_act_name(c->act));
     cJSON_AddNumberToObject(j, "ln_eps", c->ln_eps);
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char *r = t2i_strdup(s);
-    cJSON_free(s);
-    return r;
+    return nn_json_take(j);
 }
 
 int clip_config_from_json(clip_config *c, const char *json) {

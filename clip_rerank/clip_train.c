@@ -74,11 +74,7 @@ static char *opts_to_json(const train_opts *o) {
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
     cJSON_AddStringToObject(j, "seed", seed);
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char *r = t2i_strdup(s);
-    cJSON_free(s);
-    return r;
+    return nn_json_take(j);
 }
 
 static int opts_from_json(train_opts *o, const cJSON *j) {

@@ -65,11 +65,7 @@ char *dalle_config_to_json(const dalle_config *c) {
     cJSON_AddNumberToObject(j, "mlp_ratio", c->mlp_ratio);
     cJSON_AddStringToObject(j, "act", nn_act_name(c->act));
     cJSON_AddNumberToObject(j, "ln_eps", c->ln_eps);
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char *r = t2i_strdup(s);
-    cJSON_free(s);
-    return r;
+    return nn_json_take(j);
 }
 
 int dalle_config_from_json(dalle_config *c, const char *json) {

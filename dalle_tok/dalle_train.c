@@ -146,11 +146,7 @@ static char *state_to_json(const train_state *s, const train_opts *o) {
     cJSON_AddNumberToObject(j, "pos", s->pos);
     cJSON_AddNumberToObject(j, "opt_step", (double)s->opt_step);
     cJSON_AddItemToObject(j, "train", opts_json(o));
-    char *p = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char *r = t2i_strdup(p);
-    cJSON_free(p);
-    return r;
+    return nn_json_take(j);
 }
 
 static int state_from_json(train_state *s, train_opts *o, const char *json) {

@@ -128,3 +128,11 @@ int nn_rng_from_json(t2i_rng *r, const char *json) {
     cJSON_Delete(a);
     return 0;
 }
+
+char *nn_json_take(cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *r = t2i_strdup(s ? s : "null");
+    cJSON_free(s);
+    return r;
+}

@@ -45,6 +45,11 @@ int nn_ckpt_save(const char *path, const nn_ckpt_part *parts, int nparts, const 
 /* Opens a checkpoint and checks that it is a t2i file of the expected model type
  * (model may be NULL to accept any). The caller reads "config" with st_meta, builds the
  * networks, then calls nn_ckpt_load_parts. */
+/* The JSON text of j (unformatted, malloc'd: free()) and j deleted: how configs and
+ * training states become checkpoint metadata. */
+struct cJSON;
+char *nn_json_take(struct cJSON *j);
+
 int nn_ckpt_open(st_file *f, const char *path, const char *model);
 int nn_ckpt_load_parts(const st_file *f, nn_ckpt_part *parts, int nparts);
 
