@@ -227,6 +227,10 @@ int gan_cmd_train(int argc, char **argv) {
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos) return t2i_fail("gan train: unexpected argument '%s'", cmd.pos[0]), 2;
+    if (t2i_check_range_i("--sample-every", sample_every, 1, 1000000000) ||
+        t2i_check_range_i("--ckpt-every", ckpt_every, 1, 1000000000) ||
+        t2i_check_range_i("--log-every", log_every, 1, 1000000000))
+        return 2;
     t2i_set_threads(threads);
 
     gan_train_opts o = {0};

@@ -36,6 +36,14 @@ mkdir -p "$tmp/ri" && cp "$tmp/inf.safetensors" "$tmp/ri/checkpoint.safetensors"
 if "$T2I" gan train --resume --out "$tmp/ri" 2>"$tmp/err"; then fail "resumed from an inference copy"; fi
 grep -q "inference copy" "$tmp/err" || fail "inference-copy message: $(cat "$tmp/err")"
 
+# intervals of 0 are refused up front (they were a division by zero)
+for f in --sample-every --ckpt-every --log-every; do
+  "$T2I" gan train --data fashion-mnist --steps 2 $small $f 0 --out "$tmp/z" 2>"$tmp/err"
+  [ $? = 2 ] || fail "gan train $f 0 did not exit 2"
+  grep -q -- "$f" "$tmp/err" || fail "$f 0 message: $(cat "$tmp/err")"
+  [ ! -e "$tmp/z/checkpoint.safetensors" ] || fail "$f 0 wrote a checkpoint"
+done
+
 # resume: 2 steps + 2 more == 4 steps
 "$T2I" gan train --data fashion-mnist --steps 2 $small --out "$tmp/b" >/dev/null 2>&1 || fail "first half"
 "$T2I" gan train --resume --steps 4 --threads 2 --out "$tmp/b" >/dev/null 2>&1 || fail "resume"
