@@ -257,8 +257,6 @@ static int write_ranked(const char *dir, const char *prefix, const char *caption
     if (t2i_mkdirs(dir) != 0) return -1;
     cJSON *list = cJSON_CreateArray();
     int rc = 0;
-    char seed_s[32];
-    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seed);
     for (int i = 0; i < r->n && !rc; i++) {
         char fn[32];
         snprintf(fn, sizeof fn, "rank_%03d.png", i);
@@ -400,8 +398,8 @@ int generate_cmd(int argc, char **argv) {
     if (!out) return t2i_fail("generate: --out DIR is required"), 2;
     if (!prompt == !prompts) return t2i_fail("generate: give exactly one of --prompt and --prompts"), 2;
     if (t2i_check_range_i("--candidates", candidates, 1, 1000000) || t2i_check_range_i("--top", top, 1, 2 * candidates) ||
-        t2i_check_range_i("--batch", batch, 1, 4096))
-        return 2;
+        t2i_check_range_i("--batch", batch, 1, 4096) || t2i_check_range_i("--seed", seed, 0, 1L << 53))
+        return 2; /* seeds up to 2^53 are exact in scores.json's JSON numbers */
     dalle_sample_opts so;
     dalle_sample_defaults(&so);
     so.temperature = temperature, so.top_k = top_k, so.top_p = top_p, so.cfg = cfg_scale;
