@@ -21,6 +21,7 @@
 #include "base.h"
 #include "dalle.h"
 #include "image.h"
+#include "progress.h"
 
 int dalle_vq_load(vq_model *vq, const char *path, const dalle_config *c) {
     if (vq_load(vq, path, 0, NULL) != 0) return -1;
@@ -53,6 +54,8 @@ int dalle_write_pngs(const char *dir, const char *prefix, const float *images, i
     return rc;
 }
 
+enum { DALLE_GRID_MAX = 256 }; /* candidates shown in grid.png */
+
 int dalle_cmd_sample(int argc, char **argv) {
     const char *ckpt = NULL, *prompt = NULL, *vq_path = NULL, *out = NULL;
     int n = 16, batch = 32, threads = 0, top_k = 0, nocache = 0;
@@ -76,7 +79,8 @@ int dalle_cmd_sample(int argc, char **argv) {
     };
     t2i_cmd cmd = {"t2i dalle sample", "Generate images for a caption with the image-token transformer.", "[options]",
                    flags, (int)(sizeof flags / sizeof flags[0]),
-                   "Writes OUT/sample_NNNN.png (NNNN = candidate index), OUT/grid.png and OUT/metadata.jsonl."};
+                   "Writes OUT/sample_NNNN.png (NNNN = candidate index), OUT/metadata.jsonl and OUT/grid.png\n"
+                   "(the first 256 candidates at most)."};
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos) return t2i_fail("dalle sample: unexpected argument '%s'", cmd.pos[0]), 2;
@@ -119,7 +123,10 @@ int dalle_cmd_sample(int argc, char **argv) {
     }
     int C = vq.cfg.channels, R = vq.cfg.res;
     size_t isz = (size_t)C * R * R;
-    float *imgs = t2i_malloc((size_t)n * isz * sizeof(float));
+    /* images are written batch by batch; only the grid's first ng stay in memory */
+    int ng = n < DALLE_GRID_MAX ? n : DALLE_GRID_MAX;
+    float *grid = t2i_malloc((size_t)ng * isz * sizeof(float));
+    float *imgs = t2i_malloc((size_t)batch * isz * sizeof(float));
     int32_t *codes = t2i_malloc((size_t)batch * IL * sizeof(int32_t));
     nn_arena a;
     nn_arena_init(&a);
@@ -128,23 +135,29 @@ int dalle_cmd_sample(int argc, char **argv) {
         t2i_fail_err();
         goto done;
     }
-    double t0 = t2i_now();
+    double dt = 0;
+    t2i_progress pr;
+    if (n > batch) t2i_progress_start(&pr, "dalle sample", 0, n);
     for (int i = 0; i < n; i += batch) {
         int k = n - i < batch ? n - i : batch;
+        double ts = t2i_now();
         nn_arena_reset(&a);
         dalle_sample(&m, &a, text, k, (uint64_t)seed, first + i, &so, codes);
         nn_arena_reset(&a);
-        dalle_decode(&vq, &a, codes, k, imgs + (size_t)i * isz);
+        dalle_decode(&vq, &a, codes, k, imgs);
+        dt += t2i_now() - ts;
+        if (dalle_write_pngs(out, "sample_", imgs, k, first + i, C, R, R) != 0) {
+            t2i_fail_err();
+            goto done;
+        }
+        if (i < ng) memcpy(grid + (size_t)i * isz, imgs, (size_t)(ng - i < k ? ng - i : k) * isz * sizeof(float));
+        if (n > batch) t2i_progress_update(&pr, i + k, NULL);
     }
-    double dt = t2i_now() - t0;
-    if (dalle_write_pngs(out, "sample_", imgs, n, first, C, R, R) != 0) {
-        t2i_fail_err();
-        goto done;
-    }
+    if (n > batch) t2i_progress_end(&pr, n, NULL);
     char *gp = t2i_asprintf("%s/grid.png", out);
     int nrow = 1;
-    while (nrow * nrow < n) nrow++;
-    int grc = t2i_save_grid(gp, imgs, n, C, R, R, nrow);
+    while (nrow * nrow < ng) nrow++;
+    int grc = t2i_save_grid(gp, grid, ng, C, R, R, nrow);
     free(gp);
     if (grc != 0) {
         t2i_fail_err();
@@ -184,7 +197,7 @@ int dalle_cmd_sample(int argc, char **argv) {
 done:
     if (meta) fclose(meta);
     nn_arena_free(&a);
-    free(imgs), free(codes), free(text);
+    free(grid), free(imgs), free(codes), free(text);
     vq_model_free(&vq);
     dalle_free(&m);
     return rc;
