@@ -56,55 +56,6 @@ typedef struct {
     uint64_t seed;
 } train_opts;
 
-static char *opts_to_json(const train_opts *o) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "data", o->data);
-    cJSON_AddNumberToObject(j, "batch", o->batch);
-    cJSON_AddBoolToObject(j, "flip", o->flip);
-    cJSON_AddBoolToObject(j, "recaption", o->recaption);
-    cJSON_AddNumberToObject(j, "vocab_size", o->vocab_target);
-    cJSON_AddNumberToObject(j, "lr", o->lr);
-    cJSON_AddNumberToObject(j, "min_lr", o->min_lr);
-    cJSON_AddNumberToObject(j, "weight_decay", o->wd);
-    cJSON_AddNumberToObject(j, "beta1", o->beta1);
-    cJSON_AddNumberToObject(j, "beta2", o->beta2);
-    cJSON_AddNumberToObject(j, "eps", o->eps);
-    cJSON_AddNumberToObject(j, "clip_grad", o->clip_grad);
-    cJSON_AddNumberToObject(j, "warmup", (double)o->warmup);
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    cJSON_AddStringToObject(j, "seed", seed);
-    return nn_json_take(j);
-}
-
-static int opts_from_json(train_opts *o, const cJSON *j) {
-    const cJSON *v;
-#define NUM(key, dst)                                                                  \
-    v = cJSON_GetObjectItemCaseSensitive(j, key);                                      \
-    if (!cJSON_IsNumber(v)) return t2i_error_set("training state: '%s' missing", key); \
-    dst = v->valuedouble;
-    NUM("batch", o->batch);
-    NUM("vocab_size", o->vocab_target);
-    NUM("lr", o->lr);
-    NUM("min_lr", o->min_lr);
-    NUM("weight_decay", o->wd);
-    NUM("beta1", o->beta1);
-    NUM("beta2", o->beta2);
-    NUM("eps", o->eps);
-    NUM("clip_grad", o->clip_grad);
-    NUM("warmup", o->warmup);
-#undef NUM
-    o->flip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "flip"));
-    o->recaption = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "recaption"));
-    v = cJSON_GetObjectItemCaseSensitive(j, "data");
-    if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof o->data) return t2i_error_set("training state: bad 'data'");
-    strcpy(o->data, v->valuestring);
-    v = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (!cJSON_IsString(v)) return t2i_error_set("training state: bad 'seed'");
-    o->seed = strtoull(v->valuestring, NULL, 10);
-    return 0;
-}
-
 typedef struct {
     long step, target;
     t2i_rng rng;
@@ -113,44 +64,38 @@ typedef struct {
     long opt_step;
 } train_state;
 
-static char *state_to_json(const train_state *s, const train_opts *o) {
-    char rng[256];
-    nn_rng_to_json(&s->rng, rng, sizeof rng);
-    char *oj = opts_to_json(o);
-    char *r = t2i_asprintf("{\"step\":%ld,\"target\":%ld,\"rng\":%s,\"loader_epoch\":%ld,\"loader_pos\":%d,"
-                           "\"opt_step\":%ld,\"train\":%s}",
-                           s->step, s->target, rng, s->loader_epoch, s->loader_pos, s->opt_step, oj);
-    free(oj);
-    return r;
+/* The state and options as checkpoint metadata (nn_state_to_json). */
+#define STATE_FIELDS(s)                                                                                   \
+    nn_field sf[] = {NN_F_LONG("step", (s)->step),          NN_F_LONG("target", (s)->target),              \
+                     NN_F_RNG("rng", (s)->rng),             NN_F_LONG("loader_epoch", (s)->loader_epoch),  \
+                     NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
+#define OPTS_FIELDS(o)                                                                                    \
+    nn_field of[] = {NN_F_STR("data", (o)->data),         NN_F_INT("batch", (o)->batch),                  \
+                     NN_F_BOOL("flip", (o)->flip),        NN_F_BOOL("recaption", (o)->recaption),         \
+                     NN_F_INT("vocab_size", (o)->vocab_target), NN_F_FLOAT("lr", (o)->lr),               \
+                     NN_F_FLOAT("min_lr", (o)->min_lr),   NN_F_FLOAT("weight_decay", (o)->wd),            \
+                     NN_F_FLOAT("beta1", (o)->beta1),     NN_F_FLOAT("beta2", (o)->beta2),                \
+                     NN_F_FLOAT("eps", (o)->eps),         NN_F_FLOAT("clip_grad", (o)->clip_grad),        \
+                     NN_F_LONG("warmup", (o)->warmup),    NN_F_SEED("seed", (o)->seed)}
+
+static char *opts_to_json(train_opts *o) {
+    OPTS_FIELDS(o);
+    return nn_fields_to_json(of, NN_NFIELDS(of));
+}
+
+static char *state_to_json(train_state *s, train_opts *o) {
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o);
+    return nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
 }
 
 static int state_from_json(train_state *s, train_opts *o, const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j) return t2i_error_set("training state is not JSON");
-    int rc = 0;
-    const cJSON *v;
-    char *rng = NULL;
-    if (!cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "step"))) rc = t2i_error_set("training state: no step");
-    else s->step = (long)v->valuedouble;
-    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "target"))) s->target = (long)v->valuedouble;
-    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "loader_epoch"))) s->loader_epoch = (long)v->valuedouble;
-    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "loader_pos"))) s->loader_pos = v->valueint;
-    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "opt_step"))) s->opt_step = (long)v->valuedouble;
-    if (!rc) {
-        rng = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "rng"));
-        if (!rng || nn_rng_from_json(&s->rng, rng) != 0) rc = t2i_error_set("training state: bad rng");
-    }
-    if (!rc) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "train");
-        if (!cJSON_IsObject(t)) rc = t2i_error_set("training state: no training options");
-        else rc = opts_from_json(o, t);
-    }
-    cJSON_free(rng);
-    cJSON_Delete(j);
-    return rc;
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o);
+    return nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
 }
 
-static int save_ckpt(const clip_model *m, const char *path, const train_state *st, const train_opts *o) {
+static int save_ckpt(const clip_model *m, const char *path, train_state *st, train_opts *o) {
     char *sj = state_to_json(st, o);
     int rc = clip_save(m, path, sj, 1, 0);
     free(sj);

@@ -116,94 +116,41 @@ typedef struct {
     long opt_step;
 } train_state;
 
-static cJSON *opts_json(const train_opts *o) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "codes", o->codes);
-    cJSON_AddNumberToObject(j, "lr", o->lr);
-    cJSON_AddNumberToObject(j, "min_lr", o->min_lr);
-    cJSON_AddNumberToObject(j, "beta1", o->beta1);
-    cJSON_AddNumberToObject(j, "beta2", o->beta2);
-    cJSON_AddNumberToObject(j, "weight_decay", o->wd);
-    cJSON_AddNumberToObject(j, "clip", o->clip);
-    cJSON_AddNumberToObject(j, "text_weight", o->text_weight);
-    cJSON_AddNumberToObject(j, "cond_drop", o->cond_drop);
-    cJSON_AddNumberToObject(j, "warmup", (double)o->warmup);
-    cJSON_AddNumberToObject(j, "batch", o->batch);
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    cJSON_AddStringToObject(j, "seed", seed);
-    return j;
+/* The state and options as checkpoint metadata (nn_state_to_json). */
+#define STATE_FIELDS(s)                                                                                  \
+    nn_field sf[] = {NN_F_LONG("step", (s)->step), NN_F_LONG("target", (s)->target), NN_F_RNG("rng", (s)->rng), \
+                     NN_F_LONG("epoch", (s)->epoch), NN_F_INT("pos", (s)->pos), NN_F_LONG("opt_step", (s)->opt_step)}
+#define OPTS_FIELDS(o)                                                                                   \
+    nn_field of[] = {NN_F_STR("codes", (o)->codes),             NN_F_FLOAT("lr", (o)->lr),               \
+                     NN_F_FLOAT("min_lr", (o)->min_lr),         NN_F_FLOAT("beta1", (o)->beta1),         \
+                     NN_F_FLOAT("beta2", (o)->beta2),           NN_F_FLOAT("weight_decay", (o)->wd),     \
+                     NN_F_FLOAT("clip", (o)->clip),             NN_F_FLOAT("text_weight", (o)->text_weight), \
+                     NN_F_FLOAT("cond_drop", (o)->cond_drop),   NN_F_LONG("warmup", (o)->warmup),        \
+                     NN_F_INT("batch", (o)->batch),             NN_F_SEED("seed", (o)->seed)}
+
+static char *opts_to_json(train_opts *o) {
+    OPTS_FIELDS(o);
+    return nn_fields_to_json(of, NN_NFIELDS(of));
 }
 
-static char *state_to_json(const train_state *s, const train_opts *o) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "step", (double)s->step);
-    cJSON_AddNumberToObject(j, "target", (double)s->target);
-    char rng[256];
-    nn_rng_to_json(&s->rng, rng, sizeof rng);
-    cJSON_AddItemToObject(j, "rng", cJSON_Parse(rng));
-    cJSON_AddNumberToObject(j, "epoch", (double)s->epoch);
-    cJSON_AddNumberToObject(j, "pos", s->pos);
-    cJSON_AddNumberToObject(j, "opt_step", (double)s->opt_step);
-    cJSON_AddItemToObject(j, "train", opts_json(o));
-    return nn_json_take(j);
+static char *state_to_json(train_state *s, train_opts *o) {
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o);
+    return nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
 }
 
 static int state_from_json(train_state *s, train_opts *o, const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return t2i_error_set("training state is not a JSON object");
-    }
-    int rc = 0;
-    const cJSON *v, *t = cJSON_GetObjectItemCaseSensitive(j, "train");
-#define NUM(obj, key, dst, type)                                                                     \
-    if (!rc) {                                                                                       \
-        v = cJSON_GetObjectItemCaseSensitive(obj, key);                                              \
-        if (!cJSON_IsNumber(v)) rc = t2i_error_set("training state: '%s' missing", key);             \
-        else dst = (type)v->valuedouble;                                                             \
-    }
-    NUM(j, "step", s->step, long);
-    NUM(j, "target", s->target, long);
-    NUM(j, "epoch", s->epoch, long);
-    NUM(j, "pos", s->pos, int);
-    NUM(j, "opt_step", s->opt_step, long);
-    if (!rc && !cJSON_IsObject(t)) rc = t2i_error_set("training state: no training options");
-    NUM(t, "lr", o->lr, float);
-    NUM(t, "min_lr", o->min_lr, float);
-    NUM(t, "beta1", o->beta1, float);
-    NUM(t, "beta2", o->beta2, float);
-    NUM(t, "weight_decay", o->wd, float);
-    NUM(t, "clip", o->clip, float);
-    NUM(t, "text_weight", o->text_weight, float);
-    NUM(t, "cond_drop", o->cond_drop, float);
-    NUM(t, "warmup", o->warmup, long);
-    NUM(t, "batch", o->batch, int);
-#undef NUM
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o);
+    if (nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)) != 0) return -1;
     /* a damaged state must not divide by zero or index outside the data */
-    if (!rc && (s->step < 0 || s->target < s->step || s->epoch < 0 || s->pos < 0 || s->opt_step < 0))
-        rc = t2i_error_set("training state: step/target/epoch/pos out of range");
-    if (!rc && (o->batch < 1 || o->batch > 4096 || !(o->lr > 0) || !(o->min_lr >= 0) || !(o->beta1 >= 0 && o->beta1 < 1) ||
-                !(o->beta2 >= 0 && o->beta2 < 1) || !(o->wd >= 0) || !(o->clip >= 0) || !(o->text_weight >= 0 && o->text_weight <= 1) ||
-                !(o->cond_drop >= 0 && o->cond_drop <= 1) || o->warmup < 0))
-        rc = t2i_error_set("training state: training options out of range");
-    if (!rc) {
-        v = cJSON_GetObjectItemCaseSensitive(t, "codes");
-        if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof o->codes) rc = t2i_error_set("training state: bad 'codes'");
-        else strcpy(o->codes, v->valuestring);
-    }
-    if (!rc) {
-        v = cJSON_GetObjectItemCaseSensitive(t, "seed");
-        if (!cJSON_IsString(v)) rc = t2i_error_set("training state: bad 'seed'");
-        else o->seed = strtoull(v->valuestring, NULL, 10);
-    }
-    if (!rc) {
-        char *r = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "rng"));
-        if (!r || nn_rng_from_json(&s->rng, r) != 0) rc = t2i_error_set("training state: bad 'rng'");
-        cJSON_free(r);
-    }
-    cJSON_Delete(j);
-    return rc;
+    if (s->step < 0 || s->target < s->step || s->epoch < 0 || s->pos < 0 || s->opt_step < 0)
+        return t2i_error_set("training state: step/target/epoch/pos out of range");
+    if (o->batch < 1 || o->batch > 4096 || !(o->lr > 0) || !(o->min_lr >= 0) || !(o->beta1 >= 0 && o->beta1 < 1) ||
+        !(o->beta2 >= 0 && o->beta2 < 1) || !(o->wd >= 0) || !(o->clip >= 0) || !(o->text_weight >= 0 && o->text_weight <= 1) ||
+        !(o->cond_drop >= 0 && o->cond_drop <= 1) || o->warmup < 0)
+        return t2i_error_set("training state: training options out of range");
+    return 0;
 }
 
 /* ---- data ---- */
@@ -541,8 +488,7 @@ int dalle_cmd_train(int argc, char **argv) {
     }
     if (!resume) {
         char *cj = dalle_config_to_json(cfg);
-        cJSON *oj = opts_json(&o);
-        char *os = cJSON_PrintUnformatted(oj);
+        char *os = opts_to_json(&o);
         cJSON *src = cJSON_CreateString(cd.source); /* a path: escaped by cJSON */
         char *srcs = cJSON_PrintUnformatted(src);
         char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"threads\":%d,\"items\":%d,\"source\":%s}",
@@ -550,9 +496,7 @@ int dalle_cmd_train(int argc, char **argv) {
         cJSON_free(srcs);
         cJSON_Delete(src);
         t2i_run_write_config(&run, full);
-        free(cj), free(full);
-        cJSON_free(os);
-        cJSON_Delete(oj);
+        free(cj), free(full), free(os);
     }
 
     char prompts[8][FC32_CAPTION_MAX * 4];

@@ -73,16 +73,6 @@ int vq_config_check(const vq_config *c) {
     return 0;
 }
 
-/* A float as the shortest decimal that reads back to it ("0.99", not 0.9900000095). */
-static double float_json(float v) {
-    for (int prec = 6; prec < 9; prec++) {
-        char b[32];
-        snprintf(b, sizeof b, "%.*g", prec, v);
-        if ((float)strtod(b, NULL) == v) return strtod(b, NULL);
-    }
-    return v;
-}
-
 char *vq_config_to_json(const vq_config *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "preset", c->preset);
@@ -95,9 +85,9 @@ char *vq_config_to_json(const vq_config *c) {
     cJSON_AddNumberToObject(o, "code_dim", c->code_dim);
     cJSON_AddNumberToObject(o, "n_codes", c->n_codes);
     cJSON_AddNumberToObject(o, "grid", c->res / 4);
-    cJSON_AddNumberToObject(o, "beta", float_json(c->beta));
-    cJSON_AddNumberToObject(o, "decay", float_json(c->decay));
-    cJSON_AddNumberToObject(o, "eps", float_json(c->eps));
+    cJSON_AddNumberToObject(o, "beta", nn_float_json(c->beta));
+    cJSON_AddNumberToObject(o, "decay", nn_float_json(c->decay));
+    cJSON_AddNumberToObject(o, "eps", nn_float_json(c->eps));
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     char *r = t2i_strdup(s);

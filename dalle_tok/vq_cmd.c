@@ -75,16 +75,6 @@ typedef struct {
     char data[512];
 } train_opts;
 
-/* A float as the shortest decimal that reads back to it (3e-4, not 0.000300000014). */
-static double float_json(float v) {
-    for (int prec = 6; prec < 9; prec++) {
-        char b[32];
-        snprintf(b, sizeof b, "%.*g", prec, v);
-        if ((float)strtod(b, NULL) == v) return strtod(b, NULL);
-    }
-    return v;
-}
-
 typedef struct {
     long step, target;
     t2i_rng rng;          /* restarts */
@@ -93,86 +83,40 @@ typedef struct {
     long opt_step;
 } train_state;
 
-static char *opts_to_json(const train_opts *o) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "data", o->data);
-    cJSON_AddNumberToObject(j, "lr", float_json(o->lr));
-    cJSON_AddNumberToObject(j, "beta1", float_json(o->beta1));
-    cJSON_AddNumberToObject(j, "beta2", float_json(o->beta2));
-    cJSON_AddNumberToObject(j, "batch", o->batch);
-    cJSON_AddNumberToObject(j, "restart_every", (double)o->restart_every);
-    cJSON_AddNumberToObject(j, "restart_threshold", float_json(o->restart_threshold));
-    cJSON_AddNumberToObject(j, "limit", (double)o->limit);
-    cJSON_AddNumberToObject(j, "log_every", o->log_every);
-    cJSON_AddNumberToObject(j, "sample_every", o->sample_every);
-    cJSON_AddNumberToObject(j, "ckpt_every", o->ckpt_every);
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    cJSON_AddStringToObject(j, "seed", seed);
-    return nn_json_take(j);
+/* The state and options as checkpoint metadata (nn_state_to_json). */
+#define STATE_FIELDS(s)                                                                                  \
+    nn_field sf[] = {NN_F_LONG("step", (s)->step),          NN_F_LONG("target", (s)->target),             \
+                     NN_F_RNG("rng", (s)->rng),             NN_F_LONG("loader_epoch", (s)->loader_epoch), \
+                     NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
+#define OPTS_FIELDS(o)                                                                                   \
+    nn_field of[] = {NN_F_STR("data", (o)->data),           NN_F_FLOAT("lr", (o)->lr),                   \
+                     NN_F_FLOAT("beta1", (o)->beta1),       NN_F_FLOAT("beta2", (o)->beta2),             \
+                     NN_F_INT("batch", (o)->batch),         NN_F_LONG("restart_every", (o)->restart_every), \
+                     NN_F_FLOAT("restart_threshold", (o)->restart_threshold), NN_F_LONG("limit", (o)->limit), \
+                     NN_F_INT("log_every", (o)->log_every), NN_F_INT("sample_every", (o)->sample_every), \
+                     NN_F_INT("ckpt_every", (o)->ckpt_every), NN_F_SEED("seed", (o)->seed)}
+
+static char *opts_to_json(train_opts *o) {
+    OPTS_FIELDS(o);
+    return nn_fields_to_json(of, NN_NFIELDS(of));
 }
 
-static int opts_from_json(train_opts *o, const cJSON *j) {
-    const char *keys[] = {"lr",    "beta1",     "beta2",        "batch",     "restart_every",
-                          "restart_threshold", "limit", "log_every", "sample_every", "ckpt_every"};
-    double v[10];
-    for (int i = 0; i < 10; i++) {
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
-        if (!cJSON_IsNumber(x)) return t2i_error_set("training state: '%s' missing", keys[i]);
-        v[i] = x->valuedouble;
-    }
-    o->lr = (float)v[0], o->beta1 = (float)v[1], o->beta2 = (float)v[2], o->batch = (int)v[3];
-    o->restart_every = (long)v[4], o->restart_threshold = (float)v[5], o->limit = (long)v[6];
-    o->log_every = (int)v[7], o->sample_every = (int)v[8], o->ckpt_every = (int)v[9];
+static char *state_to_json(train_state *s, train_opts *o) {
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o);
+    return nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
+}
+
+static int state_from_json(train_state *s, train_opts *o, const char *json) {
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o);
+    if (nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)) != 0) return -1;
     if (o->log_every < 1 || o->sample_every < 1 || o->ckpt_every < 1) return t2i_error_set("training state: bad intervals");
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "data");
-    if (!cJSON_IsString(x) || strlen(x->valuestring) >= sizeof o->data) return t2i_error_set("training state: bad 'data'");
-    strcpy(o->data, x->valuestring);
-    x = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (!cJSON_IsString(x)) return t2i_error_set("training state: bad 'seed'");
-    o->seed = strtoull(x->valuestring, NULL, 10);
     if (o->batch < 1) return t2i_error_set("training state: bad batch");
     return 0;
 }
 
-static char *state_to_json(const train_state *s, const train_opts *o) {
-    char rng[256];
-    nn_rng_to_json(&s->rng, rng, sizeof rng);
-    char *opts = opts_to_json(o);
-    char *r = t2i_asprintf("{\"step\":%ld,\"target\":%ld,\"rng\":%s,\"loader_epoch\":%ld,\"loader_pos\":%d,"
-                           "\"opt_step\":%ld,\"train\":%s}",
-                           s->step, s->target, rng, s->loader_epoch, s->loader_pos, s->opt_step, opts);
-    free(opts);
-    return r;
-}
-
-static int state_from_json(train_state *s, train_opts *o, const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j) return t2i_error_set("training state is not JSON");
-    int rc = 0;
-    const char *keys[] = {"step", "target", "loader_epoch", "loader_pos", "opt_step"};
-    double v[5];
-    for (int i = 0; i < 5 && !rc; i++) {
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
-        if (!cJSON_IsNumber(x)) rc = t2i_error_set("training state: '%s' missing", keys[i]);
-        else v[i] = x->valuedouble;
-    }
-    if (!rc) {
-        s->step = (long)v[0], s->target = (long)v[1], s->loader_epoch = (long)v[2], s->loader_pos = (int)v[3];
-        s->opt_step = (long)v[4];
-        char *rng = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "rng"));
-        if (!rng || nn_rng_from_json(&s->rng, rng) != 0) rc = t2i_error_set("training state: bad rng");
-        cJSON_free(rng);
-    }
-    if (!rc) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "train");
-        rc = cJSON_IsObject(t) ? opts_from_json(o, t) : t2i_error_set("training state: no training options");
-    }
-    cJSON_Delete(j);
-    return rc;
-}
-
-static int save_ckpt(const vq_model *m, const char *path, const train_state *st, const train_opts *o) {
+static int save_ckpt(const vq_model *m, const char *path, train_state *st, train_opts *o) {
     char *sj = state_to_json(st, o);
     int rc = vq_save(m, path, sj, 1);
     free(sj);

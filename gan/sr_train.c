@@ -423,57 +423,44 @@ typedef struct {
     long opt_g_step, opt_d_step, ema_t;
 } sr_state;
 
-static char *opts_to_json(const sr_train_opts *o) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "data", o->data);
-    cJSON_AddNumberToObject(j, "batch", o->batch);
-    cJSON_AddNumberToObject(j, "lr", o->lr);
-    cJSON_AddNumberToObject(j, "lr_min", o->lr_min);
-    cJSON_AddNumberToObject(j, "warmup", (double)o->warmup);
-    cJSON_AddNumberToObject(j, "focus", o->focus);
-    cJSON_AddNumberToObject(j, "lr_gan", o->lr_gan);
-    cJSON_AddNumberToObject(j, "lr_d", o->lr_d);
-    cJSON_AddNumberToObject(j, "beta1", o->beta1);
-    cJSON_AddNumberToObject(j, "beta2", o->beta2);
-    cJSON_AddNumberToObject(j, "l1_weight", o->l1_weight);
-    cJSON_AddNumberToObject(j, "adv_weight", o->adv_weight);
-    cJSON_AddNumberToObject(j, "ema", o->ema);
-    cJSON_AddStringToObject(j, "gan_loss", o->gan_loss == SR_GAN_RAGAN ? "ragan" : "ns");
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    cJSON_AddStringToObject(j, "seed", seed);
-    return nn_json_take(j);
+/* The state and options as checkpoint metadata (nn_state_to_json); the GAN loss as its name. */
+#define STATE_FIELDS(s)                                                                                    \
+    nn_field sf[] = {NN_F_LONG("step", (s)->step),             NN_F_LONG("steps", (s)->steps),              \
+                     NN_F_LONG("gan_steps", (s)->gan_steps),   NN_F_RNG("rng", (s)->rng),                   \
+                     NN_F_LONG("opt_g_step", (s)->opt_g_step), NN_F_LONG("opt_d_step", (s)->opt_d_step),    \
+                     NN_F_LONG("ema_t", (s)->ema_t)}
+#define OPTS_FIELDS(o, loss)                                                                               \
+    nn_field of[] = {NN_F_STR("data", (o)->data),              NN_F_INT("batch", (o)->batch),               \
+                     NN_F_FLOAT("lr", (o)->lr),                NN_F_FLOAT("lr_min", (o)->lr_min),           \
+                     NN_F_LONG("warmup", (o)->warmup),         NN_F_INT("focus", (o)->focus),               \
+                     NN_F_FLOAT("lr_gan", (o)->lr_gan),        NN_F_FLOAT("lr_d", (o)->lr_d),               \
+                     NN_F_FLOAT("beta1", (o)->beta1),          NN_F_FLOAT("beta2", (o)->beta2),             \
+                     NN_F_FLOAT("l1_weight", (o)->l1_weight),  NN_F_FLOAT("adv_weight", (o)->adv_weight),   \
+                     NN_F_FLOAT("ema", (o)->ema),              NN_F_STR("gan_loss", loss),                  \
+                     NN_F_SEED("seed", (o)->seed)}
+
+static char *opts_to_json(sr_train_opts *o) {
+    char loss[8];
+    snprintf(loss, sizeof loss, "%s", o->gan_loss == SR_GAN_RAGAN ? "ragan" : "ns");
+    OPTS_FIELDS(o, loss);
+    return nn_fields_to_json(of, NN_NFIELDS(of));
 }
 
-static int opts_from_json(sr_train_opts *o, const cJSON *j) {
-    const cJSON *v;
-#define NUM(key, dst)                                                                                                  \
-    v = cJSON_GetObjectItemCaseSensitive(j, key);                                                                      \
-    if (!cJSON_IsNumber(v)) return t2i_error_set("training state: '%s' missing", key);                                 \
-    dst = v->valuedouble;
-    NUM("batch", o->batch);
-    NUM("lr", o->lr);
-    NUM("lr_min", o->lr_min);
-    NUM("warmup", o->warmup);
-    NUM("focus", o->focus);
-    NUM("lr_gan", o->lr_gan);
-    NUM("lr_d", o->lr_d);
-    NUM("beta1", o->beta1);
-    NUM("beta2", o->beta2);
-    NUM("l1_weight", o->l1_weight);
-    NUM("adv_weight", o->adv_weight);
-    NUM("ema", o->ema);
-#undef NUM
-    v = cJSON_GetObjectItemCaseSensitive(j, "data");
-    if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof o->data)
-        return t2i_error_set("training state: bad 'data'");
-    strcpy(o->data, v->valuestring);
-    v = cJSON_GetObjectItemCaseSensitive(j, "gan_loss");
-    if (!cJSON_IsString(v)) return t2i_error_set("training state: bad 'gan_loss'");
-    o->gan_loss = strcmp(v->valuestring, "ns") == 0 ? SR_GAN_NS : SR_GAN_RAGAN;
-    v = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (!cJSON_IsString(v)) return t2i_error_set("training state: bad 'seed'");
-    o->seed = strtoull(v->valuestring, NULL, 10);
+static char *state_to_json(sr_state *s, sr_train_opts *o) {
+    char loss[8];
+    snprintf(loss, sizeof loss, "%s", o->gan_loss == SR_GAN_RAGAN ? "ragan" : "ns");
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o, loss);
+    return nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
+}
+
+static int state_from_json(sr_state *s, sr_train_opts *o, const char *json) {
+    char loss[8];
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o, loss);
+    if (nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)) != 0) return -1;
+    if (strcmp(loss, "ragan") != 0 && strcmp(loss, "ns") != 0) return t2i_error_set("training state: bad 'gan_loss'");
+    o->gan_loss = strcmp(loss, "ns") == 0 ? SR_GAN_NS : SR_GAN_RAGAN;
     /* the ranges of a new run: a damaged state must not overflow buffers (focus) or divide by zero (batch) */
     if (o->batch < 1 || o->batch > 1024 || o->focus < 1 || o->focus > 64 || !(o->lr > 0) || !(o->lr_gan > 0) ||
         !(o->lr_d > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) ||
@@ -482,48 +469,7 @@ static int opts_from_json(sr_train_opts *o, const cJSON *j) {
     return 0;
 }
 
-static char *state_to_json(const sr_state *s, const sr_train_opts *o) {
-    char rng[256];
-    nn_rng_to_json(&s->rng, rng, sizeof rng);
-    char *opts = opts_to_json(o);
-    char *r = t2i_asprintf("{\"step\":%ld,\"steps\":%ld,\"gan_steps\":%ld,\"rng\":%s,\"opt_g_step\":%ld,"
-                           "\"opt_d_step\":%ld,\"ema_t\":%ld,\"train\":%s}",
-                           s->step, s->steps, s->gan_steps, rng, s->opt_g_step, s->opt_d_step, s->ema_t, opts);
-    free(opts);
-    return r;
-}
-
-static int state_from_json(sr_state *s, sr_train_opts *o, const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j) return t2i_error_set("training state is not JSON");
-    int rc = 0;
-    const cJSON *v;
-    const char *keys[6] = {"step", "steps", "gan_steps", "opt_g_step", "opt_d_step", "ema_t"};
-    long *dst[6] = {&s->step, &s->steps, &s->gan_steps, &s->opt_g_step, &s->opt_d_step, &s->ema_t};
-    for (int k = 0; k < 6 && !rc; k++) {
-        if (!cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, keys[k])))
-            rc = t2i_error_set("training state: no '%s'", keys[k]);
-        else
-            *dst[k] = (long)v->valuedouble;
-    }
-    char *rng = NULL;
-    if (!rc) {
-        rng = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "rng"));
-        if (!rng || nn_rng_from_json(&s->rng, rng) != 0) rc = t2i_error_set("training state: bad rng");
-    }
-    if (!rc) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "train");
-        if (!cJSON_IsObject(t))
-            rc = t2i_error_set("training state: no training options");
-        else
-            rc = opts_from_json(o, t);
-    }
-    cJSON_free(rng);
-    cJSON_Delete(j);
-    return rc;
-}
-
-static int save_ckpt(const sr_model *m, const char *path, const sr_state *st, const sr_train_opts *o) {
+static int save_ckpt(const sr_model *m, const char *path, sr_state *st, sr_train_opts *o) {
     char *sj = state_to_json(st, o);
     int rc = sr_save(m, path, sj, 1);
     free(sj);

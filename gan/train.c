@@ -49,58 +49,6 @@ static double diversity(const float *x, int N, size_t item) {
     return pairs ? s / pairs : 0.0;
 }
 
-static char *opts_to_json(const gan_train_opts *o) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "data", o->data);
-    cJSON_AddStringToObject(j, "loss", gan_loss_name(o->loss));
-    cJSON_AddNumberToObject(j, "lr_g", o->lr_g);
-    cJSON_AddNumberToObject(j, "lr_d", o->lr_d);
-    cJSON_AddNumberToObject(j, "beta1", o->beta1);
-    cJSON_AddNumberToObject(j, "beta2", o->beta2);
-    cJSON_AddNumberToObject(j, "n_critic", o->n_critic);
-    cJSON_AddNumberToObject(j, "label_smooth", o->smooth);
-    cJSON_AddNumberToObject(j, "ema", o->ema);
-    cJSON_AddNumberToObject(j, "ema_start", (double)o->ema_start);
-    cJSON_AddNumberToObject(j, "mismatch", o->mismatch);
-    cJSON_AddNumberToObject(j, "batch", o->batch);
-    cJSON_AddBoolToObject(j, "flip", o->flip);
-    cJSON_AddBoolToObject(j, "cond_classes", o->cond_classes);
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    cJSON_AddStringToObject(j, "seed", seed);
-    return nn_json_take(j);
-}
-
-static int opts_from_json(gan_train_opts *o, const cJSON *j) {
-    const cJSON *v;
-#define NUM(key, dst)                                                                  \
-    v = cJSON_GetObjectItemCaseSensitive(j, key);                                      \
-    if (!cJSON_IsNumber(v)) return t2i_error_set("training state: '%s' missing", key); \
-    dst = v->valuedouble;
-    NUM("lr_g", o->lr_g);
-    NUM("lr_d", o->lr_d);
-    NUM("beta1", o->beta1);
-    NUM("beta2", o->beta2);
-    NUM("n_critic", o->n_critic);
-    NUM("label_smooth", o->smooth);
-    NUM("ema", o->ema);
-    NUM("ema_start", o->ema_start);
-    NUM("mismatch", o->mismatch);
-    NUM("batch", o->batch);
-#undef NUM
-    v = cJSON_GetObjectItemCaseSensitive(j, "loss");
-    if (!cJSON_IsString(v) || gan_loss_parse(v->valuestring, &o->loss)) return t2i_error_set("training state: bad 'loss'");
-    v = cJSON_GetObjectItemCaseSensitive(j, "data");
-    if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof o->data) return t2i_error_set("training state: bad 'data'");
-    strcpy(o->data, v->valuestring);
-    v = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (!cJSON_IsString(v)) return t2i_error_set("training state: bad 'seed'");
-    o->seed = strtoull(v->valuestring, NULL, 10);
-    o->flip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "flip"));
-    o->cond_classes = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "cond_classes"));
-    return 0;
-}
-
 typedef struct {
     long step, target;  /* steps done, steps planned */
     t2i_rng rng;
@@ -109,45 +57,47 @@ typedef struct {
     long opt_g_step, opt_d_step;
 } train_state;
 
-static char *state_to_json(const train_state *s, const gan_train_opts *o) {
-    char rng[256];
-    nn_rng_to_json(&s->rng, rng, sizeof rng);
-    char *opts = opts_to_json(o);
-    char *r = t2i_asprintf("{\"step\":%ld,\"target\":%ld,\"rng\":%s,\"loader_epoch\":%ld,\"loader_pos\":%d,\"opt_g_step\":%ld,"
-                           "\"opt_d_step\":%ld,\"train\":%s}",
-                           s->step, s->target, rng, s->loader_epoch, s->loader_pos, s->opt_g_step, s->opt_d_step, opts);
-    free(opts);
-    return r;
+/* The state and options as checkpoint metadata (nn_state_to_json); loss as its name. */
+#define STATE_FIELDS(s)                                                                                    \
+    nn_field sf[] = {NN_F_LONG("step", (s)->step),          NN_F_LONG("target", (s)->target),               \
+                     NN_F_RNG("rng", (s)->rng),             NN_F_LONG("loader_epoch", (s)->loader_epoch),   \
+                     NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_g_step", (s)->opt_g_step),     \
+                     NN_F_LONG("opt_d_step", (s)->opt_d_step)}
+#define OPTS_FIELDS(o, loss)                                                                               \
+    nn_field of[] = {NN_F_STR("data", (o)->data),           NN_F_STR("loss", loss),                        \
+                     NN_F_FLOAT("lr_g", (o)->lr_g),         NN_F_FLOAT("lr_d", (o)->lr_d),                 \
+                     NN_F_FLOAT("beta1", (o)->beta1),       NN_F_FLOAT("beta2", (o)->beta2),               \
+                     NN_F_INT("n_critic", (o)->n_critic),   NN_F_FLOAT("label_smooth", (o)->smooth),       \
+                     NN_F_FLOAT("ema", (o)->ema),           NN_F_LONG("ema_start", (o)->ema_start),        \
+                     NN_F_FLOAT("mismatch", (o)->mismatch), NN_F_INT("batch", (o)->batch),                 \
+                     NN_F_BOOL("flip", (o)->flip),          NN_F_BOOL("cond_classes", (o)->cond_classes),  \
+                     NN_F_SEED("seed", (o)->seed)}
+
+static char *opts_to_json(gan_train_opts *o) {
+    char loss[16];
+    snprintf(loss, sizeof loss, "%s", gan_loss_name(o->loss));
+    OPTS_FIELDS(o, loss);
+    return nn_fields_to_json(of, NN_NFIELDS(of));
+}
+
+static char *state_to_json(train_state *s, gan_train_opts *o) {
+    char loss[16];
+    snprintf(loss, sizeof loss, "%s", gan_loss_name(o->loss));
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o, loss);
+    return nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
 }
 
 static int state_from_json(train_state *s, gan_train_opts *o, const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j) return t2i_error_set("training state is not JSON");
-    int rc = 0;
-    const cJSON *v;
-    char *rng = NULL;
-    if (!cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "step"))) rc = t2i_error_set("training state: no step");
-    else s->step = (long)v->valuedouble;
-    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "target"))) s->target = (long)v->valuedouble;
-    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "loader_epoch"))) s->loader_epoch = (long)v->valuedouble;
-    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "loader_pos"))) s->loader_pos = v->valueint;
-    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "opt_g_step"))) s->opt_g_step = (long)v->valuedouble;
-    if (!rc && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "opt_d_step"))) s->opt_d_step = (long)v->valuedouble;
-    if (!rc) {
-        rng = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "rng"));
-        if (!rng || nn_rng_from_json(&s->rng, rng) != 0) rc = t2i_error_set("training state: bad rng");
-    }
-    if (!rc) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "train");
-        if (!cJSON_IsObject(t)) rc = t2i_error_set("training state: no training options");
-        else rc = opts_from_json(o, t);
-    }
-    cJSON_free(rng);
-    cJSON_Delete(j);
-    return rc;
+    char loss[16];
+    STATE_FIELDS(s);
+    OPTS_FIELDS(o, loss);
+    if (nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)) != 0) return -1;
+    if (gan_loss_parse(loss, &o->loss) != 0) return t2i_error_set("training state: bad 'loss'");
+    return 0;
 }
 
-static int save_ckpt(const gan_model *m, const char *path, const train_state *st, const gan_train_opts *o) {
+static int save_ckpt(const gan_model *m, const char *path, train_state *st, gan_train_opts *o) {
     char *sj = state_to_json(st, o);
     int rc = gan_save(m, path, sj, 1, 0);
     free(sj);

@@ -136,3 +136,110 @@ char *nn_json_take(cJSON *j) {
     cJSON_free(s);
     return r;
 }
+
+/* ---- training state tables ---- */
+
+double nn_float_json(float f) {
+    for (int prec = 6; prec < 9; prec++) {
+        char b[32];
+        snprintf(b, sizeof b, "%.*g", prec, (double)f);
+        double d = strtod(b, NULL);
+        if ((float)d == f) return d;
+    }
+    return f;
+}
+
+static cJSON *fields_to_json(const nn_field *f, int n) {
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < n; i++) {
+        const void *p = f[i].p;
+        switch (f[i].type) {
+        case NN_FIELD_LONG: cJSON_AddNumberToObject(o, f[i].key, (double)*(const long *)p); break;
+        case NN_FIELD_INT: cJSON_AddNumberToObject(o, f[i].key, *(const int *)p); break;
+        case NN_FIELD_FLOAT: cJSON_AddNumberToObject(o, f[i].key, nn_float_json(*(const float *)p)); break;
+        case NN_FIELD_BOOL: cJSON_AddBoolToObject(o, f[i].key, *(const int *)p != 0); break;
+        case NN_FIELD_SEED: {
+            char b[32];
+            snprintf(b, sizeof b, "%" PRIu64, *(const uint64_t *)p);
+            cJSON_AddStringToObject(o, f[i].key, b);
+            break;
+        }
+        case NN_FIELD_STR: cJSON_AddStringToObject(o, f[i].key, (const char *)p); break;
+        case NN_FIELD_RNG: {
+            char b[256];
+            nn_rng_to_json((const t2i_rng *)p, b, sizeof b);
+            cJSON_AddItemToObject(o, f[i].key, cJSON_Parse(b));
+            break;
+        }
+        }
+    }
+    return o;
+}
+
+/* Longs and ints must be whole numbers within their type (a damaged state must not wrap). */
+static int fields_from_json(const cJSON *o, const nn_field *f, int n) {
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, f[i].key);
+        void *p = f[i].p;
+        int ok = 0;
+        switch (f[i].type) {
+        case NN_FIELD_LONG:
+        case NN_FIELD_INT: {
+            double lim = f[i].type == NN_FIELD_INT ? 2147483647.0 : 9007199254740992.0;
+            ok = cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble && v->valuedouble >= -lim &&
+                 v->valuedouble <= lim;
+            if (ok && f[i].type == NN_FIELD_LONG) *(long *)p = (long)v->valuedouble;
+            else if (ok) *(int *)p = (int)v->valuedouble;
+            break;
+        }
+        case NN_FIELD_FLOAT:
+            ok = cJSON_IsNumber(v);
+            if (ok) *(float *)p = (float)v->valuedouble;
+            break;
+        case NN_FIELD_BOOL:
+            ok = cJSON_IsBool(v);
+            if (ok) *(int *)p = cJSON_IsTrue(v);
+            break;
+        case NN_FIELD_SEED: {
+            char *end = NULL;
+            ok = cJSON_IsString(v) && v->valuestring[0] >= '0' && v->valuestring[0] <= '9';
+            if (ok) *(uint64_t *)p = strtoull(v->valuestring, &end, 10), ok = *end == 0;
+            break;
+        }
+        case NN_FIELD_STR:
+            ok = cJSON_IsString(v) && strlen(v->valuestring) < f[i].cap;
+            if (ok) strcpy((char *)p, v->valuestring);
+            break;
+        case NN_FIELD_RNG: {
+            char *s = v ? cJSON_PrintUnformatted(v) : NULL;
+            ok = s && nn_rng_from_json((t2i_rng *)p, s) == 0;
+            cJSON_free(s);
+            break;
+        }
+        }
+        if (!ok) return t2i_error_set("training state: '%s' missing or bad", f[i].key);
+    }
+    return 0;
+}
+
+char *nn_fields_to_json(const nn_field *f, int n) { return nn_json_take(fields_to_json(f, n)); }
+
+char *nn_state_to_json(const nn_field *state, int nstate, const nn_field *opts, int nopts) {
+    cJSON *j = fields_to_json(state, nstate);
+    cJSON_AddItemToObject(j, "train", fields_to_json(opts, nopts));
+    return nn_json_take(j);
+}
+
+int nn_state_from_json(const char *json, const nn_field *state, int nstate, const nn_field *opts, int nopts) {
+    cJSON *j = json ? cJSON_Parse(json) : NULL;
+    int rc;
+    if (!cJSON_IsObject(j)) rc = t2i_error_set("training state is not a JSON object");
+    else if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "train")))
+        rc = t2i_error_set("training state: no training options");
+    else {
+        rc = fields_from_json(j, state, nstate);
+        if (rc == 0) rc = fields_from_json(cJSON_GetObjectItemCaseSensitive(j, "train"), opts, nopts);
+    }
+    cJSON_Delete(j);
+    return rc;
+}

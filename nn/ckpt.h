@@ -42,14 +42,14 @@ typedef struct {
 
 int nn_ckpt_save(const char *path, const nn_ckpt_part *parts, int nparts, const nn_ckpt_meta *meta);
 
-/* Opens a checkpoint and checks that it is a t2i file of the expected model type
- * (model may be NULL to accept any). The caller reads "config" with st_meta, builds the
- * networks, then calls nn_ckpt_load_parts. */
 /* The JSON text of j (unformatted, malloc'd: free()) and j deleted: how configs and
  * training states become checkpoint metadata. */
 struct cJSON;
 char *nn_json_take(struct cJSON *j);
 
+/* Opens a checkpoint and checks that it is a t2i file of the expected model type
+ * (model may be NULL to accept any). The caller reads "config" with st_meta, builds the
+ * networks, then calls nn_ckpt_load_parts. */
 int nn_ckpt_open(st_file *f, const char *path, const char *model);
 int nn_ckpt_load_parts(const st_file *f, nn_ckpt_part *parts, int nparts);
 
@@ -57,5 +57,36 @@ int nn_ckpt_load_parts(const st_file *f, nn_ckpt_part *parts, int nparts);
  * Gaussian flag and its float bits), exact where JSON numbers would round. */
 void nn_rng_to_json(const t2i_rng *r, char *buf, size_t n);
 int nn_rng_from_json(t2i_rng *r, const char *json);
+
+/* Training state in checkpoint metadata, described once as a table of fields (a key, a
+ * type, where the value lives) and written and read by the same table:
+ *     {"step":120, ..., "rng":[...], "train":{"lr":0.0003, ..., "seed":"1"}}
+ * the fields of the state at the top, the training options under "train". Floats are
+ * written with the fewest digits that read back to the same float; seeds (u64) as decimal
+ * strings, exact where JSON numbers would round. Reading requires every field: a missing
+ * or mistyped one (or a string longer than its buffer) is the error "training state:
+ * 'key' missing or bad". Range checks of the values stay with the caller. */
+typedef enum { NN_FIELD_LONG, NN_FIELD_INT, NN_FIELD_FLOAT, NN_FIELD_BOOL, NN_FIELD_SEED, NN_FIELD_STR, NN_FIELD_RNG } nn_field_type;
+typedef struct {
+    const char *key;
+    nn_field_type type;
+    void *p;
+    size_t cap; /* NN_FIELD_STR: the buffer's size */
+} nn_field;
+#define NN_F_LONG(k, x) {k, NN_FIELD_LONG, &(x), 0}
+#define NN_F_INT(k, x) {k, NN_FIELD_INT, &(x), 0}
+#define NN_F_FLOAT(k, x) {k, NN_FIELD_FLOAT, &(x), 0}
+#define NN_F_BOOL(k, x) {k, NN_FIELD_BOOL, &(x), 0} /* an int */
+#define NN_F_SEED(k, x) {k, NN_FIELD_SEED, &(x), 0} /* a uint64_t */
+#define NN_F_STR(k, buf) {k, NN_FIELD_STR, (buf), sizeof(buf)}
+#define NN_F_RNG(k, x) {k, NN_FIELD_RNG, &(x), 0}
+#define NN_NFIELDS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+char *nn_state_to_json(const nn_field *state, int nstate, const nn_field *opts, int nopts);
+/* The fields alone as a JSON object's text (a run's config.json shows the options). */
+char *nn_fields_to_json(const nn_field *f, int n);
+int nn_state_from_json(const char *json, const nn_field *state, int nstate, const nn_field *opts, int nopts);
+/* f as a JSON number with the fewest significant digits that read back as f. */
+double nn_float_json(float f);
 
 #endif

@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "base.h"
+#include "ckpt.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -675,6 +676,69 @@ static uint8_t *file_bytes(const char *path, size_t *len) {
     return (uint8_t *)s;
 }
 
+/* Training state tables: every type round-trips exactly (floats, u64 seeds beyond 2^53,
+ * RNG streams mid-Gaussian-pair), and damaged states are refused by name. */
+static void test_state_fields(void **state) {
+    (void)state;
+    struct {
+        long step;
+        int pos, flag;
+        float lr;
+        uint64_t seed;
+        char data[16];
+        t2i_rng rng;
+    } a = {123456789012L, -7, 1, 3e-4f, 18446744073709551557ull, "fc:train", {{0}}}, b;
+    t2i_rng_seed(&a.rng, 99);
+    (void)t2i_rng_normal(&a.rng); /* leaves the second Gaussian of the pair cached */
+    memset(&b, 0, sizeof b);
+#define FIELDS(x)                                                                                    \
+    nn_field sf[] = {NN_F_LONG("step", (x).step), NN_F_INT("pos", (x).pos), NN_F_RNG("rng", (x).rng)}; \
+    nn_field of[] = {NN_F_FLOAT("lr", (x).lr), NN_F_BOOL("flag", (x).flag), NN_F_SEED("seed", (x).seed), \
+                     NN_F_STR("data", (x).data)}
+    char *js;
+    {
+        FIELDS(a);
+        js = nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
+    }
+    assert_non_null(strstr(js, "\"lr\":0.0003,"));  /* the shortest decimal, not 0.000300000014 */
+    assert_non_null(strstr(js, "\"seed\":\"18446744073709551557\""));
+    {
+        FIELDS(b);
+        assert_int_equal(nn_state_from_json(js, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), 0);
+        assert_int_equal(b.step, a.step);
+        assert_int_equal(b.pos, a.pos);
+        assert_int_equal(b.flag, 1);
+        assert_true(b.lr == a.lr);
+        assert_true(b.seed == a.seed);
+        assert_string_equal(b.data, a.data);
+        assert_true(t2i_rng_normal(&b.rng) == t2i_rng_normal(&a.rng)); /* the cached Gaussian */
+        assert_true(t2i_rng_u64(&b.rng) == t2i_rng_u64(&a.rng));
+        /* damaged states: a missing key, a fraction where an int belongs, a string too long
+         * for its buffer, a bad seed, no options, not JSON */
+        const char *bad[][2] = {
+            {"\"step\":123456789012,", "'step'"},
+            {"\"pos\":-7", "\"pos\":2.5"},
+            {"\"data\":\"fc:train\"", "\"data\":\"0123456789abcdef\""},
+            {"\"seed\":\"18446744073709551557\"", "\"seed\":\"12x\""},
+            {"\"flag\":true", "\"flag\":1"},
+        };
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            char *p = strstr(js, bad[k][0]);
+            assert_non_null(p);
+            const char *rep = k == 0 ? "" : bad[k][1];
+            char *d = t2i_asprintf("%.*s%s%s", (int)(p - js), js, rep, p + strlen(bad[k][0]));
+            assert_int_equal(nn_state_from_json(d, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);
+            assert_non_null(strstr(t2i_error_msg(), "training state"));
+            free(d);
+        }
+        assert_int_equal(nn_state_from_json("{\"step\":1}", sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);
+        assert_int_equal(nn_state_from_json("not json", sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);
+        assert_int_equal(nn_state_from_json(NULL, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);
+    }
+#undef FIELDS
+    free(js);
+}
+
 static void test_failed_save_keeps_old_file(void **state) {
     (void)state;
     char *dir = make_tmpdir();
@@ -825,6 +889,7 @@ int main(void) {
         cmocka_unit_test(test_valid_edge_cases),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_failed_save_keeps_old_file),
+        cmocka_unit_test(test_state_fields),
         cmocka_unit_test(test_seed_corpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
