@@ -140,6 +140,11 @@ void sr_upscale_batch(const sr_model *m, const float *x, int N, int h, int w, fl
  * t2i_chw_to_u8); the input is converted tile by tile, so only 8-bit copies of the whole
  * image exist. progress: print a progress line over the tiles. */
 void sr_upscale_u8(const sr_model *m, const t2i_image *in, t2i_image *out, int tile, int overlap, int progress);
+/* The same pixels straight into a PNG file, one row of tiles at a time (`t2i sr upscale`):
+ * besides the input, memory is the tile workspace and one band of tile * scale output rows,
+ * whatever the image size. The file appears only when complete. Returns 0 or -1 with the
+ * error set. */
+int sr_upscale_png(const sr_model *m, const t2i_image *in, const char *path, int tile, int overlap, int progress);
 
 /* ---- data (sr_train.c) ---- */
 typedef struct {

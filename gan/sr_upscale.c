@@ -234,45 +234,52 @@ static inline uint8_t to_u8(float x) {
     return (uint8_t)(v + 0.5f);
 }
 
-/* Input from floats (3, h, w) or 8-bit (h, w, 3); output to floats (3, h*s, w*s) or
- * 8-bit (h*s, w*s, 3). */
+/* One row of tiles (input rows ty .. ty+tile-1). Input from floats (3, h, w) or 8-bit
+ * (h, w, 3); output to floats (3, h*s, w*s) or 8-bit rows of w*s*3 bytes, where row r of
+ * the output lands at row r - row0 of yf/yu (row0 = 0: the whole image; row0 = ty*s: a
+ * band buffer). */
+static void run_tile_row(const nn_seq *g, sr_ws *ws, int s, const float *xf, const uint8_t *xu, int h, int w, int ty,
+                         int tile, int overlap, float *yf, uint8_t *yu, int row0, t2i_progress *prog, long *done) {
+    size_t oplane = (size_t)h * s * w * s;
+    for (int tx = 0; tx < w; tx += tile) {
+        int th = T2I_MIN(tile, h - ty), tw = T2I_MIN(tile, w - tx);
+        int y0 = T2I_MAX(0, ty - overlap), y1 = T2I_MIN(h, ty + th + overlap);
+        int x0 = T2I_MAX(0, tx - overlap), x1 = T2I_MIN(w, tx + tw + overlap);
+        int ih = y1 - y0, iw = x1 - x0;
+        float *in = grow(&ws->in, &ws->in_cap, (size_t)3 * ih * iw);
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < ih; y++)
+                for (int x = 0; x < iw; x++)
+                    in[((size_t)c * ih + y) * iw + x] =
+                        xf ? xf[((size_t)c * h + y0 + y) * w + x0 + x]
+                           : (float)xu[(((size_t)(y0 + y)) * w + x0 + x) * 3 + c] / 127.5f - 1.0f;
+        int slot;
+        const float *out = infer(g, ws, in, ih, iw, &slot);
+        int OW = iw * s, oy = (ty - y0) * s, ox = (tx - x0) * s;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < th * s; y++) {
+                const float *src = out + ((size_t)c * ih * s + oy + y) * OW + ox;
+                size_t drow = (size_t)(ty * s + y - row0) * w * s + (size_t)tx * s;
+                if (yf)
+                    memcpy(yf + c * oplane + drow, src, (size_t)tw * s * sizeof(float));
+                else
+                    for (int x = 0; x < tw * s; x++) yu[(drow + x) * 3 + c] = to_u8(src[x]);
+            }
+        slot_release(ws, slot);
+        ++*done;
+        if (prog) t2i_progress_update(prog, *done, "tile %dx%d", iw, ih);
+    }
+}
+
+/* The whole image into yf (floats) or yu (8-bit). */
 static void run_tiles(const nn_seq *g, int s, const float *xf, const uint8_t *xu, int h, int w, float *yf, uint8_t *yu,
                       int tile, int overlap, t2i_progress *prog) {
     if (tile <= 0) tile = T2I_MAX(h, w);
     if (overlap < 0) overlap = sr_receptive_radius(g);
     sr_ws ws;
     memset(&ws, 0, sizeof ws);
-    size_t oplane = (size_t)h * s * w * s;
     long done = 0;
-    for (int ty = 0; ty < h; ty += tile)
-        for (int tx = 0; tx < w; tx += tile) {
-            int th = T2I_MIN(tile, h - ty), tw = T2I_MIN(tile, w - tx);
-            int y0 = T2I_MAX(0, ty - overlap), y1 = T2I_MIN(h, ty + th + overlap);
-            int x0 = T2I_MAX(0, tx - overlap), x1 = T2I_MIN(w, tx + tw + overlap);
-            int ih = y1 - y0, iw = x1 - x0;
-            float *in = grow(&ws.in, &ws.in_cap, (size_t)3 * ih * iw);
-            for (int c = 0; c < 3; c++)
-                for (int y = 0; y < ih; y++)
-                    for (int x = 0; x < iw; x++)
-                        in[((size_t)c * ih + y) * iw + x] =
-                            xf ? xf[((size_t)c * h + y0 + y) * w + x0 + x]
-                               : (float)xu[(((size_t)(y0 + y)) * w + x0 + x) * 3 + c] / 127.5f - 1.0f;
-            int slot;
-            const float *out = infer(g, &ws, in, ih, iw, &slot);
-            int OW = iw * s, oy = (ty - y0) * s, ox = (tx - x0) * s;
-            for (int c = 0; c < 3; c++)
-                for (int y = 0; y < th * s; y++) {
-                    const float *src = out + ((size_t)c * ih * s + oy + y) * OW + ox;
-                    size_t drow = (size_t)(ty * s + y) * w * s + (size_t)tx * s;
-                    if (yf)
-                        memcpy(yf + c * oplane + drow, src, (size_t)tw * s * sizeof(float));
-                    else
-                        for (int x = 0; x < tw * s; x++) yu[(drow + x) * 3 + c] = to_u8(src[x]);
-                }
-            slot_release(&ws, slot);
-            done++;
-            if (prog) t2i_progress_update(prog, done, "tile %dx%d", iw, ih);
-        }
+    for (int ty = 0; ty < h; ty += tile) run_tile_row(g, &ws, s, xf, xu, h, w, ty, tile, overlap, yf, yu, 0, prog, &done);
     ws_free(&ws);
 }
 
@@ -301,6 +308,36 @@ void sr_upscale_u8(const sr_model *m, const t2i_image *in, t2i_image *out, int t
     if (progress) t2i_progress_start(&prog, "upscale", 0, ntiles);
     run_tiles(&m->ema, s, NULL, in->px, in->h, in->w, NULL, out->px, tile, overlap, progress ? &prog : NULL);
     if (progress) t2i_progress_end(&prog, ntiles, NULL);
+}
+
+int sr_upscale_png(const sr_model *m, const t2i_image *in, const char *path, int tile, int overlap, int progress) {
+    T2I_ASSERT(in->c == 3);
+    int s = m->cfg.scale, h = in->h, w = in->w;
+    if (tile <= 0) tile = T2I_MAX(h, w);
+    if (overlap < 0) overlap = sr_receptive_radius(&m->ema);
+    t2i_png_writer *pw = t2i_png_writer_open(path, w * s, h * s, 3);
+    if (!pw) return -1;
+    /* one row of tiles at a time: output memory is tile * s rows, not the image */
+    uint8_t *band = t2i_malloc((size_t)T2I_MIN(tile, h) * s * w * s * 3);
+    sr_ws ws;
+    memset(&ws, 0, sizeof ws);
+    t2i_progress prog;
+    long done = 0, ntiles = (long)((w + tile - 1) / tile) * ((h + tile - 1) / tile);
+    if (progress) t2i_progress_start(&prog, "upscale", 0, ntiles);
+    int rc = 0;
+    for (int ty = 0; ty < h && rc == 0; ty += tile) {
+        run_tile_row(&m->ema, &ws, s, NULL, in->px, h, w, ty, tile, overlap, NULL, band, ty * s, progress ? &prog : NULL,
+                     &done);
+        rc = t2i_png_writer_rows(pw, band, T2I_MIN(tile, h - ty) * s);
+    }
+    if (progress) t2i_progress_end(&prog, done, NULL);
+    ws_free(&ws);
+    free(band);
+    if (rc != 0) {
+        t2i_png_writer_close(pw, 0);
+        return -1;
+    }
+    return t2i_png_writer_close(pw, 1);
 }
 
 int sr_cmd_upscale(int argc, char **argv) {
@@ -333,7 +370,7 @@ int sr_cmd_upscale(int argc, char **argv) {
     if (overlap >= 0 && overlap < radius && tile > 0)
         fprintf(stderr, "t2i: note: --overlap %d is below the receptive radius %d: tile seams may differ slightly\n",
                 overlap, radius);
-    t2i_image in, out;
+    t2i_image in;
     if (t2i_image_load(&in, cmd.pos[0], 3) != 0) {
         sr_model_free(&m);
         return t2i_fail_err();
@@ -346,16 +383,14 @@ int sr_cmd_upscale(int argc, char **argv) {
         return 1;
     }
     double t0 = t2i_now();
-    sr_upscale_u8(&m, &in, &out, tile, overlap, !quiet);
+    int rc = sr_upscale_png(&m, &in, cmd.pos[1], tile, overlap, !quiet);
     double dt = t2i_now() - t0;
-    int rc = t2i_image_save_png(cmd.pos[1], out.px, out.w, out.h, 3);
     if (rc != 0)
         t2i_fail_err();
     else if (!quiet)
         printf("sr upscale: %s %dx%d -> %s %dx%d (x%d) in %.1f s, peak RSS %.0f MB\n", cmd.pos[0], in.w, in.h,
-               cmd.pos[1], out.w, out.h, m.cfg.scale, dt, t2i_peak_rss_mb());
+               cmd.pos[1], in.w * m.cfg.scale, in.h * m.cfg.scale, m.cfg.scale, dt, t2i_peak_rss_mb());
     t2i_image_free(&in);
-    t2i_image_free(&out);
     sr_model_free(&m);
     return rc ? 1 : 0;
 }

@@ -223,13 +223,17 @@ int t2i_write_file_atomic(const char *path, const void *data, size_t len) {
         return -1;
     }
     close(fd);
+    int rc = t2i_commit_file(tmp, path);
+    free(tmp);
+    return rc;
+}
+
+int t2i_commit_file(const char *tmp, const char *path) {
     if (rename(tmp, path) != 0) {
         t2i_error_set("%s: cannot rename into place: %s", path, strerror(errno));
         unlink(tmp);
-        free(tmp);
         return -1;
     }
-    free(tmp);
     return fsync_dir_of(path);
 }
 

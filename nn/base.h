@@ -79,6 +79,9 @@ char *t2i_read_file(const char *path, size_t *len, size_t max_bytes);
 /* Atomic write: writes path.tmp.<pid>, fsyncs, renames over path, fsyncs the folder.
  * Either the old file or the complete new one exists afterwards. */
 int t2i_write_file_atomic(const char *path, const void *data, size_t len);
+/* The last step of such a write for a temp file written (and fsynced) by the caller:
+ * renames tmp over path and fsyncs the folder; on failure removes tmp. */
+int t2i_commit_file(const char *tmp, const char *path);
 /* mkdir -p; returns 0 or -1 with the error set. */
 int t2i_mkdirs(const char *path);
 /* Returns 1 when path exists (any type). */

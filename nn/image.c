@@ -51,9 +51,11 @@
 #include <limits.h>
 #include <math.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <png.h>
 #include <zlib.h>
@@ -441,6 +443,115 @@ int t2i_image_save_png(const char *path, const uint8_t *px, int w, int h, int c)
     }
     free(m.buf);
     return rc;
+}
+
+/* ---- streaming PNG writer ---- */
+
+struct t2i_png_writer {
+    char *path, *tmp;
+    FILE *f;
+    png_structp png;
+    png_infop info;
+    int w, h, c, rows;
+    char msg[200];
+};
+
+static void png_write_error_cb(png_structp png, png_const_charp msg) {
+    t2i_png_writer *pw = png_get_error_ptr(png);
+    snprintf(pw->msg, sizeof pw->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_write_warning_cb(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
+
+static void png_writer_discard(t2i_png_writer *pw) {
+    if (pw->png) png_destroy_write_struct(&pw->png, &pw->info);
+    if (pw->f) fclose(pw->f);
+    if (pw->tmp) unlink(pw->tmp);
+    free(pw->path), free(pw->tmp), free(pw);
+}
+
+/* setjmp lives in these small functions, which touch no locals after a longjmp. */
+static int png_writer_header(t2i_png_writer *pw) {
+    if (setjmp(png_jmpbuf(pw->png))) return -1;
+    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                 PNG_COLOR_TYPE_RGB_ALPHA};
+    png_init_io(pw->png, pw->f);
+    png_set_IHDR(pw->png, pw->info, (png_uint_32)pw->w, (png_uint_32)pw->h, 8, types[pw->c], PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(pw->png, pw->info);
+    return 0;
+}
+
+static int png_writer_put(t2i_png_writer *pw, const uint8_t *rows, int n) {
+    if (setjmp(png_jmpbuf(pw->png))) return -1;
+    for (int i = 0; i < n; i++) png_write_row(pw->png, (png_const_bytep)(rows + (size_t)i * pw->w * pw->c));
+    return 0;
+}
+
+static int png_writer_end(t2i_png_writer *pw) {
+    if (setjmp(png_jmpbuf(pw->png))) return -1;
+    png_write_end(pw->png, NULL);
+    return 0;
+}
+
+t2i_png_writer *t2i_png_writer_open(const char *path, int w, int h, int c) {
+    T2I_ASSERT(path && w > 0 && h > 0 && c >= 1 && c <= 4);
+    if ((size_t)w * (size_t)h > T2I_IMAGE_MAX_PIXELS) {
+        t2i_error_set("%s: image %dx%d too large to encode", path, w, h);
+        return NULL;
+    }
+    t2i_png_writer *pw = t2i_calloc(1, sizeof *pw);
+    pw->path = t2i_strdup(path);
+    pw->tmp = t2i_asprintf("%s.tmp.%ld", path, (long)getpid());
+    pw->w = w, pw->h = h, pw->c = c;
+    pw->f = fopen(pw->tmp, "wb");
+    if (!pw->f) {
+        t2i_error_set("%s: cannot create: %s", pw->tmp, strerror(errno));
+        free(pw->tmp), pw->tmp = NULL; /* nothing to remove */
+        png_writer_discard(pw);
+        return NULL;
+    }
+    pw->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, pw, png_write_error_cb, png_write_warning_cb);
+    if (pw->png) pw->info = png_create_info_struct(pw->png);
+    if (!pw->png || !pw->info || png_writer_header(pw) != 0) {
+        t2i_error_set("%s: PNG encoding failed%s%s", path, pw->msg[0] ? ": " : "", pw->msg);
+        png_writer_discard(pw);
+        return NULL;
+    }
+    return pw;
+}
+
+int t2i_png_writer_rows(t2i_png_writer *pw, const uint8_t *rows, int n) {
+    T2I_ASSERT(pw && rows && n >= 0);
+    if (pw->rows + n > pw->h) return t2i_error_set("%s: %d rows written to a %d-row image", pw->path, pw->rows + n, pw->h);
+    if (png_writer_put(pw, rows, n) != 0 || ferror(pw->f))
+        return t2i_error_set("%s: write failed%s%s", pw->path, pw->msg[0] ? ": " : "", pw->msg);
+    pw->rows += n;
+    return 0;
+}
+
+int t2i_png_writer_close(t2i_png_writer *pw, int commit) {
+    if (!pw) return -1;
+    int rc = 0;
+    if (commit) {
+        if (pw->rows != pw->h) rc = t2i_error_set("%s: %d of %d rows written", pw->path, pw->rows, pw->h);
+        else if (png_writer_end(pw) != 0)
+            rc = t2i_error_set("%s: PNG encoding failed%s%s", pw->path, pw->msg[0] ? ": " : "", pw->msg);
+        else if (fflush(pw->f) != 0 || fsync(fileno(pw->f)) != 0)
+            rc = t2i_error_set("%s: write failed: %s", pw->tmp, strerror(errno));
+        else {
+            int bad = fclose(pw->f) != 0;
+            pw->f = NULL;
+            if (bad) rc = t2i_error_set("%s: write failed: %s", pw->tmp, strerror(errno));
+            else {
+                rc = t2i_commit_file(pw->tmp, pw->path);
+                free(pw->tmp), pw->tmp = NULL; /* renamed, or already removed */
+            }
+        }
+    }
+    png_writer_discard(pw);
+    return commit ? rc : 0;
 }
 
 void t2i_image_free(t2i_image *img) {

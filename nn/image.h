@@ -33,6 +33,15 @@ int t2i_image_load_mem(t2i_image *img, const void *data, size_t len, const char 
 /* Reads only width, height and channels (fast; for checking folders). */
 int t2i_image_info(const char *path, int *w, int *h, int *c);
 int t2i_image_save_png(const char *path, const uint8_t *px, int w, int h, int c);
+/* A PNG written row by row (libpng), for images too large to hold: memory is one row
+ * band plus zlib's state. The file appears (atomically, as path) only when
+ * t2i_png_writer_close is called with commit = 1 after all h rows; otherwise nothing is
+ * left behind. open returns NULL with the error set; rows/close return 0 or -1. */
+typedef struct t2i_png_writer t2i_png_writer;
+t2i_png_writer *t2i_png_writer_open(const char *path, int w, int h, int c);
+/* n rows of w * c bytes each, top to bottom. */
+int t2i_png_writer_rows(t2i_png_writer *pw, const uint8_t *rows, int n);
+int t2i_png_writer_close(t2i_png_writer *pw, int commit);
 /* Channel conversion with the loaders' rules (want_c 0 copies; 1..4 converts): gray
  * replicated; alpha added as opaque, or dropped by compositing on black
  * (v * a / 255 rounded); RGB -> gray is PIL's convert("L") luma. dst is allocated. */

@@ -589,6 +589,69 @@ static void test_save_roundtrip(void **state) {
     free(dir);
 }
 
+/* The streaming writer: rows in uneven chunks read back exactly, for every channel count;
+ * an incomplete image, extra rows or a discarded writer leave no file and no temp file. */
+static int count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *ent;
+    int n = 0;
+    while ((ent = readdir(d)))
+        if (ent->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+static void test_png_writer(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir();
+    t2i_rng rng;
+    t2i_rng_seed(&rng, 11);
+    for (int c = 1; c <= 4; c++) {
+        int w = 37 + c, h = 29;
+        size_t row = (size_t)w * c;
+        uint8_t *px = t2i_malloc(row * h);
+        for (size_t i = 0; i < row * h; i++) px[i] = (uint8_t)t2i_rng_below(&rng, 256);
+        char *p = t2i_asprintf("%s/w%d.png", dir, c);
+        t2i_png_writer *pw = t2i_png_writer_open(p, w, h, c);
+        assert_non_null(pw);
+        assert_false(t2i_path_exists(p)); /* not before it is complete */
+        for (int y = 0, n = 1; y < h; y += n, n = n * 2 + 1) {
+            n = T2I_MIN(n, h - y);
+            assert_int_equal(t2i_png_writer_rows(pw, px + (size_t)y * row, n), 0);
+        }
+        assert_int_equal(t2i_png_writer_close(pw, 1), 0);
+        t2i_image b;
+        if (t2i_image_load(&b, p, 0) != 0) fail_msg("%s", t2i_error_msg());
+        assert_int_equal(b.w, w);
+        assert_int_equal(b.h, h);
+        assert_int_equal(b.c, c);
+        assert_memory_equal(b.px, px, row * h);
+        t2i_image_free(&b);
+        free(p), free(px);
+    }
+    assert_int_equal(count_entries(dir), 4);
+    uint8_t rows[3 * 4 * 3] = {0};
+    char *p = t2i_asprintf("%s/short.png", dir);
+    t2i_png_writer *pw = t2i_png_writer_open(p, 4, 3, 3);
+    assert_int_equal(t2i_png_writer_rows(pw, rows, 2), 0);
+    assert_int_equal(t2i_png_writer_rows(pw, rows, 2), -1); /* 4 rows of a 3-row image */
+    assert_non_null(strstr(t2i_error_msg(), "4 rows"));
+    assert_int_equal(t2i_png_writer_close(pw, 1), -1); /* 2 of 3 rows */
+    assert_non_null(strstr(t2i_error_msg(), "2 of 3 rows"));
+    pw = t2i_png_writer_open(p, 4, 3, 3);
+    assert_int_equal(t2i_png_writer_rows(pw, rows, 3), 0);
+    assert_int_equal(t2i_png_writer_close(pw, 0), 0); /* discarded */
+    assert_false(t2i_path_exists(p));
+    assert_int_equal(count_entries(dir), 4); /* no temp files either */
+    free(p);
+    p = t2i_asprintf("%s/no/such/folder/x.png", dir);
+    assert_null(t2i_png_writer_open(p, 4, 3, 3));
+    assert_non_null(strstr(t2i_error_msg(), "no/such/folder"));
+    free(p);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void test_chw(void **state) {
     (void)state;
     t2i_image img;
@@ -689,7 +752,7 @@ int main(void) {
         cmocka_unit_test(test_resize_float),  cmocka_unit_test(test_clip_preprocess),
         cmocka_unit_test(test_center_crop),   cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_save_roundtrip), cmocka_unit_test(test_chw),
-        cmocka_unit_test(test_grid),
+        cmocka_unit_test(test_grid),          cmocka_unit_test(test_png_writer),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);
 }

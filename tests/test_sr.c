@@ -439,11 +439,50 @@ static void test_ckpt(void **state) {
     free(dir), free(full), free(inf), free(other), free(missing);
 }
 
+/* `t2i sr upscale` streams rows of tiles into the PNG: the file holds exactly the pixels
+ * of the in-memory path, for tiles that do and do not divide the image. */
+static void test_upscale_png(void **state) {
+    (void)state;
+    sr_config c;
+    sr_config_b4(&c, 2);
+    strcpy(c.preset, "custom");
+    c.width = 8, c.blocks = 1, c.crop = 32, c.d_width = 8;
+    t2i_rng r;
+    t2i_rng_seed(&r, 9);
+    sr_model m;
+    sr_model_build(&m, &c, &r);
+    for (int i = 0; i < m.ep.n; i++) t2i_rng_fill_normal(&r, nn_params_val(&m.ep, i), m.ep.p[i].numel, 0.0f, 0.2f);
+    t2i_image in;
+    t2i_image_alloc(&in, 23, 17, 3);
+    for (size_t i = 0; i < (size_t)23 * 17 * 3; i++) in.px[i] = (uint8_t)t2i_rng_below(&r, 256);
+    char *dir = tu_tmpdir();
+    char *p = t2i_asprintf("%s/up.png", dir);
+    const int tiles[] = {0, 5, 8, 17};
+    for (size_t k = 0; k < sizeof tiles / sizeof tiles[0]; k++) {
+        t2i_image want, got;
+        sr_upscale_u8(&m, &in, &want, tiles[k], -1, 0);
+        assert_int_equal(sr_upscale_png(&m, &in, p, tiles[k], -1, 0), 0);
+        if (t2i_image_load(&got, p, 3) != 0) fail_msg("%s", t2i_error_msg());
+        assert_int_equal(got.w, 46);
+        assert_int_equal(got.h, 34);
+        assert_memory_equal(got.px, want.px, (size_t)46 * 34 * 3);
+        t2i_image_free(&want), t2i_image_free(&got);
+    }
+    /* an unwritable destination: an error naming it */
+    char *bad = t2i_asprintf("%s/no/such/up.png", dir);
+    assert_int_equal(sr_upscale_png(&m, &in, bad, 8, -1, 0), -1);
+    assert_non_null(strstr(t2i_error_msg(), bad));
+    tu_rmtree(dir);
+    free(dir), free(p), free(bad);
+    t2i_image_free(&in);
+    sr_model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics), cmocka_unit_test(test_b4_shape), cmocka_unit_test(test_torch_model),
         cmocka_unit_test(test_tiled),   cmocka_unit_test(test_ragan),    cmocka_unit_test(test_interp_init),
-        cmocka_unit_test(test_ckpt),
+        cmocka_unit_test(test_ckpt),    cmocka_unit_test(test_upscale_png),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
