@@ -196,7 +196,7 @@ static int has_prefix(const char *name, const t2i_strs *p) {
 static int ckpt_convert(int argc, char **argv) {
     const char *dtype = "bf16";
     int keep_opt = 0, keep_state = 0;
-    t2i_strs drop = {0}, rename = {0}, keep32 = {0};
+    t2i_strs drop = {0}, rename = {0}, keep32 = {0}, meta = {0};
     t2i_flag flags[] = {
         {"--dtype", T2I_STR, &dtype, "storage type of float tensors: f32, f16 or bf16"},
         {"--drop", T2I_STRS, &drop, "leave out tensors whose names start with these prefixes"},
@@ -204,10 +204,13 @@ static int ckpt_convert(int argc, char **argv) {
         {"--keep-f32", T2I_STRS, &keep32, "keep tensors whose names contain these strings in f32"},
         {"--keep-optimizer", T2I_BOOL, &keep_opt, "keep the optimizer moments (opt_m.*, opt_v.*)"},
         {"--keep-state", T2I_BOOL, &keep_state, "keep the training state metadata (step, RNG, data position)"},
+        {"--meta", T2I_STRS, &meta, "KEY=VALUE: set a metadata entry (e.g. vq=samples/models/vq.safetensors)"},
     };
     t2i_cmd cmd = {"t2i ckpt convert", "Write a converted copy of a checkpoint (for shipping or inference).",
                    "IN OUT [options]", flags, (int)(sizeof flags / sizeof flags[0]),
-                   "Running statistics (BatchNorm running_mean/var) always stay f32."};
+                   "Running statistics (BatchNorm running_mean/var) always stay f32. Paths recorded in\n"
+                   "metadata (a DALL-E file's vq) may be relative to the source tree: shipped models\n"
+                   "point at each other with --meta vq=samples/models/vq.safetensors."};
     int rc = t2i_parse(&cmd, argc, argv);
     if (rc != T2I_PARSE_OK) return rc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos != 2) return t2i_fail("ckpt convert: expected IN and OUT"), 2;
@@ -217,11 +220,33 @@ static int ckpt_convert(int argc, char **argv) {
     else if (strcmp(dtype, "f32") != 0) return t2i_fail("--dtype must be f32, f16 or bf16, got '%s'", dtype), 2;
     for (int i = 0; i < rename.n; i++)
         if (!strchr(rename.v[i], '=')) return t2i_fail("--rename expects OLD=NEW, got '%s'", rename.v[i]), 2;
+    for (int i = 0; i < meta.n; i++) {
+        const char *eq = strchr(meta.v[i], '=');
+        if (!eq || eq == meta.v[i]) return t2i_fail("--meta expects KEY=VALUE, got '%s'", meta.v[i]), 2;
+        if (strncmp(meta.v[i], "format=", 7) == 0 || strncmp(meta.v[i], "model=", 6) == 0)
+            return t2i_fail("--meta cannot change '%.*s'", (int)(eq - meta.v[i]), meta.v[i]), 2;
+        for (int k = 0; k < i; k++)
+            if (strncmp(meta.v[k], meta.v[i], (size_t)(eq - meta.v[i]) + 1) == 0)
+                return t2i_fail("--meta gives '%.*s' twice", (int)(eq - meta.v[i]), meta.v[i]), 2;
+    }
     st_file f;
     if (st_open(&f, cmd.pos[0]) != 0) return t2i_fail_err();
     st_writer *w = st_writer_new();
-    for (int i = 0; i < f.n_meta; i++)
-        if (keep_state || strcmp(f.meta_keys[i], "state") != 0) st_writer_meta(w, f.meta_keys[i], f.meta_vals[i]);
+    for (int i = 0; i < f.n_meta; i++) {
+        int replaced = 0;
+        for (int k = 0; k < meta.n; k++) {
+            size_t kl = strlen(f.meta_keys[i]);
+            replaced |= strncmp(meta.v[k], f.meta_keys[i], kl) == 0 && meta.v[k][kl] == '=';
+        }
+        if (!replaced && (keep_state || strcmp(f.meta_keys[i], "state") != 0))
+            st_writer_meta(w, f.meta_keys[i], f.meta_vals[i]);
+    }
+    for (int k = 0; k < meta.n; k++) {
+        const char *eq = strchr(meta.v[k], '=');
+        char *key = t2i_asprintf("%.*s", (int)(eq - meta.v[k]), meta.v[k]);
+        st_writer_meta(w, key, eq + 1);
+        free(key);
+    }
     st_writer_meta(w, "converted_from", cmd.pos[0]);
     int kept = 0;
     rc = 0;

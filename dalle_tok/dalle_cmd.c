@@ -115,7 +115,10 @@ int dalle_cmd_sample(int argc, char **argv) {
         return 2;
     }
     vq_model vq;
-    if (dalle_vq_load(&vq, vq_path, &m.cfg) != 0) {
+    char *vq_res = t2i_resolve_path(vq_path); /* a recorded path may be relative to the source tree */
+    int vrc = dalle_vq_load(&vq, vq_res, &m.cfg);
+    free(vq_res);
+    if (vrc != 0) {
         t2i_fail_err();
         free(text);
         dalle_free(&m);

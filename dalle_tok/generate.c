@@ -460,9 +460,12 @@ int generate_cmd(int argc, char **argv) {
                 char *rec = NULL;
                 if (st_open(&f, dp) == 0) {
                     const char *v = st_meta(&f, "vq");
-                    if (v && t2i_path_exists(v)) rec = t2i_strdup(v);
-                    else if (v)
+                    char *r = t2i_resolve_path(v);
+                    if (r && t2i_path_exists(r)) rec = r;
+                    else if (v) {
                         fprintf(stderr, "t2i: warning: %s was trained with the VQ %s, which is not here\n", dp, v);
+                        free(r);
+                    }
                     st_close(&f);
                 }
                 static char recbuf[4096];

@@ -19,16 +19,6 @@ typedef struct {
     char *caption;
 } gan_src;
 
-/* A recorded path as given, else relative to the source tree (shipped models). */
-static char *resolve(const char *p) {
-    if (!p || !*p) return NULL;
-    if (p[0] == '/' || t2i_path_exists(p)) return t2i_strdup(p);
-    char *q = t2i_asprintf("%s/%s", T2I_SOURCE_DIR, p);
-    if (t2i_path_exists(q)) return q;
-    free(q);
-    return t2i_strdup(p);
-}
-
 static int gan_generate(gen_source *s, const char *caption, const float *clip_text, uint64_t seed, long first, int n,
                         float *images) {
     (void)clip_text;
@@ -80,8 +70,8 @@ int gen_source_gan(gen_source **out, const char *gan_path, const char *text_enco
         free(g);
         return t2i_error_set("%s: not a caption-conditioned GAN (train one with gan train --text-encoder)", gan_path);
     }
-    char *enc = resolve(text_encoder ? text_encoder : cfg->text_encoder);
-    char *voc = resolve(vocab ? vocab : cfg->text_vocab);
+    char *enc = t2i_resolve_path(text_encoder ? text_encoder : cfg->text_encoder);
+    char *voc = t2i_resolve_path(vocab ? vocab : cfg->text_vocab);
     g->clip = clip_load(enc, voc);
     int rc = g->clip ? clip_check_embed_dim(g->clip, cfg->cond_dim, gan_path) : -1;
     if (rc == 0 && cfg->n_probe == cfg->cond_dim) {

@@ -237,6 +237,15 @@ int t2i_commit_file(const char *tmp, const char *path) {
     return fsync_dir_of(path);
 }
 
+char *t2i_resolve_path(const char *p) {
+    if (!p || !*p) return NULL;
+    if (p[0] == '/' || t2i_path_exists(p)) return t2i_strdup(p);
+    char *q = t2i_asprintf("%s/%s", T2I_SOURCE_DIR, p);
+    if (t2i_path_exists(q)) return q;
+    free(q);
+    return t2i_strdup(p);
+}
+
 int t2i_mkdirs(const char *path) {
     char *p = t2i_strdup(path);
     size_t n = strlen(p);

@@ -82,6 +82,11 @@ int t2i_write_file_atomic(const char *path, const void *data, size_t len);
 /* The last step of such a write for a temp file written (and fsynced) by the caller:
  * renames tmp over path and fsyncs the folder; on failure removes tmp. */
 int t2i_commit_file(const char *tmp, const char *path);
+/* A path recorded in a checkpoint or given by the user: as given when it exists or is
+ * absolute, else relative to the source tree (T2I_SOURCE_DIR) when that exists there (the
+ * shipped models in samples/models/ refer to each other so), else as given. Heap string;
+ * NULL for NULL or "". */
+char *t2i_resolve_path(const char *p);
 /* mkdir -p; returns 0 or -1 with the error set. */
 int t2i_mkdirs(const char *path);
 /* Returns 1 when path exists (any type). */

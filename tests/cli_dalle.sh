@@ -73,6 +73,20 @@ cmp -s "$TMP/s/sample_0002.png" "$TMP/s1/sample_0002.png" || fail "candidate 2 r
 run sample_nc "$T2I" dalle sample --ckpt "$CK" --prompt "a red sneaker" --n 4 --top-k 8 --cfg 2 --seed 5 --no-cache \
     --threads 1 --out "$TMP/s2"
 cmp -s "$TMP/s/grid.png" "$TMP/s2/grid.png" || fail "uncached sampling differs from cached"
+# a shipped-style copy (bf16) whose recorded VQ is a relative path: resolved (here against the
+# working folder; shipped models use paths relative to the source tree)
+cp "$TMP/vq/checkpoint.safetensors" "$TMP/vq_copy.safetensors"
+run convert "$T2I" ckpt convert "$CK" "$TMP/ship.safetensors" --meta vq=vq_copy.safetensors
+"$T2I" ckpt info --json "$TMP/ship.safetensors" | grep -q '"vq":"vq_copy.safetensors"' || fail "convert --meta did not set vq"
+(cd "$TMP" && "$T2I" dalle sample --ckpt ship.safetensors --prompt "a red sneaker" --n 2 --threads 1 --out s5 >/dev/null 2>"$TMP/s5.err") ||
+    fail "sampling a converted copy with a relative vq: $(cat "$TMP/s5.err")"
+for bad in "format=x" "vq" "a=1 a=2"; do
+    # shellcheck disable=SC2086
+    if "$T2I" ckpt convert "$CK" "$TMP/bad.safetensors" --meta $bad >/dev/null 2>"$TMP/meta.err"; then
+        fail "convert --meta $bad succeeded"
+    fi
+    [ ! -e "$TMP/bad.safetensors" ] || fail "convert --meta $bad wrote a file"
+done
 if "$T2I" dalle sample --ckpt "$CK" --prompt "   " --n 1 --out "$TMP/s3" >/dev/null 2>"$TMP/empty.err"; then
     fail "an empty prompt succeeded"
 fi
