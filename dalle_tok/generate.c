@@ -225,13 +225,11 @@ void gen_slug(char *out, size_t cap, const char *caption) {
 
 /* Images of a ranked list as one grid (resized to the first image's shape when sources
  * differ; gray is replicated to RGB). */
-static int write_grid(const char *path, const gen_ranked *r) {
-    int C = r->C[0], H = r->H[0], W = r->W[0];
-    for (int i = 1; i < r->n; i++) C = r->C[i] > C ? r->C[i] : C;
-    size_t isz = (size_t)C * H * W;
-    float *all = t2i_malloc((size_t)r->n * isz * sizeof(float));
-    for (int i = 0; i < r->n; i++) {
-        float *dst = all + (size_t)i * isz;
+/* The first n kept images as (n, C, H, W) cells at dst: resized (bicubic) to H x W when
+ * a source differs, gray replicated to C channels. */
+static void fill_cells(float *dst, const gen_ranked *r, int n, int C, int H, int W) {
+    for (int i = 0; i < n; i++) {
+        float *cell = dst + (size_t)i * C * H * W;
         int c = r->C[i];
         float *tmp = NULL;
         const float *img = r->images[i];
@@ -240,14 +238,43 @@ static int write_grid(const char *path, const gen_ranked *r) {
             t2i_resize_chw(tmp, img, c, r->H[i], r->W[i], H, W, T2I_RESIZE_BICUBIC);
             img = tmp;
         }
-        for (int k = 0; k < C; k++) memcpy(dst + (size_t)k * H * W, img + (size_t)(c == C ? k : 0) * H * W, (size_t)H * W * sizeof(float));
+        for (int k = 0; k < C; k++)
+            memcpy(cell + (size_t)k * H * W, img + (size_t)(c == C ? k : 0) * H * W, (size_t)H * W * sizeof(float));
         free(tmp);
     }
+}
+
+static int write_grid(const char *path, const gen_ranked *r) {
+    int C = r->C[0], H = r->H[0], W = r->W[0];
+    for (int i = 1; i < r->n; i++) C = r->C[i] > C ? r->C[i] : C;
+    float *all = t2i_malloc((size_t)r->n * C * H * W * sizeof(float));
+    fill_cells(all, r, r->n, C, H, W);
     int nrow = 1;
     while (nrow * nrow < r->n) nrow++;
     int rc = t2i_save_grid(path, all, r->n, C, H, W, nrow);
     free(all);
     return rc;
+}
+
+/* DIR/grid.png of a run with several captions: one row per caption (the first
+ * GEN_OVERVIEW_ROWS), its best GEN_OVERVIEW_COLS images, black where fewer were kept. */
+enum { GEN_OVERVIEW_ROWS = 16, GEN_OVERVIEW_COLS = 8 };
+typedef struct {
+    float *cells;
+    int rows, C, H, W;
+} gen_overview;
+
+static void overview_add(gen_overview *o, const gen_ranked *r) {
+    if (o->rows >= GEN_OVERVIEW_ROWS || r->n == 0) return;
+    if (!o->cells) {
+        o->C = 3, o->H = r->H[0], o->W = r->W[0];
+        o->cells = t2i_calloc((size_t)GEN_OVERVIEW_ROWS * GEN_OVERVIEW_COLS * o->C * o->H * o->W, sizeof(float));
+        for (size_t i = 0; i < (size_t)GEN_OVERVIEW_ROWS * GEN_OVERVIEW_COLS * o->C * o->H * o->W; i++)
+            o->cells[i] = -1.0f; /* black */
+    }
+    int n = r->n < GEN_OVERVIEW_COLS ? r->n : GEN_OVERVIEW_COLS;
+    fill_cells(o->cells + (size_t)o->rows * GEN_OVERVIEW_COLS * o->C * o->H * o->W, r, n, o->C, o->H, o->W);
+    o->rows++;
 }
 
 /* Writes DIR/rank_NNN.png, DIR/grid.png, DIR/scores.json; appends the results (with files
@@ -391,7 +418,8 @@ int generate_cmd(int argc, char **argv) {
     t2i_cmd cmd = {"t2i generate", "Generate images for captions: many candidates, reranked by CLIP.",
                    "--prompt TEXT | --prompts FILE --out DIR [options]", flags, (int)(sizeof flags / sizeof flags[0]),
                    "Writes DIR/<caption-slug>/rank_000.png ... (best first), grid.png and scores.json per\n"
-                   "caption, and DIR/scores.json for all (read by `t2i eval fidelity DIR`)."};
+                   "caption, and DIR/scores.json for all (read by `t2i eval fidelity DIR`); with several\n"
+                   "captions also DIR/grid.png: the best 8 of each of the first 16 captions, a row each."};
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos) return t2i_fail("generate: unexpected argument '%s'", cmd.pos[0]), 2;
@@ -435,6 +463,7 @@ int generate_cmd(int argc, char **argv) {
     sr_model sr;
     int have_sr = 0;
     cJSON *all = cJSON_CreateArray();
+    gen_overview ov = {0}; /* several captions: DIR/grid.png, one row each */
     char **slugs = t2i_calloc((size_t)ncap, sizeof(char *));
     if (use_dalle) {
         const char *dp = default_model(dalle_path, "dalle", "--dalle",
@@ -552,11 +581,21 @@ int generate_cmd(int argc, char **argv) {
         if (have_sr) upscale_ranked(&sr, &r);
         char *dir = t2i_asprintf("%s/%s", out, slugs[c]);
         int wrc = write_ranked(dir, slugs[c], caps[c], &r, srcs, (uint64_t)seed, all);
+        if (ncap > 1) overview_add(&ov, &r);
         printf("generate: %d candidates x %d sources in %.1f s (+ %.1f s CLIP); best score %.4f, #%d %.4f\n", candidates, nsrc,
                r.seconds_generate, r.seconds_score, (double)r.res[0].score, r.n, (double)r.res[r.n - 1].score);
         free(dir);
         gen_ranked_free(&r);
         if (wrc != 0) {
+            t2i_fail_err();
+            goto done;
+        }
+    }
+    if (ov.rows > 0) {
+        char *gp = t2i_asprintf("%s/grid.png", out);
+        int grc = t2i_save_grid(gp, ov.cells, ov.rows * GEN_OVERVIEW_COLS, ov.C, ov.H, ov.W, GEN_OVERVIEW_COLS);
+        free(gp);
+        if (grc != 0) {
             t2i_fail_err();
             goto done;
         }
@@ -578,6 +617,7 @@ int generate_cmd(int argc, char **argv) {
     }
     rc = 0;
 done:
+    free(ov.cells);
     cJSON_Delete(all);
     for (int c = 0; c < ncap; c++) free(caps[c]), free(slugs[c]);
     free(caps), free(slugs);

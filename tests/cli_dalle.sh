@@ -109,6 +109,9 @@ if [ -f "$CL" ]; then
         [ -f "$TMP/g/$slug/grid.png" ] || fail "missing $slug/grid.png"
         [ -f "$TMP/g/$slug/scores.json" ] || fail "missing $slug/scores.json"
     done
+    # the overview of several captions: a row of 8 cells (32 px, 2 px padding) per caption
+    sz=$(od -An -tu1 -j16 -N8 "$TMP/g/grid.png" | tr -s ' ')
+    [ "$sz" = " 0 0 1 18 0 0 0 70" ] || fail "overview grid is not 274x70 (IHDR bytes:$sz)"
     /usr/bin/python3 - "$TMP/g" <<'EOF' || fail "scores.json content"
 import json, sys
 d = sys.argv[1]
