@@ -36,7 +36,7 @@ for colour in white red green blue yellow purple orange cyan; do
     echo "$art $colour $cls" >> "$prompts"
   done
 done
-T2I=build/t2i
+T2I=${T2I:-build/t2i}  # another binary: T2I=path bash bench/fidelity.sh ...
 t0=$(date +%s)
 $T2I generate --prompts "$prompts" --generator "$gen" --candidates "$rnd" --top "$rnd" --threads "$threads" \
   --out "$out/$gen-random" "${extra[@]}" > "$out/$gen-random.log"

@@ -60,7 +60,7 @@ int dalle_cmd_sample(int argc, char **argv) {
     const char *ckpt = NULL, *prompt = NULL, *vq_path = NULL, *out = NULL;
     int n = 16, batch = 32, threads = 0, top_k = 0, nocache = 0;
     long seed = 1, first = 0;
-    float temperature = 1.0f, top_p = 1.0f, cfg_scale = 1.0f;
+    float temperature = 1.0f, top_p = 1.0f, cfg_scale = 3.0f; /* guidance 3: best caption fidelity in bench/RESULTS.md */
     t2i_flag flags[] = {
         {"--ckpt", T2I_STR, &ckpt, "DALL-E checkpoint (required)"},
         {"--prompt", T2I_STR, &prompt, "the caption (required)"},

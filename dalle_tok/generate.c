@@ -391,7 +391,7 @@ int generate_cmd(int argc, char **argv) {
                *upscale = NULL;
     int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0;
     long seed = 1;
-    float temperature = 1.0f, top_p = 1.0f, cfg_scale = 1.0f;
+    float temperature = 1.0f, top_p = 1.0f, cfg_scale = 3.0f; /* guidance 3: best caption fidelity in bench/RESULTS.md */
     t2i_flag flags[] = {
         {"--prompt", T2I_STR, &prompt, "a caption"},
         {"--prompts", T2I_STR, &prompts, "a file of captions, one per line ('#' comments)"},
