@@ -64,7 +64,7 @@ char *dalle_config_to_json(const dalle_config *c) {
     cJSON_AddNumberToObject(j, "n_head", c->n_head);
     cJSON_AddNumberToObject(j, "mlp_ratio", c->mlp_ratio);
     cJSON_AddStringToObject(j, "act", nn_act_name(c->act));
-    cJSON_AddNumberToObject(j, "ln_eps", c->ln_eps);
+    cJSON_AddNumberToObject(j, "ln_eps", nn_float_json(c->ln_eps));
     return nn_json_take(j);
 }
 
