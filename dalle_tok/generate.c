@@ -9,8 +9,9 @@
  *   {"caption", "rank", "source", "seed", "candidate", "score", "file"}
  * and `t2i dalle sample --seed S --first CANDIDATE --n 1` regenerates a dalle result.
  *
- * Default checkpoints (when --clip, --dalle or --vq are not given): samples/models/
- * {clip,dalle,vq}.safetensors of the source tree (T2I_SOURCE_DIR). --vq defaults to the
+ * Default checkpoints (when --clip, --dalle, --gan or --vq are not given): samples/models/
+ * {clip,dalle,gan,vq}.safetensors of the source tree (T2I_SOURCE_DIR), or of the folder
+ * $T2I_MODELS when set. --vq defaults to the
  * VQ checkpoint recorded in the DALL-E file when that exists, else to the shipped one.
  *
  * Failures: bad flags exit 2; a missing checkpoint (the message says how to train one or
@@ -33,7 +34,18 @@
 #include "progress.h"
 #include "safetensors.h"
 
-#define DEFAULT_MODELS T2I_SOURCE_DIR "/samples/models/"
+/* The shipped models' folder: $T2I_MODELS, else samples/models/ of the source tree. */
+static const char *models_dir(void) {
+    const char *e = getenv("T2I_MODELS");
+    return e && *e ? e : T2I_SOURCE_DIR "/samples/models";
+}
+
+static int default_exists(const char *file) {
+    char *p = t2i_asprintf("%s/%s.safetensors", models_dir(), file);
+    int r = t2i_path_exists(p);
+    free(p);
+    return r;
+}
 
 /* ---- the DALL-E source ---- */
 
@@ -361,7 +373,7 @@ static const char *default_model(const char *given, const char *file, const char
     if (given) return given;
     static char buf[4][4096];
     int slot = strcmp(file, "clip") == 0 ? 0 : strcmp(file, "dalle") == 0 ? 1 : strcmp(file, "gan") == 0 ? 3 : 2;
-    snprintf(buf[slot], sizeof buf[slot], DEFAULT_MODELS "%s.safetensors", file);
+    snprintf(buf[slot], sizeof buf[slot], "%s/%s.safetensors", models_dir(), file);
     if (!t2i_path_exists(buf[slot])) {
         t2i_error_set("no %s given and the default %s does not exist; %s", what, buf[slot], how);
         return NULL;
@@ -402,8 +414,8 @@ int generate_cmd(int argc, char **argv) {
                                         "samples/models/clip.safetensors)"},
         {"--clip-vocab", T2I_STR, &clip_vocab, "BPE vocabulary for a CLIP file without one (e.g. OpenAI's)"},
         {"--dalle", T2I_STR, &dalle_path, "DALL-E checkpoint (default samples/models/dalle.safetensors)"},
-        {"--generator", T2I_STR, &generator, "dalle, gan, both, or auto (every source whose model is given or "
-                                             "shipped in samples/models/)"},
+        {"--generator", T2I_STR, &generator,
+         "dalle, gan, both, or auto (the --dalle/--gan models given; none given: the shipped transformer)"},
         {"--gan", T2I_STR, &gan_path, "caption-conditioned GAN checkpoint (default samples/models/gan.safetensors)"},
         {"--upscale", T2I_STR, &upscale, "super-resolution checkpoint: upscale the kept images (t2i sr train)"},
         {"--vq", T2I_STR, &vq_path, "VQ checkpoint (default: the DALL-E file's, else samples/models/vq.safetensors)"},
@@ -419,7 +431,8 @@ int generate_cmd(int argc, char **argv) {
                    "--prompt TEXT | --prompts FILE --out DIR [options]", flags, (int)(sizeof flags / sizeof flags[0]),
                    "Writes DIR/<caption-slug>/rank_000.png ... (best first), grid.png and scores.json per\n"
                    "caption, and DIR/scores.json for all (read by `t2i eval fidelity DIR`); with several\n"
-                   "captions also DIR/grid.png: the best 8 of each of the first 16 captions, a row each."};
+                   "captions also DIR/grid.png: the best 8 of each of the first 16 captions, a row each.\n"
+                   "Default models come from samples/models/ (or the folder $T2I_MODELS)."};
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos) return t2i_fail("generate: unexpected argument '%s'", cmd.pos[0]), 2;
@@ -434,8 +447,13 @@ int generate_cmd(int argc, char **argv) {
     if (dalle_sample_check(&so, 1 << 20) != 0) return t2i_fail_err(), 2;
     int use_dalle, use_gan;
     if (strcmp(generator, "auto") == 0) {
-        use_dalle = dalle_path || t2i_path_exists(DEFAULT_MODELS "dalle.safetensors");
-        use_gan = gan_path || t2i_path_exists(DEFAULT_MODELS "gan.safetensors");
+        /* the models given; with none, the shipped transformer (more faithful than the shipped
+         * GAN, alone or together: bench/RESULTS.md), else the shipped GAN */
+        use_dalle = dalle_path != NULL, use_gan = gan_path != NULL;
+        if (!use_dalle && !use_gan) {
+            use_dalle = default_exists("dalle");
+            use_gan = !use_dalle && default_exists("gan");
+        }
         if (!use_dalle && !use_gan) use_dalle = 1; /* and the error below says what is missing */
     } else if (strcmp(generator, "dalle") == 0 || strcmp(generator, "gan") == 0 || strcmp(generator, "both") == 0) {
         use_dalle = generator[0] != 'g';

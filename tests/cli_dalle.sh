@@ -189,14 +189,19 @@ EOF4
     fi
     grep -q "vq/checkpoint.safetensors" "$TMP/wrong.err" || fail "wrong --dalle message: $(cat "$TMP/wrong.err")"
     # a missing default CLIP names the file and how to get one
-    SRC=${T2I_SOURCE_DIR:-..}
-    if [ ! -f "$SRC/samples/models/clip.safetensors" ]; then
-        if "$T2I" generate --prompt "a red sneaker" --dalle "$CK" --candidates 2 --top 1 --threads 1 \
-            --out "$TMP/g2" >/dev/null 2>"$TMP/noclip.err"; then
-            fail "generate without a CLIP succeeded"
-        fi
-        grep -q "clip train" "$TMP/noclip.err" || fail "missing-CLIP message: $(cat "$TMP/noclip.err")"
+    # no default models (T2I_MODELS names an empty folder): errors that say how to get them
+    mkdir -p "$TMP/nomodels"
+    if T2I_MODELS="$TMP/nomodels" "$T2I" generate --prompt "a red sneaker" --dalle "$CK" --candidates 2 --top 1 \
+        --threads 1 --out "$TMP/g2" >/dev/null 2>"$TMP/noclip.err"; then
+        fail "generate without a CLIP succeeded"
     fi
+    grep -q "clip train" "$TMP/noclip.err" || fail "missing-CLIP message: $(cat "$TMP/noclip.err")"
+    if T2I_MODELS="$TMP/nomodels" "$T2I" generate --prompt "a red sneaker" --clip "$CL" --candidates 2 --top 1 \
+        --threads 1 --out "$TMP/g3" >/dev/null 2>"$TMP/nogen.err"; then
+        fail "generate without any generator succeeded"
+    fi
+    [ -s "$TMP/nogen.err" ] || fail "no message when no generator exists"
+    [ ! -e "$TMP/g3/scores.json" ] || fail "a failed generate wrote scores.json"
     CLS="${T2I_CLASSIFIER:-${T2I_SOURCE_DIR:-..}/samples/models/fmnist_classifier.safetensors}"
     if [ -f "$CLS" ]; then
         run fid "$T2I" eval fidelity "$TMP/g" --threads 1 --json --classifier "$CLS"
@@ -213,6 +218,28 @@ assert r["n"] == 300 and r["colour"] == 1.0 and r["class"] > 0.8, r
 EOF2
     fi
 fi
+
+# ---- README's main command with the shipped models (few candidates): the transformer by default,
+# both generators in one ranking with --generator both
+SHIP=${T2I_SOURCE_DIR:-..}/samples/models
+run ship "$T2I" generate --prompt "a red sneaker" --candidates 6 --top 4 --threads 2 --out "$TMP/ship"
+run ship2 "$T2I" generate --prompt "a red sneaker" --generator both --candidates 6 --top 12 --threads 2 --out "$TMP/ship2"
+[ -f "$TMP/ship/a_red_sneaker/grid.png" ] || fail "shipped models: no grid.png"
+/usr/bin/python3 - "$TMP/ship/scores.json" "$TMP/ship2/scores.json" <<'EOF3' || fail "shipped models: scores.json"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert len(r) == 4 and [e["rank"] for e in r] == [0, 1, 2, 3], r
+assert all(e["source"] == "dalle" for e in r), r
+assert all(-1.0 <= e["score"] <= 1.0 for e in r) and r[0]["score"] >= r[-1]["score"], r
+b = json.load(open(sys.argv[2]))
+assert len(b) == 12 and sorted(e["source"] for e in b) == ["dalle"] * 6 + ["gan"] * 6, b
+sc = [e["score"] for e in b]
+assert sc == sorted(sc, reverse=True), sc
+# the transformer's candidates keep their scores when ranked together with the GAN's
+d = {e["candidate"]: e["score"] for e in b if e["source"] == "dalle"}
+assert all(abs(d[e["candidate"]] - e["score"]) < 1e-5 for e in r), (d, r)
+EOF3
+[ -f "$SHIP/sr.safetensors" ] || fail "samples/models/sr.safetensors is missing"
 
 if [ $FAILS -ne 0 ]; then
     echo "cli_dalle: $FAILS failures"
