@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 pkgs=(build-essential cmake pkg-config git
       libopenblas-openmp-dev libpng-dev zlib1g-dev libstb-dev libcjson-dev libcmocka-dev
       libutf8proc-dev
-      dataset-fashion-mnist mate-backgrounds)
+      dataset-fashion-mnist mate-backgrounds
+      python3)  # the shell tests check JSON output with python3's json module (not in a minimal Debian)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
