@@ -280,9 +280,9 @@ static void overview_add(gen_overview *o, const gen_ranked *r) {
     if (o->rows >= GEN_OVERVIEW_ROWS || r->n == 0) return;
     if (!o->cells) {
         o->C = 3, o->H = r->H[0], o->W = r->W[0];
-        o->cells = t2i_calloc((size_t)GEN_OVERVIEW_ROWS * GEN_OVERVIEW_COLS * o->C * o->H * o->W, sizeof(float));
-        for (size_t i = 0; i < (size_t)GEN_OVERVIEW_ROWS * GEN_OVERVIEW_COLS * o->C * o->H * o->W; i++)
-            o->cells[i] = -1.0f; /* black */
+        size_t total = (size_t)GEN_OVERVIEW_ROWS * GEN_OVERVIEW_COLS * o->C * o->H * o->W;
+        o->cells = t2i_malloc(total * sizeof(float));
+        for (size_t i = 0; i < total; i++) o->cells[i] = -1.0f; /* black */
     }
     int n = r->n < GEN_OVERVIEW_COLS ? r->n : GEN_OVERVIEW_COLS;
     fill_cells(o->cells + (size_t)o->rows * GEN_OVERVIEW_COLS * o->C * o->H * o->W, r, n, o->C, o->H, o->W);

@@ -70,9 +70,8 @@ int gen_source_gan(gen_source **out, const char *gan_path, const char *text_enco
         free(g);
         return t2i_error_set("%s: not a caption-conditioned GAN (train one with gan train --text-encoder)", gan_path);
     }
-    char *enc = t2i_resolve_path(text_encoder ? text_encoder : cfg->text_encoder);
-    char *voc = t2i_resolve_path(vocab ? vocab : cfg->text_vocab);
-    g->clip = clip_load(enc, voc);
+    const char *enc = text_encoder ? text_encoder : cfg->text_encoder;
+    g->clip = gan_text_encoder_load(enc, vocab ? vocab : cfg->text_vocab);
     int rc = g->clip ? clip_check_embed_dim(g->clip, cfg->cond_dim, gan_path) : -1;
     if (rc == 0 && cfg->n_probe == cfg->cond_dim) {
         /* the same encoder gives (nearly) the same probe embedding; bf16 copies differ slightly */
@@ -87,7 +86,6 @@ int gen_source_gan(gen_source **out, const char *gan_path, const char *text_enco
                                gan_path, enc, dot / sqrt(na * nb + 1e-30));
         free(e);
     }
-    free(enc), free(voc);
     if (rc != 0) {
         if (g->clip) clip_free(g->clip);
         gan_model_free(&g->m);

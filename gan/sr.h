@@ -138,8 +138,8 @@ void sr_upscale_image(const nn_seq *g, int scale, const float *x, int h, int w, 
 void sr_upscale_batch(const sr_model *m, const float *x, int N, int h, int w, float *y);
 /* An 8-bit RGB image through the EMA generator into out (allocated, 8-bit RGB, rounded as
  * t2i_chw_to_u8); the input is converted tile by tile, so only 8-bit copies of the whole
- * image exist. progress: print a progress line over the tiles. */
-void sr_upscale_u8(const sr_model *m, const t2i_image *in, t2i_image *out, int tile, int overlap, int progress);
+ * image exist. */
+void sr_upscale_u8(const sr_model *m, const t2i_image *in, t2i_image *out, int tile, int overlap);
 /* The same pixels straight into a PNG file, one row of tiles at a time (`t2i sr upscale`):
  * besides the input, memory is the tile workspace and one band of tile * scale output rows,
  * whatever the image size. The file appears only when complete. Returns 0 or -1 with the

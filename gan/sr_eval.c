@@ -217,7 +217,7 @@ int sr_cmd_eval(int argc, char **argv) {
         }
         make_pair(&img, s, &hr, &lr);
         t2i_image_free(&img);
-        sr_upscale_u8(&m, &lr, &sr, tile, -1, 0);
+        sr_upscale_u8(&m, &lr, &sr, tile, -1);
         t2i_image_resize(&bic, &lr, hr.w, hr.h, T2I_RESIZE_BICUBIC);
         double v[6] = {sr_psnr_rgb(sr.px, hr.px, hr.h, hr.w, s), sr_psnr_y(sr.px, hr.px, hr.h, hr.w, s),
                        sr_ssim_y(sr.px, hr.px, hr.h, hr.w, s),   sr_psnr_rgb(bic.px, hr.px, hr.h, hr.w, s),
@@ -352,7 +352,7 @@ int sr_cmd_compare(int argc, char **argv) {
              * margin of >= 4 LR pixels inside the image, beyond bicubic's 2-pixel support */
             t2i_image_resize(&up, &region, region.w * s, region.h * s, T2I_RESIZE_BICUBIC);
         } else {
-            sr_upscale_u8(&models[p - 1], &region, &up, 0, -1, 0);
+            sr_upscale_u8(&models[p - 1], &region, &up, 0, -1);
         }
         crop_box(&panel, &up, ox, oy, size, size);
         printf("  %-40s PSNR %.3f dB\n", p == 0 ? "bicubic" : ckpts.v[p - 1],

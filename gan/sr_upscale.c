@@ -273,19 +273,19 @@ static void run_tile_row(const nn_seq *g, sr_ws *ws, int s, const float *xf, con
 
 /* The whole image into yf (floats) or yu (8-bit). */
 static void run_tiles(const nn_seq *g, int s, const float *xf, const uint8_t *xu, int h, int w, float *yf, uint8_t *yu,
-                      int tile, int overlap, t2i_progress *prog) {
+                      int tile, int overlap) {
     if (tile <= 0) tile = T2I_MAX(h, w);
     if (overlap < 0) overlap = sr_receptive_radius(g);
     sr_ws ws;
     memset(&ws, 0, sizeof ws);
     long done = 0;
-    for (int ty = 0; ty < h; ty += tile) run_tile_row(g, &ws, s, xf, xu, h, w, ty, tile, overlap, yf, yu, 0, prog, &done);
+    for (int ty = 0; ty < h; ty += tile) run_tile_row(g, &ws, s, xf, xu, h, w, ty, tile, overlap, yf, yu, 0, NULL, &done);
     ws_free(&ws);
 }
 
 void sr_upscale_image(const nn_seq *g, int scale, const float *x, int h, int w, float *y, int tile, int overlap) {
     T2I_ASSERT(g && x && y && h > 0 && w > 0 && (scale == 2 || scale == 4));
-    run_tiles(g, scale, x, NULL, h, w, y, NULL, tile, overlap, NULL);
+    run_tiles(g, scale, x, NULL, h, w, y, NULL, tile, overlap);
 }
 
 void sr_upscale_batch(const sr_model *m, const float *x, int N, int h, int w, float *y) {
@@ -298,16 +298,11 @@ void sr_upscale_batch(const sr_model *m, const float *x, int N, int h, int w, fl
     }
 }
 
-void sr_upscale_u8(const sr_model *m, const t2i_image *in, t2i_image *out, int tile, int overlap, int progress) {
+void sr_upscale_u8(const sr_model *m, const t2i_image *in, t2i_image *out, int tile, int overlap) {
     T2I_ASSERT(in->c == 3);
     int s = m->cfg.scale;
     t2i_image_alloc(out, in->w * s, in->h * s, 3);
-    t2i_progress prog;
-    int t = tile <= 0 ? T2I_MAX(in->w, in->h) : tile;
-    long ntiles = (long)((in->w + t - 1) / t) * ((in->h + t - 1) / t);
-    if (progress) t2i_progress_start(&prog, "upscale", 0, ntiles);
-    run_tiles(&m->ema, s, NULL, in->px, in->h, in->w, NULL, out->px, tile, overlap, progress ? &prog : NULL);
-    if (progress) t2i_progress_end(&prog, ntiles, NULL);
+    run_tiles(&m->ema, s, NULL, in->px, in->h, in->w, NULL, out->px, tile, overlap);
 }
 
 int sr_upscale_png(const sr_model *m, const t2i_image *in, const char *path, int tile, int overlap, int progress) {

@@ -56,3 +56,10 @@ void gan_text_table_free(gan_text_table *t) {
     free(t->emb);
     memset(t, 0, sizeof *t);
 }
+
+clip_model *gan_text_encoder_load(const char *encoder, const char *vocab) {
+    char *enc = t2i_resolve_path(encoder), *voc = t2i_resolve_path(vocab);
+    clip_model *clip = clip_load(enc, voc);
+    free(enc), free(voc);
+    return clip;
+}

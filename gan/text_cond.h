@@ -25,4 +25,9 @@ int gan_text_table_build(gan_text_table *t, clip_model *clip, char *const *caps,
 const float *gan_text_lookup(const gan_text_table *t, const char *caption);
 void gan_text_table_free(gan_text_table *t);
 
+/* Loads a GAN's frozen text encoder: the CLIP checkpoint and (optional) vocabulary paths as
+ * recorded in its config or given by the user, resolved with t2i_resolve_path (shipped
+ * models record paths relative to the source tree). NULL with the error set. */
+clip_model *gan_text_encoder_load(const char *encoder, const char *vocab);
+
 #endif

@@ -73,14 +73,6 @@ typedef struct {
                      NN_F_BOOL("flip", (o)->flip),          NN_F_BOOL("cond_classes", (o)->cond_classes),  \
                      NN_F_SEED("seed", (o)->seed)}
 
-/* The frozen CLIP text tower named in the config (paths may be relative to the source tree). */
-static clip_model *load_text_encoder(const gan_config *cfg) {
-    char *enc = t2i_resolve_path(cfg->text_encoder), *voc = t2i_resolve_path(cfg->text_vocab);
-    clip_model *clip = clip_load(enc, voc);
-    free(enc), free(voc);
-    return clip;
-}
-
 static char *opts_to_json(gan_train_opts *o) {
     char loss[16];
     snprintf(loss, sizeof loss, "%s", gan_loss_name(o->loss));
@@ -306,7 +298,7 @@ int gan_cmd_train(int argc, char **argv) {
         t2i_rng_seed(&st.rng, o.seed);
         if (cfg.text_encoder[0]) {
             /* the condition size comes from the encoder; the probe pins its identity */
-            clip_model *clip = load_text_encoder(&cfg);
+            clip_model *clip = gan_text_encoder_load(cfg.text_encoder, cfg.text_vocab);
             if (!clip) {
                 t2i_fail_err();
                 goto out_ds;
@@ -331,7 +323,7 @@ int gan_cmd_train(int argc, char **argv) {
                      ds.source);
             goto out_model;
         }
-        clip_model *clip = load_text_encoder(&cfg);
+        clip_model *clip = gan_text_encoder_load(cfg.text_encoder, cfg.text_vocab);
         if (!clip) {
             t2i_fail_err();
             goto out_model;

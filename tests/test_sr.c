@@ -460,7 +460,7 @@ static void test_upscale_png(void **state) {
     const int tiles[] = {0, 5, 8, 17};
     for (size_t k = 0; k < sizeof tiles / sizeof tiles[0]; k++) {
         t2i_image want, got;
-        sr_upscale_u8(&m, &in, &want, tiles[k], -1, 0);
+        sr_upscale_u8(&m, &in, &want, tiles[k], -1);
         assert_int_equal(sr_upscale_png(&m, &in, p, tiles[k], -1, 0), 0);
         if (t2i_image_load(&got, p, 3) != 0) fail_msg("%s", t2i_error_msg());
         assert_int_equal(got.w, 46);
