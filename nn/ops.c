@@ -114,19 +114,20 @@ static inline void tap_range(int W, int OW, int stride, int pad, int kw, int *lo
     *lo = l, *hi = h;
 }
 
-/* Columns of one image channel: rows (c, kh, kw) for c fixed, each row ld floats apart,
- * column index oh*OW + ow. Out-of-image taps read 0. The valid span of each row is
- * computed once, so the inner loops carry no bounds tests (stride 1 is a memcpy). */
+/* Columns of one image channel for output rows [oh0, oh1): rows (c, kh, kw) for c fixed,
+ * each row ld floats apart, column index (oh - oh0)*OW + ow. Out-of-image taps read 0.
+ * The valid span of each row is computed once, so the inner loops carry no bounds tests
+ * (stride 1 is a memcpy). */
 static void im2col_channel(float *col, size_t ld, const float *img, int H, int W, int KH, int KW,
-                           int stride, int pad, int OH, int OW) {
+                           int stride, int pad, int oh0, int oh1, int OW) {
     for (int kh = 0; kh < KH; kh++) {
         for (int kw = 0; kw < KW; kw++) {
             float *row = col + (size_t)(kh * KW + kw) * ld;
             int lo, hi;
             tap_range(W, OW, stride, pad, kw, &lo, &hi);
-            for (int oh = 0; oh < OH; oh++) {
+            for (int oh = oh0; oh < oh1; oh++) {
                 int ih = oh * stride - pad + kh;
-                float *dst = row + (size_t)oh * OW;
+                float *dst = row + (size_t)(oh - oh0) * OW;
                 if (ih < 0 || ih >= H) {
                     memset(dst, 0, (size_t)OW * sizeof(float));
                     continue;
@@ -177,7 +178,15 @@ static void im2col_group(float *col, const float *x, int n0, int G, int C, int H
     for (int g = 0; g < G; g++)
         for (int c = 0; c < C; c++)
             im2col_channel(col + (size_t)c * kk * ld + (size_t)g * ohw, ld,
-                           x + ((size_t)(n0 + g) * C + c) * H * W, H, W, KH, KW, stride, pad, OH, OW);
+                           x + ((size_t)(n0 + g) * C + c) * H * W, H, W, KH, KW, stride, pad, 0, OH, OW);
+}
+
+void nn_im2col_rows(float *col, const float *x, const nn_conv *s, int oh0, int oh1) {
+    T2I_ASSERT(0 <= oh0 && oh0 <= oh1 && oh1 <= s->OH);
+    size_t ld = (size_t)(oh1 - oh0) * s->OW, kk = (size_t)s->KH * s->KW;
+    for (int c = 0; c < s->C; c++)
+        im2col_channel(col + (size_t)c * kk * ld, ld, x + (size_t)c * s->H * s->W, s->H, s->W, s->KH, s->KW,
+                       s->stride, s->pad, oh0, oh1, s->OW);
 }
 
 static void col2im_group(float *x, const float *col, int n0, int G, int C, int H, int W, int KH, int KW,

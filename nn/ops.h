@@ -65,6 +65,20 @@ void nn_conv2d_forward(float *out, float *scratch, const float *inp, const float
                        const nn_conv *s);
 void nn_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, const float *dout,
                         const float *inp, const float *w, const nn_conv *s);
+/* The im2col matrix of one image x (s->C, s->H, s->W) of conv s, for output rows [oh0, oh1) only:
+ * col (C*KH*KW, (oh1 - oh0)*OW), zeros for taps outside the image. Single-threaded: for
+ * callers that split a large image into bands of rows across threads. */
+void nn_im2col_rows(float *col, const float *x, const nn_conv *s, int oh0, int oh1);
+/* Winograd F(2x2, 3x3) for a 3x3 stride-1 pad-1 convolution of one image (winograd.c;
+ * inference only). nn_winograd_weights transforms w (OC, C, 3, 3) into U (16, OC, C),
+ * once per layer. nn_winograd_rows computes output rows [r0, r0 + nr) of x (C, H, W) into
+ * out, which points at output row r0 of channel 0, channels ostride floats apart, rows W
+ * apart (ostride = H*W for a whole output image, nr*W for a band buffer). Single-threaded
+ * (run bands on several threads), scratch of nn_winograd_scratch(C, OC, W, nr) floats. */
+void nn_winograd_weights(float *U, const float *w, int OC, int C);
+size_t nn_winograd_scratch(int C, int OC, int W, int nr);
+void nn_winograd_rows(float *out, size_t ostride, const float *x, int C, int H, int W, const float *U, const float *b,
+                      int OC, int r0, int nr, float *scratch);
 /* inp (N, C, H, W), w (C, OC, KH, KW), b (OC) or NULL -> out (N, OC, OH, OW) */
 void nn_conv_transpose2d_forward(float *out, float *scratch, const float *inp, const float *w,
                                  const float *b, const nn_conv *s);

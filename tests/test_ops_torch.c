@@ -905,6 +905,49 @@ static void test_big_conv2d(void **state) {
     free(rdx), free(rdw), free(rdb), free(small);
 }
 
+/* Winograd F(2x2, 3x3) against the naive convolution: odd sizes (partial tiles at the
+ * right and bottom edges), bands that start on odd rows, a band written into a buffer
+ * of its own (ostride = rows * W), and B4-sized channels. Also nn_im2col_rows. */
+static void test_winograd_conv3x3(void **state) {
+    (void)state;
+    const int cases[][4] = {{5, 7, 9, 6}, {64, 16, 12, 32}, {3, 1, 1, 2}, {8, 2, 5, 3}}; /* C, H, W, OC */
+    t2i_rng r;
+    t2i_rng_seed(&r, 7);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int C = cases[ci][0], H = cases[ci][1], W = cases[ci][2], OC = cases[ci][3];
+        nn_conv s = nn_conv2d_shape(1, C, H, W, OC, 3, 1, 1);
+        size_t nx = (size_t)C * H * W, ny = (size_t)OC * H * W;
+        float *x = randn_buf(&r, nx, 1.0f), *w = init_w(&r, (size_t)OC * C * 9, C * 9), *b = init_w(&r, OC, C * 9);
+        float *ry = zeros(ny), *y = zeros(ny), *U = zeros((size_t)16 * OC * C);
+        nn_ref_conv2d_forward(ry, x, w, b, &s);
+        nn_winograd_weights(U, w, OC, C);
+        /* bands [0, 3), [3, 4), [4, H): odd starts and lengths */
+        float *scratch = zeros(nn_winograd_scratch(C, OC, W, H));
+        for (int r0 = 0; r0 < H;) {
+            int nr = r0 == 0 ? T2I_MIN(3, H) : r0 == 3 ? 1 : H - r0;
+            nn_winograd_rows(y + (size_t)r0 * W, (size_t)H * W, x, C, H, W, U, b, OC, r0, nr, scratch);
+            r0 += nr;
+        }
+        tu_assert_close("winograd y", y, ry, ny, 2e-5f, 1e-4f);
+        /* the last band into a buffer of its own, as before a pixel shuffle */
+        int r0 = H / 2, nr = H - r0;
+        float *band = zeros((size_t)OC * nr * W);
+        nn_winograd_rows(band, (size_t)nr * W, x, C, H, W, U, NULL, OC, r0, nr, scratch);
+        for (int o = 0; o < OC; o++)
+            for (int i = 0; i < nr * W; i++)
+                assert_float_equal(band[(size_t)o * nr * W + i] + b[o], ry[(size_t)o * H * W + (size_t)r0 * W + i],
+                                   1e-4f);
+        /* im2col of a band of rows == the matching columns of the whole image's im2col */
+        float *col = zeros((size_t)C * 9 * H * W), *colb = zeros((size_t)C * 9 * nr * W);
+        nn_im2col_rows(col, x, &s, 0, H);
+        nn_im2col_rows(colb, x, &s, r0, H);
+        for (int k = 0; k < C * 9; k++)
+            assert_memory_equal(colb + (size_t)k * nr * W, col + (size_t)k * H * W + (size_t)r0 * W,
+                                (size_t)nr * W * sizeof(float));
+        free(x), free(w), free(b), free(ry), free(y), free(U), free(scratch), free(band), free(col), free(colb);
+    }
+}
+
 /* B1 generator's first transpose: ConvTranspose2d(256, 128, k4, s2, p1) on 4 x 256 x 7 x 7. */
 static void test_big_conv_transpose2d(void **state) {
     (void)state;
@@ -1045,6 +1088,7 @@ int main(void) {
         cmocka_unit_test(test_optimizers),
         cmocka_unit_test(test_big_conv2d),
         cmocka_unit_test(test_big_conv_transpose2d),
+        cmocka_unit_test(test_winograd_conv3x3),
         cmocka_unit_test(test_big_linear),
         cmocka_unit_test(test_big_attention),
         cmocka_unit_test(test_attention_cache),
