@@ -29,14 +29,8 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$out"
 prompts=$out/captions.txt
-: > "$prompts"
-for colour in white red green blue yellow purple orange cyan; do
-  for cls in t-shirt trousers pullover dress coat sandal shirt sneaker bag "ankle boot"; do
-    case "$colour" in orange) art=an ;; *) art=a ;; esac
-    echo "$art $colour $cls" >> "$prompts"
-  done
-done
 T2I=${T2I:-build/t2i}  # another binary: T2I=path bash bench/fidelity.sh ...
+$T2I data fashion-captions --captions > "$prompts"
 t0=$(date +%s)
 $T2I generate --prompts "$prompts" --generator "$gen" --candidates "$rnd" --top "$rnd" --threads "$threads" \
   --out "$out/$gen-random" "${extra[@]}" > "$out/$gen-random.log"

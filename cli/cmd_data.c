@@ -104,8 +104,10 @@ static int data_fashion_captions(int argc, char **argv) {
     const char *split = "train"; /* train (60000, held-out pairs absent) or test (10000) */
     const char *out = NULL;      /* output folder */
     long seed = FC32_DEFAULT_SEED;
-    int limit = 0; /* 0 = the whole split */
+    int limit = 0;    /* 0 = the whole split */
+    int captions = 0; /* print the canonical captions instead */
     const t2i_flag flags[] = {
+        {"--captions", T2I_BOOL, &captions, "print the 80 canonical captions \"a {colour} {class}\" and exit"},
         {"--split", T2I_STR, &split, "train or test"},
         {"--out", T2I_STR, &out, "output folder (created if needed)"},
         {"--seed", T2I_LONG, &seed, "seed of the colours, offsets and caption templates"},
@@ -113,7 +115,7 @@ static int data_fashion_captions(int argc, char **argv) {
     };
     t2i_cmd cmd = {"t2i data fashion-captions",
                    "Write fashion-captions (FC32: coloured Fashion-MNIST with captions) as an imagefolder.",
-                   "--out DIR [options]",
+                   "--out DIR [options] | --captions",
                    flags,
                    (int)(sizeof flags / sizeof flags[0]),
                    "Writes DIR/NNNNN.png (32x32 RGB) and DIR/metadata.jsonl with file_name, text,\n"
@@ -125,6 +127,14 @@ static int data_fashion_captions(int argc, char **argv) {
                    0,
                    0};
     int prc = t2i_parse(&cmd, argc, argv);
+    if (prc == T2I_PARSE_OK && captions) {
+        /* the captions fidelity and zero-shot evaluation use, in fc32.c's order */
+        int bad = cmd.npos != 0 ? t2i_fail("%s --captions takes no arguments", cmd.name) : 0;
+        free(cmd.pos);
+        if (bad) return bad;
+        for (int i = 0; i < FC32_N_CANONICAL; i++) printf("%s\n", fc32_canonical_captions[i]);
+        return fflush(stdout) == 0 ? 0 : t2i_fail("%s: cannot write the captions", cmd.name);
+    }
     int rc = prc == T2I_PARSE_OK ? check_common(&cmd, split, out, limit) : (prc == T2I_PARSE_HELP ? 0 : 2);
     if (rc == 0 && prc == T2I_PARSE_OK && seed < 0) rc = t2i_fail("%s: --seed must be >= 0", cmd.name);
     free(cmd.pos);

@@ -90,6 +90,13 @@ cp "$A" "$TMP/cls2/red car/a.png" && cp "$C" "$TMP/cls2/red car/c.jpg" && cp "$B
 grep -q '^zero-shot .*3 images, 2 classes.*top-1' "$TMP/zs" || fail "zeroshot output: $(cat "$TMP/zs")"
 grep -q '"top1":' "$TMP/zs" || fail "zeroshot --json line missing"
 
+# ---- the 80 canonical captions (bench/fidelity.sh reads them from here)
+"$T2I" data fashion-captions --captions >"$TMP/caps" 2>"$TMP/err" || fail "data --captions failed: $(cat "$TMP/err")"
+[ "$(wc -l <"$TMP/caps")" -eq 80 ] && [ "$(sort -u "$TMP/caps" | wc -l)" -eq 80 ] || fail "--captions: not 80 distinct lines"
+grep -qx 'a white t-shirt' "$TMP/caps" && grep -qx 'an orange dress' "$TMP/caps" && grep -qx 'a cyan ankle boot' "$TMP/caps" ||
+    fail "--captions: missing captions: $(head -3 "$TMP/caps")"
+if "$T2I" data fashion-captions --captions extra >/dev/null 2>"$TMP/err"; then fail "--captions with an argument accepted"; fi
+
 # ---- training: a caption folder from FC32; 3 steps vs 2 + resume 1 give identical checkpoints
 "$T2I" data fashion-captions --split train --out "$TMP/fc" --limit 24 >/dev/null 2>&1 || fail "t2i data failed"
 TR=(--data "$TMP/fc" --res 16 --patch 8 --vision-width 16 --vision-layers 1 --vision-heads 2 --text-width 16
