@@ -6,8 +6,9 @@
  * without its caption. Only the image-code rows of the head are evaluated at each step
  * (K of the V logits), since text ids are never drawn.
  *
- * Cached path: prefill the text (B, text_len) into the key/value cache, then one position
- * per step. Uncached path: a full inference forward over the whole prefix (B, text_len + j)
+ * Cached path: the text runs once per distinct row (the caption, and the null caption when
+ * guided) and its keys and values are fanned out to all rows' cache; then one position per
+ * step. Uncached path: a full inference forward over the whole prefix (B, text_len + j)
  * at step j - the same arithmetic on more rows, so the codes agree with the cached path
  * (the logits differ by float rounding only; a draw could differ only if its uniform fell
  * within ~1e-6 of a cumulative-probability boundary).
@@ -185,18 +186,28 @@ void dalle_sample(dalle_model *m, nn_arena *a, const int32_t *text, int n, uint6
         size_t mark = nn_arena_mark(a);
         int t = TL + j; /* positions 0..t-1 are known; the next code goes to position t */
         if (o->cached) {
-            int t0 = j == 0 ? 0 : t - 1, Tn = j == 0 ? TL : 1;
-            float *x = nn_arena_floats(a, (size_t)B * Tn * C);
             if (j == 0) {
-                /* rows of tok are T apart: embed row by row */
-                for (int b = 0; b < B; b++) dalle_embed(m, x + (size_t)b * TL * C, tok + (size_t)b * T, 1, TL, 0);
+                /* every candidate shares the caption (and every unguided row the null
+                 * caption): run the text once per distinct row, then fan its keys and
+                 * values out to all B rows */
+                int U = guided ? 2 : 1, *from = nn_arena_bytes(a, (size_t)B * sizeof(int));
+                for (int b = 0; b < B; b++) from[b] = b < n ? 0 : 1;
+                float *xu = nn_arena_floats(a, (size_t)U * TL * C);
+                for (int u = 0; u < U; u++) dalle_embed(m, xu + (size_t)u * TL * C, tok + (size_t)(u ? n : 0) * T, 1, TL, 0);
+                nn_tf_cache pre;
+                nn_tf_cache_init(&pre, &m->tf, U, TL);
+                float *h = nn_tf_forward_cached(&m->tf, &pre, a, xu, TL);
+                nn_tf_cache_fan_out(&cache, &pre, from);
+                nn_tf_cache_free(&pre);
+                for (int b = 0; b < B; b++)
+                    memcpy(hlast + (size_t)b * C, h + ((size_t)from[b] * TL + TL - 1) * C, (size_t)C * sizeof(float));
             } else {
+                float *x = nn_arena_floats(a, (size_t)B * C);
                 for (int b = 0; b < B; b++) step_tok[b] = tok[(size_t)b * T + t - 1];
-                dalle_embed(m, x, step_tok, B, 1, t0);
+                dalle_embed(m, x, step_tok, B, 1, t - 1);
+                float *h = nn_tf_forward_cached(&m->tf, &cache, a, x, 1);
+                memcpy(hlast, h, (size_t)B * C * sizeof(float));
             }
-            float *h = nn_tf_forward_cached(&m->tf, &cache, a, x, Tn);
-            for (int b = 0; b < B; b++)
-                memcpy(hlast + (size_t)b * C, h + ((size_t)b * Tn + Tn - 1) * C, (size_t)C * sizeof(float));
         } else {
             int32_t *pre = nn_arena_bytes(a, (size_t)B * t * sizeof(int32_t));
             for (int b = 0; b < B; b++) memcpy(pre + (size_t)b * t, tok + (size_t)b * T, (size_t)t * sizeof(int32_t));

@@ -201,6 +201,25 @@ void nn_tf_cache_reset(nn_tf_cache *cc) {
     for (int l = 0; l < cc->n_layer; l++) cc->layer[l].len = 0;
 }
 
+void nn_tf_cache_fan_out(nn_tf_cache *dst, const nn_tf_cache *src, const int *from) {
+    T2I_ASSERT(dst->n_layer == src->n_layer);
+    for (int l = 0; l < dst->n_layer; l++) {
+        nn_kv_cache *d = &dst->layer[l];
+        const nn_kv_cache *s = &src->layer[l];
+        T2I_ASSERT(d->NH == s->NH && d->hs == s->hs && s->len <= d->Tmax);
+        size_t n = (size_t)s->len * s->hs;
+        for (int b = 0; b < d->B; b++) {
+            T2I_ASSERT(from[b] >= 0 && from[b] < s->B);
+            for (int h = 0; h < d->NH; h++) {
+                size_t di = ((size_t)b * d->NH + h) * d->Tmax * d->hs, si = ((size_t)from[b] * s->NH + h) * s->Tmax * s->hs;
+                memcpy(d->k + di, s->k + si, n * sizeof(float));
+                memcpy(d->v + di, s->v + si, n * sizeof(float));
+            }
+        }
+        d->len = s->len;
+    }
+}
+
 void nn_tf_cache_free(nn_tf_cache *cc) {
     free(cc->layer);
     t2i_free(cc->mem);

@@ -74,6 +74,10 @@ typedef struct {
 } nn_tf_cache;
 void nn_tf_cache_init(nn_tf_cache *c, const nn_transformer *tf, int B, int Tmax);
 void nn_tf_cache_reset(nn_tf_cache *c);
+/* Copies the filled positions of src's row from[b] into dst's row b for every row of dst
+ * (same stack, dst->Tmax >= src's length) and sets dst's length to src's: a prefix shared
+ * by many sequences is run once and fanned out. */
+void nn_tf_cache_fan_out(nn_tf_cache *dst, const nn_tf_cache *src, const int *from);
 void nn_tf_cache_free(nn_tf_cache *c);
 /* Runs Tn new positions x (B, Tn, C) that follow the cache's filled length; returns their
  * outputs (B, Tn, C) in the arena and extends the cache. The stack must be causal. */
