@@ -104,7 +104,8 @@ static int save_ckpt(const gan_model *m, const char *path, train_state *st, gan_
     return rc;
 }
 
-/* Fixed noise (and labels) for the sample grids: 64 samples, class k on row k % rows. */
+/* Fixed noise (and labels) for the sample grids: n samples, 8 per row, class k on the rows
+ * r with r % n_classes == k. */
 static void fixed_inputs(const gan_model *m, uint64_t seed, float *z, float *c, int n, const gan_text_table *tt) {
     t2i_rng r;
     t2i_rng_seed(&r, seed ^ 0xf12ed0000ull);
@@ -389,7 +390,8 @@ int gan_cmd_train(int argc, char **argv) {
     float *c = cs ? t2i_malloc((size_t)B * cs * sizeof(float)) : NULL;
     float *cw = cs ? t2i_malloc((size_t)B * cs * sizeof(float)) : NULL;
     int *labels = t2i_malloc((size_t)B * sizeof(int));
-    const int NF = 64;
+    /* 8 samples per row; a class-conditional model gets a row per class (up to 32) */
+    const int NF = 8 * (!cfg.text_encoder[0] && cfg.n_classes > 8 ? T2I_MIN(cfg.n_classes, 32) : 8);
     float *fz = t2i_malloc((size_t)NF * zd * sizeof(float));
     float *fc = cs ? t2i_malloc((size_t)NF * cs * sizeof(float)) : NULL;
     fixed_inputs(&m, o.seed, fz, fc, NF, cfg.text_encoder[0] ? &tt : NULL);
