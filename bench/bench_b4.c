@@ -60,6 +60,7 @@ int bench_b4(int argc, char **argv) {
     memset(&c, 0, sizeof c);
     sr_config cfg;
     sr_config_b4(&cfg, 4);
+    cfg.crop = 128; /* B4's training crops: 32x32 LR, 128x128 HR (the preset trains on 96) */
     t2i_rng r;
     t2i_rng_seed(&r, 4);
     sr_model_build(&c.m, &cfg, &r);
@@ -76,6 +77,7 @@ int bench_b4(int argc, char **argv) {
     t2i_rng_fill_uniform(&r, c.x, (size_t)3 * 128 * 128, -1, 1);
 
     /* g is built for 32x32 inputs; the cost is proportional to the LR pixel count */
+    T2I_ASSERTF(c.m.g.in_H == 32 && c.m.g.in_W == 32, "B4: G built for %dx%d, not 32x32", c.m.g.in_H, c.m.g.in_W);
     double fwd32 = nn_seq_flops(&c.m.g);
     double infer_flop = fwd32 * 16.0, train_flop = 3.0 * fwd32 * c.B;
     printf("b4: G %zu parameters, %.2f GFLOP per 128x128 -> 512x512 forward, %d threads\n", nn_params_count(&c.m.gp, 1),
