@@ -52,9 +52,9 @@ static int t2i_thread_num(void) { return 0; }
 typedef float sr_v8 __attribute__((vector_size(32)));
 /* The direct kernel is compiled for AVX2 + FMA and chosen at run time; other CPUs use the
  * GEMM path (the portable build has no AVX, and 8-register blocks spill on SSE). */
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SR_HAVE_DIRECT 1
-static int sr_direct_ok(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+static int sr_direct_ok(void) { return t2i_cpu_avx2_fma(); }
 #else
 #define SR_HAVE_DIRECT 0
 static int sr_direct_ok(void) { return 0; }

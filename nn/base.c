@@ -140,6 +140,16 @@ void t2i_set_threads(int n) {
     openblas_set_num_threads(n);
 }
 
+int t2i_cpu_avx2_fma(void) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    const char *e = getenv("T2I_NO_AVX2");
+    if (e && *e && strcmp(e, "0") != 0) return 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 int t2i_get_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();

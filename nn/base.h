@@ -71,6 +71,9 @@ double t2i_peak_rss_mb(void);
  * the OpenMP build of OpenBLAS). n <= 0 keeps the default. */
 void t2i_set_threads(int n);
 int t2i_get_threads(void);
+/* 1 if hand-vectorised AVX2 + FMA kernels may run: an x86-64 gcc build on a CPU with both,
+ * unless T2I_NO_AVX2 is set (to compare with, or fall back to, the baseline code). */
+int t2i_cpu_avx2_fma(void);
 
 /* Whole-file helpers. t2i_read_file returns a heap buffer (NUL-terminated, for text
  * convenience; *len excludes the NUL) or NULL with the error set. max_bytes guards

@@ -68,7 +68,7 @@ void nn_winograd_rows(float *out, size_t ostride, const float *x, int C, int H, 
     size_t T = (size_t)tr * tc;
     float *V = scratch, *M = V + 16 * (size_t)C * T, *rows = M + 16 * (size_t)OC * T;
 #if WINO_AVX2
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int avx2 = t2i_cpu_avx2_fma();
 #else
     int avx2 = 0;
 #endif

@@ -929,6 +929,12 @@ static void test_winograd_conv3x3(void **state) {
             r0 += nr;
         }
         tu_assert_close("winograd y", y, ry, ny, 2e-5f, 1e-4f);
+        /* the baseline transforms (what a CPU without AVX2 runs) give the same */
+        setenv("T2I_NO_AVX2", "1", 1);
+        memset(y, 0, ny * sizeof(float));
+        nn_winograd_rows(y, (size_t)H * W, x, C, H, W, U, b, OC, 0, H, scratch);
+        unsetenv("T2I_NO_AVX2");
+        tu_assert_close("winograd y (baseline transforms)", y, ry, ny, 2e-5f, 1e-4f);
         /* the last band into a buffer of its own, as before a pixel shuffle */
         int r0 = H / 2, nr = H - r0;
         float *band = zeros((size_t)OC * nr * W);

@@ -181,6 +181,11 @@ static void test_torch_model(void **state) {
     tu_assert_close("forward (inference)", yi, y0, ny, 1e-5f, 1e-4f);
     for (int n = 0; n < 2; n++) sr_upscale_image(&m.g, 4, lr + n * item_in, 6, 7, yi + n * item_out, 3, -1);
     tu_assert_close("forward (tiled inference)", yi, y0, ny, 1e-5f, 1e-4f);
+    /* without the AVX2 kernels (direct last layer, Winograd transforms): the same */
+    setenv("T2I_NO_AVX2", "1", 1);
+    for (int n = 0; n < 2; n++) sr_upscale_image(&m.g, 4, lr + n * item_in, 6, 7, yi + n * item_out, 0, -1);
+    unsetenv("T2I_NO_AVX2");
+    tu_assert_close("forward (inference, no AVX2)", yi, y0, ny, 1e-5f, 1e-4f);
     /* first gradients */
     nn_params_zero_grad(&m.gp);
     float *dy = nn_arena_zeros(&a, ny);
