@@ -54,10 +54,8 @@ typedef float sr_v8 __attribute__((vector_size(32)));
  * GEMM path (the portable build has no AVX, and 8-register blocks spill on SSE). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SR_HAVE_DIRECT 1
-static int sr_direct_ok(void) { return t2i_cpu_avx2_fma(); }
 #else
 #define SR_HAVE_DIRECT 0
-static int sr_direct_ok(void) { return 0; }
 #endif
 /* Scratch floats per band and thread (measured on B4, 2 threads: 1M floats for Winograd
  * ran 572 ms, 512K 824 ms, 2M 583 ms; 512K best for im2col, 875 vs 957 ms at 1M). */
@@ -71,9 +69,10 @@ typedef struct {
     float *p[SR_SLOTS];
     size_t cap[SR_SLOTS];
     int ref[SR_SLOTS];
-    /* per thread: im2col scratch and band output (before a pixel shuffle); the tile input */
-    float *band[SR_MAX_THREADS], *scratch[SR_MAX_THREADS], *in, *wino;
-    size_t band_cap[SR_MAX_THREADS], scratch_cap[SR_MAX_THREADS], in_cap, wino_cap;
+    /* per thread: conv scratch and band output (before a pixel shuffle); the tile input; the
+     * layer's weights rearranged for its kernel (Winograd U, or the direct kernel's w4) */
+    float *band[SR_MAX_THREADS], *scratch[SR_MAX_THREADS], *in, *wt;
+    size_t band_cap[SR_MAX_THREADS], scratch_cap[SR_MAX_THREADS], in_cap, wt_cap;
 } sr_ws;
 
 static float *grow(float **p, size_t *cap, size_t n) {
@@ -111,17 +110,10 @@ static void slot_release(sr_ws *ws, int s) {
 static void ws_free(sr_ws *ws) {
     for (int i = 0; i < SR_SLOTS; i++) t2i_free(ws->p[i]);
     for (int t = 0; t < SR_MAX_THREADS; t++) t2i_free(ws->band[t]), t2i_free(ws->scratch[t]);
-    t2i_free(ws->in), t2i_free(ws->wino);
+    t2i_free(ws->in), t2i_free(ws->wt);
     memset(ws, 0, sizeof *ws);
 }
 
-/* out = conv(in) for a stride-1 k x k convolution with "same" padding, in bands of rows;
- * in (C, H, W); out (OC, H, W), or (OC / r^2, H*r, W*r) shuffled when r > 1.
- * Bands run in parallel, one per thread, each with its own im2col scratch and a
- * single-threaded GEMM, so a band's im2col matrix (C*k*k floats per output pixel) stays in
- * the core's cache instead of streaming through memory as one whole-tile GEMM's would.
- * The GEMM accumulates onto the bias (beta 1: no separate zeroing pass) straight into
- * the output rows, or into a band buffer that the pixel shuffle then scatters. */
 /* A stride-1 "same" convolution with at most SR_DIRECT_MAX_OC outputs (the last layer:
  * 64 -> 3), computed directly: as a GEMM its 3-row weight matrix would leave the kernel
  * mostly idle while im2col writes C*k*k floats per pixel. Output rows [r0, r0 + nr):
@@ -130,8 +122,9 @@ static void ws_free(sr_ws *ws) {
  * SR_DIRECT_MAX_OC x SR_DIRECT_X sums in registers over all C*k*k taps. w4 holds the
  * weights as (C, k, k, SR_DIRECT_MAX_OC), zero beyond OC. out (OC, H, W). */
 #if SR_HAVE_DIRECT
-__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void conv_rows_direct(float *out, float *pad, const float *in, int C, int H, int W, const float *w4,
-                             const float *b, int OC, int k, int r0, int nr) {
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void
+conv_rows_direct(float *out, float *pad, const float *in, int C, int H, int W, const float *w4, const float *b, int OC,
+                 int k, int r0, int nr) {
     enum { X = SR_DIRECT_X, O = SR_DIRECT_MAX_OC };
     int p = (k - 1) / 2, PH = nr + k - 1, PW = (W + X - 1) / X * X + k - 1;
     size_t plane = (size_t)H * W;
@@ -170,16 +163,24 @@ __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void co
 }
 #endif
 
+/* out = conv(in) for a stride-1 k x k convolution with "same" padding, in bands of rows;
+ * in (C, H, W); out (OC, H, W), or (OC / r^2, H*r, W*r) shuffled when r > 1.
+ * Bands run in parallel, one per thread, each with its own scratch and single-threaded
+ * GEMMs (Winograd for 3x3, else im2col + one GEMM), so a band's working set stays in the
+ * core's cache instead of streaming through memory as one whole-tile GEMM's would. The
+ * biased result (the im2col GEMM accumulates onto the bias, beta 1) goes straight into the
+ * output rows, or into a band buffer that the pixel shuffle then scatters. Layers with at
+ * most SR_DIRECT_MAX_OC outputs take conv_rows_direct instead when the CPU has AVX2. */
 static void conv_banded(sr_ws *ws, float *out, const float *in, int C, int H, int W, const float *w, const float *b,
                         int OC, int k, int r) {
 #if SR_HAVE_DIRECT
-    if (OC <= SR_DIRECT_MAX_OC && r == 1 && sr_direct_ok()) {
+    if (OC <= SR_DIRECT_MAX_OC && r == 1 && t2i_cpu_avx2_fma()) {
         int rows = T2I_MIN(H, SR_DIRECT_ROWS), nb = (H + rows - 1) / rows;
         int nt = T2I_MIN(T2I_MIN(t2i_get_threads(), SR_MAX_THREADS), nb);
         int PW = (W + SR_DIRECT_X - 1) / SR_DIRECT_X * SR_DIRECT_X + k - 1;
         size_t nw = (size_t)C * k * k * SR_DIRECT_MAX_OC;
         for (int t = 0; t < nt; t++) grow(&ws->scratch[t], &ws->scratch_cap[t], (size_t)C * (rows + k - 1) * PW);
-        float *w4 = grow(&ws->band[0], &ws->band_cap[0], nw);
+        float *w4 = grow(&ws->wt, &ws->wt_cap, nw);
         memset(w4, 0, nw * sizeof(float));
         for (int o = 0; o < OC; o++)
             for (int j = 0; j < C * k * k; j++) w4[(size_t)j * SR_DIRECT_MAX_OC + o] = w[(size_t)o * C * k * k + j];
@@ -193,6 +194,7 @@ static void conv_banded(sr_ws *ws, float *out, const float *in, int C, int H, in
     int wino = k == 3;
     nn_conv s = nn_conv2d_shape(1, C, H, W, OC, k, 1, (k - 1) / 2);
     int ckk = C * k * k;
+    /* scratch per output row: Winograd's grows by the same amount for every pair of rows */
     size_t per_row = wino ? (nn_winograd_scratch(C, OC, W, 2) - nn_winograd_scratch(C, OC, W, 0)) / 2
                           : (size_t)ckk * W;
     if (r > 1) per_row += (size_t)OC * W;
@@ -210,7 +212,7 @@ static void conv_banded(sr_ws *ws, float *out, const float *in, int C, int H, in
     }
     float *U = NULL;
     if (wino) {
-        U = grow(&ws->wino, &ws->wino_cap, (size_t)16 * OC * C);
+        U = grow(&ws->wt, &ws->wt_cap, (size_t)16 * OC * C);
         nn_winograd_weights(U, w, OC, C);
     }
     size_t plane = (size_t)H * W;

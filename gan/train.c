@@ -28,11 +28,11 @@
 #include "data.h"
 #include "gan.h"
 #include "image.h"
-
-#define GAN_DEFAULT_STEPS 12000 /* the Fashion-MNIST recipe: 12.8 epochs at batch 64 */
 #include "optim.h"
 #include "progress.h"
 #include "text_cond.h"
+
+#define GAN_DEFAULT_STEPS 12000 /* the Fashion-MNIST recipe: 12.8 epochs at batch 64 */
 
 /* Mean pairwise L2 distance of N images (sample diversity). */
 static double diversity(const float *x, int N, size_t item) {

@@ -61,31 +61,23 @@ size_t nn_winograd_scratch(int C, int OC, int W, int nr) {
 #define WINO_AVX2 0
 #endif
 
+typedef void (*wino_in_fn)(float *, const float *, int, int, int, int, int, int, size_t, float *);
+typedef void (*wino_out_fn)(float *, size_t, const float *, int, int, int, int, int, size_t, const float *);
+
 void nn_winograd_rows(float *out, size_t ostride, const float *x, int C, int H, int W, const float *U, const float *b,
                       int OC, int r0, int nr, float *scratch) {
     T2I_ASSERT(r0 >= 0 && nr > 0 && r0 + nr <= H);
     int tr = (nr + 1) / 2, tc = (W + 1) / 2;
     size_t T = (size_t)tr * tc;
     float *V = scratch, *M = V + 16 * (size_t)C * T, *rows = M + 16 * (size_t)OC * T;
+    wino_in_fn input_rows = input_rows_base;
+    wino_out_fn output_rows = output_rows_base;
 #if WINO_AVX2
-    int avx2 = t2i_cpu_avx2_fma();
-#else
-    int avx2 = 0;
+    if (t2i_cpu_avx2_fma()) input_rows = input_rows_avx2, output_rows = output_rows_avx2;
 #endif
-#if WINO_AVX2
-    if (avx2)
-        input_rows_avx2(V, x, C, H, W, r0, tr, tc, T, rows);
-    else
-#endif
-        input_rows_base(V, x, C, H, W, r0, tr, tc, T, rows);
+    input_rows(V, x, C, H, W, r0, tr, tc, T, rows);
     for (int xi = 0; xi < 16; xi++)
         nn_gemm_serial(0, 0, OC, (int)T, C, 1.0f, U + (size_t)xi * OC * C, C, V + (size_t)xi * C * T, (int)T, 0.0f,
                        M + (size_t)xi * OC * T, (int)T);
-#if WINO_AVX2
-    if (avx2)
-        output_rows_avx2(out, ostride, M, OC, W, nr, tr, tc, T, b);
-    else
-#endif
-        output_rows_base(out, ostride, M, OC, W, nr, tr, tc, T, b);
-    (void)avx2;
+    output_rows(out, ostride, M, OC, W, nr, tr, tc, T, b);
 }
