@@ -135,13 +135,19 @@ void clip_image_backward(clip_model *m, clip_vis_tape *tape, nn_arena *a, const 
 void clip_text_backward(clip_model *m, clip_txt_tape *tape, nn_arena *a, const float *dfeat);
 
 /* Symmetric InfoNCE on N pairs: logits = exp(s) norm(img) norm(txt)^T, loss =
- * (CE(logits, diag) + CE(logits^T, diag)) / 2. When dimg/dtxt/ds are non-NULL, ADDs the
- * gradients w.r.t. the unnormalised features and s. acc (may be NULL): share of rows whose
- * argmax is the diagonal, averaged over both directions. Scratch from the arena. */
+ * (CE(logits, diag) + CE(logits^T, diag)) / 2. group (may be NULL): pairs with equal group
+ * ids are positives of each other (multi-positive InfoNCE: the target of row i is uniform
+ * over {j : group[j] == group[i]}, the same for columns), so that two items with the same
+ * caption are not pushed apart; NULL is the plain diagonal. When dimg/dtxt/ds are
+ * non-NULL, ADDs the gradients w.r.t. the unnormalised features and s. acc (may be NULL):
+ * share of rows whose argmax is a positive, averaged over both directions. Scratch from the
+ * arena. */
 float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_arena *a, const float *img,
-                            const float *txt, int N, int D, float s);
-/* One training forward/backward on N pairs: zeroes gradients, fills them; returns the loss. */
-float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, int N, float *acc);
+                            const float *txt, const int *group, int N, int D, float s);
+/* One training forward/backward on N pairs (group as above): zeroes gradients, fills them;
+ * returns the loss. */
+float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, const int *group, int N,
+                       float *acc);
 /* OpenAI's clamp of the logit scale to [0, log 100] (after each optimizer step). */
 void clip_clamp_logit_scale(clip_model *m);
 

@@ -447,7 +447,7 @@ static void normalize_backward(float *dx, const float *du, const float *u, const
 }
 
 float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_arena *a, const float *img,
-                            const float *txt, int N, int D, float s) {
+                            const float *txt, const int *group, int N, int D, float s) {
     float scale = expf(s);
     float *u = nn_arena_floats(a, (size_t)N * D), *v = nn_arena_floats(a, (size_t)N * D);
     float *nu = nn_arena_floats(a, (size_t)N), *nv = nn_arena_floats(a, (size_t)N);
@@ -455,7 +455,17 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
     normalize_keep(v, nv, txt, N, D);
     float *lg = nn_arena_floats(a, (size_t)N * N);
     nn_gemm(0, 1, N, N, D, scale, u, D, v, D, 0.0f, lg, N);
-    /* row softmax p (image -> text) and column softmax q (text -> image), in double sums */
+    /* target weights: t[i][j] = 1/|P(i)| for j in P(i) = {j : group[j] == group[i]} (just
+     * {i} without groups); P is symmetric, so rows and columns share them */
+    float *t = nn_arena_zeros(a, (size_t)N * N);
+    for (int i = 0; i < N; i++) {
+        int np = 0;
+        for (int j = 0; j < N; j++) np += group ? group[j] == group[i] : j == i;
+        for (int j = 0; j < N; j++)
+            if (group ? group[j] == group[i] : j == i) t[(size_t)i * N + j] = 1.0f / (float)np;
+    }
+    /* row softmax p (image -> text) and column softmax q (text -> image), in double sums;
+     * CE against the target rows / columns */
     float *p = nn_arena_floats(a, (size_t)N * N), *q = nn_arena_floats(a, (size_t)N * N);
     double loss_r = 0.0, loss_c = 0.0;
     int hit_r = 0, hit_c = 0;
@@ -467,9 +477,12 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
             if (row[j] > mx) mx = row[j], am = j;
         double z = 0.0;
         for (int j = 0; j < N; j++) z += exp((double)row[j] - mx);
-        for (int j = 0; j < N; j++) p[(size_t)i * N + j] = (float)(exp((double)row[j] - mx) / z);
-        loss_r += mx + log(z) - row[i];
-        hit_r += am == i;
+        double lse = mx + log(z);
+        for (int j = 0; j < N; j++) {
+            p[(size_t)i * N + j] = (float)(exp((double)row[j] - mx) / z);
+            if (t[(size_t)i * N + j] > 0) loss_r += t[(size_t)i * N + j] * (lse - row[j]);
+        }
+        hit_r += t[(size_t)i * N + am] > 0;
     }
     for (int j = 0; j < N; j++) {
         float mx = lg[j];
@@ -478,9 +491,12 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
             if (lg[(size_t)i * N + j] > mx) mx = lg[(size_t)i * N + j], am = i;
         double z = 0.0;
         for (int i = 0; i < N; i++) z += exp((double)lg[(size_t)i * N + j] - mx);
-        for (int i = 0; i < N; i++) q[(size_t)i * N + j] = (float)(exp((double)lg[(size_t)i * N + j] - mx) / z);
-        loss_c += mx + log(z) - lg[(size_t)j * N + j];
-        hit_c += am == j;
+        double lse = mx + log(z);
+        for (int i = 0; i < N; i++) {
+            q[(size_t)i * N + j] = (float)(exp((double)lg[(size_t)i * N + j] - mx) / z);
+            if (t[(size_t)i * N + j] > 0) loss_c += t[(size_t)i * N + j] * (lse - lg[(size_t)i * N + j]);
+        }
+        hit_c += t[(size_t)am * N + j] > 0;
     }
     float loss = (float)(0.5 * (loss_r + loss_c) / N);
     if (acc) *acc = 0.5f * (float)(hit_r + hit_c) / (float)N;
@@ -491,7 +507,7 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
     for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++) {
             size_t k = (size_t)i * N + j;
-            float d = (p[k] + q[k] - (i == j ? 2.0f : 0.0f)) * inv2n;
+            float d = (p[k] + q[k] - 2.0f * t[k]) * inv2n;
             p[k] = d;
             dsum += (double)d * lg[k];
         }
@@ -504,7 +520,8 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
     return loss;
 }
 
-float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, int N, float *acc) {
+float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, const int *group, int N,
+                       float *acc) {
     int D = m->cfg.embed_dim;
     nn_arena_reset(a);
     nn_params_zero_grad(&m->ps);
@@ -515,7 +532,7 @@ float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const in
     clip_text_forward(m, &tt, a, tokens, N, ft);
     float *dfi = nn_arena_zeros(a, (size_t)N * D), *dft = nn_arena_zeros(a, (size_t)N * D);
     float ds = 0.0f;
-    float loss = clip_contrastive_loss(dfi, dft, &ds, acc, a, fi, ft, N, D, *VAL(m, logit_scale));
+    float loss = clip_contrastive_loss(dfi, dft, &ds, acc, a, fi, ft, group, N, D, *VAL(m, logit_scale));
     *GRAD(m, logit_scale) += ds;
     size_t mark = nn_arena_mark(a);
     clip_text_backward(m, &tt, a, dft);

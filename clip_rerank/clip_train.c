@@ -51,7 +51,7 @@
 
 typedef struct {
     char data[1024];
-    int batch, flip, recaption, vocab_target;
+    int batch, flip, crop_pad, recaption, dup_pos, vocab_target;
     float lr, min_lr, wd, beta1, beta2, eps, clip_grad;
     long warmup;
     uint64_t seed;
@@ -72,7 +72,8 @@ typedef struct {
                      NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
 #define OPTS_FIELDS(o)                                                                                    \
     nn_field of[] = {NN_F_STR("data", (o)->data),         NN_F_INT("batch", (o)->batch),                  \
-                     NN_F_BOOL("flip", (o)->flip),        NN_F_BOOL("recaption", (o)->recaption),         \
+                     NN_F_BOOL("flip", (o)->flip),        NN_F_INT("crop_pad", (o)->crop_pad),            \
+                     NN_F_BOOL("recaption", (o)->recaption), NN_F_BOOL("dup_positives", (o)->dup_pos),     \
                      NN_F_INT("vocab_size", (o)->vocab_target), NN_F_FLOAT("lr", (o)->lr),               \
                      NN_F_FLOAT("min_lr", (o)->min_lr),   NN_F_FLOAT("weight_decay", (o)->wd),            \
                      NN_F_FLOAT("beta1", (o)->beta1),     NN_F_FLOAT("beta2", (o)->beta2),                \
@@ -129,7 +130,7 @@ int clip_cmd_train(int argc, char **argv) {
     /* defaults: the toolkit's FC32 recipe */
     const char *data = "fashion-captions", *out = "runs/clip", *act = "quick_gelu";
     int res = 32, patch = 8, vwidth = 96, vlayers = 4, vheads = 4, twidth = 96, tlayers = 3, theads = 4;
-    int context = 16, embed = 64, vocab_size = 1024, batch = 128, flip = 1, recaption = 1;
+    int context = 16, embed = 64, vocab_size = 1024, batch = 128, flip = 1, crop_pad = 0, recaption = 1, dup_pos = 0;
     int threads = 0, resume = 0, ckpt_every = 500, log_every = 10, eval_every = 1000, eval_n = 2000;
     long steps = 0, seed = 1, warmup = -1, stop_after = 0;
     float epochs = 0, lr = 1e-3f, min_lr = 0.0f, wd = 0.1f, beta1 = 0.9f, beta2 = 0.98f, eps = 1e-6f, clip_grad = 0.0f;
@@ -159,7 +160,10 @@ int clip_cmd_train(int argc, char **argv) {
         {"--eps", T2I_FLOAT, &eps, "AdamW epsilon"},
         {"--clip-grad", T2I_FLOAT, &clip_grad, "clip the global gradient norm to this (0 = off)"},
         {"--flip", T2I_BOOL, &flip, "random horizontal flips (--flip=0 to disable)"},
+        {"--crop-pad", T2I_INT, &crop_pad, "random shifts: zero-pad this many pixels, crop back at a random offset (0 = off)"},
         {"--recaption", T2I_BOOL, &recaption, "FC32: redraw the caption template each time (--recaption=0: keep)"},
+        {"--dup-positives", T2I_BOOL, &dup_pos,
+         "pairs of a batch with the same caption (FC32: colour and class) are positives of each other"},
         {"--eval-every", T2I_INT, &eval_every, "FC32 zero-shot accuracy every N steps (0 = off)"},
         {"--eval-n", T2I_INT, &eval_n, "test items used by that evaluation"},
         {"--ckpt-every", T2I_INT, &ckpt_every, "save a checkpoint every N steps"},
@@ -229,6 +233,7 @@ int clip_cmd_train(int argc, char **argv) {
             t2i_check_range_i("--text-layers", tlayers, 1, 64) || t2i_check_range_i("--text-heads", theads, 1, 64) ||
             t2i_check_range_i("--context", context, 4, 1024) || t2i_check_range_i("--embed-dim", embed, 2, 4096) ||
             t2i_check_range_i("--vocab-size", vocab_size, 514, 1 << 20) || t2i_check_range_i("--batch", batch, 2, 8192) ||
+            t2i_check_range_i("--crop-pad", crop_pad, 0, res / 2) ||
             t2i_check_range_f("--lr", lr, 1e-7, 1) || t2i_check_range_f("--min-lr", min_lr, 0, lr) ||
             t2i_check_range_f("--wd", wd, 0, 10) || t2i_check_range_f("--beta1", beta1, 0, 0.9999) ||
             t2i_check_range_f("--beta2", beta2, 0, 0.99999) || t2i_check_range_f("--eps", eps, 1e-12, 1) ||
@@ -253,7 +258,8 @@ int clip_cmd_train(int argc, char **argv) {
         cfg.act = (nn_act)a;
         if (strlen(data) >= sizeof o.data) return t2i_fail("--data: path too long"), free(ckpt_path), 2;
         strcpy(o.data, data);
-        o.batch = batch, o.flip = flip, o.recaption = recaption && is_fc32(data), o.vocab_target = vocab_size;
+        o.batch = batch, o.flip = flip, o.crop_pad = crop_pad, o.recaption = recaption && is_fc32(data), o.dup_pos = dup_pos,
+        o.vocab_target = vocab_size;
         o.lr = lr, o.min_lr = min_lr, o.wd = wd, o.beta1 = beta1, o.beta2 = beta2, o.eps = eps, o.clip_grad = clip_grad;
         o.warmup = warmup, o.seed = (uint64_t)seed;
     }
@@ -342,6 +348,7 @@ int clip_cmd_train(int argc, char **argv) {
     t2i_loader_init(&L, &ds, o.batch, 1, o.seed);
     L.drop_last = 1;
     L.flip = o.flip;
+    L.crop_pad = o.crop_pad;
     if (resume) t2i_loader_seek(&L, st.loader_epoch, st.loader_pos);
     nn_optim opt = nn_adamw(o.lr, o.beta1, o.beta2, o.eps, o.wd);
     opt.step = st.opt_step;
@@ -354,6 +361,8 @@ int clip_cmd_train(int argc, char **argv) {
     const char **use = t2i_malloc((size_t)B * sizeof(char *));
     char *capbuf = t2i_malloc((size_t)B * FC32_CAPTION_MAX);
     int32_t *tokens = t2i_malloc((size_t)B * ctx * sizeof(int32_t));
+    int *group = t2i_malloc((size_t)B * sizeof(int));
+    int fc32 = is_fc32(o.data);
     nn_arena arena;
     nn_arena_init(&arena);
 
@@ -382,11 +391,22 @@ int clip_cmd_train(int argc, char **argv) {
         for (int i = 0; i < B; i++) {
             int colour, cls;
             use[i] = caps[i];
-            if (o.recaption && fc32_parse_caption(caps[i], &colour, &cls) == 0) {
+            int parsed = fc32 && fc32_parse_caption(caps[i], &colour, &cls) == 0;
+            if (o.recaption && parsed) {
                 char *b = capbuf + (size_t)i * FC32_CAPTION_MAX;
                 fc32_caption(b, FC32_CAPTION_MAX, colour, cls, (int)t2i_rng_below(&st.rng, FC32_N_TEMPLATES));
                 use[i] = b;
             }
+            /* groups of equal captions: FC32's colour x class (whatever the phrasing), else
+             * the first item of the batch with the same text */
+            group[i] = i;
+            if (parsed) group[i] = -1 - (colour * FC32_N_CLASSES + cls);
+            else
+                for (int j = 0; j < i; j++)
+                    if (strcmp(caps[j], caps[i]) == 0) {
+                        group[i] = group[j];
+                        break;
+                    }
         }
         if (clip_tokenize(&m, use, B, tokens) != 0) {
             t2i_fail("%s: %s", ds.source, t2i_error_msg());
@@ -394,7 +414,7 @@ int clip_cmd_train(int argc, char **argv) {
             goto done;
         }
         float lr_now = nn_schedule_lr(&sched, st.step);
-        loss = clip_train_grads(&m, &arena, px, tokens, B, &acc);
+        loss = clip_train_grads(&m, &arena, px, tokens, o.dup_pos ? group : NULL, B, &acc);
         if (!isfinite(loss)) {
             t2i_fail("step %ld: loss is %s; stopping (the last checkpoint, if any, is %s; try a lower --lr)", st.step + 1,
                      isnan(loss) ? "NaN" : "Inf", ckpt_path);
@@ -455,7 +475,7 @@ int clip_cmd_train(int argc, char **argv) {
 done:
     nn_arena_free(&arena);
     t2i_free(x), t2i_free(px);
-    free(caps), free(use), free(capbuf), free(tokens);
+    free(caps), free(use), free(capbuf), free(tokens), free(group);
     t2i_loader_free(&L);
     t2i_run_close(&run);
 out_ds:

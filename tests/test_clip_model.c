@@ -2,7 +2,9 @@
  *
  *   - gradients of the symmetric InfoNCE loss w.r.t. every parameter of both towers and
  *     the logit scale, by central differences on a tiny model (LayerNorm/bias terms
- *     perturbed so that none is trivially zero);
+ *     perturbed so that none is trivially zero), plain and multi-positive (pairs with
+ *     equal captions as positives of each other; its loss value against a direct
+ *     double-precision evaluation);
  *   - PyTorch: tests/ref/gen_clip_ref.py trains a tiny CLIP (its own OpenAI-architecture
  *     module, checked there against openai's golden outputs) for 3 AdamW steps; here the
  *     same initial weights and batch give the same step-1 gradients, the same three losses
@@ -55,6 +57,7 @@ typedef struct {
     float *images;
     int32_t *tokens;
     int N;
+    const int *group;
     float loss, dloss;
     float **dx; /* per parameter gradient buffers of the checker */
 } gc_ctx;
@@ -67,13 +70,14 @@ static void gc_fwd(void *p) {
     float *fi = nn_arena_floats(c->a, (size_t)c->N * D), *ft = nn_arena_floats(c->a, (size_t)c->N * D);
     clip_image_forward(m, NULL, c->a, c->images, c->N, fi);
     clip_text_forward(m, NULL, c->a, c->tokens, c->N, ft);
-    c->loss = clip_contrastive_loss(NULL, NULL, NULL, NULL, c->a, fi, ft, c->N, D, *nn_params_val(&m->ps, m->logit_scale));
+    c->loss = clip_contrastive_loss(NULL, NULL, NULL, NULL, c->a, fi, ft, c->group, c->N, D,
+                                    *nn_params_val(&m->ps, m->logit_scale));
 }
 
 static void gc_bwd(void *p) {
     gc_ctx *c = p;
     clip_model *m = c->m;
-    clip_train_grads(m, c->a, c->images, c->tokens, c->N, NULL);
+    clip_train_grads(m, c->a, c->images, c->tokens, c->group, c->N, NULL);
     for (int i = 0; i < m->ps.n; i++) {
         const float *g = nn_params_grad(&m->ps, i);
         for (size_t k = 0; k < m->ps.p[i].numel; k++) c->dx[i][k] += c->dloss * g[k];
@@ -121,10 +125,72 @@ static void test_gradcheck(void **state) {
     assert_int_equal(fails, 0);
     /* the logit scale's gradient is not trivially zero */
     assert_true(fabsf(c.dx[m.logit_scale][0]) > 1e-3f);
+    /* multi-positive: pairs 0 and 2 share a caption */
+    static const int group[4] = {0, 1, 0, 3};
+    c.group = group;
+    for (int i = 0; i < m.ps.n; i++) memset(c.dx[i], 0, m.ps.p[i].numel * sizeof(float));
+    fails = tu_gradcheck("clip multi-positive InfoNCE", &c, gc_fwd, gc_bwd, vars, m.ps.n, &c.loss, &c.dloss, 1, 1e-2f,
+                         2e-4f, 2e-2f);
+    assert_int_equal(fails, 0);
     for (int i = 0; i < m.ps.n; i++) free(c.dx[i]);
     free(c.dx), free(vars), free(c.images), free(c.tokens);
     nn_arena_free(&a);
     clip_model_free(&m);
+}
+
+/* The loss value against a direct double-precision evaluation of
+ *   L = 1/2N sum_i [ sum_{j in P(i)} -log softmax_row_i(j) / |P(i)|
+ *                  + sum_{j in P(i)} -log softmax_col_i(j) / |P(i)| ],
+ * with groups that make P(i) = {i} (must equal the plain loss bit for bit) and with
+ * duplicates (must differ from the plain loss by more than rounding). */
+static double ref_multi_positive(const float *img, const float *txt, const int *g, int N, int D, float s) {
+    double *l = t2i_malloc((size_t)N * N * sizeof(double)), loss = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            double dot = 0, ni = 0, nj = 0;
+            for (int k = 0; k < D; k++) {
+                dot += (double)img[i * D + k] * txt[j * D + k];
+                ni += (double)img[i * D + k] * img[i * D + k], nj += (double)txt[j * D + k] * txt[j * D + k];
+            }
+            l[i * N + j] = exp(s) * dot / sqrt(ni * nj);
+        }
+    for (int dir = 0; dir < 2; dir++)
+        for (int i = 0; i < N; i++) {
+            double z = 0;
+            int np = 0;
+            for (int j = 0; j < N; j++) z += exp(dir ? l[j * N + i] : l[i * N + j]), np += g[j] == g[i];
+            for (int j = 0; j < N; j++)
+                if (g[j] == g[i]) loss += (log(z) - (dir ? l[j * N + i] : l[i * N + j])) / np;
+        }
+    free(l);
+    return loss / (2.0 * N);
+}
+
+static void test_multi_positive_loss(void **state) {
+    (void)state;
+    t2i_rng r;
+    t2i_rng_seed(&r, 11);
+    int N = 6, D = 5;
+    float *img = tu_randn(&r, (size_t)N * D, 1.0f), *txt = tu_randn(&r, (size_t)N * D, 1.0f), s = 2.0f;
+    nn_arena a;
+    nn_arena_init(&a);
+    static const int distinct[6] = {5, 4, 3, 2, 1, 0}, dups[6] = {7, 1, 7, 2, 1, 7};
+    float plain = clip_contrastive_loss(NULL, NULL, NULL, NULL, &a, img, txt, NULL, N, D, s);
+    float same = clip_contrastive_loss(NULL, NULL, NULL, NULL, &a, img, txt, distinct, N, D, s);
+    float multi = clip_contrastive_loss(NULL, NULL, NULL, NULL, &a, img, txt, dups, N, D, s);
+    double ref_plain = ref_multi_positive(img, txt, distinct, N, D, s), ref = ref_multi_positive(img, txt, dups, N, D, s);
+    print_message("  plain %.6f (ref %.6f), duplicates %.6f (ref %.6f)\n", plain, ref_plain, multi, ref);
+    assert_true(plain == same);
+    assert_true(fabs(plain - ref_plain) < 1e-5 * ref_plain);
+    assert_true(fabs(multi - ref) < 1e-5 * ref);
+    assert_true(fabs(multi - plain) > 1e-2);
+    /* accuracy counts an argmax on any positive: identical features in one group -> 1 */
+    float *same_img = t2i_malloc((size_t)N * D * sizeof(float)), acc = 0;
+    for (int i = 0; i < N; i++) memcpy(same_img + i * D, img + (dups[i] == 7 ? 0 : dups[i]) * D, (size_t)D * sizeof(float));
+    clip_contrastive_loss(NULL, NULL, NULL, &acc, &a, same_img, same_img, dups, N, D, 4.0f);
+    assert_true(acc == 1.0f);
+    free(img), free(txt), free(same_img);
+    nn_arena_free(&a);
 }
 
 /* ------------------------------------------------------------- PyTorch ---- */
@@ -189,7 +255,7 @@ static void test_torch_training(void **state) {
     nn_arena_init(&a);
     for (int step = 0; step < 3; step++) {
         float acc;
-        float loss = clip_train_grads(&m, &a, images, tokens, N, &acc);
+        float loss = clip_train_grads(&m, &a, images, tokens, NULL, N, &acc);
         print_message("  step %d: loss %.6f (torch %.6f), accuracy %.3f (torch %.3f)\n", step + 1, loss, losses[step], acc,
                       accs[step]);
         assert_true(fabsf(loss - losses[step]) <= 1e-4f * fabsf(losses[step]));
@@ -444,7 +510,8 @@ int main(void) {
      * loaded machine, where OpenMP barriers wait for descheduled threads) */
     t2i_set_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gradcheck),     cmocka_unit_test(test_torch_training),
+        cmocka_unit_test(test_gradcheck),     cmocka_unit_test(test_multi_positive_loss),
+        cmocka_unit_test(test_torch_training),
         cmocka_unit_test(test_checkpoint_roundtrip), cmocka_unit_test(test_bad_weights),
         cmocka_unit_test(test_bad_captions),
     };
