@@ -8,10 +8,12 @@
  *
  * Cached path: the text runs once per distinct row (the caption, and the null caption when
  * guided) and its keys and values are fanned out to all rows' cache; then one position per
- * step. Uncached path: a full inference forward over the whole prefix (B, text_len + j)
- * at step j - the same arithmetic on more rows, so the codes agree with the cached path
- * (the logits differ by float rounding only; a draw could differ only if its uniform fell
- * within ~1e-6 of a cumulative-probability boundary).
+ * step, its products with weights packed once for the call (nn_tf_pack, nn_packed: a
+ * BLAS GEMM would re-pack them at every step). Uncached path: a full inference forward
+ * over the whole prefix (B, text_len + j) at step j - the same arithmetic on more rows, so
+ * the codes agree with the cached path (the logits differ by float rounding only; a draw
+ * could differ only if its uniform fell within ~1e-6 of a cumulative-probability
+ * boundary).
  *
  * Reproducibility: candidate first+i draws one uniform per image position from
  * t2i_rng_split(root(seed), first + i); nothing else is random, and each candidate's
@@ -145,8 +147,9 @@ void dalle_cfg_mix(float *out, const float *cond, const float *uncond, size_t n,
     for (size_t i = 0; i < n; i++) out[i] = uncond[i] + s * (cond[i] - uncond[i]);
 }
 
-/* logits (B, K) of the image codes from the last hidden states h (B, C). */
-static void image_logits(dalle_model *m, nn_arena *a, const float *h, int B, float *logits) {
+/* logits (B, K) of the image codes from the last hidden states h (B, C); head: the
+ * image-code rows of the head packed, or NULL. */
+static void image_logits(dalle_model *m, nn_arena *a, const nn_packed *head, const float *h, int B, float *logits) {
     const dalle_config *c = &m->cfg;
     int C = c->width, K = c->codebook;
     size_t mark = nn_arena_mark(a);
@@ -155,7 +158,8 @@ static void image_logits(dalle_model *m, nn_arena *a, const float *h, int B, flo
                          (size_t)B, C, c->ln_eps);
     const float *w = nn_params_val(&m->ps, m->head_w) + (size_t)c->text_vocab * C;
     const float *b = nn_params_val(&m->ps, m->head_b) + c->text_vocab;
-    nn_linear_forward(logits, ln, w, b, (size_t)B, C, K);
+    if (head) nn_packed_gemm(logits, ln, head, b, B, 0);
+    else nn_linear_forward(logits, ln, w, b, (size_t)B, C, K);
     nn_arena_rewind(a, mark);
 }
 
@@ -180,7 +184,13 @@ void dalle_sample(dalle_model *m, nn_arena *a, const int32_t *text, int n, uint6
     int32_t *step_tok = nn_arena_bytes(a, (size_t)B * sizeof(int32_t));
     nn_tf_cache cache;
     memset(&cache, 0, sizeof cache);
-    if (o->cached) nn_tf_cache_init(&cache, &m->tf, B, T - 1);
+    nn_packed head = {0};
+    if (o->cached) {
+        /* decode steps multiply B rows by every weight: pack the weights once for them */
+        nn_tf_cache_init(&cache, &m->tf, B, T - 1);
+        nn_tf_pack(&m->tf);
+        nn_pack_weights(&head, nn_params_val(&m->ps, m->head_w) + (size_t)TV * C, K, C);
+    }
 
     for (int j = 0; j < IL; j++) {
         size_t mark = nn_arena_mark(a);
@@ -218,7 +228,7 @@ void dalle_sample(dalle_model *m, nn_arena *a, const int32_t *text, int n, uint6
                 memcpy(hlast + (size_t)b * C, h + ((size_t)b * t + t - 1) * C, (size_t)C * sizeof(float));
         }
         nn_arena_rewind(a, mark);
-        image_logits(m, a, hlast, B, logits);
+        image_logits(m, a, o->cached ? &head : NULL, hlast, B, logits);
         if (guided) dalle_cfg_mix(mixed, logits, logits + (size_t)n * K, (size_t)n * K, o->cfg);
         else memcpy(mixed, logits, (size_t)n * K * sizeof(float));
         /* threads only when there is enough work to pay for waking them */
@@ -231,5 +241,5 @@ void dalle_sample(dalle_model *m, nn_arena *a, const int32_t *text, int n, uint6
         }
         for (int b = 0; b < B; b++) tok[(size_t)b * T + t] = TV + codes[(size_t)(b % n) * IL + j];
     }
-    if (o->cached) nn_tf_cache_free(&cache);
+    if (o->cached) nn_tf_cache_free(&cache), nn_tf_unpack(&m->tf), nn_packed_free(&head);
 }

@@ -35,6 +35,19 @@ void nn_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, i
 void nn_gemm_serial(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc);
 
+/* ---- Packed weights (packed.c) ----
+ * A Linear's weight w (N out, K in) packed once for many products with few rows (the
+ * decode steps of sampling): out (M, N) = (accumulate ? out : 0) + bias + in (M, K) w^T;
+ * bias may be NULL. Uses all threads when the product is large enough; the packed copy
+ * does not follow later changes to w. */
+typedef struct {
+    int N, K, np; /* np panels */
+    float *w;
+} nn_packed;
+void nn_pack_weights(nn_packed *p, const float *w, int N, int K);
+void nn_packed_free(nn_packed *p);
+void nn_packed_gemm(float *out, const float *in, const nn_packed *p, const float *bias, int M, int accumulate);
+
 /* ---- Linear ----  inp (N, IN) -> out (N, OUT); b may be NULL. */
 void nn_linear_forward(float *out, const float *inp, const float *w, const float *b, size_t N, int IN,
                        int OUT);

@@ -26,6 +26,7 @@ void nn_tf_init(nn_transformer *tf, nn_params *ps, const char *prefix, const nn_
     T2I_ASSERTF(cfg->width % cfg->n_head == 0, "width %d not divisible by %d heads", cfg->width, cfg->n_head);
     tf->cfg = *cfg;
     tf->ps = ps;
+    tf->packed = NULL;
     tf->idx = t2i_calloc((size_t)cfg->n_layer, sizeof *tf->idx);
     int C = cfg->width, Hd = cfg->mlp_ratio * C;
     char name[NN_NAME_MAX];
@@ -56,6 +57,7 @@ void nn_tf_init(nn_transformer *tf, nn_params *ps, const char *prefix, const nn_
 }
 
 void nn_tf_free(nn_transformer *tf) {
+    nn_tf_unpack(tf);
     free(tf->idx);
     tf->idx = NULL;
 }
@@ -226,6 +228,29 @@ void nn_tf_cache_free(nn_tf_cache *cc) {
     memset(cc, 0, sizeof *cc);
 }
 
+enum { PK_QKV, PK_PROJ, PK_FC, PK_FCP, PK_N };
+
+void nn_tf_pack(nn_transformer *tf) {
+    const nn_tf_config *c = &tf->cfg;
+    int C = c->width, Hd = c->mlp_ratio * C;
+    nn_tf_unpack(tf);
+    tf->packed = t2i_calloc((size_t)c->n_layer * PK_N, sizeof(nn_packed));
+    for (int l = 0; l < c->n_layer; l++) {
+        nn_packed *p = tf->packed + (size_t)l * PK_N;
+        nn_pack_weights(&p[PK_QKV], P(l, NN_TF_QKVW), 3 * C, C);
+        nn_pack_weights(&p[PK_PROJ], P(l, NN_TF_PROJW), C, C);
+        nn_pack_weights(&p[PK_FC], P(l, NN_TF_FCW), Hd, C);
+        nn_pack_weights(&p[PK_FCP], P(l, NN_TF_FCPW), C, Hd);
+    }
+}
+
+void nn_tf_unpack(nn_transformer *tf) {
+    if (!tf->packed) return;
+    for (int i = 0; i < tf->cfg.n_layer * PK_N; i++) nn_packed_free(&tf->packed[i]);
+    free(tf->packed);
+    tf->packed = NULL;
+}
+
 float *nn_tf_forward_cached(nn_transformer *tf, nn_tf_cache *cc, nn_arena *a, const float *x, int Tn) {
     const nn_tf_config *c = &tf->cfg;
     T2I_ASSERTF(c->causal, "the key/value cache needs a causal stack");
@@ -240,19 +265,28 @@ float *nn_tf_forward_cached(nn_transformer *tf, nn_tf_cache *cc, nn_arena *a, co
         float *fch = nn_arena_floats(a, N * Hd);
         float *sc = nn_arena_floats(a, nn_attention_cached_scratch(B, Tn, kv->Tmax, c->n_head));
         float *res1 = cur == ping ? pong : ping;
+        const nn_packed *pk = tf->packed ? tf->packed + (size_t)l * PK_N : NULL;
+        float *out = res1 == ping ? pong : ping; /* may be cur's buffer: res1 holds what is needed */
         nn_layernorm_forward(ln, NULL, NULL, cur, P(l, NN_TF_LN1W), P(l, NN_TF_LN1B), N, C, c->ln_eps);
-        nn_linear_forward(qkv, ln, P(l, NN_TF_QKVW), P(l, NN_TF_QKVB), N, C, 3 * C);
+        if (pk) nn_packed_gemm(qkv, ln, &pk[PK_QKV], P(l, NN_TF_QKVB), (int)N, 0);
+        else nn_linear_forward(qkv, ln, P(l, NN_TF_QKVW), P(l, NN_TF_QKVB), N, C, 3 * C);
         nn_attention_cached_forward(atty, sc, kv, qkv, Tn);
         memcpy(res1, cur, N * C * sizeof(float));
-        nn_add_bias_rows(res1, P(l, NN_TF_PROJB), N, C);
-        nn_gemm(0, 1, (int)N, C, C, 1.0f, atty, C, P(l, NN_TF_PROJW), C, 1.0f, res1, C);
+        if (pk) nn_packed_gemm(res1, atty, &pk[PK_PROJ], P(l, NN_TF_PROJB), (int)N, 1);
+        else {
+            nn_add_bias_rows(res1, P(l, NN_TF_PROJB), N, C);
+            nn_gemm(0, 1, (int)N, C, C, 1.0f, atty, C, P(l, NN_TF_PROJW), C, 1.0f, res1, C);
+        }
         nn_layernorm_forward(ln, NULL, NULL, res1, P(l, NN_TF_LN2W), P(l, NN_TF_LN2B), N, C, c->ln_eps);
-        nn_linear_forward(fch, ln, P(l, NN_TF_FCW), P(l, NN_TF_FCB), N, C, Hd);
+        if (pk) nn_packed_gemm(fch, ln, &pk[PK_FC], P(l, NN_TF_FCB), (int)N, 0);
+        else nn_linear_forward(fch, ln, P(l, NN_TF_FCW), P(l, NN_TF_FCB), N, C, Hd);
         nn_act_forward(fch, fch, N * Hd, c->act, 0.0f);
-        float *out = res1 == ping ? pong : ping; /* may be cur's buffer: res1 holds what is needed */
         memcpy(out, res1, N * C * sizeof(float));
-        nn_add_bias_rows(out, P(l, NN_TF_FCPB), N, C);
-        nn_gemm(0, 1, (int)N, C, Hd, 1.0f, fch, Hd, P(l, NN_TF_FCPW), Hd, 1.0f, out, C);
+        if (pk) nn_packed_gemm(out, fch, &pk[PK_FCP], P(l, NN_TF_FCPB), (int)N, 1);
+        else {
+            nn_add_bias_rows(out, P(l, NN_TF_FCPB), N, C);
+            nn_gemm(0, 1, (int)N, C, Hd, 1.0f, fch, Hd, P(l, NN_TF_FCPW), Hd, 1.0f, out, C);
+        }
         nn_arena_rewind(a, mark);
         cur = out;
     }

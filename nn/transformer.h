@@ -39,6 +39,7 @@ typedef struct {
     nn_tf_config cfg;
     nn_params *ps;
     int (*idx)[NN_TF_NPARAM];  /* per layer: parameter indices in ps */
+    nn_packed *packed;         /* NULL, or per layer qkv, proj, fc, fc-proj packed (nn_tf_pack) */
 } nn_transformer;
 
 /* Per-call activations (arena pointers), one set per layer. */
@@ -66,6 +67,13 @@ float *nn_tf_forward(nn_transformer *tf, nn_tf_tape *tape, nn_arena *a, const fl
 /* Returns dL/dx (B, T, C) in the arena; adds into the stack's parameter gradients. */
 float *nn_tf_backward(nn_transformer *tf, nn_tf_tape *tape, nn_arena *a, const float *dout);
 
+/* Packs every layer's weight matrices (nn_packed) for the few-row products of decoding,
+ * which nn_tf_forward_cached then uses; nn_tf_unpack (also nn_tf_free) drops them. A
+ * sampler packs at its start and unpacks at its end: the packed copy does not follow
+ * later changes to the weights. */
+void nn_tf_pack(nn_transformer *tf);
+void nn_tf_unpack(nn_transformer *tf);
+
 /* Key/value cache for all layers. */
 typedef struct {
     int n_layer;
@@ -80,7 +88,8 @@ void nn_tf_cache_reset(nn_tf_cache *c);
 void nn_tf_cache_fan_out(nn_tf_cache *dst, const nn_tf_cache *src, const int *from);
 void nn_tf_cache_free(nn_tf_cache *c);
 /* Runs Tn new positions x (B, Tn, C) that follow the cache's filled length; returns their
- * outputs (B, Tn, C) in the arena and extends the cache. The stack must be causal. */
+ * outputs (B, Tn, C) in the arena and extends the cache. The stack must be causal. Uses
+ * the packed weights when the stack has them. */
 float *nn_tf_forward_cached(nn_transformer *tf, nn_tf_cache *c, nn_arena *a, const float *x, int Tn);
 
 /* Multiply-adds x2 of one forward over T positions (per sequence). */

@@ -26,8 +26,9 @@
  * of dout with the same weights, its dweight the Conv2d weight gradient with the roles of
  * input and output swapped), both also in groups of images under a small scratch budget,
  * Linear(100, 12544) at batch 64, attention at B2 size (B 2, T 80, C 256, 8 heads) causal
- * and full, and the KV-cached attention fed a prefill then single positions (and one
- * 3-position chunk) against the full causal forward.
+ * and full, the KV-cached attention fed a prefill then single positions (and one
+ * 3-position chunk) against the full causal forward (head sizes 32 and 30, vector loops
+ * with and without AVX2), the packed few-row GEMM of decoding against the naive Linear.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -908,6 +909,40 @@ static void test_big_conv2d(void **state) {
 /* Winograd F(2x2, 3x3) against the naive convolution: odd sizes (partial tiles at the
  * right and bottom edges), bands that start on odd rows, a band written into a buffer
  * of its own (ostride = rows * W), and B4-sized channels. Also nn_im2col_rows. */
+/* The packed few-row GEMM against the naive Linear: row counts below, at and above the
+ * 4-row tile and not multiples of it, output widths with a partial last 24-column panel,
+ * with and without bias, accumulating onto existing values, on the AVX2 and baseline
+ * kernels. A dropped tail row/column, a wrong panel offset or bias counted twice fails. */
+static void test_packed_gemm(void **state) {
+    (void)state;
+    const int cases[][3] = {{1, 7, 5}, {3, 24, 33}, {4, 50, 37}, {5, 256, 96}, {32, 1, 300}, {64, 73, 256}}; /* M N K */
+    t2i_rng r;
+    t2i_rng_seed(&r, 17);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int M = cases[ci][0], N = cases[ci][1], K = cases[ci][2];
+        float *x = randn_buf(&r, (size_t)M * K, 1.0f), *w = init_w(&r, (size_t)N * K, K), *b = init_w(&r, N, K);
+        float *ry = zeros((size_t)M * N), *y = zeros((size_t)M * N), *base = randn_buf(&r, (size_t)M * N, 1.0f);
+        nn_ref_linear_forward(ry, x, w, b, M, K, N);
+        nn_packed p;
+        nn_pack_weights(&p, w, N, K);
+        for (int avx = 1; avx >= 0; avx--) {
+            if (!avx) setenv("T2I_NO_AVX2", "1", 1);
+            for (size_t i = 0; i < (size_t)M * N; i++) y[i] = 1e9f; /* overwritten, not added to */
+            nn_packed_gemm(y, x, &p, b, M, 0);
+            tu_assert_close(avx ? "packed y" : "packed y (baseline)", y, ry, (size_t)M * N, 1e-5f, 1e-4f);
+            memcpy(y, base, (size_t)M * N * sizeof(float));
+            nn_packed_gemm(y, x, &p, NULL, M, 1);
+            for (size_t i = 0; i < (size_t)M * N; i++) {
+                float want = base[i] + ry[i] - b[i % N];
+                assert_true(fabsf(y[i] - want) <= 1e-5f + 1e-4f * fabsf(want));
+            }
+            unsetenv("T2I_NO_AVX2");
+        }
+        nn_packed_free(&p);
+        free(x), free(w), free(b), free(ry), free(y), free(base);
+    }
+}
+
 static void test_winograd_conv3x3(void **state) {
     (void)state;
     const int cases[][4] = {{5, 7, 9, 6}, {64, 16, 12, 32}, {3, 1, 1, 2}, {8, 2, 5, 3}}; /* C, H, W, OC */
@@ -1038,11 +1073,12 @@ static void test_big_attention(void **state) {
 
 /* Incremental decoding: prefill 16 positions, then single positions (and one chunk of 3)
  * through the KV cache must reproduce the full causal forward row by row. */
-static void test_attention_cache(void **state) {
-    (void)state;
+/* B2 sizes (head size 32: the vector loops of a decode step, AVX2 and baseline), then head
+ * size 30 (the scalar loops); prefill of 16, single positions and one 3-position chunk. */
+static void check_attention_cache(int C, int NH, int no_avx2) {
     t2i_rng r;
     t2i_rng_seed(&r, 105);
-    const int B = 2, T = 80, C = 256, NH = 8, hs = C / NH, C3 = 3 * C;
+    const int B = 2, T = 80, hs = C / NH, C3 = 3 * C;
     size_t nq = (size_t)B * T * C3, no = (size_t)B * T * C;
     float *qkv = randn_buf(&r, nq, 0.8f);
     float *full = zeros(no), *att = zeros((size_t)B * NH * T * T);
@@ -1052,6 +1088,7 @@ static void test_attention_cache(void **state) {
     nn_kv_cache cache = {B, NH, T, hs, 0, zeros((size_t)B * NH * T * hs), zeros((size_t)B * NH * T * hs)};
     float *chunk = zeros((size_t)B * 16 * C3), *out = zeros((size_t)B * 16 * C);
     float *cscratch = zeros(nn_attention_cached_scratch(B, 16, T, NH));
+    if (no_avx2) setenv("T2I_NO_AVX2", "1", 1);
     int pos = 0;
     while (pos < T) {
         int Tn = pos == 0 ? 16 : (pos == 40 ? 3 : 1);
@@ -1060,15 +1097,24 @@ static void test_attention_cache(void **state) {
         nn_attention_cached_forward(out, cscratch, &cache, chunk, Tn);
         assert_int_equal(cache.len, pos + Tn);
         for (int b = 0; b < B; b++) {
-            char label[64];
-            snprintf(label, sizeof label, "cached attention b%d positions %d..%d", b, pos, pos + Tn - 1);
+            char label[96];
+            snprintf(label, sizeof label, "cached attention hs %d%s b%d positions %d..%d", hs,
+                     no_avx2 ? " (baseline)" : "", b, pos, pos + Tn - 1);
             tu_assert_close(label, out + (size_t)b * Tn * C, full + ((size_t)b * T + pos) * C, (size_t)Tn * C,
                             1e-5f, 1e-4f);
         }
         pos += Tn;
     }
+    unsetenv("T2I_NO_AVX2");
     free(qkv), free(full), free(att), free(scratch), free(cache.k), free(cache.v), free(chunk), free(out);
     free(cscratch);
+}
+
+static void test_attention_cache(void **state) {
+    (void)state;
+    check_attention_cache(256, 8, 0);
+    check_attention_cache(256, 8, 1);
+    check_attention_cache(240, 8, 0);
 }
 
 int main(void) {
@@ -1095,6 +1141,7 @@ int main(void) {
         cmocka_unit_test(test_big_conv2d),
         cmocka_unit_test(test_big_conv_transpose2d),
         cmocka_unit_test(test_winograd_conv3x3),
+        cmocka_unit_test(test_packed_gemm),
         cmocka_unit_test(test_big_linear),
         cmocka_unit_test(test_big_attention),
         cmocka_unit_test(test_attention_cache),

@@ -1,7 +1,8 @@
 /* test_transformer.c - the pre-LN transformer stack: gradients of the input and every
  * parameter by central differences (causal and full attention, QuickGELU and exact GELU),
  * inference mode equal to the taped forward, and the key/value-cached forward equal to
- * the full causal forward position by position. Step 1e-2, tolerance 3e-3 + 3e-2 rel. */
+ * the full causal forward position by position, with BLAS products and with packed
+ * weights (nn_tf_pack). Step 1e-2, tolerance 3e-3 + 3e-2 rel. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -102,23 +103,28 @@ static void test_kv_cache(void **s) {
     float *full = nn_tf_forward(&tf, NULL, &a, x, B, T);
     float *ref = tu_zeros((size_t)B * T * C);
     memcpy(ref, full, (size_t)B * T * C * sizeof(float));
-    nn_tf_cache cache;
-    nn_tf_cache_init(&cache, &tf, B, T);
-    /* prefill 4 positions, then one at a time */
+    /* with the BLAS products, then with the packed weights of decoding */
     float *chunk = tu_zeros((size_t)B * 4 * C);
-    for (int pos = 0; pos < T;) {
-        int tn = pos == 0 ? 4 : 1;
-        for (int b = 0; b < B; b++)
-            memcpy(chunk + (size_t)b * tn * C, x + ((size_t)b * T + pos) * C, (size_t)tn * C * sizeof(float));
-        nn_arena_reset(&a);
-        float *y = nn_tf_forward_cached(&tf, &cache, &a, chunk, tn);
-        for (int b = 0; b < B; b++)
-            tu_assert_close("cached == full", y + (size_t)b * tn * C, ref + ((size_t)b * T + pos) * C, (size_t)tn * C,
-                            2e-5f, 1e-4f);
-        pos += tn;
+    for (int packed = 0; packed < 2; packed++) {
+        if (packed) nn_tf_pack(&tf);
+        nn_tf_cache cache;
+        nn_tf_cache_init(&cache, &tf, B, T);
+        /* prefill 4 positions, then one at a time */
+        for (int pos = 0; pos < T;) {
+            int tn = pos == 0 ? 4 : 1;
+            for (int b = 0; b < B; b++)
+                memcpy(chunk + (size_t)b * tn * C, x + ((size_t)b * T + pos) * C, (size_t)tn * C * sizeof(float));
+            nn_arena_reset(&a);
+            float *y = nn_tf_forward_cached(&tf, &cache, &a, chunk, tn);
+            for (int b = 0; b < B; b++)
+                tu_assert_close(packed ? "cached (packed) == full" : "cached == full", y + (size_t)b * tn * C,
+                                ref + ((size_t)b * T + pos) * C, (size_t)tn * C, 2e-5f, 1e-4f);
+            pos += tn;
+        }
+        assert_int_equal(cache.layer[0].len, T);
+        nn_tf_cache_free(&cache);
     }
-    assert_int_equal(cache.layer[0].len, T);
-    nn_tf_cache_free(&cache);
+    assert_non_null(tf.packed); /* freed by nn_tf_free */
     free(x), free(ref), free(chunk);
     nn_arena_free(&a);
     nn_tf_free(&tf);
