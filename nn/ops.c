@@ -697,6 +697,41 @@ static inline float sigmoidf(float x) { return 1.0f / (1.0f + t2i_expf(-x)); }
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
+/* The GELU/sigmoid family's forward over a range, compiled twice: for AVX2 (eight lanes;
+ * no FMA contraction, so both copies give the same bits) and for the baseline. */
+#define ACT_SMOOTH(NAME)                                                                                  \
+    static void NAME(float *out, const float *inp, size_t n, nn_act act) {                                \
+        switch (act) {                                                                                    \
+        case NN_ACT_GELU_TANH:                                                                            \
+            for (size_t i = 0; i < n; i++) {                                                              \
+                float x = inp[i];                                                                         \
+                out[i] = 0.5f * x * (1.0f + t2i_tanhf(GELU_K * (x + 0.044715f * x * x * x)));             \
+            }                                                                                             \
+            break;                                                                                        \
+        case NN_ACT_GELU_ERF:                                                                             \
+            for (size_t i = 0; i < n; i++) {                                                              \
+                float x = inp[i];                                                                         \
+                out[i] = 0.5f * x * (1.0f + t2i_erff(x * 0.70710678118654752f));                          \
+            }                                                                                             \
+            break;                                                                                        \
+        case NN_ACT_QUICK_GELU:                                                                           \
+            for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(1.702f * inp[i]);                   \
+            break;                                                                                        \
+        default: /* NN_ACT_SILU */                                                                        \
+            for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(inp[i]);                            \
+            break;                                                                                        \
+        }                                                                                                 \
+    }
+ACT_SMOOTH(act_smooth_base)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC target("avx2")
+ACT_SMOOTH(act_smooth_avx2)
+#pragma GCC pop_options
+#else
+#define act_smooth_avx2 act_smooth_base
+#endif
+
 void nn_act_forward(float *out, const float *inp, size_t n, nn_act act, float slope) {
     switch (act) {
     case NN_ACT_NONE:
@@ -711,27 +746,22 @@ void nn_act_forward(float *out, const float *inp, size_t n, nn_act act, float sl
         for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : slope * inp[i];
         break;
     case NN_ACT_GELU_TANH:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + t2i_tanhf(GELU_K * (x + 0.044715f * x * x * x)));
-        }
-        break;
     case NN_ACT_GELU_ERF:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) {
-            float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + t2i_erff(x * 0.70710678118654752f));
+    case NN_ACT_QUICK_GELU:
+    case NN_ACT_SILU: {
+        void (*fn)(float *, const float *, size_t, nn_act) = t2i_cpu_avx2_fma() ? act_smooth_avx2 : act_smooth_base;
+#pragma omp parallel if (n > PAR_MIN)
+        {
+#ifdef _OPENMP
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+#else
+            int nt = 1, t = 0;
+#endif
+            size_t lo = n * t / nt, hi = n * (t + 1) / nt;
+            fn(out + lo, inp + lo, hi - lo, act);
         }
         break;
-    case NN_ACT_QUICK_GELU:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(1.702f * inp[i]);
-        break;
-    case NN_ACT_SILU:
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-        for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(inp[i]);
-        break;
+    }
     case NN_ACT_TANH:
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t i = 0; i < n; i++) out[i] = t2i_tanhf(inp[i]);
