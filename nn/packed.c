@@ -51,8 +51,9 @@ void nn_pack_weights(nn_packed *p, const float *w, int N, int K) {
 }
 
 void nn_packed_free(nn_packed *p) {
-    if (p) t2i_free(p->w);
-    if (p) memset(p, 0, sizeof *p);
+    if (!p) return;
+    t2i_free(p->w);
+    memset(p, 0, sizeof *p);
 }
 
 void nn_packed_gemm(float *out, const float *in, const nn_packed *p, const float *bias, int M, int accumulate) {
