@@ -455,14 +455,13 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
     normalize_keep(v, nv, txt, N, D);
     float *lg = nn_arena_floats(a, (size_t)N * N);
     nn_gemm(0, 1, N, N, D, scale, u, D, v, D, 0.0f, lg, N);
-    /* target weights: t[i][j] = 1/|P(i)| for j in P(i) = {j : group[j] == group[i]} (just
-     * {i} without groups); P is symmetric, so rows and columns share them */
-    float *t = nn_arena_zeros(a, (size_t)N * N);
+    /* targets: row i (and column i: P is symmetric) is uniform over P(i) = {j : group[j] ==
+     * group[i]}, just {i} without groups; np[i] = |P(i)| */
+#define IS_POS(i, j) (group ? group[i] == group[j] : (i) == (j))
+    int *np = nn_arena_bytes(a, (size_t)N * sizeof(int));
     for (int i = 0; i < N; i++) {
-        int np = 0;
-        for (int j = 0; j < N; j++) np += group ? group[j] == group[i] : j == i;
-        for (int j = 0; j < N; j++)
-            if (group ? group[j] == group[i] : j == i) t[(size_t)i * N + j] = 1.0f / (float)np;
+        np[i] = 0;
+        for (int j = 0; j < N; j++) np[i] += IS_POS(i, j);
     }
     /* row softmax p (image -> text) and column softmax q (text -> image), in double sums;
      * CE against the target rows / columns */
@@ -480,9 +479,9 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
         double lse = mx + log(z);
         for (int j = 0; j < N; j++) {
             p[(size_t)i * N + j] = (float)(exp((double)row[j] - mx) / z);
-            if (t[(size_t)i * N + j] > 0) loss_r += t[(size_t)i * N + j] * (lse - row[j]);
+            if (IS_POS(i, j)) loss_r += (lse - row[j]) / np[i];
         }
-        hit_r += t[(size_t)i * N + am] > 0;
+        hit_r += IS_POS(i, am);
     }
     for (int j = 0; j < N; j++) {
         float mx = lg[j];
@@ -494,9 +493,9 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
         double lse = mx + log(z);
         for (int i = 0; i < N; i++) {
             q[(size_t)i * N + j] = (float)(exp((double)lg[(size_t)i * N + j] - mx) / z);
-            if (t[(size_t)i * N + j] > 0) loss_c += t[(size_t)i * N + j] * (lse - lg[(size_t)i * N + j]);
+            if (IS_POS(i, j)) loss_c += (lse - lg[(size_t)i * N + j]) / np[j];
         }
-        hit_c += t[(size_t)am * N + j] > 0;
+        hit_c += IS_POS(am, j);
     }
     float loss = (float)(0.5 * (loss_r + loss_c) / N);
     if (acc) *acc = 0.5f * (float)(hit_r + hit_c) / (float)N;
@@ -507,7 +506,7 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
     for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++) {
             size_t k = (size_t)i * N + j;
-            float d = (p[k] + q[k] - 2.0f * t[k]) * inv2n;
+            float d = (p[k] + q[k] - (IS_POS(i, j) ? 2.0f / (float)np[i] : 0.0f)) * inv2n;
             p[k] = d;
             dsum += (double)d * lg[k];
         }
@@ -518,6 +517,7 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
     if (dimg) normalize_backward(dimg, du, u, nu, N, D);
     if (dtxt) normalize_backward(dtxt, dv, v, nv, N, D);
     return loss;
+#undef IS_POS
 }
 
 float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, const int *group, int N,

@@ -10,9 +10,13 @@
  * folder in the imagefolder layout (images + metadata.jsonl / metadata.csv with captions),
  * brought to the model resolution by OpenAI's resize + centre crop. Random horizontal
  * flips (on by default) keep colour and class; no colour jitter (colour is what captions
- * name). For FC32, --recaption (default on) redraws each item's caption template every
+ * name); --crop-pad N adds random shifts (zero-pad N pixels, crop back at a random
+ * offset). For FC32, --recaption (default on) redraws each item's caption template every
  * time it is seen ("a red dress", "a dress in red", "a product photo of a red dress", ...)
  * from the colour and class its caption names, so the text tower sees every phrasing.
+ * --dup-positives makes pairs of a batch with the same caption (FC32: colour and class)
+ * positives of each other (multi-positive InfoNCE, clip_contrastive_loss); the logged
+ * in-batch accuracy then counts any positive, so it is not comparable with a plain run's.
  *
  * Vocabulary: a new run learns a byte-level BPE vocabulary from the training captions
  * (clip_tok_train, --vocab-size) and stores its merges in the checkpoint metadata "vocab";
@@ -72,8 +76,8 @@ typedef struct {
                      NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
 #define OPTS_FIELDS(o)                                                                                    \
     nn_field of[] = {NN_F_STR("data", (o)->data),         NN_F_INT("batch", (o)->batch),                  \
-                     NN_F_BOOL("flip", (o)->flip),        NN_F_INT("crop_pad", (o)->crop_pad),            \
-                     NN_F_BOOL("recaption", (o)->recaption), NN_F_BOOL("dup_positives", (o)->dup_pos),     \
+                     NN_F_BOOL("flip", (o)->flip),        NN_F_INT_DEF("crop_pad", (o)->crop_pad, 0),            \
+                     NN_F_BOOL("recaption", (o)->recaption), NN_F_BOOL_DEF("dup_positives", (o)->dup_pos, 0),     \
                      NN_F_INT("vocab_size", (o)->vocab_target), NN_F_FLOAT("lr", (o)->lr),               \
                      NN_F_FLOAT("min_lr", (o)->min_lr),   NN_F_FLOAT("weight_decay", (o)->wd),            \
                      NN_F_FLOAT("beta1", (o)->beta1),     NN_F_FLOAT("beta2", (o)->beta2),                \
@@ -399,6 +403,7 @@ int clip_cmd_train(int argc, char **argv) {
             }
             /* groups of equal captions: FC32's colour x class (whatever the phrasing), else
              * the first item of the batch with the same text */
+            if (!o.dup_pos) continue;
             group[i] = i;
             if (parsed) group[i] = -1 - (colour * FC32_N_CLASSES + cls);
             else

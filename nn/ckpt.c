@@ -182,6 +182,10 @@ static int fields_from_json(const cJSON *o, const nn_field *f, int n) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, f[i].key);
         void *p = f[i].p;
         int ok = 0;
+        if (!v && f[i].has_def && (f[i].type == NN_FIELD_INT || f[i].type == NN_FIELD_BOOL)) {
+            *(int *)p = (int)f[i].def;
+            continue;
+        }
         switch (f[i].type) {
         case NN_FIELD_LONG:
         case NN_FIELD_INT: {

@@ -65,13 +65,17 @@ int nn_rng_from_json(t2i_rng *r, const char *json);
  * written with the fewest digits that read back to the same float; seeds (u64) as decimal
  * strings, exact where JSON numbers would round. Reading requires every field: a missing
  * or mistyped one (or a string longer than its buffer) is the error "training state:
- * 'key' missing or bad". Range checks of the values stay with the caller. */
+ * 'key' missing or bad", except that a field declared with a default (NN_F_*_DEF, for
+ * options added after checkpoints were written) that is absent takes its default. Range
+ * checks of the values stay with the caller. */
 typedef enum { NN_FIELD_LONG, NN_FIELD_INT, NN_FIELD_FLOAT, NN_FIELD_BOOL, NN_FIELD_SEED, NN_FIELD_STR, NN_FIELD_RNG } nn_field_type;
 typedef struct {
     const char *key;
     nn_field_type type;
     void *p;
     size_t cap; /* NN_FIELD_STR: the buffer's size */
+    int has_def;
+    double def; /* the value of an absent field when has_def */
 } nn_field;
 #define NN_F_LONG(k, x) {k, NN_FIELD_LONG, &(x), 0}
 #define NN_F_INT(k, x) {k, NN_FIELD_INT, &(x), 0}
@@ -80,6 +84,8 @@ typedef struct {
 #define NN_F_SEED(k, x) {k, NN_FIELD_SEED, &(x), 0} /* a uint64_t */
 #define NN_F_STR(k, buf) {k, NN_FIELD_STR, (buf), sizeof(buf)}
 #define NN_F_RNG(k, x) {k, NN_FIELD_RNG, &(x), 0}
+#define NN_F_INT_DEF(k, x, d) {k, NN_FIELD_INT, &(x), 0, 1, (d)}
+#define NN_F_BOOL_DEF(k, x, d) {k, NN_FIELD_BOOL, &(x), 0, 1, (d)}
 #define NN_NFIELDS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 char *nn_state_to_json(const nn_field *state, int nstate, const nn_field *opts, int nopts);

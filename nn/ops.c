@@ -1086,8 +1086,8 @@ void nn_attention_backward(float *dqkv, float *scratch, const float *dout, const
 
 size_t nn_attention_cached_scratch(int B, int Tn, int Tmax, int NH) { return (size_t)B * NH * Tn * Tmax; }
 
-/* Fewer new positions than this take the loop path of nn_attention_cached_forward. */
-#define CACHED_LOOPS_MAX_TN 4
+/* nn_attention_cached_forward: from this many new positions on, GEMMs; fewer take loops. */
+#define CACHED_GEMM_MIN_TN 4
 
 /* One query q (hs) against n cached keys K (n, hs) and values V (n, hs): scores a (n),
  * softmax, o (hs) = a V. hs a multiple of 8: eight-float vectors (GCC's vector extension),
@@ -1172,7 +1172,7 @@ void nn_attention_cached_forward(float *out, float *scratch, nn_kv_cache *cache,
             const float *q = qkv + (size_t)b * Tn * C3 + (size_t)h * hs;
             float *a = scratch + bh * Tn * Tmax;
             float *o = out + (size_t)b * Tn * C + (size_t)h * hs;
-            if (Tn < CACHED_LOOPS_MAX_TN) {
+            if (Tn < CACHED_GEMM_MIN_TN) {
                 /* a decode step: plain loops (a BLAS call per row and head would re-pack K
                  * and V each time, a quarter of a B2 sampling step) */
                 for (int t = 0; t < Tn; t++) {

@@ -911,9 +911,6 @@ static void test_big_conv2d(void **state) {
     free(rdx), free(rdw), free(rdb), free(small);
 }
 
-/* Winograd F(2x2, 3x3) against the naive convolution: odd sizes (partial tiles at the
- * right and bottom edges), bands that start on odd rows, a band written into a buffer
- * of its own (ostride = rows * W), and B4-sized channels. Also nn_im2col_rows. */
 /* The packed few-row GEMM against the naive Linear: row counts below, at and above the
  * 4-row tile and not multiples of it, output widths with a partial last 24-column panel,
  * with and without bias, accumulating onto existing values, on the AVX2 and baseline
@@ -935,11 +932,13 @@ static void test_packed_gemm(void **state) {
             for (size_t i = 0; i < (size_t)M * N; i++) y[i] = 1e9f; /* overwritten, not added to */
             nn_packed_gemm(y, x, &p, b, M, 0);
             tu_assert_close(avx ? "packed y" : "packed y (baseline)", y, ry, (size_t)M * N, 1e-5f, 1e-4f);
-            memcpy(y, base, (size_t)M * N * sizeof(float));
-            nn_packed_gemm(y, x, &p, NULL, M, 1);
-            for (size_t i = 0; i < (size_t)M * N; i++) {
-                float want = base[i] + ry[i] - b[i % N];
-                assert_true(fabsf(y[i] - want) <= 1e-5f + 1e-4f * fabsf(want));
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                memcpy(y, base, (size_t)M * N * sizeof(float));
+                nn_packed_gemm(y, x, &p, with_bias ? b : NULL, M, 1);
+                for (size_t i = 0; i < (size_t)M * N; i++) {
+                    float want = base[i] + ry[i] - (with_bias ? 0.0f : b[i % N]);
+                    assert_true(fabsf(y[i] - want) <= 1e-5f + 1e-4f * fabsf(want));
+                }
             }
             unsetenv("T2I_NO_AVX2");
         }
@@ -948,6 +947,9 @@ static void test_packed_gemm(void **state) {
     }
 }
 
+/* Winograd F(2x2, 3x3) against the naive convolution: odd sizes (partial tiles at the
+ * right and bottom edges), bands that start on odd rows, a band written into a buffer
+ * of its own (ostride = rows * W), and B4-sized channels. Also nn_im2col_rows. */
 static void test_winograd_conv3x3(void **state) {
     (void)state;
     const int cases[][4] = {{5, 7, 9, 6}, {64, 16, 12, 32}, {3, 1, 1, 2}, {8, 2, 5, 3}}; /* C, H, W, OC */
@@ -1076,10 +1078,11 @@ static void test_big_attention(void **state) {
     free(qkv), free(y), free(ry), free(att), free(scratch);
 }
 
-/* Incremental decoding: prefill 16 positions, then single positions (and one chunk of 3)
- * through the KV cache must reproduce the full causal forward row by row. */
-/* B2 sizes (head size 32: the vector loops of a decode step, AVX2 and baseline), then head
- * size 30 (the scalar loops); prefill of 16, single positions and one 3-position chunk. */
+/* Incremental decoding through the KV cache must reproduce the full causal forward row by
+ * row: prefill 16 positions, then single positions, a chunk of 3 at position 40 (loops)
+ * and a chunk of 5 at position 60 (GEMMs over a filled cache, masked within the chunk).
+ * Head sizes: 32 (B2: the vector loops' 32-float blocks, AVX2 and baseline), 40 (their
+ * 8-float tail) and 30 (the scalar loops). */
 static void check_attention_cache(int C, int NH, int no_avx2) {
     t2i_rng r;
     t2i_rng_seed(&r, 105);
@@ -1096,7 +1099,7 @@ static void check_attention_cache(int C, int NH, int no_avx2) {
     if (no_avx2) setenv("T2I_NO_AVX2", "1", 1);
     int pos = 0;
     while (pos < T) {
-        int Tn = pos == 0 ? 16 : (pos == 40 ? 3 : 1);
+        int Tn = pos == 0 ? 16 : pos == 40 ? 3 : pos == 60 ? 5 : 1;
         for (int b = 0; b < B; b++)
             memcpy(chunk + (size_t)b * Tn * C3, qkv + ((size_t)b * T + pos) * C3, (size_t)Tn * C3 * sizeof(float));
         nn_attention_cached_forward(out, cscratch, &cache, chunk, Tn);
@@ -1119,6 +1122,8 @@ static void test_attention_cache(void **state) {
     (void)state;
     check_attention_cache(256, 8, 0);
     check_attention_cache(256, 8, 1);
+    check_attention_cache(320, 8, 0);
+    check_attention_cache(320, 8, 1);
     check_attention_cache(240, 8, 0);
 }
 

@@ -731,6 +731,21 @@ static void test_state_fields(void **state) {
             assert_non_null(strstr(t2i_error_msg(), "training state"));
             free(d);
         }
+        /* a field added later, with a default: absent -> the default; present -> read;
+         * present but mistyped -> still an error */
+        int added = 5, added_flag = 1;
+        nn_field of2[] = {NN_F_FLOAT("lr", b.lr), NN_F_INT_DEF("added", added, 2), NN_F_BOOL_DEF("added_flag", added_flag, 0)};
+        assert_int_equal(nn_state_from_json(js, sf, NN_NFIELDS(sf), of2, NN_NFIELDS(of2)), 0);
+        assert_int_equal(added, 2);
+        assert_int_equal(added_flag, 0);
+        char *with = t2i_asprintf("%.*s,\"added\":7,\"added_flag\":true}}", (int)(strlen(js) - 2), js);
+        assert_int_equal(nn_state_from_json(with, sf, NN_NFIELDS(sf), of2, NN_NFIELDS(of2)), 0);
+        assert_int_equal(added, 7);
+        assert_int_equal(added_flag, 1);
+        free(with);
+        with = t2i_asprintf("%.*s,\"added\":\"x\"}}", (int)(strlen(js) - 2), js);
+        assert_int_equal(nn_state_from_json(with, sf, NN_NFIELDS(sf), of2, NN_NFIELDS(of2)), -1);
+        free(with);
         assert_int_equal(nn_state_from_json("{\"step\":1}", sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);
         assert_int_equal(nn_state_from_json("not json", sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);
         assert_int_equal(nn_state_from_json(NULL, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);

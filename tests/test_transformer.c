@@ -106,7 +106,16 @@ static void test_kv_cache(void **s) {
     /* with the BLAS products, then with the packed weights of decoding */
     float *chunk = tu_zeros((size_t)B * 4 * C);
     for (int packed = 0; packed < 2; packed++) {
-        if (packed) nn_tf_pack(&tf);
+        if (packed) {
+            /* from here on only the packed copies may be used: zero the originals */
+            nn_tf_pack(&tf);
+            static const int mats[] = {NN_TF_QKVW, NN_TF_PROJW, NN_TF_FCW, NN_TF_FCPW};
+            for (int l = 0; l < tf.cfg.n_layer; l++)
+                for (int k = 0; k < 4; k++) {
+                    int ix = tf.idx[l][mats[k]];
+                    memset(nn_params_val(&ps, ix), 0, ps.p[ix].numel * sizeof(float));
+                }
+        }
         nn_tf_cache cache;
         nn_tf_cache_init(&cache, &tf, B, T);
         /* prefill 4 positions, then one at a time */
