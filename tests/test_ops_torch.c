@@ -474,6 +474,17 @@ static void test_activations(void **state) {
         nn_act_backward(buf, buf, x, n, acts[a].act, acts[a].slope);
         snprintf(label, sizeof label, "act %s dx in place", acts[a].name);
         close_grad(label, buf, rdx, n);
+        /* the baseline copy gives the same bits, accumulating and in place */
+        float *base = zeros(n), *base_in = zeros(n);
+        memcpy(base_in, dy, n * sizeof(float));
+        setenv("T2I_NO_AVX2", "1", 1);
+        nn_act_backward(base, dy, x, n, acts[a].act, acts[a].slope);
+        nn_act_backward(base, dy, x, n, acts[a].act, acts[a].slope);
+        nn_act_backward(base_in, base_in, x, n, acts[a].act, acts[a].slope);
+        unsetenv("T2I_NO_AVX2");
+        assert_memory_equal(base, dx, n * sizeof(float));
+        assert_memory_equal(base_in, buf, n * sizeof(float));
+        free(base), free(base_in);
         free(ry), free(rdx);
     }
 
