@@ -247,7 +247,9 @@ static int ckpt_convert(int argc, char **argv) {
         st_writer_meta(w, key, eq + 1);
         free(key);
     }
-    st_writer_meta(w, "converted_from", cmd.pos[0]);
+    int own_from = 0; /* --meta converted_from=... (a file converted again keeps its origin) */
+    for (int k = 0; k < meta.n; k++) own_from |= strncmp(meta.v[k], "converted_from=", 15) == 0;
+    if (!own_from) st_writer_meta(w, "converted_from", cmd.pos[0]);
     int kept = 0;
     rc = 0;
     for (int i = 0; i < f.n && rc == 0; i++) {

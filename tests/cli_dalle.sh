@@ -78,6 +78,10 @@ cmp -s "$TMP/s/grid.png" "$TMP/s2/grid.png" || fail "uncached sampling differs f
 cp "$TMP/vq/checkpoint.safetensors" "$TMP/vq_copy.safetensors"
 run convert "$T2I" ckpt convert "$CK" "$TMP/ship.safetensors" --meta vq=vq_copy.safetensors
 "$T2I" ckpt info --json "$TMP/ship.safetensors" | grep -q '"vq":"vq_copy.safetensors"' || fail "convert --meta did not set vq"
+"$T2I" ckpt info --json "$TMP/ship.safetensors" | grep -q "\"converted_from\":\"$CK\"" || fail "converted_from is not the source"
+# a copy converted again keeps the origin it is given
+run convert2 "$T2I" ckpt convert "$TMP/ship.safetensors" "$TMP/ship2.safetensors" --meta converted_from=runs/origin
+"$T2I" ckpt info --json "$TMP/ship2.safetensors" | grep -q '"converted_from":"runs/origin"' || fail "--meta converted_from ignored"
 (cd "$TMP" && "$T2I" dalle sample --ckpt ship.safetensors --prompt "a red sneaker" --n 2 --threads 1 --out s5 >/dev/null 2>"$TMP/s5.err") ||
     fail "sampling a converted copy with a relative vq: $(cat "$TMP/s5.err")"
 for bad in "format=x" "vq" "a=1 a=2"; do
