@@ -698,27 +698,29 @@ static inline float sigmoidf(float x) { return 1.0f / (1.0f + t2i_expf(-x)); }
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
 /* The GELU/sigmoid family's forward over a range, compiled twice: for AVX2 (eight lanes;
- * no FMA contraction, so both copies give the same bits) and for the baseline. */
+ * no FMA contraction, so both copies give the same bits) and for the baseline. Elements
+ * are independent, also in place (out == inp): ACT_SIMD vectorises without alias checks. */
+#define ACT_SIMD _Pragma("omp simd")
 #define ACT_SMOOTH(NAME)                                                                                  \
     static void NAME(float *out, const float *inp, size_t n, nn_act act) {                                \
         switch (act) {                                                                                    \
         case NN_ACT_GELU_TANH:                                                                            \
-            for (size_t i = 0; i < n; i++) {                                                              \
+            ACT_SIMD for (size_t i = 0; i < n; i++) {                                                     \
                 float x = inp[i];                                                                         \
                 out[i] = 0.5f * x * (1.0f + t2i_tanhf(GELU_K * (x + 0.044715f * x * x * x)));             \
             }                                                                                             \
             break;                                                                                        \
         case NN_ACT_GELU_ERF:                                                                             \
-            for (size_t i = 0; i < n; i++) {                                                              \
+            ACT_SIMD for (size_t i = 0; i < n; i++) {                                                     \
                 float x = inp[i];                                                                         \
                 out[i] = 0.5f * x * (1.0f + t2i_erff(x * 0.70710678118654752f));                          \
             }                                                                                             \
             break;                                                                                        \
         case NN_ACT_QUICK_GELU:                                                                           \
-            for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(1.702f * inp[i]);                   \
+            ACT_SIMD for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(1.702f * inp[i]);          \
             break;                                                                                        \
         default: /* NN_ACT_SILU */                                                                        \
-            for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(inp[i]);                            \
+            ACT_SIMD for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(inp[i]);                   \
             break;                                                                                        \
         }                                                                                                 \
     }
@@ -815,28 +817,26 @@ static inline float silu_grad(float x) {
 
 /* The smooth activations' backward over a range (dinp = or += grad(x) dout; the same
  * element may be read and written when dinp == dout), compiled like ACT_SMOOTH. */
-/* elements are independent, also in place: vectorise without the aliasing checks */
-#define ACT_SIMD _Pragma("omp simd")
-#define ACT_SMOOTH_BWD(NAME)                                                                              \
-    static void NAME(float *dinp, const float *dout, const float *inp, size_t n, nn_act act, int add) {   \
-        switch (act) {                                                                                    \
-        case NN_ACT_GELU_TANH:                                                                            \
-            if (add) ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] += gelu_tanh_grad(inp[i]) * dout[i];          \
-            else ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] = gelu_tanh_grad(inp[i]) * dout[i];               \
-            break;                                                                                        \
-        case NN_ACT_GELU_ERF:                                                                             \
-            if (add) ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] += gelu_erf_grad(inp[i]) * dout[i];           \
-            else ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] = gelu_erf_grad(inp[i]) * dout[i];                \
-            break;                                                                                        \
-        case NN_ACT_QUICK_GELU:                                                                           \
-            if (add) ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] += quick_gelu_grad(inp[i]) * dout[i];         \
-            else ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] = quick_gelu_grad(inp[i]) * dout[i];              \
-            break;                                                                                        \
-        default: /* NN_ACT_SILU */                                                                        \
-            if (add) ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] += silu_grad(inp[i]) * dout[i];               \
-            else ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] = silu_grad(inp[i]) * dout[i];                    \
-            break;                                                                                        \
-        }                                                                                                 \
+#define ACT_SMOOTH_BWD(NAME)                                                                               \
+    static void NAME(float *dinp, const float *dout, const float *inp, size_t n, nn_act act, int add) {    \
+        switch (act) {                                                                                     \
+        case NN_ACT_GELU_TANH:                                                                             \
+            if (add) ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] += gelu_tanh_grad(inp[i]) * dout[i];  \
+            else ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] = gelu_tanh_grad(inp[i]) * dout[i];       \
+            break;                                                                                         \
+        case NN_ACT_GELU_ERF:                                                                              \
+            if (add) ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] += gelu_erf_grad(inp[i]) * dout[i];   \
+            else ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] = gelu_erf_grad(inp[i]) * dout[i];        \
+            break;                                                                                         \
+        case NN_ACT_QUICK_GELU:                                                                            \
+            if (add) ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] += quick_gelu_grad(inp[i]) * dout[i]; \
+            else ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] = quick_gelu_grad(inp[i]) * dout[i];      \
+            break;                                                                                         \
+        default: /* NN_ACT_SILU */                                                                         \
+            if (add) ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] += silu_grad(inp[i]) * dout[i];       \
+            else ACT_SIMD for (size_t i = 0; i < n; i++) dinp[i] = silu_grad(inp[i]) * dout[i];            \
+            break;                                                                                         \
+        }                                                                                                  \
     }
 ACT_SMOOTH_BWD(act_smooth_bwd_base)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -1147,48 +1147,48 @@ typedef float att_v8 __attribute__((vector_size(32)));
 #define ATT_LOAD(dst, src) memcpy(&(dst), (src), sizeof(att_v8))
 /* Four keys at a time and 32 output floats at a time, so that the sums form independent
  * chains instead of waiting on one accumulator. */
-#define ATTEND_ROW(NAME)                                                                                  \
-    static void NAME(float *restrict o, float *restrict a, const float *restrict q, const float *restrict K, \
-                     const float *restrict V, int n, int hs, float scale) {                               \
-        int j = 0;                                                                                        \
-        for (; j + 4 <= n; j += 4) {                                                                      \
-            const float *k0 = K + (size_t)j * hs, *k1 = k0 + hs, *k2 = k1 + hs, *k3 = k2 + hs;            \
-            att_v8 s0 = {0}, s1 = s0, s2 = s0, s3 = s0, x, y;                                             \
-            for (int d = 0; d < hs; d += 8) {                                                             \
-                ATT_LOAD(x, q + d);                                                                       \
-                ATT_LOAD(y, k0 + d), s0 += x * y;                                                         \
-                ATT_LOAD(y, k1 + d), s1 += x * y;                                                         \
-                ATT_LOAD(y, k2 + d), s2 += x * y;                                                         \
-                ATT_LOAD(y, k3 + d), s3 += x * y;                                                         \
-            }                                                                                             \
-            a[j] = scale * (ATT_HSUM(s0)), a[j + 1] = scale * (ATT_HSUM(s1));                             \
-            a[j + 2] = scale * (ATT_HSUM(s2)), a[j + 3] = scale * (ATT_HSUM(s3));                         \
-        }                                                                                                 \
-        for (; j < n; j++) {                                                                              \
-            att_v8 s0 = {0}, x, y;                                                                        \
+#define ATTEND_ROW(NAME)                                                                                          \
+    static void NAME(float *restrict o, float *restrict a, const float *restrict q, const float *restrict K,      \
+                     const float *restrict V, int n, int hs, float scale) {                                       \
+        int j = 0;                                                                                                \
+        for (; j + 4 <= n; j += 4) {                                                                              \
+            const float *k0 = K + (size_t)j * hs, *k1 = k0 + hs, *k2 = k1 + hs, *k3 = k2 + hs;                    \
+            att_v8 s0 = {0}, s1 = s0, s2 = s0, s3 = s0, x, y;                                                     \
+            for (int d = 0; d < hs; d += 8) {                                                                     \
+                ATT_LOAD(x, q + d);                                                                               \
+                ATT_LOAD(y, k0 + d), s0 += x * y;                                                                 \
+                ATT_LOAD(y, k1 + d), s1 += x * y;                                                                 \
+                ATT_LOAD(y, k2 + d), s2 += x * y;                                                                 \
+                ATT_LOAD(y, k3 + d), s3 += x * y;                                                                 \
+            }                                                                                                     \
+            a[j] = scale * (ATT_HSUM(s0)), a[j + 1] = scale * (ATT_HSUM(s1));                                     \
+            a[j + 2] = scale * (ATT_HSUM(s2)), a[j + 3] = scale * (ATT_HSUM(s3));                                 \
+        }                                                                                                         \
+        for (; j < n; j++) {                                                                                      \
+            att_v8 s0 = {0}, x, y;                                                                                \
             for (int d = 0; d < hs; d += 8) ATT_LOAD(x, q + d), ATT_LOAD(y, K + (size_t)j * hs + d), s0 += x * y; \
-            a[j] = scale * (ATT_HSUM(s0));                                                                \
-        }                                                                                                 \
-        softmax_row(a, a, n);                                                                             \
-        int d = 0;                                                                                        \
-        for (; d + 32 <= hs; d += 32) {                                                                   \
-            att_v8 o0 = {0}, o1 = o0, o2 = o0, o3 = o0, v;                                                \
-            for (int i = 0; i < n; i++) {                                                                 \
-                const float *vi = V + (size_t)i * hs + d;                                                 \
-                float w = a[i];                                                                           \
-                ATT_LOAD(v, vi), o0 += w * v;                                                             \
-                ATT_LOAD(v, vi + 8), o1 += w * v;                                                         \
-                ATT_LOAD(v, vi + 16), o2 += w * v;                                                        \
-                ATT_LOAD(v, vi + 24), o3 += w * v;                                                        \
-            }                                                                                             \
-            memcpy(o + d, &o0, 32), memcpy(o + d + 8, &o1, 32), memcpy(o + d + 16, &o2, 32);              \
-            memcpy(o + d + 24, &o3, 32);                                                                  \
-        }                                                                                                 \
-        for (; d < hs; d += 8) {                                                                          \
-            att_v8 o0 = {0}, v;                                                                           \
-            for (int i = 0; i < n; i++) ATT_LOAD(v, V + (size_t)i * hs + d), o0 += a[i] * v;              \
-            memcpy(o + d, &o0, 32);                                                                       \
-        }                                                                                                 \
+            a[j] = scale * (ATT_HSUM(s0));                                                                        \
+        }                                                                                                         \
+        softmax_row(a, a, n);                                                                                     \
+        int d = 0;                                                                                                \
+        for (; d + 32 <= hs; d += 32) {                                                                           \
+            att_v8 o0 = {0}, o1 = o0, o2 = o0, o3 = o0, v;                                                        \
+            for (int i = 0; i < n; i++) {                                                                         \
+                const float *vi = V + (size_t)i * hs + d;                                                         \
+                float w = a[i];                                                                                   \
+                ATT_LOAD(v, vi), o0 += w * v;                                                                     \
+                ATT_LOAD(v, vi + 8), o1 += w * v;                                                                 \
+                ATT_LOAD(v, vi + 16), o2 += w * v;                                                                \
+                ATT_LOAD(v, vi + 24), o3 += w * v;                                                                \
+            }                                                                                                     \
+            memcpy(o + d, &o0, 32), memcpy(o + d + 8, &o1, 32), memcpy(o + d + 16, &o2, 32);                      \
+            memcpy(o + d + 24, &o3, 32);                                                                          \
+        }                                                                                                         \
+        for (; d < hs; d += 8) {                                                                                  \
+            att_v8 o0 = {0}, v;                                                                                   \
+            for (int i = 0; i < n; i++) ATT_LOAD(v, V + (size_t)i * hs + d), o0 += a[i] * v;                      \
+            memcpy(o + d, &o0, 32);                                                                               \
+        }                                                                                                         \
     }
 ATTEND_ROW(attend_row_base)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
