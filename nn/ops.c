@@ -30,6 +30,16 @@
 #include <omp.h>
 #endif
 
+/* Inside a parallel region: the calling thread's contiguous share [lo, hi) of n items. */
+static void thread_share(size_t n, size_t *lo, size_t *hi) {
+#ifdef _OPENMP
+    size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+#else
+    size_t nt = 1, t = 0;
+#endif
+    *lo = n * t / nt, *hi = n * (t + 1) / nt;
+}
+
 /* Elementwise loops below this size run on one thread: forking costs more. */
 #define PAR_MIN 16384
 
@@ -676,12 +686,9 @@ void nn_embedding_backward(float *dw, const float *dout, const int *ids, size_t 
     /* rows may repeat, so threads split the columns, not the rows */
 #pragma omp parallel
     {
-#ifdef _OPENMP
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-#else
-        int nt = 1, t = 0;
-#endif
-        int j0 = (int)((long)C * t / nt), j1 = (int)((long)C * (t + 1) / nt);
+        size_t lo, hi;
+        thread_share((size_t)C, &lo, &hi);
+        int j0 = (int)lo, j1 = (int)hi;
         for (size_t i = 0; i < N; i++) {
             T2I_ASSERT(ids[i] >= 0 && ids[i] < V);
             float *d = dw + (size_t)ids[i] * C;
@@ -754,12 +761,8 @@ void nn_act_forward(float *out, const float *inp, size_t n, nn_act act, float sl
         void (*fn)(float *, const float *, size_t, nn_act) = t2i_cpu_avx2_fma() ? act_smooth_avx2 : act_smooth_base;
 #pragma omp parallel if (n > PAR_MIN)
         {
-#ifdef _OPENMP
-            int nt = omp_get_num_threads(), t = omp_get_thread_num();
-#else
-            int nt = 1, t = 0;
-#endif
-            size_t lo = n * t / nt, hi = n * (t + 1) / nt;
+            size_t lo, hi;
+            thread_share(n, &lo, &hi);
             fn(out + lo, inp + lo, hi - lo, act);
         }
         break;
@@ -866,12 +869,8 @@ void nn_act_backward(float *dinp, const float *dout, const float *inp, size_t n,
         int add = dinp != dout;
 #pragma omp parallel if (n > PAR_MIN)
         {
-#ifdef _OPENMP
-            int nt = omp_get_num_threads(), t = omp_get_thread_num();
-#else
-            int nt = 1, t = 0;
-#endif
-            size_t lo = n * t / nt, hi = n * (t + 1) / nt;
+            size_t lo, hi;
+            thread_share(n, &lo, &hi);
             fn(dinp + lo, dout + lo, inp + lo, hi - lo, act, add);
         }
         break;

@@ -251,6 +251,17 @@ void nn_tf_unpack(nn_transformer *tf) {
     tf->packed = NULL;
 }
 
+/* out (N, OUT) = [out +] in (N, IN) w^T + b: by the packed copy pk when there is one. */
+static void cached_linear(float *out, const float *in, const nn_packed *pk, const float *w, const float *b, size_t N,
+                          int IN, int OUT, int accumulate) {
+    if (pk) nn_packed_gemm(out, in, pk, b, (int)N, accumulate);
+    else if (!accumulate) nn_linear_forward(out, in, w, b, N, IN, OUT);
+    else {
+        nn_add_bias_rows(out, b, N, OUT);
+        nn_gemm(0, 1, (int)N, OUT, IN, 1.0f, in, IN, w, IN, 1.0f, out, OUT);
+    }
+}
+
 float *nn_tf_forward_cached(nn_transformer *tf, nn_tf_cache *cc, nn_arena *a, const float *x, int Tn) {
     const nn_tf_config *c = &tf->cfg;
     T2I_ASSERTF(c->causal, "the key/value cache needs a causal stack");
@@ -266,27 +277,19 @@ float *nn_tf_forward_cached(nn_transformer *tf, nn_tf_cache *cc, nn_arena *a, co
         float *sc = nn_arena_floats(a, nn_attention_cached_scratch(B, Tn, kv->Tmax, c->n_head));
         float *res1 = cur == ping ? pong : ping;
         const nn_packed *pk = tf->packed ? tf->packed + (size_t)l * PK_N : NULL;
+#define PKD(k) (pk ? &pk[k] : NULL)
         float *out = res1 == ping ? pong : ping; /* may be cur's buffer: res1 holds what is needed */
         nn_layernorm_forward(ln, NULL, NULL, cur, P(l, NN_TF_LN1W), P(l, NN_TF_LN1B), N, C, c->ln_eps);
-        if (pk) nn_packed_gemm(qkv, ln, &pk[PK_QKV], P(l, NN_TF_QKVB), (int)N, 0);
-        else nn_linear_forward(qkv, ln, P(l, NN_TF_QKVW), P(l, NN_TF_QKVB), N, C, 3 * C);
+        cached_linear(qkv, ln, PKD(PK_QKV), P(l, NN_TF_QKVW), P(l, NN_TF_QKVB), N, C, 3 * C, 0);
         nn_attention_cached_forward(atty, sc, kv, qkv, Tn);
         memcpy(res1, cur, N * C * sizeof(float));
-        if (pk) nn_packed_gemm(res1, atty, &pk[PK_PROJ], P(l, NN_TF_PROJB), (int)N, 1);
-        else {
-            nn_add_bias_rows(res1, P(l, NN_TF_PROJB), N, C);
-            nn_gemm(0, 1, (int)N, C, C, 1.0f, atty, C, P(l, NN_TF_PROJW), C, 1.0f, res1, C);
-        }
+        cached_linear(res1, atty, PKD(PK_PROJ), P(l, NN_TF_PROJW), P(l, NN_TF_PROJB), N, C, C, 1);
         nn_layernorm_forward(ln, NULL, NULL, res1, P(l, NN_TF_LN2W), P(l, NN_TF_LN2B), N, C, c->ln_eps);
-        if (pk) nn_packed_gemm(fch, ln, &pk[PK_FC], P(l, NN_TF_FCB), (int)N, 0);
-        else nn_linear_forward(fch, ln, P(l, NN_TF_FCW), P(l, NN_TF_FCB), N, C, Hd);
+        cached_linear(fch, ln, PKD(PK_FC), P(l, NN_TF_FCW), P(l, NN_TF_FCB), N, C, Hd, 0);
         nn_act_forward(fch, fch, N * Hd, c->act, 0.0f);
         memcpy(out, res1, N * C * sizeof(float));
-        if (pk) nn_packed_gemm(out, fch, &pk[PK_FCP], P(l, NN_TF_FCPB), (int)N, 1);
-        else {
-            nn_add_bias_rows(out, P(l, NN_TF_FCPB), N, C);
-            nn_gemm(0, 1, (int)N, C, Hd, 1.0f, fch, Hd, P(l, NN_TF_FCPW), Hd, 1.0f, out, C);
-        }
+        cached_linear(out, fch, PKD(PK_FCP), P(l, NN_TF_FCPW), P(l, NN_TF_FCPB), N, Hd, C, 1);
+#undef PKD
         nn_arena_rewind(a, mark);
         cur = out;
     }
