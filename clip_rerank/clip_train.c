@@ -79,14 +79,22 @@ typedef struct {
                      NN_F_RNG("rng", (s)->rng),             NN_F_LONG("loader_epoch", (s)->loader_epoch),  \
                      NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
 #define OPTS_FIELDS(o)                                                                                    \
-    nn_field of[] = {NN_F_STR("data", (o)->data),         NN_F_INT("batch", (o)->batch),                  \
-                     NN_F_BOOL("flip", (o)->flip),        NN_F_INT_DEF("crop_pad", (o)->crop_pad, 0),            \
-                     NN_F_BOOL("recaption", (o)->recaption), NN_F_BOOL_DEF("dup_positives", (o)->dup_pos, 0),     \
-                     NN_F_INT("vocab_size", (o)->vocab_target), NN_F_FLOAT("lr", (o)->lr),               \
-                     NN_F_FLOAT("min_lr", (o)->min_lr),   NN_F_FLOAT("weight_decay", (o)->wd),            \
-                     NN_F_FLOAT("beta1", (o)->beta1),     NN_F_FLOAT("beta2", (o)->beta2),                \
-                     NN_F_FLOAT("eps", (o)->eps),         NN_F_FLOAT("clip_grad", (o)->clip_grad),        \
-                     NN_F_LONG("warmup", (o)->warmup),    NN_F_SEED("seed", (o)->seed)}
+    nn_field of[] = {NN_F_STR("data", (o)->data),                                                        \
+                     NN_F_INT_IN("batch", (o)->batch, 2, 8192),                                          \
+                     NN_F_BOOL("flip", (o)->flip),                                                       \
+                     NN_F_INT_DEF_IN("crop_pad", (o)->crop_pad, 0, 0, 512),                              \
+                     NN_F_BOOL("recaption", (o)->recaption),                                             \
+                     NN_F_BOOL_DEF("dup_positives", (o)->dup_pos, 0),                                    \
+                     NN_F_INT_IN("vocab_size", (o)->vocab_target, 514, 1 << 20),                         \
+                     NN_F_FLOAT_IN("lr", (o)->lr, 1e-7, 1),                                              \
+                     NN_F_FLOAT_IN("min_lr", (o)->min_lr, 0, 1),                                         \
+                     NN_F_FLOAT_IN("weight_decay", (o)->wd, 0, 10),                                      \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                      \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                     \
+                     NN_F_FLOAT_IN("eps", (o)->eps, 1e-12, 1),                                           \
+                     NN_F_FLOAT_IN("clip_grad", (o)->clip_grad, 0, 1e6),                                 \
+                     NN_F_LONG_IN("warmup", (o)->warmup, -1e15, 1e15),                                  \
+                     NN_F_SEED("seed", (o)->seed)}
 
 static char *opts_to_json(train_opts *o) {
     OPTS_FIELDS(o);
@@ -223,6 +231,11 @@ int clip_cmd_train(int argc, char **argv) {
             goto out_model;
         }
         cfg = m.cfg;
+        if (o.crop_pad > cfg.image_resolution / 2) {
+            t2i_fail("%s: training state: crop_pad %d is more than half the %d-pixel resolution", ckpt_path, o.crop_pad,
+                     cfg.image_resolution);
+            goto out_model;
+        }
     } else {
         if (t2i_path_exists(ckpt_path)) {
             t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", out, ckpt_path);
@@ -357,7 +370,12 @@ int clip_cmd_train(int argc, char **argv) {
     L.drop_last = 1;
     L.flip = o.flip;
     L.crop_pad = o.crop_pad;
-    if (resume) t2i_loader_seek(&L, st.loader_epoch, st.loader_pos);
+    if (resume && t2i_loader_seek(&L, st.loader_epoch, st.loader_pos) != 0) {
+        t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
+        t2i_loader_free(&L);
+        t2i_run_close(&run);
+        goto out_ds;
+    }
     nn_optim opt = nn_adamw(o.lr, o.beta1, o.beta2, o.eps, o.wd);
     opt.step = st.opt_step;
 

@@ -121,12 +121,18 @@ typedef struct {
     nn_field sf[] = {NN_F_LONG("step", (s)->step), NN_F_LONG("target", (s)->target), NN_F_RNG("rng", (s)->rng), \
                      NN_F_LONG("epoch", (s)->epoch), NN_F_INT("pos", (s)->pos), NN_F_LONG("opt_step", (s)->opt_step)}
 #define OPTS_FIELDS(o)                                                                                   \
-    nn_field of[] = {NN_F_STR("codes", (o)->codes),             NN_F_FLOAT("lr", (o)->lr),               \
-                     NN_F_FLOAT("min_lr", (o)->min_lr),         NN_F_FLOAT("beta1", (o)->beta1),         \
-                     NN_F_FLOAT("beta2", (o)->beta2),           NN_F_FLOAT("weight_decay", (o)->wd),     \
-                     NN_F_FLOAT("clip", (o)->clip),             NN_F_FLOAT("text_weight", (o)->text_weight), \
-                     NN_F_FLOAT("cond_drop", (o)->cond_drop),   NN_F_LONG("warmup", (o)->warmup),        \
-                     NN_F_INT("batch", (o)->batch),             NN_F_SEED("seed", (o)->seed)}
+    nn_field of[] = {NN_F_STR("codes", (o)->codes),                                                    \
+                     NN_F_FLOAT_IN("lr", (o)->lr, 1e-7, 1),                                            \
+                     NN_F_FLOAT_IN("min_lr", (o)->min_lr, 0, 1),                                       \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                    \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                   \
+                     NN_F_FLOAT_IN("weight_decay", (o)->wd, 0, 10),                                    \
+                     NN_F_FLOAT_IN("clip", (o)->clip, 0, 1e6),                                         \
+                     NN_F_FLOAT_IN("text_weight", (o)->text_weight, 0, 1),                             \
+                     NN_F_FLOAT_IN("cond_drop", (o)->cond_drop, 0, 1),                                 \
+                     NN_F_LONG_IN("warmup", (o)->warmup, 0, 1000000000),                               \
+                     NN_F_INT_IN("batch", (o)->batch, 1, 65536),                                       \
+                     NN_F_SEED("seed", (o)->seed)}
 
 static char *opts_to_json(train_opts *o) {
     OPTS_FIELDS(o);
@@ -143,13 +149,9 @@ static int state_from_json(train_state *s, train_opts *o, const char *json) {
     STATE_FIELDS(s);
     OPTS_FIELDS(o);
     if (nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)) != 0) return -1;
-    /* a damaged state must not divide by zero or index outside the data */
-    if (s->step < 0 || s->target < s->step || s->epoch < 0 || s->pos < 0 || s->opt_step < 0)
-        return t2i_error_set("training state: step/target/epoch/pos out of range");
-    if (o->batch < 1 || o->batch > 4096 || !(o->lr > 0) || !(o->min_lr >= 0) || !(o->beta1 >= 0 && o->beta1 < 1) ||
-        !(o->beta2 >= 0 && o->beta2 < 1) || !(o->wd >= 0) || !(o->clip >= 0) || !(o->text_weight >= 0 && o->text_weight <= 1) ||
-        !(o->cond_drop >= 0 && o->cond_drop <= 1) || o->warmup < 0)
-        return t2i_error_set("training state: training options out of range");
+    /* the counters are not negative and the options are within a new run's ranges (the
+     * tables above); the position may pass the end of the data (the epoch then wraps) */
+    if (s->target < s->step) return t2i_error_set("training state: step %ld is past the target %ld", s->step, s->target);
     return 0;
 }
 

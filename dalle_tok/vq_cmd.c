@@ -89,12 +89,18 @@ typedef struct {
                      NN_F_RNG("rng", (s)->rng),             NN_F_LONG("loader_epoch", (s)->loader_epoch), \
                      NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
 #define OPTS_FIELDS(o)                                                                                   \
-    nn_field of[] = {NN_F_STR("data", (o)->data),           NN_F_FLOAT("lr", (o)->lr),                   \
-                     NN_F_FLOAT("beta1", (o)->beta1),       NN_F_FLOAT("beta2", (o)->beta2),             \
-                     NN_F_INT("batch", (o)->batch),         NN_F_LONG("restart_every", (o)->restart_every), \
-                     NN_F_FLOAT("restart_threshold", (o)->restart_threshold), NN_F_LONG("limit", (o)->limit), \
-                     NN_F_INT("log_every", (o)->log_every), NN_F_INT("sample_every", (o)->sample_every), \
-                     NN_F_INT("ckpt_every", (o)->ckpt_every), NN_F_SEED("seed", (o)->seed)}
+    nn_field of[] = {NN_F_STR("data", (o)->data),                                                      \
+                     NN_F_FLOAT_IN("lr", (o)->lr, 1e-7, 1),                                            \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                    \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                   \
+                     NN_F_INT_IN("batch", (o)->batch, 1, 4096),                                        \
+                     NN_F_LONG_IN("restart_every", (o)->restart_every, 0, 1L << 30),                   \
+                     NN_F_FLOAT_IN("restart_threshold", (o)->restart_threshold, 0, 1e6),               \
+                     NN_F_LONG_IN("limit", (o)->limit, 0, 1L << 30),                                   \
+                     NN_F_INT_IN("log_every", (o)->log_every, 1, 1 << 30),                             \
+                     NN_F_INT_IN("sample_every", (o)->sample_every, 1, 1 << 30),                       \
+                     NN_F_INT_IN("ckpt_every", (o)->ckpt_every, 1, 1 << 30),                           \
+                     NN_F_SEED("seed", (o)->seed)}
 
 static char *opts_to_json(train_opts *o) {
     OPTS_FIELDS(o);
@@ -110,10 +116,7 @@ static char *state_to_json(train_state *s, train_opts *o) {
 static int state_from_json(train_state *s, train_opts *o, const char *json) {
     STATE_FIELDS(s);
     OPTS_FIELDS(o);
-    if (nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)) != 0) return -1;
-    if (o->log_every < 1 || o->sample_every < 1 || o->ckpt_every < 1) return t2i_error_set("training state: bad intervals");
-    if (o->batch < 1) return t2i_error_set("training state: bad batch");
-    return 0;
+    return nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
 }
 
 static int save_ckpt(const vq_model *m, const char *path, train_state *st, train_opts *o) {
@@ -339,7 +342,12 @@ static int cmd_train(int argc, char **argv) {
     t2i_loader L;
     t2i_loader_init(&L, &ds, o.batch, 1, o.seed);
     L.drop_last = 1;
-    if (resume) t2i_loader_seek(&L, st.loader_epoch, st.loader_pos);
+    if (resume && t2i_loader_seek(&L, st.loader_epoch, st.loader_pos) != 0) {
+        t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
+        t2i_loader_free(&L);
+        t2i_run_close(&run);
+        goto out;
+    }
     nn_optim opt = nn_adam(o.lr, o.beta1, o.beta2, 1e-8f, 0.0f);
     opt.step = st.opt_step;
 

@@ -430,13 +430,20 @@ typedef struct {
                      NN_F_LONG("opt_g_step", (s)->opt_g_step), NN_F_LONG("opt_d_step", (s)->opt_d_step),    \
                      NN_F_LONG("ema_t", (s)->ema_t)}
 #define OPTS_FIELDS(o, loss)                                                                               \
-    nn_field of[] = {NN_F_STR("data", (o)->data),              NN_F_INT("batch", (o)->batch),               \
-                     NN_F_FLOAT("lr", (o)->lr),                NN_F_FLOAT("lr_min", (o)->lr_min),           \
-                     NN_F_LONG("warmup", (o)->warmup),         NN_F_INT("focus", (o)->focus),               \
-                     NN_F_FLOAT("lr_gan", (o)->lr_gan),        NN_F_FLOAT("lr_d", (o)->lr_d),               \
-                     NN_F_FLOAT("beta1", (o)->beta1),          NN_F_FLOAT("beta2", (o)->beta2),             \
-                     NN_F_FLOAT("l1_weight", (o)->l1_weight),  NN_F_FLOAT("adv_weight", (o)->adv_weight),   \
-                     NN_F_FLOAT("ema", (o)->ema),              NN_F_STR("gan_loss", loss),                  \
+    nn_field of[] = {NN_F_STR("data", (o)->data),                                                          \
+                     NN_F_INT_IN("batch", (o)->batch, 1, 1024),                                            \
+                     NN_F_FLOAT_IN("lr", (o)->lr, 1e-7, 1),                                                \
+                     NN_F_FLOAT_IN("lr_min", (o)->lr_min, -1e9, 1),                                        \
+                     NN_F_LONG_IN("warmup", (o)->warmup, 0, 100000000),                                    \
+                     NN_F_INT_IN("focus", (o)->focus, 1, 64),                                              \
+                     NN_F_FLOAT_IN("lr_gan", (o)->lr_gan, 1e-7, 1),                                        \
+                     NN_F_FLOAT_IN("lr_d", (o)->lr_d, 1e-7, 1),                                            \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                        \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                       \
+                     NN_F_FLOAT_IN("l1_weight", (o)->l1_weight, 0, 1000),                                  \
+                     NN_F_FLOAT_IN("adv_weight", (o)->adv_weight, 0, 1000),                                \
+                     NN_F_FLOAT_IN("ema", (o)->ema, 0, 0.99999),                                           \
+                     NN_F_STR("gan_loss", loss),                                                           \
                      NN_F_SEED("seed", (o)->seed)}
 
 static char *opts_to_json(sr_train_opts *o) {
@@ -461,11 +468,6 @@ static int state_from_json(sr_state *s, sr_train_opts *o, const char *json) {
     if (nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)) != 0) return -1;
     if (strcmp(loss, "ragan") != 0 && strcmp(loss, "ns") != 0) return t2i_error_set("training state: bad 'gan_loss'");
     o->gan_loss = strcmp(loss, "ns") == 0 ? SR_GAN_NS : SR_GAN_RAGAN;
-    /* the ranges of a new run: a damaged state must not overflow buffers (focus) or divide by zero (batch) */
-    if (o->batch < 1 || o->batch > 1024 || o->focus < 1 || o->focus > 64 || !(o->lr > 0) || !(o->lr_gan > 0) ||
-        !(o->lr_d > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) ||
-        !(o->ema >= 0 && o->ema < 1) || !(o->l1_weight >= 0) || !(o->adv_weight >= 0) || o->warmup < 0)
-        return t2i_error_set("training state: training options out of range");
     return 0;
 }
 

@@ -67,11 +67,16 @@ typedef struct {
                      NN_F_LONG("opt_d_step", (s)->opt_d_step)}
 #define OPTS_FIELDS(o, loss)                                                                               \
     nn_field of[] = {NN_F_STR("data", (o)->data),           NN_F_STR("loss", loss),                        \
-                     NN_F_FLOAT("lr_g", (o)->lr_g),         NN_F_FLOAT("lr_d", (o)->lr_d),                 \
-                     NN_F_FLOAT("beta1", (o)->beta1),       NN_F_FLOAT("beta2", (o)->beta2),               \
-                     NN_F_INT("n_critic", (o)->n_critic),   NN_F_FLOAT("label_smooth", (o)->smooth),       \
-                     NN_F_FLOAT("ema", (o)->ema),           NN_F_LONG("ema_start", (o)->ema_start),        \
-                     NN_F_FLOAT("mismatch", (o)->mismatch), NN_F_INT("batch", (o)->batch),                 \
+                     NN_F_FLOAT_IN("lr_g", (o)->lr_g, 1e-7, 1),                                          \
+                     NN_F_FLOAT_IN("lr_d", (o)->lr_d, 1e-7, 1),                                          \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                      \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                     \
+                     NN_F_INT_IN("n_critic", (o)->n_critic, 1, 20),                                      \
+                     NN_F_FLOAT_IN("label_smooth", (o)->smooth, 0.5, 1),                                 \
+                     NN_F_FLOAT_IN("ema", (o)->ema, 0, 0.99999),                                         \
+                     NN_F_LONG_IN("ema_start", (o)->ema_start, -1e15, 1e15),                             \
+                     NN_F_FLOAT_IN("mismatch", (o)->mismatch, 0, 10),                                    \
+                     NN_F_INT_IN("batch", (o)->batch, 2, 4096),                                          \
                      NN_F_BOOL("flip", (o)->flip),          NN_F_BOOL("cond_classes", (o)->cond_classes),  \
                      NN_F_SEED("seed", (o)->seed)}
 
@@ -385,7 +390,13 @@ int gan_cmd_train(int argc, char **argv) {
     t2i_loader_init(&L, &ds, o.batch, 1, o.seed);
     L.drop_last = 1;
     L.flip = o.flip;
-    if (resume) t2i_loader_seek(&L, st.loader_epoch, st.loader_pos);
+    if (resume && t2i_loader_seek(&L, st.loader_epoch, st.loader_pos) != 0) {
+        t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
+        t2i_loader_free(&L);
+        free(samples_dir);
+        t2i_run_close(&run);
+        goto out_model;
+    }
 
     nn_optim og = nn_adam(o.lr_g, o.beta1, o.beta2, 1e-8f, 0.0f);
     nn_optim od = nn_adam(o.lr_d, o.beta1, o.beta2, 1e-8f, 0.0f);

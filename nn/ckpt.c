@@ -176,8 +176,9 @@ static cJSON *fields_to_json(const nn_field *f, int n) {
     return o;
 }
 
-/* Longs and ints must be whole numbers within their type (a damaged state must not wrap). */
-static int fields_from_json(const cJSON *o, const nn_field *f, int n) {
+/* Longs and ints must be whole numbers within their type (a damaged state must not wrap);
+ * with nonneg, numbers must not be negative; fields with a range must be inside it. */
+static int fields_from_json(const cJSON *o, const nn_field *f, int n, int nonneg) {
     for (int i = 0; i < n; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, f[i].key);
         void *p = f[i].p;
@@ -222,6 +223,18 @@ static int fields_from_json(const cJSON *o, const nn_field *f, int n) {
         }
         }
         if (!ok) return t2i_error_set("training state: '%s' missing or bad", f[i].key);
+        int num = f[i].type == NN_FIELD_LONG || f[i].type == NN_FIELD_INT || f[i].type == NN_FIELD_FLOAT;
+        if (num && (f[i].has_range || nonneg)) {
+            double x = f[i].type == NN_FIELD_LONG ? (double)*(long *)p
+                       : f[i].type == NN_FIELD_INT ? (double)*(int *)p
+                                                   : (double)*(float *)p;
+            if (!f[i].has_range && !(x >= 0)) return t2i_error_set("training state: '%s' = %g is negative", f[i].key, x);
+            /* a float field is compared with its range rounded to float, as it was stored */
+            double lo = f[i].type == NN_FIELD_FLOAT ? (double)(float)f[i].lo : f[i].lo;
+            double hi = f[i].type == NN_FIELD_FLOAT ? (double)(float)f[i].hi : f[i].hi;
+            if (f[i].has_range && !(x >= lo && x <= hi))
+                return t2i_error_set("training state: '%s' = %g is outside [%g, %g]", f[i].key, x, f[i].lo, f[i].hi);
+        }
     }
     return 0;
 }
@@ -241,8 +254,8 @@ int nn_state_from_json(const char *json, const nn_field *state, int nstate, cons
     else if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "train")))
         rc = t2i_error_set("training state: no training options");
     else {
-        rc = fields_from_json(j, state, nstate);
-        if (rc == 0) rc = fields_from_json(cJSON_GetObjectItemCaseSensitive(j, "train"), opts, nopts);
+        rc = fields_from_json(j, state, nstate, 1);
+        if (rc == 0) rc = fields_from_json(cJSON_GetObjectItemCaseSensitive(j, "train"), opts, nopts, 0);
     }
     cJSON_Delete(j);
     return rc;

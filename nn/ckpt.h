@@ -66,8 +66,12 @@ int nn_rng_from_json(t2i_rng *r, const char *json);
  * strings, exact where JSON numbers would round. Reading requires every field: a missing
  * or mistyped one (or a string longer than its buffer) is the error "training state:
  * 'key' missing or bad", except that a field declared with a default (NN_F_*_DEF, for
- * options added after checkpoints were written) that is absent takes its default. Range
- * checks of the values stay with the caller. */
+ * options added after checkpoints were written) that is absent takes its default. Numbers
+ * at the top (step counters, loader positions) must not be negative; a field declared with
+ * a range (NN_F_*_IN: lo <= value <= hi) outside it is the error "training state: 'key' =
+ * v is outside [lo, hi]", so a damaged or hand-edited checkpoint cannot resume with a batch
+ * of 0 or a negative learning rate. Checks that need the data (loader position <= items)
+ * stay with the caller. */
 typedef enum { NN_FIELD_LONG, NN_FIELD_INT, NN_FIELD_FLOAT, NN_FIELD_BOOL, NN_FIELD_SEED, NN_FIELD_STR, NN_FIELD_RNG } nn_field_type;
 typedef struct {
     const char *key;
@@ -76,6 +80,8 @@ typedef struct {
     size_t cap; /* NN_FIELD_STR: the buffer's size */
     int has_def;
     double def; /* the value of an absent field when has_def */
+    int has_range;
+    double lo, hi; /* the allowed values when has_range (numbers) */
 } nn_field;
 #define NN_F_LONG(k, x) {k, NN_FIELD_LONG, &(x), 0}
 #define NN_F_INT(k, x) {k, NN_FIELD_INT, &(x), 0}
@@ -86,6 +92,10 @@ typedef struct {
 #define NN_F_RNG(k, x) {k, NN_FIELD_RNG, &(x), 0}
 #define NN_F_INT_DEF(k, x, d) {k, NN_FIELD_INT, &(x), 0, 1, (d)}
 #define NN_F_BOOL_DEF(k, x, d) {k, NN_FIELD_BOOL, &(x), 0, 1, (d)}
+#define NN_F_LONG_IN(k, x, lo, hi) {k, NN_FIELD_LONG, &(x), 0, 0, 0, 1, (lo), (hi)}
+#define NN_F_INT_IN(k, x, lo, hi) {k, NN_FIELD_INT, &(x), 0, 0, 0, 1, (lo), (hi)}
+#define NN_F_FLOAT_IN(k, x, lo, hi) {k, NN_FIELD_FLOAT, &(x), 0, 0, 0, 1, (lo), (hi)}
+#define NN_F_INT_DEF_IN(k, x, d, lo, hi) {k, NN_FIELD_INT, &(x), 0, 1, (d), 1, (lo), (hi)}
 #define NN_NFIELDS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 char *nn_state_to_json(const nn_field *state, int nstate, const nn_field *opts, int nopts);

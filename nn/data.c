@@ -844,11 +844,14 @@ void t2i_loader_init(t2i_loader *L, const t2i_dataset *ds, int batch, int shuffl
     loader_order(L);
 }
 
-void t2i_loader_seek(t2i_loader *L, long epoch, int pos) {
-    T2I_ASSERT(epoch >= 0 && pos >= 0 && pos <= L->ds->n);
+int t2i_loader_seek(t2i_loader *L, long epoch, int pos) {
+    if (epoch < 0 || pos < 0 || pos > L->ds->n)
+        return t2i_error_set("training state: loader position (epoch %ld, item %d) is outside the %d items of %s",
+                             epoch, pos, L->ds->n, L->ds->source ? L->ds->source : "the data");
     L->epoch = epoch;
     L->pos = pos;
     loader_order(L);
+    return 0;
 }
 
 void t2i_loader_free(t2i_loader *L) {

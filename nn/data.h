@@ -76,8 +76,10 @@ void t2i_loader_init(t2i_loader *L, const t2i_dataset *ds, int batch, int shuffl
  * batch only at the end of an epoch without drop_last), 0 at the end of an epoch (the next
  * call starts a new one), or -1 on a decode error. */
 int t2i_loader_next(t2i_loader *L, float *x, int *labels, const char **captions, int *idx);
-/* Moves to a saved position (recomputes that epoch's order). */
-void t2i_loader_seek(t2i_loader *L, long epoch, int pos);
+/* Moves to a saved position (recomputes that epoch's order). A position outside the data
+ * (negative, or past its last item: a damaged checkpoint, or a dataset that shrank since)
+ * is an error, -1, and leaves the loader where it was. */
+int t2i_loader_seek(t2i_loader *L, long epoch, int pos);
 void t2i_loader_free(t2i_loader *L);
 
 #endif

@@ -109,6 +109,33 @@ cmp -s "$TMP/run3/checkpoint.safetensors" "$TMP/run2/checkpoint.safetensors" || 
 grep -q '"logit_scale"' "$TMP/run3/metrics.jsonl" || fail "no logit_scale in metrics.jsonl"
 [ -f "$TMP/run3/config.json" ] || fail "no config.json"
 expect_error 1 "train over an existing run" "$T2I" clip train "${TR[@]}" --steps 3 --out "$TMP/run3"
+# a damaged training state (here edited in the checkpoint's metadata) is a one-line error
+# naming the file and the field, never a crash (batch 0 divided by zero, a loader position
+# past the data tripped an assertion) nor a run with a negative learning rate
+for kv in "batch 0 'batch' = 0 is outside" "loader_pos 99 loader position (epoch 0, item 99) is outside the 24 items" \
+          "lr -1 'lr' = -1 is outside" "step -2 'step' = -2 is negative" "crop_pad 9 crop_pad 9 is more than half"; do
+    set -- $kv
+    key=$1 val=$2
+    shift 2
+    rm -rf "$TMP/dmg" && cp -r "$TMP/run3" "$TMP/dmg"
+    /usr/bin/python3 - "$TMP/run3/checkpoint.safetensors" "$TMP/dmg/checkpoint.safetensors" "$key" "$val" <<'EOF' ||
+import json, struct, sys
+src, dst, key, val = sys.argv[1:5]
+b = open(src, "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+st = json.loads(h["__metadata__"]["state"])
+(st["train"] if key in st["train"] else st)[key] = json.loads(val)
+h["__metadata__"]["state"] = json.dumps(st)
+hb = json.dumps(h).encode()
+hb += b" " * (-len(hb) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(hb)) + hb + b[8 + n:])
+EOF
+        fail "editing the state ($key)"
+    expect_error 1 "damaged state $key=$val" "$T2I" clip train --out "$TMP/dmg" --resume --steps 4
+    grep -qF "$TMP/dmg/checkpoint.safetensors: " "$TMP/err" && grep -qF "$*" "$TMP/err" ||
+        fail "damaged state $key=$val: $(cat "$TMP/err")"
+done
 # the checkpoint carries its vocabulary: no --vocab needed
 "$T2I" clip zeroshot --ckpt "$TMP/run3/checkpoint.safetensors" --data "$TMP/fc" >"$TMP/zs2" 2>"$TMP/err" ||
     fail "zeroshot with a t2i checkpoint failed: $(cat "$TMP/err")"

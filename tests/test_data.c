@@ -898,7 +898,13 @@ static void test_loader_seek(void **state) {
     t2i_loader_init(&B, &ds, 8, 1, 7);
     B.flip = 1;
     B.crop_pad = 1;
-    t2i_loader_seek(&B, 1, 21);
+    /* positions outside the data (a damaged checkpoint) are refused and change nothing */
+    assert_int_equal(t2i_loader_seek(&B, 1, 58), -1);
+    assert_non_null(strstr(t2i_error_msg(), "item 58) is outside the 57 items"));
+    assert_int_equal(t2i_loader_seek(&B, 1, -1), -1);
+    assert_int_equal(t2i_loader_seek(&B, -1, 0), -1);
+    assert_int_equal(B.epoch, 0);
+    assert_int_equal(t2i_loader_seek(&B, 1, 21), 0);
     assert_int_equal(run_epoch(&B, ob, xb, NULL, NULL), 57 - 21);
     assert_memory_equal(oa + 21, ob, (57 - 21) * sizeof(int));
     assert_memory_equal(xa + 21 * item, xb, (57 - 21) * item * sizeof(float));
@@ -966,7 +972,7 @@ static void test_loader_augment(void **state) {
         t2i_loader_init(&L, &files, 16, 1, 2024);
         L.flip = 1;
         L.crop_pad = pad;
-        t2i_loader_seek(&L, 3, 0);
+        assert_int_equal(t2i_loader_seek(&L, 3, 0), 0);
         assert_int_equal(run_epoch(&L, run == 0 ? o1 : o2, run == 0 ? x1 : x2, NULL, NULL), n);
         t2i_loader_free(&L);
     }
@@ -979,7 +985,7 @@ static void test_loader_augment(void **state) {
     t2i_loader_init(&M, &ds, 16, 1, 2024);
     M.flip = 1;
     M.crop_pad = pad;
-    t2i_loader_seek(&M, 3, 0);
+    assert_int_equal(t2i_loader_seek(&M, 3, 0), 0);
     assert_int_equal(run_epoch(&M, o2, x2, NULL, NULL), n);
     t2i_loader_free(&M);
     assert_memory_equal(o1, o2, sizeof o1);

@@ -677,7 +677,8 @@ static uint8_t *file_bytes(const char *path, size_t *len) {
 }
 
 /* Training state tables: every type round-trips exactly (floats, u64 seeds beyond 2^53,
- * RNG streams mid-Gaussian-pair), and damaged states are refused by name. */
+ * RNG streams mid-Gaussian-pair), and damaged states are refused by name: negative
+ * counters, options outside their declared ranges. */
 static void test_state_fields(void **state) {
     (void)state;
     struct {
@@ -687,7 +688,7 @@ static void test_state_fields(void **state) {
         uint64_t seed;
         char data[16];
         t2i_rng rng;
-    } a = {123456789012L, -7, 1, 3e-4f, 18446744073709551557ull, "fc:train", {{0}}}, b;
+    } a = {123456789012L, 7, 1, 3e-4f, 18446744073709551557ull, "fc:train", {{0}}}, b;
     t2i_rng_seed(&a.rng, 99);
     (void)t2i_rng_normal(&a.rng); /* leaves the second Gaussian of the pair cached */
     memset(&b, 0, sizeof b);
@@ -713,11 +714,12 @@ static void test_state_fields(void **state) {
         assert_string_equal(b.data, a.data);
         assert_true(t2i_rng_normal(&b.rng) == t2i_rng_normal(&a.rng)); /* the cached Gaussian */
         assert_true(t2i_rng_u64(&b.rng) == t2i_rng_u64(&a.rng));
-        /* damaged states: a missing key, a fraction where an int belongs, a string too long
-         * for its buffer, a bad seed, no options, not JSON */
+        /* damaged states: a missing key, a fraction where an int belongs, a negative counter,
+         * a string too long for its buffer, a bad seed, no options, not JSON */
         const char *bad[][2] = {
             {"\"step\":123456789012,", "'step'"},
-            {"\"pos\":-7", "\"pos\":2.5"},
+            {"\"pos\":7", "\"pos\":2.5"},
+            {"\"pos\":7", "\"pos\":-7"},
             {"\"data\":\"fc:train\"", "\"data\":\"0123456789abcdef\""},
             {"\"seed\":\"18446744073709551557\"", "\"seed\":\"12x\""},
             {"\"flag\":true", "\"flag\":1"},
@@ -746,6 +748,30 @@ static void test_state_fields(void **state) {
         with = t2i_asprintf("%.*s,\"added\":\"x\"}}", (int)(strlen(js) - 2), js);
         assert_int_equal(nn_state_from_json(with, sf, NN_NFIELDS(sf), of2, NN_NFIELDS(of2)), -1);
         free(with);
+        /* declared ranges: the ends are inside, beyond them is an error naming the key and
+         * the range; an absent field with a default takes it */
+        float lr = 0;
+        nn_field of3[] = {NN_F_FLOAT_IN("lr", lr, 1e-4, 1e-3), NN_F_INT_DEF_IN("added", added, 2, 1, 4)};
+        assert_int_equal(nn_state_from_json(js, sf, NN_NFIELDS(sf), of3, NN_NFIELDS(of3)), 0);
+        assert_true(lr == 3e-4f);
+        assert_int_equal(added, 2);
+        const char *ranged[][2] = {{"4", NULL}, {"1", NULL}, {"5", "'added' = 5 is outside [1, 4]"},
+                                   {"0", "'added' = 0 is outside [1, 4]"}, {"-3", "'added' = -3 is outside [1, 4]"}};
+        for (size_t k = 0; k < sizeof ranged / sizeof ranged[0]; k++) {
+            with = t2i_asprintf("%.*s,\"added\":%s}}", (int)(strlen(js) - 2), js, ranged[k][0]);
+            int rc = nn_state_from_json(with, sf, NN_NFIELDS(sf), of3, NN_NFIELDS(of3));
+            if (ranged[k][1]) {
+                assert_int_equal(rc, -1);
+                assert_non_null(strstr(t2i_error_msg(), ranged[k][1]));
+            } else {
+                assert_int_equal(rc, 0);
+                assert_int_equal(added, atoi(ranged[k][0]));
+            }
+            free(with);
+        }
+        nn_field of4[] = {NN_F_FLOAT_IN("lr", lr, 1e-2, 1)};
+        assert_int_equal(nn_state_from_json(js, sf, NN_NFIELDS(sf), of4, NN_NFIELDS(of4)), -1);
+        assert_non_null(strstr(t2i_error_msg(), "'lr' = 0.0003 is outside [0.01, 1]"));
         assert_int_equal(nn_state_from_json("{\"step\":1}", sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);
         assert_int_equal(nn_state_from_json("not json", sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);
         assert_int_equal(nn_state_from_json(NULL, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)), -1);
