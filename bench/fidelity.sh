@@ -38,9 +38,11 @@ t1=$(date +%s)
 $T2I generate --prompts "$prompts" --generator "$gen" --candidates "$cand" --top 32 --threads "$threads" \
   --out "$out/$gen-ranked" "${extra[@]}" > "$out/$gen-ranked.log"
 t2=$(date +%s)
+pool=$cand  # candidates CLIP ranks per caption: --candidates from each generator
+[ "$gen" = both ] && pool=$((2 * cand))
 echo "== $gen: one random candidate ($rnd per caption, all judged; $((t1 - t0)) s)"
 $T2I eval fidelity "$out/$gen-random" --threads "$threads"
-echo "== $gen: top-1 of $cand after CLIP reranking ($((t2 - t1)) s for 80 captions)"
+echo "== $gen: top-1 of $pool after CLIP reranking ($((t2 - t1)) s for 80 captions)"
 $T2I eval fidelity "$out/$gen-ranked" --top 1 --threads "$threads"
-echo "== $gen: all of the top 32 of $cand"
+echo "== $gen: all of the top 32 of $pool"
 $T2I eval fidelity "$out/$gen-ranked" --top 32 --threads "$threads"
