@@ -82,21 +82,21 @@ typedef struct {
                      NN_F_RNG("rng", (s)->rng),             NN_F_LONG("loader_epoch", (s)->loader_epoch),  \
                      NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
 #define OPTS_FIELDS(o)                                                                                    \
-    nn_field of[] = {NN_F_STR("data", (o)->data),                                                        \
-                     NN_F_INT_IN("batch", (o)->batch, 2, 8192),                                          \
-                     NN_F_BOOL("flip", (o)->flip),                                                       \
-                     NN_F_INT_DEF_IN("crop_pad", (o)->crop_pad, 0, 0, 512),                              \
-                     NN_F_BOOL("recaption", (o)->recaption),                                             \
-                     NN_F_BOOL_DEF("dup_positives", (o)->dup_pos, 0),                                    \
-                     NN_F_INT_IN("vocab_size", (o)->vocab_target, 514, 1 << 20),                         \
-                     NN_F_FLOAT_IN("lr", (o)->lr, 1e-7, 1),                                              \
-                     NN_F_FLOAT_IN("min_lr", (o)->min_lr, 0, 1),                                         \
-                     NN_F_FLOAT_IN("weight_decay", (o)->wd, 0, 10),                                      \
-                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                      \
-                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                     \
-                     NN_F_FLOAT_IN("eps", (o)->eps, 1e-12, 1),                                           \
-                     NN_F_FLOAT_IN("clip_grad", (o)->clip_grad, 0, 1e6),                                 \
-                     NN_F_LONG_IN("warmup", (o)->warmup, -1e15, 1e15),                                  \
+    nn_field of[] = {NN_F_STR("data", (o)->data),                                                         \
+                     NN_F_INT_IN("batch", (o)->batch, 2, 8192),                                           \
+                     NN_F_BOOL("flip", (o)->flip),                                                        \
+                     NN_F_INT_DEF_IN("crop_pad", (o)->crop_pad, 0, 0, 512),                               \
+                     NN_F_BOOL("recaption", (o)->recaption),                                              \
+                     NN_F_BOOL_DEF("dup_positives", (o)->dup_pos, 0),                                     \
+                     NN_F_INT_IN("vocab_size", (o)->vocab_target, 514, 1 << 20),                          \
+                     NN_F_FLOAT_IN("lr", (o)->lr, NN_LR_MIN, NN_LR_MAX),                                  \
+                     NN_F_FLOAT_IN("min_lr", (o)->min_lr, 0, 1),                                          \
+                     NN_F_FLOAT_IN("weight_decay", (o)->wd, 0, 10),                                       \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, NN_BETA1_MAX),                                 \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, NN_BETA2_MAX),                                 \
+                     NN_F_FLOAT_IN("eps", (o)->eps, 1e-12, 1),                                            \
+                     NN_F_FLOAT_IN("clip_grad", (o)->clip_grad, 0, 1e6),                                  \
+                     NN_F_LONG_IN("warmup", (o)->warmup, -1e15, 1e15),                                    \
                      NN_F_SEED("seed", (o)->seed)}
 
 static char *opts_to_json(train_opts *o) {
@@ -258,9 +258,9 @@ int clip_cmd_train(int argc, char **argv) {
             t2i_check_range_i("--context", context, 4, 1024) || t2i_check_range_i("--embed-dim", embed, 2, 4096) ||
             t2i_check_range_i("--vocab-size", vocab_size, 514, 1 << 20) || t2i_check_range_i("--batch", batch, 2, 8192) ||
             t2i_check_range_i("--crop-pad", crop_pad, 0, res / 2) ||
-            t2i_check_range_f("--lr", lr, 1e-7, 1) || t2i_check_range_f("--min-lr", min_lr, 0, lr) ||
-            t2i_check_range_f("--wd", wd, 0, 10) || t2i_check_range_f("--beta1", beta1, 0, 0.9999) ||
-            t2i_check_range_f("--beta2", beta2, 0, 0.99999) || t2i_check_range_f("--eps", eps, 1e-12, 1) ||
+            t2i_check_range_f("--lr", lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--min-lr", min_lr, 0, lr) ||
+            t2i_check_range_f("--wd", wd, 0, 10) || t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
+            t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) || t2i_check_range_f("--eps", eps, 1e-12, 1) ||
             t2i_check_range_f("--clip-grad", clip_grad, 0, 1e6)) {
             free(ckpt_path);
             return 2;

@@ -38,6 +38,7 @@
 #include "data.h"
 #include "fc32.h"
 #include "image.h"
+#include "optim.h"
 #include "progress.h"
 #include "safetensors.h"
 
@@ -121,17 +122,17 @@ typedef struct {
     nn_field sf[] = {NN_F_LONG("step", (s)->step), NN_F_LONG("target", (s)->target), NN_F_RNG("rng", (s)->rng), \
                      NN_F_LONG("epoch", (s)->epoch), NN_F_INT("pos", (s)->pos), NN_F_LONG("opt_step", (s)->opt_step)}
 #define OPTS_FIELDS(o)                                                                                   \
-    nn_field of[] = {NN_F_STR("codes", (o)->codes),                                                    \
-                     NN_F_FLOAT_IN("lr", (o)->lr, 1e-7, 1),                                            \
-                     NN_F_FLOAT_IN("min_lr", (o)->min_lr, 0, 1),                                       \
-                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                    \
-                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                   \
-                     NN_F_FLOAT_IN("weight_decay", (o)->wd, 0, 10),                                    \
-                     NN_F_FLOAT_IN("clip", (o)->clip, 0, 1e6),                                         \
-                     NN_F_FLOAT_IN("text_weight", (o)->text_weight, 0, 1),                             \
-                     NN_F_FLOAT_IN("cond_drop", (o)->cond_drop, 0, 1),                                 \
-                     NN_F_LONG_IN("warmup", (o)->warmup, 0, 1000000000),                               \
-                     NN_F_INT_IN("batch", (o)->batch, 1, 65536),                                       \
+    nn_field of[] = {NN_F_STR("codes", (o)->codes),                                                      \
+                     NN_F_FLOAT_IN("lr", (o)->lr, NN_LR_MIN, NN_LR_MAX),                                 \
+                     NN_F_FLOAT_IN("min_lr", (o)->min_lr, 0, 1),                                         \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, NN_BETA1_MAX),                                \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, NN_BETA2_MAX),                                \
+                     NN_F_FLOAT_IN("weight_decay", (o)->wd, 0, 10),                                      \
+                     NN_F_FLOAT_IN("clip", (o)->clip, 0, 1e6),                                           \
+                     NN_F_FLOAT_IN("text_weight", (o)->text_weight, 0, 1),                               \
+                     NN_F_FLOAT_IN("cond_drop", (o)->cond_drop, 0, 1),                                   \
+                     NN_F_LONG_IN("warmup", (o)->warmup, 0, 1000000000),                                 \
+                     NN_F_INT_IN("batch", (o)->batch, 1, 65536),                                         \
                      NN_F_SEED("seed", (o)->seed)}
 
 static char *opts_to_json(train_opts *o) {
@@ -334,10 +335,12 @@ int dalle_cmd_train(int argc, char **argv) {
             rc = 2;
             goto done;
         }
-        if (t2i_check_range_f("--lr", lr, 1e-7, 1) || t2i_check_range_f("--min-lr", min_lr, 0, lr) ||
-            t2i_check_range_f("--beta1", beta1, 0, 0.9999) || t2i_check_range_f("--beta2", beta2, 0, 0.99999) ||
+        if (t2i_check_range_f("--lr", lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--min-lr", min_lr, 0, lr) ||
+            t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
+            t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) ||
             t2i_check_range_f("--wd", wd, 0, 10) || t2i_check_range_f("--clip", clip, 0, 1e6) ||
-            t2i_check_range_f("--text-weight", text_weight, 0, 1) || t2i_check_range_f("--cond-drop", cond_drop, 0, 1) ||
+            t2i_check_range_f("--text-weight", text_weight, 0, 1) ||
+            t2i_check_range_f("--cond-drop", cond_drop, 0, 1) ||
             t2i_check_range_i("--batch", batch, 1, 65536) || t2i_check_range_i("--warmup", warmup, 0, 1000000000)) {
             rc = 2;
             goto done;

@@ -89,17 +89,17 @@ typedef struct {
                      NN_F_RNG("rng", (s)->rng),             NN_F_LONG("loader_epoch", (s)->loader_epoch), \
                      NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
 #define OPTS_FIELDS(o)                                                                                   \
-    nn_field of[] = {NN_F_STR("data", (o)->data),                                                      \
-                     NN_F_FLOAT_IN("lr", (o)->lr, 1e-7, 1),                                            \
-                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                    \
-                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                   \
-                     NN_F_INT_IN("batch", (o)->batch, 1, 4096),                                        \
-                     NN_F_LONG_IN("restart_every", (o)->restart_every, 0, 1L << 30),                   \
-                     NN_F_FLOAT_IN("restart_threshold", (o)->restart_threshold, 0, 1e6),               \
-                     NN_F_LONG_IN("limit", (o)->limit, 0, 1L << 30),                                   \
-                     NN_F_INT_IN("log_every", (o)->log_every, 1, 1 << 30),                             \
-                     NN_F_INT_IN("sample_every", (o)->sample_every, 1, 1 << 30),                       \
-                     NN_F_INT_IN("ckpt_every", (o)->ckpt_every, 1, 1 << 30),                           \
+    nn_field of[] = {NN_F_STR("data", (o)->data),                                                        \
+                     NN_F_FLOAT_IN("lr", (o)->lr, NN_LR_MIN, NN_LR_MAX),                                 \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, NN_BETA1_MAX),                                \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, NN_BETA2_MAX),                                \
+                     NN_F_INT_IN("batch", (o)->batch, 1, 4096),                                          \
+                     NN_F_LONG_IN("restart_every", (o)->restart_every, 0, 1L << 30),                     \
+                     NN_F_FLOAT_IN("restart_threshold", (o)->restart_threshold, 0, 1e6),                 \
+                     NN_F_LONG_IN("limit", (o)->limit, 0, 1L << 30),                                     \
+                     NN_F_INT_IN("log_every", (o)->log_every, 1, 1 << 30),                               \
+                     NN_F_INT_IN("sample_every", (o)->sample_every, 1, 1 << 30),                         \
+                     NN_F_INT_IN("ckpt_every", (o)->ckpt_every, 1, 1 << 30),                             \
                      NN_F_SEED("seed", (o)->seed)}
 
 static char *opts_to_json(train_opts *o) {
@@ -246,8 +246,9 @@ static int cmd_train(int argc, char **argv) {
             t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", out, ckpt_path);
             goto out;
         }
-        if (t2i_check_range_f("--lr", lr, 1e-7, 1) || t2i_check_range_f("--beta1", beta1, 0, 0.9999) ||
-            t2i_check_range_f("--beta2", beta2, 0, 0.99999) || t2i_check_range_i("--batch", batch, 1, 4096) ||
+        if (t2i_check_range_f("--lr", lr, NN_LR_MIN, NN_LR_MAX) ||
+            t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
+            t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) || t2i_check_range_i("--batch", batch, 1, 4096) ||
             t2i_check_range_i("--restart-every", restart_every, 0, 1L << 30) ||
             t2i_check_range_f("--restart-threshold", restart_threshold, 0, 1e6) ||
             t2i_check_range_i("--limit", limit, 0, 1L << 30)) {

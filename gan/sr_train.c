@@ -44,6 +44,7 @@
 #include "ckpt.h"
 #include "image.h"
 #include "ops.h"
+#include "optim.h"
 #include "progress.h"
 #include "sr.h"
 
@@ -432,14 +433,14 @@ typedef struct {
 #define OPTS_FIELDS(o, loss)                                                                               \
     nn_field of[] = {NN_F_STR("data", (o)->data),                                                          \
                      NN_F_INT_IN("batch", (o)->batch, 1, 1024),                                            \
-                     NN_F_FLOAT_IN("lr", (o)->lr, 1e-7, 1),                                                \
+                     NN_F_FLOAT_IN("lr", (o)->lr, NN_LR_MIN, NN_LR_MAX),                                   \
                      NN_F_FLOAT_IN("lr_min", (o)->lr_min, -1e9, 1),                                        \
                      NN_F_LONG_IN("warmup", (o)->warmup, 0, 100000000),                                    \
                      NN_F_INT_IN("focus", (o)->focus, 1, 64),                                              \
-                     NN_F_FLOAT_IN("lr_gan", (o)->lr_gan, 1e-7, 1),                                        \
-                     NN_F_FLOAT_IN("lr_d", (o)->lr_d, 1e-7, 1),                                            \
-                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                        \
-                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                       \
+                     NN_F_FLOAT_IN("lr_gan", (o)->lr_gan, NN_LR_MIN, NN_LR_MAX),                           \
+                     NN_F_FLOAT_IN("lr_d", (o)->lr_d, NN_LR_MIN, NN_LR_MAX),                               \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, NN_BETA1_MAX),                                  \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, NN_BETA2_MAX),                                  \
                      NN_F_FLOAT_IN("l1_weight", (o)->l1_weight, 0, 1000),                                  \
                      NN_F_FLOAT_IN("adv_weight", (o)->adv_weight, 0, 1000),                                \
                      NN_F_FLOAT_IN("ema", (o)->ema, 0, 0.99999),                                           \
@@ -634,9 +635,11 @@ int sr_cmd_train(int argc, char **argv) {
             rc = 2;
             goto out;
         }
-        if (t2i_check_range_f("--lr", lr, 1e-7, 1) || t2i_check_range_f("--lr-gan", lr_gan, 1e-7, 1) ||
-            t2i_check_range_f("--lr-d", lr_d, 1e-7, 1) || t2i_check_range_f("--beta1", beta1, 0, 0.9999) ||
-            t2i_check_range_f("--beta2", beta2, 0, 0.99999) || t2i_check_range_f("--ema", ema, 0, 0.99999) ||
+        if (t2i_check_range_f("--lr", lr, NN_LR_MIN, NN_LR_MAX) ||
+            t2i_check_range_f("--lr-gan", lr_gan, NN_LR_MIN, NN_LR_MAX) ||
+            t2i_check_range_f("--lr-d", lr_d, NN_LR_MIN, NN_LR_MAX) ||
+            t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
+            t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) || t2i_check_range_f("--ema", ema, 0, 0.99999) ||
             t2i_check_range_f("--l1-weight", l1_weight, 0, 1000) ||
             t2i_check_range_f("--adv-weight", adv_weight, 0, 1000) || t2i_check_range_i("--batch", batch, 1, 1024) ||
             t2i_check_range_i("--focus", focus, 1, 64) || t2i_check_range_i("--warmup", warmup, 0, 100000000) ||

@@ -67,16 +67,16 @@ typedef struct {
                      NN_F_LONG("opt_d_step", (s)->opt_d_step)}
 #define OPTS_FIELDS(o, loss)                                                                               \
     nn_field of[] = {NN_F_STR("data", (o)->data),           NN_F_STR("loss", loss),                        \
-                     NN_F_FLOAT_IN("lr_g", (o)->lr_g, 1e-7, 1),                                          \
-                     NN_F_FLOAT_IN("lr_d", (o)->lr_d, 1e-7, 1),                                          \
-                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, 0.9999),                                      \
-                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, 0.99999),                                     \
-                     NN_F_INT_IN("n_critic", (o)->n_critic, 1, 20),                                      \
-                     NN_F_FLOAT_IN("label_smooth", (o)->smooth, 0.5, 1),                                 \
-                     NN_F_FLOAT_IN("ema", (o)->ema, 0, 0.99999),                                         \
-                     NN_F_LONG_IN("ema_start", (o)->ema_start, -1e15, 1e15),                             \
-                     NN_F_FLOAT_IN("mismatch", (o)->mismatch, 0, 10),                                    \
-                     NN_F_INT_IN("batch", (o)->batch, 2, 4096),                                          \
+                     NN_F_FLOAT_IN("lr_g", (o)->lr_g, NN_LR_MIN, NN_LR_MAX),                               \
+                     NN_F_FLOAT_IN("lr_d", (o)->lr_d, NN_LR_MIN, NN_LR_MAX),                               \
+                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, NN_BETA1_MAX),                                  \
+                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, NN_BETA2_MAX),                                  \
+                     NN_F_INT_IN("n_critic", (o)->n_critic, 1, 20),                                        \
+                     NN_F_FLOAT_IN("label_smooth", (o)->smooth, 0.5, 1),                                   \
+                     NN_F_FLOAT_IN("ema", (o)->ema, 0, 0.99999),                                           \
+                     NN_F_LONG_IN("ema_start", (o)->ema_start, -1e15, 1e15),                               \
+                     NN_F_FLOAT_IN("mismatch", (o)->mismatch, 0, 10),                                      \
+                     NN_F_INT_IN("batch", (o)->batch, 2, 4096),                                            \
                      NN_F_BOOL("flip", (o)->flip),          NN_F_BOOL("cond_classes", (o)->cond_classes),  \
                      NN_F_SEED("seed", (o)->seed)}
 
@@ -223,8 +223,10 @@ int gan_cmd_train(int argc, char **argv) {
             return 1;
         }
         if (gan_loss_parse(loss, &o.loss)) return t2i_fail("--loss must be ns, hinge or ls, got '%s'", loss), free(ckpt_path), 2;
-        if (t2i_check_range_f("--lr-g", lr_g, 1e-7, 1) || t2i_check_range_f("--lr-d", lr_d, 1e-7, 1) ||
-            t2i_check_range_f("--beta1", beta1, 0, 0.9999) || t2i_check_range_f("--beta2", beta2, 0, 0.99999) ||
+        if (t2i_check_range_f("--lr-g", lr_g, NN_LR_MIN, NN_LR_MAX) ||
+            t2i_check_range_f("--lr-d", lr_d, NN_LR_MIN, NN_LR_MAX) ||
+            t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
+            t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) ||
             t2i_check_range_i("--n-critic", n_critic, 1, 20) || t2i_check_range_f("--label-smooth", smooth, 0.5, 1) ||
             t2i_check_range_f("--ema", ema, 0, 0.99999) || t2i_check_range_f("--mismatch", mismatch, 0, 10) ||
             t2i_check_range_i("--batch", batch, 2, 4096)) {

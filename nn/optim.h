@@ -25,6 +25,13 @@ typedef struct {
     long step;               /* number of updates done; saved in checkpoints */
 } nn_optim;
 
+/* The accepted learning rates and Adam betas: every trainer's command line checks them, and
+ * its saved training state is checked against the same bounds on --resume (NN_F_FLOAT_IN). */
+#define NN_LR_MIN 1e-7
+#define NN_LR_MAX 1.0
+#define NN_BETA1_MAX 0.9999
+#define NN_BETA2_MAX 0.99999
+
 nn_optim nn_sgd(float lr, float momentum, float weight_decay);
 nn_optim nn_adam(float lr, float beta1, float beta2, float eps, float weight_decay);
 nn_optim nn_adamw(float lr, float beta1, float beta2, float eps, float weight_decay);
