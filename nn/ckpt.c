@@ -224,17 +224,19 @@ static int fields_from_json(const cJSON *o, const nn_field *f, int n, int nonneg
         }
         if (!ok) return t2i_error_set("training state: '%s' missing or bad", f[i].key);
         int num = f[i].type == NN_FIELD_LONG || f[i].type == NN_FIELD_INT || f[i].type == NN_FIELD_FLOAT;
-        if (num && (f[i].has_range || nonneg)) {
-            double x = f[i].type == NN_FIELD_LONG ? (double)*(long *)p
-                       : f[i].type == NN_FIELD_INT ? (double)*(int *)p
-                                                   : (double)*(float *)p;
-            if (!f[i].has_range && !(x >= 0)) return t2i_error_set("training state: '%s' = %g is negative", f[i].key, x);
-            /* a float field is compared with its range rounded to float, as it was stored */
-            double lo = f[i].type == NN_FIELD_FLOAT ? (double)(float)f[i].lo : f[i].lo;
-            double hi = f[i].type == NN_FIELD_FLOAT ? (double)(float)f[i].hi : f[i].hi;
-            if (f[i].has_range && !(x >= lo && x <= hi))
-                return t2i_error_set("training state: '%s' = %g is outside [%g, %g]", f[i].key, x, f[i].lo, f[i].hi);
+        if (!num || !(f[i].has_range || nonneg)) continue;
+        double x = f[i].type == NN_FIELD_LONG  ? (double)*(long *)p
+                   : f[i].type == NN_FIELD_INT ? (double)*(int *)p
+                                               : (double)*(float *)p;
+        if (!f[i].has_range) {
+            if (!(x >= 0)) return t2i_error_set("training state: '%s' = %g is negative", f[i].key, x);
+            continue;
         }
+        /* a float field is compared with its range rounded to float, as it was stored */
+        int fl = f[i].type == NN_FIELD_FLOAT;
+        double lo = fl ? (double)(float)f[i].lo : f[i].lo, hi = fl ? (double)(float)f[i].hi : f[i].hi;
+        if (!(x >= lo && x <= hi))
+            return t2i_error_set("training state: '%s' = %g is outside [%g, %g]", f[i].key, x, f[i].lo, f[i].hi);
     }
     return 0;
 }
