@@ -202,45 +202,62 @@ static int fsync_dir_of(const char *path) {
     return 0;
 }
 
+char *t2i_atomic_tmp(const char *path, char **target) {
+    struct stat st;
+    char *t = NULL;
+    if (lstat(path, &st) != 0) {
+        st.st_mode = S_IFREG; /* a new file; a missing folder or no permission is reported by the write */
+    } else if (S_ISLNK(st.st_mode)) {
+        t = realpath(path, NULL);
+        if (!t) {
+            t2i_error_set("%s: a symbolic link to a missing file or folder (%s)", path, strerror(errno));
+            return NULL;
+        }
+        if (stat(t, &st) != 0) st.st_mode = S_IFREG; /* resolved, then removed: write it anew */
+    }
+    if (!S_ISREG(st.st_mode)) {
+        t2i_error_set("%s: exists and is not a regular file (%s); give a file path", path,
+                      S_ISDIR(st.st_mode) ? "a folder" : "a device, pipe or socket");
+        free(t);
+        return NULL;
+    }
+    *target = t ? t : t2i_strdup(path);
+    return t2i_asprintf("%s.tmp.%ld", *target, (long)getpid());
+}
+
 int t2i_write_file_atomic(const char *path, const void *data, size_t len) {
-    char *tmp = t2i_asprintf("%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    char *target = NULL, *tmp = t2i_atomic_tmp(path, &target);
+    if (!tmp) return -1;
+    int rc = -1, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        t2i_error_set("%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
+        t2i_error_set("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
+        goto out;
     }
     const char *p = data;
     size_t left = len;
     while (left > 0) {
         ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            t2i_error_set("%s: write failed: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return -1;
-        }
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) break;
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0) {
-        t2i_error_set("%s: fsync failed: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    close(fd);
-    int rc = t2i_commit_file(tmp, path);
+    if (left > 0) t2i_error_set("%s: write failed: %s", path, strerror(errno));
+    else if (fsync(fd) != 0) t2i_error_set("%s: fsync failed: %s", path, strerror(errno));
+    else rc = 0;
+    /* close can report delayed write errors (NFS): check it too */
+    if (close(fd) != 0 && rc == 0) rc = t2i_error_set("%s: close failed: %s", path, strerror(errno));
+    if (rc == 0) rc = t2i_commit_file(tmp, target);
+    else unlink(tmp);
+out:
     free(tmp);
+    free(target);
     return rc;
 }
 
 int t2i_commit_file(const char *tmp, const char *path) {
     if (rename(tmp, path) != 0) {
-        t2i_error_set("%s: cannot rename into place: %s", path, strerror(errno));
+        t2i_error_set("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
         unlink(tmp);
         return -1;
     }

@@ -80,8 +80,14 @@ int t2i_cpu_avx2_fma(void);
  * against reading huge files by mistake (0 = no limit). */
 char *t2i_read_file(const char *path, size_t *len, size_t max_bytes);
 /* Atomic write: writes path.tmp.<pid>, fsyncs, renames over path, fsyncs the folder.
- * Either the old file or the complete new one exists afterwards. */
+ * Either the old file or the complete new one exists afterwards. A symbolic link at path
+ * is written through (its target is replaced, the link stays); a folder, device, pipe or
+ * socket at path is an error, never replaced. */
 int t2i_write_file_atomic(const char *path, const void *data, size_t len);
+/* The first step of such a write: the temp file's path (heap) and in *target (heap) the
+ * file it will replace (path, or a symbolic link's target); NULL with the error set when
+ * path is not a file that may be replaced. */
+char *t2i_atomic_tmp(const char *path, char **target);
 /* The last step of such a write for a temp file written (and fsynced) by the caller:
  * renames tmp over path and fsyncs the folder; on failure removes tmp. */
 int t2i_commit_file(const char *tmp, const char *path);

@@ -448,7 +448,7 @@ int t2i_image_save_png(const char *path, const uint8_t *px, int w, int h, int c)
 /* ---- streaming PNG writer ---- */
 
 struct t2i_png_writer {
-    char *path, *tmp;
+    char *path, *target, *tmp; /* target: path, or the file a symbolic link at path names */
     FILE *f;
     png_structp png;
     png_infop info;
@@ -468,7 +468,7 @@ static void png_writer_discard(t2i_png_writer *pw) {
     if (pw->png) png_destroy_write_struct(&pw->png, &pw->info);
     if (pw->f) fclose(pw->f);
     if (pw->tmp) unlink(pw->tmp);
-    free(pw->path), free(pw->tmp), free(pw);
+    free(pw->path), free(pw->target), free(pw->tmp), free(pw);
 }
 
 /* setjmp lives in these small functions, which touch no locals after a longjmp. */
@@ -502,12 +502,16 @@ t2i_png_writer *t2i_png_writer_open(const char *path, int w, int h, int c) {
         return NULL;
     }
     t2i_png_writer *pw = t2i_calloc(1, sizeof *pw);
+    pw->tmp = t2i_atomic_tmp(path, &pw->target);
+    if (!pw->tmp) {
+        png_writer_discard(pw);
+        return NULL;
+    }
     pw->path = t2i_strdup(path);
-    pw->tmp = t2i_asprintf("%s.tmp.%ld", path, (long)getpid());
     pw->w = w, pw->h = h, pw->c = c;
     pw->f = fopen(pw->tmp, "wb");
     if (!pw->f) {
-        t2i_error_set("%s: cannot create: %s", pw->tmp, strerror(errno));
+        t2i_error_set("%s: cannot create temporary file %s: %s", path, pw->tmp, strerror(errno));
         free(pw->tmp), pw->tmp = NULL; /* nothing to remove */
         png_writer_discard(pw);
         return NULL;
@@ -545,7 +549,7 @@ int t2i_png_writer_close(t2i_png_writer *pw, int commit) {
             pw->f = NULL;
             if (bad) rc = t2i_error_set("%s: write failed: %s", pw->tmp, strerror(errno));
             else {
-                rc = t2i_commit_file(pw->tmp, pw->path);
+                rc = t2i_commit_file(pw->tmp, pw->target);
                 free(pw->tmp), pw->tmp = NULL; /* renamed, or already removed */
             }
         }

@@ -12,9 +12,10 @@
  * "data_offsets" of two non-negative integers with begin <= end <= data block size and
  * end - begin == numel * dtype size; a known field given twice is refused (cJSON keeps
  * duplicates, and which one wins would be arbitrary); unknown fields are ignored; no
- * duplicate tensor names; no two non-empty tensors overlapping; "__metadata__", if
- * present, an object of string values with distinct keys. Bytes of the data block that no
- * tensor covers are accepted (the spec asks writers not to leave any; we stay lenient).
+ * duplicate tensor names; the non-empty tensors tiling the data block exactly (no overlap,
+ * no hole, no trailing bytes: the spec's rule, which the reference reader enforces); no
+ * escaped NUL (\u0000) in the header; "__metadata__", if present, an object of string
+ * values with distinct keys.
  * Tensor data may be unaligned: values are copied out with memcpy.
  *
  * Writing: st_writer_* keep a copy of each tensor; st_writer_save streams the header and
@@ -306,31 +307,37 @@ static int cmp_range(const void *a, const void *b) {
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* Duplicate names and overlapping byte ranges, both found after sorting. */
+/* Duplicate names, then the byte ranges: sorted, the non-empty tensors must tile the data
+ * block exactly (no overlap, no hole, nothing after the last), as the reference reader asks. */
 static int check_tensor_set(st_file *f) {
     char nb[96], nb2[96];
-    if (f->n < 2) return 0;
-    const st_tensor **idx = t2i_malloc((size_t)f->n * sizeof *idx);
+    const st_tensor **idx = t2i_malloc(((size_t)f->n + 1) * sizeof *idx);
     int rc = 0;
     for (int i = 0; i < f->n; i++) idx[i] = &f->t[i];
     qsort(idx, (size_t)f->n, sizeof *idx, cmp_name);
     for (int i = 1; i < f->n && rc == 0; i++)
         if (strcmp(idx[i - 1]->name, idx[i]->name) == 0)
             rc = t2i_error_set("%s: duplicate tensor name '%s'", f->path, show(idx[i]->name, nb, sizeof nb));
-    if (rc == 0) {
-        qsort(idx, (size_t)f->n, sizeof *idx, cmp_range);
-        /* Empty tensors occupy no bytes, so they cannot overlap anything. */
-        const st_tensor *prev = NULL;
-        for (int i = 0; i < f->n && rc == 0; i++) {
-            const st_tensor *t = idx[i];
-            if (t->begin == t->end) continue;
-            if (prev && t->begin < prev->end)
-                rc = t2i_error_set("%s: tensors '%s' [%zu, %zu) and '%s' [%zu, %zu) overlap", f->path,
-                                   show(prev->name, nb, sizeof nb), prev->begin, prev->end,
-                                   show(t->name, nb2, sizeof nb2), t->begin, t->end);
-            if (!prev || t->end > prev->end) prev = t;
-        }
+    qsort(idx, (size_t)f->n, sizeof *idx, cmp_range);
+    /* Empty tensors occupy no bytes: they may sit anywhere. */
+    const st_tensor *prev = NULL;
+    size_t at = 0;
+    for (int i = 0; i < f->n && rc == 0; i++) {
+        const st_tensor *t = idx[i];
+        if (t->begin == t->end) continue;
+        if (t->begin < at)
+            rc = t2i_error_set("%s: tensors '%s' [%zu, %zu) and '%s' [%zu, %zu) overlap", f->path,
+                               show(prev->name, nb, sizeof nb), prev->begin, prev->end,
+                               show(t->name, nb2, sizeof nb2), t->begin, t->end);
+        else if (t->begin > at)
+            rc = t2i_error_set("%s: data bytes [%zu, %zu) before tensor '%s' belong to no tensor", f->path, at,
+                               t->begin, show(t->name, nb, sizeof nb));
+        prev = t;
+        at = t->end;
     }
+    if (rc == 0 && at != f->data_len)
+        rc = t2i_error_set("%s: %zu bytes after the last tensor's data belong to no tensor", f->path,
+                           f->data_len - at);
     free(idx);
     return rc;
 }
@@ -354,6 +361,18 @@ static int parse_json(st_file *f, cJSON *root) {
     return check_tensor_set(f);
 }
 
+/* Offset of a JSON escape \u0000 in the header (cJSON would cut a name or value there), or
+ * len. A backslash is an escape when an odd run of backslashes ends at it. */
+static size_t escaped_nul_at(const char *h, size_t len) {
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (h[i] != '\\' || (h[i + 1] != 'u' && h[i + 1] != 'U') || memcmp(h + i + 2, "0000", 4) != 0) continue;
+        size_t run = 0;
+        while (run < i && h[i - 1 - run] == '\\') run++;
+        if (run % 2 == 0) return i;
+    }
+    return len;
+}
+
 static int parse_buffer(st_file *f, const uint8_t *buf, size_t len) {
     const char *path = f->path;
     if (len < 8)
@@ -368,6 +387,9 @@ static int parse_buffer(st_file *f, const uint8_t *buf, size_t len) {
     const uint8_t *h = buf + 8;
     const uint8_t *nul = memchr(h, 0, (size_t)hlen);
     if (nul) return t2i_error_set("%s: header contains a NUL byte at offset %zu", path, (size_t)(nul - buf));
+    size_t esc = escaped_nul_at((const char *)h, (size_t)hlen);
+    if (esc < hlen)
+        return t2i_error_set("%s: header escapes a NUL character (\\u0000) at byte offset %zu", path, esc + 8);
     size_t bad = utf8_invalid_at(h, (size_t)hlen);
     if (bad < hlen)
         return t2i_error_set("%s: header is not valid UTF-8 (byte offset %zu)", path, bad + 8);
@@ -833,19 +855,6 @@ static int write_all(int fd, const void *data, size_t len) {
     return 0;
 }
 
-/* Makes the rename durable. Some filesystems cannot fsync a folder (EINVAL): not an error. */
-static int fsync_parent(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? t2i_asprintf("%.*s", (int)(slash == path ? 1 : slash - path), path) : t2i_strdup(".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = 0;
-    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
-        rc = t2i_error_set("%s: written, but syncing folder %s failed: %s", path, dir, strerror(errno));
-    if (fd >= 0) close(fd);
-    free(dir);
-    return rc;
-}
-
 int st_writer_save(st_writer *w, const char *path) {
     T2I_ASSERT(w != NULL && path != NULL);
     sbuf b;
@@ -854,25 +863,26 @@ int st_writer_save(st_writer *w, const char *path) {
         free(b.s);
         return -1;
     }
-    char *tmp = t2i_asprintf("%s.tmp.%ld", path, (long)getpid());
+    char *target = NULL, *tmp = t2i_atomic_tmp(path, &target);
+    int rc = -1;
+    if (!tmp) goto out;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int rc = 0;
     if (fd < 0) {
-        rc = t2i_error_set("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
+        t2i_error_set("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
         goto out;
     }
     int ok = write_all(fd, b.s, b.len) == 0;
     for (int i = 0; ok && i < w->n; i++) ok = write_all(fd, w->t[i].bytes, w->t[i].nbytes) == 0;
-    if (!ok) rc = t2i_error_set("%s: write failed: %s", path, strerror(errno));
-    else if (fsync(fd) != 0) rc = t2i_error_set("%s: fsync failed: %s", path, strerror(errno));
+    if (!ok) t2i_error_set("%s: write failed: %s", path, strerror(errno));
+    else if (fsync(fd) != 0) t2i_error_set("%s: fsync failed: %s", path, strerror(errno));
+    else rc = 0;
     /* close can report delayed write errors (NFS): check it too */
     if (close(fd) != 0 && rc == 0) rc = t2i_error_set("%s: close failed: %s", path, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = t2i_error_set("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-    if (rc != 0) unlink(tmp);
-    else rc = fsync_parent(path);
+    if (rc == 0) rc = t2i_commit_file(tmp, target);
+    else unlink(tmp);
 out:
     free(tmp);
+    free(target);
     free(b.s);
     return rc;
 }

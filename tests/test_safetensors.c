@@ -496,6 +496,12 @@ static const bad_case bad_cases[] = {
          ENTRY("\"U8\"", "[2]", "[12,14]") "}", 16, "overlap"},
     {"{\"a\":" ENTRY("\"F32\"", "[1]", "[0,4]") ",\"a\":" ENTRY("\"F32\"", "[1]", "[4,8]") "}", 8,
      "duplicate tensor name 'a'"},
+    {"{}\n", 5, "5 bytes after the last tensor's data belong to no tensor"},
+    {"{\"a\":" ENTRY("\"F32\"", "[1]", "[1,5]") "}", 9, "data bytes [0, 1) before tensor 'a' belong to no tensor"},
+    {"{\"a\":" ENTRY("\"F32\"", "[1]", "[0,4]") ",\"b\":" ENTRY("\"F32\"", "[1]", "[8,12]") "}", 12,
+     "data bytes [4, 8) before tensor 'b'"},
+    {"{\"a\":" ENTRY("\"F32\"", "[1]", "[0,4]") "}", 6, "2 bytes after the last tensor's data"},
+    {"{\"a\\u0000x\":" ENTRY("\"F32\"", "[1]", "[0,4]") "}", 4, "escapes a NUL character"},
     /* metadata */
     {"{\"__metadata__\":\"x\"}", 0, "\"__metadata__\" is not an object"},
     {"{\"__metadata__\":[]}", 0, "\"__metadata__\" is not an object"},
@@ -595,16 +601,16 @@ static void test_valid_edge_cases(void **state) {
     } good[] = {
         {"{}", 0, 0},
         {"  {}      ", 0, 0},
-        {"{}\n", 5, 0}, /* uncovered data bytes are tolerated */
         {"{\"__metadata__\":{}}", 0, 0},
         {"{\"a\":" ENTRY("\"F32\"", "[]", "[0,4]") "}", 4, 1},
         {"{\"a\":" ENTRY("\"F32\"", "[2,0,1000000000000]", "[0,0]") "}", 0, 1},
         {"{\"a\":" ENTRY("\"F32\"", "[4]", "[0,16]") ",\"z\":" ENTRY("\"F32\"", "[0]", "[8,8]") "}", 16, 2},
-        {"{\"a\":" ENTRY("\"F32\"", "[1]", "[1,5]") "}", 9, 1},
+        {"{\"b\":" ENTRY("\"U8\"", "[1]", "[0,1]") ",\"a\":" ENTRY("\"F32\"", "[2]", "[1,9]") "}", 9, 2},
         {"{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"extra\":[1,{}]}}", 1, 1},
-        {"{\"a\":" ENTRY("\"U8\"", "[1]", "[1.0,2e0]") "}", 2, 1},
+        {"{\"a\":" ENTRY("\"U8\"", "[1]", "[0.0,1e0]") "}", 1, 1},
         {"{\"b\":" ENTRY("\"U8\"", "[2]", "[2,4]") ",\"a\":" ENTRY("\"U8\"", "[2]", "[0,2]") "}", 4, 2},
         {"{\"\":" ENTRY("\"BOOL\"", "[1,1,1,1,1,1,1,1]", "[0,1]") "}", 1, 1},
+        {"{\"a\\\\u0000\":" ENTRY("\"F32\"", "[1]", "[0,4]") "}", 4, 1}, /* an escaped backslash, then "u0000" */
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         size_t len;
@@ -622,7 +628,7 @@ static void test_valid_edge_cases(void **state) {
     }
     /* an unaligned F32 value decodes correctly */
     size_t len;
-    const char *h = "{\"a\":" ENTRY("\"F32\"", "[1]", "[3,7]") "}";
+    const char *h = "{\"p\":" ENTRY("\"U8\"", "[3]", "[0,3]") ",\"a\":" ENTRY("\"F32\"", "[1]", "[3,7]") "}";
     uint8_t *b = make_file(h, strlen(h), 7, &len);
     float v = -1.75f;
     memcpy(b + 8 + strlen(h) + 3, &v, 4);
@@ -836,13 +842,13 @@ static void test_failed_save_keeps_old_file(void **state) {
     assert_memory_equal(now, old, old_len);
     free(now);
 
-    /* 4. the rename fails (the target is a folder) */
+    /* 4. the target is a folder: refused before anything is written (a rename would fail) */
     char *sub = t2i_asprintf("%s/folder.safetensors", dir);
     assert_int_equal(mkdir(sub, 0755), 0);
     w = st_writer_new();
     st_writer_add_f32(w, "w", ST_F32, 1, (const int64_t[]){4}, small);
     assert_int_equal(st_writer_save(w, sub), -1);
-    assert_non_null(strstr(t2i_error_msg(), "rename"));
+    assert_non_null(strstr(t2i_error_msg(), "is not a regular file (a folder)"));
     assert_true(t2i_is_dir(sub));
 
     /* 5. a read-only folder (root ignores permissions: skipped then) */
@@ -862,6 +868,30 @@ static void test_failed_save_keeps_old_file(void **state) {
         free(ro);
         free(rop);
     }
+    /* 6. a pipe is refused, not replaced; a symbolic link is written through and stays a link */
+    char *fifo = t2i_asprintf("%s/pipe.safetensors", dir), *link = t2i_asprintf("%s/link.safetensors", dir);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    assert_int_equal(st_writer_save(w, fifo), -1);
+    assert_non_null(strstr(t2i_error_msg(), "not a regular file (a device, pipe or socket)"));
+    struct stat sb;
+    assert_int_equal(lstat(fifo, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    char *target = t2i_asprintf("%s/target.safetensors", dir);
+    assert_int_equal(t2i_write_file_atomic(target, "x", 1), 0);
+    assert_int_equal(symlink("target.safetensors", link), 0);
+    assert_int_equal(st_writer_save(w, link), 0);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    st_file fl;
+    assert_int_equal(st_open(&fl, target), 0);
+    assert_int_equal(st_find(&fl, "w")->numel, 4);
+    st_close(&fl);
+    assert_int_equal(unlink(link), 0);
+    assert_int_equal(symlink("missing/x.safetensors", link), 0);
+    assert_int_equal(st_writer_save(w, link), -1);
+    assert_non_null(strstr(t2i_error_msg(), "symbolic link to a missing file"));
+    unlink(link), unlink(fifo), unlink(target);
+    free(fifo), free(link), free(target);
     st_writer_free(w);
     free(sub);
 

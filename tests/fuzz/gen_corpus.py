@@ -2,7 +2,7 @@
 """gen_corpus.py - seed corpus for fuzz_safetensors (tests/fuzz/corpus/safetensors/).
 
 A dozen small files, valid and malformed, covering every dtype, scalars, empty tensors,
-metadata, unaligned offsets and typical defects, so the fuzzer starts from inputs that
+metadata, unaligned offsets and typical defects (overlaps, holes), so the fuzzer starts from inputs that
 reach deep into the validator. Standard library only.
 
 Usage: python3 tests/fuzz/gen_corpus.py   (rewrites the corpus folder's seed_* files)
@@ -46,8 +46,10 @@ def main():
     seeds["all_dtypes"] = pack(h, b)
     h, b = tensors([("scalar", "F32", []), ("empty", "F16", [0, 5]), ("deep", "U8", [1] * 8)])
     seeds["scalar_empty_deep"] = pack(h, b)
-    h, b = tensors([("w", "F32", [3])], start=1)  # unaligned start, uncovered first byte
-    seeds["unaligned"] = pack(h, b)
+    h, b = tensors([("b", "U8", [1]), ("w", "F32", [3])])  # w at an odd offset of an odd-length header
+    seeds["unaligned"] = pack(h, b, pad=False)
+    h, b = tensors([("w", "F32", [3])], start=1)  # the data block's first byte belongs to no tensor
+    seeds["hole"] = pack(h, b)
     seeds["empty_header"] = pack({})
     seeds["meta_only"] = pack({"__metadata__": {"a": "b", "unicode": "\u2713"}})
     h, b = tensors([("a", "F32", [4]), ("b", "F32", [4])])
