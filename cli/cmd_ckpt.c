@@ -13,6 +13,7 @@
  * status is 1. Usage errors exit with 2.
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,16 @@ static int has_prefix(const char *name, const t2i_strs *p) {
     return 0;
 }
 
+/* Index of the first finite value that would round to infinity stored as dtype, or n. The
+ * limits are halfway between each type's largest value and the next power of two (f16:
+ * 65504 and 65536; bf16: (2 - 2^-7) 2^127 and 2^128). */
+static size_t first_out_of_range(const float *x, size_t n, st_dtype dtype) {
+    double lim = dtype == ST_F16 ? 65520.0 : dtype == ST_BF16 ? ldexp(2.0 - 1.0 / 256, 127) : INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i]) && fabs(x[i]) >= lim) return i;
+    return n;
+}
+
 /* `t2i ckpt convert`: a smaller copy for shipping or inference - optimizer moments and the
  * training state dropped, parameters stored as bf16/f16, prefixes dropped or renamed. */
 static int ckpt_convert(int argc, char **argv) {
@@ -256,27 +267,34 @@ static int ckpt_convert(int argc, char **argv) {
         const st_tensor *t = &f.t[i];
         if (has_prefix(t->name, &drop)) continue;
         if (!keep_opt && (strncmp(t->name, "opt_m.", 6) == 0 || strncmp(t->name, "opt_v.", 6) == 0)) continue;
-        char name[1024];
-        snprintf(name, sizeof name, "%s", t->name);
-        for (int r = 0; r < rename.n; r++) {
+        char *name = NULL;
+        for (int r = 0; r < rename.n && !name; r++) {
             const char *eq = strchr(rename.v[r], '=');
             size_t ol = (size_t)(eq - rename.v[r]);
-            if (strncmp(t->name, rename.v[r], ol) == 0) {
-                snprintf(name, sizeof name, "%s%s", eq + 1, t->name + ol);
-                break;
-            }
+            if (strncmp(t->name, rename.v[r], ol) == 0) name = t2i_asprintf("%s%s", eq + 1, t->name + ol);
         }
+        if (!name) name = t2i_strdup(t->name);
         int is_float = t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16;
         int stay32 = strstr(t->name, "running_") != NULL;
         for (int k = 0; k < keep32.n; k++) stay32 |= strstr(t->name, keep32.v[k]) != NULL;
-        if (is_float) {
+        if (!*name || st_writer_has(w, name)) {
+            rc = *name ? t2i_fail("%s: two tensors would be written as '%s' (the second is '%s'): check --rename",
+                                  cmd.pos[0], name, t->name)
+                       : t2i_fail("%s: --rename gives tensor '%s' an empty name", cmd.pos[0], t->name);
+        } else if (is_float) {
             float *buf = t2i_malloc((t->numel ? t->numel : 1) * sizeof(float));
+            st_dtype as = stay32 ? ST_F32 : to;
+            size_t bad = 0;
             if (st_read_f32(&f, t, buf, t->numel) != 0) rc = t2i_fail_err();
-            else st_writer_add_f32(w, name, stay32 ? ST_F32 : to, t->ndim, t->shape, buf);
+            else if ((bad = first_out_of_range(buf, t->numel, as)) < t->numel)
+                rc = t2i_fail("%s: tensor '%s' holds %g, beyond the %s range: use --dtype f32 or --keep-f32 %s",
+                              cmd.pos[0], t->name, (double)buf[bad], st_dtype_name(as), t->name);
+            else st_writer_add_f32(w, name, as, t->ndim, t->shape, buf);
             free(buf);
         } else {
             st_writer_add_raw(w, name, t->dtype, t->ndim, t->shape, t->data);
         }
+        free(name);
         kept++;
     }
     if (rc == 0 && st_writer_save(w, cmd.pos[1]) != 0) rc = t2i_fail_err();

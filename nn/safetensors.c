@@ -645,13 +645,20 @@ void st_writer_free(st_writer *w) {
     free(w);
 }
 
+int st_writer_has(const st_writer *w, const char *name) {
+    T2I_ASSERT(w != NULL && name != NULL);
+    for (int i = 0; i < w->n; i++)
+        if (strcmp(w->t[i].name, name) == 0) return 1;
+    return 0;
+}
+
 static st_wtensor *writer_slot(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
                                size_t *numel) {
     T2I_ASSERT(w != NULL && name != NULL);
     T2I_ASSERTF((unsigned)dtype < ST_NDTYPES, "dtype %d", (int)dtype);
     T2I_ASSERTF(ndim >= 0 && ndim <= ST_MAX_DIMS, "tensor '%s': ndim %d", name, ndim);
     T2I_ASSERTF(strcmp(name, "__metadata__") != 0, "'__metadata__' is reserved");
-    for (int i = 0; i < w->n; i++) T2I_ASSERTF(strcmp(w->t[i].name, name) != 0, "tensor '%s' added twice", name);
+    T2I_ASSERTF(!st_writer_has(w, name), "tensor '%s' added twice", name);
     size_t ne = 1;
     for (int i = 0; i < ndim; i++) {
         T2I_ASSERTF(shape[i] >= 0, "tensor '%s': dimension %d is %" PRId64, name, i, shape[i]);

@@ -80,6 +80,8 @@ void st_writer_add_f32(st_writer *w, const char *name, st_dtype dtype, int ndim,
 void st_writer_add_raw(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
                        const void *data);
 void st_writer_meta(st_writer *w, const char *key, const char *value);
+/* 1 when a tensor of that name was added (adding it again is a programming error). */
+int st_writer_has(const st_writer *w, const char *name);
 /* Writes atomically; returns 0 or -1 with the error set. Tensors are written in the
  * order added; the header is padded with spaces to a multiple of 8 bytes. */
 int st_writer_save(st_writer *w, const char *path);

@@ -1,6 +1,7 @@
 #!/bin/bash
 # cli_ckpt.sh - `t2i ckpt info` on good and malformed safetensors files.
 # Usage: bash tests/cli_ckpt.sh PATH/TO/t2i   (CTest runs it from tests/)
+# Also `ckpt convert` refusals (name collisions, values beyond f16/bf16, a pipe as output).
 # Checks exit codes (0 good, 1 malformed, 2 usage), that every tensor name and the totals
 # are listed, metadata display (compact JSON, cutting long values unless --full), --json,
 # --help at each level, and that a malformed file gives exactly one stderr line
@@ -83,6 +84,33 @@ out=$("$T2I" ckpt info "$GOOD" "$TMP/short.safetensors" "$TMP/meta.safetensors" 
 [ $rc -eq 1 ] || fail "mixed: exit $rc"
 grep -q "^$TMP/meta.safetensors$" <<<"$out" || fail "mixed: later file not listed"
 [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "mixed: stderr not one line"
+
+# --- convert: refusals leave no file behind ---
+# convert_fails NAME EXPECTED_WORDS ARGS...: exit 1, one stderr line naming the input, no output file
+convert_fails() {
+    local name=$1 words=$2
+    shift 2
+    rm -f "$TMP/conv.safetensors"
+    "$T2I" ckpt convert "$@" >/dev/null 2>"$TMP/err"; rc=$?
+    [ $rc -eq 1 ] || fail "convert $name: exit $rc, expected 1"
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "convert $name: stderr is not one line: $(cat "$TMP/err")"
+    grep -q "$words" "$TMP/err" || fail "convert $name: message '$(cat "$TMP/err")' lacks '$words'"
+    [ -e "$TMP/conv.safetensors" ] && fail "convert $name: wrote an output"
+}
+convert_fails collision "two tensors would be written as 'src' (the second is '.*'): check --rename" \
+    "$GOOD" "$TMP/conv.safetensors" --dtype f32 --rename src_f16=src
+convert_fails empty-name "gives tensor 'mat' an empty name" "$GOOD" "$TMP/conv.safetensors" --dtype f32 --rename mat=
+convert_fails bf16-overflow "tensor 'src' holds 3.40282e+38, beyond the BF16 range" "$GOOD" "$TMP/conv.safetensors"
+mkst "$TMP/big.safetensors" '{"big":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}' 0
+printf '\x00\x00\x80\x3f\x00\x24\x74\x49' >>"$TMP/big.safetensors" # 1.0, 1e6
+convert_fails f16-overflow "$TMP/big.safetensors: tensor 'big' holds 1e+06, beyond the F16 range" \
+    "$TMP/big.safetensors" "$TMP/conv.safetensors" --dtype f16
+"$T2I" ckpt convert "$TMP/big.safetensors" "$TMP/conv.safetensors" --dtype f16 --keep-f32 big >/dev/null \
+    || fail "convert --keep-f32: failed"
+mkfifo "$TMP/fifo"
+"$T2I" ckpt convert "$GOOD" "$TMP/fifo" --dtype f32 >/dev/null 2>"$TMP/err" && fail "convert to a pipe: exit 0"
+grep -q "^t2i: $TMP/fifo: exists and is not a regular file" "$TMP/err" || fail "convert to a pipe: $(cat "$TMP/err")"
+[ -p "$TMP/fifo" ] || fail "convert to a pipe: the pipe was replaced"
 
 # --- usage ---
 "$T2I" ckpt --help >"$TMP/out" 2>&1 || fail "ckpt --help: non-zero exit"
