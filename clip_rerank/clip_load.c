@@ -9,17 +9,19 @@
  *      resolution = patch * sqrt(positions - 1), layers = number of resblocks, context,
  *      vocabulary, embed_dim = text_projection's columns); head counts come from a
  *      "config" JSON in the metadata (vision_heads, transformer_heads) when present,
- *      else width / 64 as build_model.
+ *      else width / 64 as build_model (a tower narrower than 64 is then an error).
  *   3. a tensor "vision_model.embeddings.patch_embedding.weight" -> Hugging Face
  *      CLIPModel names. q/k/v projections are stacked into in_proj (rows q | k | v), and
  *      visual_projection.weight / text_projection.weight (D, W) are transposed into
  *      proj / text_projection (W, D). config.json beside the file, when present, gives
  *      num_attention_heads, hidden_act and layer_norm_eps per tower (text_config,
- *      vision_config); otherwise width / 64 heads (HF's defaults for the base models)
- *      and quick_gelu.
+ *      vision_config); otherwise width / 64 heads (HF's defaults for the base models;
+ *      an error below 64) and quick_gelu.
  * Every tensor the model needs is then read with its shape checked: a missing tensor or
  * a wrong shape gives "FILE: tensor 'NAME': expected shape [..], found [..]" (HF names
- * in HF files). Extra tensors (HF's position_ids, optimizer moments) are ignored.
+ * in HF files). A tensor the model does not read is an error too (the file and its config
+ * disagree), except optimizer moments, HF's position_ids and OpenAI's three integer
+ * entries; so are NaN or infinite weights and a logit_scale whose exp overflows.
  */
 #include <cjson/cJSON.h>
 #include <libgen.h>
@@ -63,7 +65,16 @@ static int count_blocks(const st_file *f, const char *prefix) {
     return mx + 1;
 }
 
-static int heads_for(int width) { return width >= 64 ? width / 64 : 1; }
+/* build_model's rule: width / 64 heads (0 for a narrower tower, which then needs its count given). */
+static int heads_for(int width) { return width / 64; }
+
+static int check_heads(const clip_config *c, const char *path, const char *how) {
+    int w = c->vision_heads < 1 ? c->vision_width : c->transformer_width;
+    if (c->vision_heads < 1 || c->transformer_heads < 1)
+        return t2i_error_set("%s: cannot infer the attention heads of the %d-wide %s tower (width / 64 is 0); %s", path, w,
+                             c->vision_heads < 1 ? "vision" : "text", how);
+    return 0;
+}
 
 static int mlp_ratio_of(const st_file *f, const char *name, int width, int *ratio) {
     const st_tensor *t = need(f, name, 2);
@@ -114,6 +125,9 @@ static int infer_openai(const st_file *f, clip_config *c) {
         c->vision_heads = k.vision_heads, c->transformer_heads = k.transformer_heads;
         c->act = k.act, c->ln_eps = k.ln_eps;
     }
+    if (check_heads(c, f->path, "give vision_heads and transformer_heads in a metadata \"config\" "
+                                "(convert_openai.py --vision-heads N --text-heads N)"))
+        return -1;
     if (clip_config_check(c) != 0) return t2i_error_prefix("%s", f->path);
     return 0;
 }
@@ -216,6 +230,10 @@ static int infer_hf(const st_file *f, const char *path, clip_config *c) {
     }
     c->vision_heads = vh > 0 ? vh : heads_for(c->vision_width);
     c->transformer_heads = th > 0 ? th : heads_for(c->transformer_width);
+    if (check_heads(c, path, "give num_attention_heads in a config.json beside the weights")) {
+        free(cfg_path);
+        return -1;
+    }
     nn_act va = NN_ACT_QUICK_GELU, ta = NN_ACT_QUICK_GELU;
     int rc = hf_act(cfg_path, vact, &va) || hf_act(cfg_path, tact, &ta) ? -1 : 0;
     if (rc == 0 && va != ta)
@@ -324,6 +342,73 @@ static int load_hf(clip_model *m, const st_file *f) {
     return 0;
 }
 
+/* ------------------------------------------------- after loading: checks ---- */
+
+enum { LAYOUT_T2I, LAYOUT_OPENAI, LAYOUT_HF };
+
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* A tensor the model did not read means the file and its configuration disagree (more
+ * blocks than the config says, a tensor of another model): an error, not silently ignored.
+ * Allowed besides the model's tensors: optimizer moments (t2i), the three integers some
+ * OpenAI state_dicts carry (build_model drops them), HF's position_ids buffers. */
+static int check_all_used(const clip_model *m, const st_file *f, int layout) {
+    static const char *const extra[] = {"input_resolution", "context_length", "vocab_size",
+                                        "vision_model.embeddings.position_ids", "text_model.embeddings.position_ids"};
+    int cap = 3 * m->ps.n + 8, n = 0;
+    char **want = t2i_malloc((size_t)cap * sizeof(char *));
+    for (int i = 0; i < m->ps.n; i++) {
+        const char *pn = m->ps.p[i].name;
+        if (layout == LAYOUT_HF) {
+            char pat[256];
+            int kind;
+            hf_name(pn, pat, sizeof pat, &kind);
+            if (kind == HF_QKV)
+                for (int k = 0; k < 3; k++) want[n++] = t2i_asprintf(pat, k == 0 ? "q" : k == 1 ? "k" : "v");
+            else want[n++] = t2i_strdup(pat);
+        } else {
+            want[n++] = t2i_strdup(pn);
+            if (layout == LAYOUT_T2I) {
+                want[n++] = t2i_asprintf("opt_m.%s", pn);
+                want[n++] = t2i_asprintf("opt_v.%s", pn);
+            }
+        }
+    }
+    int lo = layout == LAYOUT_OPENAI ? 0 : 3, hi = layout == LAYOUT_OPENAI ? 3 : layout == LAYOUT_HF ? 5 : 3;
+    for (int i = lo; i < hi; i++) want[n++] = t2i_strdup(extra[i]);
+    qsort(want, (size_t)n, sizeof *want, cmp_cstr);
+    int rc = 0;
+    for (int i = 0; i < f->n && rc == 0; i++) {
+        const char *key = f->t[i].name;
+        if (!bsearch(&key, want, (size_t)n, sizeof *want, cmp_cstr))
+            rc = t2i_error_set("%s: tensor '%s' is not part of the CLIP model the file describes (%d+%d layers, "
+                               "widths %d/%d): the file and its configuration disagree",
+                               f->path, key, m->cfg.vision_layers, m->cfg.transformer_layers, m->cfg.vision_width,
+                               m->cfg.transformer_width);
+    }
+    for (int i = 0; i < n; i++) free(want[i]);
+    free(want);
+    return rc;
+}
+
+/* NaN or infinite weights give NaN embeddings and scores that look like results; and a
+ * logit scale whose exp overflows turns every probability into NaN. */
+static int check_finite(const clip_model *m, const char *path) {
+    for (int i = 0; i < m->ps.n; i++) {
+        const nn_param *p = &m->ps.p[i];
+        const float *x = m->ps.data + p->offset;
+        for (size_t k = 0; k < p->numel; k++)
+            if (!isfinite(x[k]))
+                return t2i_error_set("%s: tensor '%s' holds %s at element %zu", path, p->name,
+                                     isnan(x[k]) ? "NaN" : "an infinity", k);
+    }
+    float ls = m->ps.data[m->ps.p[m->logit_scale].offset];
+    if (!isfinite(expf(ls)))
+        return t2i_error_set("%s: logit_scale %g is too large (exp overflows; OpenAI's models stay at ln 100 = 4.6)",
+                             path, (double)ls);
+    return 0;
+}
+
 /* ------------------------------------------------------------ t2i files ---- */
 
 int clip_save(const clip_model *m, const char *path, const char *state_json, int with_optimizer, int bf16) {
@@ -344,7 +429,7 @@ static int load_t2i(clip_model *m, const st_file *f, const char *path, int with_
         return t2i_error_prefix("%s: bad CLIP config", path);
     clip_model_build(m, &cfg);
     nn_ckpt_part part = {&m->ps, "", with_optimizer, 0};
-    if (nn_ckpt_load_parts(f, &part, 1) != 0) {
+    if (nn_ckpt_load_parts(f, &part, 1) != 0 || check_all_used(m, f, LAYOUT_T2I) != 0 || check_finite(m, path) != 0) {
         clip_model_free(m);
         return -1;
     }
@@ -376,10 +461,10 @@ int clip_load_ckpt(clip_model *m, const char *path, int with_optimizer, char **s
 
 int clip_set_tokenizer(clip_model *m, clip_tok *tok, const char *what) {
     size_t v = clip_tok_vocab_size(tok);
-    if (v > (size_t)m->cfg.vocab_size) {
+    if (v != (size_t)m->cfg.vocab_size) { /* a smaller one would run, with every merged token's id wrong */
         clip_tok_free(tok);
-        return t2i_error_set("%s: the vocabulary has %zu tokens, more than the model's token embedding (%d)", what, v,
-                             m->cfg.vocab_size);
+        return t2i_error_set("%s: the vocabulary has %zu tokens but the model's token embedding has %d: they belong to "
+                             "different models", what, v, m->cfg.vocab_size);
     }
     if (m->tok) clip_tok_free(m->tok);
     m->tok = tok;
@@ -430,6 +515,8 @@ clip_model *clip_load_ex(const char *path, const char *vocab, int allow_no_vocab
         if (rc == 0) {
             clip_model_build(m, &cfg);
             rc = is_hf ? load_hf(m, &f) : load_openai(m, &f);
+            if (rc == 0) rc = check_all_used(m, &f, is_hf ? LAYOUT_HF : LAYOUT_OPENAI);
+            if (rc == 0) rc = check_finite(m, path);
             if (rc) clip_model_free(m);
         }
         st_close(&f);

@@ -32,11 +32,15 @@ def config_of(sd, vision_heads, text_heads):
     grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
     count = lambda p: len({k.split(".")[p.count(".")] for k in sd if k.startswith(p)})  # noqa: E731
     vw, tw = w.shape[0], sd["ln_final.weight"].shape[0]
+    vision_heads, text_heads = vision_heads or vw // 64, text_heads or tw // 64
+    if vision_heads < 1 or text_heads < 1:
+        sys.exit("convert_openai.py: a tower narrower than 64 (vision %d, text %d): give --vision-heads and "
+                 "--text-heads" % (vw, tw))
     return {"embed_dim": sd["text_projection"].shape[1], "image_resolution": w.shape[-1] * grid,
             "vision_layers": count("visual.transformer.resblocks."), "vision_width": vw,
-            "vision_patch_size": w.shape[-1], "vision_heads": vision_heads or max(1, vw // 64),
+            "vision_patch_size": w.shape[-1], "vision_heads": vision_heads,
             "context_length": sd["positional_embedding"].shape[0], "vocab_size": sd["token_embedding.weight"].shape[0],
-            "transformer_width": tw, "transformer_heads": text_heads or max(1, tw // 64),
+            "transformer_width": tw, "transformer_heads": text_heads,
             "transformer_layers": count("transformer.resblocks.")}
 
 

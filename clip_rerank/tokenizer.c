@@ -990,6 +990,13 @@ static clip_tok *load_hf(const char *json_path, long n_merges) {
         s->a = (int32_t)k;
         s->b = (int32_t)*res;
     }
+    /* 512 byte symbols, one token per merge, the two specials: more tokens than that means
+     * a cut merges file, whose missing merges would silently change every id after them */
+    if (count != 512 + ml.n + 2) {
+        t2i_error_set("%s: %zu merges, so %zu tokens, but %s has %zu: the files do not belong together", merges_path,
+                      ml.n, 512 + ml.n + 2, json_path, count);
+        goto fail;
+    }
     goto done;
 fail:
     clip_tok_free(tok);

@@ -264,6 +264,36 @@ int t2i_commit_file(const char *tmp, const char *path) {
     return fsync_dir_of(path);
 }
 
+size_t t2i_utf8_invalid_at(const void *text, size_t len) {
+    const uint8_t *s = text;
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = s[i];
+        size_t n;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return i;
+        }
+        if (n > len - i - 1) return i;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return i;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+        i += n + 1;
+    }
+    return len;
+}
+
 char *t2i_resolve_path(const char *p) {
     if (!p || !*p) return NULL;
     if (p[0] == '/' || t2i_path_exists(p)) return t2i_strdup(p);

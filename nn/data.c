@@ -548,10 +548,13 @@ static int add_entry(const char *dir, const char *where, const char *file, const
                      strlist *caps) {
     if (!file || !*file) return t2i_error_set("%s: empty file_name", where);
     if (!text || is_blank(text, strlen(text))) return t2i_error_set("%s: empty caption", where);
+    size_t bad = t2i_utf8_invalid_at(text, strlen(text));
+    if (text[bad]) return t2i_error_set("%s: caption is not valid UTF-8 (byte %zu)", where, bad);
     char *p = path_join(dir, file);
     struct stat st;
     if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
-        t2i_error_set("%s: file_name '%s' not found (%s)", where, file, p);
+        t2i_error_set("%s: file_name '%s' %s (%s)", where, file, stat(p, &st) != 0 ? "not found" : "is not a file",
+                      p);
         free(p);
         return -1;
     }

@@ -107,37 +107,6 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
     if (o < cap) snprintf(buf + o, cap - o, "]");
 }
 
-/* Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points
- * above U+10FFFF included), or len when the text is valid. */
-static size_t utf8_invalid_at(const uint8_t *s, size_t len) {
-    size_t i = 0;
-    while (i < len) {
-        uint8_t c = s[i];
-        size_t n;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return i;
-        }
-        if (n > len - i - 1) return i;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return i;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
-        i += n + 1;
-    }
-    return len;
-}
-
 /* A JSON number that is a non-negative integer, exactly representable. */
 static int json_uint(const cJSON *v, uint64_t *out) {
     if (!cJSON_IsNumber(v)) return 0;
@@ -390,7 +359,7 @@ static int parse_buffer(st_file *f, const uint8_t *buf, size_t len) {
     size_t esc = escaped_nul_at((const char *)h, (size_t)hlen);
     if (esc < hlen)
         return t2i_error_set("%s: header escapes a NUL character (\\u0000) at byte offset %zu", path, esc + 8);
-    size_t bad = utf8_invalid_at(h, (size_t)hlen);
+    size_t bad = t2i_utf8_invalid_at(h, (size_t)hlen);
     if (bad < hlen)
         return t2i_error_set("%s: header is not valid UTF-8 (byte offset %zu)", path, bad + 8);
     f->data = h + hlen;
@@ -572,6 +541,9 @@ int st_load_f32(const st_file *f, const char *name, float *dst, int ndim, const 
         return t2i_error_set("%s: tensor '%s': expected shape %s, found %s", f->path, show(name, nb, sizeof nb),
                              want, got);
     }
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16 && t->dtype != ST_F64)
+        return t2i_error_set("%s: tensor '%s' is %s, expected floating point (F32, F16, BF16 or F64)", f->path,
+                             show(name, nb, sizeof nb), dtype_info[t->dtype].name);
     return st_read_f32(f, t, dst, t->numel);
 }
 
@@ -776,7 +748,7 @@ static void sb_json(sbuf *b, const char *s) {
 
 static int utf8_ok(const char *s) {
     size_t n = strlen(s);
-    return utf8_invalid_at((const uint8_t *)s, n) == n;
+    return t2i_utf8_invalid_at(s, n) == n;
 }
 
 /* The 8-byte length prefix followed by the padded header, in one buffer; total file size

@@ -65,8 +65,9 @@ const char *st_meta(const st_file *f, const char *key); /* NULL if absent */
 /* Copy a tensor into floats, converting F32/F16/BF16/F64 and integer types. n must equal
  * the tensor's element count; returns -1 (error names file and tensor) otherwise. */
 int st_read_f32(const st_file *f, const st_tensor *t, float *dst, size_t n);
-/* Find by name, check the shape (ndim, dims) and read as floats. Error messages say
- * "FILE: tensor NAME: expected shape [a, b], found [c, d]" or "... missing". */
+/* Find by name, check the shape (ndim, dims) and the dtype (floating point: a parameter
+ * stored as integers is a damaged or foreign file) and read as floats. Error messages say
+ * "FILE: tensor NAME: expected shape [a, b], found [c, d]", "... missing" or "... is I16". */
 int st_load_f32(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape);
 /* Integer read (I32/I64/U8/...) into int32. */
 int st_read_i32(const st_file *f, const st_tensor *t, int32_t *dst, size_t n);

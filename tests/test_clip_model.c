@@ -335,8 +335,9 @@ static void test_checkpoint_roundtrip(void **state) {
 
 /* ----------------------------------------------------------- bad inputs ---- */
 
-/* Writes m's tensors under OpenAI names, skipping `skip` and giving `bad` an extra column. */
-static void write_openai(const clip_model *m, const char *path, const char *skip, const char *bad) {
+/* Writes m's tensors under OpenAI names, skipping `skip`, giving `bad` an extra column and
+ * adding a 1-element tensor `extra`. */
+static void write_openai(const clip_model *m, const char *path, const char *skip, const char *bad, const char *extra) {
     st_writer *w = st_writer_new();
     for (int i = 0; i < m->ps.n; i++) {
         const nn_param *p = &m->ps.p[i];
@@ -353,6 +354,7 @@ static void write_openai(const clip_model *m, const char *path, const char *skip
         st_writer_add_f32(w, p->name, ST_F32, p->ndim, shape, data);
         free(wide);
     }
+    if (extra) st_writer_add_f32(w, extra, ST_F32, 1, (const int64_t[]){1}, m->ps.data);
     char cfg[256];
     snprintf(cfg, sizeof cfg, "{\"vision_heads\": %d, \"transformer_heads\": %d}", m->cfg.vision_heads,
              m->cfg.transformer_heads);
@@ -384,20 +386,38 @@ static void test_bad_weights(void **state) {
     char *dir = tu_tmpdir();
     char *p = t2i_asprintf("%s/w.safetensors", dir);
 
-    write_openai(&m, p, NULL, NULL);
+    write_openai(&m, p, NULL, NULL, NULL);
     clip_model *ok = clip_load_ex(p, NULL, 1);
     if (!ok) fail_msg("%s", t2i_error_msg());
     assert_memory_equal(ok->ps.data, m.ps.data, m.ps.total * sizeof(float));
     clip_free(ok);
 
-    write_openai(&m, p, "transformer.resblocks.1.mlp.c_fc.bias", NULL);
+    write_openai(&m, p, "transformer.resblocks.1.mlp.c_fc.bias", NULL, NULL);
     expect_load_error(p, (const char *[]){"transformer.resblocks.1.mlp.c_fc.bias", "missing", "[32]"}, 3);
-    write_openai(&m, p, NULL, "visual.transformer.resblocks.0.attn.out_proj.weight");
+    write_openai(&m, p, NULL, "visual.transformer.resblocks.0.attn.out_proj.weight", NULL);
     expect_load_error(p, (const char *[]){"visual.transformer.resblocks.0.attn.out_proj.weight", "[8, 8]", "[8, 9]"}, 3);
-    write_openai(&m, p, NULL, "text_projection"); /* embed_dim inferred 9; visual.proj then mismatches */
+    write_openai(&m, p, NULL, "text_projection", NULL); /* embed_dim inferred 9; visual.proj then mismatches */
     expect_load_error(p, (const char *[]){"visual.proj", "[8, 9]", "[8, 8]"}, 3);
-    write_openai(&m, p, "ln_final.weight", NULL);
+    write_openai(&m, p, "ln_final.weight", NULL, NULL);
     expect_load_error(p, (const char *[]){"ln_final.weight", "missing"}, 2);
+    /* a tensor the model does not read (from another model, or a block beyond a config's layer count) */
+    write_openai(&m, p, NULL, NULL, "visual.attnpool.c_proj.weight");
+    expect_load_error(p, (const char *[]){"'visual.attnpool.c_proj.weight' is not part of", "disagree"}, 2);
+    write_openai(&m, p, NULL, NULL, "vocab_size"); /* OpenAI's integer entries are dropped, as build_model does */
+    ok = clip_load_ex(p, NULL, 1);
+    if (!ok) fail_msg("%s", t2i_error_msg());
+    clip_free(ok);
+    /* NaN weights, and a logit scale whose exp overflows */
+    float *ln = nn_params_val(&m.ps, m.ln_final_w), keep = ln[3];
+    ln[3] = NAN;
+    write_openai(&m, p, NULL, NULL, NULL);
+    expect_load_error(p, (const char *[]){"tensor 'ln_final.weight' holds NaN at element 3"}, 1);
+    ln[3] = keep;
+    float *ls = nn_params_val(&m.ps, m.logit_scale), keep_ls = *ls;
+    *ls = 200;
+    write_openai(&m, p, NULL, NULL, NULL);
+    expect_load_error(p, (const char *[]){"logit_scale 200 is too large"}, 1);
+    *ls = keep_ls;
 
     /* Hugging Face layout with a wrong q_proj shape names the HF tensor */
     st_writer *w = st_writer_new();
@@ -417,7 +437,13 @@ static void test_bad_weights(void **state) {
     st_writer_add_f32(w, "vision_model.encoder.layers.0.self_attn.q_proj.weight", ST_F32, 2, (int64_t[]){8, 7}, z);
     assert_int_equal(st_writer_save(w, p), 0);
     st_writer_free(w);
+    expect_load_error(p, (const char *[]){"8-wide vision tower", "num_attention_heads"}, 2); /* 8 / 64 = 0 heads */
+    char *cj = t2i_asprintf("%s/config.json", dir);
+    const char *heads = "{\"vision_config\": {\"num_attention_heads\": 2}, \"text_config\": {\"num_attention_heads\": 2}}";
+    assert_int_equal(t2i_write_file_atomic(cj, heads, strlen(heads)), 0);
     expect_load_error(p, (const char *[]){"vision_model.encoder.layers.0.self_attn.q_proj.weight", "[8, 8]", "[8, 7]"}, 3);
+    remove(cj);
+    free(cj);
 
     /* not CLIP at all; a t2i checkpoint of another model; not a safetensors file */
     w = st_writer_new();
@@ -435,7 +461,7 @@ static void test_bad_weights(void **state) {
     assert_int_equal(t2i_write_file_atomic(p, "garbage!", 8), 0);
     expect_load_error(p, NULL, 0);
     /* OpenAI names but no vocabulary anywhere, when one is required */
-    write_openai(&m, p, NULL, NULL);
+    write_openai(&m, p, NULL, NULL, NULL);
     char *old = getenv("T2I_CLIP_VOCAB") ? t2i_strdup(getenv("T2I_CLIP_VOCAB")) : NULL;
     unsetenv("T2I_CLIP_VOCAB");
     assert_null(clip_load(p, NULL));

@@ -722,6 +722,8 @@ static void test_caption_folders(void **state) {
         {"{\"file_name\": \"3.png\", \"text\": \"ok\"}\n{\"file_name\": \"gone.png\", \"text\": \"x\"}\n",
          "metadata.jsonl:2: file_name 'gone.png' not found"},
         {"{\"file_name\": \"3.png\", \"text\": \"  \"}\n", "metadata.jsonl:1: empty caption"},
+        {"{\"file_name\": \"3.png\", \"text\": \"a \xff b\"}\n", "metadata.jsonl:1: caption is not valid UTF-8 (byte 2)"},
+        {"{\"file_name\": \".\", \"text\": \"x\"}\n", "metadata.jsonl:1: file_name '.' is not a file"},
         {"\n\n", ": no images found"},
     };
     for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {

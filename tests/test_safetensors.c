@@ -147,6 +147,10 @@ static void test_torch_file_reads_back(void **state) {
     float s = 0;
     assert_int_equal(st_load_f32(&f, "scalar", &s, 0, NULL), 0);
     assert_true(s == 3.5f);
+    /* a parameter stored as integers is refused by the shape-checked load (st_read_f32 converts) */
+    float idf[10];
+    assert_int_equal(st_load_f32(&f, "ids", idf, 2, (const int64_t[]){2, 5}), -1);
+    assert_non_null(strstr(t2i_error_msg(), "tensor 'ids' is I64, expected floating point"));
     const st_tensor *em = st_find(&f, "empty");
     assert_int_equal(em->ndim, 2);
     assert_int_equal(em->numel, 0);
