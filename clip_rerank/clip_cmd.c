@@ -9,7 +9,8 @@
  *       ensembles prompts as the CLIP paper: each label's normalised text embeddings over
  *       the templates ("a photo of a {}." ...) are averaged, then renormalised.
  *   t2i clip zeroshot --ckpt W --data fashion-captions[:test] | fashion-mnist[:test] | DIR
- *       top-1 / top-5 accuracy. FC32: over the 80 "a {colour} {class}" captions, with the
+ *       top-1 / top-5 accuracy (a tie with the right class is a miss; no top-5 for 5
+ *       classes or fewer). FC32: over the 80 "a {colour} {class}" captions, with the
  *       eight held-out pairs reported separately (and class-only / colour-only accuracy).
  *       Fashion-MNIST: 10 classes, prompt --prompts (default "a photo of a {}"), gray
  *       replicated to RGB and resized as any image. DIR: class folders (prompted names) or
@@ -18,8 +19,9 @@
  *       images (files, or folders of them) ranked by CLIP score = 100 x cosine similarity
  *       (DALL-E's reranking convention; --json also gives the raw cosine); the top K are
  *       printed in rank order and, with --grid, written as one PNG grid in that order.
- * Exit status: 0; 1 on bad input (unreadable image, bad checkpoint, invalid UTF-8) with one
- * "t2i: ..." line; 2 on usage errors.
+ * Exit status: 0; 1 on bad input (unreadable image, bad checkpoint, a text that is not UTF-8
+ * or is blank, a label given twice, a template without {}) with one "t2i: ..." line; 2 on
+ * usage errors (a missing --ckpt among them).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "args.h"
@@ -39,11 +42,14 @@
 
 /* ------------------------------------------------------------- helpers ---- */
 
+/* A usage error (exit 2) when --ckpt is missing: checked before any work. */
+static int need_ckpt(const char *ckpt) {
+    if (ckpt) return 0;
+    t2i_fail("--ckpt is required (a t2i CLIP checkpoint, or OpenAI / Hugging Face CLIP safetensors)");
+    return 2;
+}
+
 static clip_model *open_model(const char *ckpt, const char *vocab) {
-    if (!ckpt) {
-        t2i_fail("--ckpt is required (a t2i CLIP checkpoint, or OpenAI / Hugging Face CLIP safetensors)");
-        return NULL;
-    }
     clip_model *m = clip_load(ckpt, vocab);
     if (!m) t2i_fail_err();
     return m;
@@ -60,20 +66,51 @@ int clip_score_images(clip_model *m, const char *caption, const float *imgs, int
     return rc;
 }
 
-/* Top-1 / top-5 hits of row i of sim (n, K) for the right column label[i]. */
+/* Top-1 / top-5 hits of row i of sim (n, K) for the right column label[i]: the number of
+ * other columns scoring at least as high must be 0 / under 5. */
 static void rank_hits(const float *sim, int n, int K, const int *label, int *top1, int *top5, int *pred) {
     for (int i = 0; i < n; i++) {
         const float *r = sim + (size_t)i * K;
         float mine = r[label[i]];
         int better = 0, best = 0;
         for (int k = 0; k < K; k++) {
-            better += r[k] > mine;
+            better += k != label[i] && !(r[k] < mine); /* a tie (or NaN) is a miss: no credit for not deciding */
             if (r[k] > r[best]) best = k;
         }
         top1[i] = better == 0;
         top5[i] = better < 5;
         if (pred) pred[i] = best;
     }
+}
+
+/* The template with every "{}" replaced by name (heap string). */
+static char *fill_template(const char *tmpl, const char *name) {
+    size_t n = 0, nl = strlen(name);
+    for (const char *h = strstr(tmpl, "{}"); h; h = strstr(h + 2, "{}")) n++;
+    char *out = t2i_malloc(strlen(tmpl) + n * nl + 1), *o = out;
+    for (const char *t = tmpl; *t;) {
+        if (t[0] == '{' && t[1] == '}') memcpy(o, name, nl), o += nl, t += 2;
+        else *o++ = *t++;
+    }
+    *o = 0;
+    return out;
+}
+
+/* Texts given on the command line (flag names them in messages): each valid UTF-8,
+ * not blank, and, with distinct, not given twice (two equal labels split one
+ * probability). -1 with the error set. */
+static int check_texts(const char *flag, const char *const *v, int n, int distinct) {
+    for (int i = 0; i < n; i++) {
+        char who[64];
+        snprintf(who, sizeof who, n > 1 ? "%s item %d" : "%s", flag, i + 1);
+        size_t len = strlen(v[i]), bad = t2i_utf8_invalid_at(v[i], len), sp = 0;
+        if (bad < len) return t2i_error_set("%s: not valid UTF-8 (byte %zu)", who, bad);
+        while (sp < len && isspace((unsigned char)v[i][sp])) sp++;
+        if (sp == len) return t2i_error_set("%s: empty text", who);
+        for (int k = 0; distinct && k < i; k++)
+            if (strcmp(v[k], v[i]) == 0) return t2i_error_set("%s: '%s' is given twice", flag, v[i]);
+    }
+    return 0;
 }
 
 /* Text embeddings of K classes: each class's prompt(s) from templates with "{}". With
@@ -85,11 +122,7 @@ static int class_embeddings(clip_model *m, const char *const *names, int K, cons
     const char **texts = t2i_malloc((size_t)n_tmpl * sizeof(char *));
     int rc = 0;
     for (int k = 0; k < K && rc == 0; k++) {
-        for (int t = 0; t < n_tmpl; t++) {
-            const char *hole = strstr(tmpl[t], "{}");
-            texts[t] = hole ? t2i_asprintf("%.*s%s%s", (int)(hole - tmpl[t]), tmpl[t], names[k], hole + 2)
-                            : t2i_strdup(names[k]);
-        }
+        for (int t = 0; t < n_tmpl; t++) texts[t] = fill_template(tmpl[t], names[k]);
         rc = clip_embed_texts(m, texts, n_tmpl, e);
         for (int t = 0; t < n_tmpl; t++) free((char *)texts[t]);
         if (rc) break;
@@ -161,12 +194,19 @@ static void free_strs(char **v, int n) {
     free(v);
 }
 
+/* A JSON string; bytes that are not UTF-8 (file names may hold any) become U+FFFD, so
+ * the output stays valid JSON. */
 static void json_str(FILE *f, const char *s) {
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t rest = strlen((const char *)p), ok = t2i_utf8_invalid_at(p, rest);
+        for (size_t i = 0; i < ok; i++) {
+            if (p[i] == '"' || p[i] == '\\') fprintf(f, "\\%c", p[i]);
+            else if (p[i] < 0x20) fprintf(f, "\\u%04x", p[i]);
+            else fputc(p[i], f);
+        }
+        p += ok;
+        if (*p) fputs("\\ufffd", f), p++;
     }
     fputc('"', f);
 }
@@ -194,6 +234,7 @@ static int cmd_embed(int argc, char **argv) {
     if (cmd.npos) return t2i_fail("clip embed: unexpected argument '%s' (images go after --images)", cmd.pos[0]), 2;
     if (!out) return t2i_fail("clip embed: --out is required"), 2;
     if (images.n == 0 && texts.n == 0) return t2i_fail("clip embed: nothing to embed (give --images and/or --texts)"), 2;
+    if (need_ckpt(ckpt)) return 2;
     t2i_set_threads(threads);
     clip_model *m = open_model(ckpt, vocab);
     if (!m) return 1;
@@ -226,22 +267,38 @@ static const char *const default_templates[] = {
     "a photo of the {}.", "a blurry photo of a {}.", "a drawing of a {}.",  "a product photo of a {}.",
 };
 
-/* Reads templates from a file (one per line, blank lines skipped). */
+/* Reads templates from a file: one per line, each with at least one {}, blank lines
+ * skipped. -1 with "PATH:LINE: problem". */
 static int read_templates(const char *path, char ***out) {
-    char *text = t2i_read_file(path, NULL, 1 << 20);
+    size_t len = 0;
+    char *text = t2i_read_file(path, &len, 1 << 20);
     if (!text) return -1;
-    int n = 0, cap = 16;
+    size_t bad = t2i_utf8_invalid_at(text, len);
+    int n = 0, cap = 16, line = 0, rc = 0;
     char **v = t2i_malloc((size_t)cap * sizeof(char *));
-    for (char *s = strtok(text, "\r\n"); s; s = strtok(NULL, "\r\n")) {
+    for (char *s = text, *next; s && rc == 0; s = next) {
+        next = strchr(s, '\n');
+        if (next) *next++ = 0;
+        line++;
+        if (bad < len && (size_t)(s - text) + strlen(s) >= bad) {
+            rc = t2i_error_set("%s:%d: not valid UTF-8 (byte %zu of the file)", path, line, bad);
+            break;
+        }
+        s[strcspn(s, "\r")] = 0;
         while (isspace((unsigned char)*s)) s++;
         if (!*s) continue;
+        if (!strstr(s, "{}")) {
+            rc = t2i_error_set("%s:%d: template has no {} for the label", path, line);
+            break;
+        }
         if (n == cap) v = t2i_realloc(v, (size_t)(cap *= 2) * sizeof(char *));
         v[n++] = t2i_strdup(s);
     }
     free(text);
-    if (n == 0) {
-        free(v);
-        return t2i_error_set("%s: no templates", path);
+    if (rc == 0 && n == 0) rc = t2i_error_set("%s: no templates", path);
+    if (rc != 0) {
+        free_strs(v, n);
+        return -1;
     }
     *out = v;
     return n;
@@ -277,6 +334,8 @@ static int cmd_classify(int argc, char **argv) {
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos == 0) return t2i_fail("clip classify: no image given"), 2;
     if (labels.n < 2) return t2i_fail("clip classify: give at least two --labels"), 2;
+    if (need_ckpt(ckpt)) return 2;
+    if (check_texts("--labels", labels.v, labels.n, 1) != 0) return t2i_fail_err();
     t2i_set_threads(threads);
     char **tv = NULL;
     int nt = 1, own_t = 0;
@@ -292,8 +351,7 @@ static int cmd_classify(int argc, char **argv) {
         own_t = 1;
     }
     clip_model *m = open_model(ckpt, vocab);
-    int rc = 0;
-    if (!m) rc = 1;
+    int rc = m ? 0 : 1;
     int D = m ? m->cfg.embed_dim : 0, K = labels.n, N = cmd.npos;
     float *te = NULL, *ie = NULL, *sim = NULL;
     if (!rc) {
@@ -463,6 +521,9 @@ static int cmd_zeroshot(int argc, char **argv) {
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos) return t2i_fail("clip zeroshot: unexpected argument '%s'", cmd.pos[0]), 2;
     if (n < 0) return t2i_fail("--n must be >= 0"), 2;
+    if (need_ckpt(ckpt)) return 2;
+    if (check_texts("--prompts", &prompts, 1, 0) != 0) return t2i_fail_err();
+    if (!strstr(prompts, "{}")) return t2i_fail("--prompts: '%s' has no {} for the class name", prompts), 2;
     t2i_set_threads(threads);
     clip_model *m = open_model(ckpt, vocab);
     if (!m) return 1;
@@ -502,12 +563,16 @@ static int cmd_zeroshot(int argc, char **argv) {
                               &top1, &top5) != 0)
                 rc = t2i_fail_err();
             else {
-                printf("zero-shot %s: %d images, %d classes (%s): top-1 %.2f%%, top-5 %.2f%%\n", spec, use, ds.n_classes,
-                       captions ? "captions" : prompts, 100 * top1, 100 * top5);
+                /* with 5 classes or fewer every item is in the top 5: not a figure */
+                int has5 = ds.n_classes > 5;
+                char t5[48] = "", j5[32] = "null";
+                if (has5) snprintf(t5, sizeof t5, ", top-5 %.2f%%", 100 * top5), snprintf(j5, sizeof j5, "%.4f", top5);
+                printf("zero-shot %s: %d images, %d classes (%s): top-1 %.2f%%%s\n", spec, use, ds.n_classes,
+                       captions ? "captions" : prompts, 100 * top1, t5);
                 if (json) {
                     printf("{\"data\":");
                     json_str(stdout, spec);
-                    printf(",\"n\":%d,\"classes\":%d,\"top1\":%.4f,\"top5\":%.4f}\n", use, ds.n_classes, top1, top5);
+                    printf(",\"n\":%d,\"classes\":%d,\"top1\":%.4f,\"top5\":%s}\n", use, ds.n_classes, top1, j5);
                 }
             }
         }
@@ -552,13 +617,19 @@ static int cmd_rerank(int argc, char **argv) {
     if (!prompt) return t2i_fail("clip rerank: --prompt is required"), 2;
     if (cmd.npos == 0) return t2i_fail("clip rerank: no images given"), 2;
     if (t2i_check_range_i("--top", top, 1, 1 << 20) || t2i_check_range_i("--grid-cell", cell, 0, 4096)) return 2;
+    if (need_ckpt(ckpt)) return 2;
+    if (check_texts("--prompt", &prompt, 1, 0) != 0) return t2i_fail_err();
+    size_t gl = grid ? strlen(grid) : 0;
+    if (grid && (gl < 5 || strcasecmp(grid + gl - 4, ".png") != 0))
+        return t2i_fail("--grid: '%s' must end in .png (the grid is written as PNG)", grid), 2;
     t2i_set_threads(threads);
     char **files = NULL;
     int n = expand_images(cmd.pos, cmd.npos, &files);
     if (n < 0) return t2i_fail_err();
     if (n == 0) {
         free(files);
-        return t2i_fail("clip rerank: no image files found");
+        return t2i_fail("clip rerank: no image files (png, jpg, jpeg, bmp, gif, tga, ppm) in %s%s", cmd.pos[0],
+                        cmd.npos > 1 ? " and the other arguments" : "");
     }
     clip_model *m = open_model(ckpt, vocab);
     if (!m) {

@@ -89,6 +89,14 @@ cp "$A" "$TMP/cls2/red car/a.png" && cp "$C" "$TMP/cls2/red car/c.jpg" && cp "$B
     fail "zeroshot on class folders failed: $(cat "$TMP/err")"
 grep -q '^zero-shot .*3 images, 2 classes.*top-1' "$TMP/zs" || fail "zeroshot output: $(cat "$TMP/zs")"
 grep -q '"top1":' "$TMP/zs" || fail "zeroshot --json line missing"
+grep -q '"top5":null' "$TMP/zs" || fail "zeroshot: top-5 of 2 classes reported: $(cat "$TMP/zs")"
+grep -q 'top-5' "$TMP/zs" && fail "zeroshot: top-5 of 2 classes printed"
+# two class names that tokenize alike tie on every image: a tie is a miss, not a hit
+mkdir -p "$TMP/tie/shirt" "$TMP/tie/SHIRT"
+cp "$A" "$TMP/tie/shirt/a.png" && cp "$B" "$TMP/tie/SHIRT/b.png"
+"$T2I" clip zeroshot --ckpt "$W" --vocab "$V" --data "$TMP/tie" >"$TMP/zst" 2>"$TMP/err" ||
+    fail "zeroshot on tied classes failed: $(cat "$TMP/err")"
+grep -q 'top-1 0.00%' "$TMP/zst" || fail "zeroshot counts ties as hits: $(cat "$TMP/zst")"
 
 # ---- the 80 canonical captions (bench/fidelity.sh reads them from here)
 "$T2I" data fashion-captions --captions >"$TMP/caps" 2>"$TMP/err" || fail "data --captions failed: $(cat "$TMP/err")"
@@ -152,6 +160,33 @@ expect_error 1 "corrupt image" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --pro
 expect_error 1 "invalid UTF-8 label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels "a" $'b\xff'
 expect_error 1 "invalid UTF-8 prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt $'\xc3' "$A"
 expect_error 2 "one label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels a
+expect_error 1 "empty label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels "  " b
+grep -q -- '--labels item 1: empty text' "$TMP/err" || fail "empty label: $(cat "$TMP/err")"
+expect_error 1 "duplicate label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels a b a
+grep -q "'a' is given twice" "$TMP/err" || fail "duplicate label: $(cat "$TMP/err")"
+printf 'a photo of {}\na photo\n' >"$TMP/tnobrace.txt"
+expect_error 1 "template without {}" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels a b \
+    --templates "$TMP/tnobrace.txt"
+grep -q "tnobrace.txt:2: template has no {}" "$TMP/err" || fail "template without {}: $(cat "$TMP/err")"
+printf 'a {} \xff\n' >"$TMP/tff.txt"
+expect_error 1 "template not UTF-8" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels a b --templates "$TMP/tff.txt"
+grep -q "tff.txt:1: not valid UTF-8" "$TMP/err" || fail "template not UTF-8: $(cat "$TMP/err")"
+expect_error 2 "zeroshot --prompts without {}" "$T2I" clip zeroshot --ckpt "$W" --vocab "$V" --data "$TMP/cls2" \
+    --prompts "a photo"
+expect_error 1 "empty prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "" "$A"
+expect_error 2 "grid not .png" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt x "$A" --grid "$TMP/g.jpg"
+expect_error 2 "no --ckpt" "$T2I" clip embed --vocab "$V" --texts a --out "$TMP/e.safetensors"
+expect_error 2 "negative --threads" "$T2I" clip embed --ckpt "$W" --vocab "$V" --texts a --out "$TMP/e.safetensors" \
+    --threads -1
+mkdir -p "$TMP/emptydir"
+expect_error 1 "rerank of an empty folder" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt x "$TMP/emptydir"
+grep -q "no image files .* in $TMP/emptydir" "$TMP/err" || fail "empty folder not named: $(cat "$TMP/err")"
+# a file name that is not UTF-8 still gives valid JSON
+cp "$A" "$TMP/"$'n\xff"q.png'
+"$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt x "$TMP/"$'n\xff"q.png' --json >"$TMP/rj" 2>"$TMP/err" ||
+    fail "rerank of an odd file name failed: $(cat "$TMP/err")"
+/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r[0]["path"].endswith("n\ufffd\"q.png"), r' \
+    "$TMP/rj" 2>"$TMP/err" || fail "rerank --json with a non-UTF-8 name: $(cat "$TMP/rj") $(cat "$TMP/err")"
 expect_error 2 "embed without --out" "$T2I" clip embed --ckpt "$W" --vocab "$V" --texts a
 expect_error 2 "rerank without --prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" "$A"
 expect_error 1 "zeroshot on an unlabelled folder" "$T2I" clip zeroshot --ckpt "$W" --vocab "$V" --data "$TMP/pool"

@@ -73,6 +73,9 @@ static int parse_value(const t2i_cmd *cmd, const t2i_flag *f, const char *v) {
         long x = strtol(v, &end, 10);
         if (errno || !*v || *end || x < -2147483647L || x > 2147483647L)
             return t2i_fail("%s: %s expects an integer, got '%s'", cmd->name, f->name, v), -1;
+        /* every command's --threads means the same: 0 = all cores, else a count */
+        if (strcmp(f->name, "--threads") == 0 && (x < 0 || x > T2I_MAX_THREADS))
+            return t2i_fail("%s: --threads must be 0 (all cores) to %d, got %ld", cmd->name, T2I_MAX_THREADS, x), -1;
         *(int *)f->dst = (int)x;
         return 0;
     }

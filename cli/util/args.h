@@ -21,6 +21,9 @@
 
 #include <stdio.h>
 
+/* A flag named --threads (T2I_INT) is checked to lie in 0 (all cores) .. T2I_MAX_THREADS. */
+#define T2I_MAX_THREADS 1024
+
 typedef enum { T2I_INT, T2I_LONG, T2I_FLOAT, T2I_STR, T2I_BOOL, T2I_STRS } t2i_flag_type;
 
 typedef struct {
