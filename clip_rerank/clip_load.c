@@ -121,7 +121,7 @@ static int infer_openai(const st_file *f, clip_config *c) {
     const char *cj = st_meta(f, "config");
     if (cj) {
         clip_config k = *c;
-        if (clip_config_from_json(&k, cj) != 0) return t2i_error_prefix("%s: metadata config", f->path);
+        if (clip_config_from_json(&k, cj) != 0) return t2i_error_prefix("%s: metadata", f->path);
         c->vision_heads = k.vision_heads, c->transformer_heads = k.transformer_heads;
         c->act = k.act, c->ln_eps = k.ln_eps;
     }
@@ -425,8 +425,8 @@ static int load_t2i(clip_model *m, const st_file *f, const char *path, int with_
     const char *cj = st_meta(f, "config");
     clip_config cfg;
     clip_config_default(&cfg);
-    if (!cj || clip_config_from_json(&cfg, cj) != 0 || clip_config_check(&cfg) != 0)
-        return t2i_error_prefix("%s: bad CLIP config", path);
+    if (!cj) return t2i_error_set("%s: a t2i CLIP checkpoint without its \"config\" metadata", path);
+    if (clip_config_from_json(&cfg, cj) != 0 || clip_config_check(&cfg) != 0) return t2i_error_prefix("%s", path);
     clip_model_build(m, &cfg);
     nn_ckpt_part part = {&m->ps, "", with_optimizer, 0};
     if (nn_ckpt_load_parts(f, &part, 1) != 0 || check_all_used(m, f, LAYOUT_T2I) != 0 || check_finite(m, path) != 0) {

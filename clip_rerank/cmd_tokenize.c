@@ -6,8 +6,9 @@
  * One line per TEXT: <|startoftext|>, the ids, <|endoftext|>, space-separated (or a JSON
  * array with --json). With --context N the line is what a model receives: exactly N ids,
  * zero padded, truncated with <|endoftext|> last when too long (a note on stderr then).
- * The vocabulary (--vocab, else $T2I_CLIP_VOCAB) is a merges file (.txt/.txt.gz) or a
- * Hugging Face vocab.json with merges.txt beside it; none is bundled.
+ * The vocabulary (--vocab, else $T2I_CLIP_VOCAB) is a merges file (.txt/.txt.gz), a
+ * Hugging Face vocab.json with merges.txt beside it, or a t2i CLIP checkpoint (its learned
+ * vocabulary); OpenAI's is not bundled.
  *
  * Exit status: 0; 1 when the vocabulary cannot be loaded or a text is not valid UTF-8
  * ("t2i: ..." on stderr; the other texts are still printed); 2 on usage errors.
@@ -32,7 +33,7 @@ int clip_cmd_tokenize(int argc, char **argv) {
     int json = 0;                                 /* JSON arrays instead of plain lines */
     int context = 0;                              /* 0: no padding; else clip.tokenize's length */
     t2i_flag flags[] = {
-        {"--vocab", T2I_STR, &vocab, "merges file (.txt, .txt.gz) or vocab.json; default $T2I_CLIP_VOCAB"},
+        {"--vocab", T2I_STR, &vocab, "merges file (.txt, .txt.gz), vocab.json or a t2i CLIP checkpoint; default $T2I_CLIP_VOCAB"},
         {"--json", T2I_BOOL, &json, "print a JSON array per text"},
         {"--context", T2I_INT, &context, "print exactly N ids (zero padded, truncated); 0 = SOT ids EOT"},
     };

@@ -29,6 +29,7 @@
 #include <zlib.h>
 
 #include "base.h"
+#include "safetensors.h"
 
 #define SOT_TEXT "<|startoftext|>"
 #define EOT_TEXT "<|endoftext|>"
@@ -1012,10 +1013,25 @@ done:
     return tok;
 }
 
+/* A t2i checkpoint's learned vocabulary (metadata "vocab"). */
+static clip_tok *load_from_checkpoint(const char *path, long n_merges) {
+    st_file f;
+    if (st_open(&f, path) != 0) return NULL;
+    const char *v = st_meta(&f, "vocab");
+    clip_tok *tok = NULL;
+    if (!v)
+        t2i_error_set("%s: a safetensors file without a vocabulary (t2i CLIP checkpoints carry theirs in metadata "
+                      "\"vocab\"; OpenAI and Hugging Face weights need their merges file or vocab.json)", path);
+    else tok = clip_tok_from_merges(v, strlen(v), n_merges, path);
+    st_close(&f);
+    return tok;
+}
+
 clip_tok *clip_tok_load(const char *path, long n_merges) {
     bytes_ready();
     size_t n = strlen(path);
     if (n >= 5 && strcmp(path + n - 5, ".json") == 0) return load_hf(path, n_merges);
+    if (n >= 12 && strcmp(path + n - 12, ".safetensors") == 0) return load_from_checkpoint(path, n_merges);
     size_t len = 0;
     char *text = read_maybe_gz(path, &len);
     if (!text) return NULL;

@@ -62,8 +62,9 @@
 
 typedef struct clip_tok clip_tok;
 
-/* Loads a vocabulary from a merges file (.txt or .txt.gz; gzip is detected by content) or
- * from a Hugging Face vocab.json (path ending in ".json"; merges.txt must be beside it).
+/* Loads a vocabulary from a merges file (.txt or .txt.gz; gzip is detected by content),
+ * from a Hugging Face vocab.json (path ending in ".json"; merges.txt must be beside it) or
+ * from a t2i CLIP checkpoint (".safetensors": its learned merges, metadata "vocab").
  * n_merges: merges to use; -1 = automatic (48894 for OpenAI's file, else all). */
 clip_tok *clip_tok_load(const char *path, long n_merges);
 /* Builds a tokenizer from a merges text in memory (header line optional). name is used in

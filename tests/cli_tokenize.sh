@@ -72,6 +72,15 @@ rc=$?
 [ $rc -ne 0 ] || fail "no vocab: exit 0"
 grep -q -- "--vocab" "$TMP/err" || fail "no vocab message: $(cat "$TMP/err")"
 
+# a t2i CLIP checkpoint carries its learned vocabulary (the shipped one: 610 tokens, so the
+# specials are 608 and 609); another model's checkpoint has none
+SHIPPED="$SRC/samples/models"
+out=$("$T2I" clip tokenize --vocab "$SHIPPED/clip.safetensors" "a red dress" 2>"$TMP/err") ||
+    fail "tokenize with a checkpoint's vocabulary: $(cat "$TMP/err")"
+[[ "$out" =~ ^608\ [0-9\ ]+\ 609$ ]] || fail "tokenize with a checkpoint's vocabulary: '$out'"
+"$T2I" clip tokenize --vocab "$SHIPPED/vq.safetensors" x >/dev/null 2>"$TMP/err" && fail "vq checkpoint as vocab: exit 0"
+grep -q "vq.safetensors: a safetensors file without a vocabulary" "$TMP/err" || fail "vq as vocab: $(cat "$TMP/err")"
+
 "$T2I" clip tokenize --help >"$TMP/out" 2>&1 || fail "--help exited non-zero"
 grep -q -- "--context" "$TMP/out" || fail "--help does not list --context"
 
