@@ -318,6 +318,23 @@ static const char *sniff_format(const uint8_t *p, size_t n) {
     return NULL;
 }
 
+static uint32_t le32(const uint8_t *p) { return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* stb_image reads past the end of an uncompressed BMP as zeros: check its length first.
+ * Rows are padded to 4 bytes; the pixels start at the header's offset (bytes 10-13). */
+static int check_bmp_length(const uint8_t *p, size_t n, const char *name) {
+    if (n < 30 || le32(p + 14) < 40) return 0; /* an old OS/2 header: left to stb_image */
+    uint32_t comp = n >= 34 ? le32(p + 30) : 0, off = le32(p + 10);
+    int32_t w = (int32_t)le32(p + 18), h = (int32_t)le32(p + 22);
+    int bpp = p[28] | p[29] << 8;
+    if ((comp != 0 && comp != 3) || w <= 0 || bpp <= 0 || bpp > 32) return 0; /* RLE: stb_image checks */
+    uint64_t rows = h < 0 ? (uint64_t)-(int64_t)h : (uint64_t)h;
+    uint64_t need = off + (((uint64_t)w * (uint64_t)bpp + 31) / 32 * 4) * rows;
+    if (need > n) return t2i_error_set("%s: truncated BMP (%zu bytes, its header needs %llu)", name, n,
+                                       (unsigned long long)need);
+    return 0;
+}
+
 static int stb_fail(const char *name, const char *fmt) {
     if (!fmt) return t2i_error_set("%s: not a supported image (%s)", name, stbi_failure_reason());
     return t2i_error_set("%s: corrupt %s (%s)", name, fmt, stbi_failure_reason());
@@ -335,6 +352,7 @@ int t2i_image_load_mem(t2i_image *img, const void *data, size_t len, const char 
     int w, h, c;
     if (!stbi_info_from_memory(data, (int)len, &w, &h, &c)) return stb_fail(name, fmt);
     if (check_pixels(name, w, h) != 0) return -1;
+    if (fmt && strcmp(fmt, "BMP") == 0 && check_bmp_length(data, len, name) != 0) return -1;
     uint8_t *px = stbi_load_from_memory(data, (int)len, &w, &h, &c, 0);
     if (!px) return stb_fail(name, fmt ? fmt : "image");
     if (c < 1 || c > 4) {

@@ -173,6 +173,26 @@ static void test_load_mem(void **state) {
     assert_null(a.px);
     free(data);
     free(p);
+
+    /* an uncompressed BMP, 3x2 at 24 bits: rows of 9 bytes padded to 12, pixels at 54 */
+    uint8_t bmp[54 + 24] = {'B', 'M'};
+    const uint32_t fields[][2] = {{2, sizeof bmp}, {10, 54}, {14, 40}, {18, 3}, {22, 2}, {34, 24}};
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+        for (int k = 0; k < 4; k++) bmp[fields[f][0] + k] = (uint8_t)(fields[f][1] >> (8 * k));
+    bmp[26] = 1, bmp[28] = 24; /* planes, bits per pixel */
+    for (int i = 0; i < 24; i++) bmp[54 + i] = (uint8_t)(10 * i);
+    assert_int_equal(t2i_image_load_mem(&a, bmp, sizeof bmp, "ok.bmp", 3), 0);
+    assert_int_equal(a.w, 3);
+    assert_int_equal(a.h, 2);
+    /* bottom-up rows of BGR: the top-left pixel is the second stored row's first (bytes 66-68) */
+    assert_int_equal(a.px[2], 120);
+    assert_int_equal(a.px[1], 130);
+    assert_int_equal(a.px[0], 140);
+    t2i_image_free(&a);
+    /* stb_image would read the missing second row as zeros: refused instead */
+    assert_int_equal(t2i_image_load_mem(&a, bmp, sizeof bmp - 12, "cut.bmp", 3), -1);
+    assert_non_null(strstr(t2i_error_msg(), "cut.bmp: truncated BMP (66 bytes, its header needs 78)"));
+    assert_null(a.px);
 }
 
 static void test_jpeg(void **state) {
