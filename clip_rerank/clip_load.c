@@ -437,8 +437,8 @@ static int load_t2i(clip_model *m, const st_file *f, const char *path, int with_
     if (v) {
         m->vocab = t2i_strdup(v);
         clip_tok *tok = clip_tok_from_merges(v, strlen(v), -1, "checkpoint metadata 'vocab'");
-        if (!tok || clip_set_tokenizer(m, tok, path) != 0) {
-            t2i_error_prefix("%s", path);
+        if (!tok) t2i_error_prefix("%s", path);
+        if (!tok || clip_set_tokenizer(m, tok, path) != 0) { /* the second names the path itself */
             clip_model_free(m);
             return -1;
         }

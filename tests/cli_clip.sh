@@ -175,6 +175,10 @@ expect_error 2 "zeroshot --prompts without {}" "$T2I" clip zeroshot --ckpt "$W" 
     --prompts "a photo"
 expect_error 1 "empty prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "" "$A"
 expect_error 2 "grid not .png" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt x "$A" --grid "$TMP/g.jpg"
+expect_error 1 "vocabulary of another model" "$T2I" clip embed --ckpt "$SRC/samples/models/clip.safetensors" --vocab "$V" \
+    --texts a --out "$TMP/e.safetensors"
+grep -q "the vocabulary has 49408 tokens but the model's token embedding has 610" "$TMP/err" ||
+    fail "vocabulary of another model: $(cat "$TMP/err")"
 expect_error 2 "no --ckpt" "$T2I" clip embed --vocab "$V" --texts a --out "$TMP/e.safetensors"
 expect_error 2 "negative --threads" "$T2I" clip embed --ckpt "$W" --vocab "$V" --texts a --out "$TMP/e.safetensors" \
     --threads -1
