@@ -225,7 +225,18 @@ char *t2i_atomic_tmp(const char *path, char **target) {
     return t2i_asprintf("%s.tmp.%ld", *target, (long)getpid());
 }
 
-int t2i_write_file_atomic(const char *path, const void *data, size_t len) {
+static int write_all(int fd, const char *p, size_t left) {
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        p += w;
+        left -= (size_t)w;
+    }
+    return 0;
+}
+
+int t2i_write_parts_atomic(const char *path, const void *const *parts, const size_t *lens, int n) {
     char *target = NULL, *tmp = t2i_atomic_tmp(path, &target);
     if (!tmp) return -1;
     int rc = -1, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -233,16 +244,9 @@ int t2i_write_file_atomic(const char *path, const void *data, size_t len) {
         t2i_error_set("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
         goto out;
     }
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) break;
-        p += w;
-        left -= (size_t)w;
-    }
-    if (left > 0) t2i_error_set("%s: write failed: %s", path, strerror(errno));
+    int ok = 1;
+    for (int i = 0; ok && i < n; i++) ok = write_all(fd, parts[i], lens[i]) == 0;
+    if (!ok) t2i_error_set("%s: write failed: %s", path, strerror(errno));
     else if (fsync(fd) != 0) t2i_error_set("%s: fsync failed: %s", path, strerror(errno));
     else rc = 0;
     /* close can report delayed write errors (NFS): check it too */
@@ -253,6 +257,10 @@ out:
     free(tmp);
     free(target);
     return rc;
+}
+
+int t2i_write_file_atomic(const char *path, const void *data, size_t len) {
+    return t2i_write_parts_atomic(path, &data, &len, 1);
 }
 
 int t2i_commit_file(const char *tmp, const char *path) {

@@ -84,6 +84,8 @@ char *t2i_read_file(const char *path, size_t *len, size_t max_bytes);
  * is written through (its target is replaced, the link stays); a folder, device, pipe or
  * socket at path is an error, never replaced. */
 int t2i_write_file_atomic(const char *path, const void *data, size_t len);
+/* The same for a file made of n buffers written in turn (no joined copy is made). */
+int t2i_write_parts_atomic(const char *path, const void *const *parts, const size_t *lens, int n);
 /* The first step of such a write: the temp file's path (heap) and in *target (heap) the
  * file it will replace (path, or a symbolic link's target); NULL with the error set when
  * path is not a file that may be replaced. */

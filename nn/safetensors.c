@@ -820,20 +820,6 @@ int st_writer_to_mem(st_writer *w, uint8_t **out, size_t *len) {
     return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len) {
-    const char *p = data;
-    while (len > 0) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
 int st_writer_save(st_writer *w, const char *path) {
     T2I_ASSERT(w != NULL && path != NULL);
     sbuf b;
@@ -842,26 +828,12 @@ int st_writer_save(st_writer *w, const char *path) {
         free(b.s);
         return -1;
     }
-    char *target = NULL, *tmp = t2i_atomic_tmp(path, &target);
-    int rc = -1;
-    if (!tmp) goto out;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        t2i_error_set("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    int ok = write_all(fd, b.s, b.len) == 0;
-    for (int i = 0; ok && i < w->n; i++) ok = write_all(fd, w->t[i].bytes, w->t[i].nbytes) == 0;
-    if (!ok) t2i_error_set("%s: write failed: %s", path, strerror(errno));
-    else if (fsync(fd) != 0) t2i_error_set("%s: fsync failed: %s", path, strerror(errno));
-    else rc = 0;
-    /* close can report delayed write errors (NFS): check it too */
-    if (close(fd) != 0 && rc == 0) rc = t2i_error_set("%s: close failed: %s", path, strerror(errno));
-    if (rc == 0) rc = t2i_commit_file(tmp, target);
-    else unlink(tmp);
-out:
-    free(tmp);
-    free(target);
+    const void **parts = t2i_malloc(((size_t)w->n + 1) * sizeof *parts);
+    size_t *lens = t2i_malloc(((size_t)w->n + 1) * sizeof *lens);
+    parts[0] = b.s, lens[0] = b.len;
+    for (int i = 0; i < w->n; i++) parts[i + 1] = w->t[i].bytes, lens[i + 1] = w->t[i].nbytes;
+    int rc = t2i_write_parts_atomic(path, parts, lens, w->n + 1);
+    free(parts), free(lens);
     free(b.s);
     return rc;
 }
