@@ -216,14 +216,16 @@ int clip_score_images(clip_model *m, const char *caption, const float *imgs, int
 
 /* ---- zero-shot evaluation on FC32 (clip_cmd.c) ----
  * ds: a fashion-captions split opened at the model's resolution (3, R, R); the first n
- * items (all if n <= 0) are classified among the 80 "a {colour} {class}" captions. */
+ * items (all if n <= 0) are classified among the 80 colour x class pairs, each pair's text
+ * embedding being its caption "a {colour} {class}" or, with ensemble, the renormalised
+ * mean of its captions in all FC32_N_TEMPLATES templates (the CLIP paper's ensembling). */
 typedef struct {
     int n, n_held;                 /* items, of which held-out pairs */
     double top1, top5;             /* over the 80 colour x class captions */
     double held_top1, held_top5;   /* on the held-out pairs only */
     double class_acc, colour_acc;  /* the top-1 caption's class / colour is right */
 } clip_fc32_eval;
-int clip_eval_fc32(clip_model *m, const t2i_dataset *ds, int n, clip_fc32_eval *ev);
+int clip_eval_fc32(clip_model *m, const t2i_dataset *ds, int n, int ensemble, clip_fc32_eval *ev);
 
 /* ---- commands (clip_cmd.c, clip_train.c) ---- */
 int clip_cmd(int argc, char **argv);        /* t2i clip train|tokenize|embed|classify|zeroshot|rerank */

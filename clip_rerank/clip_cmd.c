@@ -397,14 +397,39 @@ static int cmd_classify(int argc, char **argv) {
 
 /* --------------------------------------------------------------- zeroshot ---- */
 
-int clip_eval_fc32(clip_model *m, const t2i_dataset *ds, int n, clip_fc32_eval *ev) {
+/* The 80 pairs' text embeddings (K, D): canonical captions, or the templates' ensemble. */
+static int fc32_text_embeddings(clip_model *m, int ensemble, float *te) {
+    int K = FC32_N_CANONICAL, D = m->cfg.embed_dim, T = ensemble ? FC32_N_TEMPLATES : 1;
+    char *buf = t2i_malloc((size_t)K * T * FC32_CAPTION_MAX);
+    const char **caps = t2i_malloc((size_t)K * T * sizeof(char *));
+    for (int k = 0; k < K; k++)
+        for (int t = 0; t < T; t++) {
+            char *c = buf + ((size_t)k * T + t) * FC32_CAPTION_MAX;
+            fc32_caption(c, FC32_CAPTION_MAX, k / FC32_N_CLASSES, k % FC32_N_CLASSES, t);
+            caps[(size_t)k * T + t] = c;
+        }
+    float *e = t2i_malloc((size_t)K * T * D * sizeof(float));
+    int rc = clip_embed_texts(m, caps, K * T, e);
+    for (int k = 0; rc == 0 && k < K; k++) {
+        for (int d = 0; d < D; d++) {
+            double s = 0;
+            for (int t = 0; t < T; t++) s += e[((size_t)k * T + t) * D + d];
+            te[(size_t)k * D + d] = (float)(s / T);
+        }
+        clip_normalize_rows(te + (size_t)k * D, 1, D);
+    }
+    free(e), free(caps), free(buf);
+    return rc;
+}
+
+int clip_eval_fc32(clip_model *m, const t2i_dataset *ds, int n, int ensemble, clip_fc32_eval *ev) {
     memset(ev, 0, sizeof *ev);
     int R = m->cfg.image_resolution, D = m->cfg.embed_dim, K = FC32_N_CANONICAL;
     if (ds->C != 3 || ds->H != R || ds->W != R)
         return t2i_error_set("%s: images are %dx%dx%d, the model wants 3x%dx%d", ds->source, ds->C, ds->H, ds->W, R, R);
     if (n <= 0 || n > ds->n) n = ds->n;
     float *te = t2i_malloc((size_t)K * D * sizeof(float));
-    if (clip_embed_texts(m, fc32_canonical_captions, K, te) != 0) {
+    if (fc32_text_embeddings(m, ensemble, te) != 0) {
         free(te);
         return -1;
     }
@@ -502,10 +527,11 @@ static void captions_as_labels(t2i_dataset *ds) {
 
 static int cmd_zeroshot(int argc, char **argv) {
     const char *ckpt = NULL, *vocab = NULL, *data = "fashion-captions:test", *prompts = "a photo of a {}";
-    int threads = 0, n = 0, json = 0;
+    int threads = 0, n = 0, json = 0, ensemble = 0;
     t2i_flag flags[] = {
         {"--ckpt", T2I_STR, &ckpt, "CLIP weights"},
         {"--vocab", T2I_STR, &vocab, "BPE vocabulary (t2i checkpoints carry theirs)"},
+        {"--ensemble", T2I_BOOL, &ensemble, "fashion-captions: each pair's embedding averaged over FC32's 8 caption templates"},
         {"--data", T2I_STR, &data, "fashion-captions[:test], fashion-mnist[:test], or a folder (class folders or captions)"},
         {"--prompts", T2I_STR, &prompts, "prompt template for class names ({} = the name; not used for captions)"},
         {"--n", T2I_INT, &n, "evaluate only the first N items (0 = all)"},
@@ -516,6 +542,9 @@ static int cmd_zeroshot(int argc, char **argv) {
                    "--ckpt W [--data SPEC] [--prompts TEMPLATE]", flags, (int)(sizeof flags / sizeof flags[0]),
                    "fashion-captions: every test item against the 80 \"a {colour} {class}\" captions; the\n"
                    "eight colour/class pairs held out of FC32's train split are also reported alone.\n"
+                   "With --ensemble each pair is instead the renormalised mean of its captions in the\n"
+                   "8 templates FC32 draws from (\"a photo of a red sneaker\", ...), as the CLIP paper\n"
+                   "ensembles prompts; the plain captions remain the default.\n"
                    "fashion-mnist: the 10 class names in --prompts (gray images replicated to RGB)."};
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
@@ -538,18 +567,19 @@ static int cmd_zeroshot(int argc, char **argv) {
     }
     if (fc32) {
         clip_fc32_eval ev;
-        if (clip_eval_fc32(m, &ds, n, &ev) != 0) rc = t2i_fail_err();
+        if (clip_eval_fc32(m, &ds, n, ensemble, &ev) != 0) rc = t2i_fail_err();
         else {
-            printf("zero-shot %s: %d images, 80 colour x class captions: top-1 %.2f%%, top-5 %.2f%%\n", spec, ev.n,
-                   100 * ev.top1, 100 * ev.top5);
+            printf("zero-shot %s: %d images, 80 colour x class %s: top-1 %.2f%%, top-5 %.2f%%\n", spec, ev.n,
+                   ensemble ? "pairs (8 templates ensembled)" : "captions", 100 * ev.top1, 100 * ev.top5);
             printf("  held-out pairs (%d images): top-1 %.2f%%, top-5 %.2f%%\n", ev.n_held, 100 * ev.held_top1,
                    100 * ev.held_top5);
             printf("  class of the top-1 caption right: %.2f%%; colour right: %.2f%%\n", 100 * ev.class_acc,
                    100 * ev.colour_acc);
             if (json)
-                printf("{\"data\":\"%s\",\"n\":%d,\"top1\":%.4f,\"top5\":%.4f,\"held_n\":%d,\"held_top1\":%.4f,"
-                       "\"held_top5\":%.4f,\"class_acc\":%.4f,\"colour_acc\":%.4f}\n",
-                       spec, ev.n, ev.top1, ev.top5, ev.n_held, ev.held_top1, ev.held_top5, ev.class_acc, ev.colour_acc);
+                printf("{\"data\":\"%s\",\"ensemble\":%s,\"n\":%d,\"top1\":%.4f,\"top5\":%.4f,\"held_n\":%d,"
+                       "\"held_top1\":%.4f,\"held_top5\":%.4f,\"class_acc\":%.4f,\"colour_acc\":%.4f}\n",
+                       spec, ensemble ? "true" : "false", ev.n, ev.top1, ev.top5, ev.n_held, ev.held_top1, ev.held_top5,
+                       ev.class_acc, ev.colour_acc);
         }
     } else {
         if (!ds.labels && ds.captions) captions_as_labels(&ds);

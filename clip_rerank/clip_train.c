@@ -469,7 +469,7 @@ int clip_cmd_train(int argc, char **argv) {
         int last = st.step == steps, pause = stop_after > 0 && st.step - prog.start_done == stop_after;
         if (evaluate && (st.step % eval_every == 0 || last)) {
             clip_fc32_eval ev;
-            if (clip_eval_fc32(&m, &test, eval_n, &ev) == 0) {
+            if (clip_eval_fc32(&m, &test, eval_n, 0, &ev) == 0) {
                 char line[512];
                 snprintf(line, sizeof line,
                          "{\"step\":%ld,\"zs_top1\":%.4f,\"zs_top5\":%.4f,\"zs_held_top1\":%.4f,\"zs_class_acc\":%.4f,"

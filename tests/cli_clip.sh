@@ -149,6 +149,13 @@ done
     fail "zeroshot with a t2i checkpoint failed: $(cat "$TMP/err")"
 grep -q 'captions' "$TMP/zs2" || fail "zeroshot on a caption folder: $(cat "$TMP/zs2")"
 
+# the shipped CLIP on FC32 test with the 8 templates ensembled per pair: a mix-up of pairs
+# and templates would fall to chance (1/80), the right ensemble stays near the plain figure
+"$T2I" clip zeroshot --ckpt "$SRC/samples/models/clip.safetensors" --ensemble --n 200 --json >"$TMP/zse" 2>"$TMP/err" ||
+    fail "zeroshot --ensemble failed: $(cat "$TMP/err")"
+/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert r["ensemble"] and r["top1"] > 0.7, r' \
+    "$TMP/zse" 2>"$TMP/err" || fail "zeroshot --ensemble: $(cat "$TMP/zse") $(cat "$TMP/err")"
+
 # ---- bad inputs: one line, non-zero
 expect_error 1 "missing checkpoint" "$T2I" clip classify "$A" --ckpt "$TMP/none.safetensors" --vocab "$V" --labels a b
 printf 'not a safetensors file' >"$TMP/bad.safetensors"
