@@ -391,16 +391,17 @@ static int check_all_used(const clip_model *m, const st_file *f, int layout) {
     return rc;
 }
 
-/* NaN or infinite weights give NaN embeddings and scores that look like results; and a
- * logit scale whose exp overflows turns every probability into NaN. */
+/* NaN or infinite weights give NaN embeddings and scores that look like results (t2i files
+ * are checked so as they load, nn_ckpt_load_parts); and a logit scale whose exp overflows
+ * turns every probability into NaN. */
 static int check_finite(const clip_model *m, const char *path) {
     for (int i = 0; i < m->ps.n; i++) {
         const nn_param *p = &m->ps.p[i];
         const float *x = m->ps.data + p->offset;
-        for (size_t k = 0; k < p->numel; k++)
-            if (!isfinite(x[k]))
-                return t2i_error_set("%s: tensor '%s' holds %s at element %zu", path, p->name,
-                                     isnan(x[k]) ? "NaN" : "an infinity", k);
+        size_t k = t2i_first_nonfinite(x, p->numel);
+        if (k < p->numel)
+            return t2i_error_set("%s: tensor '%s' holds %s at element %zu", path, p->name,
+                                 isnan(x[k]) ? "NaN" : "an infinity", k);
     }
     float ls = m->ps.data[m->ps.p[m->logit_scale].offset];
     if (!isfinite(expf(ls)))

@@ -302,6 +302,12 @@ size_t t2i_utf8_invalid_at(const void *text, size_t len) {
     return len;
 }
 
+size_t t2i_first_nonfinite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
 char *t2i_resolve_path(const char *p) {
     if (!p || !*p) return NULL;
     if (p[0] == '/' || t2i_path_exists(p)) return t2i_strdup(p);

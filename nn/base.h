@@ -96,6 +96,8 @@ int t2i_commit_file(const char *tmp, const char *path);
 /* Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points
  * above U+10FFFF included), or len when the text is valid. */
 size_t t2i_utf8_invalid_at(const void *text, size_t len);
+/* Index of the first NaN or infinity in x, or n. */
+size_t t2i_first_nonfinite(const float *x, size_t n);
 /* A path recorded in a checkpoint or given by the user: as given when it exists or is
  * absolute, else relative to the source tree (T2I_SOURCE_DIR) when that exists there (the
  * shipped models in samples/models/ refer to each other so), else as given. Heap string;

@@ -2,7 +2,9 @@
 #include "ckpt.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +65,21 @@ int nn_ckpt_open(st_file *f, const char *path, const char *model) {
     return 0;
 }
 
-static int load_one(const st_file *f, const char *name, const nn_param *p, float *dst) {
+/* Loads one tensor and checks its values: NaN or infinity anywhere (a diverged or damaged
+ * run) would only show later as black images or a "perfect" score; Adam's second moments
+ * (min_value 0) are never negative. */
+static int load_one(const st_file *f, const char *name, const nn_param *p, float *dst, float min_value) {
     int64_t shape[NN_MAX_DIMS];
     tensor_shape(p, shape);
-    return st_load_f32(f, name, dst, p->ndim, shape);
+    if (st_load_f32(f, name, dst, p->ndim, shape) != 0) return -1;
+    size_t i = t2i_first_nonfinite(dst, p->numel);
+    if (i < p->numel)
+        return t2i_error_set("%s: tensor '%s' holds %s at element %zu", f->path, name,
+                             isnan(dst[i]) ? "NaN" : "an infinity", i);
+    for (i = 0; i < p->numel; i++)
+        if (dst[i] < min_value)
+            return t2i_error_set("%s: tensor '%s' holds a negative second moment at element %zu", f->path, name, i);
+    return 0;
 }
 
 int nn_ckpt_load_parts(const st_file *f, nn_ckpt_part *parts, int nparts) {
@@ -76,7 +89,7 @@ int nn_ckpt_load_parts(const st_file *f, nn_ckpt_part *parts, int nparts) {
         for (int i = 0; i < ps->n; i++) {
             const nn_param *p = &ps->p[i];
             snprintf(name, sizeof name, "%s%s", parts[k].prefix, p->name);
-            if (load_one(f, name, p, ps->data + p->offset) != 0) return -1;
+            if (load_one(f, name, p, ps->data + p->offset, -FLT_MAX) != 0) return -1;
         }
         if (parts[k].moments) {
             nn_params_moments(ps);
@@ -84,9 +97,9 @@ int nn_ckpt_load_parts(const st_file *f, nn_ckpt_part *parts, int nparts) {
                 const nn_param *p = &ps->p[i];
                 if (!p->trainable) continue;
                 snprintf(name, sizeof name, "opt_m.%s%s", parts[k].prefix, p->name);
-                if (load_one(f, name, p, ps->m + p->offset) != 0) return -1;
+                if (load_one(f, name, p, ps->m + p->offset, -FLT_MAX) != 0) return -1;
                 snprintf(name, sizeof name, "opt_v.%s%s", parts[k].prefix, p->name);
-                if (load_one(f, name, p, ps->v + p->offset) != 0) return -1;
+                if (load_one(f, name, p, ps->v + p->offset, 0.0f) != 0) return -1;
             }
         }
     }

@@ -14,7 +14,8 @@
  *
  * Loading checks every tensor of every part: a missing tensor or a shape that differs
  * is an error naming the file, the tensor and both shapes - which is what a checkpoint
- * of another architecture produces. Values stored as F16/BF16 are widened to float.
+ * of another architecture produces; so are NaN or infinite values and negative Adam
+ * second moments (a damaged or diverged run). Values stored as F16/BF16 are widened.
  */
 #ifndef T2I_CKPT_H
 #define T2I_CKPT_H

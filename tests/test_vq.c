@@ -530,6 +530,19 @@ static void test_checkpoint(void **state) {
     assert_int_equal(nn_ckpt_save(other, &part, 1, &meta), 0);
     assert_int_equal(vq_load(&l, other, 0, NULL), -1);
     assert_non_null(strstr(t2i_error_msg(), "'gan'"));
+    /* a NaN or an infinity in any tensor (a damaged or diverged run) is refused by name */
+    const nn_param *q = &m.ps.p[m.ps.n - 1];
+    float *last = m.ps.data + q->offset, keep = last[q->numel - 1];
+    for (int k = 0; k < 2; k++) {
+        last[q->numel - 1] = k ? -INFINITY : NAN;
+        assert_int_equal(vq_save(&m, p, NULL, 0), 0);
+        assert_int_equal(vq_load(&l, p, 0, NULL), -1);
+        char want[200];
+        snprintf(want, sizeof want, "tensor '%s' holds %s at element %zu", q->name, k ? "an infinity" : "NaN",
+                 q->numel - 1);
+        if (!strstr(t2i_error_msg(), want)) fail_msg("%s", t2i_error_msg());
+    }
+    last[q->numel - 1] = keep;
     tu_rmtree(dir);
     free(dir), free(p), free(missing), free(other);
     vq_model_free(&m);
