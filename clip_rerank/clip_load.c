@@ -344,14 +344,14 @@ static int load_hf(clip_model *m, const st_file *f) {
 
 /* ------------------------------------------------- after loading: checks ---- */
 
-enum { LAYOUT_T2I, LAYOUT_OPENAI, LAYOUT_HF };
+enum { LAYOUT_OPENAI, LAYOUT_HF };
 
 static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* A tensor the model did not read means the file and its configuration disagree (more
- * blocks than the config says, a tensor of another model): an error, not silently ignored.
- * Allowed besides the model's tensors: optimizer moments (t2i), the three integers some
- * OpenAI state_dicts carry (build_model drops them), HF's position_ids buffers. */
+/* For OpenAI and HF files (t2i files: nn_ckpt_check_unused), a tensor the model did not
+ * read means the file is not the model its shapes describe: an error, not silently
+ * ignored. Allowed besides the model's tensors: the three integers some OpenAI state_dicts
+ * carry (build_model drops them), HF's position_ids buffers. */
 static int check_all_used(const clip_model *m, const st_file *f, int layout) {
     static const char *const extra[] = {"input_resolution", "context_length", "vocab_size",
                                         "vision_model.embeddings.position_ids", "text_model.embeddings.position_ids"};
@@ -368,14 +368,10 @@ static int check_all_used(const clip_model *m, const st_file *f, int layout) {
             else want[n++] = t2i_strdup(pat);
         } else {
             want[n++] = t2i_strdup(pn);
-            if (layout == LAYOUT_T2I) {
-                want[n++] = t2i_asprintf("opt_m.%s", pn);
-                want[n++] = t2i_asprintf("opt_v.%s", pn);
-            }
         }
     }
-    int lo = layout == LAYOUT_OPENAI ? 0 : 3, hi = layout == LAYOUT_OPENAI ? 3 : layout == LAYOUT_HF ? 5 : 3;
-    for (int i = lo; i < hi; i++) want[n++] = t2i_strdup(extra[i]);
+    for (int i = layout == LAYOUT_OPENAI ? 0 : 3; i < (layout == LAYOUT_OPENAI ? 3 : 5); i++)
+        want[n++] = t2i_strdup(extra[i]);
     qsort(want, (size_t)n, sizeof *want, cmp_cstr);
     int rc = 0;
     for (int i = 0; i < f->n && rc == 0; i++) {
@@ -430,7 +426,7 @@ static int load_t2i(clip_model *m, const st_file *f, const char *path, int with_
     if (clip_config_from_json(&cfg, cj) != 0 || clip_config_check(&cfg) != 0) return t2i_error_prefix("%s", path);
     clip_model_build(m, &cfg);
     nn_ckpt_part part = {&m->ps, "", with_optimizer, 0};
-    if (nn_ckpt_load_parts(f, &part, 1) != 0 || check_all_used(m, f, LAYOUT_T2I) != 0 || check_finite(m, path) != 0) {
+    if (nn_ckpt_load_parts(f, &part, 1) != 0 || nn_ckpt_check_unused(f, &part, 1) != 0 || check_finite(m, path) != 0) {
         clip_model_free(m);
         return -1;
     }

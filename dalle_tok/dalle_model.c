@@ -208,10 +208,13 @@ int dalle_load(dalle_model *m, const char *path, int with_optimizer, char **stat
     dalle_build(m, &cfg);
     nn_ckpt_part part = {&m->ps, "", with_optimizer, 0};
     int rc = nn_ckpt_load_parts(&f, &part, 1);
+    if (rc == 0) rc = nn_ckpt_check_unused(&f, &part, 1);
     const char *voc = st_meta(&f, "vocab");
-    if (rc == 0 && !voc) rc = t2i_error_set("%s: the checkpoint has no text vocabulary (metadata 'vocab')", path);
+    if (rc == 0 && (!voc || !*voc))
+        rc = t2i_error_set("%s: the checkpoint has no text vocabulary (metadata 'vocab' %s)", path, voc ? "empty" : "missing");
     if (rc == 0 && dalle_set_vocab(m, voc, strlen(voc)) != 0) rc = t2i_error_prefix("%s", path);
     const char *vq = st_meta(&f, "vq");
+    if (rc == 0 && vq && !*vq) rc = t2i_error_set("%s: metadata 'vq' (the VQ tokenizer it was trained with) is empty", path);
     if (rc == 0 && vq) m->vq_path = t2i_strdup(vq);
     if (rc == 0 && state_json) {
         const char *s = st_meta(&f, "state");

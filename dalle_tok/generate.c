@@ -505,16 +505,21 @@ int generate_cmd(int argc, char **argv) {
             if (!vp) {
                 st_file f;
                 char *rec = NULL;
+                int missing = 0;
                 if (st_open(&f, dp) == 0) {
                     const char *v = st_meta(&f, "vq");
                     char *r = t2i_resolve_path(v);
                     if (r && t2i_path_exists(r)) rec = r;
                     else if (v) {
-                        fprintf(stderr, "t2i: warning: %s was trained with the VQ %s, which is not here\n", dp, v);
+                        /* another VQ's decoder would turn the codes into noise: no silent stand-in */
+                        t2i_fail("%s was trained with the VQ '%s', which is not here: pass --vq with that tokenizer",
+                                 dp, v);
+                        missing = 1;
                         free(r);
                     }
                     st_close(&f);
                 }
+                if (missing) goto done;
                 static char recbuf[4096];
                 if (rec) {
                     snprintf(recbuf, sizeof recbuf, "%s", rec);

@@ -526,6 +526,7 @@ int vq_load(vq_model *m, const char *path, int with_optimizer, char **state_json
     vq_model_build(m, &cfg, &r);
     nn_ckpt_part part = {&m->ps, "", with_optimizer, 0};
     int rc = nn_ckpt_load_parts(&f, &part, 1);
+    if (rc == 0) rc = nn_ckpt_check_unused(&f, &part, 1);
     if (rc == 0 && state_json) {
         const char *s = st_meta(&f, "state");
         *state_json = s ? t2i_strdup(s) : NULL;

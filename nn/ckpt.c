@@ -106,6 +106,32 @@ int nn_ckpt_load_parts(const st_file *f, nn_ckpt_part *parts, int nparts) {
     return 0;
 }
 
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int nn_ckpt_check_unused(const st_file *f, const nn_ckpt_part *parts, int nparts) {
+    size_t cap = 0, n = 0;
+    for (int k = 0; k < nparts; k++) cap += 3 * (size_t)parts[k].ps->n;
+    char **want = t2i_malloc((cap + 1) * sizeof(char *));
+    for (int k = 0; k < nparts; k++)
+        for (int i = 0; i < parts[k].ps->n; i++) {
+            const char *pre = parts[k].prefix, *pn = parts[k].ps->p[i].name;
+            want[n++] = t2i_asprintf("%s%s", pre, pn);
+            want[n++] = t2i_asprintf("opt_m.%s%s", pre, pn);
+            want[n++] = t2i_asprintf("opt_v.%s%s", pre, pn);
+        }
+    qsort(want, n, sizeof *want, cmp_cstr);
+    int rc = 0;
+    for (int i = 0; i < f->n && rc == 0; i++) {
+        const char *key = f->t[i].name;
+        if (!bsearch(&key, want, n, sizeof *want, cmp_cstr))
+            rc = t2i_error_set("%s: tensor '%s' is not part of the model its config describes: the file and its "
+                               "config disagree", f->path, key);
+    }
+    for (size_t i = 0; i < n; i++) free(want[i]);
+    free(want);
+    return rc;
+}
+
 void nn_rng_to_json(const t2i_rng *r, char *buf, size_t n) {
     uint32_t gbits;
     memcpy(&gbits, &r->gauss, 4);

@@ -53,6 +53,10 @@ char *nn_json_take(struct cJSON *j);
  * networks, then calls nn_ckpt_load_parts. */
 int nn_ckpt_open(st_file *f, const char *path, const char *model);
 int nn_ckpt_load_parts(const st_file *f, nn_ckpt_part *parts, int nparts);
+/* For loaders that read a whole file: -1 naming the first tensor that is neither a part's
+ * parameter nor its optimizer moment (more layers than the config says, another model's
+ * tensor), which nn_ckpt_load_parts alone would silently ignore. */
+int nn_ckpt_check_unused(const st_file *f, const nn_ckpt_part *parts, int nparts);
 
 /* RNG state <-> JSON text: an array of six hex strings (four state words, the cached-
  * Gaussian flag and its float bits), exact where JSON numbers would round. */

@@ -180,7 +180,9 @@ expect_error 1 "template not UTF-8" "$T2I" clip classify "$A" --ckpt "$W" --voca
 grep -q "tff.txt:1: not valid UTF-8" "$TMP/err" || fail "template not UTF-8: $(cat "$TMP/err")"
 expect_error 2 "zeroshot --prompts without {}" "$T2I" clip zeroshot --ckpt "$W" --vocab "$V" --data "$TMP/cls2" \
     --prompts "a photo"
-expect_error 1 "empty prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "" "$A"
+expect_error 2 "empty prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "" "$A"
+grep -q -- "--prompt was given an empty value" "$TMP/err" || fail "empty prompt: $(cat "$TMP/err")"
+expect_error 1 "blank prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "  " "$A"
 expect_error 2 "grid not .png" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt x "$A" --grid "$TMP/g.jpg"
 expect_error 1 "vocabulary of another model" "$T2I" clip embed --ckpt "$SRC/samples/models/clip.safetensors" --vocab "$V" \
     --texts a --out "$TMP/e.safetensors"

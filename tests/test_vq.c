@@ -543,6 +543,15 @@ static void test_checkpoint(void **state) {
         if (!strstr(t2i_error_msg(), want)) fail_msg("%s", t2i_error_msg());
     }
     last[q->numel - 1] = keep;
+    /* a tensor the config does not describe (here a second copy under "extra.") is refused */
+    char *vcfg = vq_config_to_json(&m.cfg);
+    nn_ckpt_part two[2] = {{&m.ps, "", 0, 0}, {&m.ps, "extra.", 0, 0}};
+    nn_ckpt_meta vmeta = {"vq", vcfg, NULL, NULL, NULL, 0, ST_F32};
+    assert_int_equal(nn_ckpt_save(p, two, 2, &vmeta), 0);
+    assert_int_equal(vq_load(&l, p, 0, NULL), -1);
+    if (!strstr(t2i_error_msg(), "tensor 'extra.") || !strstr(t2i_error_msg(), "is not part of the model"))
+        fail_msg("%s", t2i_error_msg());
+    free(vcfg);
     tu_rmtree(dir);
     free(dir), free(p), free(missing), free(other);
     vq_model_free(&m);

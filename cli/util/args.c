@@ -93,7 +93,11 @@ static int parse_value(const t2i_cmd *cmd, const t2i_flag *f, const char *v) {
         *(float *)f->dst = x;
         return 0;
     }
-    case T2I_STR: *(const char **)f->dst = v; return 0;
+    case T2I_STR:
+        /* an empty path or text is never meant: say so here, not as ": cannot open" later */
+        if (!*v) return t2i_fail("%s: %s was given an empty value", cmd->name, f->name), -1;
+        *(const char **)f->dst = v;
+        return 0;
     default: return -1;
     }
 }
