@@ -17,6 +17,7 @@
  * error (the last checkpoint is kept); collapsing sample diversity prints a warning.
  */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,10 +188,19 @@ int gan_cmd_train(int argc, char **argv) {
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos) return t2i_fail("gan train: unexpected argument '%s'", cmd.pos[0]), 2;
+    /* the flags alone, before any data loads (the config check repeats the sizes' bounds) */
     if (t2i_check_range_i("--sample-every", sample_every, 1, 1000000000) ||
         t2i_check_range_i("--ckpt-every", ckpt_every, 1, 1000000000) ||
-        t2i_check_range_i("--log-every", log_every, 1, 1000000000))
+        t2i_check_range_i("--log-every", log_every, 1, 1000000000) ||
+        t2i_check_range_i("--steps", steps, 0, 1000000000) || t2i_check_range_f("--epochs", epochs, 0, 1e6) ||
+        t2i_check_range_i("--ema-start", ema_start, 0, 1000000000) || t2i_check_range_i("--seed", seed, 0, LONG_MAX) ||
+        t2i_check_range_i("--z-dim", z_dim, 1, 4096) || t2i_check_range_i("--g-width", g_width, 4, 1024) ||
+        t2i_check_range_i("--d-width", d_width, 4, 1024) || t2i_check_range_i("--depth", depth, 0, 4))
         return 2;
+    if (res != 0 && res != 28 && res != 32 && res != 64 && res != 128)
+        return t2i_fail("--res must be 28, 32, 64 or 128 (0: the data's own), got %d", res), 2;
+    if (channels != 0 && channels != 1 && channels != 3)
+        return t2i_fail("--channels must be 1 or 3 (0: the data's own), got %d", channels), 2;
     t2i_set_threads(threads);
 
     gan_train_opts o = {0};

@@ -43,6 +43,13 @@ for f in --sample-every --ckpt-every --log-every; do
   grep -q -- "$f" "$tmp/err" || fail "$f 0 message: $(cat "$tmp/err")"
   [ ! -e "$tmp/z/checkpoint.safetensors" ] || fail "$f 0 wrote a checkpoint"
 done
+# so are other out-of-range flags (--steps -1 started a full 12000-step run), before the data loads
+for fv in "--steps -1" "--epochs -1" "--ema-start -1" "--seed -1" "--res 40" "--channels 2" "--z-dim 0" \
+          "--g-width 100000" "--depth 9"; do
+  "$T2I" gan train --data "$tmp/nowhere" $fv --out "$tmp/z" 2>"$tmp/err"
+  [ $? = 2 ] || fail "gan train $fv did not exit 2: $(cat "$tmp/err")"
+  grep -q -- "${fv% *}" "$tmp/err" || fail "$fv message: $(cat "$tmp/err")"
+done
 
 # resume: 2 steps + 2 more == 4 steps
 "$T2I" gan train --data fashion-mnist --steps 2 $small --out "$tmp/b" >/dev/null 2>&1 || fail "first half"
