@@ -344,26 +344,38 @@ static int write_ranked(const char *dir, const char *prefix, const char *caption
 }
 
 /* Captions of a prompts file: one per line; blank lines and lines starting with '#' are
- * skipped; surrounding whitespace is trimmed. */
+ * skipped; surrounding whitespace is trimmed. The whole file is checked before any work:
+ * a NUL byte or a line that is not UTF-8 is "FILE:LINE: problem". */
 static int read_prompts(const char *path, char ***out, int *n) {
     size_t len;
     char *text = t2i_read_file(path, &len, (size_t)64 << 20);
     if (!text) return -1;
-    int cap = 16, k = 0;
+    const char *nul = memchr(text, 0, len);
+    int cap = 16, k = 0, lineno = 0, rc = 0;
     char **v = t2i_malloc((size_t)cap * sizeof(char *));
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        while (isspace((unsigned char)*line)) line++;
-        size_t l = strlen(line);
-        while (l > 0 && isspace((unsigned char)line[l - 1])) line[--l] = 0;
-        if (l == 0 || line[0] == '#') continue;
-        if (k == cap) v = t2i_realloc(v, (size_t)(cap *= 2) * sizeof(char *));
-        v[k++] = t2i_strdup(line);
+    for (char *line = text, *next; line && line < text + len && rc == 0; line = next) {
+        next = memchr(line, '\n', (size_t)(text + len - line));
+        if (next) *next++ = 0;
+        lineno++;
+        size_t l = strlen(line), bad = t2i_utf8_invalid_at(line, l);
+        if (nul && nul >= line && nul <= line + l) {
+            rc = t2i_error_set("%s:%d: a NUL byte (not a text file?)", path, lineno);
+        } else if (bad < l) {
+            rc = t2i_error_set("%s:%d: not valid UTF-8 (byte %zu of the line)", path, lineno, bad);
+        } else {
+            while (isspace((unsigned char)*line)) line++, l--;
+            while (l > 0 && isspace((unsigned char)line[l - 1])) line[--l] = 0;
+            if (l == 0 || line[0] == '#') continue;
+            if (k == cap) v = t2i_realloc(v, (size_t)(cap *= 2) * sizeof(char *));
+            v[k++] = t2i_strdup(line);
+        }
     }
     free(text);
-    if (k == 0) {
+    if (rc == 0 && k == 0) rc = t2i_error_set("%s: no captions (one per line; '#' starts a comment)", path);
+    if (rc != 0) {
+        for (int i = 0; i < k; i++) free(v[i]);
         free(v);
-        return t2i_error_set("%s: no captions (one per line; '#' starts a comment)", path);
+        return -1;
     }
     *out = v, *n = k;
     return 0;
@@ -438,7 +450,7 @@ int generate_cmd(int argc, char **argv) {
     if (cmd.npos) return t2i_fail("generate: unexpected argument '%s'", cmd.pos[0]), 2;
     if (!out) return t2i_fail("generate: --out DIR is required"), 2;
     if (!prompt == !prompts) return t2i_fail("generate: give exactly one of --prompt and --prompts"), 2;
-    if (t2i_check_range_i("--candidates", candidates, 1, 1000000) || t2i_check_range_i("--top", top, 1, 2 * candidates) ||
+    if (t2i_check_range_i("--candidates", candidates, 1, 1000000) || t2i_check_range_i("--top", top, 1, 1000000) ||
         t2i_check_range_i("--batch", batch, 1, 4096) || t2i_check_range_i("--seed", seed, 0, 1L << 53))
         return 2; /* seeds up to 2^53 are exact in scores.json's JSON numbers */
     dalle_sample_opts so;
@@ -461,6 +473,10 @@ int generate_cmd(int argc, char **argv) {
     } else {
         return t2i_fail("generate: --generator must be dalle, gan, both or auto, not '%s'", generator), 2;
     }
+    if (top > candidates * (use_dalle + use_gan))
+        return t2i_fail("generate: --top %d is more than the %d candidates per caption (--candidates %d x %d "
+                        "generator%s)", top, candidates * (use_dalle + use_gan), candidates, use_dalle + use_gan,
+                        use_dalle + use_gan > 1 ? "s" : ""), 2;
     t2i_set_threads(threads);
 
     char **caps = NULL;
@@ -561,10 +577,7 @@ int generate_cmd(int argc, char **argv) {
         }
         have_sr = 1;
     }
-    if (top > candidates * nsrc) {
-        t2i_fail("generate: --top %d is more than the %d candidates per caption", top, candidates * nsrc);
-        goto done;
-    }
+    T2I_ASSERT(top <= candidates * nsrc); /* checked with the flags */
     const char *cp = default_model(clip_path, "clip", "--clip",
                                    "train one with `t2i clip train` or pass --clip FILE (OpenAI's ViT-B/32 works too)");
     if (!cp) {

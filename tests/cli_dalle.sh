@@ -186,6 +186,20 @@ EOF4
         fail "generate with an empty prompt succeeded"
     fi
     grep -q "prompt is empty" "$TMP/empty.err" || fail "empty-prompt message: $(cat "$TMP/empty.err")"
+    # a prompts file is checked whole before any caption is generated: FILE:LINE names the fault
+    printf 'a red dress\n\na \xc3\x28 bag\n' >"$TMP/p_utf8.txt"
+    printf 'a red dress\na bl\0ue bag\n' >"$TMP/p_nul.txt"
+    for pf in p_utf8.txt:3:not p_nul.txt:2:a; do
+        f=${pf%%:*} want=${pf#*:}
+        if "$T2I" generate --prompts "$TMP/$f" --generator gan --gan "$TG" --clip "$CL" --out "$TMP/gp" >/dev/null \
+            2>"$TMP/p.err"; then fail "generate --prompts $f succeeded"; fi
+        grep -q "^t2i: $TMP/$f:${want%%:*}: ${want#*:}" "$TMP/p.err" || fail "--prompts $f message: $(cat "$TMP/p.err")"
+        [ -e "$TMP/gp" ] && fail "--prompts $f: generated before the error"
+    done
+    # --top larger than the candidates: one error naming both, up front
+    if "$T2I" generate --prompt "a red dress" --generator gan --gan "$TG" --clip "$CL" --candidates 4 \
+        --out "$TMP/gt" >/dev/null 2>"$TMP/top.err"; then fail "--top 32 of 4 candidates succeeded"; fi
+    grep -q -- "--top 32 is more than the 4 candidates per caption" "$TMP/top.err" || fail "top: $(cat "$TMP/top.err")"
     # --dalle naming a VQ checkpoint: the error is about that file, not about a missing default VQ
     if "$T2I" generate --prompt "a red sneaker" --generator dalle --dalle "$TMP/vq/checkpoint.safetensors" --clip "$CL" \
         --out "$TMP/gw" >/dev/null 2>"$TMP/wrong.err"; then
