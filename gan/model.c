@@ -121,8 +121,20 @@ int gan_config_from_json(gan_config *c, const char *json) {
         if (cJSON_IsString(tv) && strlen(tv->valuestring) < sizeof c->text_vocab) strcpy(c->text_vocab, tv->valuestring);
         if (cJSON_IsArray(tp) && cJSON_GetArraySize(tp) <= 1024) {
             c->n_probe = cJSON_GetArraySize(tp);
-            for (int i = 0; i < c->n_probe; i++) c->text_probe[i] = (float)cJSON_GetArrayItem(tp, i)->valuedouble;
+            double norm = 0;
+            for (int i = 0; i < c->n_probe && !rc; i++) {
+                const cJSON *x = cJSON_GetArrayItem(tp, i);
+                if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) rc = t2i_error_set("text_probe[%d] is not a number", i);
+                else c->text_probe[i] = (float)x->valuedouble, norm += x->valuedouble * x->valuedouble;
+            }
+            if (!rc && c->n_probe && norm == 0) rc = t2i_error_set("text_probe is all zeros");
+        } else if (tp) {
+            rc = t2i_error_set("text_probe is not an array of at most 1024 numbers");
         }
+        /* the probe embedding is how a caption GAN knows its text encoder: a short one would
+         * switch that check off */
+        if (!rc && c->text_encoder[0] && c->cond_dim > 0 && c->n_probe != c->cond_dim)
+            rc = t2i_error_set("text_probe has %d values, the text condition %d", c->n_probe, c->cond_dim);
     }
     cJSON_Delete(o);
     if (!rc) rc = gan_config_check(c);

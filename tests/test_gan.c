@@ -193,6 +193,21 @@ static void test_config_json(void **state) {
     c.res = 48;
     assert_int_equal(gan_config_check(&c), -1);
     assert_non_null(strstr(t2i_error_msg(), "48"));
+    /* a caption GAN's probe embedding (how it recognises its text encoder) must be whole */
+    gan_config t;
+    gan_config_default(&t);
+    t.cond_dim = 4, t.n_probe = 4;
+    strcpy(t.text_encoder, "clip.safetensors");
+    for (int i = 0; i < 4; i++) t.text_probe[i] = 0.5f;
+    j = gan_config_to_json(&t);
+    assert_int_equal(gan_config_from_json(&d, j), 0);
+    assert_int_equal(d.n_probe, 4);
+    free(j);
+    t.n_probe = 2;
+    j = gan_config_to_json(&t);
+    assert_int_equal(gan_config_from_json(&d, j), -1);
+    assert_non_null(strstr(t2i_error_msg(), "text_probe has 2 values, the text condition 4"));
+    free(j);
 }
 
 int main(void) {
