@@ -224,8 +224,8 @@ int clip_cmd_train(int argc, char **argv) {
         if (clip_load_ckpt(&m, ckpt_path, 1, &sj) != 0) return t2i_fail_err(), free(ckpt_path), 1;
         have_model = 1;
         if (!sj || state_from_json(&st, &o, sj) != 0) {
+            t2i_fail("%s: %s", ckpt_path, sj ? t2i_error_msg() : "no training state in its metadata");
             free(sj);
-            t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
             goto out_model;
         }
         free(sj);

@@ -582,8 +582,8 @@ int sr_cmd_train(int argc, char **argv) {
         }
         have_model = 1;
         if (!sj || state_from_json(&st, &o, sj) != 0) {
+            t2i_fail("%s: %s", ckpt_path, sj ? t2i_error_msg() : "no training state in its metadata");
             free(sj);
-            t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
             goto out;
         }
         free(sj);

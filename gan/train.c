@@ -218,9 +218,9 @@ int gan_cmd_train(int argc, char **argv) {
         char *sj = NULL;
         if (gan_load(&m, ckpt_path, 1, &sj) != 0) return t2i_fail_err(), free(ckpt_path), 1;
         if (!sj || state_from_json(&st, &o, sj) != 0) {
-            free(sj);
             gan_model_free(&m);
-            t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
+            t2i_fail("%s: %s", ckpt_path, sj ? t2i_error_msg() : "no training state in its metadata");
+            free(sj);
             free(ckpt_path);
             return 1;
         }
