@@ -63,7 +63,8 @@ int gan_cmd_sample(int argc, char **argv) {
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (!ckpt) return t2i_fail("gan sample: --ckpt is required"), 2;
     if (t2i_check_range_i("--n", n, 1, 1000000) || t2i_check_range_i("--nrow", nrow, 1, 1024) ||
-        t2i_check_range_i("--first", first, 0, 1L << 40))
+        t2i_check_range_i("--first", first, 0, 1L << 40) || t2i_check_range_i("--class", cls, -1, 1000000) ||
+        t2i_check_range_i("--seed", seed, 0, 1L << 53))
         return 2;
     t2i_set_threads(threads);
     gan_model m;
