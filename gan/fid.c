@@ -196,7 +196,7 @@ int eval_cmd_fid(int argc, char **argv) {
     int n = 10000, json = 0, threads = 0, subsets = 10, subset_size = 1000;
     long seed = 1;
     t2i_flag flags[] = {
-        {"--fake", T2I_STR, &fake, "folder of generated images (PNG/JPEG, brought to 1x28x28)"},
+        {"--fake", T2I_STR, &fake, "folder of generated images (PNG/JPEG, brought to 1x28x28; grid.png skipped)"},
         {"--gan", T2I_STR, &gan, "or: a GAN checkpoint to sample --n images from (EMA weights)"},
         {"--n", T2I_INT, &n, "images per set (at most the folder's / the real set's size)"},
         {"--real", T2I_STR, &real, "reference images: fashion-mnist[:test|:train] or a folder"},

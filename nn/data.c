@@ -8,9 +8,11 @@
  *     "PATH: truncated ...".
  *   - Fashion-MNIST: $T2I_FASHION_MNIST_DIR or /usr/share/datasets/fashion-mnist, files
  *     {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz (or the same names without .gz).
- *   - Image folders are walked recursively; names starting with '.' are skipped; image
- *     files are recognised by extension (.png .jpg .jpeg .bmp .gif .tga .ppm .pgm, any
- *     case); paths are sorted bytewise so the item order never depends on the file system.
+ *   - Image folders are walked recursively; names starting with '.' are skipped, and so
+ *     is grid.png (the overview every t2i sampling command writes beside its images, which
+ *     would otherwise count as one more sample); image files are recognised by extension
+ *     (.png .jpg .jpeg .bmp .gif .tga .ppm .pgm, any case); paths are sorted bytewise so
+ *     the item order never depends on the file system.
  *     Every file's header is checked with t2i_image_info when the folder is opened.
  *   - Class folders: every sub-folder is a class, even an empty one (so that a partial
  *     export keeps the label numbering); at least one image overall is required.
@@ -97,6 +99,7 @@ static char *path_join(const char *dir, const char *name) {
 
 static int is_image_name(const char *name) {
     static const char *const exts[] = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm"};
+    if (strcmp(name, "grid.png") == 0) return 0; /* the overview t2i writes beside its samples */
     const char *dot = strrchr(name, '.');
     if (!dot || dot == name) return 0;
     for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)

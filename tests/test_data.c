@@ -535,6 +535,7 @@ static void test_image_folder(void **state) {
     save_stripes(p = t2i_asprintf("%s/sub/deeper/c.png", dir), 20, 80, 3, 10, 150, 240, 1), free(p);
     write_text(p = t2i_asprintf("%s/notes.txt", dir), "not an image"), free(p);
     write_text(p = t2i_asprintf("%s/.hidden.png", dir), "ignored"), free(p);
+    save_solid(p = t2i_asprintf("%s/sub/grid.png", dir), 16, 16, 1, grey), free(p); /* a samples overview */
 
     t2i_dataset ds;
     if (t2i_dataset_image_folder(&ds, dir, 3, 8, 8) != 0) fail_msg("%s", t2i_error_msg());
