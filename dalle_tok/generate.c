@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "base.h"
@@ -322,6 +323,14 @@ static int write_ranked(const char *dir, const char *prefix, const char *caption
                 cJSON_AddItemToArray(all, e);
             }
         }
+    }
+    /* a run with fewer results into the same folder: remove the earlier run's surplus
+     * ranks, which would otherwise read as this run's (and count in eval fid) */
+    for (int i = r->n; !rc; i++) {
+        char *p = t2i_asprintf("%s/rank_%03d.png", dir, i);
+        int gone = unlink(p) != 0;
+        free(p);
+        if (gone) break;
     }
     if (!rc && r->n > 0) {
         char *gp = t2i_asprintf("%s/grid.png", dir);

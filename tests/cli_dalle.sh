@@ -196,6 +196,12 @@ EOF4
         grep -q "^t2i: $TMP/$f:${want%%:*}: ${want#*:}" "$TMP/p.err" || fail "--prompts $f message: $(cat "$TMP/p.err")"
         [ -e "$TMP/gp" ] && fail "--prompts $f: generated before the error"
     done
+    # a smaller --top into the same folder leaves no rank of the earlier run behind
+    "$T2I" generate --prompt "a red dress" --generator gan --gan "$TG" --clip "$CL" --candidates 4 --top 3 \
+        --out "$TMP/gs" >/dev/null 2>&1 || fail "generate --top 3 failed"
+    "$T2I" generate --prompt "a red dress" --generator gan --gan "$TG" --clip "$CL" --candidates 4 --top 1 \
+        --out "$TMP/gs" >/dev/null 2>&1 || fail "generate --top 1 failed"
+    [ "$(ls "$TMP/gs/a_red_dress" | grep -c '^rank_')" = 1 ] || fail "stale ranks: $(ls "$TMP/gs/a_red_dress")"
     # --top larger than the candidates: one error naming both, up front
     if "$T2I" generate --prompt "a red dress" --generator gan --gan "$TG" --clip "$CL" --candidates 4 \
         --out "$TMP/gt" >/dev/null 2>"$TMP/top.err"; then fail "--top 32 of 4 candidates succeeded"; fi
