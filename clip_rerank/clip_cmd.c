@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include "args.h"
@@ -234,6 +233,7 @@ static int cmd_embed(int argc, char **argv) {
     if (cmd.npos) return t2i_fail("clip embed: unexpected argument '%s' (images go after --images)", cmd.pos[0]), 2;
     if (!out) return t2i_fail("clip embed: --out is required"), 2;
     if (images.n == 0 && texts.n == 0) return t2i_fail("clip embed: nothing to embed (give --images and/or --texts)"), 2;
+    if (t2i_check_output_file("--out", out, NULL) != 0) return 2;
     if (need_ckpt(ckpt)) return 2;
     t2i_set_threads(threads);
     clip_model *m = open_model(ckpt, vocab);
@@ -649,9 +649,7 @@ static int cmd_rerank(int argc, char **argv) {
     if (t2i_check_range_i("--top", top, 1, 1 << 20) || t2i_check_range_i("--grid-cell", cell, 0, 4096)) return 2;
     if (need_ckpt(ckpt)) return 2;
     if (check_texts("--prompt", &prompt, 1, 0) != 0) return t2i_fail_err();
-    size_t gl = grid ? strlen(grid) : 0;
-    if (grid && (gl < 5 || strcasecmp(grid + gl - 4, ".png") != 0))
-        return t2i_fail("--grid: '%s' must end in .png (the grid is written as PNG)", grid), 2;
+    if (grid && t2i_check_output_file("--grid", grid, ".png") != 0) return 2;
     t2i_set_threads(threads);
     char **files = NULL;
     int n = expand_images(cmd.pos, cmd.npos, &files);

@@ -483,6 +483,7 @@ static int cmd_encode(int argc, char **argv) {
     if (cmd.npos) return t2i_fail("vq encode: unexpected argument '%s'", cmd.pos[0]), 2;
     if (!ckpt) return t2i_fail("vq encode: --ckpt is required"), 2;
     if (!out) return t2i_fail("vq encode: --out is required"), 2;
+    if (t2i_check_output_file("--out", out, NULL) != 0) return 2;
     if (t2i_check_range_i("--batch", batch, 1, 65536) || t2i_check_range_i("--limit", limit, 0, 1L << 30)) return 2;
     t2i_set_threads(threads);
 

@@ -462,7 +462,9 @@ int sr_cmd_upscale(int argc, char **argv) {
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (!ckpt) return t2i_fail("sr upscale: --ckpt is required"), 2;
     if (cmd.npos != 2) return t2i_fail("sr upscale: expected IN and OUT, got %d arguments", cmd.npos), 2;
-    if (t2i_check_range_i("--tile", tile, 0, 4096) || t2i_check_range_i("--overlap", overlap, -1, 256)) return 2;
+    if (t2i_check_range_i("--tile", tile, 0, 4096) || t2i_check_range_i("--overlap", overlap, -1, 256) ||
+        t2i_check_output_file("OUT", cmd.pos[1], ".png") != 0)
+        return 2;
     t2i_set_threads(threads);
     sr_model m;
     if (sr_load(&m, ckpt, 0, NULL) != 0) return t2i_fail_err();

@@ -130,6 +130,11 @@ expect_error "narrow interp" "needs --width >= 6" "$T2I" sr train --data "$TMP/p
 expect_error "crop too large" "no training images of at least 512x512" \
     "$T2I" sr train --data "$TMP/photos" --scale 2 --crop 512 --out "$TMP/runC"
 "$T2I" sr upscale >/dev/null 2>&1 && fail "upscale without arguments: exit 0"
+# the output is checked before the model runs: PNG name, existing folder, not a folder
+for o in "$TMP/up.jpg:must end in .png" "$TMP/nope/up.png:does not exist" "$TMP:not a regular file"; do
+    expect_error "upscale to ${o%%:*}" "${o#*:}" "$T2I" sr upscale --ckpt "$TMP/runA/checkpoint.safetensors" \
+        "$IMG/rs_src_rgb64.png" "${o%%:*}"
+done
 
 if [ $fails -eq 0 ]; then echo "cli_sr: all checks passed"; else echo "cli_sr: $fails check(s) failed"; fi
 [ $fails -eq 0 ]

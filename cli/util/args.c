@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base.h"
 
@@ -179,6 +180,25 @@ int t2i_flag_given(const t2i_cmd *cmd, const char *name) {
     for (int k = 0; k < cmd->nflags && k < 64; k++)
         if (strcmp(cmd->flags[k].name, name) == 0) return (cmd->seen >> k) & 1;
     return 0;
+}
+
+int t2i_check_output_file(const char *what, const char *path, const char *ext) {
+    size_t n = strlen(path), e = ext ? strlen(ext) : 0;
+    if (ext && (n <= e || strcasecmp(path + n - e, ext) != 0)) {
+        t2i_fail("%s: '%s' must end in %s (the format written)", what, path, ext);
+        return -1;
+    }
+    char *dir = t2i_strdup(path), *slash = strrchr(dir, '/');
+    if (slash) slash == dir ? (void)(slash[1] = 0) : (void)(*slash = 0);
+    int ok = !slash || t2i_is_dir(dir);
+    if (!ok) t2i_fail("%s: the folder %s of '%s' does not exist", what, dir, path);
+    free(dir);
+    if (!ok) return -1;
+    char *target = NULL, *tmp = t2i_atomic_tmp(path, &target);
+    int rc = tmp ? 0 : -1;
+    if (rc) t2i_fail("%s: %s", what, t2i_error_msg());
+    free(target), free(tmp);
+    return rc;
 }
 
 int t2i_check_range_i(const char *name, long v, long lo, long hi) {

@@ -66,6 +66,9 @@ int t2i_fail_err(void);
 /* Validation helpers: return 0 when fine, else print "t2i: --name must be ..." and return -1. */
 int t2i_check_range_i(const char *name, long v, long lo, long hi);
 int t2i_check_range_f(const char *name, double v, double lo, double hi);
+/* An output file named by `what` (a flag, or "OUT"), checked before the work that makes it:
+ * its folder exists, it is not a folder or device, and with ext (".png") it ends so. */
+int t2i_check_output_file(const char *what, const char *path, const char *ext);
 
 /* Subcommand dispatch: finds argv[1] among names and calls it with argc-1, argv+1. */
 typedef struct {
