@@ -131,7 +131,8 @@ expect_error "crop too large" "no training images of at least 512x512" \
     "$T2I" sr train --data "$TMP/photos" --scale 2 --crop 512 --out "$TMP/runC"
 "$T2I" sr upscale >/dev/null 2>&1 && fail "upscale without arguments: exit 0"
 # the output is checked before the model runs: PNG name, existing folder, not a folder
-for o in "$TMP/up.jpg:must end in .png" "$TMP/nope/up.png:does not exist" "$TMP:not a regular file"; do
+mkdir -p "$TMP/folder.png"
+for o in "$TMP/up.jpg:must end in .png" "$TMP/nope/up.png:does not exist" "$TMP/folder.png:not a regular file"; do
     expect_error "upscale to ${o%%:*}" "${o#*:}" "$T2I" sr upscale --ckpt "$TMP/runA/checkpoint.safetensors" \
         "$IMG/rs_src_rgb64.png" "${o%%:*}"
 done
