@@ -323,8 +323,10 @@ int dalle_cmd_train(int argc, char **argv) {
             goto done;
         }
         free(sj);
-        if (codes_path && strcmp(codes_path, o.codes) != 0)
+        char *given = codes_path ? realpath(codes_path, NULL) : NULL;
+        if (codes_path && strcmp(given ? given : codes_path, o.codes) != 0)
             fprintf(stderr, "t2i: warning: --codes ignored with --resume; the run uses %s\n", o.codes);
+        free(given);
     } else {
         if (t2i_path_exists(ckpt_path)) {
             t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", out, ckpt_path);
@@ -345,12 +347,17 @@ int dalle_cmd_train(int argc, char **argv) {
             rc = 2;
             goto done;
         }
-        if (strlen(codes_path) >= sizeof o.codes) {
+        /* recorded absolute, so that --resume works from any working folder */
+        char *abs = realpath(codes_path, NULL);
+        const char *keep = abs ? abs : codes_path; /* missing: the load below says so */
+        if (strlen(keep) >= sizeof o.codes) {
             t2i_fail("--codes: path too long");
+            free(abs);
             rc = 2;
             goto done;
         }
-        strcpy(o.codes, codes_path);
+        strcpy(o.codes, keep);
+        free(abs);
         o.lr = lr, o.min_lr = min_lr, o.beta1 = beta1, o.beta2 = beta2, o.wd = wd, o.clip = clip;
         o.text_weight = text_weight, o.cond_drop = cond_drop, o.warmup = warmup, o.batch = batch;
         o.seed = (uint64_t)seed;
@@ -358,7 +365,8 @@ int dalle_cmd_train(int argc, char **argv) {
 
     /* data */
     if (dalle_codes_load(&cd, o.codes) != 0 || load_captions(&cd, o.codes, &ds, &caps) != 0) {
-        t2i_fail_err();
+        if (resume) t2i_fail("%s (the codes file the checkpoint names)", t2i_error_msg());
+        else t2i_fail_err();
         goto done;
     }
     if (cd.vq && !t2i_path_exists(cd.vq)) {
