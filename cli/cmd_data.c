@@ -31,12 +31,13 @@
 #define WRITE_THREADS 8
 
 /* Validates the common flags. Returns 0 or an exit code. */
+/* Usage errors (exit 2) in the flags both exports share. */
 static int check_common(const t2i_cmd *cmd, const char *split, const char *out, int limit) {
-    if (cmd->npos > 0) return t2i_fail("%s: unexpected argument '%s' (see --help)", cmd->name, cmd->pos[0]);
+    if (cmd->npos > 0) return t2i_fail("%s: unexpected argument '%s' (see --help)", cmd->name, cmd->pos[0]), 2;
     if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)
-        return t2i_fail("%s: --split must be train or test, got '%s'", cmd->name, split);
-    if (!out || !*out) return t2i_fail("%s: --out DIR is required", cmd->name);
-    if (limit < 0) return t2i_fail("%s: --limit must be >= 0, got %d", cmd->name, limit);
+        return t2i_fail("%s: --split must be train or test, got '%s'", cmd->name, split), 2;
+    if (!out || !*out) return t2i_fail("%s: --out DIR is required", cmd->name), 2;
+    if (limit < 0) return t2i_fail("%s: --limit must be >= 0, got %d", cmd->name, limit), 2;
     return 0;
 }
 
@@ -136,7 +137,7 @@ static int data_fashion_captions(int argc, char **argv) {
         return fflush(stdout) == 0 ? 0 : t2i_fail("%s: cannot write the captions", cmd.name);
     }
     int rc = prc == T2I_PARSE_OK ? check_common(&cmd, split, out, limit) : (prc == T2I_PARSE_HELP ? 0 : 2);
-    if (rc == 0 && prc == T2I_PARSE_OK && seed < 0) rc = t2i_fail("%s: --seed must be >= 0", cmd.name);
+    if (rc == 0 && prc == T2I_PARSE_OK && seed < 0) rc = (t2i_fail("%s: --seed must be >= 0", cmd.name), 2);
     free(cmd.pos);
     if (rc != 0 || prc != T2I_PARSE_OK) return rc;
 
