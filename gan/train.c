@@ -279,6 +279,11 @@ int gan_cmd_train(int argc, char **argv) {
         }
         if (strcmp(arch, "dcgan") == 0) {
             cfg.res = ds.H;
+            if (!res && ds.H != 28 && ds.H != 32 && ds.H != 64 && ds.H != 128) {
+                t2i_fail("%s: its first image is %dx%d, not a size the GAN has; pass --res 28, 32, 64 or 128 to "
+                         "resize them", ds.source, ds.W, ds.H);
+                goto out_ds;
+            }
             cfg.channels = ds.C;
             cfg.z_dim = z_dim, cfg.g_width = g_width, cfg.d_width = d_width, cfg.depth = depth;
             cfg.d_sn = sn;
