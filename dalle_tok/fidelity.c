@@ -141,6 +141,15 @@ static int read_scores(judged *j, int *cap, const char *dir, const char *path, i
             rc = t2i_error_set("%s: entry %d lacks a \"file\" or \"caption\" string", path, idx);
             break;
         }
+        if (r && !(cJSON_IsNumber(r) && r->valuedouble >= 0 && r->valuedouble == floor(r->valuedouble))) {
+            rc = t2i_error_set("%s: entry %d: \"rank\" is not a non-negative integer", path, idx);
+            break;
+        }
+        size_t cl = strlen(c->valuestring);
+        if (t2i_utf8_invalid_at(c->valuestring, cl) < cl) {
+            rc = t2i_error_set("%s: entry %d: the caption is not valid UTF-8", path, idx);
+            break;
+        }
         idx++;
         if (top > 0 && cJSON_IsNumber(r) && r->valuedouble >= top) continue;
         int colour, cls;

@@ -233,6 +233,15 @@ EOF4
         run fid1 "$T2I" eval fidelity "$TMP/g" --threads 1 --top 1 --json --classifier "$CLS"
         grep -q '"all":{"n":2' "$TMP/fid1.out" || fail "fidelity --top 1: $(cat "$TMP/fid1.out")"
         run fids "$T2I" eval fidelity "$TMP/s" --threads 1 --classifier "$CLS"
+        # a damaged scores.json entry: an error naming file and entry, not a guess
+        mkdir -p "$TMP/gbad" && cp "$TMP/g/a_red_sneaker/rank_000.png" "$TMP/gbad/r.png" 2>/dev/null ||
+            cp "$(ls "$TMP"/g/*/rank_000.png | head -1)" "$TMP/gbad/r.png"
+        printf '[{"file":"r.png","caption":"a red sneaker","rank":"zero"}]' >"$TMP/gbad/scores.json"
+        if "$T2I" eval fidelity "$TMP/gbad" --threads 1 --classifier "$CLS" >/dev/null 2>"$TMP/gbad.err"; then
+            fail "fidelity accepted a string rank"
+        fi
+        grep -q "gbad/scores.json: entry 0: \"rank\" is not a non-negative integer" "$TMP/gbad.err" ||
+            fail "string rank message: $(cat "$TMP/gbad.err")"
         # the judge on real FC32 images: every colour right, classes as the classifier
         run fidreal "$T2I" eval fidelity fashion-captions:test --limit 300 --json --threads 1 --classifier "$CLS"
         /usr/bin/python3 - "$TMP/fidreal.out" <<'EOF2' || fail "judge on real images: $(cat "$TMP/fidreal.out")"
