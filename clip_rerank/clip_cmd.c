@@ -95,17 +95,17 @@ static char *fill_template(const char *tmpl, const char *name) {
     return out;
 }
 
-/* Texts given on the command line (flag names them in messages): each valid UTF-8,
- * not blank, and, with distinct, not given twice (two equal labels split one
- * probability). -1 with the error set. */
+/* Texts given on the command line (flag names them in messages): each valid UTF-8
+ * without control characters, not blank, and, with distinct, not given twice (two equal
+ * labels split one probability). -1 with the error set. */
 static int check_texts(const char *flag, const char *const *v, int n, int distinct) {
     for (int i = 0; i < n; i++) {
         char who[64];
         snprintf(who, sizeof who, n > 1 ? "%s item %d" : "%s", flag, i + 1);
-        size_t len = strlen(v[i]), bad = t2i_utf8_invalid_at(v[i], len), sp = 0;
-        if (bad < len) return t2i_error_set("%s: not valid UTF-8 (byte %zu)", who, bad);
-        while (sp < len && isspace((unsigned char)v[i][sp])) sp++;
-        if (sp == len) return t2i_error_set("%s: empty text", who);
+        size_t at;
+        const char *why = t2i_text_problem(v[i], &at);
+        if (why && strcmp(why, "empty") == 0) return t2i_error_set("%s: empty text", who);
+        if (why) return t2i_error_set("%s: %s (byte %zu)", who, why, at);
         for (int k = 0; distinct && k < i; k++)
             if (strcmp(v[k], v[i]) == 0) return t2i_error_set("%s: '%s' is given twice", flag, v[i]);
     }

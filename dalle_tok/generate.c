@@ -366,11 +366,12 @@ static int read_prompts(const char *path, char ***out, int *n) {
         next = memchr(line, '\n', (size_t)(text + len - line));
         if (next) *next++ = 0;
         lineno++;
-        size_t l = strlen(line), bad = t2i_utf8_invalid_at(line, l);
+        size_t l = strlen(line), at;
+        const char *why = t2i_text_problem(line, &at);
         if (nul && nul >= line && nul <= line + l) {
             rc = t2i_error_set("%s:%d: a NUL byte (not a text file?)", path, lineno);
-        } else if (bad < l) {
-            rc = t2i_error_set("%s:%d: not valid UTF-8 (byte %zu of the line)", path, lineno, bad);
+        } else if (why && strcmp(why, "empty") != 0) {
+            rc = t2i_error_set("%s:%d: %s (byte %zu of the line)", path, lineno, why, at);
         } else {
             while (isspace((unsigned char)*line)) line++, l--;
             while (l > 0 && isspace((unsigned char)line[l - 1])) line[--l] = 0;
@@ -490,8 +491,10 @@ int generate_cmd(int argc, char **argv) {
 
     char **caps = NULL;
     int ncap = 0;
-    if (prompt && strspn(prompt, " \t\r\n") == strlen(prompt))
-        return t2i_fail("generate: the prompt is empty"), 2;
+    size_t at;
+    const char *why = prompt ? t2i_text_problem(prompt, &at) : NULL;
+    if (why && strcmp(why, "empty") == 0) return t2i_fail("generate: the prompt is empty"), 2;
+    if (why) return t2i_fail("generate: --prompt: %s (byte %zu)", why, at), 2;
     if (prompts) {
         if (read_prompts(prompts, &caps, &ncap) != 0) return t2i_fail_err();
     } else {

@@ -302,6 +302,22 @@ size_t t2i_utf8_invalid_at(const void *text, size_t len) {
     return len;
 }
 
+const char *t2i_text_problem(const char *s, size_t *at) {
+    size_t n = strlen(s), bad = t2i_utf8_invalid_at(s, n), blank = 1;
+    *at = bad;
+    if (bad < n) return "not valid UTF-8";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+            *at = i;
+            return "a control character";
+        }
+        blank &= c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    }
+    *at = 0;
+    return blank ? "empty" : NULL;
+}
+
 size_t t2i_first_nonfinite(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i])) return i;

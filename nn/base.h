@@ -96,6 +96,9 @@ int t2i_commit_file(const char *tmp, const char *path);
 /* Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points
  * above U+10FFFF included), or len when the text is valid. */
 size_t t2i_utf8_invalid_at(const void *text, size_t len);
+/* What is wrong with a caption or prompt, or NULL: "not valid UTF-8" or "a control character"
+ * (C0 other than tab/newline/return, DEL) at byte *at, or "empty" (blank). */
+const char *t2i_text_problem(const char *s, size_t *at);
 /* Index of the first NaN or infinity in x, or n. */
 size_t t2i_first_nonfinite(const float *x, size_t n);
 /* A path recorded in a checkpoint or given by the user: as given when it exists or is
