@@ -169,6 +169,8 @@ expect_error 1 "invalid UTF-8 prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V
 expect_error 2 "one label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels a
 expect_error 1 "empty label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels "  " b
 grep -q -- '--labels item 1: empty text' "$TMP/err" || fail "empty label: $(cat "$TMP/err")"
+expect_error 1 "control character in a label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels $'a\x01' b
+grep -q -- '--labels item 1: a control character (byte 1)' "$TMP/err" || fail "control character: $(cat "$TMP/err")"
 expect_error 1 "duplicate label" "$T2I" clip classify "$A" --ckpt "$W" --vocab "$V" --labels a b a
 grep -q "'a' is given twice" "$TMP/err" || fail "duplicate label: $(cat "$TMP/err")"
 printf 'a photo of {}\na photo\n' >"$TMP/tnobrace.txt"
