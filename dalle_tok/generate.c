@@ -497,6 +497,10 @@ int generate_cmd(int argc, char **argv) {
     if (why) return t2i_fail("generate: --prompt: %s (byte %zu)", why, at), 2;
     if (prompts) {
         if (read_prompts(prompts, &caps, &ncap) != 0) return t2i_fail_err();
+        if ((double)ncap * candidates * (use_dalle + use_gan) > 1e6) /* over an hour on 2 cores */
+            fprintf(stderr, "t2i: note: %d captions x %d candidates x %d generator%s: a long run (Ctrl-C stops it; "
+                            "captions already done stay written)\n", ncap, candidates, use_dalle + use_gan,
+                    use_dalle + use_gan > 1 ? "s" : "");
     } else {
         caps = t2i_malloc(sizeof(char *));
         caps[0] = t2i_strdup(prompt);
