@@ -390,6 +390,14 @@ static int check_all_used(const clip_model *m, const st_file *f, int layout) {
 /* NaN or infinite weights give NaN embeddings and scores that look like results (t2i files
  * are checked so as they load, nn_ckpt_load_parts); and a logit scale whose exp overflows
  * turns every probability into NaN. */
+static int check_logit_scale(const clip_model *m, const char *path) {
+    float ls = m->ps.data[m->ps.p[m->logit_scale].offset];
+    if (!isfinite(expf(ls)))
+        return t2i_error_set("%s: logit_scale %g is too large (exp overflows; OpenAI's models stay at ln 100 = 4.6)",
+                             path, (double)ls);
+    return 0;
+}
+
 static int check_finite(const clip_model *m, const char *path) {
     for (int i = 0; i < m->ps.n; i++) {
         const nn_param *p = &m->ps.p[i];
@@ -399,11 +407,7 @@ static int check_finite(const clip_model *m, const char *path) {
             return t2i_error_set("%s: tensor '%s' holds %s at element %zu", path, p->name,
                                  isnan(x[k]) ? "NaN" : "an infinity", k);
     }
-    float ls = m->ps.data[m->ps.p[m->logit_scale].offset];
-    if (!isfinite(expf(ls)))
-        return t2i_error_set("%s: logit_scale %g is too large (exp overflows; OpenAI's models stay at ln 100 = 4.6)",
-                             path, (double)ls);
-    return 0;
+    return check_logit_scale(m, path);
 }
 
 /* ------------------------------------------------------------ t2i files ---- */
@@ -426,7 +430,8 @@ static int load_t2i(clip_model *m, const st_file *f, const char *path, int with_
     if (clip_config_from_json(&cfg, cj) != 0 || clip_config_check(&cfg) != 0) return t2i_error_prefix("%s", path);
     clip_model_build(m, &cfg);
     nn_ckpt_part part = {&m->ps, "", with_optimizer, 0};
-    if (nn_ckpt_load_parts(f, &part, 1) != 0 || nn_ckpt_check_unused(f, &part, 1) != 0 || check_finite(m, path) != 0) {
+    if (nn_ckpt_load_parts(f, &part, 1) != 0 || nn_ckpt_check_unused(f, &part, 1) != 0 ||
+        check_logit_scale(m, path) != 0) { /* values already checked finite as they loaded */
         clip_model_free(m);
         return -1;
     }
