@@ -252,9 +252,11 @@ int dalle_encode_text(dalle_model *m, const char *caption, int32_t *out, int *n_
 int dalle_encode_text_warn(dalle_model *m, const char *caption, int32_t *out) {
     int n = 0;
     int rc = dalle_encode_text(m, caption, out, &n);
-    if (rc == 1)
-        fprintf(stderr, "t2i: warning: the caption \"%.60s%s\" has %d tokens; only the first %d are used\n", caption,
-                strlen(caption) > 60 ? "..." : "", n, m->cfg.text_len - 1);
+    if (rc == 1) {
+        char shown[128];
+        fprintf(stderr, "t2i: warning: the caption \"%s\" has %d tokens; only the first %d are used\n",
+                t2i_text_show(caption, 60, shown, sizeof shown), n, m->cfg.text_len - 1);
+    }
     return rc;
 }
 

@@ -459,7 +459,9 @@ int dalle_cmd_train(int argc, char **argv) {
             int nt = 0;
             int r = dalle_encode_text(&m, caps[i], d.text + (size_t)i * TL, &nt);
             if (r < 0) {
-                t2i_fail("%s: caption of item %d (\"%s\"): %s", cd.source, cd.index[i], caps[i], t2i_error_msg());
+                char shown[160];
+                t2i_fail("%s: caption of item %d (\"%s\"): %s", cd.source, cd.index[i],
+                         t2i_text_show(caps[i], 80, shown, sizeof shown), t2i_error_msg());
                 goto done;
             }
             truncated += r;

@@ -318,6 +318,28 @@ const char *t2i_text_problem(const char *s, size_t *at) {
     return blank ? "empty" : NULL;
 }
 
+char *t2i_text_show(const char *s, size_t max, char *out, size_t cap) {
+    size_t n = strlen(s), o = 0, i = 0;
+    for (; i < n && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        int ok = k <= n - i && t2i_utf8_invalid_at(s + i, k) == k;
+        if (ok && i + k > max) break; /* a character the cut would split */
+        if (ok && (c >= 0x80 || (c >= 0x20 && c != 0x7f))) {
+            if (o + k + 4 > cap) break;
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k - 1;
+        } else {
+            if (o + 4 + 4 > cap) break;
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+        }
+    }
+    if (i < n) memcpy(out + o, "...", 3), o += 3;
+    out[o] = 0;
+    return out;
+}
+
 size_t t2i_first_nonfinite(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i])) return i;

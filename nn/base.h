@@ -99,6 +99,10 @@ size_t t2i_utf8_invalid_at(const void *text, size_t len);
 /* What is wrong with a caption or prompt, or NULL: "not valid UTF-8" or "a control character"
  * (C0 other than tab/newline/return, DEL) at byte *at, or "empty" (blank). */
 const char *t2i_text_problem(const char *s, size_t *at);
+/* s for a one-line message, in out (size cap >= 16): at most max bytes of it, control
+ * characters (tab and newline included) and bytes that are not UTF-8 as \xNN, a cut marked
+ * "...". Returns out. */
+char *t2i_text_show(const char *s, size_t max, char *out, size_t cap);
 /* Index of the first NaN or infinity in x, or n. */
 size_t t2i_first_nonfinite(const float *x, size_t n);
 /* A path recorded in a checkpoint or given by the user: as given when it exists or is

@@ -58,6 +58,18 @@ elif [ $rc -ne 0 ]; then
 fi
 cmp -s "$TMP/d1/checkpoint.safetensors" "$TMP/d4/checkpoint.safetensors" ||
     fail "interrupted + resumed run differs from the uninterrupted one"
+# a dataset caption with a control character stops training with a one-line error naming
+# the item and showing the character escaped
+run badcap_data "$T2I" data fashion-captions --out "$TMP/badcap" --limit 8
+sed -i '4s/"text":"[^"]*"/"text":"a red\\u0001 shirt"/' "$TMP/badcap/metadata.jsonl"
+run badcap_encode "$T2I" vq encode --ckpt "$TMP/vq/checkpoint.safetensors" --data "$TMP/badcap" --threads 1 \
+    --out "$TMP/badcap.safetensors"
+if "$T2I" "${TR[@]}" --codes "$TMP/badcap.safetensors" --steps 1 --out "$TMP/dbad" >/dev/null 2>"$TMP/badcap.err"; then
+    fail "training on a caption with a control character succeeded"
+fi
+grep -qF 'caption of item 3 ("a red\x01 shirt"): the caption holds a control character at byte 5' "$TMP/badcap.err" ||
+    fail "control-character caption: $(cat "$TMP/badcap.err")"
+[ "$(wc -l <"$TMP/badcap.err")" -eq 1 ] || fail "control-character caption: not one line: $(cat "$TMP/badcap.err")"
 CK="$TMP/d1/checkpoint.safetensors"
 
 # ---- sampling

@@ -1035,8 +1035,34 @@ static void test_loader_augment(void **state) {
     t2i_dataset_free(&ds);
 }
 
+/* Caption checks and the one-line form of a caption in messages. */
+static void test_text_problem_and_show(void **state) {
+    (void)state;
+    size_t at = 99;
+    assert_null(t2i_text_problem("a red shirt\twith\r\nlines", &at));
+    assert_string_equal(t2i_text_problem("a red\x01 shirt", &at), "a control character");
+    assert_int_equal(at, 5);
+    assert_string_equal(t2i_text_problem("caf\xc3", &at), "not valid UTF-8");
+    assert_int_equal(at, 3);
+    assert_string_equal(t2i_text_problem(" \t\n", &at), "empty");
+    assert_string_equal(t2i_text_problem("\x7f", &at), "a control character");
+    char out[64];
+    assert_string_equal(t2i_text_show("a red\x01 shirt\n", 80, out, sizeof out), "a red\\x01 shirt\\x0a");
+    /* valid multi-byte characters are kept, a stray byte is escaped */
+    assert_string_equal(t2i_text_show("caf\xc3\xa9 \xff!", 80, out, sizeof out), "caf\xc3\xa9 \\xff!");
+    /* a cut keeps whole characters and says so */
+    assert_string_equal(t2i_text_show("abcdef", 4, out, sizeof out), "abcd...");
+    assert_string_equal(t2i_text_show("ab\xe2\x82\xac", 4, out, sizeof out), "ab...");
+    assert_string_equal(t2i_text_show("abcd", 4, out, sizeof out), "abcd");
+    /* the buffer bounds the result even when every byte is escaped */
+    char small[16];
+    assert_string_equal(t2i_text_show("\x01\x02\x03\x04", 80, small, sizeof small), "\\x01\\x02\\x03...");
+    assert_true(strlen(small) < sizeof small);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_text_problem_and_show),
         cmocka_unit_test(test_idx_raw_and_gz), cmocka_unit_test(test_fashion_mnist),
         cmocka_unit_test(test_fc32_reference), cmocka_unit_test(test_fc32_splits),
         cmocka_unit_test(test_fc32_captions),  cmocka_unit_test(test_image_folder),
