@@ -30,8 +30,7 @@
  * computes, so it runs more threads than cores. */
 #define WRITE_THREADS 8
 
-/* Validates the common flags. Returns 0 or an exit code. */
-/* Usage errors (exit 2) in the flags both exports share. */
+/* Usage errors (exit 2) in the flags both exports share: 0 or the exit code. */
 static int check_common(const t2i_cmd *cmd, const char *split, const char *out, int limit) {
     if (cmd->npos > 0) return t2i_fail("%s: unexpected argument '%s' (see --help)", cmd->name, cmd->pos[0]), 2;
     if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)

@@ -387,9 +387,7 @@ static int check_all_used(const clip_model *m, const st_file *f, int layout) {
     return rc;
 }
 
-/* NaN or infinite weights give NaN embeddings and scores that look like results (t2i files
- * are checked so as they load, nn_ckpt_load_parts); and a logit scale whose exp overflows
- * turns every probability into NaN. */
+/* A logit scale whose exp overflows turns every probability into NaN. */
 static int check_logit_scale(const clip_model *m, const char *path) {
     float ls = m->ps.data[m->ps.p[m->logit_scale].offset];
     if (!isfinite(expf(ls)))
@@ -398,6 +396,9 @@ static int check_logit_scale(const clip_model *m, const char *path) {
     return 0;
 }
 
+/* OpenAI and Hugging Face files: NaN or infinite weights give NaN embeddings and scores that
+ * look like results (t2i files are checked as they load, nn_ckpt_load_parts), and then the
+ * logit scale. */
 static int check_finite(const clip_model *m, const char *path) {
     for (int i = 0; i < m->ps.n; i++) {
         const nn_param *p = &m->ps.p[i];
