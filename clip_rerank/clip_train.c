@@ -11,9 +11,11 @@
  * brought to the model resolution by OpenAI's resize + centre crop. Random horizontal
  * flips (on by default) keep colour and class; no colour jitter (colour is what captions
  * name); --crop-pad N adds random shifts (zero-pad N pixels, crop back at a random
- * offset). For FC32, --recaption (default on) redraws each item's caption template every
- * time it is seen ("a red dress", "a dress in red", "a product photo of a red dress", ...)
- * from the colour and class its caption names, so the text tower sees every phrasing.
+ * offset); --erase P blacks out one random rectangle (2-33% of the image, aspect 0.3-3.3,
+ * torchvision's RandomErasing) with probability P. For FC32, --recaption (default on)
+ * redraws each item's caption template every time it is seen ("a red dress", "a dress in
+ * red", "a product photo of a red dress", ...) from the colour and class its caption names,
+ * so the text tower sees every phrasing.
  * --dup-positives makes pairs of a batch with the same caption (FC32: colour and class)
  * positives of each other (multi-positive InfoNCE, clip_contrastive_loss); the logged
  * in-batch accuracy then counts any positive, so it is not comparable with a plain run's.
@@ -25,6 +27,8 @@
  * Run folder (--out): config.json, metrics.jsonl (loss, in-batch matching accuracy,
  * exp(logit_scale), lr, and every --eval-every steps FC32 zero-shot accuracies on the
  * first --eval-n test items), checkpoint.safetensors (weights, Adam moments, state).
+ * --init W starts a new run (fresh AdamW moments, warmup and cosine over --steps) from the
+ * weights and vocabulary of a t2i CLIP checkpoint W; the model flags give way to W's shape.
  * --resume continues bit-identically with the same thread count (--stop-after N ends a
  * session early, e.g. to train in slices; the schedule follows --steps). Ctrl-C saves and exits
  * 130; a NaN/Inf loss stops with an error and keeps the last checkpoint.
@@ -65,6 +69,7 @@
 typedef struct {
     char data[1024];
     int batch, flip, crop_pad, recaption, dup_pos, vocab_target;
+    float erase;
     float lr, min_lr, wd, beta1, beta2, eps, clip_grad;
     long warmup;
     uint64_t seed;
@@ -88,6 +93,7 @@ typedef struct {
                      NN_F_INT_IN("batch", (o)->batch, 2, 8192),                                           \
                      NN_F_BOOL("flip", (o)->flip),                                                        \
                      NN_F_INT_DEF_IN("crop_pad", (o)->crop_pad, 0, 0, 512),                               \
+                     NN_F_FLOAT_DEF_IN("erase", (o)->erase, 0, 0, 1),                                     \
                      NN_F_BOOL("recaption", (o)->recaption),                                              \
                      NN_F_BOOL_DEF("dup_positives", (o)->dup_pos, 0),                                     \
                      NN_F_INT_IN("vocab_size", (o)->vocab_target, 514, 1 << 20),                          \
@@ -149,12 +155,13 @@ static clip_tok *learn_vocab(const t2i_dataset *ds, int recaption, int vocab_tar
 
 int clip_cmd_train(int argc, char **argv) {
     /* defaults: the toolkit's FC32 recipe */
-    const char *data = "fashion-captions", *out = "runs/clip", *act = "quick_gelu";
+    const char *data = "fashion-captions", *out = "runs/clip", *act = "quick_gelu", *init = NULL;
     int res = 32, patch = 8, vwidth = 128, vlayers = 4, vheads = 4, twidth = 96, tlayers = 3, theads = 4;
     int context = 16, embed = 64, vocab_size = 1024, batch = 128, flip = 1, crop_pad = 2, recaption = 1, dup_pos = 0;
     int threads = 0, resume = 0, ckpt_every = 500, log_every = 10, eval_every = 1000, eval_n = 2000;
     long steps = 0, seed = 1, warmup = -1, stop_after = 0;
     float epochs = 0, lr = 1e-3f, min_lr = 0.0f, wd = 0.1f, beta1 = 0.9f, beta2 = 0.98f, eps = 1e-6f, clip_grad = 0.0f;
+    float erase = 0;
     t2i_flag flags[] = {
         {"--data", T2I_STR, &data, "fashion-captions (FC32) or a folder with metadata.jsonl/csv captions"},
         {"--res", T2I_INT, &res, "image resolution (images are resized + centre cropped to it)"},
@@ -182,6 +189,7 @@ int clip_cmd_train(int argc, char **argv) {
         {"--clip-grad", T2I_FLOAT, &clip_grad, "clip the global gradient norm to this (0 = off)"},
         {"--flip", T2I_BOOL, &flip, "random horizontal flips (--flip=0 to disable)"},
         {"--crop-pad", T2I_INT, &crop_pad, "random shifts: zero-pad this many pixels, crop back at a random offset (0 = off)"},
+        {"--erase", T2I_FLOAT, &erase, "random erasing: chance of blacking out one rectangle (2-33% of the image)"},
         {"--recaption", T2I_BOOL, &recaption, "FC32: redraw the caption template each time (--recaption=0: keep)"},
         {"--dup-positives", T2I_BOOL, &dup_pos,
          "pairs of a batch with the same caption (FC32: colour and class) are positives of each other"},
@@ -192,6 +200,7 @@ int clip_cmd_train(int argc, char **argv) {
         {"--seed", T2I_LONG, &seed, "random seed"},
         {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
         {"--out", T2I_STR, &out, "run folder"},
+        {"--init", T2I_STR, &init, "start from this t2i CLIP checkpoint's weights and vocabulary (fine-tuning)"},
         {"--resume", T2I_BOOL, &resume, "continue the run in --out from its checkpoint"},
         {"--stop-after", T2I_LONG, &stop_after, "save and stop after N steps of this session (0 = run to --steps)"},
     };
@@ -203,6 +212,7 @@ int clip_cmd_train(int argc, char **argv) {
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos) return t2i_fail("clip train: unexpected argument '%s'", cmd.pos[0]), 2;
+    if (resume && init) return t2i_fail("clip train: --init starts a new run; --resume continues the one in --out"), 2;
     if (t2i_check_range_i("--eval-every", eval_every, 0, 1000000000) ||
         t2i_check_range_i("--ckpt-every", ckpt_every, 1, 1000000000) ||
         t2i_check_range_i("--log-every", log_every, 1, 1000000000) ||
@@ -277,14 +287,33 @@ int clip_cmd_train(int argc, char **argv) {
             free(ckpt_path);
             return 2;
         }
+        if (t2i_check_range_f("--erase", erase, 0, 1)) {
+            free(ckpt_path);
+            return 2;
+        }
         cfg.embed_dim = embed, cfg.image_resolution = res, cfg.vision_patch_size = patch;
         cfg.vision_width = vwidth, cfg.vision_layers = vlayers, cfg.vision_heads = vheads;
         cfg.context_length = context;
         cfg.transformer_width = twidth, cfg.transformer_layers = tlayers, cfg.transformer_heads = theads;
         cfg.act = (nn_act)a;
+        if (init) { /* the model and its vocabulary come from the checkpoint; a fresh optimizer and schedule */
+            if (clip_load_ckpt(&m, init, 0, NULL) != 0) return t2i_fail_err(), free(ckpt_path), 1;
+            have_model = 1;
+            if (!m.tok || !m.vocab) {
+                t2i_fail("%s: no vocabulary in the checkpoint", init);
+                goto out_model;
+            }
+            cfg = m.cfg;
+            if (crop_pad > cfg.image_resolution / 2) {
+                t2i_fail("--crop-pad %d is more than half the %d-pixel resolution of %s", crop_pad,
+                         cfg.image_resolution, init);
+                goto out_model;
+            }
+        }
         if (strlen(data) >= sizeof o.data) return t2i_fail("--data: path too long"), free(ckpt_path), 2;
         strcpy(o.data, data);
         o.batch = batch, o.flip = flip, o.crop_pad = crop_pad, o.recaption = recaption && is_fc32(data), o.dup_pos = dup_pos,
+        o.erase = erase;
         o.vocab_target = vocab_size;
         o.lr = lr, o.min_lr = min_lr, o.wd = wd, o.beta1 = beta1, o.beta2 = beta2, o.eps = eps, o.clip_grad = clip_grad;
         o.warmup = warmup, o.seed = (uint64_t)seed;
@@ -314,7 +343,8 @@ int clip_cmd_train(int argc, char **argv) {
         goto out_ds;
     }
 
-    if (!resume) {
+    if (init) t2i_rng_seed(&st.rng, o.seed);
+    if (!resume && !init) {
         char *merges = NULL;
         double tv = t2i_now();
         clip_tok *tok = learn_vocab(&ds, o.recaption, o.vocab_target, &merges);
@@ -364,8 +394,13 @@ int clip_cmd_train(int argc, char **argv) {
     }
     {
         char *cj = clip_config_to_json(&cfg), *oj = opts_to_json(&o);
-        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"warmup\":%ld,\"threads\":%d}", cj, oj, steps,
-                                  wu, t2i_get_threads());
+        cJSON *ij = cJSON_CreateString(init ? init : "");
+        char *is = cJSON_PrintUnformatted(ij);
+        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,%s%s%s\"steps\":%ld,\"warmup\":%ld,\"threads\":%d}", cj,
+                                  oj, init ? "\"init\":" : "", init ? is : "", init ? "," : "", steps, wu,
+                                  t2i_get_threads());
+        cJSON_Delete(ij);
+        free(is);
         if (!resume) t2i_run_write_config(&run, full);
         free(cj), free(oj), free(full);
     }
@@ -375,6 +410,7 @@ int clip_cmd_train(int argc, char **argv) {
     L.drop_last = 1;
     L.flip = o.flip;
     L.crop_pad = o.crop_pad;
+    L.erase = o.erase;
     if (resume && t2i_loader_seek(&L, st.loader_epoch, st.loader_pos) != 0) {
         t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
         t2i_loader_free(&L);

@@ -101,6 +101,7 @@ typedef struct {
 #define NN_F_INT_IN(k, x, lo, hi) {k, NN_FIELD_INT, &(x), 0, 0, 0, 1, (lo), (hi)}
 #define NN_F_FLOAT_IN(k, x, lo, hi) {k, NN_FIELD_FLOAT, &(x), 0, 0, 0, 1, (lo), (hi)}
 #define NN_F_INT_DEF_IN(k, x, d, lo, hi) {k, NN_FIELD_INT, &(x), 0, 1, (d), 1, (lo), (hi)}
+#define NN_F_FLOAT_DEF_IN(k, x, d, lo, hi) {k, NN_FIELD_FLOAT, &(x), 0, 1, (d), 1, (lo), (hi)}
 #define NN_NFIELDS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 char *nn_state_to_json(const nn_field *state, int nstate, const nn_field *opts, int nopts);

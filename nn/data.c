@@ -34,8 +34,12 @@
  *   - Loader augmentation of the item at (epoch e, position p) draws from
  *     split(split(split(root, AUG_STREAM), e), p), root = seed(seed): first the crop offsets
  *     (x then y, each below(2 * crop_pad + 1)) when crop_pad > 0, then the flip bit
- *     (below(2)) when flip is on. Padding is black (-1). Crop comes before flip, as in
- *     torchvision's RandomCrop + RandomHorizontalFlip.
+ *     (below(2)) when flip is on, then when erase > 0 uniform() < erase decides random
+ *     erasing, and an erased item draws its area fraction uniform(0.02, 0.33), the log of
+ *     its aspect uniform(log 0.3, log 3.3) (height / width), then y and x (below the free
+ *     room + 1). Padding and erasing are black (-1). Crop, flip, erase come in torchvision's
+ *     order (RandomCrop, RandomHorizontalFlip, RandomErasing with its default scale and
+ *     ratio; sizes too large for the image are clamped to it instead of redrawn).
  *   - t2i_dataset_open: the names fashion-mnist[:SPLIT] and fashion-captions[:SPLIT[:SEED]]
  *     win over folders of the same name (write ./fashion-mnist for the folder).
  *
@@ -51,6 +55,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -921,6 +926,19 @@ static void augment(const t2i_loader *L, float *x, int pos) {
                 }
             }
     }
+    if (L->erase > 0 && t2i_rng_uniform(&r) < L->erase) {
+        float area = (0.02f + 0.31f * t2i_rng_uniform(&r)) * (float)plane;
+        float aspect = expf(logf(0.3f) + (logf(3.3f) - logf(0.3f)) * t2i_rng_uniform(&r));
+        int h = T2I_MIN(T2I_MAX((int)lroundf(sqrtf(area * aspect)), 1), ds->H);
+        int w = T2I_MIN(T2I_MAX((int)lroundf(sqrtf(area / aspect)), 1), ds->W);
+        int y0 = (int)t2i_rng_below(&r, (uint64_t)(ds->H - h + 1));
+        int x0 = (int)t2i_rng_below(&r, (uint64_t)(ds->W - w + 1));
+        for (int c = 0; c < ds->C; c++)
+            for (int y = y0; y < y0 + h; y++) {
+                float *row = x + c * plane + (size_t)y * ds->W + x0;
+                for (int i = 0; i < w; i++) row[i] = -1.0f;
+            }
+    }
 }
 
 int t2i_loader_next(t2i_loader *L, float *x, int *labels, const char **captions, int *idx) {
@@ -952,7 +970,7 @@ int t2i_loader_next(t2i_loader *L, float *x, int *labels, const char **captions,
             }
             continue;
         }
-        if (L->flip || L->crop_pad > 0) augment(L, dst, L->pos + b);
+        if (L->flip || L->crop_pad > 0 || L->erase > 0) augment(L, dst, L->pos + b);
     }
     if (fail >= 0) return t2i_error_set("%s", msg);
     for (int b = 0; b < m; b++) {

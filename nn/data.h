@@ -61,6 +61,7 @@ typedef struct {
     int shuffle, drop_last;
     int flip;              /* random horizontal flip with p = 0.5 */
     int crop_pad;          /* random crop after zero-padding this many pixels (0 = off) */
+    float erase;           /* random erasing: with this probability one black rectangle (0 = off) */
     uint64_t seed;
     /* Position: (epoch, pos) is all a checkpoint needs. The order of epoch e is a shuffle
      * drawn from t2i_rng_split(seed, e); the augmentation of the item at (e, pos) from a

@@ -144,6 +144,40 @@ EOF
     grep -qF "$TMP/dmg/checkpoint.safetensors: " "$TMP/err" && grep -qF "$*" "$TMP/err" ||
         fail "damaged state $key=$val: $(cat "$TMP/err")"
 done
+# --init: a new run (fresh optimizer and schedule) from a checkpoint's weights and vocabulary;
+# the model flags give way to the checkpoint's shape. At the smallest rate two steps leave
+# the weights where they were (a fresh initialisation would not be), and the run resumes
+# bit-identically like any other.
+INIT=(--data "$TMP/fc" --init "$TMP/run3/checkpoint.safetensors" --vision-width 32 --lr 1e-7 --erase 1 --batch 8
+      --eval-every 0 --steps 2)
+"$T2I" clip train "${INIT[@]}" --out "$TMP/init" >/dev/null 2>"$TMP/err" || fail "clip train --init failed: $(cat "$TMP/err")"
+"$T2I" clip train "${INIT[@]}" --stop-after 1 --out "$TMP/init1" >/dev/null 2>"$TMP/err" ||
+    fail "clip train --init --stop-after failed: $(cat "$TMP/err")"
+"$T2I" clip train --out "$TMP/init1" --resume >/dev/null 2>"$TMP/err" || fail "resuming an --init run: $(cat "$TMP/err")"
+cmp -s "$TMP/init/checkpoint.safetensors" "$TMP/init1/checkpoint.safetensors" || fail "resumed --init run differs"
+/usr/bin/python3 - "$TMP/run3/checkpoint.safetensors" "$TMP/init/checkpoint.safetensors" "$TMP/init/config.json" <<'EOF' ||
+import json, struct, sys
+from array import array
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return h, lambda k: array("f", b[8 + n + h[k]["data_offsets"][0]:8 + n + h[k]["data_offsets"][1]])
+(h0, t0), (h1, t1) = load(sys.argv[1]), load(sys.argv[2])
+assert h1["__metadata__"]["vocab"] == h0["__metadata__"]["vocab"], "vocabulary not carried over"
+assert h1["visual.proj"]["shape"] == h0["visual.proj"]["shape"] == [16, 8], h1["visual.proj"]["shape"]
+for k in ("visual.proj", "token_embedding.weight", "transformer.resblocks.0.attn.in_proj_weight"):
+    d = max(abs(a - b) for a, b in zip(t0(k), t1(k)))
+    assert 0 < d < 1e-5, (k, d)
+cfg = json.load(open(sys.argv[3]))
+assert cfg["init"] == sys.argv[1] and cfg["train"]["erase"] == 1 and cfg["model"]["vision_width"] == 16, cfg
+EOF
+    fail "--init did not start from the checkpoint"
+expect_error 2 "--init with --resume" "$T2I" clip train --out "$TMP/init" --resume --init "$TMP/run3/checkpoint.safetensors"
+expect_error 1 "--init from a missing file" "$T2I" clip train --init "$TMP/none.safetensors" --data "$TMP/fc" --out "$TMP/i2"
+printf 'not a safetensors file' >"$TMP/notst.safetensors"
+expect_error 1 "--init from a corrupt file" "$T2I" clip train --init "$TMP/notst.safetensors" --data "$TMP/fc" --out "$TMP/i2"
+expect_error 2 "--erase out of range" "$T2I" clip train --erase 1.5 --data "$TMP/fc" --out "$TMP/i2"
 # the checkpoint carries its vocabulary: no --vocab needed
 "$T2I" clip zeroshot --ckpt "$TMP/run3/checkpoint.safetensors" --data "$TMP/fc" >"$TMP/zs2" 2>"$TMP/err" ||
     fail "zeroshot with a t2i checkpoint failed: $(cat "$TMP/err")"

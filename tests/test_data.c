@@ -1035,6 +1035,56 @@ static void test_loader_augment(void **state) {
     t2i_dataset_free(&ds);
 }
 
+/* Random erasing: its draws come after crop and flip, so an erasing loader gives the
+ * batches of one without erasing except for one black rectangle per erased item, of 2-33%
+ * of the area (rounding aside) and of varied shapes; erase = p erases about p of them. */
+static void test_loader_erase(void **state) {
+    (void)state;
+    const int n = 200, C = 3, H = 20, W = 20;
+    t2i_dataset ds;
+    make_mem_dataset(&ds, n, C, H, W); /* values 1..250: never black */
+    size_t item = (size_t)C * H * W, plane = (size_t)H * W;
+    float *xa = t2i_malloc(n * item * sizeof(float)), *xb = t2i_malloc(n * item * sizeof(float));
+    for (int crop = 0; crop < 2; crop++) {
+        float p = crop ? 0.5f : 1.0f;
+        t2i_loader A, B;
+        t2i_loader_init(&A, &ds, 32, 1, 99);
+        t2i_loader_init(&B, &ds, 32, 1, 99);
+        A.flip = B.flip = crop, A.crop_pad = B.crop_pad = crop ? 2 : 0;
+        B.erase = p;
+        assert_int_equal(run_epoch(&A, NULL, xa, NULL, NULL), n);
+        assert_int_equal(run_epoch(&B, NULL, xb, NULL, NULL), n);
+        int erased = 0, tall = 0, wide = 0;
+        for (int k = 0; k < n; k++) {
+            const float *a = xa + k * item, *b = xb + k * item;
+            int y0 = H, y1 = -1, x0 = W, x1 = -1;
+            for (size_t i = 0; i < item; i++) {
+                if (a[i] == b[i]) continue;
+                assert_true(b[i] == -1.0f);
+                int y = (int)(i % plane) / W, x = (int)(i % plane) % W;
+                y0 = T2I_MIN(y0, y), y1 = T2I_MAX(y1, y), x0 = T2I_MIN(x0, x), x1 = T2I_MAX(x1, x);
+            }
+            if (y1 < 0) continue;
+            erased++;
+            int h = y1 - y0 + 1, w = x1 - x0 + 1;
+            for (int c = 0; c < C; c++) /* one solid rectangle in every channel */
+                for (int y = y0; y <= y1; y++)
+                    for (int x = x0; x <= x1; x++) assert_true(b[(size_t)c * plane + y * W + x] == -1.0f);
+            assert_true(h * w <= 0.33 * H * W + H + W);
+            if (!crop) assert_true(h * w >= 0.02 * H * W - 1 - 2 * sqrt(0.02 * H * W * 3.3));
+            tall += h > 2 * w, wide += w > 2 * h;
+        }
+        if (!crop) assert_int_equal(erased, n);
+        else assert_true(erased > n / 4 && erased < 3 * n / 4);
+        assert_true(tall > 0 && wide > 0);
+        t2i_loader_free(&A);
+        t2i_loader_free(&B);
+    }
+    free(xa);
+    free(xb);
+    t2i_dataset_free(&ds);
+}
+
 /* Caption checks and the one-line form of a caption in messages. */
 static void test_text_problem_and_show(void **state) {
     (void)state;
@@ -1068,7 +1118,7 @@ int main(void) {
         cmocka_unit_test(test_fc32_captions),  cmocka_unit_test(test_image_folder),
         cmocka_unit_test(test_class_folders),  cmocka_unit_test(test_caption_folders),
         cmocka_unit_test(test_loader_order),   cmocka_unit_test(test_loader_seek),
-        cmocka_unit_test(test_loader_augment),
+        cmocka_unit_test(test_loader_augment), cmocka_unit_test(test_loader_erase),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (int s = 0; s < 2; s++) t2i_dataset_free(&g_fm[s]);
