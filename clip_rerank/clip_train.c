@@ -272,11 +272,10 @@ int clip_cmd_train(int argc, char **argv) {
             t2i_check_range_i("--text-layers", tlayers, 1, 64) || t2i_check_range_i("--text-heads", theads, 1, 64) ||
             t2i_check_range_i("--context", context, 4, 1024) || t2i_check_range_i("--embed-dim", embed, 2, 4096) ||
             t2i_check_range_i("--vocab-size", vocab_size, 514, 1 << 20) || t2i_check_range_i("--batch", batch, 2, 8192) ||
-            t2i_check_range_i("--crop-pad", crop_pad, 0, res / 2) ||
             t2i_check_range_f("--lr", lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--min-lr", min_lr, 0, lr) ||
             t2i_check_range_f("--wd", wd, 0, 10) || t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
             t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) || t2i_check_range_f("--eps", eps, 1e-12, 1) ||
-            t2i_check_range_f("--clip-grad", clip_grad, 0, 1e6)) {
+            t2i_check_range_f("--clip-grad", clip_grad, 0, 1e6) || t2i_check_range_f("--erase", erase, 0, 1)) {
             free(ckpt_path);
             return 2;
         }
@@ -287,10 +286,6 @@ int clip_cmd_train(int argc, char **argv) {
         }
         if (vwidth % vheads || twidth % theads) {
             t2i_fail("widths must be divisible by the head counts (%d/%d, %d/%d)", vwidth, vheads, twidth, theads);
-            free(ckpt_path);
-            return 2;
-        }
-        if (t2i_check_range_f("--erase", erase, 0, 1)) {
             free(ckpt_path);
             return 2;
         }
@@ -307,11 +302,10 @@ int clip_cmd_train(int argc, char **argv) {
                 goto out_model;
             }
             cfg = m.cfg;
-            if (crop_pad > cfg.image_resolution / 2) {
-                t2i_fail("--crop-pad %d is more than half the %d-pixel resolution of %s", crop_pad,
-                         cfg.image_resolution, init);
-                goto out_model;
-            }
+        }
+        if (t2i_check_range_i("--crop-pad", crop_pad, 0, cfg.image_resolution / 2)) {
+            rc = 2;
+            goto out_model;
         }
         if (strlen(data) >= sizeof o.data) return t2i_fail("--data: path too long"), free(ckpt_path), 2;
         strcpy(o.data, data);
@@ -346,7 +340,7 @@ int clip_cmd_train(int argc, char **argv) {
         goto out_ds;
     }
 
-    if (init) t2i_rng_seed(&st.rng, o.seed);
+    if (!resume) t2i_rng_seed(&st.rng, o.seed);
     if (!resume && !init) {
         char *merges = NULL;
         double tv = t2i_now();
@@ -362,7 +356,6 @@ int clip_cmd_train(int argc, char **argv) {
             t2i_fail_err();
             goto out_ds;
         }
-        t2i_rng_seed(&st.rng, o.seed);
         t2i_rng init_rng = t2i_rng_split(&st.rng, 1);
         clip_model_build(&m, &cfg);
         have_model = 1;
@@ -395,16 +388,15 @@ int clip_cmd_train(int argc, char **argv) {
         t2i_fail_err();
         goto out_ds;
     }
-    {
+    if (!resume) {
         char *cj = clip_config_to_json(&cfg), *oj = opts_to_json(&o);
-        cJSON *ij = cJSON_CreateString(init ? init : "");
-        char *is = cJSON_PrintUnformatted(ij);
-        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,%s%s%s\"steps\":%ld,\"warmup\":%ld,\"threads\":%d}", cj,
-                                  oj, init ? "\"init\":" : "", init ? is : "", init ? "," : "", steps, wu,
-                                  t2i_get_threads());
+        cJSON *ij = init ? cJSON_CreateString(init) : NULL; /* a path: escaped by cJSON */
+        char *is = ij ? cJSON_PrintUnformatted(ij) : NULL;
+        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"warmup\":%ld,\"threads\":%d%s%s}", cj,
+                                  oj, steps, wu, t2i_get_threads(), is ? ",\"init\":" : "", is ? is : "");
+        t2i_run_write_config(&run, full);
+        cJSON_free(is);
         cJSON_Delete(ij);
-        free(is);
-        if (!resume) t2i_run_write_config(&run, full);
         free(cj), free(oj), free(full);
     }
 
