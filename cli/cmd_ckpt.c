@@ -1,4 +1,4 @@
-/* cmd_ckpt.c - `t2i ckpt`: inspect checkpoints (safetensors files).
+/* cmd_ckpt.c - `t2i ckpt`: inspect, convert and average checkpoints (safetensors files).
  *
  *     t2i ckpt info [--json] [--full] FILE...
  *
@@ -8,7 +8,13 @@
  * --full, and control characters are escaped so every entry stays on one line.
  * --json prints one JSON object per file on one line instead (values never cut).
  *
- * Returns 0 when every file is valid; a malformed or unreadable file prints
+ *     t2i ckpt convert IN OUT [--dtype bf16] [--drop P...] [--rename OLD=NEW...] ...
+ *     t2i ckpt average IN1 IN2 [IN...] --out F
+ *
+ * convert writes a smaller copy for shipping; average writes the element-wise mean of
+ * checkpoints of one model (same tensors and metadata), e.g. fine-tunes of one start.
+ *
+ * info returns 0 when every file is valid; a malformed or unreadable file prints
  * "t2i: FILE: <problem>" on stderr, the other files are still listed, and the exit
  * status is 1. Usage errors exit with 2.
  */
@@ -20,6 +26,7 @@
 
 #include "args.h"
 #include "base.h"
+#include "ckpt.h"
 #include "commands.h"
 #include "safetensors.h"
 
@@ -305,11 +312,135 @@ static int ckpt_convert(int argc, char **argv) {
     return rc;
 }
 
+/* Metadata that describes one file's history rather than the model: not compared when
+ * averaging, and not carried into the average. */
+static int is_history_meta(const char *key) {
+    return strcmp(key, "state") == 0 || strcmp(key, "converted_from") == 0 || strcmp(key, "averaged_from") == 0;
+}
+
+static int same_shape(const st_tensor *a, const st_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+
+static int is_float_dtype(st_dtype d) { return d == ST_F32 || d == ST_F16 || d == ST_BF16 || d == ST_F64; }
+
+/* Is file g the same model as file f: the same tensors (names, shapes, float or not) and
+ * the same metadata apart from history? 0, or -1 with the error set, naming g. */
+static int check_same_model(const st_file *f, const st_file *g) {
+    char sa[200], sb[200];
+    for (int i = 0; i < f->n_meta; i++) {
+        const char *key = f->meta_keys[i], *v = st_meta(g, key);
+        if (is_history_meta(key)) continue;
+        if (!v)
+            return t2i_error_set("%s: metadata '%s' missing (%s has it): not the same model", g->path, key, f->path);
+        if (strcmp(v, f->meta_vals[i]) != 0)
+            return t2i_error_set("%s: metadata '%s' differs from %s's: not the same model", g->path, key, f->path);
+    }
+    for (int i = 0; i < g->n_meta; i++)
+        if (!is_history_meta(g->meta_keys[i]) && !st_meta(f, g->meta_keys[i]))
+            return t2i_error_set("%s: metadata '%s' that %s lacks: not the same model", g->path, g->meta_keys[i],
+                                 f->path);
+    for (int i = 0; i < f->n; i++) {
+        const st_tensor *a = &f->t[i], *b = st_find(g, a->name);
+        if (!b) return t2i_error_set("%s: tensor '%s' missing (%s has it)", g->path, a->name, f->path);
+        if (!same_shape(a, b)) {
+            shape_str(sa, sizeof sa, a), shape_str(sb, sizeof sb, b);
+            return t2i_error_set("%s: tensor '%s' is %s, %s in %s", g->path, a->name, sb, sa, f->path);
+        }
+        int fa = is_float_dtype(a->dtype), fb = is_float_dtype(b->dtype);
+        if (fa != fb || (!fa && (a->dtype != b->dtype || memcmp(a->data, b->data, a->end - a->begin) != 0)))
+            return t2i_error_set("%s: tensor '%s' (%s) differs from %s's (%s): only floating-point tensors are "
+                                 "averaged",
+                                 g->path, a->name, st_dtype_name(b->dtype), f->path, st_dtype_name(a->dtype));
+    }
+    for (int i = 0; i < g->n; i++)
+        if (!st_find(f, g->t[i].name))
+            return t2i_error_set("%s: tensor '%s' that %s lacks", g->path, g->t[i].name, f->path);
+    return 0;
+}
+
+/* `t2i ckpt average`: the element-wise mean of several checkpoints of one model, e.g.
+ * fine-tunes from a common start ("model soups", Wortsman et al. 2022). */
+static int ckpt_average(int argc, char **argv) {
+    const char *out = NULL;
+    t2i_flag flags[] = {
+        {"--out", T2I_STR, &out, "output safetensors file (float32)"},
+    };
+    t2i_cmd cmd = {"t2i ckpt average", "Average the weights of checkpoints of the same model.",
+                   "IN1 IN2 [IN...] --out F", flags, (int)(sizeof flags / sizeof flags[0]),
+                   "Every input must hold the same tensors (names and shapes) and the same metadata\n"
+                   "(model, config, vocabulary, ...). Floating-point tensors are averaged in double\n"
+                   "precision and written as f32; other tensors must be equal in every input and are\n"
+                   "copied. Optimizer moments and the training state are left out: the result is for\n"
+                   "inference, `ckpt convert`, or a new run with `clip train --init`. The metadata\n"
+                   "entry averaged_from lists the inputs. Averaging pays off for fine-tunes of one\n"
+                   "checkpoint (\"model soups\"); runs trained apart from different starts do not\n"
+                   "average into a working model."};
+    int rc = t2i_parse(&cmd, argc, argv);
+    if (rc != T2I_PARSE_OK) return rc == T2I_PARSE_HELP ? 0 : 2;
+    if (cmd.npos < 2 || !out) {
+        free(cmd.pos);
+        return t2i_fail("ckpt average: expected two or more inputs and --out F"), 2;
+    }
+    int n = cmd.npos, opened = 0;
+    st_file *f = t2i_calloc((size_t)n, sizeof *f);
+    rc = 0;
+    for (; opened < n && rc == 0; opened++)
+        if (st_open(&f[opened], cmd.pos[opened]) != 0) rc = t2i_fail_err();
+        else if (opened > 0 && check_same_model(&f[0], &f[opened]) != 0) rc = t2i_fail_err();
+    st_writer *w = st_writer_new();
+    int averaged = 0, dropped = 0;
+    if (rc == 0) {
+        cJSON *from = cJSON_CreateArray();
+        for (int k = 0; k < n; k++) cJSON_AddItemToArray(from, cJSON_CreateString(cmd.pos[k]));
+        for (int i = 0; i < f[0].n_meta; i++)
+            if (!is_history_meta(f[0].meta_keys[i])) st_writer_meta(w, f[0].meta_keys[i], f[0].meta_vals[i]);
+        char *js = nn_json_take(from);
+        st_writer_meta(w, "averaged_from", js);
+        free(js);
+    }
+    for (int i = 0; rc == 0 && i < f[0].n; i++) {
+        const st_tensor *t = &f[0].t[i];
+        if (strncmp(t->name, "opt_m.", 6) == 0 || strncmp(t->name, "opt_v.", 6) == 0) {
+            dropped++;
+            continue;
+        }
+        if (!is_float_dtype(t->dtype)) {
+            st_writer_add_raw(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+            continue;
+        }
+        size_t m = t->numel ? t->numel : 1;
+        float *x = t2i_malloc(m * sizeof *x);
+        double *acc = t2i_calloc(m, sizeof *acc);
+        for (int k = 0; k < n && rc == 0; k++) {
+            if (st_read_f32(&f[k], st_find(&f[k], t->name), x, t->numel) != 0) rc = t2i_fail_err();
+            for (size_t j = 0; j < t->numel && rc == 0; j++) acc[j] += x[j];
+        }
+        for (size_t j = 0; j < t->numel; j++) x[j] = (float)(acc[j] / n);
+        if (rc == 0) st_writer_add_f32(w, t->name, ST_F32, t->ndim, t->shape, x), averaged++;
+        free(acc);
+        free(x);
+    }
+    if (rc == 0 && st_writer_save(w, out) != 0) rc = t2i_fail_err();
+    if (rc == 0)
+        printf("ckpt average: %d tensors averaged over %d checkpoints (%d optimizer moments left out) -> %s\n",
+               averaged, n, dropped, out);
+    st_writer_free(w);
+    for (int k = 0; k < opened; k++) st_close(&f[k]);
+    free(f);
+    free(cmd.pos);
+    return rc;
+}
+
 int cmd_ckpt(int argc, char **argv) {
     static const t2i_subcmd subs[] = {
         {"info", ckpt_info, "list tensors (name, dtype, shape, bytes), totals and metadata"},
         {"convert", ckpt_convert, "write a smaller copy: bf16/f16, no optimizer state, prefixes dropped/renamed"},
+        {"average", ckpt_average, "average the weights of checkpoints of one model (fine-tunes of one start)"},
     };
-    return t2i_dispatch("t2i ckpt", "Inspect and convert checkpoints (safetensors files).", subs,
+    return t2i_dispatch("t2i ckpt", "Inspect, convert and average checkpoints (safetensors files).", subs,
                         (int)(sizeof subs / sizeof subs[0]), argc, argv);
 }

@@ -1,7 +1,10 @@
 #!/bin/bash
 # cli_ckpt.sh - `t2i ckpt info` on good and malformed safetensors files.
 # Usage: bash tests/cli_ckpt.sh PATH/TO/t2i   (CTest runs it from tests/)
-# Also `ckpt convert` refusals (name collisions, values beyond f16/bf16, a pipe as output).
+# Also `ckpt convert` refusals (name collisions, values beyond f16/bf16, a pipe as output), and
+# `ckpt average`: the mean of three files (floats averaged, integers copied, optimizer moments
+# and history metadata left out), a file averaged with itself unchanged, and refusals of
+# files that are not the same model.
 # Checks exit codes (0 good, 1 malformed, 2 usage), that every tensor name and the totals
 # are listed, metadata display (compact JSON, cutting long values unless --full), --json,
 # --help at each level, and that a malformed file gives exactly one stderr line
@@ -111,6 +114,100 @@ mkfifo "$TMP/fifo"
 "$T2I" ckpt convert "$GOOD" "$TMP/fifo" --dtype f32 >/dev/null 2>"$TMP/err" && fail "convert to a pipe: exit 0"
 grep -q "^t2i: $TMP/fifo: exists and is not a regular file" "$TMP/err" || fail "convert to a pipe: $(cat "$TMP/err")"
 [ -p "$TMP/fifo" ] || fail "convert to a pipe: the pipe was replaced"
+
+# --- average: the element-wise mean of checkpoints of one model ---
+# a.safetensors, b, c: one toy model; the others differ from it in one way each
+/usr/bin/python3 - "$TMP" <<'EOF' || fail "average: could not write the test files"
+import json, struct, sys
+from array import array
+def save(path, tensors, meta):
+    h, data = {"__metadata__": meta}, b""
+    for name, (dtype, shape, raw) in tensors.items():
+        h[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    hb = json.dumps(h).encode()
+    hb += b" " * (-len(hb) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(hb)) + hb + data)
+f32 = lambda *v: array("f", v).tobytes()
+bf16 = lambda *v: b"".join(array("f", [x]).tobytes()[2:] for x in v)  # exact for small integers
+i64 = lambda *v: array("q", v).tobytes()
+meta = {"format": "t2i", "model": "toy", "config": '{"dim":2}'}
+def ckpt(w, h, ids=(5, 6), extra=None, drop=None, meta_over=None, opt=1.0, state="0"):
+    t = {"w": ("F32", [2], f32(*w)), "h": ("BF16", [3], bf16(*h)), "ids": ("I64", [2], i64(*ids)),
+         "opt_m.w": ("F32", [2], f32(opt, opt)), "opt_v.w": ("F32", [2], f32(opt, opt))}
+    t.update(extra or {})
+    for k in drop or []:
+        del t[k]
+    m = dict(meta, state=state, converted_from="x" + state)
+    m.update(meta_over or {})
+    return t, m
+d = sys.argv[1]
+save(d + "/a.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), opt=1, state="1"))
+save(d + "/b.safetensors", *ckpt((0.3, 6.0), (3, 4, 5), opt=7, state="2"))
+save(d + "/c.safetensors", *ckpt((1.0, 1.0), (1, 1, 1)))
+save(d + "/cfg.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), meta_over={"config": '{"dim":3}'}))
+save(d + "/vocab.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), meta_over={"vocab": "a b"}))
+save(d + "/shape.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), extra={"w": ("F32", [1, 2], f32(0.1, -2.0))}))
+save(d + "/ids.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), ids=(5, 7)))
+save(d + "/missing.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), drop=["h"]))
+save(d + "/extra.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), extra={"z": ("F32", [1], f32(0))}))
+EOF
+A=$TMP/a.safetensors B=$TMP/b.safetensors C=$TMP/c.safetensors
+"$T2I" ckpt average "$A" "$B" "$C" --out "$TMP/avg.safetensors" >"$TMP/out" 2>"$TMP/err" ||
+    fail "average: $(cat "$TMP/err")"
+grep -q "^ckpt average: 2 tensors averaged over 3 checkpoints (2 optimizer moments left out)" "$TMP/out" ||
+    fail "average: summary '$(cat "$TMP/out")'"
+"$T2I" ckpt average "$A" "$A" --out "$TMP/avg_aa.safetensors" >/dev/null 2>"$TMP/err" ||
+    fail "average A A: $(cat "$TMP/err")"
+/usr/bin/python3 - "$TMP/avg.safetensors" "$TMP/avg_aa.safetensors" "$A" "$B" "$C" <<'EOF' ||
+import json, struct, sys
+from array import array
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return h, lambda k, t="f": array(t, b[8 + n + h[k]["data_offsets"][0]:8 + n + h[k]["data_offsets"][1]])
+h, t = load(sys.argv[1])
+assert sorted(k for k in h if k != "__metadata__") == ["h", "ids", "w"], list(h)
+assert h["w"]["dtype"] == "F32" and h["h"]["dtype"] == "F32" and h["ids"]["dtype"] == "I64", h
+for k, want in (("w", [(0.1 + 0.3 + 1.0) / 3, (-2.0 + 6.0 + 1.0) / 3]), ("h", [5 / 3, 7 / 3, 3])):
+    got = list(t(k))
+    assert max(abs(a - b) for a, b in zip(got, want)) < 1e-6, (k, got, want)
+assert list(t("ids", "q")) == [5, 6]
+m = h["__metadata__"]
+assert json.loads(m.pop("averaged_from")) == sys.argv[3:], "averaged_from does not list the inputs"
+assert m == {"format": "t2i", "model": "toy", "config": '{"dim":2}'}, m
+h2, t2 = load(sys.argv[2])
+assert t2("w").tobytes() == load(sys.argv[3])[1]("w").tobytes(), "the mean of a file with itself is not the file"
+EOF
+    fail "average: wrong output"
+# not the same model: one stderr line naming the odd file, exit 1, nothing written
+average_fails() {
+    local name=$1 words=$2
+    shift 2
+    rm -f "$TMP/avgbad.safetensors"
+    "$T2I" ckpt average "$@" --out "$TMP/avgbad.safetensors" >/dev/null 2>"$TMP/err"; rc=$?
+    [ $rc -eq 1 ] || fail "average $name: exit $rc, expected 1"
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "average $name: stderr is not one line: $(cat "$TMP/err")"
+    grep -q "$words" "$TMP/err" || fail "average $name: message '$(cat "$TMP/err")' lacks '$words'"
+    [ -e "$TMP/avgbad.safetensors" ] && fail "average $name: wrote an output"
+}
+average_fails config "^t2i: $TMP/cfg.safetensors: metadata 'config' differs from $A's: not the same model" \
+    "$A" "$TMP/cfg.safetensors"
+average_fails vocab "^t2i: $TMP/vocab.safetensors: metadata 'vocab' that $A lacks" "$A" "$TMP/vocab.safetensors"
+average_fails vocab2 "^t2i: $A: metadata 'vocab' missing ($TMP/vocab.safetensors has it)" "$TMP/vocab.safetensors" "$A"
+average_fails shape "^t2i: $TMP/shape.safetensors: tensor 'w' is \[1, 2\], \[2\] in $A" \
+    "$A" "$B" "$TMP/shape.safetensors"
+average_fails ids "tensor 'ids' (I64) differs from .*: only floating-point tensors are averaged" \
+    "$A" "$TMP/ids.safetensors"
+average_fails missing "^t2i: $TMP/missing.safetensors: tensor 'h' missing ($A has it)" "$A" "$TMP/missing.safetensors"
+average_fails extra "^t2i: $TMP/extra.safetensors: tensor 'z' that $A lacks" "$A" "$TMP/extra.safetensors"
+average_fails corrupt "^t2i: $TMP/short.safetensors: " "$A" "$TMP/short.safetensors"
+average_fails absent "^t2i: $TMP/none.safetensors: cannot open" "$A" "$TMP/none.safetensors"
+"$T2I" ckpt average "$A" --out "$TMP/avgbad.safetensors" >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] || fail "average of one file: exit $rc, expected 2"
+"$T2I" ckpt average "$A" "$B" >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] || fail "average without --out: exit $rc, expected 2"
 
 # --- usage ---
 "$T2I" ckpt --help >"$TMP/out" 2>&1 || fail "ckpt --help: non-zero exit"

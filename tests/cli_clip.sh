@@ -173,6 +173,18 @@ cfg = json.load(open(sys.argv[3]))
 assert cfg["init"] == sys.argv[1] and cfg["train"]["erase"] == 1 and cfg["model"]["vision_width"] == 16, cfg
 EOF
     fail "--init did not start from the checkpoint"
+# the mean of two checkpoints of one model (`ckpt average`) is a CLIP that evaluates and
+# starts a new run; a checkpoint of another shape is refused
+"$T2I" ckpt average "$TMP/run3/checkpoint.safetensors" "$TMP/init/checkpoint.safetensors" --out "$TMP/soup.safetensors" \
+    >/dev/null 2>"$TMP/err" || fail "ckpt average of two CLIP checkpoints: $(cat "$TMP/err")"
+"$T2I" clip zeroshot --ckpt "$TMP/soup.safetensors" --data "$TMP/fc" >/dev/null 2>"$TMP/err" ||
+    fail "zeroshot with an averaged checkpoint: $(cat "$TMP/err")"
+"$T2I" clip train "${INIT[@]}" --init "$TMP/soup.safetensors" --out "$TMP/init_soup" >/dev/null 2>"$TMP/err" ||
+    fail "clip train --init from an averaged checkpoint: $(cat "$TMP/err")"
+grep -q "\"init\":\"$TMP/soup.safetensors\"" "$TMP/init_soup/config.json" ||
+    fail "--init from the average: config.json $(cat "$TMP/init_soup/config.json")"
+expect_error 1 "averaging CLIPs of two shapes" "$T2I" ckpt average "$TMP/run3/checkpoint.safetensors" "$W" \
+    --out "$TMP/soup2.safetensors"
 expect_error 2 "--init with --resume" "$T2I" clip train --out "$TMP/init" --resume --init "$TMP/run3/checkpoint.safetensors"
 expect_error 1 "--init from a missing file" "$T2I" clip train --init "$TMP/none.safetensors" --data "$TMP/fc" --out "$TMP/i2"
 printf 'not a safetensors file' >"$TMP/notst.safetensors"
