@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "args.h"
 #include "base.h"
@@ -376,9 +377,9 @@ static int ckpt_average(int argc, char **argv) {
                    "precision and written as f32; other tensors must be equal in every input and are\n"
                    "copied. Optimizer moments and the training state are left out: the result is for\n"
                    "inference, `ckpt convert`, or a new run with `clip train --init`. The metadata\n"
-                   "entry averaged_from lists the inputs. Averaging pays off for fine-tunes of one\n"
-                   "checkpoint (\"model soups\"); runs trained apart from different starts do not\n"
-                   "average into a working model."};
+                   "entry averaged_from lists the inputs; --out may not be one of them. Averaging\n"
+                   "pays off for fine-tunes of one checkpoint (\"model soups\"); runs from different\n"
+                   "initialisations usually do not average into a working model."};
     int rc = t2i_parse(&cmd, argc, argv);
     if (rc != T2I_PARSE_OK) return rc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos < 2 || !out) {
@@ -386,6 +387,13 @@ static int ckpt_average(int argc, char **argv) {
         return t2i_fail("ckpt average: expected two or more inputs and --out F"), 2;
     }
     int n = cmd.npos, opened = 0;
+    struct stat so, si;
+    for (int k = 0; k < n; k++)
+        if (stat(out, &so) == 0 && stat(cmd.pos[k], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino) {
+            t2i_fail("%s: --out is one of the inputs: write the average to a new file", out);
+            free(cmd.pos);
+            return 1;
+        }
     st_file *f = t2i_calloc((size_t)n, sizeof *f);
     rc = 0;
     for (; opened < n && rc == 0; opened++)

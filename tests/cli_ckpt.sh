@@ -4,7 +4,7 @@
 # Also `ckpt convert` refusals (name collisions, values beyond f16/bf16, a pipe as output), and
 # `ckpt average`: the mean of three files (floats averaged, integers copied, optimizer moments
 # and history metadata left out), a file averaged with itself unchanged, and refusals of
-# files that are not the same model.
+# files that are not the same model or an output that is one of the inputs.
 # Checks exit codes (0 good, 1 malformed, 2 usage), that every tensor name and the totals
 # are listed, metadata display (compact JSON, cutting long values unless --full), --json,
 # --help at each level, and that a malformed file gives exactly one stderr line
@@ -204,6 +204,12 @@ average_fails missing "^t2i: $TMP/missing.safetensors: tensor 'h' missing ($A ha
 average_fails extra "^t2i: $TMP/extra.safetensors: tensor 'z' that $A lacks" "$A" "$TMP/extra.safetensors"
 average_fails corrupt "^t2i: $TMP/short.safetensors: " "$A" "$TMP/short.safetensors"
 average_fails absent "^t2i: $TMP/none.safetensors: cannot open" "$A" "$TMP/none.safetensors"
+cp "$B" "$TMP/b_copy.safetensors"
+"$T2I" ckpt average "$A" "$TMP/b_copy.safetensors" --out "$TMP/b_copy.safetensors" >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 1 ] || fail "average over an input: exit $rc, expected 1"
+grep -q "^t2i: $TMP/b_copy.safetensors: --out is one of the inputs" "$TMP/err" ||
+    fail "average over an input: $(cat "$TMP/err")"
+cmp -s "$B" "$TMP/b_copy.safetensors" || fail "average over an input: the input was changed"
 "$T2I" ckpt average "$A" --out "$TMP/avgbad.safetensors" >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] || fail "average of one file: exit $rc, expected 2"
 "$T2I" ckpt average "$A" "$B" >/dev/null 2>&1; rc=$?
