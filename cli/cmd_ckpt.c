@@ -326,10 +326,16 @@ static int same_shape(const st_tensor *a, const st_tensor *b) {
     return 1;
 }
 
+/* Optimizer moments: left out of the average, so one input may have them and another not. */
+static int is_opt_moment(const char *name) {
+    return strncmp(name, "opt_m.", 6) == 0 || strncmp(name, "opt_v.", 6) == 0;
+}
+
 static int is_float_dtype(st_dtype d) { return d == ST_F32 || d == ST_F16 || d == ST_BF16 || d == ST_F64; }
 
-/* Is file g the same model as file f: the same tensors (names, shapes, float or not) and
- * the same metadata apart from history? 0, or -1 with the error set, naming g. */
+/* Is file g the same model as file f: the same tensors (names, shapes, float or not; the
+ * optimizer moments aside) and the same metadata apart from history? 0, or -1 with the
+ * error set, naming g. */
 static int check_same_model(const st_file *f, const st_file *g) {
     char sa[200], sb[200];
     for (int i = 0; i < f->n_meta; i++) {
@@ -346,6 +352,7 @@ static int check_same_model(const st_file *f, const st_file *g) {
                                  f->path);
     for (int i = 0; i < f->n; i++) {
         const st_tensor *a = &f->t[i], *b = st_find(g, a->name);
+        if (is_opt_moment(a->name)) continue;
         if (!b) return t2i_error_set("%s: tensor '%s' missing (%s has it)", g->path, a->name, f->path);
         if (!same_shape(a, b)) {
             shape_str(sa, sizeof sa, a), shape_str(sb, sizeof sb, b);
@@ -358,7 +365,7 @@ static int check_same_model(const st_file *f, const st_file *g) {
                                  g->path, a->name, st_dtype_name(b->dtype), f->path, st_dtype_name(a->dtype));
     }
     for (int i = 0; i < g->n; i++)
-        if (!st_find(f, g->t[i].name))
+        if (!is_opt_moment(g->t[i].name) && !st_find(f, g->t[i].name))
             return t2i_error_set("%s: tensor '%s' that %s lacks", g->path, g->t[i].name, f->path);
     return 0;
 }
@@ -400,7 +407,7 @@ static int ckpt_average(int argc, char **argv) {
         if (st_open(&f[opened], cmd.pos[opened]) != 0) rc = t2i_fail_err();
         else if (opened > 0 && check_same_model(&f[0], &f[opened]) != 0) rc = t2i_fail_err();
     st_writer *w = st_writer_new();
-    int averaged = 0, dropped = 0;
+    int averaged = 0;
     if (rc == 0) {
         cJSON *from = cJSON_CreateArray();
         for (int k = 0; k < n; k++) cJSON_AddItemToArray(from, cJSON_CreateString(cmd.pos[k]));
@@ -412,10 +419,7 @@ static int ckpt_average(int argc, char **argv) {
     }
     for (int i = 0; rc == 0 && i < f[0].n; i++) {
         const st_tensor *t = &f[0].t[i];
-        if (strncmp(t->name, "opt_m.", 6) == 0 || strncmp(t->name, "opt_v.", 6) == 0) {
-            dropped++;
-            continue;
-        }
+        if (is_opt_moment(t->name)) continue;
         if (!is_float_dtype(t->dtype)) {
             st_writer_add_raw(w, t->name, t->dtype, t->ndim, t->shape, t->data);
             continue;
@@ -434,8 +438,9 @@ static int ckpt_average(int argc, char **argv) {
     }
     if (rc == 0 && st_writer_save(w, out) != 0) rc = t2i_fail_err();
     if (rc == 0)
-        printf("ckpt average: %d tensors averaged over %d checkpoints (%d optimizer moments left out) -> %s\n",
-               averaged, n, dropped, out);
+        printf("ckpt average: %d tensors averaged over %d checkpoints -> %s (optimizer moments and training "
+               "state left out)\n",
+               averaged, n, out);
     st_writer_free(w);
     for (int k = 0; k < opened; k++) st_close(&f[k]);
     free(f);

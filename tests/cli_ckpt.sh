@@ -3,8 +3,9 @@
 # Usage: bash tests/cli_ckpt.sh PATH/TO/t2i   (CTest runs it from tests/)
 # Also `ckpt convert` refusals (name collisions, values beyond f16/bf16, a pipe as output), and
 # `ckpt average`: the mean of three files (floats averaged, integers copied, optimizer moments
-# and history metadata left out), a file averaged with itself unchanged, and refusals of
-# files that are not the same model or an output that is one of the inputs.
+# and history metadata left out), a file averaged with itself unchanged, an average averaged
+# again with a training checkpoint, and refusals of files that are not the same model or of
+# an output that is one of the inputs.
 # Checks exit codes (0 good, 1 malformed, 2 usage), that every tensor name and the totals
 # are listed, metadata display (compact JSON, cutting long values unless --full), --json,
 # --help at each level, and that a malformed file gives exactly one stderr line
@@ -155,11 +156,13 @@ EOF
 A=$TMP/a.safetensors B=$TMP/b.safetensors C=$TMP/c.safetensors
 "$T2I" ckpt average "$A" "$B" "$C" --out "$TMP/avg.safetensors" >"$TMP/out" 2>"$TMP/err" ||
     fail "average: $(cat "$TMP/err")"
-grep -q "^ckpt average: 2 tensors averaged over 3 checkpoints (2 optimizer moments left out)" "$TMP/out" ||
+grep -q "^ckpt average: 2 tensors averaged over 3 checkpoints -> $TMP/avg.safetensors (optimizer" "$TMP/out" ||
     fail "average: summary '$(cat "$TMP/out")'"
 "$T2I" ckpt average "$A" "$A" --out "$TMP/avg_aa.safetensors" >/dev/null 2>"$TMP/err" ||
     fail "average A A: $(cat "$TMP/err")"
-/usr/bin/python3 - "$TMP/avg.safetensors" "$TMP/avg_aa.safetensors" "$A" "$B" "$C" <<'EOF' ||
+"$T2I" ckpt average "$TMP/avg.safetensors" "$B" --out "$TMP/avg_mix.safetensors" >/dev/null 2>"$TMP/err" ||
+    fail "average of an average (no optimizer moments) and a checkpoint: $(cat "$TMP/err")"
+/usr/bin/python3 - "$TMP/avg.safetensors" "$TMP/avg_aa.safetensors" "$A" "$B" "$C" "$TMP/avg_mix.safetensors" <<'EOF' ||
 import json, struct, sys
 from array import array
 def load(p):
@@ -175,10 +178,13 @@ for k, want in (("w", [(0.1 + 0.3 + 1.0) / 3, (-2.0 + 6.0 + 1.0) / 3]), ("h", [5
     assert max(abs(a - b) for a, b in zip(got, want)) < 1e-6, (k, got, want)
 assert list(t("ids", "q")) == [5, 6]
 m = h["__metadata__"]
-assert json.loads(m.pop("averaged_from")) == sys.argv[3:], "averaged_from does not list the inputs"
+assert json.loads(m.pop("averaged_from")) == sys.argv[3:6], "averaged_from does not list the inputs"
 assert m == {"format": "t2i", "model": "toy", "config": '{"dim":2}'}, m
 h2, t2 = load(sys.argv[2])
 assert t2("w").tobytes() == load(sys.argv[3])[1]("w").tobytes(), "the mean of a file with itself is not the file"
+h3, t3 = load(sys.argv[6])
+assert max(abs(a - b) for a, b in zip(t3("w"), [(1.4 / 3 + 0.3) / 2, (5 / 3 + 6) / 2])) < 1e-6, list(t3("w"))
+assert "opt_m.w" not in h3 and json.loads(h3["__metadata__"]["averaged_from"]) == [sys.argv[1], sys.argv[4]]
 EOF
     fail "average: wrong output"
 # not the same model: one stderr line naming the odd file, exit 1, nothing written
