@@ -382,11 +382,12 @@ static int ckpt_average(int argc, char **argv) {
                    "Every input must hold the same tensors (names and shapes) and the same metadata\n"
                    "(model, config, vocabulary, ...). Floating-point tensors are averaged in double\n"
                    "precision and written as f32; other tensors must be equal in every input and are\n"
-                   "copied. Optimizer moments and the training state are left out: the result is for\n"
-                   "inference, `ckpt convert`, or a new run with `clip train --init`. The metadata\n"
-                   "entry averaged_from lists the inputs; --out may not be one of them. Averaging\n"
-                   "pays off for fine-tunes of one checkpoint (\"model soups\"); runs from different\n"
-                   "initialisations usually do not average into a working model."};
+                   "copied; a NaN or infinity in any input is refused. Optimizer moments and the\n"
+                   "training state are left out: the result is for inference, `ckpt convert`, or a\n"
+                   "new run with `clip train --init`. The metadata entry averaged_from lists the\n"
+                   "inputs; --out may not be one of them. Averaging pays off for fine-tunes of one\n"
+                   "checkpoint (\"model soups\"); runs from different initialisations usually do not\n"
+                   "average into a working model."};
     int rc = t2i_parse(&cmd, argc, argv);
     if (rc != T2I_PARSE_OK) return rc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos < 2 || !out) {
@@ -429,7 +430,11 @@ static int ckpt_average(int argc, char **argv) {
         double *acc = t2i_calloc(m, sizeof *acc);
         for (int k = 0; k < n && rc == 0; k++) {
             if (st_read_f32(&f[k], st_find(&f[k], t->name), x, t->numel) != 0) rc = t2i_fail_err();
-            for (size_t j = 0; j < t->numel && rc == 0; j++) acc[j] += x[j];
+            for (size_t j = 0; j < t->numel && rc == 0; j++)
+                if (!isfinite(x[j]))
+                    rc = t2i_fail("%s: tensor '%s' holds %g at element %zu: a diverged run is not averaged", f[k].path,
+                                  t->name, (double)x[j], j);
+                else acc[j] += x[j];
         }
         for (size_t j = 0; j < t->numel; j++) x[j] = (float)(acc[j] / n);
         if (rc == 0) st_writer_add_f32(w, t->name, ST_F32, t->ndim, t->shape, x), averaged++;

@@ -152,6 +152,7 @@ save(d + "/shape.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), extra={"w": ("F32",
 save(d + "/ids.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), ids=(5, 7)))
 save(d + "/missing.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), drop=["h"]))
 save(d + "/extra.safetensors", *ckpt((0.1, -2.0), (1, 2, 3), extra={"z": ("F32", [1], f32(0))}))
+save(d + "/nan.safetensors", *ckpt((0.1, float("nan")), (1, 2, 3)))
 EOF
 A=$TMP/a.safetensors B=$TMP/b.safetensors C=$TMP/c.safetensors
 "$T2I" ckpt average "$A" "$B" "$C" --out "$TMP/avg.safetensors" >"$TMP/out" 2>"$TMP/err" ||
@@ -208,6 +209,8 @@ average_fails ids "tensor 'ids' (I64) differs from .*: only floating-point tenso
     "$A" "$TMP/ids.safetensors"
 average_fails missing "^t2i: $TMP/missing.safetensors: tensor 'h' missing ($A has it)" "$A" "$TMP/missing.safetensors"
 average_fails extra "^t2i: $TMP/extra.safetensors: tensor 'z' that $A lacks" "$A" "$TMP/extra.safetensors"
+average_fails nan "^t2i: $TMP/nan.safetensors: tensor 'w' holds nan at element 1: a diverged run is not averaged" \
+    "$A" "$TMP/nan.safetensors"
 average_fails corrupt "^t2i: $TMP/short.safetensors: " "$A" "$TMP/short.safetensors"
 average_fails absent "^t2i: $TMP/none.safetensors: cannot open" "$A" "$TMP/none.safetensors"
 cp "$B" "$TMP/b_copy.safetensors"
