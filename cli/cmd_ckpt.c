@@ -200,6 +200,12 @@ static int has_prefix(const char *name, const t2i_strs *p) {
     return 0;
 }
 
+/* Optimizer moments (opt_m.*, opt_v.*): dropped by convert unless asked, never averaged (so
+ * one input of an average may have them and another not). */
+static int is_opt_moment(const char *name) {
+    return strncmp(name, "opt_m.", 6) == 0 || strncmp(name, "opt_v.", 6) == 0;
+}
+
 /* Index of the first finite value that would round to infinity stored as dtype, or n. The
  * limits are halfway between each type's largest value and the next power of two (f16:
  * 65504 and 65536; bf16: (2 - 2^-7) 2^127 and 2^128). */
@@ -274,7 +280,7 @@ static int ckpt_convert(int argc, char **argv) {
     for (int i = 0; i < f.n && rc == 0; i++) {
         const st_tensor *t = &f.t[i];
         if (has_prefix(t->name, &drop)) continue;
-        if (!keep_opt && (strncmp(t->name, "opt_m.", 6) == 0 || strncmp(t->name, "opt_v.", 6) == 0)) continue;
+        if (!keep_opt && is_opt_moment(t->name)) continue;
         char *name = NULL;
         for (int r = 0; r < rename.n && !name; r++) {
             const char *eq = strchr(rename.v[r], '=');
@@ -324,11 +330,6 @@ static int same_shape(const st_tensor *a, const st_tensor *b) {
     for (int d = 0; d < a->ndim; d++)
         if (a->shape[d] != b->shape[d]) return 0;
     return 1;
-}
-
-/* Optimizer moments: left out of the average, so one input may have them and another not. */
-static int is_opt_moment(const char *name) {
-    return strncmp(name, "opt_m.", 6) == 0 || strncmp(name, "opt_v.", 6) == 0;
 }
 
 static int is_float_dtype(st_dtype d) { return d == ST_F32 || d == ST_F16 || d == ST_BF16 || d == ST_F64; }
@@ -396,8 +397,9 @@ static int ckpt_average(int argc, char **argv) {
     }
     int n = cmd.npos, opened = 0;
     struct stat so, si;
-    for (int k = 0; k < n; k++)
-        if (stat(out, &so) == 0 && stat(cmd.pos[k], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino) {
+    int out_exists = stat(out, &so) == 0;
+    for (int k = 0; out_exists && k < n; k++)
+        if (stat(cmd.pos[k], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino) {
             t2i_fail("%s: --out is one of the inputs: write the average to a new file", out);
             free(cmd.pos);
             return 1;
