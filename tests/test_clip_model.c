@@ -8,7 +8,8 @@
  *   - PyTorch: tests/ref/gen_clip_ref.py trains a tiny CLIP (its own OpenAI-architecture
  *     module, checked there against openai's golden outputs) for 3 AdamW steps; here the
  *     same initial weights and batch give the same step-1 gradients, the same three losses
- *     (1e-4 relative) and in-batch accuracies, and the same final weights (1e-4);
+ *     (1e-4 relative) and in-batch accuracies, and the same final weights (1e-4; the
+ *     attention key biases, whose gradient is rounding noise, within 6e-3);
  *   - t2i checkpoints: save/load round trip (f32 exact, bf16 to bf16 rounding) with the
  *     learned vocabulary travelling in the metadata;
  *   - bad inputs: a weights file missing a tensor or with a wrong shape (OpenAI and Hugging
@@ -222,7 +223,18 @@ static void compare_prefixed(clip_model *m, const st_file *f, const char *prefix
         snprintf(name, sizeof name, "%s%s", prefix, p->name);
         float *want = read_all(f, name, NULL);
         const float *got = grads ? nn_params_grad(&m->ps, i) : nn_params_val(&m->ps, i);
-        tu_assert_close(name, got, want, p->numel, atol, rtol);
+        size_t w = p->numel / 3;
+        if (!grads && strstr(p->name, "attn.in_proj_bias")) {
+            /* The key bias adds q.b_k to every score of a query, which softmax ignores: its
+             * gradient is 0 in exact arithmetic and rounding noise in both implementations,
+             * which Adam scales to steps of up to lr (1e-3) in either direction. Queries and
+             * values are compared as the rest; the key part only within 3 steps of 2 lr. */
+            tu_assert_close(name, got, want, w, atol, rtol);
+            tu_assert_close(name, got + 2 * w, want + 2 * w, w, atol, rtol);
+            tu_assert_close(name, got + w, want + w, w, 6e-3f, 0.0f);
+        } else {
+            tu_assert_close(name, got, want, p->numel, atol, rtol);
+        }
         free(want);
     }
 }
