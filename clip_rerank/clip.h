@@ -102,6 +102,13 @@ void clip_model_init(clip_model *m, t2i_rng *rng);
 /* Sets AdamW's no_decay on gains, biases, embeddings and the logit scale. */
 void clip_model_set_no_decay(clip_model *m);
 void clip_model_free(clip_model *m);
+/* Changes the image resolution (a multiple of the patch size) of a model, keeping every
+ * weight: the patch grid's position embeddings are resampled bilinearly (the class token's
+ * is kept), as ViTs are fine-tuned at a higher resolution than they were trained at.
+ * 0, or -1 with a message; m is unchanged on error. */
+int clip_model_set_resolution(clip_model *m, int res);
+/* (g0 x g0, W) -> (g1 x g1, W), PyTorch's bilinear interpolate with align_corners=False. */
+void clip_resample_grid(const float *src, int g0, float *dst, int g1, int W);
 
 /* ---- forward / backward ----
  * Tapes hold the activations backward needs (arena memory); pass NULL for inference. */

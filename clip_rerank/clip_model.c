@@ -247,6 +247,55 @@ void clip_model_free(clip_model *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* Bilinear resampling of a (g0 x g0) grid of W-vectors to (g1 x g1), PyTorch's
+ * F.interpolate(mode="bilinear", align_corners=False): output cell i samples the source
+ * at (i + 0.5) * g0 / g1 - 0.5, clamped to the edge cells. */
+void clip_resample_grid(const float *src, int g0, float *dst, int g1, int W) {
+    float sc = (float)g0 / (float)g1;
+    for (int oy = 0; oy < g1; oy++) {
+        float fy = fmaxf(((float)oy + 0.5f) * sc - 0.5f, 0.0f);
+        int y0 = (int)fy, y1 = y0 + (y0 < g0 - 1);
+        float wy = fy - (float)y0;
+        for (int ox = 0; ox < g1; ox++) {
+            float fx = fmaxf(((float)ox + 0.5f) * sc - 0.5f, 0.0f);
+            int x0 = (int)fx, x1 = x0 + (x0 < g0 - 1);
+            float wx = fx - (float)x0;
+            const float *a = src + ((size_t)y0 * g0 + x0) * W, *b = src + ((size_t)y0 * g0 + x1) * W;
+            const float *c = src + ((size_t)y1 * g0 + x0) * W, *d = src + ((size_t)y1 * g0 + x1) * W;
+            float *o = dst + ((size_t)oy * g1 + ox) * W;
+            for (int k = 0; k < W; k++)
+                o[k] = (1 - wy) * ((1 - wx) * a[k] + wx * b[k]) + wy * ((1 - wx) * c[k] + wx * d[k]);
+        }
+    }
+}
+
+int clip_model_set_resolution(clip_model *m, int res) {
+    clip_config cfg = m->cfg;
+    int P = cfg.vision_patch_size;
+    if (res < P || res % P)
+        return t2i_error_set("resolution %d is not a positive multiple of the patch size %d", res, P);
+    cfg.image_resolution = res;
+    if (clip_config_check(&cfg) != 0) return -1;
+    clip_model n;
+    clip_model_build(&n, &cfg);
+    for (int i = 0; i < n.ps.n; i++) {
+        if (i == n.vpos) continue;
+        T2I_ASSERT(n.ps.p[i].numel == m->ps.p[i].numel);
+        memcpy(nn_params_val(&n.ps, i), nn_params_val(&m->ps, i), n.ps.p[i].numel * sizeof(float));
+    }
+    int W = cfg.vision_width, g0 = m->cfg.image_resolution / P, g1 = res / P;
+    const float *src = VAL(m, vpos);
+    float *dst = VAL(&n, vpos);
+    memcpy(dst, src, (size_t)W * sizeof(float)); /* the class token's position */
+    clip_resample_grid(src + W, g0, dst + W, g1, W);
+    n.tok = m->tok, n.vocab = m->vocab, n.path = m->path;
+    m->tok = NULL, m->vocab = NULL, m->path = NULL;
+    clip_model_free(m);
+    *m = n;
+    m->vis.ps = m->txt.ps = &m->ps; /* the towers index the store they were built on */
+    return 0;
+}
+
 /* ------------------------------------------------------------------ vision ---- */
 
 void clip_image_forward(clip_model *m, clip_vis_tape *tape, nn_arena *a, const float *images, int N, float *feat) {

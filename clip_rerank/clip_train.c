@@ -28,7 +28,10 @@
  * exp(logit_scale), lr, and every --eval-every steps FC32 zero-shot accuracies on the
  * first --eval-n test items), checkpoint.safetensors (weights, Adam moments, state).
  * --init W starts a new run (fresh AdamW moments, warmup and cosine over --steps) from the
- * weights and vocabulary of a t2i CLIP checkpoint W; the model flags give way to W's shape.
+ * weights and vocabulary of a t2i CLIP checkpoint W; the model flags give way to W's shape,
+ * except --res: a resolution other than W's (a multiple of its patch size) resamples W's
+ * patch-grid position embeddings bilinearly (clip_model_set_resolution), so a model trained at
+ * 32x32 can be fine-tuned on its images upsampled to 64x64 (twice the patches per side).
  * --resume continues bit-identically with the same thread count (--stop-after N ends a
  * session early, e.g. to train in slices; the schedule follows --steps). Ctrl-C saves and exits
  * 130; a NaN/Inf loss stops with an error and keeps the last checkpoint.
@@ -170,7 +173,9 @@ int clip_cmd_train(int argc, char **argv) {
     float erase = 0;
     t2i_flag flags[] = {
         {"--data", T2I_STR, &data, "fashion-captions (FC32) or a folder with metadata.jsonl/csv captions"},
-        {"--res", T2I_INT, &res, "image resolution (images are resized + centre cropped to it)"},
+        {"--res", T2I_INT, &res,
+         "image resolution (images are resized + centre cropped to it; with --init, resamples the model's position "
+         "embeddings to it)"},
         {"--patch", T2I_INT, &patch, "vision patch size"},
         {"--vision-width", T2I_INT, &vwidth, "vision transformer width"},
         {"--vision-layers", T2I_INT, &vlayers, "vision transformer layers"},
@@ -282,7 +287,7 @@ int clip_cmd_train(int argc, char **argv) {
             free(ckpt_path);
             return 2;
         }
-        if (res % patch) {
+        if (!init && res % patch) { /* with --init, the checkpoint's patch size counts */
             t2i_fail("--res %d is not a multiple of --patch %d", res, patch);
             free(ckpt_path);
             return 2;
@@ -303,6 +308,16 @@ int clip_cmd_train(int argc, char **argv) {
             if (!m.tok || !m.vocab) {
                 t2i_fail("%s: no vocabulary in the checkpoint", init);
                 goto out_model;
+            }
+            if (t2i_flag_given(&cmd, "--res") && res != m.cfg.image_resolution) {
+                int r0 = m.cfg.image_resolution;
+                if (clip_model_set_resolution(&m, res) != 0) {
+                    t2i_fail("--res: %s: %s", init, t2i_error_msg());
+                    rc = 2;
+                    goto out_model;
+                }
+                fprintf(stderr, "clip train: %s: %dx%d -> %dx%d images, position embeddings resampled\n", init, r0, r0,
+                        res, res);
             }
             cfg = m.cfg;
         }

@@ -173,6 +173,18 @@ cfg = json.load(open(sys.argv[3]))
 assert cfg["init"] == sys.argv[1] and cfg["train"]["erase"] == 1 and cfg["model"]["vision_width"] == 16, cfg
 EOF
     fail "--init did not start from the checkpoint"
+# --init with another --res: the model runs on larger images (16x16 -> 32x32 at patch 8: 2x2 ->
+# 4x4 patches), its grid position embeddings resampled (values checked in test_clip_model)
+"$T2I" clip train "${INIT[@]}" --res 32 --crop-pad 4 --out "$TMP/init32" >/dev/null 2>"$TMP/err" ||
+    fail "clip train --init --res 32: $(cat "$TMP/err")"
+grep -q '16x16 -> 32x32 images, position embeddings resampled' "$TMP/err" || fail "--init --res: $(cat "$TMP/err")"
+grep -q '"image_resolution":32' "$TMP/init32/config.json" || fail "--init --res: $(cat "$TMP/init32/config.json")"
+"$T2I" ckpt info "$TMP/init32/checkpoint.safetensors" 2>&1 | grep -q 'visual.positional_embedding.*17, 16' ||
+    fail "--init --res: position embeddings not 17x16: $("$T2I" ckpt info "$TMP/init32/checkpoint.safetensors" 2>&1)"
+"$T2I" clip zeroshot --ckpt "$TMP/init32/checkpoint.safetensors" --data "$TMP/fc" >/dev/null 2>"$TMP/err" ||
+    fail "zeroshot at the new resolution: $(cat "$TMP/err")"
+expect_error 2 "--init --res not a multiple of the patch" "$T2I" clip train "${INIT[@]}" --res 20 --out "$TMP/init20"
+grep -q 'multiple of the patch size 8' "$TMP/err" || fail "--init --res 20: $(cat "$TMP/err")"
 # the mean of two checkpoints of one model (`ckpt average`) is a CLIP that evaluates and
 # starts a new run; a checkpoint of another shape is refused
 "$T2I" ckpt average "$TMP/run3/checkpoint.safetensors" "$TMP/init/checkpoint.safetensors" --out "$TMP/soup.safetensors" \

@@ -10,6 +10,8 @@
  *     same initial weights and batch give the same step-1 gradients, the same three losses
  *     (1e-4 relative) and in-batch accuracies, and the same final weights (1e-4; the
  *     attention key biases, whose gradient is rounding noise, within 6e-3);
+ *   - changing the image resolution: the grid position embeddings resampled as PyTorch's
+ *     bilinear interpolate (hand-computed values), every other weight kept, training works;
  *   - t2i checkpoints: save/load round trip (f32 exact, bf16 to bf16 rounding) with the
  *     learned vocabulary travelling in the metadata;
  *   - bad inputs: a weights file missing a tensor or with a wrong shape (OpenAI and Hugging
@@ -345,6 +347,101 @@ static void test_checkpoint_roundtrip(void **state) {
     clip_model_free(&m);
 }
 
+/* ------------------------------------------------------ resolution change ---- */
+
+/* PyTorch's F.interpolate(bilinear, align_corners=False) of [[0, 1], [2, 3]] to 4x4 is
+ * x' + 2y' with x', y' in (0, .25, .75, 1), and of a 4x4 ramp x + 4y to 2x2 the means of
+ * the 2x2 blocks' centres; a second channel (negated) must stay independent. */
+static void test_resample_grid(void **state) {
+    (void)state;
+    float src[8] = {0, -0, 1, -1, 2, -2, 3, -3}, up[32], ramp[32], down[8];
+    const float c[4] = {0, 0.25f, 0.75f, 1};
+    clip_resample_grid(src, 2, up, 4, 2);
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++) {
+            assert_float_equal(up[(y * 4 + x) * 2], c[x] + 2 * c[y], 1e-6);
+            assert_float_equal(up[(y * 4 + x) * 2 + 1], -(c[x] + 2 * c[y]), 1e-6);
+        }
+    for (int i = 0; i < 16; i++) ramp[2 * i] = (float)i, ramp[2 * i + 1] = -(float)i;
+    clip_resample_grid(ramp, 4, down, 2, 2);
+    const float want[4] = {2.5f, 4.5f, 10.5f, 12.5f};
+    for (int i = 0; i < 4; i++) {
+        assert_float_equal(down[2 * i], want[i], 1e-6);
+        assert_float_equal(down[2 * i + 1], -want[i], 1e-6);
+    }
+    clip_resample_grid(ramp, 4, up, 4, 2); /* same size: a copy */
+    assert_memory_equal(up, ramp, sizeof ramp);
+}
+
+/* clip_model_set_resolution: 8x8 (2x2 patches of 4) -> 16x16 (4x4); every other weight is
+ * kept, the class position too, the grid positions are the bilinear resampling; texts embed
+ * as before; the model trains at the new size; a size that is no multiple of the patch is
+ * refused and leaves the model as it was. */
+static void test_set_resolution(void **state) {
+    (void)state;
+    clip_model m;
+    tiny_with_vocab(&m, 5);
+    int W = m.cfg.vision_width;
+    size_t total = m.ps.total;
+    float *before = malloc(total * sizeof(float));
+    memcpy(before, m.ps.data, total * sizeof(float));
+    float vpos0[5 * 8];
+    size_t *off0 = malloc((size_t)m.ps.n * sizeof(size_t));
+    for (int i = 0; i < m.ps.n; i++) off0[i] = m.ps.p[i].offset;
+    assert_int_equal(m.ps.p[m.vpos].numel, sizeof vpos0 / sizeof vpos0[0]);
+    memcpy(vpos0, nn_params_val(&m.ps, m.vpos), sizeof vpos0);
+    float t0[16], t1[16];
+    assert_int_equal(clip_embed_texts(&m, corpus, 2, t0), 0);
+
+    assert_int_equal(clip_model_set_resolution(&m, 10), -1);
+    assert_non_null(strstr(t2i_error_msg(), "patch size 4"));
+    assert_int_equal(m.cfg.image_resolution, 8);
+    assert_memory_equal(m.ps.data, before, total * sizeof(float));
+
+    assert_int_equal(clip_model_set_resolution(&m, 16), 0);
+    assert_int_equal(m.cfg.image_resolution, 16);
+    assert_int_equal(m.ps.p[m.vpos].shape[0], 17);
+    for (int i = 0; i < m.ps.n; i++) {
+        if (i == m.vpos) continue;
+        assert_memory_equal(nn_params_val(&m.ps, i), before + off0[i], m.ps.p[i].numel * sizeof(float));
+    }
+    const float *vp = nn_params_val(&m.ps, m.vpos);
+    assert_memory_equal(vp, vpos0, (size_t)W * sizeof(float));
+    const float wt[4][2] = {{1, 0}, {0.75f, 0.25f}, {0.25f, 0.75f}, {0, 1}};
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++)
+            for (int k = 0; k < W; k++) {
+                float e = 0;
+                for (int a = 0; a < 2; a++)
+                    for (int b = 0; b < 2; b++) e += wt[y][a] * wt[x][b] * vpos0[(1 + a * 2 + b) * W + k];
+                assert_float_equal(vp[(1 + y * 4 + x) * W + k], e, 1e-6);
+            }
+    assert_int_equal(clip_embed_texts(&m, corpus, 2, t1), 0);
+    assert_memory_equal(t0, t1, sizeof t0);
+
+    /* a training step at 16x16 reaches the resampled positions */
+    enum { N = 3 };
+    float img[N * 3 * 16 * 16];
+    int32_t tok[N * 8];
+    t2i_rng r;
+    t2i_rng_seed(&r, 9);
+    for (size_t i = 0; i < sizeof img / sizeof img[0]; i++) img[i] = t2i_rng_normal(&r);
+    make_tokens(tok, N, 8, m.cfg.vocab_size, &r);
+    nn_arena a;
+    nn_arena_init(&a);
+    nn_params_ensure_grad(&m.ps);
+    nn_params_zero_grad(&m.ps);
+    float loss = clip_train_grads(&m, &a, img, tok, NULL, N, NULL);
+    assert_true(isfinite(loss));
+    const float *g = nn_params_grad(&m.ps, m.vpos);
+    int nz = 0;
+    for (int i = W; i < 17 * W; i++) nz += g[i] != 0;
+    assert_true(nz > 8 * W);
+    nn_arena_free(&a);
+    free(before), free(off0);
+    clip_model_free(&m);
+}
+
 /* ----------------------------------------------------------- bad inputs ---- */
 
 /* Writes m's tensors under OpenAI names, skipping `skip`, giving `bad` an extra column and
@@ -551,7 +648,8 @@ int main(void) {
         cmocka_unit_test(test_gradcheck),     cmocka_unit_test(test_multi_positive_loss),
         cmocka_unit_test(test_torch_training),
         cmocka_unit_test(test_checkpoint_roundtrip), cmocka_unit_test(test_bad_weights),
-        cmocka_unit_test(test_bad_captions),
+        cmocka_unit_test(test_bad_captions), cmocka_unit_test(test_resample_grid),
+        cmocka_unit_test(test_set_resolution),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
