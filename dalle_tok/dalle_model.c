@@ -232,7 +232,7 @@ int dalle_encode_text(dalle_model *m, const char *caption, int32_t *out, int *n_
     if (!m->tok) return t2i_error_set("dalle: the model has no text vocabulary");
     size_t at;
     const char *why = t2i_text_problem(caption, &at);
-    if (why && strcmp(why, "empty") != 0) return t2i_error_set("the caption holds %s at byte %zu", why, at);
+    if (why && why != T2I_TEXT_EMPTY) return t2i_error_set("the caption holds %s at byte %zu", why, at);
     int32_t *ids = NULL;
     size_t n = 0;
     if (clip_tok_encode(m->tok, caption, strlen(caption), &ids, &n) != 0) return -1;

@@ -370,7 +370,7 @@ static int read_prompts(const char *path, char ***out, int *n) {
         const char *why = t2i_text_problem(line, &at);
         if (nul && nul >= line && nul <= line + l) {
             rc = t2i_error_set("%s:%d: a NUL byte (not a text file?)", path, lineno);
-        } else if (why && strcmp(why, "empty") != 0) {
+        } else if (why && why != T2I_TEXT_EMPTY) {
             rc = t2i_error_set("%s:%d: %s (byte %zu of the line)", path, lineno, why, at);
         } else {
             while (isspace((unsigned char)*line)) line++, l--;
@@ -493,7 +493,7 @@ int generate_cmd(int argc, char **argv) {
     int ncap = 0;
     size_t at;
     const char *why = prompt ? t2i_text_problem(prompt, &at) : NULL;
-    if (why && strcmp(why, "empty") == 0) return t2i_fail("generate: the prompt is empty"), 2;
+    if (why && why == T2I_TEXT_EMPTY) return t2i_fail("generate: the prompt is empty"), 2;
     if (why) return t2i_fail("generate: --prompt: %s (byte %zu)", why, at), 2;
     if (prompts) {
         if (read_prompts(prompts, &caps, &ncap) != 0) return t2i_fail_err();

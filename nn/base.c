@@ -302,6 +302,8 @@ size_t t2i_utf8_invalid_at(const void *text, size_t len) {
     return len;
 }
 
+const char T2I_TEXT_EMPTY[] = "empty";
+
 const char *t2i_text_problem(const char *s, size_t *at) {
     size_t n = strlen(s), bad = t2i_utf8_invalid_at(s, n), blank = 1;
     *at = bad;
@@ -315,7 +317,7 @@ const char *t2i_text_problem(const char *s, size_t *at) {
         blank &= c == ' ' || c == '\t' || c == '\n' || c == '\r';
     }
     *at = 0;
-    return blank ? "empty" : NULL;
+    return blank ? T2I_TEXT_EMPTY : NULL;
 }
 
 char *t2i_text_show(const char *s, size_t max, char *out, size_t cap) {

@@ -97,7 +97,9 @@ int t2i_commit_file(const char *tmp, const char *path);
  * above U+10FFFF included), or len when the text is valid. */
 size_t t2i_utf8_invalid_at(const void *text, size_t len);
 /* What is wrong with a caption or prompt, or NULL: "not valid UTF-8" or "a control character"
- * (C0 other than tab/newline/return, DEL) at byte *at, or "empty" (blank). */
+ * (C0 other than tab/newline/return, DEL) at byte *at, or T2I_TEXT_EMPTY ("empty": blank),
+ * which callers that accept blank text test for by pointer. */
+extern const char T2I_TEXT_EMPTY[];
 const char *t2i_text_problem(const char *s, size_t *at);
 /* s for a one-line message, in out (size cap >= 16): at most max bytes of it, control
  * characters (tab and newline included) and bytes that are not UTF-8 as \xNN, a cut marked

@@ -1094,7 +1094,8 @@ static void test_text_problem_and_show(void **state) {
     assert_int_equal(at, 5);
     assert_string_equal(t2i_text_problem("caf\xc3", &at), "not valid UTF-8");
     assert_int_equal(at, 3);
-    assert_string_equal(t2i_text_problem(" \t\n", &at), "empty");
+    assert_ptr_equal(t2i_text_problem(" \t\n", &at), T2I_TEXT_EMPTY);
+    assert_string_equal(T2I_TEXT_EMPTY, "empty");
     assert_string_equal(t2i_text_problem("\x7f", &at), "a control character");
     char out[64];
     assert_string_equal(t2i_text_show("a red\x01 shirt\n", 80, out, sizeof out), "a red\\x01 shirt\\x0a");
