@@ -571,15 +571,22 @@ static int cmd_zeroshot(int argc, char **argv) {
         else {
             printf("zero-shot %s: %d images, 80 colour x class %s: top-1 %.2f%%, top-5 %.2f%%\n", spec, ev.n,
                    ensemble ? "pairs (8 templates ensembled)" : "captions", 100 * ev.top1, 100 * ev.top5);
-            printf("  held-out pairs (%d images): top-1 %.2f%%, top-5 %.2f%%\n", ev.n_held, 100 * ev.held_top1,
-                   100 * ev.held_top5);
+            if (ev.n_held > 0)
+                printf("  held-out pairs (%d images): top-1 %.2f%%, top-5 %.2f%%\n", ev.n_held, 100 * ev.held_top1,
+                       100 * ev.held_top5);
+            else /* the train split never shows them */
+                printf("  held-out pairs: none among these images\n");
             printf("  class of the top-1 caption right: %.2f%%; colour right: %.2f%%\n", 100 * ev.class_acc,
                    100 * ev.colour_acc);
-            if (json)
-                printf("{\"data\":\"%s\",\"ensemble\":%s,\"n\":%d,\"top1\":%.4f,\"top5\":%.4f,\"held_n\":%d,"
-                       "\"held_top1\":%.4f,\"held_top5\":%.4f,\"class_acc\":%.4f,\"colour_acc\":%.4f}\n",
-                       spec, ensemble ? "true" : "false", ev.n, ev.top1, ev.top5, ev.n_held, ev.held_top1, ev.held_top5,
-                       ev.class_acc, ev.colour_acc);
+            if (json) {
+                char held[96] = "\"held_top1\":null,\"held_top5\":null"; /* no held-out images: no accuracy */
+                if (ev.n_held > 0)
+                    snprintf(held, sizeof held, "\"held_top1\":%.4f,\"held_top5\":%.4f", ev.held_top1, ev.held_top5);
+                printf("{\"data\":\"%s\",\"ensemble\":%s,\"n\":%d,\"top1\":%.4f,\"top5\":%.4f,\"held_n\":%d,%s,"
+                       "\"class_acc\":%.4f,\"colour_acc\":%.4f}\n",
+                       spec, ensemble ? "true" : "false", ev.n, ev.top1, ev.top5, ev.n_held, held, ev.class_acc,
+                       ev.colour_acc);
+            }
         }
     } else {
         if (!ds.labels && ds.captions) captions_as_labels(&ds);

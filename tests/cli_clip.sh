@@ -213,6 +213,11 @@ grep -q 'captions' "$TMP/zs2" || fail "zeroshot on a caption folder: $(cat "$TMP
     fail "zeroshot --ensemble failed: $(cat "$TMP/err")"
 /usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert r["ensemble"] and r["top1"] > 0.7, r' \
     "$TMP/zse" 2>"$TMP/err" || fail "zeroshot --ensemble: $(cat "$TMP/zse") $(cat "$TMP/err")"
+# FC32's train split holds none of the held-out pairs: no accuracy is made up for them
+"$T2I" clip zeroshot --ckpt "$SRC/samples/models/clip.safetensors" --data fashion-captions:train --n 50 --json \
+    >"$TMP/zstr" 2>"$TMP/err" || fail "zeroshot on FC32 train: $(cat "$TMP/err")"
+grep -q '^  held-out pairs: none among these images$' "$TMP/zstr" || fail "zeroshot on train: $(cat "$TMP/zstr")"
+grep -q '"held_n":0,"held_top1":null,"held_top5":null,' "$TMP/zstr" || fail "zeroshot --json on train: $(cat "$TMP/zstr")"
 
 # ---- bad inputs: one line, non-zero
 expect_error 1 "missing checkpoint" "$T2I" clip classify "$A" --ckpt "$TMP/none.safetensors" --vocab "$V" --labels a b
