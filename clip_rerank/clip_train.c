@@ -50,7 +50,8 @@
  * help: extended to 32 epochs (`--resume --steps 14976`: the rate restarts at 5.4e-4 and
  * decays to 0 again) it reaches 87.7% on FC32 test, extended again to 64 epochs (`--steps
  * 29952`) 89.0%, and at 128 epochs (`--steps 59904`) 89.3% (held-out pairs 73.4%,
- * Fashion-MNIST 85.5%): that last doubling gave +0.3 points, against +1.4 for each before. Fine-tuning that model with --init and --erase 0.5 (10 epochs, lr 3e-4) gave 89.45%
+ * Fashion-MNIST 85.5%): that last doubling gave +0.3 points, against +1.4 for each before.
+ * Fine-tuning that model with --init and --erase 0.5 (10 epochs, lr 3e-4) gave 89.45%
  * (held-out pairs 77.5%, Fashion-MNIST 86.7%) against 89.28% for the same cycle without
  * erasing: erasing narrows the train/test gap and lifts the held-out pairs, not FC32 test.
  * The mean (`t2i ckpt average`) of the 128-epoch model and four such fine-tunes (erasing 0,
@@ -277,7 +278,7 @@ int clip_cmd_train(int argc, char **argv) {
             free(ckpt_path);
             return 2;
         }
-        if (t2i_check_range_i("--res", res, 4, 1024) || t2i_check_range_i("--patch", patch, 1, res) ||
+        if (t2i_check_range_i("--res", res, 4, 1024) || t2i_check_range_i("--patch", patch, 1, init ? 1024 : res) ||
             t2i_check_range_i("--vision-width", vwidth, 4, 4096) || t2i_check_range_i("--vision-layers", vlayers, 1, 64) ||
             t2i_check_range_i("--vision-heads", vheads, 1, 64) || t2i_check_range_i("--text-width", twidth, 4, 4096) ||
             t2i_check_range_i("--text-layers", tlayers, 1, 64) || t2i_check_range_i("--text-heads", theads, 1, 64) ||
