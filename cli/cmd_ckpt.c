@@ -431,12 +431,12 @@ static int ckpt_average(int argc, char **argv) {
         float *x = t2i_malloc(m * sizeof *x);
         double *acc = t2i_calloc(m, sizeof *acc);
         for (int k = 0; k < n && rc == 0; k++) {
+            size_t bad = 0;
             if (st_read_f32(&f[k], st_find(&f[k], t->name), x, t->numel) != 0) rc = t2i_fail_err();
-            for (size_t j = 0; j < t->numel && rc == 0; j++)
-                if (!isfinite(x[j]))
-                    rc = t2i_fail("%s: tensor '%s' holds %g at element %zu: a diverged run is not averaged", f[k].path,
-                                  t->name, (double)x[j], j);
-                else acc[j] += x[j];
+            else if ((bad = t2i_first_nonfinite(x, t->numel)) < t->numel)
+                rc = t2i_fail("%s: tensor '%s' holds %g at element %zu: a diverged run is not averaged", f[k].path,
+                              t->name, (double)x[bad], bad);
+            for (size_t j = 0; j < t->numel && rc == 0; j++) acc[j] += x[j];
         }
         for (size_t j = 0; j < t->numel; j++) x[j] = (float)(acc[j] / n);
         if (rc == 0) st_writer_add_f32(w, t->name, ST_F32, t->ndim, t->shape, x), averaged++;

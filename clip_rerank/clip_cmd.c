@@ -104,7 +104,7 @@ static int check_texts(const char *flag, const char *const *v, int n, int distin
         snprintf(who, sizeof who, n > 1 ? "%s item %d" : "%s", flag, i + 1);
         size_t at;
         const char *why = t2i_text_problem(v[i], &at);
-        if (why && why == T2I_TEXT_EMPTY) return t2i_error_set("%s: empty text", who);
+        if (why == T2I_TEXT_EMPTY) return t2i_error_set("%s: empty text", who);
         if (why) return t2i_error_set("%s: %s (byte %zu)", who, why, at);
         for (int k = 0; distinct && k < i; k++)
             if (strcmp(v[k], v[i]) == 0) return t2i_error_set("%s: '%s' is given twice", flag, v[i]);

@@ -493,7 +493,7 @@ int generate_cmd(int argc, char **argv) {
     int ncap = 0;
     size_t at;
     const char *why = prompt ? t2i_text_problem(prompt, &at) : NULL;
-    if (why && why == T2I_TEXT_EMPTY) return t2i_fail("generate: the prompt is empty"), 2;
+    if (why == T2I_TEXT_EMPTY) return t2i_fail("generate: the prompt is empty"), 2;
     if (why) return t2i_fail("generate: --prompt: %s (byte %zu)", why, at), 2;
     if (prompts) {
         if (read_prompts(prompts, &caps, &ncap) != 0) return t2i_fail_err();
