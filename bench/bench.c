@@ -1,7 +1,6 @@
 /* bench.c - `t2i bench NAME`: the benchmarks of ../shared/BENCHMARKS.md and the core's. */
 #include "args.h"
 #include "bench.h"
-#include "cli/commands.h"
 
 int cmd_bench(int argc, char **argv) {
     static const t2i_subcmd subs[] = {

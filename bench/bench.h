@@ -16,6 +16,9 @@ double bench_time(void (*fn)(void *), void *ctx, int warmup, int reps);
 /* Measures sgemm throughput (GFLOP/s) on square matrices of size n. */
 double bench_sgemm_gflops(int n, int reps);
 
+/* `t2i bench NAME` (bench.c), registered by cli/main.c. */
+int cmd_bench(int argc, char **argv);
+
 int bench_core(int argc, char **argv);
 int bench_b1(int argc, char **argv);
 int bench_b2(int argc, char **argv);

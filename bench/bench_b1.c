@@ -10,7 +10,7 @@
 #include "args.h"
 #include "base.h"
 #include "bench.h"
-#include "gan/gan.h"
+#include "gan.h"
 
 typedef struct {
     gan_model *m;

@@ -19,7 +19,7 @@
 #include "args.h"
 #include "base.h"
 #include "bench.h"
-#include "dalle_tok/dalle.h"
+#include "dalle.h"
 
 int bench_b2(int argc, char **argv);
 

@@ -15,7 +15,7 @@
 #include "args.h"
 #include "base.h"
 #include "bench.h"
-#include "clip_rerank/clip.h"
+#include "clip.h"
 
 typedef struct {
     clip_model *m;

@@ -1,5 +1,5 @@
 /* bench_b4.c - `t2i bench b4`: ../shared/BENCHMARKS.md B4, super-resolution x4 (SRResNet-lite:
- * width 64, 8 residual blocks, two PixelShuffle stages; gan/sr.h preset "b4").
+ * width 64, 8 residual blocks, two PixelShuffle stages; gan/sr/sr.h preset "b4").
  *
  *   infer_ms           upscale one 128x128 image to 512x512 (one tile: the whole image,
  *                      through the inference path of `t2i sr upscale`)
@@ -17,7 +17,7 @@
 #include "args.h"
 #include "base.h"
 #include "bench.h"
-#include "gan/sr.h"
+#include "sr.h"
 #include "optim.h"
 
 int bench_b4(int argc, char **argv);

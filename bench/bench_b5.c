@@ -21,7 +21,7 @@
 #include "args.h"
 #include "base.h"
 #include "bench.h"
-#include "dalle_tok/vq.h"
+#include "vq.h"
 #include "optim.h"
 #include "rng.h"
 

@@ -1,9 +1,8 @@
 /* cmd_eval.c - `t2i eval`: quality measurements (FID/KID, caption fidelity). */
 #include "args.h"
 #include "commands.h"
-#include "gan/fid.h"
-
-int eval_cmd_fidelity(int argc, char **argv); /* dalle_tok/fidelity.c */
+#include "fid.h"
+#include "fidelity.h"
 
 int cmd_eval(int argc, char **argv) {
     static const t2i_subcmd subs[] = {

@@ -3,14 +3,15 @@
 
 #include "args.h"
 #include "base.h"
+#include "bench.h"
 #include "commands.h"
-#include "clip_rerank/clip.h"
-#include "dalle_tok/dalle.h"
-#include "dalle_tok/generate.h"
-#include "dalle_tok/vq.h"
-#include "gan/classifier.h"
-#include "gan/gan.h"
-#include "gan/sr.h"
+#include "clip.h"
+#include "dalle.h"
+#include "generate.h"
+#include "vq.h"
+#include "classifier.h"
+#include "gan.h"
+#include "sr.h"
 
 int main(int argc, char **argv) {
     const char *threads = getenv("T2I_THREADS");
@@ -23,7 +24,7 @@ int main(int argc, char **argv) {
         {"vq", vq_cmd, "VQ image tokenizer: train, encode, decode, eval"},
         {"dalle", dalle_cmd, "DALL-E-style transformer over caption and image tokens: train, sample"},
         {"generate", generate_cmd, "captions -> candidates (DALL-E and/or GAN) -> CLIP rerank -> top images"},
-        {"sr", sr_cmd, "super-resolution: train, upscale, eval, compare"},
+        {"sr", cmd_sr, "super-resolution: train, upscale, eval, compare"},
         {"classify", cls_cmd, "the Fashion-MNIST classifier behind FID/KID and fidelity"},
         {"eval", cmd_eval, "quality measurements: FID/KID, caption fidelity"},
         {"bench", cmd_bench, "benchmarks: core, b1..b5"},

@@ -18,7 +18,7 @@
  * head.{weight,bias} (V, C), (V). AdamW decays the Linear weights only (attention, MLP,
  * head), not biases, LayerNorms or embeddings (as minGPT).
  *
- * Text layout (the caption's BPE ids from clip_rerank/tokenizer.h with a vocabulary learned
+ * Text layout (the caption's BPE ids from text/tokenizer.h with a vocabulary learned
  * from the training captions, stored in the checkpoint metadata "vocab"):
  *   out[0]     = SOT (the tokenizer's <|startoftext|>): a constant first token, so the
  *                first caption token is predicted too (DALL-E's prepended BOS);
@@ -56,7 +56,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "clip_rerank/tokenizer.h"
+#include "tokenizer.h"
 #include "optim.h"
 #include "params.h"
 #include "rng.h"

@@ -9,7 +9,7 @@
 #ifndef T2I_GAN_TEXT_COND_H
 #define T2I_GAN_TEXT_COND_H
 
-#include "clip_rerank/clip.h"
+#include "clip.h"
 
 #define GAN_TEXT_PROBE "a red sneaker"
 

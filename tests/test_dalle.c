@@ -31,7 +31,7 @@
 #include <cmocka.h>
 
 #include "base.h"
-#include "dalle_tok/dalle.h"
+#include "dalle.h"
 #include "safetensors.h"
 #include "testutil.h"
 

@@ -1,5 +1,5 @@
 /* test_data.c - datasets (IDX, Fashion-MNIST, FC32, image/class/caption folders) and the
- * batch loader (nn/data.h, nn/fc32.h).
+ * batch loader (data/data.h, data/fc32.h).
  *
  * Reference values: tests/data/fc32_ref.json, written by tests/ref/gen_fc32_ref.py, which
  * reads Fashion-MNIST with Python's gzip module and rebuilds FC32 items from fc32.h's

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "gan/fid.h"
+#include "fid.h"
 
 static void features(float *a, float *b) {
     for (int i = 0; i < 50; i++)

@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #include "base.h"
-#include "gan/gan.h"
+#include "gan.h"
 #include "safetensors.h"
 #include "testutil.h"
 

@@ -1,4 +1,4 @@
-/* test_sr.c - super-resolution (gan/sr.h) against independent references.
+/* test_sr.c - super-resolution (gan/sr/sr.h) against independent references.
  *
  *   metrics        PSNR (RGB, Y) and SSIM (Y) against numpy implementations
  *                  (tests/ref/gen_sr_ref.py), borders 0 and 3
@@ -28,7 +28,9 @@
 #include <cmocka.h>
 
 #include "base.h"
-#include "gan/sr.h"
+#include "image_quality.h"
+#include "sr.h"
+#include "sr_eval.h"
 #include "image.h"
 #include "safetensors.h"
 #include "testutil.h"
@@ -82,11 +84,11 @@ static void test_metrics(void **state) {
     for (int k = 0; k <= 3; k += 3) {
         char name[64];
         snprintf(name, sizeof name, "metric.b%d.psnr_rgb", k);
-        double p = sr_psnr_rgb(a, b, H, W, k), pr = ref1(name);
+        double p = t2i_psnr_rgb(a, b, H, W, k), pr = ref1(name);
         snprintf(name, sizeof name, "metric.b%d.psnr_y", k);
-        double py = sr_psnr_y(a, b, H, W, k), pyr = ref1(name);
+        double py = t2i_psnr_y(a, b, H, W, k), pyr = ref1(name);
         snprintf(name, sizeof name, "metric.b%d.ssim_y", k);
-        double s = sr_ssim_y(a, b, H, W, k), sref = ref1(name);
+        double s = t2i_ssim_y(a, b, H, W, k), sref = ref1(name);
         printf("border %d: PSNR %.5f (ref %.5f)  PSNR-Y %.5f (ref %.5f)  SSIM-Y %.6f (ref %.6f)\n", k, p, pr, py, pyr,
                s, sref);
         assert_true(fabs(p - pr) < 1e-4);
@@ -94,8 +96,8 @@ static void test_metrics(void **state) {
         assert_true(fabs(s - sref) < 1e-5);
         assert_true(s > 0.1 && s < 0.99); /* the reference pair is neither equal nor unrelated */
     }
-    assert_true(isinf(sr_psnr_rgb(a, a, H, W, 3)));
-    assert_true(fabs(sr_ssim_y(a, a, H, W, 3) - 1.0) < 1e-12);
+    assert_true(isinf(t2i_psnr_rgb(a, a, H, W, 3)));
+    assert_true(fabs(t2i_ssim_y(a, a, H, W, 3) - 1.0) < 1e-12);
     free(fa), free(fb), free(a), free(b);
 }
 

@@ -1,4 +1,4 @@
-/* test_tokenizer.c - the CLIP tokenizer (clip_rerank/tokenizer.h).
+/* test_tokenizer.c - the CLIP tokenizer (text/tokenizer.h).
  *
  * Reference values:
  *   - shared/golden/clip_tiny/tokens.jsonl: 30 strings tokenized by openai/CLIP's own

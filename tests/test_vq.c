@@ -28,7 +28,7 @@
 
 #include "base.h"
 #include "ckpt.h"
-#include "dalle_tok/vq.h"
+#include "vq.h"
 #include "safetensors.h"
 #include "testutil.h"
 

@@ -2,7 +2,7 @@
 """gen_fc32_ref.py - independent reference values for tests/test_data.c.
 
 Reads Debian's Fashion-MNIST with Python's gzip module and rebuilds some FC32
-("fashion-captions") items from the definition in nn/fc32.h, without any t2i code:
+("fashion-captions") items from the definition in data/fc32.h, without any t2i code:
 
   - the random draws follow rng.h's definition: xoshiro256** seeded through SplitMix64,
     t2i_rng_split(parent, stream) = seed(hash(parent state) ^ splitmix(stream + K)),

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""gen_sr_ref.py - reference values for tests/test_sr.c (super-resolution, gan/sr.h).
+"""gen_sr_ref.py - reference values for tests/test_sr.c (super-resolution, gan/sr/sr.h).
 
 Writes tests/data/sr_ref.safetensors with:
 

@@ -34,7 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "clip_rerank/clip.h"
+#include "clip.h"
 #include "dalle.h"
 
 typedef struct gen_source gen_source;

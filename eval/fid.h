@@ -5,7 +5,7 @@
  * symmetric form, computed in double with LAPACK's dsyev.
  * KID = unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3,
  * averaged over random subsets (Binkowski et al.); reported as mean and standard deviation.
- * The features are the t2i classifier's penultimate activations (gan/classifier.h), not
+ * The features are the t2i classifier's penultimate activations (eval/classifier.h), not
  * Inception's: the figures compare runs measured by this toolkit, not published FIDs.
  */
 #ifndef T2I_FID_H

@@ -18,8 +18,8 @@
  * which flag to pass), a CLIP that does not fit, an empty caption or a failed write exit 1.
  */
 #include "generate.h"
-#include "gan/gan_source.h"
-#include "gan/sr.h"
+#include "gan_source.h"
+#include "sr.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>

@@ -181,21 +181,8 @@ float sr_l1_step(sr_model *m, nn_optim *og, nn_arena *a, const float *lr, const 
 void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_loss loss, float l1_weight,
                  float adv_weight, const float *lr, const float *hr, int B, sr_step_stats *st);
 
-/* ---- metrics (sr_eval.c) ----
- * On 8-bit RGB images (h, w, 3) interleaved, `border` pixels cropped on every side.
- * PSNR: 10 log10(255^2 / MSE), over R, G and B, or over Y = 16 + (65.481 R + 128.553 G
- * + 24.966 B) / 255 (BT.601, RGB in 0..255, Y unrounded); +inf for identical images.
- * SSIM on Y: Gaussian window 11, sigma 1.5, C1 = (0.01 * 255)^2, C2 = (0.03 * 255)^2,
- * statistics over the valid positions only, mean of the map (Wang et al. 2004). */
-double sr_psnr_rgb(const uint8_t *a, const uint8_t *b, int h, int w, int border);
-double sr_psnr_y(const uint8_t *a, const uint8_t *b, int h, int w, int border);
-double sr_ssim_y(const uint8_t *a, const uint8_t *b, int h, int w, int border);
-
 /* ---- commands ---- */
-int sr_cmd(int argc, char **argv);         /* sr_cmd.c: `t2i sr ...` */
 int sr_cmd_train(int argc, char **argv);   /* sr_train.c */
 int sr_cmd_upscale(int argc, char **argv); /* sr_upscale.c */
-int sr_cmd_eval(int argc, char **argv);    /* sr_eval.c */
-int sr_cmd_compare(int argc, char **argv); /* sr_eval.c: side-by-side crops */
 
 #endif

@@ -46,6 +46,7 @@
 #include "ops.h"
 #include "optim.h"
 #include "progress.h"
+#include "image_quality.h"
 #include "sr.h"
 
 /* ---------------------------------------------------------------- file lists */
@@ -337,7 +338,7 @@ typedef struct {
 static double psnr_float(const float *a, const float *b, int S, int border, uint8_t *ua, uint8_t *ub) {
     t2i_chw_to_u8(ua, a, 3, S, S);
     t2i_chw_to_u8(ub, b, 3, S, S);
-    return sr_psnr_rgb(ua, ub, S, S, border);
+    return t2i_psnr_rgb(ua, ub, S, S, border);
 }
 
 /* Three fixed crops per photo (centre and the two quarter points of the diagonal). */

@@ -4,11 +4,11 @@
  *     t2i eval fidelity SAMPLES/             (images + metadata.jsonl: file_name, text)
  *     t2i eval fidelity fashion-captions:test  (the real images: the judge's ceiling)
  *
- * For FC32-style captions ("a red sneaker", see nn/fc32.h) the judge decides the class and
+ * For FC32-style captions ("a red sneaker", see data/fc32.h) the judge decides the class and
  * the colour of each image and compares them with the caption:
  *   - brightness b = per-pixel max over R, G, B (every palette colour has a component of
  *     1, so on a real image b is exactly the gray Fashion-MNIST item);
- *   - class: the toolkit's Fashion-MNIST classifier (gan/classifier.h) on a 28x28 view of
+ *   - class: the toolkit's Fashion-MNIST classifier (eval/classifier.h) on a 28x28 view of
  *     b. A 32x32 canvas holds the 28x28 item at an offset of 0..4 pixels; --crop window
  *     (default) takes the 28x28 window with the largest brightness sum, --crop resize
  *     scales 32 -> 28 (bicubic). Other sizes are first resized to 32x32; 28x28 is used as
@@ -35,10 +35,10 @@
 #include "base.h"
 #include "data.h"
 #include "fc32.h"
-#include "gan/classifier.h"
+#include "classifier.h"
+#include "fidelity.h"
 #include "image.h"
 
-int eval_cmd_fidelity(int argc, char **argv);
 
 enum { CROP_WINDOW, CROP_RESIZE };
 

@@ -3,7 +3,7 @@
 # original, on a 192x192 box (stamens) of the held-out photo YellowFlower.jpg, x4, shown at
 # 2x zoom, and prints each panel's PSNR (RGB) against the original.
 #
-# Usage: bash gan/sr_side_by_side.sh T2I L1_CKPT GAN_CKPT [OUT.png]
+# Usage: bash gan/sr/sr_side_by_side.sh T2I L1_CKPT GAN_CKPT [OUT.png]
 #   T2I       the t2i binary
 #   L1_CKPT   an x4 model after phase 1 (a run's l1.safetensors)
 #   GAN_CKPT  the model after GAN fine-tuning (that run's checkpoint.safetensors, or one of

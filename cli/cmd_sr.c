@@ -1,9 +1,12 @@
-/* sr_cmd.c - `t2i sr`: the super-resolution subcommands (train, upscale, eval, compare).
- * sr_cmd is what cli/main.c registers; each subcommand prints its own --help. */
+/* cmd_sr.c - `t2i sr`: the super-resolution subcommands. Training and upscaling live with
+ * the model (gan/sr/), evaluation and side-by-side crops with the other measurements
+ * (eval/sr_eval.c); each subcommand prints its own --help. */
 #include "args.h"
+#include "commands.h"
 #include "sr.h"
+#include "sr_eval.h"
 
-int sr_cmd(int argc, char **argv) {
+int cmd_sr(int argc, char **argv) {
     static const t2i_subcmd subs[] = {
         {"train", sr_cmd_train, "train an SR model (L1 pre-training, optional GAN fine-tuning)"},
         {"upscale", sr_cmd_upscale, "upscale an image of any size (tiled, bounded memory)"},

@@ -9,7 +9,7 @@
 #ifndef T2I_GAN_SOURCE_H
 #define T2I_GAN_SOURCE_H
 
-#include "dalle_tok/generate.h"
+#include "generate.h"
 
 /* text_encoder/vocab override the recorded ones when non-NULL. */
 int gen_source_gan(gen_source **out, const char *gan_path, const char *text_encoder, const char *vocab, int batch);
