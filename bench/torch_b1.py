@@ -7,7 +7,7 @@ as the reference training run for the FID comparison.
   /usr/bin/python3 bench/torch_b1.py --threads 2 train --epochs 5 --out DIR [--samples 10000]
       trains B1 on Fashion-MNIST (Debian's dataset-fashion-mnist), logs wall time, then
       writes DIR/samples/NNNNN.png (G in eval mode) for `t2i eval fid --fake DIR/samples`.
-The recipe is exactly B1: batch 64 (drop_last), Adam lr 2e-4 betas (0.5, 0.999), PyTorch
+The networks are tests/ref/models/dcgan.py's. The recipe is exactly B1: batch 64 (drop_last), Adam lr 2e-4 betas (0.5, 0.999), PyTorch
 default init, non-saturating BCE-with-logits loss, D on real and fake as two calls.
 """
 import argparse, gzip, json, os, resource, statistics, sys, time
@@ -15,6 +15,9 @@ import argparse, gzip, json, os, resource, statistics, sys, time
 import numpy as np
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "ref"))
+from models.dcgan import Discriminator, Generator  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=2)
@@ -31,32 +34,7 @@ torch.set_num_threads(a.threads)
 torch.manual_seed(a.seed)
 
 
-class G(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(100, 256 * 7 * 7)
-        self.bn0 = nn.BatchNorm1d(256 * 7 * 7)
-        self.up = nn.Sequential(
-            nn.ConvTranspose2d(256, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.ReLU(True),
-            nn.ConvTranspose2d(128, 1, 4, 2, 1), nn.Tanh())
-
-    def forward(self, z):
-        return self.up(torch.relu(self.bn0(self.fc(z))).view(-1, 256, 7, 7))
-
-
-class D(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2, True),
-            nn.Flatten(), nn.Linear(128 * 7 * 7, 1))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-g, d = G(), D()
+g, d = Generator(), Discriminator()
 og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
 od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
 bce = nn.BCEWithLogitsLoss()

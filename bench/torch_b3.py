@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """PyTorch counterpart of `t2i bench b3`: CLIP ViT-B/32 inference at random weights.
 
-The model is the OpenAI-architecture CLIP written for the tests (tests/ref/gen_clip_ref.py,
-checked there against openai's golden outputs), at the ViT-B/32 configuration of
+The model is the OpenAI-architecture CLIP of the tests (tests/ref/models/clip.py, checked by
+tests/ref/gen_clip_ref.py against openai's golden outputs), at the ViT-B/32 configuration of
 BENCHMARKS.md B3. Same measurements as the C benchmark: ms per image for a batch of 32
 224x224 images, ms for one caption of --caption-tokens tokens (the text tower run only
 up to the end token, as t2i does) and for the full 77-token context, peak RSS, GFLOP/s of
@@ -22,7 +22,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "ref"))
-from gen_clip_ref import CLIP  # noqa: E402
+from models.clip import CLIP  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=2)

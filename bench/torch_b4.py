@@ -3,7 +3,7 @@
 
 SRResNet-lite x4: Conv3x3(3, 64) -> ReLU, 8 residual blocks (Conv3x3 -> ReLU -> Conv3x3, + skip,
 no norm), Conv3x3(64, 64) + global skip, twice [Conv3x3(64, 256) -> PixelShuffle(2) -> ReLU],
-Conv3x3(64, 3); PyTorch default init.
+Conv3x3(64, 3); PyTorch default init (tests/ref/models/srresnet.py).
   infer_ms           one 128x128 image -> 512x512 (no_grad)
   train_ms_per_step  batch 16 of 32x32 LR / 128x128 HR, L1 loss, Adam lr 1e-4
                      (zero_grad + forward + backward + step)
@@ -14,13 +14,17 @@ Prints readable lines and one JSON line like t2i's, with "impl": "pytorch".
 """
 import argparse
 import json
+import os
 import resource
 import statistics
+import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "ref"))
+from models.srresnet import SRGenerator  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=2)
@@ -29,34 +33,6 @@ ap.add_argument("--warmup", type=int, default=2)
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(4)
-
-
-class Block(nn.Module):
-    def __init__(self, w):
-        super().__init__()
-        self.c1 = nn.Conv2d(w, w, 3, 1, 1)
-        self.c2 = nn.Conv2d(w, w, 3, 1, 1)
-
-    def forward(self, x):
-        return x + self.c2(F.relu(self.c1(x)))
-
-
-class B4(nn.Module):
-    def __init__(self, w=64, blocks=8):
-        super().__init__()
-        self.head = nn.Conv2d(3, w, 3, 1, 1)
-        self.blocks = nn.Sequential(*[Block(w) for _ in range(blocks)])
-        self.mid = nn.Conv2d(w, w, 3, 1, 1)
-        self.up1 = nn.Conv2d(w, 4 * w, 3, 1, 1)
-        self.up2 = nn.Conv2d(w, 4 * w, 3, 1, 1)
-        self.tail = nn.Conv2d(w, 3, 3, 1, 1)
-
-    def forward(self, x):
-        h = F.relu(self.head(x))
-        h = h + self.mid(self.blocks(h))
-        h = F.relu(F.pixel_shuffle(self.up1(h), 2))
-        h = F.relu(F.pixel_shuffle(self.up2(h), 2))
-        return self.tail(h)
 
 
 def conv_flops(cin, cout, pixels):
@@ -81,7 +57,7 @@ def timeit(fn):
     return statistics.median(ts)
 
 
-g = B4()
+g = SRGenerator()
 nparams = sum(p.numel() for p in g.parameters())
 x = torch.rand(1, 3, 128, 128) * 2 - 1
 lr = torch.rand(16, 3, 32, 32) * 2 - 1

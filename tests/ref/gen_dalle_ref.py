@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Reference for tests/test_dalle.c: three AdamW training steps of a reduced DALL-E-style
-image-token transformer (the B2 architecture at toy sizes) in PyTorch, written from the
-description in dalle_tok/dalle.h, from initial weights this script saves, so that the C
-implementation can replay the steps and compare losses and weights.
+image-token transformer (the B2 architecture at toy sizes, models/dalle.py) in PyTorch,
+written from the description in dalle_tok/dalle.h, from initial weights this script saves,
+so that the C implementation can replay the steps and compare losses and weights.
 
 Model: text 4 positions x vocab 520 (the top 4 ids are pads), image 2x2 = 4 positions x
 codebook 16, width 16, 2 layers, 2 heads, exact GELU, MLP 4x, LayerNorm eps 1e-5; separate
@@ -14,75 +14,40 @@ LayerNorm gains/biases and all biases are perturbed from their usual init so tha
 missing term cannot pass. Output: tests/data/dalle_ref.safetensors (init.* weights,
 final.* weights, tokens, losses).
 """
-import json, os, struct
+import json, os, struct, sys
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-torch.manual_seed(11)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models.dalle import Dalle  # noqa: E402
+
 TL, TV, SIDE, K, C, L, NH = 4, 520, 2, 16, 16, 2, 2
 IL = SIDE * SIDE
-T, V, B = TL + IL, TV + K, 3
-HS = C // NH
+V, B = TV + K, 3
 
-P = {}
-
-
-def add(name, *shape, std=0.02, base=0.0):
-    P[name] = (base + std * torch.randn(*shape)).requires_grad_(True)
-
-
-add("text_emb.weight", TV, C)
-add("image_emb.weight", K, C)
-add("pos_emb.weight", T, C)
-for l in range(L):
-    pre = f"transformer.resblocks.{l}."
-    add(pre + "ln_1.weight", C, std=0.1, base=1.0)
-    add(pre + "ln_1.bias", C, std=0.1)
-    add(pre + "attn.in_proj_weight", 3 * C, C)
-    add(pre + "attn.in_proj_bias", 3 * C, std=0.05)
-    add(pre + "attn.out_proj.weight", C, C)
-    add(pre + "attn.out_proj.bias", C, std=0.05)
-    add(pre + "ln_2.weight", C, std=0.1, base=1.0)
-    add(pre + "ln_2.bias", C, std=0.1)
-    add(pre + "mlp.c_fc.weight", 4 * C, C)
-    add(pre + "mlp.c_fc.bias", 4 * C, std=0.05)
-    add(pre + "mlp.c_proj.weight", C, 4 * C)
-    add(pre + "mlp.c_proj.bias", C, std=0.05)
-add("ln_f.weight", C, std=0.1, base=1.0)
-add("ln_f.bias", C, std=0.1)
-add("head.weight", V, C)
-add("head.bias", V, std=0.05)
+# the constructor's default init draws random numbers: build first, then seed, so that the
+# values below depend on the seed alone; unfused: this reference's historic rounding order
+model = Dalle(TL, TV, IL, K, C, L, NH, unfused=True)
+torch.manual_seed(11)
+P = dict(model.named_parameters())
+with torch.no_grad():
+    for name, p in P.items():  # in registration order, which fixes the random draws
+        if "ln_" in name:  # LayerNorm gains around 1, biases around 0
+            std, base = 0.1, 1.0 if name.endswith("weight") else 0.0
+        elif name.endswith("bias"):
+            std, base = 0.05, 0.0
+        else:
+            std, base = 0.02, 0.0
+        p.copy_(base + std * torch.randn(*p.shape))
 
 decay = [n for n in P if n.endswith("weight") and ("proj" in n or "c_fc" in n or n == "head.weight")]
 decay = [n for n in decay if "ln_" not in n]
 no_decay = [n for n in P if n not in decay]
 
 
-def forward(tok):
-    # tok (B, T) joint ids: text ids at 0..TL-1, TV + code after
-    x = torch.cat([P["text_emb.weight"][tok[:, :TL]], P["image_emb.weight"][tok[:, TL:] - TV]], 1)
-    x = x + P["pos_emb.weight"][None]
-    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
-    for l in range(L):
-        pre = f"transformer.resblocks.{l}."
-        h = F.layer_norm(x, (C,), P[pre + "ln_1.weight"], P[pre + "ln_1.bias"], 1e-5)
-        qkv = h @ P[pre + "attn.in_proj_weight"].T + P[pre + "attn.in_proj_bias"]
-        q, k, v = qkv.split(C, 2)
-        q, k, v = [t.view(B, T, NH, HS).transpose(1, 2) for t in (q, k, v)]
-        att = (q @ k.transpose(-1, -2)) / HS ** 0.5
-        att = att.masked_fill(mask, float("-inf")).softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + y @ P[pre + "attn.out_proj.weight"].T + P[pre + "attn.out_proj.bias"]
-        h = F.layer_norm(x, (C,), P[pre + "ln_2.weight"], P[pre + "ln_2.bias"], 1e-5)
-        h = F.gelu(h @ P[pre + "mlp.c_fc.weight"].T + P[pre + "mlp.c_fc.bias"])
-        x = x + h @ P[pre + "mlp.c_proj.weight"].T + P[pre + "mlp.c_proj.bias"]
-    x = F.layer_norm(x, (C,), P["ln_f.weight"], P["ln_f.bias"], 1e-5)
-    return x @ P["head.weight"].T + P["head.bias"]
-
-
 def losses(tok):
-    logits = forward(tok)[:, :-1]                      # (B, T-1, V)
+    logits = model.logits(tok)[:, :-1]                 # (B, T-1, V)
     tgt = tok[:, 1:]
     lt = F.cross_entropy(logits[:, :TL - 1].reshape(-1, V), tgt[:, :TL - 1].reshape(-1))
     li = F.cross_entropy(logits[:, TL - 1:].reshape(-1, V), tgt[:, TL - 1:].reshape(-1))

@@ -11,8 +11,9 @@ Writes tests/data/sr_ref.safetensors with:
                             window (sigma 1.5), C1 = (0.01*255)^2, C2 = (0.03*255)^2, valid
                             region only, mean of the map - all implemented below in numpy
                             (float64), independently of the C code
-  model.init.<name>         initial weights of a reduced SR generator (width 8, 2 residual
-                            blocks, x4), PyTorch default init, under the C network's names
+  model.init.<name>         initial weights of a reduced SR generator (models/srresnet.py at
+                            width 8, 2 residual blocks, x4), PyTorch default init, under the
+                            C network's names
                             ("g.<layer index>.weight/bias", layer indices of the nn_seq
                             built by sr_build_g)
   model.lr, model.hr        a batch of 2 inputs (3, 6, 7) and targets (3, 24, 28)
@@ -31,11 +32,14 @@ Usage: /usr/bin/python3 tests/ref/gen_sr_ref.py
 import json
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models.srresnet import SRGenerator  # noqa: E402
 
 torch.manual_seed(424242)
 rng = np.random.default_rng(17)
@@ -124,58 +128,8 @@ def gen_metrics():
 
 # ---------------------------------------------------------------- model
 
-class Block(nn.Module):
-    def __init__(self, w):
-        super().__init__()
-        self.c1 = nn.Conv2d(w, w, 3, 1, 1)
-        self.c2 = nn.Conv2d(w, w, 3, 1, 1)
-
-    def forward(self, x):
-        return x + self.c2(F.relu(self.c1(x)))
-
-
-class SRGen(nn.Module):
-    """B4 family: conv-relu, blocks, conv + global skip, [conv 4w, shuffle, relu] per x2, conv."""
-
-    def __init__(self, width, blocks, scale):
-        super().__init__()
-        self.head = nn.Conv2d(3, width, 3, 1, 1)
-        self.blocks = nn.ModuleList([Block(width) for _ in range(blocks)])
-        self.mid = nn.Conv2d(width, width, 3, 1, 1)
-        self.ups = nn.ModuleList([nn.Conv2d(width, 4 * width, 3, 1, 1) for _ in range(scale.bit_length() - 1)])
-        self.tail = nn.Conv2d(width, 3, 3, 1, 1)
-
-    def forward(self, x):
-        h = F.relu(self.head(x))
-        t = h
-        for b in self.blocks:
-            t = b(t)
-        h = h + self.mid(t)
-        for u in self.ups:
-            h = F.relu(F.pixel_shuffle(u(h), 2))
-        return self.tail(h)
-
-    def c_names(self):
-        """(C name, parameter) pairs: layer indices of the C nn_seq (conv, relu, res_begin,
-        per block res_begin conv relu conv res_end, conv, res_end, per stage conv shuffle
-        relu, conv)."""
-        out, i = [], 0
-        out.append((i, self.head)); i += 3
-        for b in self.blocks:
-            out.append((i + 1, b.c1)); out.append((i + 3, b.c2)); i += 5
-        out.append((i, self.mid)); i += 2
-        for u in self.ups:
-            out.append((i, u)); i += 3
-        out.append((i, self.tail))
-        res = []
-        for idx, conv in out:
-            res.append(("g.%d.weight" % idx, conv.weight))
-            res.append(("g.%d.bias" % idx, conv.bias))
-        return res
-
-
 def gen_model():
-    g = SRGen(8, 2, 4)
+    g = SRGenerator(8, 2, 4)
     for name, p in g.c_names():
         put("model.init." + name, p)
     lr = torch.rand(2, 3, 6, 7) * 2 - 1
@@ -198,7 +152,7 @@ def gen_model():
     put("model.loss", torch.tensor(losses))
     for name, p in g.c_names():
         put("model.final." + name, p)
-    b4 = SRGen(64, 8, 4)
+    b4 = SRGenerator()
     put("b4.params", sum(p.numel() for p in b4.parameters()))
     return losses
 
