@@ -10,7 +10,7 @@ set -u
 T2I=${1:?usage: cli_clip.sh PATH/TO/t2i}
 SRC=${T2I_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 W="$SRC/../shared/golden/clip_tiny/weights.safetensors"
-V="$SRC/../shared/clip/bpe_simple_vocab_16e6.txt.gz"
+V="$SRC/clip_rerank/vocab/bpe_simple_vocab_16e6.txt.gz"
 IMG="$SRC/tests/data/img"
 TMP=$(mktemp -d /tmp/t2i-cli-clip-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT

@@ -7,7 +7,7 @@
 set -u
 T2I=${1:?usage: cli_tokenize.sh PATH/TO/t2i}
 SRC=${T2I_SOURCE_DIR:-..}
-VOCAB="$SRC/../shared/clip/bpe_simple_vocab_16e6.txt.gz"
+VOCAB="$SRC/clip_rerank/vocab/bpe_simple_vocab_16e6.txt.gz"
 GOLDEN="$SRC/../shared/golden/clip_tiny/tokens.jsonl"
 TMP=$(mktemp -d /tmp/t2i-cli-tokenize-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT

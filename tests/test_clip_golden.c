@@ -69,7 +69,7 @@ typedef struct {
 
 static int setup(void **state) {
     golden_ctx *g = t2i_calloc(1, sizeof *g);
-    char *w = golden("weights.safetensors"), *vocab = tu_shared("clip/bpe_simple_vocab_16e6.txt.gz");
+    char *w = golden("weights.safetensors"), *vocab = tu_clip_merges();
     g->m = clip_load(w, vocab);
     if (!g->m) fail_msg("%s", t2i_error_msg());
     free(w), free(vocab);

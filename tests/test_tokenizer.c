@@ -12,7 +12,8 @@
  * pair gives the permuted ids), the learned-vocabulary round trip, several threads
  * encoding at once, and a 10 MB caption.
  *
- * Needs ../shared next to the checkout (the merges file is not copied into the project).
+ * The merges file is the copy in clip_rerank/vocab/; the golden strings need ../shared next to
+ * the checkout.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,7 +110,7 @@ static void check_record(clip_tok *tok, const cJSON *o, int check_decode) {
     t2i_free(want77);
 }
 
-static char *merges_path(void) { return tu_shared("clip/bpe_simple_vocab_16e6.txt.gz"); }
+static char *merges_path(void) { return tu_clip_merges(); }
 
 static char *read_gz_all(const char *path, size_t *len) {
     gzFile f = gzopen(path, "rb");
