@@ -2,7 +2,7 @@
 """gen_tokens_ref.py - reference token ids for tests/test_tokenizer.c (tests/data/tokens_extra.jsonl).
 
 An independent Python implementation of the CLIP tokenizer as documented in
-shared/golden/clip_tiny/README.md (the "tokens.jsonl" section): html.unescape twice, strip,
+tests/data/clip_golden/README.md (the "tokens.jsonl" section): html.unescape twice, strip,
 collapse whitespace runs (re's \\s) to one space, strip, str.lower(), split with the regex
 module's pattern (IGNORECASE), UTF-8 bytes through bytes_to_unicode, "</w>" on the last
 symbol, BPE with the first 48894 merges of bpe_simple_vocab_16e6.txt.gz. The BPE below is a
