@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch counterpart of `t2i bench b5` (BENCHMARKS.md B5: the VQ image tokenizer).
+"""PyTorch counterpart of `t2i bench b5` (bench/README.md B5: the VQ image tokenizer).
 
 Same network as dalle_tok/vq.h preset "b5" (PyTorch default init, biases on):
   encoder Conv3x3(3,64) ReLU Conv4x4 s2 p1 (64,128) ReLU Conv4x4 s2 p1 (128,128) ReLU
