@@ -1,4 +1,4 @@
-/* bench.c - `t2i bench NAME`: the benchmarks of ../shared/BENCHMARKS.md and the core's. */
+/* bench.c - `t2i bench NAME`: the benchmarks of bench/README.md and the core's. */
 #include "args.h"
 #include "bench.h"
 

@@ -1,4 +1,4 @@
-/* bench.h - shared helpers for `t2i bench NAME` (see ../shared/BENCHMARKS.md).
+/* bench.h - shared helpers for `t2i bench NAME` (see bench/README.md).
  *
  * Each benchmark warms up, times several repetitions and reports the median, prints
  * readable lines, and ends with ONE JSON line of its figures (bench, threads,

@@ -1,4 +1,4 @@
-/* bench_b1.c - `t2i bench b1`: the B1 DCGAN-28 training step of ../shared/BENCHMARKS.md
+/* bench_b1.c - `t2i bench b1`: the B1 DCGAN-28 training step of bench/README.md
  * (gan preset "b1": D update on 64 real + 64 fake, then G update through a frozen D),
  * timed after warm-up; median ms/step, images/s (real images consumed per second),
  * peak RSS and nominal GFLOP/s (step = 4 G forwards + 8 D forwards per image, counting a

@@ -1,4 +1,4 @@
-/* bench_b2.c - `t2i bench b2`: the B2 image-token transformer of ../shared/BENCHMARKS.md
+/* bench_b2.c - `t2i bench b2`: the B2 image-token transformer of bench/README.md
  * (dalle preset "b2": 16 text + 64 image tokens, width 256, 6 layers, 8 heads).
  *
  *   train   batch 32 of random sequences, plain mean cross-entropy of the 79 next-token

@@ -1,4 +1,4 @@
-/* bench_b3.c - `t2i bench b3`: CLIP ViT-B/32 inference (../shared/BENCHMARKS.md B3) at
+/* bench_b3.c - `t2i bench b3`: CLIP ViT-B/32 inference (bench/README.md B3) at
  * random weights (OpenAI's initialisation): ms per image for a batch of 32 224x224 images
  * (the rerank case) and ms for one caption, peak RSS and GFLOP/s of the image batch
  * against the sgemm peak measured here. bench/torch_b3.py runs the same in PyTorch.

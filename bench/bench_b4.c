@@ -1,4 +1,4 @@
-/* bench_b4.c - `t2i bench b4`: ../shared/BENCHMARKS.md B4, super-resolution x4 (SRResNet-lite:
+/* bench_b4.c - `t2i bench b4`: bench/README.md B4, super-resolution x4 (SRResNet-lite:
  * width 64, 8 residual blocks, two PixelShuffle stages; gan/sr/sr.h preset "b4").
  *
  *   infer_ms           upscale one 128x128 image to 512x512 (one tile: the whole image,

@@ -1,4 +1,4 @@
-/* bench_b5.c - `t2i bench b5`: the VQ image tokenizer of ../shared/BENCHMARKS.md B5.
+/* bench_b5.c - `t2i bench b5`: the VQ image tokenizer of bench/README.md B5.
  *
  * Model: dalle_tok/vq.h preset "b5" (3x32x32 -> 8x8 codes, codebook 512 x 64, PyTorch init).
  * Train: one step = zero grad + encoder forward + nearest-code search + decoder forward +

@@ -1,5 +1,5 @@
 /* bench_core.c - `t2i bench core`: sgemm peak, and forward+backward of the core's
- * convolutions and attention at the sizes B1 and B2 use (../shared/BENCHMARKS.md):
+ * convolutions and attention at the sizes B1 and B2 use (bench/README.md):
  *   conv   Conv2d(64, 128, k4, s2, p1) on 128 x 64 x 14 x 14   (B1's D, real+fake batch)
  *   convT  ConvTranspose2d(256, 128, k4, s2, p1) on 64 x 256 x 7 x 7   (B1's G)
  *   attn   causal self-attention core, B 32, T 80, C 256, 8 heads   (B2)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""B1 (../shared/BENCHMARKS.md) in PyTorch: the DCGAN-28 training step, as a benchmark and
+"""B1 (bench/README.md) in PyTorch: the DCGAN-28 training step, as a benchmark and
 as the reference training run for the FID comparison.
 
   /usr/bin/python3 bench/torch_b1.py --threads 2 bench [--steps 20]

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""B2 (../shared/BENCHMARKS.md) in PyTorch: the DALL-E-style image-token transformer, the
+"""B2 (bench/README.md) in PyTorch: the DALL-E-style image-token transformer, the
 twin of `t2i bench b2` (same sizes, same JSON fields plus "impl": "pytorch").
 
   /usr/bin/python3 bench/torch_b2.py --threads 2 [--reps 5] [--sample-reps 3] [--nocache-reps 1]

@@ -3,7 +3,7 @@
 
 The model is the OpenAI-architecture CLIP of the tests (tests/ref/models/clip.py, checked by
 tests/ref/gen_clip_ref.py against openai's golden outputs), at the ViT-B/32 configuration of
-BENCHMARKS.md B3. Same measurements as the C benchmark: ms per image for a batch of 32
+bench/README.md B3. Same measurements as the C benchmark: ms per image for a batch of 32
 224x224 images, ms for one caption of --caption-tokens tokens (the text tower run only
 up to the end token, as t2i does) and for the full 77-token context, peak RSS, GFLOP/s of
 the image batch, sgemm peak.

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch counterpart of `t2i bench b4` (../shared/BENCHMARKS.md B4, same sizes and reporting).
+"""PyTorch counterpart of `t2i bench b4` (bench/README.md B4, same sizes and reporting).
 
 SRResNet-lite x4: Conv3x3(3, 64) -> ReLU, 8 residual blocks (Conv3x3 -> ReLU -> Conv3x3, + skip,
 no norm), Conv3x3(64, 64) + global skip, twice [Conv3x3(64, 256) -> PixelShuffle(2) -> ReLU],

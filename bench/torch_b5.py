@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch counterpart of `t2i bench b5` (BENCHMARKS.md B5: the VQ image tokenizer).
+"""PyTorch counterpart of `t2i bench b5` (bench/README.md B5: the VQ image tokenizer).
 
 Same network as dalle_tok/vq.h preset "b5" (tests/ref/models/vq.py at its defaults; PyTorch
 default init, biases on):

@@ -64,7 +64,7 @@ typedef struct {
 
 /* The toolkit's small model for FC32 (32x32 images, learned BPE vocabulary). */
 void clip_config_default(clip_config *c);
-/* OpenAI's ViT-B/32 (BENCHMARKS.md B3). */
+/* OpenAI's ViT-B/32 (bench/README.md B3). */
 void clip_config_vit_b32(clip_config *c);
 /* Returns 0, or -1 with a message naming the bad field. */
 int clip_config_check(const clip_config *c);

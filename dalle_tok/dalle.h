@@ -8,7 +8,7 @@
  * Network: x_t = E_text[id] (text positions) or E_image[code] (image positions) + P[t]
  *   -> transformer (nn/transformer.h, causal, GELU) -> ln_f -> head: logits (T, V) over the
  *   joint vocabulary V = text_vocab + codebook (untied, with bias).
- * Preset "b2" is ../shared/BENCHMARKS.md B2 exactly: text 16 x vocab 1024, image 64 (8x8)
+ * Preset "b2" is bench/README.md B2 exactly: text 16 x vocab 1024, image 64 (8x8)
  * x codebook 512, width 256, 6 layers, 8 heads, exact GELU, MLP 4x, LayerNorm eps 1e-5,
  * head Linear(256, 1536) with bias; init N(0, 0.02) for every weight and embedding, zero
  * biases, LayerNorms (1, 0).
@@ -35,7 +35,7 @@
  *   text_weight * mean(text targets) + (1 - text_weight) * mean(image targets)
  * (DALL-E: text_weight 1/8; the text targets are positions 1..text_len-1, the image
  * targets text_len..T-1). text_weight < 0 gives the plain mean over all T-1 targets
- * (BENCHMARKS.md B2).
+ * (bench/README.md B2).
  *
  * Sampling (dalle_sample): the text is run once (prefill of the key/value cache), then
  * one image token at a time; at each step the image-code logits only (the head rows

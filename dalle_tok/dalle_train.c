@@ -240,7 +240,7 @@ int dalle_cmd_train(int argc, char **argv) {
           cond_drop = 0.15f, epochs = 0;
     t2i_flag flags[] = {
         {"--codes", T2I_STR, &codes_path, "codes file of `t2i vq encode` (required for a new run)"},
-        {"--preset", T2I_STR, &preset, "b2 (BENCHMARKS.md B2 exactly) or custom (the sizes below)"},
+        {"--preset", T2I_STR, &preset, "b2 (bench/README.md B2 exactly) or custom (the sizes below)"},
         {"--width", T2I_INT, &width, "model width (custom)"},
         {"--layers", T2I_INT, &layers, "transformer layers (custom)"},
         {"--heads", T2I_INT, &heads, "attention heads (custom)"},

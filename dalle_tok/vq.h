@@ -1,7 +1,7 @@
 /* vq.h - the VQ-VAE image tokenizer of the DALL-E-style path: images -> a grid of codes
  * from a learned codebook, and back.
  *
- * Architecture (preset "b5" = ../shared/BENCHMARKS.md B5 exactly; "custom" changes the
+ * Architecture (preset "b5" = bench/README.md B5 exactly; "custom" changes the
  * sizes in brackets). Images are (C, R, R) in [-1, 1] (C = 3, R = 32); codes form a
  * (R/4) x (R/4) grid (8 x 8).
  *   Encoder "enc" (an nn_seq):

@@ -167,7 +167,7 @@ static int cmd_train(int argc, char **argv) {
     float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.999f, beta = 0.25f, decay = 0.99f, restart_threshold = 1.0f;
     t2i_flag flags[] = {
         {"--data", T2I_STR, &data, "fashion-captions[:train|:test] or an image folder"},
-        {"--preset", T2I_STR, &preset, "b5 (BENCHMARKS.md B5 exactly) or custom (the size flags below)"},
+        {"--preset", T2I_STR, &preset, "b5 (bench/README.md B5 exactly) or custom (the size flags below)"},
         {"--res", T2I_INT, &res, "custom: image side (multiple of 4; codes are res/4 per side)"},
         {"--channels", T2I_INT, &channels, "custom: image channels (1 or 3)"},
         {"--width1", T2I_INT, &width1, "custom: channels of the first convolution"},

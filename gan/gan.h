@@ -3,7 +3,7 @@
  * A gan_model holds G (noise [+ condition] -> image in [-1, 1]) and D (image -> trunk
  * features -> one logit), each an nn_seq over its own parameter store, plus an EMA copy
  * of G used for sampling. Architectures:
- *   preset "b1"     exactly B1 of ../shared/BENCHMARKS.md (1x28x28, PyTorch init);
+ *   preset "b1"     exactly B1 of bench/README.md (1x28x28, PyTorch init);
  *   preset "dcgan"  DCGAN by resolution (28, 32, 64, 128), width and depth: G doubles the
  *                   resolution per ConvTranspose2d(k4, s2, p1) stage, D halves it per
  *                   Conv2d(k4, s2, p1); depth adds 3x3 convolutions per stage.

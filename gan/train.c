@@ -143,7 +143,7 @@ int gan_cmd_train(int argc, char **argv) {
     long ema_start = 1000;
     t2i_flag flags[] = {
         {"--data", T2I_STR, &data, "fashion-mnist, fashion-captions, or a folder (images, class folders)"},
-        {"--arch", T2I_STR, &arch, "b1 (BENCHMARKS.md B1 exactly) or dcgan"},
+        {"--arch", T2I_STR, &arch, "b1 (bench/README.md B1 exactly) or dcgan"},
         {"--res", T2I_INT, &res, "resolution 28, 32, 64 or 128 (0: the data's own, else 64)"},
         {"--channels", T2I_INT, &channels, "1 or 3 (0: the data's own)"},
         {"--z-dim", T2I_INT, &z_dim, "noise dimension"},

@@ -1,16 +1,15 @@
 #!/bin/bash
 # cli_clip.sh - `t2i clip`: classify, rerank (--json, --grid), embed and zeroshot on the public
-# golden CLIP weights (shared/golden/clip_tiny, random weights: the outputs are checked for
+# golden CLIP weights (tests/data/clip_golden, random weights: the outputs are checked for
 # form and consistency, not for meaning); a tiny training run on an FC32 caption folder,
 # resumed bit-identically, whose checkpoint carries its own vocabulary; and bad inputs,
 # each of which must exit non-zero with one "t2i: ..." line.
-# Usage: cli_clip.sh PATH/TO/t2i   (needs ../shared next to the checkout and Debian's
-# dataset-fashion-mnist)
+# Usage: cli_clip.sh PATH/TO/t2i   (needs Debian's dataset-fashion-mnist)
 set -u
 T2I=${1:?usage: cli_clip.sh PATH/TO/t2i}
 SRC=${T2I_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-W="$SRC/../shared/golden/clip_tiny/weights.safetensors"
-V="$SRC/../shared/clip/bpe_simple_vocab_16e6.txt.gz"
+W="$SRC/tests/data/clip_golden/weights.safetensors"
+V="$SRC/clip_rerank/vocab/bpe_simple_vocab_16e6.txt.gz"
 IMG="$SRC/tests/data/img"
 TMP=$(mktemp -d /tmp/t2i-cli-clip-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT

@@ -1,14 +1,14 @@
 #!/bin/bash
 # cli_tokenize.sh - `t2i clip tokenize`: ids of two golden strings (read from
-# shared/golden/clip_tiny/tokens.jsonl, made by openai/CLIP's tokenizer), --json,
+# tests/data/clip_golden/tokens.jsonl, made by openai/CLIP's tokenizer), --json,
 # --context truncation, $T2I_CLIP_VOCAB, and one-line errors with a non-zero exit for
 # invalid UTF-8, a missing vocabulary file and no vocabulary at all.
-# Usage: cli_tokenize.sh PATH/TO/t2i   (needs ../shared next to the checkout)
+# Usage: cli_tokenize.sh PATH/TO/t2i
 set -u
 T2I=${1:?usage: cli_tokenize.sh PATH/TO/t2i}
 SRC=${T2I_SOURCE_DIR:-..}
-VOCAB="$SRC/../shared/clip/bpe_simple_vocab_16e6.txt.gz"
-GOLDEN="$SRC/../shared/golden/clip_tiny/tokens.jsonl"
+VOCAB="$SRC/clip_rerank/vocab/bpe_simple_vocab_16e6.txt.gz"
+GOLDEN="$SRC/tests/data/clip_golden/tokens.jsonl"
 TMP=$(mktemp -d /tmp/t2i-cli-tokenize-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 FAILS=0

@@ -1,5 +1,6 @@
-/* test_clip_golden.c - CLIP against the public golden files made with openai's own code
- * (shared/golden/clip_tiny, README there) and preprocessing against PIL/torchvision.
+/* test_clip_golden.c - CLIP against golden files made with openai's own code
+ * (tests/data/clip_golden from tests/ref/gen_clip_golden.py, README there) and preprocessing
+ * against PIL/torchvision.
  *
  *   - OpenAI-named weights: configuration inferred from the shapes + heads from metadata;
  *     image/text features, logits both ways, normalised features and exp(logit_scale)
@@ -31,8 +32,8 @@
 #include "testutil.h"
 
 static char *golden(const char *name) {
-    char *rel = t2i_asprintf("golden/clip_tiny/%s", name);
-    char *p = tu_shared(rel);
+    char *rel = t2i_asprintf("data/clip_golden/%s", name);
+    char *p = tu_path(rel);
     free(rel);
     return p;
 }
@@ -69,7 +70,7 @@ typedef struct {
 
 static int setup(void **state) {
     golden_ctx *g = t2i_calloc(1, sizeof *g);
-    char *w = golden("weights.safetensors"), *vocab = tu_shared("clip/bpe_simple_vocab_16e6.txt.gz");
+    char *w = golden("weights.safetensors"), *vocab = tu_clip_merges();
     g->m = clip_load(w, vocab);
     if (!g->m) fail_msg("%s", t2i_error_msg());
     free(w), free(vocab);
@@ -114,7 +115,7 @@ static void test_config(void **state) {
     assert_int_equal(c->vision_heads, 4); /* from the metadata; width / 64 would say 1 */
     assert_int_equal(c->context_length, 77);
     assert_int_equal(c->vocab_size, 49408);
-    assert_int_equal(c->transformer_width, 32);
+    assert_int_equal(c->transformer_width, 8);
     assert_int_equal(c->transformer_layers, 2);
     assert_int_equal(c->transformer_heads, 2);
     assert_int_equal(c->act, NN_ACT_QUICK_GELU);
@@ -352,7 +353,7 @@ static void test_hf_names(void **state) {
     write_hf(hp, &src);
     st_close(&src);
     const char *cfg = "{\"architectures\": [\"CLIPModel\"], \"projection_dim\": 32,"
-                      " \"text_config\": {\"hidden_size\": 32, \"num_attention_heads\": 2, \"hidden_act\": \"quick_gelu\","
+                      " \"text_config\": {\"hidden_size\": 8, \"num_attention_heads\": 2, \"hidden_act\": \"quick_gelu\","
                       " \"layer_norm_eps\": 1e-05},"
                       " \"vision_config\": {\"hidden_size\": 64, \"num_attention_heads\": 4, \"hidden_act\": \"quick_gelu\"}}";
     assert_int_equal(t2i_write_file_atomic(cp, cfg, strlen(cfg)), 0);
@@ -383,12 +384,12 @@ static void test_hf_names(void **state) {
     assert_non_null(strstr(t2i_error_msg(), "vocab"));
     clip_free(h);
 
-    /* without config.json, build_model's width / 64 gives the 32-wide text tower no head: an
+    /* without config.json, build_model's width / 64 gives the 8-wide text tower no head: an
      * error that says where the count goes, not a guess that would change the features */
     remove(cp);
     h = clip_load_ex(hp, NULL, 1);
     assert_null(h);
-    if (!strstr(t2i_error_msg(), "cannot infer the attention heads of the 32-wide text tower")) fail_msg("%s", t2i_error_msg());
+    if (!strstr(t2i_error_msg(), "cannot infer the attention heads of the 8-wide text tower")) fail_msg("%s", t2i_error_msg());
     assert_non_null(strstr(t2i_error_msg(), "num_attention_heads in a config.json"));
 
     /* gelu from config.json is honoured (features change too) */

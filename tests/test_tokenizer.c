@@ -1,8 +1,8 @@
 /* test_tokenizer.c - the CLIP tokenizer (text/tokenizer.h).
  *
  * Reference values:
- *   - shared/golden/clip_tiny/tokens.jsonl: 30 strings tokenized by openai/CLIP's own
- *     simple_tokenizer.py (ids, tokens77, decoded);
+ *   - tests/data/clip_golden/tokens.jsonl: 30 strings tokenized by openai/CLIP's own
+ *     simple_tokenizer.py (ids, tokens77, decoded; tests/ref/gen_clip_golden.py);
  *   - tests/data/tokens_extra.jsonl: 212 strings (entities, whitespace, casing, scripts,
  *     emoji, long words, truncation...) and 46 decode cases, from tests/ref/gen_tokens_ref.py,
  *     an independent Python implementation (html.unescape, str.lower, the regex module);
@@ -12,7 +12,7 @@
  * pair gives the permuted ids), the learned-vocabulary round trip, several threads
  * encoding at once, and a 10 MB caption.
  *
- * Needs ../shared next to the checkout (the merges file is not copied into the project).
+ * The merges file is the copy in clip_rerank/vocab/.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,7 +109,7 @@ static void check_record(clip_tok *tok, const cJSON *o, int check_decode) {
     t2i_free(want77);
 }
 
-static char *merges_path(void) { return tu_shared("clip/bpe_simple_vocab_16e6.txt.gz"); }
+static char *merges_path(void) { return tu_clip_merges(); }
 
 static char *read_gz_all(const char *path, size_t *len) {
     gzFile f = gzopen(path, "rb");
@@ -140,7 +140,7 @@ static int contains(const char *hay, const char *needle) { return strstr(hay, ne
 
 static void test_golden_openai(void **state) {
     (void)state;
-    char *path = tu_shared("golden/clip_tiny/tokens.jsonl");
+    char *path = tu_path("data/clip_golden/tokens.jsonl");
     jsonl j = read_jsonl(path);
     assert_int_equal(j.n, 30);
     for (size_t i = 0; i < j.n; i++) check_record(g_tok, j.items[i], 1);
@@ -432,7 +432,7 @@ static void test_hf_pair_and_plain_merges(void **state) {
     size_t mlen;
     char *mtext = read_gz_all(src, &mlen);
     char *dir = tu_tmpdir();
-    char *gpath = tu_shared("golden/clip_tiny/tokens.jsonl");
+    char *gpath = tu_path("data/clip_golden/tokens.jsonl");
     jsonl golden = read_jsonl(gpath);
     char *xpath = tu_path("data/tokens_extra.jsonl");
     jsonl extra = read_jsonl(xpath);

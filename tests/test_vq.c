@@ -15,7 +15,7 @@
  *   - six training steps against PyTorch (tests/ref/gen_vq_ref.py -> data/vq_ref.safetensors):
  *     per-step losses and perplexities within 1e-4 relative, codes, final weights, codebook
  *     and EMA buffers within 1e-4;
- *   - the B5 preset's shapes and parameter count (counted by hand from BENCHMARKS.md B5),
+ *   - the B5 preset's shapes and parameter count (counted by hand from bench/README.md B5),
  *     configuration JSON, checkpoint round trip and errors, encode/decode consistency.
  */
 #include <math.h>

@@ -1,7 +1,7 @@
 /* sr.h - super-resolution of the SRResNet / SRGAN / ESRGAN family: networks, training,
  * tiled upscaling, PSNR/SSIM evaluation, and the `t2i sr` command.
  *
- * Generator (images in [-1, 1], NCHW), preset "b4" = ../shared/BENCHMARKS.md B4 exactly:
+ * Generator (images in [-1, 1], NCHW), preset "b4" = bench/README.md B4 exactly:
  *   Conv3x3(3, W) -> ReLU -> [global skip]
  *     blocks x [Conv3x3(W, W) -> ReLU -> Conv3x3(W, W), + skip]   (no normalisation)
  *     Conv3x3(W, W) + global skip

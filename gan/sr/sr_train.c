@@ -496,7 +496,7 @@ int sr_cmd_train(int argc, char **argv) {
     t2i_flag flags[] = {
         {"--data", T2I_STR, &data, "folder of photos (held-out rule: sorted index i % 6 == 5)"},
         {"--scale", T2I_INT, &scale, "upscaling factor, 2 or 4"},
-        {"--preset", T2I_STR, &preset, "b4 (BENCHMARKS.md B4: width 64, 8 blocks) or custom"},
+        {"--preset", T2I_STR, &preset, "b4 (bench/README.md B4: width 64, 8 blocks) or custom"},
         {"--width", T2I_INT, &width, "generator width (custom preset)"},
         {"--blocks", T2I_INT, &blocks, "residual blocks (custom preset)"},
         {"--crop", T2I_INT, &crop, "HR crop size, a multiple of 16 (0: 96 for x4, 64 for x2)"},

@@ -17,7 +17,7 @@ const char *tu_source_dir(void) {
 }
 
 char *tu_path(const char *rel) { return t2i_asprintf("%s/tests/%s", tu_source_dir(), rel); }
-char *tu_shared(const char *rel) { return t2i_asprintf("%s/../shared/%s", tu_source_dir(), rel); }
+char *tu_clip_merges(void) { return t2i_asprintf("%s/clip_rerank/vocab/bpe_simple_vocab_16e6.txt.gz", tu_source_dir()); }
 
 char *tu_tmpdir(void) {
     char tmpl[] = "/tmp/t2i-test-XXXXXX";

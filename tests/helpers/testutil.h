@@ -1,7 +1,8 @@
 /* testutil.h - shared helpers for the cmocka tests.
  *
  * Paths: tu_path("data/x") resolves against the tests/ folder of the source tree
- * ($T2I_SOURCE_DIR/tests); tu_shared("golden/...") against ../shared next to the checkout.
+ * ($T2I_SOURCE_DIR/tests); tu_clip_merges() is OpenAI's merges file carried in the tree
+ * (clip_rerank/vocab/).
  *
  * Gradient checking (tu_gradcheck): the scalar L = sum_i out[i] * r[i], with r a fixed
  * random vector, is differentiated two ways - by the kernel's backward given dout = r, and
@@ -20,7 +21,7 @@
 
 const char *tu_source_dir(void);
 char *tu_path(const char *rel);    /* heap string */
-char *tu_shared(const char *rel);  /* heap string */
+char *tu_clip_merges(void);        /* heap string */
 /* A fresh empty temporary folder (removed by tu_rmtree). */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);

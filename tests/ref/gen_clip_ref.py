@@ -10,7 +10,7 @@ test_clip_golden.c). Writes tests/data/clip_ref.safetensors.
 2. A tiny CLIP (models/clip.py) written from the paper / openai's model.py description (ViT image tower,
    causal text tower, pre-LN blocks with fused in_proj, QuickGELU, EOT pooling by argmax,
    x @ proj, logit scale as a log) with OpenAI's state_dict names. It is first checked
-   against the public golden outputs (shared/golden/clip_tiny, made with openai's own code)
+   against the golden outputs (tests/data/clip_golden, made with openai's own code)
    so that this script's architecture is known to be openai's. Then, at a small config
    (embed 16, 16x16 images, patch 4, vision width 24 / 2 layers / 2 heads, text context 12,
    vocab 64, width 16 / 2 layers / 2 heads), with random weights (LayerNorm and bias
@@ -40,7 +40,7 @@ from models.clip import CLIP  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "data", "clip_ref.safetensors")
-GOLDEN = os.path.join(ROOT, "..", "shared", "golden", "clip_tiny")
+GOLDEN = os.path.join(ROOT, "tests", "data", "clip_golden")
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 

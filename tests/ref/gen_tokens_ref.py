@@ -2,7 +2,7 @@
 """gen_tokens_ref.py - reference token ids for tests/test_tokenizer.c (tests/data/tokens_extra.jsonl).
 
 An independent Python implementation of the CLIP tokenizer as documented in
-shared/golden/clip_tiny/README.md (the "tokens.jsonl" section): html.unescape twice, strip,
+tests/data/clip_golden/README.md (the "tokens.jsonl" section): html.unescape twice, strip,
 collapse whitespace runs (re's \\s) to one space, strip, str.lower(), split with the regex
 module's pattern (IGNORECASE), UTF-8 bytes through bytes_to_unicode, "</w>" on the last
 symbol, BPE with the first 48894 merges of bpe_simple_vocab_16e6.txt.gz. The BPE below is a
@@ -19,7 +19,7 @@ Output, one JSON object per line:
   {"kind": "decode", "ids", "decoded"}  - decode of arbitrary id sequences (invalid UTF-8)
 
 Usage: python3 tests/ref/gen_tokens_ref.py [path/to/bpe_simple_vocab_16e6.txt.gz] > tests/data/tokens_extra.jsonl
-(default path: ../shared/clip/ next to the repository). Needs the `regex` module.
+(default path: clip_rerank/vocab/ in this repository). Needs the `regex` module.
 """
 import gzip
 import html
@@ -187,7 +187,7 @@ def strings():
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "..", "shared", "clip",
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "clip_rerank", "vocab",
                                                                  "bpe_simple_vocab_16e6.txt.gz")
     ref = Reference(path)
     out = sys.stdout

@@ -1,4 +1,4 @@
-"""DCGAN-28: the generator and discriminator of benchmark B1 (shared/BENCHMARKS.md).
+"""DCGAN-28: the generator and discriminator of benchmark B1 (bench/README.md).
 
 Used by bench/torch_b1.py at B1's sizes (the defaults below) and by
 tests/ref/gen_gan_ref.py at reduced widths. The layers are created in the order of the C
