@@ -206,7 +206,7 @@ static void test_config_json(void **state) {
     t.n_probe = 2;
     j = gan_config_to_json(&t);
     assert_int_equal(gan_config_from_json(&d, j), -1);
-    assert_non_null(strstr(t2i_error_msg(), "text_probe has 2 values, the text condition 4"));
+    assert_non_null(strstr(t2i_error_msg(), "'text_probe' has 2 values, the text condition 'cond_dim' 4"));
     free(j);
 }
 
