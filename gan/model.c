@@ -41,8 +41,8 @@ static const char *const gan_dnorms[] = {"batch", "none", NULL};      /* gan_dno
 static const char *const gan_inits[] = {"pytorch", "normal0.02", NULL}; /* init_normal */
 
 /* gan_config's fields in the order of its JSON. The caption group (text_encoder, text_vocab,
- * text_probe: CAPTION_FIELDS, last) is written only for a caption GAN; d_sn, d_norm, init
- * and the caption group came after the first checkpoints and default when absent. */
+ * text_probe: CAPTION_FIELDS, last) is written only for a caption GAN, so it defaults when
+ * absent; so do d_sn, d_norm and init, which the reader has always let default. */
 #define CAPTION_FIELDS 3
 #define CONFIG_FIELDS(c)                                                                                   \
     nn_field cf[] = {NN_F_STR_OF("preset", (c)->preset, gan_presets),                                      \

@@ -75,8 +75,8 @@ int nn_rng_from_json(t2i_rng *r, const char *json);
  * by nn_act_name, read by nn_act_parse). Reading requires every field: a missing one is the
  * error "<what>: 'key' missing", a mistyped one (a fraction where an int belongs, a string
  * longer than its buffer, a name not in the list) "<what>: 'key' is not <the type>"; a
- * field declared with a default (NN_F_*_DEF, for options added after checkpoints were
- * written) that is absent takes its default. A field declared with a range (NN_F_*_IN:
+ * field declared with a default (NN_F_*_DEF: options added after checkpoints were written,
+ * the parts of a config written only for some models) that is absent takes its default. A field declared with a range (NN_F_*_IN:
  * lo <= value <= hi) outside it is the error "<what>: 'key' = v is outside [lo, hi]", so a
  * damaged or hand-edited checkpoint cannot resume with a batch of 0 or build a network of
  * width 0; state numbers at the top (step counters, loader positions) must not be negative.

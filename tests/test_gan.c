@@ -217,7 +217,7 @@ static int read_gan_config(const char *json) {
 
 /* config -> JSON -> config is exact and writes the JSON back unchanged, for a class GAN and
  * a caption GAN (whose caption fields come last); every field of either refuses a damaged
- * value by name (the fields added after the first checkpoints may be absent). */
+ * value by name (the fields with defaults may be absent). */
 static void test_config_table(void **state) {
     (void)state;
     gan_config c[2], d;

@@ -167,7 +167,7 @@ static int read_sr_config(const char *json) {
 }
 
 /* config -> JSON -> config is exact and writes the JSON back unchanged; every field refuses
- * a damaged value by name (d_sn, added later, may be absent). */
+ * a damaged value by name (d_sn, which defaults to off, may be absent). */
 static void test_config_table(void **state) {
     (void)state;
     sr_config c, d;
