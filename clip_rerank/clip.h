@@ -70,7 +70,8 @@ void clip_config_vit_b32(clip_config *c);
 int clip_config_check(const clip_config *c);
 /* JSON with OpenAI's build_model names plus "act" and "ln_eps" (heap string). */
 char *clip_config_to_json(const clip_config *c);
-/* Reads the keys present into c (absent keys keep c's values). -1 on bad JSON. */
+/* Reads the keys present into c (absent keys keep c's values); -1 with a message naming
+ * the key on bad JSON, a mistyped key or a value outside its range. */
 int clip_config_from_json(clip_config *c, const char *json);
 /* Forward FLOPs (2 x multiply-adds) per image and per caption of t tokens. */
 double clip_image_flops(const clip_config *c);

@@ -11,7 +11,6 @@
  *           dL/ds = sum(dlogits * logits); with p = softmax over rows and q over columns,
  *           dlogits = (p - I) / 2N + (q - I) / 2N.
  */
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,22 +47,29 @@ void clip_config_vit_b32(clip_config *c) {
     c->ln_eps = 1e-5f;
 }
 
+/* clip_config's fields in the order of its JSON (OpenAI's build_model names, then act and
+ * ln_eps). Reading keeps what the caller set for an absent key: files of other tools carry
+ * only some of them (see clip_load.c). */
+#define CONFIG_FIELDS(c)                                                                                \
+    nn_field cf[] = {NN_F_INT_IN("embed_dim", (c)->embed_dim, 1, 1 << 14),                              \
+                     NN_F_INT_IN("image_resolution", (c)->image_resolution, 1, 4096),                   \
+                     NN_F_INT_IN("vision_layers", (c)->vision_layers, 1, 256),                          \
+                     NN_F_INT_IN("vision_width", (c)->vision_width, 1, 1 << 14),                        \
+                     NN_F_INT_IN("vision_patch_size", (c)->vision_patch_size, 1, 1024),                 \
+                     NN_F_INT_IN("vision_heads", (c)->vision_heads, 1, 1024),                           \
+                     NN_F_INT_IN("context_length", (c)->context_length, 2, 1 << 14),                    \
+                     NN_F_INT_IN("vocab_size", (c)->vocab_size, 3, 1 << 24),                            \
+                     NN_F_INT_IN("transformer_width", (c)->transformer_width, 1, 1 << 14),              \
+                     NN_F_INT_IN("transformer_heads", (c)->transformer_heads, 1, 1024),                 \
+                     NN_F_INT_IN("transformer_layers", (c)->transformer_layers, 1, 256),                \
+                     NN_F_INT_IN("mlp_ratio", (c)->mlp_ratio, 1, 64),                                   \
+                     NN_F_ACT("act", (c)->act),                                                         \
+                     NN_F_FLOAT("ln_eps", (c)->ln_eps)}
+
 int clip_config_check(const clip_config *c) {
-#define POS(f, hi)                                                                                 \
-    if (c->f <= 0 || c->f > (hi)) return t2i_error_set("CLIP config: %s = %d out of range 1..%d", #f, c->f, (int)(hi));
-    POS(embed_dim, 1 << 14);
-    POS(image_resolution, 4096);
-    POS(vision_patch_size, 1024);
-    POS(vision_width, 1 << 14);
-    POS(vision_layers, 256);
-    POS(vision_heads, 1024);
-    POS(context_length, 1 << 14);
-    POS(vocab_size, 1 << 24);
-    POS(transformer_width, 1 << 14);
-    POS(transformer_layers, 256);
-    POS(transformer_heads, 1024);
-    POS(mlp_ratio, 64);
-#undef POS
+    clip_config k = *c;
+    CONFIG_FIELDS(&k);
+    if (nn_fields_check(cf, NN_NFIELDS(cf), "CLIP config") != 0) return -1;
     if (c->image_resolution % c->vision_patch_size)
         return t2i_error_set("CLIP config: image_resolution %d is not a multiple of vision_patch_size %d",
                              c->image_resolution, c->vision_patch_size);
@@ -73,77 +79,19 @@ int clip_config_check(const clip_config *c) {
     if (c->transformer_width % c->transformer_heads)
         return t2i_error_set("CLIP config: transformer_width %d is not divisible by transformer_heads %d",
                              c->transformer_width, c->transformer_heads);
-    if (c->context_length < 2) return t2i_error_set("CLIP config: context_length must be at least 2");
-    if (c->vocab_size < 3) return t2i_error_set("CLIP config: vocab_size must be at least 3");
-    if (!(c->ln_eps > 0 && c->ln_eps < 1)) return t2i_error_set("CLIP config: ln_eps %g out of range", c->ln_eps);
-    if ((int)c->act < 0 || c->act > NN_ACT_SIGMOID) return t2i_error_set("CLIP config: bad activation");
+    if (!(c->ln_eps > 0 && c->ln_eps < 1)) return t2i_error_set("CLIP config: 'ln_eps' = %g is outside (0, 1)", c->ln_eps);
     return 0;
 }
 
 char *clip_config_to_json(const clip_config *c) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "embed_dim", c->embed_dim);
-    cJSON_AddNumberToObject(j, "image_resolution", c->image_resolution);
-    cJSON_AddNumberToObject(j, "vision_layers", c->vision_layers);
-    cJSON_AddNumberToObject(j, "vision_width", c->vision_width);
-    cJSON_AddNumberToObject(j, "vision_patch_size", c->vision_patch_size);
-    cJSON_AddNumberToObject(j, "vision_heads", c->vision_heads);
-    cJSON_AddNumberToObject(j, "context_length", c->context_length);
-    cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
-    cJSON_AddNumberToObject(j, "transformer_width", c->transformer_width);
-    cJSON_AddNumberToObject(j, "transformer_heads", c->transformer_heads);
-    cJSON_AddNumberToObject(j, "transformer_layers", c->transformer_layers);
-    cJSON_AddNumberToObject(j, "mlp_ratio", c->mlp_ratio);
-    cJSON_AddStringToObject(j, "act", nn_act_name(c->act));
-    cJSON_AddNumberToObject(j, "ln_eps", nn_float_json(c->ln_eps));
-    return nn_json_take(j);
+    clip_config k = *c;
+    CONFIG_FIELDS(&k);
+    return nn_fields_to_json(cf, NN_NFIELDS(cf));
 }
 
 int clip_config_from_json(clip_config *c, const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return t2i_error_set("CLIP config is not a JSON object");
-    }
-    struct {
-        const char *key;
-        int *dst;
-    } ints[] = {
-        {"embed_dim", &c->embed_dim},
-        {"image_resolution", &c->image_resolution},
-        {"vision_layers", &c->vision_layers},
-        {"vision_width", &c->vision_width},
-        {"vision_patch_size", &c->vision_patch_size},
-        {"vision_heads", &c->vision_heads},
-        {"context_length", &c->context_length},
-        {"vocab_size", &c->vocab_size},
-        {"transformer_width", &c->transformer_width},
-        {"transformer_heads", &c->transformer_heads},
-        {"transformer_layers", &c->transformer_layers},
-        {"mlp_ratio", &c->mlp_ratio},
-    };
-    int rc = 0;
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && rc == 0; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);
-        if (!v) continue;
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
-            rc = t2i_error_set("CLIP config: '%s' is not an integer", ints[i].key);
-        else
-            *ints[i].dst = (int)v->valuedouble;
-    }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "act");
-    if (rc == 0 && v) {
-        int a = cJSON_IsString(v) ? nn_act_parse(v->valuestring) : -1;
-        if (a < 0) rc = t2i_error_set("CLIP config: unknown activation");
-        else c->act = (nn_act)a;
-    }
-    v = cJSON_GetObjectItemCaseSensitive(j, "ln_eps");
-    if (rc == 0 && v) {
-        if (!cJSON_IsNumber(v)) rc = t2i_error_set("CLIP config: 'ln_eps' is not a number");
-        else c->ln_eps = (float)v->valuedouble;
-    }
-    cJSON_Delete(j);
-    return rc;
+    CONFIG_FIELDS(c);
+    return nn_fields_from_json(json, cf, NN_NFIELDS(cf), "CLIP config", 1);
 }
 
 static nn_tf_config vis_tf_config(const clip_config *c) {

@@ -9,7 +9,7 @@
  * Text and image positions use their own embedding table; an image id is a joint id
  * text_vocab + code and indexes E_image[code].
  */
-#include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,21 +29,29 @@ void dalle_config_b2(dalle_config *c) {
     c->ln_eps = 1e-5f;
 }
 
-int dalle_config_check(const dalle_config *c) {
-    if (strcmp(c->preset, "b2") != 0 && strcmp(c->preset, "custom") != 0)
-        return t2i_error_set("dalle config: preset must be b2 or custom, got '%s'", c->preset);
-    if (c->text_len < 2 || c->text_len > 256) return t2i_error_set("dalle config: text_len %d outside 2..256", c->text_len);
-    if (c->image_side < 1 || c->image_side > 64)
-        return t2i_error_set("dalle config: image_side %d outside 1..64", c->image_side);
-    if (c->codebook < 2 || c->codebook > 1 << 20) return t2i_error_set("dalle config: codebook %d outside 2..2^20", c->codebook);
-    if (c->text_vocab < c->text_len + 514 || c->text_vocab > 1 << 20)
+static const char *const dalle_presets[] = {"b2", "custom", NULL};
+
+/* dalle_config's fields in the order of its JSON. */
+#define CONFIG_FIELDS(c)                                                                   \
+    nn_field cf[] = {NN_F_STR_OF("preset", (c)->preset, dalle_presets),                    \
+                     NN_F_INT_IN("text_len", (c)->text_len, 2, 256),                       \
+                     NN_F_INT_IN("text_vocab", (c)->text_vocab, 2 + 514, 1 << 20),         \
+                     NN_F_INT_IN("image_side", (c)->image_side, 1, 64),                    \
+                     NN_F_INT_IN("codebook", (c)->codebook, 2, 1 << 20),                   \
+                     NN_F_INT_IN("width", (c)->width, 1, 8192),                            \
+                     NN_F_INT_IN("n_layer", (c)->n_layer, 1, 256),                         \
+                     NN_F_INT_IN("n_head", (c)->n_head, 1, INT_MAX),                       \
+                     NN_F_INT_IN("mlp_ratio", (c)->mlp_ratio, 1, INT_MAX),                 \
+                     NN_F_ACT("act", (c)->act),                                            \
+                     NN_F_FLOAT("ln_eps", (c)->ln_eps)}
+
+/* The checks across fields (the table has checked each field alone). */
+static int config_check_across(const dalle_config *c) {
+    if (c->text_vocab < c->text_len + 514)
         return t2i_error_set("dalle config: text_vocab %d must hold a BPE vocabulary (at least 514 ids) plus %d pads",
                              c->text_vocab, c->text_len);
-    if (c->width < 1 || c->n_layer < 1 || c->n_head < 1 || c->mlp_ratio < 1 || c->width > 8192 || c->n_layer > 256)
-        return t2i_error_set("dalle config: bad sizes (width %d, layers %d, heads %d, mlp_ratio %d)", c->width,
-                             c->n_layer, c->n_head, c->mlp_ratio);
     if (c->width % c->n_head) return t2i_error_set("dalle config: width %d is not a multiple of %d heads", c->width, c->n_head);
-    if (!(c->ln_eps > 0 && c->ln_eps < 1)) return t2i_error_set("dalle config: ln_eps must be in (0, 1)");
+    if (!(c->ln_eps > 0 && c->ln_eps < 1)) return t2i_error_set("dalle config: 'ln_eps' = %g is outside (0, 1)", c->ln_eps);
     if (strcmp(c->preset, "b2") == 0) {
         dalle_config b;
         dalle_config_b2(&b);
@@ -52,59 +60,24 @@ int dalle_config_check(const dalle_config *c) {
     return 0;
 }
 
+int dalle_config_check(const dalle_config *c) {
+    dalle_config k = *c;
+    CONFIG_FIELDS(&k);
+    if (nn_fields_check(cf, NN_NFIELDS(cf), "dalle config") != 0) return -1;
+    return config_check_across(c);
+}
+
 char *dalle_config_to_json(const dalle_config *c) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "preset", c->preset);
-    cJSON_AddNumberToObject(j, "text_len", c->text_len);
-    cJSON_AddNumberToObject(j, "text_vocab", c->text_vocab);
-    cJSON_AddNumberToObject(j, "image_side", c->image_side);
-    cJSON_AddNumberToObject(j, "codebook", c->codebook);
-    cJSON_AddNumberToObject(j, "width", c->width);
-    cJSON_AddNumberToObject(j, "n_layer", c->n_layer);
-    cJSON_AddNumberToObject(j, "n_head", c->n_head);
-    cJSON_AddNumberToObject(j, "mlp_ratio", c->mlp_ratio);
-    cJSON_AddStringToObject(j, "act", nn_act_name(c->act));
-    cJSON_AddNumberToObject(j, "ln_eps", nn_float_json(c->ln_eps));
-    return nn_json_take(j);
+    dalle_config k = *c;
+    CONFIG_FIELDS(&k);
+    return nn_fields_to_json(cf, NN_NFIELDS(cf));
 }
 
 int dalle_config_from_json(dalle_config *c, const char *json) {
-    cJSON *j = cJSON_Parse(json);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return t2i_error_set("dalle config is not a JSON object");
-    }
     memset(c, 0, sizeof *c);
-    int rc = 0;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "preset");
-    if (!cJSON_IsString(v) || strlen(v->valuestring) >= sizeof c->preset) rc = t2i_error_set("dalle config: bad 'preset'");
-    else strcpy(c->preset, v->valuestring);
-    struct {
-        const char *key;
-        int *dst;
-    } ints[] = {{"text_len", &c->text_len},   {"text_vocab", &c->text_vocab}, {"image_side", &c->image_side},
-                {"codebook", &c->codebook},   {"width", &c->width},           {"n_layer", &c->n_layer},
-                {"n_head", &c->n_head},       {"mlp_ratio", &c->mlp_ratio}};
-    for (size_t i = 0; !rc && i < sizeof ints / sizeof ints[0]; i++) {
-        v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)v->valueint)
-            rc = t2i_error_set("dalle config: '%s' missing or not an integer", ints[i].key);
-        else *ints[i].dst = v->valueint;
-    }
-    if (!rc) {
-        v = cJSON_GetObjectItemCaseSensitive(j, "act");
-        int act = cJSON_IsString(v) ? nn_act_parse(v->valuestring) : -1;
-        if (act < 0) rc = t2i_error_set("dalle config: bad 'act'");
-        else c->act = (nn_act)act;
-    }
-    if (!rc) {
-        v = cJSON_GetObjectItemCaseSensitive(j, "ln_eps");
-        if (!cJSON_IsNumber(v)) rc = t2i_error_set("dalle config: bad 'ln_eps'");
-        else c->ln_eps = (float)v->valuedouble;
-    }
-    cJSON_Delete(j);
-    if (!rc) rc = dalle_config_check(c);
-    return rc;
+    CONFIG_FIELDS(c);
+    if (nn_fields_from_json(json, cf, NN_NFIELDS(cf), "dalle config", 0) != 0) return -1;
+    return config_check_across(c);
 }
 
 double dalle_flops(const dalle_config *c, int T) {

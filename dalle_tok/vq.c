@@ -13,7 +13,6 @@
  */
 #include "vq.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,9 +45,27 @@ void vq_config_b5(vq_config *c) {
     c->eps = 1e-5f;
 }
 
-int vq_config_check(const vq_config *c) {
-    if (strcmp(c->preset, "b5") != 0 && strcmp(c->preset, "custom") != 0)
-        return t2i_error_set("unknown VQ preset '%s' (b5 or custom)", c->preset);
+static const char *const vq_presets[] = {"b5", "custom", NULL};
+
+/* vq_config's fields in the order of its JSON; grid (the code grid's side, res / 4) is
+ * written for readers of the file and checked on reading. */
+#define CONFIG_FIELDS(c, grid)                                                           \
+    nn_field cf[] = {NN_F_STR_OF("preset", (c)->preset, vq_presets),                     \
+                     NN_F_INT_IN("channels", (c)->channels, 1, 3),                       \
+                     NN_F_INT_IN("res", (c)->res, 8, 256),                               \
+                     NN_F_INT_IN("width1", (c)->width1, 1, 1024),                        \
+                     NN_F_INT_IN("width2", (c)->width2, 1, 1024),                        \
+                     NN_F_INT_IN("res_hidden", (c)->res_hidden, 1, 1024),                \
+                     NN_F_INT_IN("n_res", (c)->n_res, 0, 8),                             \
+                     NN_F_INT_IN("code_dim", (c)->code_dim, 1, 1024),                    \
+                     NN_F_INT_IN("n_codes", (c)->n_codes, 2, 65536),                     \
+                     NN_F_INT("grid", grid),                                             \
+                     NN_F_FLOAT_IN("beta", (c)->beta, 0, 10),                            \
+                     NN_F_FLOAT("decay", (c)->decay),                                    \
+                     NN_F_FLOAT_IN("eps", (c)->eps, 0, 1)}
+
+/* The checks across fields and of open intervals (the table has checked each field). */
+static int config_check_across(const vq_config *c) {
     if (strcmp(c->preset, "b5") == 0) {
         vq_config b;
         vq_config_b5(&b);
@@ -59,77 +76,34 @@ int vq_config_check(const vq_config *c) {
                                  "decay 0.99); use --preset custom to change sizes");
     }
     if (c->channels != 1 && c->channels != 3) return t2i_error_set("channels must be 1 or 3, got %d", c->channels);
-    if (c->res < 8 || c->res > 256 || c->res % 4 != 0)
-        return t2i_error_set("resolution %d: must be a multiple of 4 in 8..256", c->res);
-    if (c->width1 < 1 || c->width1 > 1024 || c->width2 < 1 || c->width2 > 1024 || c->res_hidden < 1 ||
-        c->res_hidden > 1024)
-        return t2i_error_set("widths must be in 1..1024");
-    if (c->n_res < 0 || c->n_res > 8) return t2i_error_set("residual blocks must be in 0..8, got %d", c->n_res);
-    if (c->code_dim < 1 || c->code_dim > 1024) return t2i_error_set("code dimension %d out of 1..1024", c->code_dim);
-    if (c->n_codes < 2 || c->n_codes > 65536) return t2i_error_set("codebook size %d out of 2..65536", c->n_codes);
-    if (!(c->beta >= 0.0f && c->beta <= 10.0f)) return t2i_error_set("beta must be in 0..10");
-    if (!(c->decay > 0.0f && c->decay < 1.0f)) return t2i_error_set("EMA decay must be in (0, 1)");
-    if (!(c->eps > 0.0f && c->eps <= 1.0f)) return t2i_error_set("eps must be in (0, 1]");
+    if (c->res % 4 != 0) return t2i_error_set("resolution %d: must be a multiple of 4 in 8..256", c->res);
+    if (!(c->decay > 0.0f && c->decay < 1.0f)) return t2i_error_set("VQ config: 'decay' = %g is outside (0, 1)", c->decay);
+    if (!(c->eps > 0.0f)) return t2i_error_set("VQ config: 'eps' = %g is outside (0, 1]", c->eps);
     return 0;
+}
+
+int vq_config_check(const vq_config *c) {
+    vq_config k = *c;
+    int grid = c->res / 4;
+    CONFIG_FIELDS(&k, grid);
+    if (nn_fields_check(cf, NN_NFIELDS(cf), "VQ config") != 0) return -1;
+    return config_check_across(c);
 }
 
 char *vq_config_to_json(const vq_config *c) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "preset", c->preset);
-    cJSON_AddNumberToObject(o, "channels", c->channels);
-    cJSON_AddNumberToObject(o, "res", c->res);
-    cJSON_AddNumberToObject(o, "width1", c->width1);
-    cJSON_AddNumberToObject(o, "width2", c->width2);
-    cJSON_AddNumberToObject(o, "res_hidden", c->res_hidden);
-    cJSON_AddNumberToObject(o, "n_res", c->n_res);
-    cJSON_AddNumberToObject(o, "code_dim", c->code_dim);
-    cJSON_AddNumberToObject(o, "n_codes", c->n_codes);
-    cJSON_AddNumberToObject(o, "grid", c->res / 4);
-    cJSON_AddNumberToObject(o, "beta", nn_float_json(c->beta));
-    cJSON_AddNumberToObject(o, "decay", nn_float_json(c->decay));
-    cJSON_AddNumberToObject(o, "eps", nn_float_json(c->eps));
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    char *r = t2i_strdup(s);
-    cJSON_free(s);
-    return r;
-}
-
-static int get_num(const cJSON *o, const char *key, double *dst) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) return t2i_error_set("VQ config: '%s' missing or not a number", key);
-    *dst = v->valuedouble;
-    return 0;
+    vq_config k = *c;
+    int grid = c->res / 4;
+    CONFIG_FIELDS(&k, grid);
+    return nn_fields_to_json(cf, NN_NFIELDS(cf));
 }
 
 int vq_config_from_json(vq_config *c, const char *json) {
     memset(c, 0, sizeof *c);
-    cJSON *o = cJSON_Parse(json);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return t2i_error_set("VQ config is not a JSON object");
-    }
-    int rc = 0;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "preset");
-    if (!cJSON_IsString(p) || strlen(p->valuestring) >= sizeof c->preset) rc = t2i_error_set("VQ config: bad 'preset'");
-    else strcpy(c->preset, p->valuestring);
-    static const char *const ikeys[] = {"channels", "res", "width1", "width2", "res_hidden", "n_res", "code_dim", "n_codes"};
-    int *idst[] = {&c->channels, &c->res, &c->width1, &c->width2, &c->res_hidden, &c->n_res, &c->code_dim, &c->n_codes};
-    double v = 0;
-    for (size_t i = 0; i < sizeof ikeys / sizeof ikeys[0] && !rc; i++) {
-        rc = get_num(o, ikeys[i], &v);
-        if (!rc && (v != floor(v) || fabs(v) > 1e6)) rc = t2i_error_set("VQ config: '%s' is not an integer", ikeys[i]);
-        if (!rc) *idst[i] = (int)v;
-    }
-    static const char *const fkeys[] = {"beta", "decay", "eps"};
-    float *fdst[] = {&c->beta, &c->decay, &c->eps};
-    for (size_t i = 0; i < sizeof fkeys / sizeof fkeys[0] && !rc; i++) {
-        rc = get_num(o, fkeys[i], &v);
-        if (!rc) *fdst[i] = (float)v;
-    }
-    cJSON_Delete(o);
-    if (!rc) rc = vq_config_check(c);
-    return rc;
+    int grid = 0;
+    CONFIG_FIELDS(c, grid);
+    if (nn_fields_from_json(json, cf, NN_NFIELDS(cf), "VQ config", 0) != 0) return -1;
+    if (grid != c->res / 4) return t2i_error_set("VQ config: 'grid' = %d is not res / 4 = %d", grid, c->res / 4);
+    return config_check_across(c);
 }
 
 /* ---------------------------------------------------------------- networks ---- */

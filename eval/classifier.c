@@ -42,12 +42,20 @@ void cls_build(cls_model *m, int n_classes, t2i_rng *rng) {
 
 void cls_free(cls_model *m) { nn_params_free(&m->ps); }
 
+/* The config: the classes and the feature size (the network is otherwise fixed). */
+#define CONFIG_FIELDS(nc, nf)                                         \
+    nn_field cf[] = {NN_F_INT_IN("n_classes", nc, 2, 1000),           \
+                     NN_F_INT_IN("features", nf, CLS_FEATURES, CLS_FEATURES)}
+
 int cls_save(cls_model *m, const char *path, const char *state_json) {
     nn_ckpt_part part = {&m->ps, "", state_json != NULL, 0};
-    char cfg[64];
-    snprintf(cfg, sizeof cfg, "{\"n_classes\":%d,\"features\":%d}", m->n_classes, CLS_FEATURES);
+    int nc = m->n_classes, nf = CLS_FEATURES;
+    CONFIG_FIELDS(nc, nf);
+    char *cfg = nn_fields_to_json(cf, NN_NFIELDS(cf));
     nn_ckpt_meta meta = {"classifier", cfg, state_json, NULL, NULL, 0, ST_F32};
-    return nn_ckpt_save(path, &part, 1, &meta);
+    int rc = nn_ckpt_save(path, &part, 1, &meta);
+    free(cfg);
+    return rc;
 }
 
 int cls_load(cls_model *m, const char *path) {
@@ -55,10 +63,11 @@ int cls_load(cls_model *m, const char *path) {
     if (nn_ckpt_open(&f, path, "classifier") != 0) return -1;
     const char *cfg = st_meta(&f, "config");
     int nc = 0, nf = 0;
-    if (!cfg || sscanf(cfg, "{\"n_classes\":%d,\"features\":%d}", &nc, &nf) != 2 || nc < 2 || nc > 1000 ||
-        nf != CLS_FEATURES) {
+    CONFIG_FIELDS(nc, nf);
+    if (!cfg || nn_fields_from_json(cfg, cf, NN_NFIELDS(cf), "classifier config", 0) != 0) {
+        if (!cfg) t2i_error_set("classifier config missing from the metadata");
         st_close(&f);
-        return t2i_error_set("%s: bad classifier config", path);
+        return t2i_error_prefix("%s", path);
     }
     t2i_rng r;
     t2i_rng_seed(&r, 0);

@@ -6,7 +6,6 @@
  * With spectral norm the head vector is used as w / ||w|| (its exact largest singular
  * value); the gradient is (g - <g, w_n> w_n) / ||w||.
  */
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,108 +36,70 @@ void gan_config_b1(gan_config *c) {
     strcpy(c->preset, "b1");
 }
 
-int gan_config_check(const gan_config *c) {
-    if (strcmp(c->preset, "b1") != 0 && strcmp(c->preset, "dcgan") != 0)
-        return t2i_error_set("unknown GAN preset '%s' (b1 or dcgan)", c->preset);
+static const char *const gan_presets[] = {"b1", "dcgan", NULL};
+static const char *const gan_dnorms[] = {"batch", "none", NULL};      /* gan_dnorm */
+static const char *const gan_inits[] = {"pytorch", "normal0.02", NULL}; /* init_normal */
+
+/* gan_config's fields in the order of its JSON. The caption group (text_encoder, text_vocab,
+ * text_probe: CAPTION_FIELDS, last) is written only for a caption GAN, so it defaults when
+ * absent; so do d_sn, d_norm and init, which the reader has always let default. */
+#define CAPTION_FIELDS 3
+#define CONFIG_FIELDS(c)                                                                                   \
+    nn_field cf[] = {NN_F_STR_OF("preset", (c)->preset, gan_presets),                                      \
+                     NN_F_INT_IN("res", (c)->res, 28, 128),                                                \
+                     NN_F_INT_IN("channels", (c)->channels, 1, 3),                                         \
+                     NN_F_INT_IN("z_dim", (c)->z_dim, 1, 4096),                                            \
+                     NN_F_INT_IN("g_width", (c)->g_width, 4, 1024),                                        \
+                     NN_F_INT_IN("d_width", (c)->d_width, 4, 1024),                                        \
+                     NN_F_INT_IN("depth", (c)->depth, 0, 4),                                               \
+                     NN_F_INT_IN("n_classes", (c)->n_classes, 0, 10000),                                   \
+                     NN_F_INT_IN("cond_dim", (c)->cond_dim, 0, 4096),                                      \
+                     NN_F_BOOL_DEF("d_sn", (c)->d_sn, 0),                                                  \
+                     NN_F_ENUM_DEF("d_norm", (c)->d_norm, gan_dnorms, GAN_NORM_BN),                        \
+                     NN_F_ENUM_DEF("init", (c)->init_normal, gan_inits, 0),                                \
+                     NN_F_STR_DEF("text_encoder", (c)->text_encoder),                                      \
+                     NN_F_STR_DEF("text_vocab", (c)->text_vocab),                                          \
+                     NN_F_FLOATS_DEF("text_probe", (c)->text_probe, (c)->n_probe)}
+
+/* The checks across fields (the table has checked each field alone). */
+static int config_check_across(const gan_config *c) {
     if (strcmp(c->preset, "b1") == 0 && (c->res != 28 || c->channels != 1 || c->g_width != 64 || c->d_width != 64 ||
                                          c->depth != 0 || c->z_dim != 100))
         return t2i_error_set("preset b1 is fixed at 1x28x28, z 100, widths 64 (use --arch dcgan to change sizes)");
     if (c->res != 28 && c->res != 32 && c->res != 64 && c->res != 128)
         return t2i_error_set("resolution %d is not supported (28, 32, 64 or 128)", c->res);
     if (c->channels != 1 && c->channels != 3) return t2i_error_set("channels must be 1 or 3, got %d", c->channels);
-    if (c->z_dim < 1 || c->z_dim > 4096) return t2i_error_set("z dimension %d out of range 1..4096", c->z_dim);
-    if (c->g_width < 4 || c->g_width > 1024 || c->d_width < 4 || c->d_width > 1024)
-        return t2i_error_set("widths must be in 4..1024");
-    if (c->depth < 0 || c->depth > 4) return t2i_error_set("depth must be in 0..4");
-    if (c->n_classes < 0 || c->n_classes > 10000 || c->cond_dim < 0 || c->cond_dim > 4096)
-        return t2i_error_set("bad conditioning sizes");
     if (c->n_classes > 0 && c->cond_dim > 0) return t2i_error_set("a GAN is conditioned on classes or on a vector, not both");
     return 0;
 }
 
-char *gan_config_to_json(const gan_config *c) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "preset", c->preset);
-    cJSON_AddNumberToObject(o, "res", c->res);
-    cJSON_AddNumberToObject(o, "channels", c->channels);
-    cJSON_AddNumberToObject(o, "z_dim", c->z_dim);
-    cJSON_AddNumberToObject(o, "g_width", c->g_width);
-    cJSON_AddNumberToObject(o, "d_width", c->d_width);
-    cJSON_AddNumberToObject(o, "depth", c->depth);
-    cJSON_AddNumberToObject(o, "n_classes", c->n_classes);
-    cJSON_AddNumberToObject(o, "cond_dim", c->cond_dim);
-    cJSON_AddBoolToObject(o, "d_sn", c->d_sn);
-    cJSON_AddStringToObject(o, "d_norm", c->d_norm == GAN_NORM_BN ? "batch" : "none");
-    cJSON_AddStringToObject(o, "init", c->init_normal ? "normal0.02" : "pytorch");
-    if (c->cond_dim > 0 && c->text_encoder[0]) {
-        cJSON_AddStringToObject(o, "text_encoder", c->text_encoder);
-        cJSON_AddStringToObject(o, "text_vocab", c->text_vocab);
-        cJSON_AddItemToObject(o, "text_probe", cJSON_CreateFloatArray(c->text_probe, c->n_probe));
-    }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    char *r = t2i_strdup(s);
-    cJSON_free(s);
-    return r;
+int gan_config_check(const gan_config *c) {
+    gan_config k = *c;
+    CONFIG_FIELDS(&k);
+    if (nn_fields_check(cf, NN_NFIELDS(cf), "GAN config") != 0) return -1;
+    return config_check_across(c);
 }
 
-static int get_int(const cJSON *o, const char *key, int *dst) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) return t2i_error_set("config: '%s' missing or not a number", key);
-    *dst = v->valueint;
-    return 0;
+char *gan_config_to_json(const gan_config *c) {
+    gan_config k = *c;
+    CONFIG_FIELDS(&k);
+    int caption = c->cond_dim > 0 && c->text_encoder[0];
+    return nn_fields_to_json(cf, NN_NFIELDS(cf) - (caption ? 0 : CAPTION_FIELDS));
 }
 
 int gan_config_from_json(gan_config *c, const char *json) {
     gan_config_default(c);
-    cJSON *o = cJSON_Parse(json);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return t2i_error_set("config is not a JSON object");
-    }
-    int rc = 0;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "preset");
-    if (!cJSON_IsString(p) || strlen(p->valuestring) >= sizeof c->preset) rc = t2i_error_set("config: bad 'preset'");
-    else strcpy(c->preset, p->valuestring);
-    if (!rc) rc = get_int(o, "res", &c->res);
-    if (!rc) rc = get_int(o, "channels", &c->channels);
-    if (!rc) rc = get_int(o, "z_dim", &c->z_dim);
-    if (!rc) rc = get_int(o, "g_width", &c->g_width);
-    if (!rc) rc = get_int(o, "d_width", &c->d_width);
-    if (!rc) rc = get_int(o, "depth", &c->depth);
-    if (!rc) rc = get_int(o, "n_classes", &c->n_classes);
-    if (!rc) rc = get_int(o, "cond_dim", &c->cond_dim);
-    if (!rc) {
-        c->d_sn = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "d_sn"));
-        const cJSON *dn = cJSON_GetObjectItemCaseSensitive(o, "d_norm");
-        c->d_norm = cJSON_IsString(dn) && strcmp(dn->valuestring, "none") == 0 ? GAN_NORM_NONE : GAN_NORM_BN;
-        const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "init");
-        c->init_normal = cJSON_IsString(in) && strcmp(in->valuestring, "normal0.02") == 0;
-        const cJSON *te = cJSON_GetObjectItemCaseSensitive(o, "text_encoder");
-        const cJSON *tv = cJSON_GetObjectItemCaseSensitive(o, "text_vocab");
-        const cJSON *tp = cJSON_GetObjectItemCaseSensitive(o, "text_probe");
-        if (cJSON_IsString(te) && strlen(te->valuestring) < sizeof c->text_encoder) strcpy(c->text_encoder, te->valuestring);
-        if (cJSON_IsString(tv) && strlen(tv->valuestring) < sizeof c->text_vocab) strcpy(c->text_vocab, tv->valuestring);
-        if (cJSON_IsArray(tp) && cJSON_GetArraySize(tp) <= 1024) {
-            c->n_probe = cJSON_GetArraySize(tp);
-            double norm = 0;
-            for (int i = 0; i < c->n_probe && !rc; i++) {
-                const cJSON *x = cJSON_GetArrayItem(tp, i);
-                if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) rc = t2i_error_set("text_probe[%d] is not a number", i);
-                else c->text_probe[i] = (float)x->valuedouble, norm += x->valuedouble * x->valuedouble;
-            }
-            if (!rc && c->n_probe && norm == 0) rc = t2i_error_set("text_probe is all zeros");
-        } else if (tp) {
-            rc = t2i_error_set("text_probe is not an array of at most 1024 numbers");
-        }
-        /* the probe embedding is how a caption GAN knows its text encoder: a short one would
-         * switch that check off */
-        if (!rc && c->text_encoder[0] && c->cond_dim > 0 && c->n_probe != c->cond_dim)
-            rc = t2i_error_set("text_probe has %d values, the text condition %d", c->n_probe, c->cond_dim);
-    }
-    cJSON_Delete(o);
-    if (!rc) rc = gan_config_check(c);
-    return rc;
+    CONFIG_FIELDS(c);
+    if (nn_fields_from_json(json, cf, NN_NFIELDS(cf), "GAN config", 0) != 0) return -1;
+    double norm = 0;
+    for (int i = 0; i < c->n_probe; i++) norm += (double)c->text_probe[i] * c->text_probe[i];
+    if (c->n_probe && norm == 0) return t2i_error_set("GAN config: 'text_probe' is all zeros");
+    /* the probe embedding is how a caption GAN knows its text encoder: a short one would
+     * switch that check off */
+    if (c->text_encoder[0] && c->cond_dim > 0 && c->n_probe != c->cond_dim)
+        return t2i_error_set("GAN config: 'text_probe' has %d values, the text condition 'cond_dim' %d", c->n_probe,
+                             c->cond_dim);
+    return config_check_across(c);
 }
 
 /* ---- networks ---- */
@@ -368,7 +329,8 @@ int gan_load(gan_model *m, const char *path, int with_optimizer, char **state_js
     gan_config cfg;
     const char *cj = st_meta(&f, "config");
     if (!cj || gan_config_from_json(&cfg, cj) != 0) {
-        t2i_error_prefix("%s: bad GAN config", path);
+        if (!cj) t2i_error_set("GAN config missing from the metadata");
+        t2i_error_prefix("%s", path);
         st_close(&f);
         return -1;
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base.h"
+#include "ops.h"
 
 static void tensor_shape(const nn_param *p, int64_t *shape) {
     for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
@@ -188,6 +189,8 @@ double nn_float_json(float f) {
     return f;
 }
 
+static int field_check(const nn_field *f, const char *what, int nonneg);
+
 static cJSON *fields_to_json(const nn_field *f, int n) {
     cJSON *o = cJSON_CreateObject();
     for (int i = 0; i < n; i++) {
@@ -210,74 +213,194 @@ static cJSON *fields_to_json(const nn_field *f, int n) {
             cJSON_AddItemToObject(o, f[i].key, cJSON_Parse(b));
             break;
         }
+        case NN_FIELD_ENUM:
+            T2I_ASSERTF(field_check(&f[i], "", 0) == 0, "%s", t2i_error_msg());
+            cJSON_AddStringToObject(o, f[i].key, f[i].names[*(const int *)p]);
+            break;
+        case NN_FIELD_ACT: cJSON_AddStringToObject(o, f[i].key, nn_act_name(*(const nn_act *)p)); break;
+        case NN_FIELD_FLOATS:
+            cJSON_AddItemToObject(o, f[i].key, cJSON_CreateFloatArray((const float *)p, *f[i].count));
+            break;
         }
     }
     return o;
 }
 
-/* Longs and ints must be whole numbers within their type (a damaged state must not wrap);
- * with nonneg, numbers must not be negative; fields with a range must be inside it. */
-static int fields_from_json(const cJSON *o, const nn_field *f, int n, int nonneg) {
+static int name_index(const char *const *names, const char *s) {
+    for (int k = 0; names[k]; k++)
+        if (strcmp(names[k], s) == 0) return k;
+    return -1;
+}
+
+/* "a, b or c" for messages */
+static void names_list(const char *const *names, char *buf, size_t n) {
+    buf[0] = 0;
+    for (int k = 0; names[k]; k++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, n - l, "%s%s", k == 0 ? "" : names[k + 1] ? ", " : " or ", names[k]);
+    }
+}
+
+/* One field's value against its declaration: a range, a name in the list, an array size. */
+static int field_check(const nn_field *f, const char *what, int nonneg) {
+    char list[256];
+    switch (f->type) {
+    case NN_FIELD_ENUM: {
+        int v = *(const int *)f->p, k = 0;
+        while (f->names[k]) k++;
+        if (v < 0 || v >= k) return t2i_error_set("%s: '%s' = %d names no value", what, f->key, v);
+        return 0;
+    }
+    case NN_FIELD_ACT: {
+        int v = *(const int *)f->p;
+        if (v < 0 || v > NN_ACT_SIGMOID) return t2i_error_set("%s: '%s' = %d is not an activation", what, f->key, v);
+        return 0;
+    }
+    case NN_FIELD_STR:
+        if (f->names && name_index(f->names, (const char *)f->p) < 0) {
+            names_list(f->names, list, sizeof list);
+            return t2i_error_set("%s: '%s' is '%s', not %s", what, f->key, (const char *)f->p, list);
+        }
+        return 0;
+    case NN_FIELD_FLOATS: {
+        int c = *f->count;
+        if (c < 0 || (size_t)c > f->cap)
+            return t2i_error_set("%s: '%s' has %d values, at most %zu fit", what, f->key, c, f->cap);
+        size_t i = t2i_first_nonfinite((const float *)f->p, (size_t)c);
+        if (i < (size_t)c) return t2i_error_set("%s: '%s'[%zu] is not a finite number", what, f->key, i);
+        return 0;
+    }
+    case NN_FIELD_LONG:
+    case NN_FIELD_INT:
+    case NN_FIELD_FLOAT: break;
+    default: return 0;
+    }
+    if (!(f->has_range || nonneg)) return 0;
+    double x = f->type == NN_FIELD_LONG  ? (double)*(const long *)f->p
+               : f->type == NN_FIELD_INT ? (double)*(const int *)f->p
+                                         : (double)*(const float *)f->p;
+    if (!f->has_range) {
+        if (!(x >= 0)) return t2i_error_set("%s: '%s' = %g is negative", what, f->key, x);
+        return 0;
+    }
+    /* a float field is compared with its range rounded to float, as it was stored */
+    int fl = f->type == NN_FIELD_FLOAT;
+    double lo = fl ? (double)(float)f->lo : f->lo, hi = fl ? (double)(float)f->hi : f->hi;
+    if (!(x >= lo && x <= hi)) return t2i_error_set("%s: '%s' = %g is outside [%g, %g]", what, f->key, x, f->lo, f->hi);
+    return 0;
+}
+
+/* The absent field's default; 0 when it has none. */
+static int field_default(const nn_field *f) {
+    if (!f->has_def) return 0;
+    switch (f->type) {
+    case NN_FIELD_INT:
+    case NN_FIELD_BOOL:
+    case NN_FIELD_ENUM: *(int *)f->p = (int)f->def; return 1;
+    case NN_FIELD_FLOAT: *(float *)f->p = (float)f->def; return 1;
+    case NN_FIELD_STR: ((char *)f->p)[0] = 0; return 1;
+    case NN_FIELD_FLOATS: *f->count = 0; return 1;
+    default: return 0;
+    }
+}
+
+/* Reads one present field; 0, or -1 with the type it should have had in *want. Longs and
+ * ints must be whole numbers within their type (a damaged file must not wrap). */
+static int field_read(const nn_field *f, const cJSON *v, const char **want) {
+    void *p = f->p;
+    switch (f->type) {
+    case NN_FIELD_LONG:
+    case NN_FIELD_INT: {
+        double lim = f->type == NN_FIELD_INT ? 2147483647.0 : 9007199254740992.0;
+        *want = "an integer";
+        if (!(cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble && v->valuedouble >= -lim &&
+              v->valuedouble <= lim))
+            return -1;
+        if (f->type == NN_FIELD_LONG) *(long *)p = (long)v->valuedouble;
+        else *(int *)p = (int)v->valuedouble;
+        return 0;
+    }
+    case NN_FIELD_FLOAT:
+        *want = "a number";
+        if (!cJSON_IsNumber(v)) return -1;
+        *(float *)p = (float)v->valuedouble;
+        return 0;
+    case NN_FIELD_BOOL:
+        *want = "true or false";
+        if (!cJSON_IsBool(v)) return -1;
+        *(int *)p = cJSON_IsTrue(v);
+        return 0;
+    case NN_FIELD_SEED: {
+        char *end = NULL;
+        *want = "a seed (a decimal string)";
+        if (!(cJSON_IsString(v) && v->valuestring[0] >= '0' && v->valuestring[0] <= '9')) return -1;
+        *(uint64_t *)p = strtoull(v->valuestring, &end, 10);
+        return *end == 0 ? 0 : -1;
+    }
+    case NN_FIELD_STR:
+        *want = "a string that fits its buffer";
+        if (!(cJSON_IsString(v) && strlen(v->valuestring) < f->cap)) return -1;
+        strcpy((char *)p, v->valuestring);
+        return 0;
+    case NN_FIELD_RNG: {
+        char *s = cJSON_PrintUnformatted(v);
+        int ok = s && nn_rng_from_json((t2i_rng *)p, s) == 0;
+        cJSON_free(s);
+        *want = "an RNG state";
+        return ok ? 0 : -1;
+    }
+    case NN_FIELD_ENUM:
+    case NN_FIELD_ACT: {
+        int k = !cJSON_IsString(v) ? -1 : f->type == NN_FIELD_ENUM ? name_index(f->names, v->valuestring)
+                                                                    : nn_act_parse(v->valuestring);
+        *want = f->type == NN_FIELD_ENUM ? "one of its names" : "an activation's name";
+        if (k < 0) return -1;
+        *(int *)p = k;
+        return 0;
+    }
+    case NN_FIELD_FLOATS: {
+        *want = "an array of numbers that fits";
+        if (!cJSON_IsArray(v) || (size_t)cJSON_GetArraySize(v) > f->cap) return -1;
+        int k = 0;
+        for (const cJSON *x = v->child; x; x = x->next, k++) {
+            if (!cJSON_IsNumber(x)) return -1;
+            ((float *)p)[k] = (float)x->valuedouble;
+        }
+        *f->count = k;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+/* With nonneg, numbers must not be negative (state counters); keep_absent: see
+ * nn_fields_from_json. */
+static int fields_from_json(const cJSON *o, const nn_field *f, int n, const char *what, int nonneg, int keep_absent) {
     for (int i = 0; i < n; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, f[i].key);
-        void *p = f[i].p;
-        int ok = 0;
-        if (!v && f[i].has_def && (f[i].type == NN_FIELD_INT || f[i].type == NN_FIELD_BOOL)) {
-            *(int *)p = (int)f[i].def;
-            continue;
+        const char *want = "";
+        if (!v) {
+            if (keep_absent || field_default(&f[i])) continue;
+            return t2i_error_set("%s: '%s' missing", what, f[i].key);
         }
-        switch (f[i].type) {
-        case NN_FIELD_LONG:
-        case NN_FIELD_INT: {
-            double lim = f[i].type == NN_FIELD_INT ? 2147483647.0 : 9007199254740992.0;
-            ok = cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble && v->valuedouble >= -lim &&
-                 v->valuedouble <= lim;
-            if (ok && f[i].type == NN_FIELD_LONG) *(long *)p = (long)v->valuedouble;
-            else if (ok) *(int *)p = (int)v->valuedouble;
-            break;
-        }
-        case NN_FIELD_FLOAT:
-            ok = cJSON_IsNumber(v);
-            if (ok) *(float *)p = (float)v->valuedouble;
-            break;
-        case NN_FIELD_BOOL:
-            ok = cJSON_IsBool(v);
-            if (ok) *(int *)p = cJSON_IsTrue(v);
-            break;
-        case NN_FIELD_SEED: {
-            char *end = NULL;
-            ok = cJSON_IsString(v) && v->valuestring[0] >= '0' && v->valuestring[0] <= '9';
-            if (ok) *(uint64_t *)p = strtoull(v->valuestring, &end, 10), ok = *end == 0;
-            break;
-        }
-        case NN_FIELD_STR:
-            ok = cJSON_IsString(v) && strlen(v->valuestring) < f[i].cap;
-            if (ok) strcpy((char *)p, v->valuestring);
-            break;
-        case NN_FIELD_RNG: {
-            char *s = v ? cJSON_PrintUnformatted(v) : NULL;
-            ok = s && nn_rng_from_json((t2i_rng *)p, s) == 0;
-            cJSON_free(s);
-            break;
-        }
-        }
-        if (!ok) return t2i_error_set("training state: '%s' missing or bad", f[i].key);
-        int num = f[i].type == NN_FIELD_LONG || f[i].type == NN_FIELD_INT || f[i].type == NN_FIELD_FLOAT;
-        if (!num || !(f[i].has_range || nonneg)) continue;
-        double x = f[i].type == NN_FIELD_LONG  ? (double)*(long *)p
-                   : f[i].type == NN_FIELD_INT ? (double)*(int *)p
-                                               : (double)*(float *)p;
-        if (!f[i].has_range) {
-            if (!(x >= 0)) return t2i_error_set("training state: '%s' = %g is negative", f[i].key, x);
-            continue;
-        }
-        /* a float field is compared with its range rounded to float, as it was stored */
-        int fl = f[i].type == NN_FIELD_FLOAT;
-        double lo = fl ? (double)(float)f[i].lo : f[i].lo, hi = fl ? (double)(float)f[i].hi : f[i].hi;
-        if (!(x >= lo && x <= hi))
-            return t2i_error_set("training state: '%s' = %g is outside [%g, %g]", f[i].key, x, f[i].lo, f[i].hi);
+        if (field_read(&f[i], v, &want) != 0) return t2i_error_set("%s: '%s' is not %s", what, f[i].key, want);
+        if (field_check(&f[i], what, nonneg) != 0) return -1;
     }
     return 0;
+}
+
+int nn_fields_check(const nn_field *f, int n, const char *what) {
+    for (int i = 0; i < n; i++)
+        if (field_check(&f[i], what, 0) != 0) return -1;
+    return 0;
+}
+
+int nn_fields_from_json(const char *json, const nn_field *f, int n, const char *what, int keep_absent) {
+    cJSON *j = json ? cJSON_Parse(json) : NULL;
+    int rc = cJSON_IsObject(j) ? fields_from_json(j, f, n, what, 0, keep_absent)
+                               : t2i_error_set("%s is not a JSON object", what);
+    cJSON_Delete(j);
+    return rc;
 }
 
 char *nn_fields_to_json(const nn_field *f, int n) { return nn_json_take(fields_to_json(f, n)); }
@@ -295,8 +418,9 @@ int nn_state_from_json(const char *json, const nn_field *state, int nstate, cons
     else if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "train")))
         rc = t2i_error_set("training state: no training options");
     else {
-        rc = fields_from_json(j, state, nstate, 1);
-        if (rc == 0) rc = fields_from_json(cJSON_GetObjectItemCaseSensitive(j, "train"), opts, nopts, 0);
+        rc = fields_from_json(j, state, nstate, "training state", 1, 0);
+        if (rc == 0)
+            rc = fields_from_json(cJSON_GetObjectItemCaseSensitive(j, "train"), opts, nopts, "training state", 0, 0);
     }
     cJSON_Delete(j);
     return rc;

@@ -63,30 +63,42 @@ int nn_ckpt_check_unused(const st_file *f, const nn_ckpt_part *parts, int nparts
 void nn_rng_to_json(const t2i_rng *r, char *buf, size_t n);
 int nn_rng_from_json(t2i_rng *r, const char *json);
 
-/* Training state in checkpoint metadata, described once as a table of fields (a key, a
- * type, where the value lives) and written and read by the same table:
- *     {"step":120, ..., "rng":[...], "train":{"lr":0.0003, ..., "seed":"1"}}
- * the fields of the state at the top, the training options under "train". Floats are
- * written with the fewest digits that read back to the same float; seeds (u64) as decimal
- * strings, exact where JSON numbers would round. Reading requires every field: a missing
- * or mistyped one (or a string longer than its buffer) is the error "training state:
- * 'key' missing or bad", except that a field declared with a default (NN_F_*_DEF, for
- * options added after checkpoints were written) that is absent takes its default. Numbers
- * at the top (step counters, loader positions) must not be negative; a field declared with
- * a range (NN_F_*_IN: lo <= value <= hi) outside it is the error "training state: 'key' =
- * v is outside [lo, hi]", so a damaged or hand-edited checkpoint cannot resume with a batch
- * of 0 or a negative learning rate. Checks that need the data (loader position <= items)
- * stay with the caller. */
-typedef enum { NN_FIELD_LONG, NN_FIELD_INT, NN_FIELD_FLOAT, NN_FIELD_BOOL, NN_FIELD_SEED, NN_FIELD_STR, NN_FIELD_RNG } nn_field_type;
+/* Training state and model configs in checkpoint metadata, each described once as a table
+ * of fields (a key, a type, where the value lives) and written, read and checked by the
+ * same table:
+ *     state  {"step":120, ..., "rng":[...], "train":{"lr":0.0003, ..., "seed":"1"}}
+ *     config {"preset":"dcgan","res":32, ..., "d_norm":"batch"}
+ * the fields in the table's order. Floats are written with the fewest digits that read back
+ * to the same float (a float array: each value's exact double, as cJSON_CreateFloatArray);
+ * seeds (u64) as decimal strings, exact where JSON numbers would round; enums by name
+ * (NN_FIELD_ENUM: a NULL-terminated list of the names of 0, 1, ...; NN_FIELD_ACT: an nn_act
+ * by nn_act_name, read by nn_act_parse). Reading requires every field: a missing one is the
+ * error "<what>: 'key' missing", a mistyped one (a fraction where an int belongs, a string
+ * longer than its buffer, a name not in the list) "<what>: 'key' is not <the type>"; a
+ * field declared with a default (NN_F_*_DEF: options added after checkpoints were written,
+ * the parts of a config written only for some models) that is absent takes its default. A field declared with a range (NN_F_*_IN:
+ * lo <= value <= hi) outside it is the error "<what>: 'key' = v is outside [lo, hi]", so a
+ * damaged or hand-edited checkpoint cannot resume with a batch of 0 or build a network of
+ * width 0; state numbers at the top (step counters, loader positions) must not be negative.
+ * Checks across fields (a width divisible by the heads, loader position <= items) stay
+ * with the caller. <what> is "training state" for states and names the model for configs
+ * ("GAN config"); loaders prefix the file. */
+typedef enum {
+    NN_FIELD_LONG, NN_FIELD_INT, NN_FIELD_FLOAT, NN_FIELD_BOOL, NN_FIELD_SEED, NN_FIELD_STR, NN_FIELD_RNG,
+    NN_FIELD_ENUM, NN_FIELD_ACT, NN_FIELD_FLOATS
+} nn_field_type;
 typedef struct {
     const char *key;
     nn_field_type type;
-    void *p;
-    size_t cap; /* NN_FIELD_STR: the buffer's size */
+    void *p;       /* LONG: long, INT/BOOL/ENUM: int, ACT: nn_act, FLOAT: float, SEED: uint64_t, STR: char[cap],
+                    * RNG: t2i_rng, FLOATS: float[cap] */
+    size_t cap;    /* NN_FIELD_STR: the buffer's size; NN_FIELD_FLOATS: the most values */
     int has_def;
-    double def; /* the value of an absent field when has_def */
+    double def;    /* the value of an absent field when has_def (STR: "", FLOATS: none, ENUM: an index) */
     int has_range;
     double lo, hi; /* the allowed values when has_range (numbers) */
+    const char *const *names; /* ENUM: the names of 0, 1, ...; STR: the allowed values (NULL: any); NULL-terminated */
+    int *count;    /* NN_FIELD_FLOATS: how many values p holds */
 } nn_field;
 #define NN_F_LONG(k, x) {k, NN_FIELD_LONG, &(x), 0}
 #define NN_F_INT(k, x) {k, NN_FIELD_INT, &(x), 0}
@@ -102,12 +114,29 @@ typedef struct {
 #define NN_F_FLOAT_IN(k, x, lo, hi) {k, NN_FIELD_FLOAT, &(x), 0, 0, 0, 1, (lo), (hi)}
 #define NN_F_INT_DEF_IN(k, x, d, lo, hi) {k, NN_FIELD_INT, &(x), 0, 1, (d), 1, (lo), (hi)}
 #define NN_F_FLOAT_DEF_IN(k, x, d, lo, hi) {k, NN_FIELD_FLOAT, &(x), 0, 1, (d), 1, (lo), (hi)}
+/* a string that must be one of list (a model's preset) */
+#define NN_F_STR_OF(k, buf, list) {k, NN_FIELD_STR, (buf), sizeof(buf), .names = (list)}
+/* a string that may be absent (then "") */
+#define NN_F_STR_DEF(k, buf) {k, NN_FIELD_STR, (buf), sizeof(buf), 1}
+/* an int (or a small enum type) written as list[value]; absent: list[d] */
+#define NN_F_ENUM_DEF(k, x, list, d) {k, NN_FIELD_ENUM, &(x), 0, 1, (d), .names = (list)}
+#define NN_F_ACT(k, x) {k, NN_FIELD_ACT, &(x), 0}
+/* up to NN_NFIELDS(arr) finite floats, n of them; absent: none */
+#define NN_F_FLOATS_DEF(k, arr, n) {k, NN_FIELD_FLOATS, (arr), NN_NFIELDS(arr), 1, .count = &(n)}
 #define NN_NFIELDS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 char *nn_state_to_json(const nn_field *state, int nstate, const nn_field *opts, int nopts);
-/* The fields alone as a JSON object's text (a run's config.json shows the options). */
+/* The fields alone as a JSON object's text (a run's config.json shows the options; a
+ * model's config). */
 char *nn_fields_to_json(const nn_field *f, int n);
 int nn_state_from_json(const char *json, const nn_field *state, int nstate, const nn_field *opts, int nopts);
+/* Reads a JSON object's text into the fields (errors begin with what). keep_absent: an
+ * absent field keeps the value it has, whatever its default (configs whose missing keys a
+ * caller fills in: CLIP's metadata in other tools' files). */
+int nn_fields_from_json(const char *json, const nn_field *f, int n, const char *what, int keep_absent);
+/* The values the fields point to against their declarations (ranges, names, array sizes):
+ * what a config built from flags is checked with before a network is built from it. */
+int nn_fields_check(const nn_field *f, int n, const char *what);
 /* f as a JSON number with the fewest significant digits that read back as f. */
 double nn_float_json(float f);
 

@@ -241,6 +241,38 @@ static void compare_prefixed(clip_model *m, const st_file *f, const char *prefix
     }
 }
 
+/* A config as a t2i checkpoint holds it: read over zeros, then checked (absent keys keep the
+ * value they have, so a missing size shows as 0 and act as "none"). */
+static int read_clip_config(const char *json) {
+    clip_config c;
+    memset(&c, 0, sizeof c);
+    if (clip_config_from_json(&c, json) != 0) return -1;
+    return clip_config_check(&c);
+}
+
+/* config -> JSON -> config is exact and writes the JSON back unchanged; every field refuses
+ * a damaged value by name; an absent key keeps the caller's value. */
+static void test_config_table(void **state) {
+    (void)state;
+    clip_config c, d;
+    tiny_config(&c);
+    c.act = NN_ACT_GELU_ERF, c.ln_eps = 1e-6f;
+    char *j = clip_config_to_json(&c);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(clip_config_from_json(&d, j), 0);
+    assert_memory_equal(&c, &d, sizeof c);
+    char *j2 = clip_config_to_json(&d);
+    assert_string_equal(j2, j);
+    assert_non_null(strstr(j, "\"mlp_ratio\":4,\"act\":\"gelu\",\"ln_eps\":1e-06}"));
+    tu_config_refusals(j, read_clip_config, "act");
+    assert_int_equal(clip_config_from_json(&d, "{\"vision_heads\":1}"), 0);
+    assert_int_equal(d.vision_heads, 1);
+    assert_int_equal(d.vision_width, c.vision_width);
+    assert_int_equal(clip_config_from_json(&d, "{\"vision_heads\":0}"), -1);
+    assert_non_null(strstr(t2i_error_msg(), "CLIP config: 'vision_heads' = 0 is outside [1, 1024]"));
+    free(j), free(j2);
+}
+
 static void test_torch_training(void **state) {
     (void)state;
     char *path = tu_path("data/clip_ref.safetensors");
@@ -646,7 +678,7 @@ int main(void) {
     t2i_set_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradcheck),     cmocka_unit_test(test_multi_positive_loss),
-        cmocka_unit_test(test_torch_training),
+        cmocka_unit_test(test_torch_training),     cmocka_unit_test(test_config_table),
         cmocka_unit_test(test_checkpoint_roundtrip), cmocka_unit_test(test_bad_weights),
         cmocka_unit_test(test_bad_captions), cmocka_unit_test(test_resample_grid),
         cmocka_unit_test(test_set_resolution),

@@ -550,13 +550,42 @@ static void test_config(void **state) {
     assert_int_equal(dalle_config_from_json(&d, "{\"preset\":\"b2\"}"), -1);
 }
 
+static int read_dalle_config(const char *json) {
+    dalle_config c;
+    return dalle_config_from_json(&c, json);
+}
+
+/* config -> JSON -> config is exact and writes the JSON back unchanged; every field refuses
+ * a missing, mistyped or out-of-range value by name. */
+static void test_config_table(void **state) {
+    (void)state;
+    dalle_config c, d;
+    ref_config(&c);
+    c.act = NN_ACT_QUICK_GELU, c.ln_eps = 1e-6f;
+    char *j = dalle_config_to_json(&c);
+    assert_string_equal(j, "{\"preset\":\"custom\",\"text_len\":4,\"text_vocab\":520,\"image_side\":2,\"codebook\":16,"
+                           "\"width\":16,\"n_layer\":2,\"n_head\":2,\"mlp_ratio\":4,\"act\":\"quick_gelu\",\"ln_eps\":1e-06}");
+    assert_int_equal(dalle_config_from_json(&d, j), 0);
+    assert_memory_equal(&c, &d, sizeof c);
+    char *j2 = dalle_config_to_json(&d);
+    assert_string_equal(j2, j);
+    tu_config_refusals(j, read_dalle_config, NULL);
+    /* "gelu_erf" is read as gelu (the name PyTorch's scripts use) */
+    assert_int_equal(dalle_config_from_json(&d, "{\"preset\":\"custom\",\"text_len\":4,\"text_vocab\":520,\"image_side\":2,"
+                                                "\"codebook\":16,\"width\":16,\"n_layer\":2,\"n_head\":2,\"mlp_ratio\":4,"
+                                                "\"act\":\"gelu_erf\",\"ln_eps\":1e-06}"),
+                     0);
+    assert_int_equal(d.act, NN_ACT_GELU_ERF);
+    free(j), free(j2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_steps_match_pytorch), cmocka_unit_test(test_loss_structure),
         cmocka_unit_test(test_text_layout),         cmocka_unit_test(test_filter_hand_made),
         cmocka_unit_test(test_filter_random),       cmocka_unit_test(test_cfg),
         cmocka_unit_test(test_cached_equals_uncached), cmocka_unit_test(test_candidate_alone),
-        cmocka_unit_test(test_checkpoint_roundtrip), cmocka_unit_test(test_config),
+        cmocka_unit_test(test_checkpoint_roundtrip), cmocka_unit_test(test_config), cmocka_unit_test(test_config_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,6 +32,7 @@
 
 #include "base.h"
 #include "ckpt.h"
+#include "ops.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -790,6 +791,99 @@ static void test_state_fields(void **state) {
     free(js);
 }
 
+/* The kinds model configs add to the state's: a string restricted to names, an optional
+ * string, an enum by name with a default, an activation by name, a float array with a
+ * count. config -> JSON -> config is exact; each damaged field is refused by name with
+ * what was wrong (missing, mistyped, outside its range); keep_absent leaves absent fields
+ * alone; nn_fields_check applies the same declarations to values in memory. */
+static const char *const cfg_presets[] = {"small", "large", NULL};
+static const char *const cfg_norms[] = {"batch", "none", "layer", NULL};
+typedef struct {
+    char preset[8], path[16];
+    int width, norm, n;
+    nn_act act;
+    float eps, probe[3];
+} cfg_t;
+#define CFG_FIELDS(c)                                                                              \
+    nn_field cf[] = {NN_F_STR_OF("preset", (c).preset, cfg_presets), NN_F_INT_IN("width", (c).width, 1, 64), \
+                     NN_F_ENUM_DEF("norm", (c).norm, cfg_norms, 1),   NN_F_ACT("act", (c).act),               \
+                     NN_F_FLOAT_IN("eps", (c).eps, 0, 1),              NN_F_STR_DEF("path", (c).path),         \
+                     NN_F_FLOATS_DEF("probe", (c).probe, (c).n)}
+
+static void test_config_fields(void **state) {
+    (void)state;
+    cfg_t a = {"large", "a/b.txt", 48, 2, 3, NN_ACT_QUICK_GELU, 1e-5f, {0.1f, -2.5f, 1.0f / 3}}, b;
+    char *js;
+    {
+        CFG_FIELDS(a);
+        assert_int_equal(nn_fields_check(cf, NN_NFIELDS(cf), "test config"), 0);
+        js = nn_fields_to_json(cf, NN_NFIELDS(cf));
+    }
+    assert_string_equal(js, "{\"preset\":\"large\",\"width\":48,\"norm\":\"layer\",\"act\":\"quick_gelu\",\"eps\":1e-05,"
+                            "\"path\":\"a/b.txt\",\"probe\":[0.10000000149011612,-2.5,0.3333333432674408]}");
+    memset(&b, 0, sizeof b);
+    CFG_FIELDS(b);
+    assert_int_equal(nn_fields_from_json(js, cf, NN_NFIELDS(cf), "test config", 0), 0);
+    assert_memory_equal(&a, &b, sizeof a);
+    /* absent optional fields take their defaults */
+    assert_int_equal(nn_fields_from_json("{\"preset\":\"small\",\"width\":1,\"act\":\"relu\",\"eps\":0}", cf,
+                                         NN_NFIELDS(cf), "test config", 0),
+                     0);
+    assert_int_equal(b.norm, 1);
+    assert_string_equal(b.path, "");
+    assert_int_equal(b.n, 0);
+    /* keep_absent: only the keys present change */
+    b.width = 7;
+    assert_int_equal(nn_fields_from_json("{\"eps\":0.5}", cf, NN_NFIELDS(cf), "test config", 1), 0);
+    assert_int_equal(b.width, 7);
+    assert_true(b.eps == 0.5f);
+    const char *bad[][3] = {
+        {"\"width\":48,", "", "test config: 'width' missing"},
+        {"\"width\":48", "\"width\":48.5", "'width' is not an integer"},
+        {"\"width\":48", "\"width\":65", "'width' = 65 is outside [1, 64]"},
+        {"\"width\":48", "\"width\":\"48\"", "'width' is not an integer"},
+        {"\"preset\":\"large\"", "\"preset\":\"huge\"", "'preset' is 'huge', not small or large"},
+        {"\"preset\":\"large\",", "", "'preset' missing"},
+        {"\"norm\":\"layer\"", "\"norm\":\"group\"", "'norm' is not one of its names"},
+        {"\"act\":\"quick_gelu\"", "\"act\":\"swish\"", "'act' is not an activation's name"},
+        {"\"act\":\"quick_gelu\",", "", "'act' missing"},
+        {"\"eps\":1e-05", "\"eps\":-1", "'eps' = -1 is outside [0, 1]"},
+        {"\"eps\":1e-05", "\"eps\":true", "'eps' is not a number"},
+        {"\"path\":\"a/b.txt\"", "\"path\":\"0123456789abcdef\"", "'path' is not a string that fits its buffer"},
+        {"0.3333333432674408]", "0.3333333432674408,4]", "'probe' is not an array of numbers that fits"},
+        {"-2.5", "\"x\"", "'probe' is not an array of numbers"},
+        {"-2.5", "1e300", "'probe'[1] is not a finite number"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        char *p = strstr(js, bad[k][0]);
+        assert_non_null(p);
+        char *d = t2i_asprintf("%.*s%s%s", (int)(p - js), js, bad[k][1], p + strlen(bad[k][0]));
+        assert_int_equal(nn_fields_from_json(d, cf, NN_NFIELDS(cf), "test config", 0), -1);
+        if (!strstr(t2i_error_msg(), bad[k][2])) fail_msg("%s: got \"%s\", want \"%s\"", d, t2i_error_msg(), bad[k][2]);
+        free(d);
+    }
+    assert_int_equal(nn_fields_from_json("[1]", cf, NN_NFIELDS(cf), "test config", 0), -1);
+    assert_string_equal(t2i_error_msg(), "test config is not a JSON object");
+    /* the same declarations on values in memory */
+    b = a, b.width = 0;
+    assert_int_equal(nn_fields_check(cf, NN_NFIELDS(cf), "test config"), -1);
+    assert_non_null(strstr(t2i_error_msg(), "'width' = 0 is outside [1, 64]"));
+    b = a, b.norm = 3;
+    assert_int_equal(nn_fields_check(cf, NN_NFIELDS(cf), "test config"), -1);
+    assert_non_null(strstr(t2i_error_msg(), "'norm' = 3 names no value"));
+    b = a, b.act = (nn_act)99;
+    assert_int_equal(nn_fields_check(cf, NN_NFIELDS(cf), "test config"), -1);
+    assert_non_null(strstr(t2i_error_msg(), "'act' = 99 is not an activation"));
+    b = a, strcpy(b.preset, "tiny");
+    assert_int_equal(nn_fields_check(cf, NN_NFIELDS(cf), "test config"), -1);
+    assert_non_null(strstr(t2i_error_msg(), "'preset' is 'tiny', not small or large"));
+    b = a, b.n = 4;
+    assert_int_equal(nn_fields_check(cf, NN_NFIELDS(cf), "test config"), -1);
+    assert_non_null(strstr(t2i_error_msg(), "'probe' has 4 values, at most 3 fit"));
+    free(js);
+}
+#undef CFG_FIELDS
+
 static void test_failed_save_keeps_old_file(void **state) {
     (void)state;
     char *dir = make_tmpdir();
@@ -964,7 +1058,7 @@ int main(void) {
         cmocka_unit_test(test_valid_edge_cases),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_failed_save_keeps_old_file),
-        cmocka_unit_test(test_state_fields),
+        cmocka_unit_test(test_state_fields), cmocka_unit_test(test_config_fields),
         cmocka_unit_test(test_seed_corpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -161,6 +161,33 @@ static void small_model(sr_model *m, int h, int w) {
     load_named(&m->gp, "model.init.");
 }
 
+static int read_sr_config(const char *json) {
+    sr_config c;
+    return sr_config_from_json(&c, json);
+}
+
+/* config -> JSON -> config is exact and writes the JSON back unchanged; every field refuses
+ * a damaged value by name (d_sn, which defaults to off, may be absent). */
+static void test_config_table(void **state) {
+    (void)state;
+    sr_config c, d;
+    sr_config_b4(&c, 2);
+    strcpy(c.preset, "custom");
+    c.width = 24, c.blocks = 3, c.crop = 48, c.d_sn = 1;
+    char *j = sr_config_to_json(&c);
+    assert_string_equal(j, "{\"preset\":\"custom\",\"scale\":2,\"width\":24,\"blocks\":3,\"crop\":48,\"d_width\":64,"
+                           "\"d_sn\":true}");
+    assert_int_equal(sr_config_from_json(&d, j), 0);
+    assert_memory_equal(&c, &d, sizeof c);
+    char *j2 = sr_config_to_json(&d);
+    assert_string_equal(j2, j);
+    tu_config_refusals(j, read_sr_config, "d_sn");
+    c.d_width = 600;
+    assert_int_equal(sr_config_check(&c), -1);
+    assert_non_null(strstr(t2i_error_msg(), "'d_width' = 600 is outside [4, 512]"));
+    free(j), free(j2);
+}
+
 static void test_torch_model(void **state) {
     (void)state;
     size_t nl, nh, ny;
@@ -487,7 +514,7 @@ static void test_upscale_png(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_metrics), cmocka_unit_test(test_b4_shape), cmocka_unit_test(test_torch_model),
+        cmocka_unit_test(test_metrics), cmocka_unit_test(test_b4_shape), cmocka_unit_test(test_config_table), cmocka_unit_test(test_torch_model),
         cmocka_unit_test(test_tiled),   cmocka_unit_test(test_ragan),    cmocka_unit_test(test_interp_init),
         cmocka_unit_test(test_ckpt),    cmocka_unit_test(test_upscale_png),
     };

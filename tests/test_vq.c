@@ -157,6 +157,33 @@ static void check_nearest(const float *z, const float *cb, size_t M, int K, int 
     free(idx), free(mind), free(scratch);
 }
 
+static int read_vq_config(const char *json) {
+    vq_config c;
+    return vq_config_from_json(&c, json);
+}
+
+/* config -> JSON -> config is exact and writes the JSON back unchanged (grid derived from
+ * res); every field refuses a missing, mistyped or out-of-range value by name. */
+static void test_config_table(void **state) {
+    (void)state;
+    vq_config c, d;
+    vq_config_b5(&c);
+    strcpy(c.preset, "custom");
+    c.channels = 1, c.res = 28, c.n_res = 0, c.beta = 0.3f, c.decay = 0.95f, c.eps = 1e-3f;
+    char *j = vq_config_to_json(&c);
+    assert_string_equal(j, "{\"preset\":\"custom\",\"channels\":1,\"res\":28,\"width1\":64,\"width2\":128,\"res_hidden\":128,"
+                           "\"n_res\":0,\"code_dim\":64,\"n_codes\":512,\"grid\":7,\"beta\":0.3,\"decay\":0.95,\"eps\":0.001}");
+    assert_int_equal(vq_config_from_json(&d, j), 0);
+    assert_memory_equal(&c, &d, sizeof c);
+    char *j2 = vq_config_to_json(&d);
+    assert_string_equal(j2, j);
+    tu_config_refusals(j, read_vq_config, NULL);
+    c.n_codes = 1;
+    assert_int_equal(vq_config_check(&c), -1);
+    assert_non_null(strstr(t2i_error_msg(), "'n_codes' = 1 is outside [2, 65536]"));
+    free(j), free(j2);
+}
+
 static void test_nearest(void **state) {
     (void)state;
     t2i_rng r;
@@ -603,7 +630,7 @@ static void test_codes_file(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_b5_preset),  cmocka_unit_test(test_nearest),     cmocka_unit_test(test_ema_hand),
+        cmocka_unit_test(test_b5_preset), cmocka_unit_test(test_config_table), cmocka_unit_test(test_nearest),     cmocka_unit_test(test_ema_hand),
         cmocka_unit_test(test_restart),    cmocka_unit_test(test_gradients),   cmocka_unit_test(test_torch_steps),
         cmocka_unit_test(test_checkpoint), cmocka_unit_test(test_codes_file),
     };

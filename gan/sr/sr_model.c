@@ -5,7 +5,6 @@
  * (G and D with their Adam moments, the EMA under "ema.", and the training state) or
  * "inference" (the EMA under "ema." only - what upscaling needs, a third of the size).
  */
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,65 +26,45 @@ void sr_config_b4(sr_config *c, int scale) {
     c->d_sn = 0;
 }
 
-int sr_config_check(const sr_config *c) {
-    if (strcmp(c->preset, "b4") != 0 && strcmp(c->preset, "custom") != 0)
-        return t2i_error_set("unknown SR preset '%s' (b4 or custom)", c->preset);
+static const char *const sr_presets[] = {"b4", "custom", NULL};
+
+/* sr_config's fields in the order of its JSON; d_sn defaults to off when absent. */
+#define CONFIG_FIELDS(c)                                                       \
+    nn_field cf[] = {NN_F_STR_OF("preset", (c)->preset, sr_presets),           \
+                     NN_F_INT_IN("scale", (c)->scale, 2, 4),                   \
+                     NN_F_INT_IN("width", (c)->width, 4, 512),                 \
+                     NN_F_INT_IN("blocks", (c)->blocks, 0, 16),                \
+                     NN_F_INT_IN("crop", (c)->crop, 32, 1024),                 \
+                     NN_F_INT_IN("d_width", (c)->d_width, 4, 512),             \
+                     NN_F_BOOL_DEF("d_sn", (c)->d_sn, 0)}
+
+/* The checks across fields (the table has checked each field alone). */
+static int config_check_across(const sr_config *c) {
     if (c->scale != 2 && c->scale != 4) return t2i_error_set("scale must be 2 or 4, got %d", c->scale);
     if (strcmp(c->preset, "b4") == 0 && (c->width != 64 || c->blocks != 8))
         return t2i_error_set("preset b4 is fixed at width 64 and 8 blocks (use --preset custom to change them)");
-    if (c->width < 4 || c->width > 512) return t2i_error_set("width must be in 4..512, got %d", c->width);
-    if (c->blocks < 0 || c->blocks > 16) return t2i_error_set("blocks must be in 0..16, got %d", c->blocks);
-    if (c->crop < 32 || c->crop > 1024 || c->crop % 16 != 0)
-        return t2i_error_set("crop must be a multiple of 16 in 32..1024, got %d", c->crop);
-    if (c->d_width < 4 || c->d_width > 512) return t2i_error_set("D width must be in 4..512, got %d", c->d_width);
+    if (c->crop % 16 != 0) return t2i_error_set("crop must be a multiple of 16 in 32..1024, got %d", c->crop);
     return 0;
+}
+
+int sr_config_check(const sr_config *c) {
+    sr_config k = *c;
+    CONFIG_FIELDS(&k);
+    if (nn_fields_check(cf, NN_NFIELDS(cf), "SR config") != 0) return -1;
+    return config_check_across(c);
 }
 
 char *sr_config_to_json(const sr_config *c) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "preset", c->preset);
-    cJSON_AddNumberToObject(o, "scale", c->scale);
-    cJSON_AddNumberToObject(o, "width", c->width);
-    cJSON_AddNumberToObject(o, "blocks", c->blocks);
-    cJSON_AddNumberToObject(o, "crop", c->crop);
-    cJSON_AddNumberToObject(o, "d_width", c->d_width);
-    cJSON_AddBoolToObject(o, "d_sn", c->d_sn);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    char *r = t2i_strdup(s);
-    cJSON_free(s);
-    return r;
-}
-
-static int get_int(const cJSON *o, const char *key, int *dst) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) return t2i_error_set("config: '%s' missing or not a number", key);
-    *dst = v->valueint;
-    return 0;
+    sr_config k = *c;
+    CONFIG_FIELDS(&k);
+    return nn_fields_to_json(cf, NN_NFIELDS(cf));
 }
 
 int sr_config_from_json(sr_config *c, const char *json) {
     memset(c, 0, sizeof *c);
-    cJSON *o = cJSON_Parse(json);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return t2i_error_set("config is not a JSON object");
-    }
-    int rc = 0;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "preset");
-    if (!cJSON_IsString(p) || strlen(p->valuestring) >= sizeof c->preset)
-        rc = t2i_error_set("config: bad 'preset'");
-    else
-        strcpy(c->preset, p->valuestring);
-    if (!rc) rc = get_int(o, "scale", &c->scale);
-    if (!rc) rc = get_int(o, "width", &c->width);
-    if (!rc) rc = get_int(o, "blocks", &c->blocks);
-    if (!rc) rc = get_int(o, "crop", &c->crop);
-    if (!rc) rc = get_int(o, "d_width", &c->d_width);
-    if (!rc) c->d_sn = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "d_sn"));
-    cJSON_Delete(o);
-    if (!rc) rc = sr_config_check(c);
-    return rc;
+    CONFIG_FIELDS(c);
+    if (nn_fields_from_json(json, cf, NN_NFIELDS(cf), "SR config", 0) != 0) return -1;
+    return config_check_across(c);
 }
 
 /* ---- networks ---- */
@@ -269,7 +248,7 @@ int sr_load(sr_model *m, const char *path, int with_training, char **state_json)
         if (!cj)
             t2i_error_set("%s: no SR config in the checkpoint", path);
         else
-            t2i_error_prefix("%s: bad SR config", path);
+            t2i_error_prefix("%s", path);
         st_close(&f);
         return -1;
     }

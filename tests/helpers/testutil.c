@@ -1,6 +1,7 @@
 /* testutil.c - see testutil.h. */
 #include "testutil.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,4 +125,50 @@ void tu_assert_close(const char *what, const float *a, const float *b, size_t n,
                 what, bad, n, first, a[first], b[first], worst);
     }
     assert_int_equal(bad, 0);
+}
+
+static int is_optional(const char *optional, const char *key) {
+    size_t n = strlen(key);
+    for (const char *p = optional; p && (p = strstr(p, key)) != NULL; p += n)
+        if ((p == optional || p[-1] == ' ') && (p[n] == 0 || p[n] == ' ')) return 1;
+    return 0;
+}
+
+/* read(json of o) must fail naming key; how says what was done to it */
+static void expect_refusal(cJSON *o, const char *key, tu_config_reader read, const char *how) {
+    char *js = cJSON_PrintUnformatted(o);
+    char *quoted = t2i_asprintf("'%s'", key);
+    int rc = read(js);
+    if (rc != -1 || !strstr(t2i_error_msg(), quoted))
+        fail_msg("config with '%s' %s: rc %d, message \"%s\" (json %s)", key, how, rc, rc ? t2i_error_msg() : "", js);
+    free(quoted);
+    cJSON_free(js);
+}
+
+void tu_config_refusals(const char *json, tu_config_reader read, const char *optional) {
+    cJSON *good = cJSON_Parse(json);
+    assert_non_null(good);
+    assert_int_equal(read(json), 0);
+    int n = cJSON_GetArraySize(good);
+    for (int i = 0; i < n; i++) {
+        const char *key = cJSON_GetArrayItem(good, i)->string;
+        cJSON *o = cJSON_Duplicate(good, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(o, key);
+        if (is_optional(optional, key)) {
+            char *js = cJSON_PrintUnformatted(o);
+            assert_int_equal(read(js), 0);
+            cJSON_free(js);
+        } else {
+            expect_refusal(o, key, read, "removed");
+        }
+        cJSON_Delete(o);
+        o = cJSON_Duplicate(good, 1);
+        int str = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, key));
+        cJSON_ReplaceItemInObjectCaseSensitive(o, key, str ? cJSON_CreateNumber(7) : cJSON_CreateString("x"));
+        expect_refusal(o, key, read, "of another type");
+        cJSON_ReplaceItemInObjectCaseSensitive(o, key, cJSON_CreateNumber(-1e9));
+        expect_refusal(o, key, read, "= -1e9");
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(good);
 }

@@ -49,4 +49,11 @@ float tu_max_abs_diff(const float *a, const float *b, size_t n, size_t *where);
 /* Asserts |a - b| <= atol + rtol |b| elementwise (b the reference); prints the worst. */
 void tu_assert_close(const char *what, const float *a, const float *b, size_t n, float atol, float rtol);
 
+/* A model config's reader against damaged copies of a good config's JSON text: for every
+ * key, the key removed (refused unless the key is in optional, a space-separated list), its
+ * value replaced by a value of another type (7 for a string, "x" otherwise) and by -1e9;
+ * each refusal's message must name 'key'. read returns 0 or -1 with the message set. */
+typedef int (*tu_config_reader)(const char *json);
+void tu_config_refusals(const char *json, tu_config_reader read, const char *optional);
+
 #endif
