@@ -345,7 +345,7 @@ static int elementwise(nn_layer_kind k) {
 void nn_infer_plan(nn_infer *w, const nn_seq *s, int N, int H, int W) {
     T2I_ASSERTF(s->depth == 0, "network %s has an open residual block", s->prefix);
     T2I_ASSERT(N > 0 && H > 0 && W > 0);
-    w->seq = s, w->N = N, w->H = H, w->W = W;
+    w->seq = s, w->N = N, w->H = H, w->W = W, w->plan_kernels = w->kernels;
     w->threads = T2I_MIN(t2i_get_threads(), NN_INFER_MAX_THREADS);
     w->avx2 = t2i_cpu_avx2_fma();
     slots sl;
@@ -442,7 +442,7 @@ void nn_infer_plan(nn_infer *w, const nn_seq *s, int N, int H, int W) {
 /* ------------------------------------------------------------------ running */
 
 const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const float *cond, int N, int H, int W) {
-    if (!w->planned || w->seq != s || w->N != N || w->H != H || w->W != W ||
+    if (!w->planned || w->seq != s || w->plan_kernels != w->kernels || w->N != N || w->H != H || w->W != W ||
         w->threads != T2I_MIN(t2i_get_threads(), NN_INFER_MAX_THREADS) || w->avx2 != t2i_cpu_avx2_fma())
         nn_infer_plan(w, s, N, H, W);
     nn_params *ps = s->ps;

@@ -38,7 +38,8 @@
  *     const float *y = nn_infer_run(&w, &g, x, cond, N, g.in_H, g.in_W);
  *     ... y (N, C, OH, OW) stays valid until the next call ...
  *     nn_infer_free(&w);
- * A zero-filled nn_infer is an empty workspace of the exact kernels. The workspace names
+ * A zero-filled nn_infer is an empty workspace of the exact kernels; w.kernels may be
+ * changed between calls. The workspace names
  * no network: one may serve several in turn (each change of network or size re-plans).
  * Weights are read at every call, so a model may change between calls (an EMA update).
  */
@@ -76,6 +77,7 @@ typedef struct {
     /* the plan and what it was made for */
     const nn_seq *seq;
     int N, H, W, threads, avx2, planned;
+    nn_infer_kernels plan_kernels;
     nn_infer_step step[NN_SEQ_MAX];
     int nstep, out;         /* output buffer: a slot, or -1 (the input itself) */
     /* buffers */
