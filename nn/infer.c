@@ -81,7 +81,8 @@ void nn_infer_describe_ran(const nn_infer *w, char *buf, size_t n) {
     size_t used = 0;
     buf[0] = 0;
     for (int i = 0; i < 4; i++)
-        if (w->ran & (1u << i) && used < n) used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? " " : "", names[i]);
+        if (w->ran & (1u << i) && used < n)
+            used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? " " : "", names[i]);
     if (!used) snprintf(buf, n, "none");
 }
 

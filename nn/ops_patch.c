@@ -35,7 +35,8 @@ void nn_patch_embed_forward(float *out, float *patches, const float *inp, const 
         float *dst = patches + (size_t)r * K;
         for (int ch = 0; ch < C; ch++)
             for (int ky = 0; ky < P; ky++)
-                memcpy(dst + (ch * P + ky) * P, inp + (((size_t)n * C + ch) * H + (size_t)gy * P + ky) * W + (size_t)gx * P,
+                memcpy(dst + (ch * P + ky) * P,
+                       inp + (((size_t)n * C + ch) * H + (size_t)gy * P + ky) * W + (size_t)gx * P,
                        (size_t)P * sizeof(float));
     }
     nn_gemm(0, 1, (int)NG, OC, K, 1.0f, patches, K, w, K, 0.0f, out, OC);

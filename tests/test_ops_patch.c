@@ -112,11 +112,13 @@ static void test_naive(void **state) {
         const patch_case *c = &CASES[k];
         nn_conv s = nn_conv2d_shape(c->N, c->C, c->H, c->W, c->OC, c->P, c->P, 0);
         int G = s.OH * s.OW;
-        size_t nx = (size_t)c->N * c->C * c->H * c->W, nw = (size_t)c->OC * c->C * c->P * c->P, ny = n_patches(c) * c->OC;
+        size_t nx = (size_t)c->N * c->C * c->H * c->W, nw = (size_t)c->OC * c->C * c->P * c->P,
+               ny = n_patches(c) * c->OC;
         float *x = tu_randn(&r, nx, 1.0f), *w = tu_randn(&r, nw, 0.5f), *dy = tu_randn(&r, ny, 1.0f);
         float *patches = t2i_malloc(n_patches(c) * c->C * c->P * c->P * sizeof(float));
         float *scratch = t2i_malloc(nn_patch_embed_scratch(c->N, c->C, c->H, c->W, c->P) * sizeof(float));
-        float *y = t2i_malloc(ny * sizeof(float)), *yn = t2i_malloc(ny * sizeof(float)), *ys = t2i_malloc(ny * sizeof(float));
+        float *y = t2i_malloc(ny * sizeof(float)), *yn = t2i_malloc(ny * sizeof(float)),
+              *ys = t2i_malloc(ny * sizeof(float));
         nn_patch_embed_forward(y, patches, x, w, c->N, c->C, c->H, c->W, c->P, c->OC);
         nn_ref_conv2d_forward(yn, x, w, NULL, &s);
         to_sequence(ys, yn, c->N, c->OC, G);
@@ -159,7 +161,8 @@ static void test_grad(void **state) {
     t2i_rng_seed(&r, 11);
     for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) {
         const patch_case *c = &CASES[k];
-        size_t nx = (size_t)c->N * c->C * c->H * c->W, nw = (size_t)c->OC * c->C * c->P * c->P, ny = n_patches(c) * c->OC;
+        size_t nx = (size_t)c->N * c->C * c->H * c->W, nw = (size_t)c->OC * c->C * c->P * c->P,
+               ny = n_patches(c) * c->OC;
         grad_ctx g = {c, tu_randn(&r, nx, 1.0f), tu_randn(&r, nw, 0.5f), tu_zeros(ny), tu_zeros(nx), tu_zeros(nw),
                       tu_zeros(ny), tu_zeros(n_patches(c) * c->C * c->P * c->P),
                       tu_zeros(nn_patch_embed_scratch(c->N, c->C, c->H, c->W, c->P))};
