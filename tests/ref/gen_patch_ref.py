@@ -11,33 +11,20 @@ Cases (N, C, H, W, P, OC): "sq" a square image as CLIP's (2, 3, 8, 8, 4, 5); "re
 non-square image whose grid is 2 x 3 with more channels (3, 2, 6, 9, 3, 7); "p1" patch 1
 (a 1x1 convolution) (1, 4, 3, 2, 1, 3).
 
-Written in the safetensors format by hand (the package is not installed), as
-gen_ops_ref.py does.
+Written in the safetensors format by gen_ops_ref.py's writer (the package is not installed).
 
 Usage: /usr/bin/python3 tests/ref/gen_patch_ref.py   (writes tests/data/patch_ref.safetensors)
 """
-import json
 import os
-import struct
 
 import torch
 import torch.nn as nn
 
+from gen_ops_ref import serialise
+
 torch.manual_seed(20250101)
 
 CASES = {"sq": (2, 3, 8, 8, 4, 5), "rect": (3, 2, 6, 9, 3, 7), "p1": (1, 4, 3, 2, 1, 3)}
-
-
-def serialise(tensors):
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors:
-        b = t.detach().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - len(text) % 8) % 8)
-    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
 def main():
@@ -49,7 +36,7 @@ def main():
         dy = torch.randn(*y.shape)
         y.backward(dy)
         for what, t in (("x", x), ("w", conv.weight), ("dy", dy), ("y", y), ("dx", x.grad), ("dw", conv.weight.grad)):
-            out.append(("patch.%s.%s" % (name, what), t))
+            out.append(("patch.%s.%s" % (name, what), t.detach().contiguous()))
     here = os.path.dirname(os.path.abspath(__file__))
     path = os.path.join(here, "..", "data", "patch_ref.safetensors")
     data = serialise(out)
