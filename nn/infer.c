@@ -339,6 +339,15 @@ static void slot_release(slots *sl, int s) {
     }
 }
 
+/* FNV-1a over the layer list (shapes, kinds, parameter indices). */
+static uint64_t layers_hash(const nn_seq *s) {
+    const unsigned char *p = (const unsigned char *)s->L;
+    size_t n = (size_t)s->n * sizeof(nn_layer);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h ^ (uint64_t)s->in_C;
+}
+
 static int elementwise(nn_layer_kind k) {
     return k == NN_L_ACT || k == NN_L_BN || k == NN_L_CBN || k == NN_L_GN || k == NN_L_RES_END;
 }
@@ -346,7 +355,7 @@ static int elementwise(nn_layer_kind k) {
 void nn_infer_plan(nn_infer *w, const nn_seq *s, int N, int H, int W) {
     T2I_ASSERTF(s->depth == 0, "network %s has an open residual block", s->prefix);
     T2I_ASSERT(N > 0 && H > 0 && W > 0);
-    w->seq = s, w->N = N, w->H = H, w->W = W, w->plan_kernels = w->kernels;
+    w->seq = s, w->seq_hash = layers_hash(s), w->N = N, w->H = H, w->W = W, w->plan_kernels = w->kernels;
     w->threads = T2I_MIN(t2i_get_threads(), NN_INFER_MAX_THREADS);
     w->avx2 = t2i_cpu_avx2_fma();
     slots sl;
@@ -443,7 +452,7 @@ void nn_infer_plan(nn_infer *w, const nn_seq *s, int N, int H, int W) {
 /* ------------------------------------------------------------------ running */
 
 const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const float *cond, int N, int H, int W) {
-    if (!w->planned || w->seq != s || w->plan_kernels != w->kernels || w->N != N || w->H != H || w->W != W ||
+    if (!w->planned || w->seq != s || w->seq_hash != layers_hash(s) || w->plan_kernels != w->kernels || w->N != N || w->H != H || w->W != W ||
         w->threads != T2I_MIN(t2i_get_threads(), NN_INFER_MAX_THREADS) || w->avx2 != t2i_cpu_avx2_fma())
         nn_infer_plan(w, s, N, H, W);
     nn_params *ps = s->ps;

@@ -47,6 +47,7 @@
 #define T2I_INFER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "seq.h"
 
@@ -76,6 +77,7 @@ typedef struct {
     nn_infer_kernels kernels;
     /* the plan and what it was made for */
     const nn_seq *seq;
+    uint64_t seq_hash;      /* of its layer list: a network rebuilt at the same address re-plans */
     int N, H, W, threads, avx2, planned;
     nn_infer_kernels plan_kernels;
     nn_infer_step step[NN_SEQ_MAX];

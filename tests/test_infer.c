@@ -13,7 +13,8 @@
  *   residual     a deep stack of nested residual blocks runs in at most NN_INFER_SLOTS
  *                buffers, far less memory than nn_seq_forward's arena, with the same bits
  *   reuse        a second call of the same size allocates nothing; another size re-plans;
- *                the input buffer and several networks on one workspace
+ *                the input buffer and several networks on one workspace; a network
+ *                rebuilt at the same address is re-planned
  */
 #include <math.h>
 #include <setjmp.h>
@@ -285,6 +286,20 @@ static void test_reuse(void **state) {
     }
     free(want);
     net_free(&g), net_free(&c);
+    /* a network rebuilt at the same address re-plans (its layer list differs) */
+    nn_infer w;
+    nn_infer_init(&w, NN_INFER_EXACT);
+    void (*builds[])(nn_seq *, nn_params *) = {build_conv, build_deep};
+    net n;
+    for (int b = 0; b < 2; b++) {
+        net_make(&n, builds[b], 1, 50 + b);
+        float *y0 = t2i_malloc(n.ny * sizeof(float));
+        reference(&n, y0);
+        assert_memory_equal(nn_infer_run(&w, &n.s, n.x, NULL, 1, n.s.in_H, n.s.in_W), y0, n.ny * sizeof(float));
+        free(y0);
+        net_free(&n);
+    }
+    nn_infer_free(&w);
 }
 
 int main(void) {
