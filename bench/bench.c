@@ -10,6 +10,7 @@ int cmd_bench(int argc, char **argv) {
         {"b3", bench_b3, "B3: CLIP ViT-B/32 inference (ms per image at batch 32, ms per caption)"},
         {"b4", bench_b4, "B4: super-resolution train step and upscale throughput"},
         {"b5", bench_b5, "B5: VQ tokenizer train step and encode throughput"},
+        {"infer", bench_infer, "exact vs fast inference kernels on the shipped GAN, VQ and SR models"},
     };
     return t2i_dispatch("t2i bench", "Benchmarks; each prints readable lines, then one JSON line.", subs,
                         (int)(sizeof subs / sizeof subs[0]), argc, argv);

@@ -25,5 +25,6 @@ int bench_b2(int argc, char **argv);
 int bench_b3(int argc, char **argv);
 int bench_b4(int argc, char **argv);
 int bench_b5(int argc, char **argv);
+int bench_infer(int argc, char **argv);
 
 #endif

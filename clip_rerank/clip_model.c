@@ -255,19 +255,10 @@ void clip_image_forward(clip_model *m, clip_vis_tape *tape, nn_arena *a, const f
     clip_vis_tape *tp = tape ? tape : &local;
     tp->N = N, tp->G = G, tp->T = T;
 
-    /* patches in Conv2d weight order (c, ky, kx), so conv1 (W, 3, P, P) is a (W, K) matrix */
+    /* conv1 (W, 3, P, P), stride P, no bias: patches (N*G, K) in its weight order */
     float *patches = nn_arena_floats(a, NG * K);
-#pragma omp parallel for schedule(static)
-    for (long r = 0; r < (long)NG; r++) {
-        int n = (int)(r / G), p = (int)(r % G), gy = p / g, gx = p % g;
-        float *dst = patches + (size_t)r * K;
-        for (int ch = 0; ch < 3; ch++)
-            for (int ky = 0; ky < P; ky++)
-                memcpy(dst + (ch * P + ky) * P, images + (((size_t)n * 3 + ch) * R + (size_t)gy * P + ky) * R + (size_t)gx * P,
-                       (size_t)P * sizeof(float));
-    }
     float *pe = nn_arena_floats(a, NG * W);
-    nn_gemm(0, 1, (int)NG, W, K, 1.0f, patches, K, VAL(m, conv1), K, 0.0f, pe, W);
+    nn_patch_embed_forward(pe, patches, images, VAL(m, conv1), N, 3, R, R, P, W);
     float *emb = nn_arena_floats(a, NT * W);
     const float *cls = VAL(m, cls), *pos = VAL(m, vpos);
 #pragma omp parallel for schedule(static)
@@ -296,7 +287,7 @@ void clip_image_forward(clip_model *m, clip_vis_tape *tape, nn_arena *a, const f
 void clip_image_backward(clip_model *m, clip_vis_tape *tp, nn_arena *a, const float *dfeat) {
     const clip_config *c = &m->cfg;
     int N = tp->N, G = tp->G, T = tp->T, W = c->vision_width, D = c->embed_dim;
-    int P = c->vision_patch_size, K = 3 * P * P;
+    int P = c->vision_patch_size;
     size_t NT = (size_t)N * T;
     float *dlp = nn_arena_floats(a, (size_t)N * W);
     nn_gemm(0, 1, N, W, D, 1.0f, dfeat, D, VAL(m, proj), D, 0.0f, dlp, W);
@@ -325,11 +316,12 @@ void clip_image_backward(clip_model *m, clip_vis_tape *tp, nn_arena *a, const fl
         for (int k = 0; k < W; k++) gc[k] += d[k];
     }
     /* dconv1 (W, K) += dpe^T patches, dpe = demb rows 1..G of each image, gathered so that
-     * one GEMM covers the batch */
+     * one GEMM covers the batch; the images need no gradient */
     float *dpe = nn_arena_floats(a, (size_t)N * G * W);
     for (int n = 0; n < N; n++)
         memcpy(dpe + (size_t)n * G * W, demb + ((size_t)n * T + 1) * W, (size_t)G * W * sizeof(float));
-    nn_gemm(1, 0, W, K, N * G, 1.0f, dpe, W, tp->patches, K, 1.0f, GRAD(m, conv1), K);
+    nn_patch_embed_backward(NULL, GRAD(m, conv1), NULL, dpe, tp->patches, VAL(m, conv1), N, 3, c->image_resolution,
+                            c->image_resolution, P, W);
 }
 
 /* -------------------------------------------------------------------- text ---- */

@@ -163,7 +163,11 @@ void vq_model_build(vq_model *m, const vq_config *cfg, t2i_rng *rng) {
     t2i_rng_fill_uniform(rng, nn_params_val(&m->ps, m->i_codebook), (size_t)K * D, -1.0f / K, 1.0f / K);
 }
 
-void vq_model_free(vq_model *m) { nn_params_free(&m->ps); }
+void vq_model_free(vq_model *m) {
+    nn_params_free(&m->ps);
+    nn_infer_free(&m->enc_ws);
+    nn_infer_free(&m->dec_ws);
+}
 
 double vq_flops_per_image(const vq_model *m) {
     double s = (double)m->grid * m->grid;
@@ -437,9 +441,7 @@ void vq_encode(vq_model *m, nn_arena *a, const float *x, int N, int32_t *codes) 
     for (int n0 = 0; n0 < N; n0 += VQ_INFER_CHUNK) {
         int n = N - n0 < VQ_INFER_CHUNK ? N - n0 : VQ_INFER_CHUNK;
         size_t mark = nn_arena_mark(a), M = (size_t)n * S;
-        nn_tape t;
-        memset(&t, 0, sizeof t);
-        float *z = nn_seq_forward(&m->enc, &t, a, x + (size_t)n0 * item, n, 0);
+        const float *z = nn_infer_run(&m->enc_ws, &m->enc, x + (size_t)n0 * item, NULL, n, c->res, c->res);
         float *zr = nn_arena_floats(a, M * D);
         vq_nchw_to_rows(zr, z, n, D, S);
         vq_nearest(codes + (size_t)n0 * S, NULL, nn_arena_floats(a, vq_nearest_scratch(M, K)), zr, cb, M, K, D);
@@ -456,16 +458,14 @@ void vq_decode(vq_model *m, nn_arena *a, const int32_t *codes, int N, float *out
     for (int n0 = 0; n0 < N; n0 += VQ_INFER_CHUNK) {
         int n = N - n0 < VQ_INFER_CHUNK ? N - n0 : VQ_INFER_CHUNK;
         size_t mark = nn_arena_mark(a), M = (size_t)n * S;
-        float *qr = nn_arena_floats(a, M * D), *q = nn_arena_floats(a, M * D);
+        float *qr = nn_arena_floats(a, M * D), *q = nn_infer_input(&m->dec_ws, &m->dec, n, m->grid, m->grid);
         const int32_t *cn = codes + (size_t)n0 * S;
         for (size_t i = 0; i < M; i++) {
             T2I_ASSERTF(cn[i] >= 0 && cn[i] < K, "code %d out of range [0, %d)", (int)cn[i], K);
             memcpy(qr + i * D, cb + (size_t)cn[i] * D, (size_t)D * sizeof(float));
         }
         vq_rows_to_nchw(q, qr, n, D, S);
-        nn_tape t;
-        memset(&t, 0, sizeof t);
-        float *y = nn_seq_forward(&m->dec, &t, a, q, n, 0);
+        const float *y = nn_infer_run(&m->dec_ws, &m->dec, q, NULL, n, m->grid, m->grid);
         memcpy(out + (size_t)n0 * item, y, (size_t)n * item * sizeof(float));
         nn_arena_rewind(a, mark);
     }

@@ -47,7 +47,8 @@
  *     vq_encode(&m, &a, images, N, codes);   // images (N, 3, 32, 32) in [-1, 1]
  *     vq_decode(&m, &a, codes, N, images);   // codes in [0, vq_n_codes(&m))
  *     vq_model_free(&m);
- * vq_encode/vq_decode run in evaluation mode and leave the arena as they found it.
+ * vq_encode/vq_decode run in evaluation mode through the model's inference workspaces
+ * and leave the arena as they found it.
  *
  * Failures: vq_load and vq_config_from_json return -1 with the error set (missing file,
  * not a t2i checkpoint, another model type, bad config, tensor missing or of another
@@ -60,6 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "infer.h"
 #include "optim.h"
 #include "params.h"
 #include "rng.h"
@@ -86,6 +88,10 @@ typedef struct {
     int i_count;          /* (K)    EMA of per-batch code counts */
     int i_sum;            /* (K, D) EMA of per-batch sums of assigned vectors */
     int grid;             /* res / 4 */
+    /* inference workspaces of vq_encode / vq_decode (nn/infer.h): exact kernels, so that
+     * codes and images equal the training forward's; enc_ws.kernels / dec_ws.kernels =
+     * NN_INFER_FAST selects the banded convolutions instead */
+    nn_infer enc_ws, dec_ws;
 } vq_model;
 
 void vq_config_b5(vq_config *c);

@@ -16,6 +16,7 @@
 #ifndef T2I_GAN_H
 #define T2I_GAN_H
 
+#include "infer.h"
 #include "params.h"
 #include "rng.h"
 #include "optim.h"
@@ -77,6 +78,11 @@ float *gan_d_backward(gan_model *m, nn_tape *t, nn_arena *a, const float *x_unus
 /* G (or the EMA copy) on noise z (N, z_dim) and condition c: images (N, C, R, R). */
 float *gan_g_forward(gan_model *m, nn_seq *g, nn_tape *t, nn_arena *a, const float *z, const float *c, int N,
                      int training);
+/* The same in evaluation mode through an inference workspace (nn/infer.h): no activations
+ * kept, buffers reused across calls. With NN_INFER_EXACT kernels the images equal
+ * gan_g_forward's (training 0) bit for bit. Returns images (N, C, R, R) in ws, valid until
+ * its next use. */
+const float *gan_g_infer(gan_model *m, const nn_seq *g, nn_infer *ws, const float *z, const float *c, int N);
 
 /* Condition rows for class labels: one-hot (N, n_classes). */
 void gan_onehot(float *c, const int *labels, int N, int n_classes);

@@ -307,6 +307,17 @@ float *gan_g_forward(gan_model *m, nn_seq *g, nn_tape *t, nn_arena *a, const flo
     return nn_seq_forward(g, t, a, in, N, training);
 }
 
+const float *gan_g_infer(gan_model *m, const nn_seq *g, nn_infer *ws, const float *z, const float *c, int N) {
+    int cond = gan_cond_size(&m->cfg), zd = m->cfg.z_dim;
+    float *in = nn_infer_input(ws, g, N, 1, 1);
+    T2I_ASSERTF(cond == 0 || c, "conditional G needs a condition");
+    for (int n = 0; n < N; n++) {
+        memcpy(in + (size_t)n * (zd + cond), z + (size_t)n * zd, (size_t)zd * sizeof(float));
+        if (cond) memcpy(in + (size_t)n * (zd + cond) + zd, c + (size_t)n * cond, (size_t)cond * sizeof(float));
+    }
+    return nn_infer_run(ws, g, in, cond ? c : NULL, N, 1, 1);
+}
+
 /* ---- checkpoints ---- */
 
 int gan_save(const gan_model *m, const char *path, const char *state_json, int with_optimizer, int bf16) {

@@ -25,19 +25,16 @@ static void sample_noise(float *z, int zd, uint64_t seed, long i) {
 
 /* Runs G on n noise vectors in chunks of at most 256; writes images (n, C, R, R). */
 static void generate(gan_model *m, nn_seq *g, const float *z, const float *c, int n, float *imgs) {
-    nn_arena a;
-    nn_arena_init(&a);
+    nn_infer ws;
+    nn_infer_init(&ws, NN_INFER_EXACT);
     int zd = m->cfg.z_dim, cs = gan_cond_size(&m->cfg);
     size_t item = (size_t)m->cfg.channels * m->cfg.res * m->cfg.res;
     for (int i = 0; i < n; i += 256) {
         int k = n - i < 256 ? n - i : 256;
-        nn_arena_reset(&a);
-        nn_tape t;
-        memset(&t, 0, sizeof t);
-        float *y = gan_g_forward(m, g, &t, &a, z + (size_t)i * zd, c ? c + (size_t)i * cs : NULL, k, 0);
+        const float *y = gan_g_infer(m, g, &ws, z + (size_t)i * zd, c ? c + (size_t)i * cs : NULL, k);
         memcpy(imgs + (size_t)i * item, y, (size_t)k * item * sizeof(float));
     }
-    nn_arena_free(&a);
+    nn_infer_free(&ws);
 }
 
 int gan_cmd_sample(int argc, char **argv) {

@@ -13,7 +13,7 @@
 typedef struct {
     gan_model m;
     clip_model *clip;
-    nn_arena a;
+    nn_infer ws; /* G's inference workspace (exact kernels) */
     float *z, *c;
     int batch;
     char *caption;
@@ -39,10 +39,7 @@ static int gan_generate(gen_source *s, const char *caption, const float *clip_te
             t2i_rng r = t2i_rng_split(&base, (uint64_t)(first + i + j));
             t2i_rng_fill_normal(&r, g->z + (size_t)j * zd, (size_t)zd, 0.0f, 1.0f);
         }
-        nn_arena_reset(&g->a);
-        nn_tape t;
-        memset(&t, 0, sizeof t);
-        float *y = gan_g_forward(&g->m, &g->m.ema, &t, &g->a, g->z, g->c, k, 0);
+        const float *y = gan_g_infer(&g->m, &g->m.ema, &g->ws, g->z, g->c, k);
         memcpy(images + (size_t)i * isz, y, (size_t)k * isz * sizeof(float));
     }
     return 0;
@@ -50,7 +47,7 @@ static int gan_generate(gen_source *s, const char *caption, const float *clip_te
 
 static void gan_destroy(gen_source *s) {
     gan_src *g = s->ctx;
-    nn_arena_free(&g->a);
+    nn_infer_free(&g->ws);
     free(g->z), free(g->c), free(g->caption);
     clip_free(g->clip);
     gan_model_free(&g->m);
@@ -95,7 +92,7 @@ int gen_source_gan(gen_source **out, const char *gan_path, const char *text_enco
     g->batch = batch;
     g->z = t2i_malloc((size_t)batch * cfg->z_dim * sizeof(float));
     g->c = t2i_malloc((size_t)batch * cfg->cond_dim * sizeof(float));
-    nn_arena_init(&g->a);
+    nn_infer_init(&g->ws, NN_INFER_EXACT);
     gen_source *s = t2i_calloc(1, sizeof *s);
     s->name = "gan";
     s->C = cfg->channels, s->H = s->W = cfg->res;

@@ -220,4 +220,19 @@ float nn_cross_entropy(float *dinp, const float *logits, const int *targets, con
 float nn_mse(float *dinp, const float *x, const float *y, size_t n, float scale);
 float nn_l1(float *dinp, const float *x, const float *y, size_t n, float scale);
 
+/* ---- Patch embedding (ops_patch.c) ----
+ * A Conv2d whose stride equals its kernel P, without bias (a ViT's patch embedding), with
+ * the output as a sequence of patch vectors: inp (N, C, H, W), H and W multiples of P;
+ * w (OC, C, P, P) as Conv2d; out (N, G, OC) with G = (H/P) (W/P) patches in row-major grid
+ * order (patch g = gy * (W/P) + gx). patches (N*G, C*P*P) receives each patch in the
+ * weight's (c, ky, kx) order, as backward needs it; out = patches w^T is one GEMM.
+ * Backward: dw (OC, C*P*P) += dout^T patches; dinp += each row of dout w put back at its
+ * patch (patches do not overlap, so this is im2col's adjoint without sums). dinp needs
+ * scratch of nn_patch_embed_scratch floats (none when dinp is NULL). */
+size_t nn_patch_embed_scratch(int N, int C, int H, int W, int P);
+void nn_patch_embed_forward(float *out, float *patches, const float *inp, const float *w, int N, int C, int H, int W,
+                            int P, int OC);
+void nn_patch_embed_backward(float *dinp, float *dw, float *scratch, const float *dout, const float *patches,
+                             const float *w, int N, int C, int H, int W, int P, int OC);
+
 #endif

@@ -289,6 +289,16 @@ static void weight_rows_cols(const nn_layer *l, int *rows, int *cols) {
     *cols = l->kind == NN_L_LINEAR ? l->C : l->C * l->k * l->k;
 }
 
+float nn_seq_sn_weight_eval(const nn_seq *s, int i, float *wn) {
+    const nn_layer *l = &s->L[i];
+    T2I_ASSERT(l->sn);
+    int rows, cols;
+    weight_rows_cols(l, &rows, &cols);
+    /* without an update sn_weight reads u and v only */
+    return sn_weight(wn, nn_params_val(s->ps, l->iu), nn_params_val(s->ps, l->iv), nn_params_val(s->ps, l->iw), rows,
+                     cols, 0);
+}
+
 float *nn_seq_forward(nn_seq *s, nn_tape *t, nn_arena *a, const float *x, int N, int training) {
     T2I_ASSERTF(s->depth == 0, "network %s has an open residual block", s->prefix);
     nn_params *ps = s->ps;

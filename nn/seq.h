@@ -122,6 +122,9 @@ size_t nn_seq_out_size(const nn_seq *s);
 float *nn_seq_forward(nn_seq *s, nn_tape *t, nn_arena *a, const float *x, int N, int training);
 /* Backward pass; returns dL/dx (in the arena) when need_dx, else NULL. */
 float *nn_seq_backward(nn_seq *s, nn_tape *t, nn_arena *a, const float *dy, int need_dx);
+/* The weight of spectral-normalised layer i as an evaluation forward uses it: W / sigma
+ * into wn (OC x in-features), u and v unchanged. Returns sigma. */
+float nn_seq_sn_weight_eval(const nn_seq *s, int i, float *wn);
 /* Multiply-add count of one forward pass per item (for GFLOP/s figures). */
 double nn_seq_flops(const nn_seq *s);
 /* One-line-per-layer description, for logs and --help of presets. */

@@ -13,7 +13,7 @@
  * The transforms use only additions and halvings, so the result differs from the direct
  * convolution by float rounding alone (a few 1e-7 relative on unit-scale data).
  *
- * Used for inference only (the SR upscaler's bands); training keeps im2col + GEMM. */
+ * Used for inference only (the fast kernels of infer.c); training keeps im2col + GEMM. */
 #include <string.h>
 
 #include "base.h"
