@@ -1,5 +1,9 @@
 /* data.h - datasets and the batch loader.
  *
+ * Files: data.c (what every dataset shares), fashion_mnist.c (IDX, Fashion-MNIST),
+ * folders.c (image, class and caption folders), fc32.c (fashion-captions, built on
+ * Fashion-MNIST), open.c (t2i_dataset_open, which knows all of them), loader.c.
+ *
  * A t2i_dataset is a list of items, each an image of a fixed output shape (C, H, W) with
  * optional class label and caption. Sources:
  *   - IDX files (gzip or raw), e.g. Fashion-MNIST from Debian's dataset-fashion-mnist
@@ -39,6 +43,11 @@ typedef struct {
     char **class_names;    /* n_classes names, or NULL */
     char *source;          /* "fashion-mnist:train", a folder path, ... (for messages) */
 } t2i_dataset;
+
+/* Fashion-MNIST's classes, label order: t-shirt, trousers, pullover, dress, coat, sandal,
+ * shirt, sneaker, bag, ankle boot. */
+#define T2I_FASHION_MNIST_CLASSES 10
+extern const char *const t2i_fashion_mnist_class_names[T2I_FASHION_MNIST_CLASSES];
 
 /* Reads an IDX image file (ubyte, 3 dims) and optional label file (1 dim). */
 int t2i_dataset_idx(t2i_dataset *ds, const char *images_path, const char *labels_path);

@@ -26,9 +26,7 @@ const float fc32_palette[FC32_N_COLOURS][3] = {
     {1.0f, 1.0f, 0.15f}, {0.7f, 0.25f, 1.0f},  {1.0f, 0.55f, 0.1f},  {0.15f, 1.0f, 1.0f},
 };
 
-const char *const fc32_class_names[FC32_N_CLASSES] = {
-    "t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
-};
+const char *const *const fc32_class_names = t2i_fashion_mnist_class_names;
 
 /* Written out (not built at run time) so that the table is constant data; a test checks it
  * against fc32_caption(colour, class, 0). */

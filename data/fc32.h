@@ -44,7 +44,7 @@
 #define FC32_ITEM 28      /* Fashion-MNIST side */
 #define FC32_MAX_OFFSET 4 /* dx, dy in 0..FC32_MAX_OFFSET */
 #define FC32_N_COLOURS 8
-#define FC32_N_CLASSES 10
+#define FC32_N_CLASSES T2I_FASHION_MNIST_CLASSES /* Fashion-MNIST's classes */
 #define FC32_N_TEMPLATES 8
 #define FC32_N_CANONICAL (FC32_N_COLOURS * FC32_N_CLASSES)
 #define FC32_DEFAULT_SEED 1234
@@ -55,8 +55,9 @@ extern const char *const fc32_colour_names[FC32_N_COLOURS];
 /* RGB in [0, 1] (exactly fc32_palette_milli / 1000) */
 extern const float fc32_palette[FC32_N_COLOURS][3];
 extern const int fc32_palette_milli[FC32_N_COLOURS][3];
-/* t-shirt, trousers, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle boot */
-extern const char *const fc32_class_names[FC32_N_CLASSES];
+/* t-shirt, trousers, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle boot:
+ * t2i_fashion_mnist_class_names (data.h) */
+extern const char *const *const fc32_class_names;
 /* "a {colour} {class}" with the right article ("an orange dress"), index colour * 10 +
  * class: the zero-shot prompts. Equal to fc32_caption(colour, class, 0). */
 extern const char *const fc32_canonical_captions[FC32_N_CANONICAL];

@@ -1,4 +1,5 @@
-/* image.h - image files, conversions, resizing, grids.
+/* image.h - image files, conversions, resizing, grids (image.c: files and channel
+ * conversions; image_resize.c: resizing and crops; image_grid.c: tensors and grids).
  *
  * Reading: PNG through libpng (gray, gray+alpha, RGB, RGBA, palette, 1/2/4/8/16-bit,
  * interlaced), JPEG (and other formats stb_image knows) through stb_image. Writing: PNG
@@ -49,6 +50,9 @@ void t2i_image_convert(t2i_image *dst, const t2i_image *src, int want_c);
 void t2i_image_free(t2i_image *img);
 /* An empty image of the given size (zeroed). */
 void t2i_image_alloc(t2i_image *img, int w, int h, int c);
+/* Premultiplication, shared by compositing on black and resizing with alpha:
+ * round(v * a / 255); v * a / 255 is never exactly k + 0.5, so this is plain rounding. */
+static inline uint8_t t2i_mul_alpha(unsigned v, unsigned a) { return (uint8_t)((v * a + 127u) / 255u); }
 
 /* u8 HWC <-> float CHW in [-1, 1] (x = u/127.5 - 1; back with rounding and clamping). */
 void t2i_image_to_chw(float *dst, const t2i_image *img);

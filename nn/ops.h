@@ -18,6 +18,10 @@
  * over independent items are OpenMP-parallel and write disjoint memory. Every
  * BLAS-backed op has a naive reference (nn_ref_*) in ops_ref.c that the tests compare
  * with; nothing else uses those.
+ *
+ * Files, by family: ops.c (GEMM, Linear, Embedding, activations, dropout), ops_conv.c,
+ * ops_norm.c, ops_shape.c (adds, concat, pixel shuffle, upsampling, pooling),
+ * ops_attention.c (softmax, attention), ops_loss.c; each backward's derivation is in its file.
  */
 #ifndef T2I_OPS_H
 #define T2I_OPS_H

@@ -10,14 +10,8 @@
 # are listed, metadata display (compact JSON, cutting long values unless --full), --json,
 # --help at each level, and that a malformed file gives exactly one stderr line
 # "t2i: FILE: problem" naming the file.
-set -u
-T2I=${1:?usage: cli_ckpt.sh T2I_BINARY}
-ROOT=${T2I_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+source "$(dirname "$0")/lib.sh"
 GOOD=$ROOT/tests/data/st_ref.safetensors
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # mkst FILE HEADER DATA_BYTES: writes a safetensors file (header padded to 8 bytes, data zeros)
 mkst() {
@@ -236,5 +230,4 @@ grep -q -- "--json" "$TMP/out" || fail "ckpt info --help does not list --json"
 "$T2I" ckpt frobnicate >/dev/null 2>&1; rc=$?
 [ $rc -ne 0 ] || fail "unknown subcommand: exit 0"
 
-if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
-echo "cli_ckpt: all checks passed"
+finish

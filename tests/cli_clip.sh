@@ -5,16 +5,10 @@
 # resumed bit-identically, whose checkpoint carries its own vocabulary; and bad inputs,
 # each of which must exit non-zero with one "t2i: ..." line.
 # Usage: cli_clip.sh PATH/TO/t2i   (needs Debian's dataset-fashion-mnist)
-set -u
-T2I=${1:?usage: cli_clip.sh PATH/TO/t2i}
-SRC=${T2I_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-W="$SRC/tests/data/clip_golden/weights.safetensors"
-V="$SRC/clip_rerank/vocab/bpe_simple_vocab_16e6.txt.gz"
-IMG="$SRC/tests/data/img"
-TMP=$(mktemp -d /tmp/t2i-cli-clip-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+source "$(dirname "$0")/lib.sh"
+W="$ROOT/tests/data/clip_golden/weights.safetensors"
+V="$ROOT/clip_rerank/vocab/bpe_simple_vocab_16e6.txt.gz"
+IMG="$ROOT/tests/data/img"
 export T2I_THREADS=1 # tiny models: threads cost more than they give
 
 # one line on stderr starting with "t2i: " and the exit code
@@ -65,7 +59,7 @@ scores=$(grep -o '"score":[-0-9.]*' "$TMP/rr" | cut -d: -f2 | tr '\n' ' ')
 first=$(grep -o '"score":[-0-9.]*,"cosine":[-0-9.]*' "$TMP/rr" | head -1)
 awk -v s="$(echo "$first" | sed 's/"score":\([-0-9.]*\),.*/\1/')" -v c="$(echo "$first" | sed 's/.*"cosine"://')" \
     'BEGIN { d = s - 100 * c; exit !(d < 0.001 && d > -0.001) }' || fail "score is not 100 x cosine: $first"
-[ "$(head -c 4 "$TMP/grid.png" | od -An -tx1 | tr -d ' \n')" = "89504e47" ] || fail "rerank --grid wrote no PNG"
+is_png "$TMP/grid.png" || fail "rerank --grid wrote no PNG"
 # a folder argument expands to its images; plain output has one line per rank
 mkdir -p "$TMP/pool" && cp "$A" "$B" "$C" "$TMP/pool/"
 "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "a photo of a cat" "$TMP/pool" >"$TMP/rr2" 2>"$TMP/err" ||
@@ -208,12 +202,12 @@ grep -q 'captions' "$TMP/zs2" || fail "zeroshot on a caption folder: $(cat "$TMP
 
 # the shipped CLIP on FC32 test with the 8 templates ensembled per pair: a mix-up of pairs
 # and templates would fall to chance (1/80), the right ensemble stays near the plain figure
-"$T2I" clip zeroshot --ckpt "$SRC/samples/models/clip.safetensors" --ensemble --n 200 --json >"$TMP/zse" 2>"$TMP/err" ||
+"$T2I" clip zeroshot --ckpt "$ROOT/samples/models/clip.safetensors" --ensemble --n 200 --json >"$TMP/zse" 2>"$TMP/err" ||
     fail "zeroshot --ensemble failed: $(cat "$TMP/err")"
 /usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert r["ensemble"] and r["top1"] > 0.7, r' \
     "$TMP/zse" 2>"$TMP/err" || fail "zeroshot --ensemble: $(cat "$TMP/zse") $(cat "$TMP/err")"
 # FC32's train split holds none of the held-out pairs: no accuracy is made up for them
-"$T2I" clip zeroshot --ckpt "$SRC/samples/models/clip.safetensors" --data fashion-captions:train --n 50 --json \
+"$T2I" clip zeroshot --ckpt "$ROOT/samples/models/clip.safetensors" --data fashion-captions:train --n 50 --json \
     >"$TMP/zstr" 2>"$TMP/err" || fail "zeroshot on FC32 train: $(cat "$TMP/err")"
 grep -q '^  held-out pairs: none among these images$' "$TMP/zstr" || fail "zeroshot on train: $(cat "$TMP/zstr")"
 grep -q '"held_n":0,"held_top1":null,"held_top5":null,' "$TMP/zstr" || fail "zeroshot --json on train: $(cat "$TMP/zstr")"
@@ -248,7 +242,7 @@ expect_error 2 "empty prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prom
 grep -q -- "--prompt was given an empty value" "$TMP/err" || fail "empty prompt: $(cat "$TMP/err")"
 expect_error 1 "blank prompt" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "  " "$A"
 expect_error 2 "grid not .png" "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt x "$A" --grid "$TMP/g.jpg"
-expect_error 1 "vocabulary of another model" "$T2I" clip embed --ckpt "$SRC/samples/models/clip.safetensors" --vocab "$V" \
+expect_error 1 "vocabulary of another model" "$T2I" clip embed --ckpt "$ROOT/samples/models/clip.safetensors" --vocab "$V" \
     --texts a --out "$TMP/e.safetensors"
 grep -q "the vocabulary has 49408 tokens but the model's token embedding has 610" "$TMP/err" ||
     fail "vocabulary of another model: $(cat "$TMP/err")"
@@ -273,8 +267,4 @@ for c in train tokenize embed classify zeroshot rerank; do
     "$T2I" clip $c --help >/dev/null 2>&1 || fail "clip $c --help exited non-zero"
 done
 
-if [ "$FAILS" -ne 0 ]; then
-    echo "$FAILS failure(s)" >&2
-    exit 1
-fi
-echo "cli_clip: all checks passed"
+finish

@@ -6,12 +6,7 @@
 # few steps (scores.json, rank files, the missing-default error), and `t2i eval fidelity`
 # on the result when the shipped classifier exists.
 # Usage: cli_dalle.sh PATH/TO/t2i   (needs Debian's dataset-fashion-mnist)
-set -u
-T2I=${1:?usage: cli_dalle.sh PATH/TO/t2i}
-TMP=$(mktemp -d /tmp/t2i-cli-dalle-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+source "$(dirname "$0")/lib.sh"
 run() { # run NAME CMD... : must exit 0
     local name=$1
     shift
@@ -24,14 +19,14 @@ export T2I_PROGRESS_SECONDS=1000
 
 # ---- tiny VQ and codes
 run vq "$T2I" vq train --preset custom --width1 8 --width2 16 --res-hidden 8 --n-res 1 --code-dim 8 --codes 32 \
-    --steps 20 --batch 16 --limit 256 --sample-every 1000 --threads 1 --out "$TMP/vq" || { echo "cli_dalle: $FAILS failures"; exit 1; }
+    --steps 20 --batch 16 --limit 256 --sample-every 1000 --threads 1 --out "$TMP/vq" || finish
 run encode "$T2I" vq encode --ckpt "$TMP/vq/checkpoint.safetensors" --data fashion-captions --limit 256 \
-    --threads 1 --out "$TMP/codes.safetensors" || { echo "cli_dalle: $FAILS failures"; exit 1; }
+    --threads 1 --out "$TMP/codes.safetensors" || finish
 
 # ---- transformer: 20 steps twice (the same file), and interrupted + resumed (the same file)
 TR=(dalle train --codes "$TMP/codes.safetensors" --preset custom --width 32 --layers 1 --heads 2 --text-len 12
     --text-vocab 600 --batch 8 --warmup 5 --lr 3e-3 --sample-every 10 --ckpt-every 10 --log-every 5 --threads 1)
-run train "$T2I" "${TR[@]}" --steps 20 --out "$TMP/d1" || { echo "cli_dalle: $FAILS failures"; exit 1; }
+run train "$T2I" "${TR[@]}" --steps 20 --out "$TMP/d1" || finish
 run train_a "$T2I" "${TR[@]}" --steps 20 --out "$TMP/d2"
 cmp -s "$TMP/d1/checkpoint.safetensors" "$TMP/d2/checkpoint.safetensors" || fail "two identical runs differ"
 grep -q '"step":20' "$TMP/d1/metrics.jsonl" || fail "metrics.jsonl lacks step 20"
@@ -165,7 +160,7 @@ sc = [e["score"] for e in b]
 assert sc == sorted(sc, reverse=True), sc
 EOF3
     # --upscale: the kept images through a tiny x2 SR model, 32x32 -> 64x64
-    IMG="$(cd "$(dirname "$0")/.." && pwd)/tests/data/img"
+    IMG="$ROOT/tests/data/img"
     mkdir -p "$TMP/photos"
     for f in a b c d e f; do cp "$IMG/rs_src_rgb64.png" "$TMP/photos/$f.png"; done
     run srt "$T2I" sr train --data "$TMP/photos" --scale 2 --preset custom --width 6 --blocks 1 --crop 32 --batch 2 \
@@ -286,8 +281,4 @@ assert all(abs(d[e["candidate"]] - e["score"]) < 1e-5 for e in r), (d, r)
 EOF3
 [ -f "$SHIP/sr.safetensors" ] || fail "samples/models/sr.safetensors is missing"
 
-if [ $FAILS -ne 0 ]; then
-    echo "cli_dalle: $FAILS failures"
-    exit 1
-fi
-echo "cli_dalle: all passed"
+finish

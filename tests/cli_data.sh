@@ -2,12 +2,7 @@
 # cli_data.sh - `t2i data`: writes small FC32 and Fashion-MNIST exports and checks the files,
 # the metadata lines, determinism, and the one-line errors on bad input.
 # Usage: cli_data.sh PATH/TO/t2i   (needs Debian's dataset-fashion-mnist)
-set -u
-T2I=${1:?usage: cli_data.sh PATH/TO/t2i}
-TMP=$(mktemp -d /tmp/t2i-cli-data-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+source "$(dirname "$0")/lib.sh"
 
 # ---- fashion-captions, train split, first 20 items
 if ! "$T2I" data fashion-captions --split train --out "$TMP/fc" --limit 20 >"$TMP/out" 2>"$TMP/err"; then
@@ -17,7 +12,7 @@ n_png=$(find "$TMP/fc" -name '*.png' | wc -l)
 [ "$n_png" -eq 20 ] || fail "expected 20 PNGs, found $n_png"
 for i in 00000 00019; do
     [ -f "$TMP/fc/$i.png" ] || fail "missing $i.png"
-    [ "$(head -c 4 "$TMP/fc/$i.png" | od -An -tx1 | tr -d ' \n')" = "89504e47" ] || fail "$i.png is not a PNG"
+    is_png "$TMP/fc/$i.png" || fail "$i.png is not a PNG"
 done
 [ ! -e "$TMP/fc/00020.png" ] || fail "--limit 20 wrote 00020.png"
 meta="$TMP/fc/metadata.jsonl"
@@ -69,16 +64,6 @@ cmp -s "$meta" "$TMP/fc3/metadata.jsonl" && fail "--seed 7 gave the same metadat
 [ "$(find "$TMP/fm" -name '*.png' | wc -l)" -eq 30 ] || fail "expected 30 PNGs in class folders"
 
 # ---- errors: non-zero exit and exactly one line naming the problem
-check_error() { # expected-substring command...
-    local want=$1
-    shift
-    if "$@" >"$TMP/out" 2>"$TMP/err"; then
-        fail "'$*' succeeded"
-        return
-    fi
-    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "'$*': expected one line of error, got: $(cat "$TMP/err")"
-    grep -q -- "$want" "$TMP/err" || fail "'$*': error lacks '$want': $(cat "$TMP/err")"
-}
 check_error "train or test" "$T2I" data fashion-captions --split valid --out "$TMP/bad"
 [ ! -e "$TMP/bad" ] || fail "a bad split still created the output folder"
 check_error "train or test" "$T2I" data fashion-mnist --split nope --out "$TMP/bad"
@@ -94,8 +79,4 @@ check_error "apt-get install dataset-fashion-mnist" \
 "$T2I" data fashion-captions --help | grep -q -- "--limit" || fail "fashion-captions --help lacks --limit"
 "$T2I" data fashion-mnist --help | grep -q -- "--split" || fail "fashion-mnist --help lacks --split"
 
-if [ "$FAILS" -ne 0 ]; then
-    echo "cli_data: $FAILS check(s) failed" >&2
-    exit 1
-fi
-echo "cli_data: all checks passed"
+finish

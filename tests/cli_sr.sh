@@ -10,14 +10,8 @@
 # prints PSNR/SSIM lines and one JSON line; compare writes the side-by-side strip; bad
 # inputs (empty folder, missing folder, missing or non-SR checkpoint, an existing run
 # without --resume, --init-from a different architecture, bad flags) exit non-zero with one "t2i: ..." line on stderr.
-set -u
-T2I=${1:?usage: cli_sr.sh T2I_BINARY}
-ROOT=${T2I_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+source "$(dirname "$0")/lib.sh"
 IMG=$ROOT/tests/data/img
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 if ! "$T2I" sr --help >/dev/null 2>&1; then
@@ -137,5 +131,4 @@ for o in "$TMP/up.jpg:must end in .png" "$TMP/nope/up.png:does not exist" "$TMP/
         "$IMG/rs_src_rgb64.png" "${o%%:*}"
 done
 
-if [ $fails -eq 0 ]; then echo "cli_sr: all checks passed"; else echo "cli_sr: $fails check(s) failed"; fi
-[ $fails -eq 0 ]
+finish

@@ -4,15 +4,9 @@
 # --context truncation, $T2I_CLIP_VOCAB, and one-line errors with a non-zero exit for
 # invalid UTF-8, a missing vocabulary file and no vocabulary at all.
 # Usage: cli_tokenize.sh PATH/TO/t2i
-set -u
-T2I=${1:?usage: cli_tokenize.sh PATH/TO/t2i}
-SRC=${T2I_SOURCE_DIR:-..}
-VOCAB="$SRC/clip_rerank/vocab/bpe_simple_vocab_16e6.txt.gz"
-GOLDEN="$SRC/tests/data/clip_golden/tokens.jsonl"
-TMP=$(mktemp -d /tmp/t2i-cli-tokenize-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+source "$(dirname "$0")/lib.sh"
+VOCAB="$ROOT/clip_rerank/vocab/bpe_simple_vocab_16e6.txt.gz"
+GOLDEN="$ROOT/tests/data/clip_golden/tokens.jsonl"
 unset T2I_CLIP_VOCAB
 
 # the "text" and "ids" of golden line N (plain strings without quotes or backslashes)
@@ -74,7 +68,7 @@ grep -q -- "--vocab" "$TMP/err" || fail "no vocab message: $(cat "$TMP/err")"
 
 # a t2i CLIP checkpoint carries its learned vocabulary (the shipped one: 610 tokens, so the
 # specials are 608 and 609); another model's checkpoint has none
-SHIPPED="$SRC/samples/models"
+SHIPPED="$ROOT/samples/models"
 out=$("$T2I" clip tokenize --vocab "$SHIPPED/clip.safetensors" "a red dress" 2>"$TMP/err") ||
     fail "tokenize with a checkpoint's vocabulary: $(cat "$TMP/err")"
 [[ "$out" =~ ^608\ [0-9\ ]+\ 609$ ]] || fail "tokenize with a checkpoint's vocabulary: '$out'"
@@ -84,5 +78,4 @@ grep -q "vq.safetensors: a safetensors file without a vocabulary" "$TMP/err" || 
 "$T2I" clip tokenize --help >"$TMP/out" 2>&1 || fail "--help exited non-zero"
 grep -q -- "--context" "$TMP/out" || fail "--help does not list --context"
 
-[ $FAILS -eq 0 ] && echo "cli_tokenize: all checks passed"
-exit $((FAILS > 0))
+finish

@@ -6,12 +6,7 @@
 # checkpoint, a GAN checkpoint given as --ckpt, an empty folder, a file without codes,
 # sizes that the b5 preset forbids).
 # Usage: bash tests/cli_vq.sh PATH/TO/t2i   (needs Debian's dataset-fashion-mnist)
-set -u
-T2I=${1:?usage: cli_vq.sh PATH/TO/t2i}
-TMP=$(mktemp -d /tmp/t2i-cli-vq-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+source "$(dirname "$0")/lib.sh"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} T2I_PROGRESS_SECONDS=1000
 
 # a tiny custom model on 64 FC32 items; restarts every 2 steps so that resume must carry
@@ -26,7 +21,7 @@ fi
 for f in checkpoint.safetensors config.json metrics.jsonl recon/step_000003.png recon/step_000006.png recon/latest.png; do
     [ -s "$TMP/a/$f" ] || fail "run folder lacks $f"
 done
-[ "$(head -c 4 "$TMP/a/recon/latest.png" | od -An -tx1 | tr -d ' \n')" = "89504e47" ] || fail "latest.png is not a PNG"
+is_png "$TMP/a/recon/latest.png" || fail "latest.png is not a PNG"
 [ "$(wc -l <"$TMP/a/metrics.jsonl")" -eq 6 ] || fail "metrics.jsonl has $(wc -l <"$TMP/a/metrics.jsonl") lines, expected 6"
 for key in loss recon commit perplexity codes_used psnr; do
     grep -q "\"$key\":" "$TMP/a/metrics.jsonl" || fail "metrics.jsonl lacks $key"
@@ -42,16 +37,6 @@ cmp -s "$TMP/a/checkpoint.safetensors" "$TMP/b/checkpoint.safetensors" ||
 [ "$(wc -l <"$TMP/b/metrics.jsonl")" -eq 6 ] || fail "resumed run's metrics.jsonl does not have 6 lines"
 
 # ---- errors: exactly one stderr line naming the problem, non-zero exit
-check_error() { # expected-substring command...
-    local want=$1
-    shift
-    if "$@" >"$TMP/out" 2>"$TMP/err"; then
-        fail "'$*' succeeded"
-        return
-    fi
-    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "'$*': expected one line of error, got: $(cat "$TMP/err")"
-    grep -q -- "$want" "$TMP/err" || fail "'$*': error lacks '$want': $(cat "$TMP/err")"
-}
 check_error "--resume" "$T2I" vq train "${TINY[@]}" --steps 6 --out "$TMP/a"
 check_error "preset custom" "$T2I" vq train --preset b5 --codes 100 --out "$TMP/bad"
 check_error "no checkpoint to resume" "$T2I" vq train --resume --out "$TMP/none"
@@ -74,7 +59,7 @@ for f in 00005.png 00006.png 00007.png 00008.png grid.png; do
     [ -s "$TMP/dec/$f" ] || fail "decode did not write $f"
 done
 [ ! -e "$TMP/dec/00009.png" ] || fail "decode --n 4 wrote a fifth image"
-[ "$(head -c 4 "$TMP/dec/00005.png" | od -An -tx1 | tr -d ' \n')" = "89504e47" ] || fail "00005.png is not a PNG"
+is_png "$TMP/dec/00005.png" || fail "00005.png is not a PNG"
 
 # ---- eval
 "$T2I" vq eval --ckpt "$CK" --data fashion-captions:test --limit 16 >"$TMP/out" 2>"$TMP/err" || fail "vq eval: $(cat "$TMP/err")"
@@ -114,8 +99,4 @@ for c in train encode decode eval; do
     "$T2I" vq $c --help | grep -q -- "--" || fail "t2i vq $c --help lists no flags"
 done
 
-if [ "$FAILS" -ne 0 ]; then
-    echo "cli_vq: $FAILS check(s) failed" >&2
-    exit 1
-fi
-echo "cli_vq: all checks passed"
+finish

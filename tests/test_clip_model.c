@@ -198,15 +198,6 @@ static void test_multi_positive_loss(void **state) {
 
 /* ------------------------------------------------------------- PyTorch ---- */
 
-static float *read_all(const st_file *f, const char *name, size_t *n) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) fail_msg("%s: no tensor %s", f->path, name);
-    float *x = t2i_malloc((t->numel ? t->numel : 1) * sizeof(float));
-    assert_int_equal(st_read_f32(f, t, x, t->numel), 0);
-    if (n) *n = t->numel;
-    return x;
-}
-
 static void load_prefixed(clip_model *m, const st_file *f, const char *prefix) {
     char name[200];
     for (int i = 0; i < m->ps.n; i++) {
@@ -223,7 +214,7 @@ static void compare_prefixed(clip_model *m, const st_file *f, const char *prefix
     for (int i = 0; i < m->ps.n; i++) {
         const nn_param *p = &m->ps.p[i];
         snprintf(name, sizeof name, "%s%s", prefix, p->name);
-        float *want = read_all(f, name, NULL);
+        float *want = tu_st_read_f32(f, name, NULL);
         const float *got = grads ? nn_params_grad(&m->ps, i) : nn_params_val(&m->ps, i);
         size_t w = p->numel / 3;
         if (!grads && strstr(p->name, "attn.in_proj_bias")) {
@@ -288,14 +279,14 @@ static void test_torch_training(void **state) {
     clip_model_build(&m, &cfg);
     load_prefixed(&m, &f, "init.");
     size_t n;
-    float *images = read_all(&f, "images", &n);
+    float *images = tu_st_read_f32(&f, "images", &n);
     const st_tensor *tt = st_find(&f, "tokens");
     assert_non_null(tt);
     int N = (int)tt->shape[0];
     assert_int_equal(tt->shape[1], cfg.context_length);
     int32_t *tokens = t2i_malloc(tt->numel * sizeof(int32_t));
     assert_int_equal(st_read_i32(&f, tt, tokens, tt->numel), 0);
-    float *losses = read_all(&f, "losses", NULL), *accs = read_all(&f, "accs", NULL);
+    float *losses = tu_st_read_f32(&f, "losses", NULL), *accs = tu_st_read_f32(&f, "accs", NULL);
     nn_optim opt = nn_adamw(1e-3f, 0.9f, 0.98f, 1e-6f, 0.2f);
     nn_arena a;
     nn_arena_init(&a);
@@ -312,7 +303,7 @@ static void test_torch_training(void **state) {
     }
     compare_prefixed(&m, &f, "final.", 0, 1e-4f, 0.0f);
     /* and training moved the weights well beyond that tolerance */
-    float *w0 = read_all(&f, "init.visual.proj", &n);
+    float *w0 = tu_st_read_f32(&f, "init.visual.proj", &n);
     assert_true(tu_max_abs_diff(w0, nn_params_val(&m.ps, m.proj), n, NULL) > 1e-3f);
     free(w0), free(images), free(tokens), free(losses), free(accs), free(path);
     nn_arena_free(&a);

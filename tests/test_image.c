@@ -68,18 +68,6 @@ static cJSON *index_get(const char *key) {
     return v;
 }
 
-static int jint(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    assert_true(cJSON_IsNumber(v));
-    return v->valueint;
-}
-
-static const char *jstr(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    assert_true(cJSON_IsString(v));
-    return v->valuestring;
-}
-
 /* Whole gzip file into memory; asserts the size. */
 static uint8_t *read_gz(const char *name, size_t expect_len) {
     char *p = img_path(name);
@@ -119,12 +107,12 @@ static void test_png_variants(void **state) {
     const cJSON *e;
     int files = 0;
     cJSON_ArrayForEach(e, index_get("png")) {
-        int w = jint(e, "w"), h = jint(e, "h"), c0 = jint(e, "c");
+        int w = tu_jint(e, "w"), h = tu_jint(e, "h"), c0 = tu_jint(e, "c");
         size_t np = (size_t)w * h;
         const int wants[4] = {0, 1, 3, 4};
         size_t total = np * (size_t)(c0 + 1 + 3 + 4);
-        uint8_t *expect = read_gz(jstr(e, "expect"), total);
-        char *p = img_path(jstr(e, "file"));
+        uint8_t *expect = read_gz(tu_jstr(e, "expect"), total);
+        char *p = img_path(tu_jstr(e, "file"));
         size_t off = 0;
         for (int k = 0; k < 4; k++) {
             int c = wants[k] ? wants[k] : c0;
@@ -199,11 +187,11 @@ static void test_jpeg(void **state) {
     (void)state;
     const cJSON *e;
     cJSON_ArrayForEach(e, index_get("jpeg")) {
-        int w = jint(e, "w"), h = jint(e, "h"), c = jint(e, "c");
+        int w = tu_jint(e, "w"), h = tu_jint(e, "h"), c = tu_jint(e, "c");
         size_t n = (size_t)w * h * c;
-        uint8_t *expect = read_gz(jstr(e, "expect"), n);
+        uint8_t *expect = read_gz(tu_jstr(e, "expect"), n);
         t2i_image img;
-        load_ok(&img, jstr(e, "file"), 0);
+        load_ok(&img, tu_jstr(e, "file"), 0);
         assert_int_equal(img.w, w);
         assert_int_equal(img.h, h);
         assert_int_equal(img.c, c);
@@ -216,12 +204,12 @@ static void test_jpeg(void **state) {
             exact += d == 0;
             sum += d;
         }
-        print_message("  %-18s vs PIL: max diff %d, mean %.3f, exact %.1f%%\n", jstr(e, "file"), maxd,
+        print_message("  %-18s vs PIL: max diff %d, mean %.3f, exact %.1f%%\n", tu_jstr(e, "file"), maxd,
                       sum / n, 100.0 * exact / n);
         assert_true(maxd <= JPEG_TOL);
         assert_true(sum / n < 0.25);
         int iw, ih, ic;
-        char *p = img_path(jstr(e, "file"));
+        char *p = img_path(tu_jstr(e, "file"));
         assert_int_equal(t2i_image_info(p, &iw, &ih, &ic), 0);
         assert_true(iw == w && ih == h && ic == c);
         free(p);
@@ -260,16 +248,16 @@ static void test_resize_u8(void **state) {
     int worst = 0, cases = 0;
     cJSON_ArrayForEach(e, index_get("resize")) {
         t2i_image src, want, got;
-        int c = jint(e, "c");
-        load_ok(&src, jstr(e, "src"), c);
-        load_ok(&want, jstr(e, "out"), c);
-        t2i_image_resize(&got, &src, jint(e, "w"), jint(e, "h"), filter_of(jstr(e, "filter")));
+        int c = tu_jint(e, "c");
+        load_ok(&src, tu_jstr(e, "src"), c);
+        load_ok(&want, tu_jstr(e, "out"), c);
+        t2i_image_resize(&got, &src, tu_jint(e, "w"), tu_jint(e, "h"), filter_of(tu_jstr(e, "filter")));
         size_t ex0 = exact, tot0 = total;
         int d = compare_u8(&got, &want, &exact, &total);
         if (d > 0)
-            print_message("  %s: max diff %d, %.2f%% exact\n", jstr(e, "out"), d,
+            print_message("  %s: max diff %d, %.2f%% exact\n", tu_jstr(e, "out"), d,
                           100.0 * (exact - ex0) / (total - tot0));
-        if (d > 1) fail_msg("%s: max diff %d > 1", jstr(e, "out"), d);
+        if (d > 1) fail_msg("%s: max diff %d > 1", tu_jstr(e, "out"), d);
         worst = d > worst ? d : worst;
         cases++;
         t2i_image_free(&src);
@@ -288,21 +276,21 @@ static void test_resize_float(void **state) {
     double worst = 0;
     int cases = 0;
     cJSON_ArrayForEach(e, index_get("fresize")) {
-        int W = jint(e, "W"), H = jint(e, "H"), w = jint(e, "w"), h = jint(e, "h");
-        float *src = read_f32(jstr(e, "src"), (size_t)W * H);
-        float *want = read_f32(jstr(e, "out"), (size_t)w * h);
+        int W = tu_jint(e, "W"), H = tu_jint(e, "H"), w = tu_jint(e, "w"), h = tu_jint(e, "h");
+        float *src = read_f32(tu_jstr(e, "src"), (size_t)W * H);
+        float *want = read_f32(tu_jstr(e, "out"), (size_t)w * h);
         /* two identical planes: checks the per-channel offsets too */
         float *src2 = t2i_malloc(sizeof(float) * 2 * W * H);
         memcpy(src2, src, sizeof(float) * W * H);
         memcpy(src2 + (size_t)W * H, src, sizeof(float) * W * H);
         float *got = t2i_malloc(sizeof(float) * 2 * w * h);
-        t2i_resize_chw(got, src2, 2, H, W, h, w, filter_of(jstr(e, "filter")));
+        t2i_resize_chw(got, src2, 2, H, W, h, w, filter_of(tu_jstr(e, "filter")));
         double maxd = 0;
         for (size_t i = 0; i < 2 * (size_t)w * h; i++) {
             double d = fabs((double)got[i] - want[i % ((size_t)w * h)]);
             maxd = d > maxd || isnan(d) ? d : maxd;
         }
-        if (!(maxd <= 1e-4)) fail_msg("%s: max diff %g", jstr(e, "out"), maxd);
+        if (!(maxd <= 1e-4)) fail_msg("%s: max diff %g", tu_jstr(e, "out"), maxd);
         worst = maxd > worst ? maxd : worst;
         cases++;
         free(src);
@@ -318,9 +306,9 @@ static void test_clip_preprocess(void **state) {
     (void)state;
     const cJSON *e = index_get("clip");
     t2i_image src, want, got;
-    load_ok(&src, jstr(e, "src"), 3);
-    load_ok(&want, jstr(e, "out"), 3);
-    int size = jint(e, "size");
+    load_ok(&src, tu_jstr(e, "src"), 3);
+    load_ok(&want, tu_jstr(e, "out"), 3);
+    int size = tu_jint(e, "size");
     t2i_image_resize_crop(&got, &src, size, T2I_RESIZE_BICUBIC);
     size_t exact = 0, total = 0;
     int d = compare_u8(&got, &want, &exact, &total);
@@ -369,20 +357,6 @@ static void test_center_crop(void **state) {
 /* ---------------------------------------------------------------------------------- */
 /* Bad files */
 
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, n, f), n);
-    fclose(f);
-}
-
-static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 static uint32_t get_be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -400,7 +374,7 @@ static size_t find_chunk(const uint8_t *png, size_t len, const char *type) {
 
 static void fix_crc(uint8_t *png, size_t chunk) {
     uint32_t n = get_be32(png + chunk);
-    put_be32(png + chunk + 8 + n, (uint32_t)crc32(0, png + chunk + 4, n + 4));
+    tu_put_be32(png + chunk + 8 + n, (uint32_t)crc32(0, png + chunk + 4, n + 4));
 }
 
 /* Loads path (both loaders and the info reader where meaningful) and checks the failure. */
@@ -443,28 +417,28 @@ static void test_bad_files(void **state) {
     free(p);
 
     p = t2i_asprintf("%s/empty.png", dir);
-    write_bytes(p, "", 0);
+    tu_write_bytes(p, "", 0);
     expect_fail(p, "empty", 1);
     free(p);
 
     p = t2i_asprintf("%s/text.png", dir);
     const char *text = "This is not a PNG file, whatever its name says.\n";
-    write_bytes(p, text, strlen(text));
+    tu_write_bytes(p, text, strlen(text));
     expect_fail(p, "not a supported image", 1);
     free(p);
 
     p = t2i_asprintf("%s/trunc_half.png", dir);
-    write_bytes(p, png, len / 2);
+    tu_write_bytes(p, png, len / 2);
     expect_fail(p, "corrupt PNG (", 0); /* the header is intact: info succeeds */
     free(p);
 
     p = t2i_asprintf("%s/trunc_header.png", dir);
-    write_bytes(p, png, 20);
+    tu_write_bytes(p, png, 20);
     expect_fail(p, "corrupt PNG (", 1);
     free(p);
 
     p = t2i_asprintf("%s/magic_only.png", dir);
-    write_bytes(p, png, 8);
+    tu_write_bytes(p, png, 8);
     expect_fail(p, "corrupt PNG (", 1);
     free(p);
 
@@ -474,14 +448,14 @@ static void test_bad_files(void **state) {
     p = t2i_asprintf("%s/idat_crc.png", dir);
     memcpy(buf, png, len);
     buf[idat + 8 + idat_len] ^= 0x01; /* CRC of IDAT */
-    write_bytes(p, buf, len);
+    tu_write_bytes(p, buf, len);
     expect_fail(p, "corrupt PNG (", 0);
     free(p);
 
     p = t2i_asprintf("%s/ihdr_crc.png", dir);
     memcpy(buf, png, len);
     buf[ihdr + 8 + 13] ^= 0x80;
-    write_bytes(p, buf, len);
+    tu_write_bytes(p, buf, len);
     expect_fail(p, "corrupt PNG (", 1);
     free(p);
 
@@ -489,12 +463,12 @@ static void test_bad_files(void **state) {
     memcpy(buf, png, len);
     for (uint32_t i = idat_len / 3; i < idat_len / 3 + 40; i++) buf[idat + 8 + i] = (uint8_t)(0xA5 ^ i);
     fix_crc(buf, idat); /* a valid chunk holding a broken deflate stream */
-    write_bytes(p, buf, len);
+    tu_write_bytes(p, buf, len);
     expect_fail(p, "corrupt PNG (", 0);
     free(p);
 
     p = t2i_asprintf("%s/no_iend.png", dir);
-    write_bytes(p, png, len - 12);
+    tu_write_bytes(p, png, len - 12);
     expect_fail(p, "corrupt PNG (", 0);
     free(p);
 
@@ -503,10 +477,10 @@ static void test_bad_files(void **state) {
     for (int k = 0; k < 3; k++) {
         p = t2i_asprintf("%s/huge%d.png", dir, k);
         memcpy(buf, png, len);
-        put_be32(buf + ihdr + 8, dims[k][0]);
-        put_be32(buf + ihdr + 12, dims[k][1]);
+        tu_put_be32(buf + ihdr + 8, dims[k][0]);
+        tu_put_be32(buf + ihdr + 12, dims[k][1]);
         fix_crc(buf, ihdr);
-        write_bytes(p, buf, len);
+        tu_write_bytes(p, buf, len);
         /* the first two pass libpng's own limits and hit ours */
         expect_fail(p, k < 2 ? "more than the limit" : "corrupt PNG (", 1);
         free(p);
@@ -527,7 +501,7 @@ static void test_bad_files(void **state) {
     jpg[sof + 5] = jpg[sof + 7] = 0xFF; /* height and width, big-endian, after length and precision */
     jpg[sof + 6] = jpg[sof + 8] = 0xDC;
     p = t2i_asprintf("%s/huge.jpg", dir);
-    write_bytes(p, jpg, jlen);
+    tu_write_bytes(p, jpg, jlen);
     expect_fail(p, "more than the limit", 1);
     free(p);
     /* a truncated JPEG: stb_image pads missing data, so success is possible; it must not
@@ -535,7 +509,7 @@ static void test_bad_files(void **state) {
     free(jpg);
     jpg = (uint8_t *)t2i_read_file(jp, &jlen, 0);
     p = t2i_asprintf("%s/trunc.jpg", dir);
-    write_bytes(p, jpg, jlen / 2);
+    tu_write_bytes(p, jpg, jlen / 2);
     if (t2i_image_load(&img, p, 3) == 0) {
         assert_int_equal(img.w * img.h, 64 * 48);
         t2i_image_free(&img);
@@ -544,7 +518,7 @@ static void test_bad_files(void **state) {
     }
     free(p);
     p = t2i_asprintf("%s/jpeg_header_only.jpg", dir);
-    write_bytes(p, jpg, 4);
+    tu_write_bytes(p, jpg, 4);
     expect_fail(p, "corrupt JPEG (", 1);
     free(p);
     free(jpg);
@@ -707,9 +681,9 @@ static void test_chw(void **state) {
 static void test_grid(void **state) {
     (void)state;
     const cJSON *e = index_get("grid");
-    int n = jint(e, "n"), C = jint(e, "C"), H = jint(e, "H"), W = jint(e, "W");
-    int nrow = jint(e, "nrow"), pad = jint(e, "pad"), pv = jint(e, "pad_value");
-    int gw = jint(e, "gw"), gh = jint(e, "gh");
+    int n = tu_jint(e, "n"), C = tu_jint(e, "C"), H = tu_jint(e, "H"), W = tu_jint(e, "W");
+    int nrow = tu_jint(e, "nrow"), pad = tu_jint(e, "pad"), pv = tu_jint(e, "pad_value");
+    int gw = tu_jint(e, "gw"), gh = tu_jint(e, "gh");
     /* the script's pixel values: (k * 37 + c * 11 + y * 5 + x * 3) % 256, as [-1, 1] */
     size_t per = (size_t)C * H * W;
     float *imgs = t2i_malloc(sizeof(float) * per * n);
@@ -730,7 +704,7 @@ static void test_grid(void **state) {
     /* image 4 (row 1, column 1), channel 2, pixel (x 2, y 3) */
     size_t at = ((size_t)(pad + 1 * (H + pad) + 3) * g.w + pad + 1 * (W + pad) + 2) * C + 2;
     assert_int_equal(g.px[at], (4 * 37 + 2 * 11 + 3 * 5 + 2 * 3) % 256);
-    char *gp = img_path(jstr(e, "file"));
+    char *gp = img_path(tu_jstr(e, "file"));
     size_t glen;
     uint8_t *want = (uint8_t *)t2i_read_file(gp, &glen, 0);
     assert_non_null(want);

@@ -68,12 +68,6 @@ static int32_t *json_ids(const cJSON *arr, size_t *n) {
     return ids;
 }
 
-static const char *jstr(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    assert_true(cJSON_IsString(v));
-    return v->valuestring;
-}
-
 static void assert_ids(const char *what, const int32_t *got, size_t ngot, const int32_t *want, size_t nwant) {
     if (ngot != nwant || (nwant && memcmp(got, want, nwant * sizeof(int32_t)) != 0)) {
         size_t i = 0;
@@ -85,7 +79,7 @@ static void assert_ids(const char *what, const int32_t *got, size_t ngot, const 
 
 /* Checks one "text"/"ids"/"tokens77"/"truncated"/"decoded" record with tok. */
 static void check_record(clip_tok *tok, const cJSON *o, int check_decode) {
-    const char *text = jstr(o, "text");
+    const char *text = tu_jstr(o, "text");
     size_t nwant, n77;
     int32_t *want = json_ids(cJSON_GetObjectItem(o, "ids"), &nwant);
     int32_t *want77 = json_ids(cJSON_GetObjectItem(o, "tokens77"), &n77);
@@ -101,7 +95,7 @@ static void check_record(clip_tok *tok, const cJSON *o, int check_decode) {
     if (check_decode) {
         char *dec = clip_tok_decode(tok, ids, n, NULL);
         assert_non_null(dec);
-        assert_string_equal(dec, jstr(o, "decoded"));
+        assert_string_equal(dec, tu_jstr(o, "decoded"));
         t2i_free(dec);
     }
     t2i_free(ids);
@@ -134,8 +128,6 @@ static void write_file(const char *path, const void *data, size_t n) {
     assert_int_equal(fclose(f), 0);
 }
 
-static int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
-
 /* ------------------------------------------------------------------ golden ---- */
 
 static void test_golden_openai(void **state) {
@@ -159,12 +151,12 @@ static void test_extra_reference(void **state) {
     size_t n_enc = 0, n_dec = 0, n_trunc = 0;
     for (size_t i = 0; i < j.n; i++) {
         const cJSON *o = j.items[i];
-        if (strcmp(jstr(o, "kind"), "encode") == 0) {
-            const char *text = jstr(o, "text");
+        if (strcmp(tu_jstr(o, "kind"), "encode") == 0) {
+            const char *text = tu_jstr(o, "text");
             size_t clen;
             char *clean = clip_tok_clean(text, strlen(text), &clen);
             assert_non_null(clean);
-            if (strcmp(clean, jstr(o, "clean")) != 0) fail_msg("clean(%s) = '%s', want '%s'", text, clean, jstr(o, "clean"));
+            if (strcmp(clean, tu_jstr(o, "clean")) != 0) fail_msg("clean(%s) = '%s', want '%s'", text, clean, tu_jstr(o, "clean"));
             t2i_free(clean);
             check_record(g_tok, o, 1);
             n_enc++;
@@ -174,7 +166,7 @@ static void test_extra_reference(void **state) {
             int32_t *ids = json_ids(cJSON_GetObjectItem(o, "ids"), &n);
             char *dec = clip_tok_decode(g_tok, ids, n, NULL);
             assert_non_null(dec);
-            assert_string_equal(dec, jstr(o, "decoded"));
+            assert_string_equal(dec, tu_jstr(o, "decoded"));
             t2i_free(dec);
             t2i_free(ids);
             n_dec++;
@@ -288,15 +280,15 @@ static void test_invalid_utf8(void **state) {
     /* decode of an id outside the vocabulary */
     int32_t bad_id[2] = {320, 49408};
     assert_null(clip_tok_decode(g_tok, bad_id, 2, NULL));
-    assert_true(contains(t2i_error_msg(), "49408"));
+    assert_true(tu_contains(t2i_error_msg(), "49408"));
 }
 
 static void expect_load_error(const char *path, const char *fragment) {
     clip_tok *t = clip_tok_load(path, -1);
     if (t) fail_msg("%s loaded", path);
     const char *msg = t2i_error_msg();
-    if (!contains(msg, path)) fail_msg("message '%s' does not name %s", msg, path);
-    if (fragment && !contains(msg, fragment)) fail_msg("message '%s' lacks '%s'", msg, fragment);
+    if (!tu_contains(msg, path)) fail_msg("message '%s' does not name %s", msg, path);
+    if (fragment && !tu_contains(msg, fragment)) fail_msg("message '%s' lacks '%s'", msg, fragment);
 }
 
 static void test_bad_vocab_files(void **state) {
@@ -446,7 +438,7 @@ static void test_hf_pair_and_plain_merges(void **state) {
     assert_int_equal(clip_tok_sot(hf), 49406);
     for (size_t i = 0; i < golden.n; i++) check_record(hf, golden.items[i], 1);
     for (size_t i = 0; i < extra.n; i++)
-        if (strcmp(jstr(extra.items[i], "kind"), "encode") == 0) check_record(hf, extra.items[i], 1);
+        if (strcmp(tu_jstr(extra.items[i], "kind"), "encode") == 0) check_record(hf, extra.items[i], 1);
     clip_tok_free(hf);
 
     /* reversed ids: every id becomes 49407 - id */
@@ -457,15 +449,15 @@ static void test_hf_pair_and_plain_merges(void **state) {
     assert_int_equal(clip_tok_eot(hf), 0);
     for (size_t i = 0; i < extra.n; i++) {
         const cJSON *o = extra.items[i];
-        if (strcmp(jstr(o, "kind"), "encode") != 0) continue;
-        const char *text = jstr(o, "text");
+        if (strcmp(tu_jstr(o, "kind"), "encode") != 0) continue;
+        const char *text = tu_jstr(o, "text");
         size_t nwant, n;
         int32_t *want = json_ids(cJSON_GetObjectItem(o, "ids"), &nwant), *ids;
         for (size_t k = 0; k < nwant; k++) want[k] = 49407 - want[k];
         assert_int_equal(clip_tok_encode(hf, text, strlen(text), &ids, &n), 0);
         assert_ids(text, ids, n, want, nwant);
         char *dec = clip_tok_decode(hf, ids, n, NULL);
-        assert_string_equal(dec, jstr(o, "decoded"));
+        assert_string_equal(dec, tu_jstr(o, "decoded"));
         t2i_free(dec);
         t2i_free(ids);
         t2i_free(want);
@@ -476,7 +468,7 @@ static void test_hf_pair_and_plain_merges(void **state) {
     char *mt = t2i_asprintf("%s/merges.txt", dir);
     assert_int_equal(remove(mt), 0);
     assert_null(clip_tok_load(vj, -1));
-    assert_true(contains(t2i_error_msg(), mt));
+    assert_true(tu_contains(t2i_error_msg(), mt));
 
     /* the same merges uncompressed (.txt), and from memory with an explicit count */
     char *plain = t2i_asprintf("%s/bpe.txt", dir);
@@ -591,7 +583,7 @@ static void test_train_round_trip(void **state) {
     const cJSON **recs = t2i_malloc(j.n * sizeof(cJSON *));
     size_t n = 0;
     for (size_t i = 0; i < j.n; i++)
-        if (strcmp(jstr(j.items[i], "kind"), "encode") == 0) recs[n] = j.items[i], texts[n++] = jstr(j.items[i], "text");
+        if (strcmp(tu_jstr(j.items[i], "kind"), "encode") == 0) recs[n] = j.items[i], texts[n++] = tu_jstr(j.items[i], "text");
     size_t len1, len2;
     char *m1 = clip_tok_train(texts, NULL, n, 700, &len1);
     assert_non_null(m1);
@@ -613,15 +605,15 @@ static void test_train_round_trip(void **state) {
     size_t total_ids = 0, total_bytes = 0;
     for (size_t i = 0; i < n; i++) {
         const cJSON *o = recs[i];
-        const char *text = jstr(o, "text");
+        const char *text = tu_jstr(o, "text");
         int32_t *ids;
         size_t k;
         assert_int_equal(clip_tok_encode(t, text, strlen(text), &ids, &k), 0);
         for (size_t q = 0; q < k; q++) assert_true(ids[q] >= 0 && (size_t)ids[q] < 700);
         char *dec = clip_tok_decode(t, ids, k, NULL);
-        if (strcmp(dec, jstr(o, "decoded")) != 0) fail_msg("round trip of '%s': '%s'", text, dec);
+        if (strcmp(dec, tu_jstr(o, "decoded")) != 0) fail_msg("round trip of '%s': '%s'", text, dec);
         total_ids += k;
-        total_bytes += strlen(jstr(o, "clean"));
+        total_bytes += strlen(tu_jstr(o, "clean"));
         t2i_free(dec);
         t2i_free(ids);
     }
@@ -655,8 +647,8 @@ static void *encode_all(void *varg) {
     for (int rep = 0; rep < 3; rep++)
         for (size_t i = 0; i < a->j->n; i++) {
             const cJSON *o = a->j->items[i];
-            if (strcmp(jstr(o, "kind"), "encode") != 0) continue;
-            const char *text = jstr(o, "text");
+            if (strcmp(tu_jstr(o, "kind"), "encode") != 0) continue;
+            const char *text = tu_jstr(o, "text");
             size_t nwant, n;
             int32_t *want = json_ids(cJSON_GetObjectItem(o, "ids"), &nwant), *ids;
             if (clip_tok_encode(g_tok, text, strlen(text), &ids, &n) != 0 || n != nwant ||
@@ -731,7 +723,7 @@ static void test_ten_megabytes(void **state) {
     char *huge = t2i_malloc(over);
     memset(huge, 'a', over);
     assert_int_equal(clip_tok_encode(g_tok, huge, over, &ids, &n), -1);
-    assert_true(contains(t2i_error_msg(), "limit"));
+    assert_true(tu_contains(t2i_error_msg(), "limit"));
     t2i_free(huge);
 }
 

@@ -444,11 +444,9 @@ static void load_prefixed(const st_file *f, vq_model *m, const char *prefix) {
 }
 
 static float *read_all(const st_file *f, const char *name, size_t n) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) fail_msg("vq_ref: no tensor %s", name);
-    assert_int_equal(t->numel, n);
-    float *v = malloc(n * sizeof(float));
-    assert_int_equal(st_read_f32(f, t, v, n), 0);
+    size_t got;
+    float *v = tu_st_read_f32(f, name, &got);
+    assert_int_equal(got, n);
     return v;
 }
 

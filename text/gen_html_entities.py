@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """gen_html_entities.py - writes text/html_entities.c, the tables through which the
-CLIP tokenizer (text/tokenizer.c) reproduces two Python standard-library functions
+CLIP tokenizer (text/tok_clean.c) reproduces two Python standard-library functions
 that OpenAI's tokenizer calls:
 
   html.unescape
@@ -12,7 +12,7 @@ that OpenAI's tokenizer calls:
     - html._invalid_codepoints: the numeric references Python drops.
   str.lower (the Final_Sigma rule for U+03A3)
     Python decides between sigma and final sigma with the Unicode properties Cased and
-    Case_Ignorable, which utf8proc does not expose. tokenizer.c derives them from utf8proc
+    Case_Ignorable, which utf8proc does not expose. tok_clean.c derives them from utf8proc
     (Cased ~ Lu/Ll/Lt or having a case mapping; Case_Ignorable ~ Mn/Me/Cf/Lm/Sk); this
     script lists the code points where Python's str.lower() behaves otherwise. They are
     found by probing str.lower() itself, not from a hand-written list:

@@ -34,13 +34,56 @@ void tu_rmtree(const char *dir) {
     free(cmd);
 }
 
+void tu_write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+void tu_put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+int tu_contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+
+int tu_jint(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    assert_true(cJSON_IsNumber(v));
+    return v->valueint;
+}
+
+const char *tu_jstr(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    assert_true(cJSON_IsString(v));
+    return v->valuestring;
+}
+
+float *tu_st_read_f32(const st_file *f, const char *name, size_t *n) {
+    const st_tensor *t = st_find(f, name);
+    if (!t) fail_msg("%s: no tensor %s", f->path, name);
+    float *x = t2i_malloc((t->numel ? t->numel : 1) * sizeof(float));
+    assert_int_equal(st_read_f32(f, t, x, t->numel), 0);
+    if (n) *n = t->numel;
+    return x;
+}
+
+uint32_t tu_f32_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+
 float *tu_randn(t2i_rng *r, size_t n, float std) {
     float *x = t2i_malloc(n * sizeof(float));
     t2i_rng_fill_normal(r, x, n, 0.0f, std);
     return x;
 }
 
-float *tu_zeros(size_t n) { return t2i_calloc(n, sizeof(float)); }
+float *tu_zeros(size_t n) { return t2i_calloc(n ? n : 1, sizeof(float)); }
 
 static double loss_of(const float *out, const float *r, size_t n) {
     double s = 0.0;

@@ -16,8 +16,12 @@
 #define T2I_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
 
 #include "rng.h"
+#include "safetensors.h"
 
 const char *tu_source_dir(void);
 char *tu_path(const char *rel);    /* heap string */
@@ -26,8 +30,28 @@ char *tu_clip_merges(void);        /* heap string */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);
 
+/* Writes n bytes to path (asserting every step). */
+void tu_write_bytes(const char *path, const void *data, size_t n);
+/* Big-endian uint32 at p (IDX and PNG headers). */
+void tu_put_be32(uint8_t *p, uint32_t v);
+int tu_contains(const char *hay, const char *needle); /* strstr(hay, needle) != NULL */
+/* Fails the test (at the caller's line) unless t2i_error_msg() contains needle. */
+#define tu_assert_error_contains(needle)                                                                     \
+    do {                                                                                                     \
+        if (!tu_contains(t2i_error_msg(), (needle)))                                                         \
+            fail_msg("error '%s' lacks '%s'", t2i_error_msg(), (needle));                                    \
+    } while (0)
+/* A JSON object's number / string field; the test fails when it is missing or of
+ * another type. */
+int tu_jint(const cJSON *o, const char *key);
+const char *tu_jstr(const cJSON *o, const char *key);
+/* A tensor of a safetensors file as floats (t2i_malloc'd; *n its count, n may be NULL);
+ * the test fails when the file has no such tensor or it cannot be read. */
+float *tu_st_read_f32(const st_file *f, const char *name, size_t *n);
+uint32_t tu_f32_bits(float x);
+
 float *tu_randn(t2i_rng *r, size_t n, float std);
-float *tu_zeros(size_t n);
+float *tu_zeros(size_t n); /* at least one float, so that n = 0 still gives a buffer */
 
 typedef struct {
     const char *name;

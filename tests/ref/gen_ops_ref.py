@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""gen_ops_ref.py - PyTorch reference values for every core layer (tests/test_ops_torch.c).
+"""gen_ops_ref.py - PyTorch reference values for every core layer (tests/test_ops*.c).
 
 For each op and case this runs the PyTorch module or function forward on small random
 inputs (odd sizes, batch 2-3, non-trivial biases, gammas != 1), then backward with a

@@ -1,0 +1,44 @@
+# lib.sh - what the shell tests (tests/cli_*.sh) share. Each sources it first, with the
+# script's own arguments:
+#     source "$(dirname "$0")/lib.sh"
+# It turns on set -u and sets
+#   T2I     the t2i binary under test (the script's first argument; required)
+#   ROOT    the source tree ($T2I_SOURCE_DIR, else the folder above tests/)
+#   TMP     a fresh temporary folder, removed when the script exits
+#   FAILS   the number of failed checks so far
+# and defines
+#   fail MESSAGE...           prints "FAIL: MESSAGE" on stderr and counts one failure
+#   check_error WANT CMD...   CMD must fail with exactly one stderr line containing WANT
+#   is_png FILE               true when FILE starts with the PNG signature
+#   finish                    the summary line; exits 1 when any check failed, else 0
+set -u
+T2I_TEST=$(basename "$0" .sh)
+T2I=${1:?usage: $T2I_TEST.sh PATH/TO/t2i}
+ROOT=${T2I_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+TMP=$(mktemp -d "/tmp/t2i-$T2I_TEST-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+FAILS=0
+
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+
+check_error() { # expected-substring command...
+    local want=$1
+    shift
+    if "$@" >"$TMP/out" 2>"$TMP/err"; then
+        fail "'$*' succeeded"
+        return
+    fi
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "'$*': expected one line of error, got: $(cat "$TMP/err")"
+    grep -q -- "$want" "$TMP/err" || fail "'$*': error lacks '$want': $(cat "$TMP/err")"
+}
+
+is_png() { [ "$(head -c 4 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e47" ]; }
+
+finish() {
+    if [ "$FAILS" -ne 0 ]; then
+        echo "$T2I_TEST: $FAILS check(s) failed" >&2
+        exit 1
+    fi
+    echo "$T2I_TEST: all checks passed"
+    exit 0
+}

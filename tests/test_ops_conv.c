@@ -1,0 +1,273 @@
+/* test_ops_conv.c - Conv2d and ConvTranspose2d (nn/ops_conv.c) against PyTorch, and at
+ * production sizes against the naive references of nn/ops_ref.c.
+ *
+ * Reference data and tolerances: tests/helpers/torchref.h. Input shapes are read from the
+ * file; output shapes are computed by our shape functions and must match the stored ones
+ * (st_load_f32 checks), so a wrong output-size formula fails too.
+ * Backward kernels add into gradients: buffers are zeroed first, then a second backward
+ * call into the same buffers must double every gradient.
+ * Convolutions are also run with NULL for some gradients.
+ *
+ * Production-size checks (random data, no torch): Conv2d(64, 128, k4 s2 p1) on
+ * 8x64x14x14 forward and backward, ConvTranspose2d(256, 128, k4 s2 p1) on 4x256x7x7
+ * forward and backward (the transpose's backward is checked through adjointness: its dinp
+ * is a Conv2d of dout with the same weights, its dweight the Conv2d weight gradient with
+ * the roles of input and output swapped), both also in groups of images under a small
+ * scratch budget; the Winograd 3x3 convolution against the naive one.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "base.h"
+#include "ops.h"
+#include "ops_ref.h"
+#include "safetensors.h"
+#include "testutil.h"
+#include "torchref.h"
+
+/* ---------------------------------------------------------------- convolutions */
+
+typedef struct {
+    const char *name;
+    int K, stride, pad, out_pad;
+} conv_case;
+
+static void run_conv(const char *op, const conv_case *cc, int transpose) {
+    const st_tensor *tx = tu_ref_find("%s.%s.x", op, cc->name), *tw = tu_ref_find("%s.%s.w", op, cc->name);
+    assert_int_equal(tx->ndim, 4);
+    assert_int_equal(tw->ndim, 4);
+    int N = (int)tx->shape[0], C = (int)tx->shape[1], H = (int)tx->shape[2], W = (int)tx->shape[3];
+    /* Conv2d w (OC, C, K, K); ConvTranspose2d w (C, OC, K, K) */
+    int OC = (int)(transpose ? tw->shape[1] : tw->shape[0]);
+    assert_int_equal(transpose ? tw->shape[0] : tw->shape[1], C);
+    assert_int_equal(tw->shape[2], cc->K);
+    nn_conv s = transpose ? nn_conv_transpose2d_shape(N, C, H, W, OC, cc->K, cc->stride, cc->pad, cc->out_pad)
+                          : nn_conv2d_shape(N, C, H, W, OC, cc->K, cc->stride, cc->pad);
+    size_t nx = (size_t)N * C * H * W, ny = (size_t)N * OC * s.OH * s.OW, nw = (size_t)OC * C * cc->K * cc->K;
+    char label[128];
+
+    float *x = tu_ref_get("%s.%s.x", op, cc->name), *w = tu_ref_get("%s.%s.w", op, cc->name);
+    float *b = tu_ref_get("%s.%s.b", op, cc->name), *dy = tu_ref_get("%s.%s.dy", op, cc->name);
+    float *ry = tu_ref_get_shaped(4, SHAPE(N, OC, s.OH, s.OW), "%s.%s.y", op, cc->name);
+    float *rdx = tu_ref_get_shaped(4, SHAPE(N, C, H, W), "%s.%s.dx", op, cc->name);
+    float *rdw = tu_ref_get_shaped(4, tw->shape, "%s.%s.dw", op, cc->name);
+    float *rdb = tu_ref_get_shaped(1, SHAPE(OC), "%s.%s.db", op, cc->name);
+
+    size_t ns = transpose ? nn_conv_transpose2d_scratch(&s) : nn_conv2d_scratch(&s);
+    float *scratch = tu_zeros(ns), *y = tu_zeros(ny), *dx = tu_zeros(nx), *dw = tu_zeros(nw), *db = tu_zeros(OC);
+    if (transpose) {
+        nn_conv_transpose2d_forward(y, scratch, x, w, b, &s);
+        nn_conv_transpose2d_backward(dx, dw, db, scratch, dy, x, w, &s);
+    } else {
+        nn_conv2d_forward(y, scratch, x, w, b, &s);
+        nn_conv2d_backward(dx, dw, db, scratch, dy, x, w, &s);
+    }
+    snprintf(label, sizeof label, "%s.%s y", op, cc->name);
+    tu_close_fwd(label, y, ry, ny);
+    snprintf(label, sizeof label, "%s.%s dx", op, cc->name);
+    tu_close_grad(label, dx, rdx, nx);
+    snprintf(label, sizeof label, "%s.%s dw", op, cc->name);
+    tu_close_grad(label, dw, rdw, nw);
+    snprintf(label, sizeof label, "%s.%s db", op, cc->name);
+    tu_close_grad(label, db, rdb, OC);
+
+    if (transpose)
+        nn_conv_transpose2d_backward(dx, dw, db, scratch, dy, x, w, &s);
+    else
+        nn_conv2d_backward(dx, dw, db, scratch, dy, x, w, &s);
+    snprintf(label, sizeof label, "%s.%s dx", op, cc->name);
+    tu_close_twice(label, dx, rdx, nx);
+    snprintf(label, sizeof label, "%s.%s dw", op, cc->name);
+    tu_close_twice(label, dw, rdw, nw);
+    snprintf(label, sizeof label, "%s.%s db", op, cc->name);
+    tu_close_twice(label, db, rdb, OC);
+
+    /* NULL gradients are skipped without disturbing the others (first layer: no dinp;
+     * frozen network: only dinp) */
+    memset(dx, 0, nx * sizeof(float));
+    memset(dw, 0, nw * sizeof(float));
+    if (transpose) {
+        nn_conv_transpose2d_backward(NULL, dw, NULL, scratch, dy, x, w, &s);
+        nn_conv_transpose2d_backward(dx, NULL, NULL, scratch, dy, x, w, &s);
+    } else {
+        nn_conv2d_backward(NULL, dw, NULL, scratch, dy, x, w, &s);
+        nn_conv2d_backward(dx, NULL, NULL, scratch, dy, x, w, &s);
+    }
+    snprintf(label, sizeof label, "%s.%s dx (alone)", op, cc->name);
+    tu_close_grad(label, dx, rdx, nx);
+    snprintf(label, sizeof label, "%s.%s dw (alone)", op, cc->name);
+    tu_close_grad(label, dw, rdw, nw);
+
+    free(x), free(w), free(b), free(dy), free(ry), free(rdx), free(rdw), free(rdb);
+    free(scratch), free(y), free(dx), free(dw), free(db);
+}
+
+static void test_conv2d(void **state) {
+    (void)state;
+    static const conv_case cases[] = {
+        {"k3s1p1", 3, 1, 1, 0}, {"k4s2p1", 4, 2, 1, 0}, {"k1s1p0", 1, 1, 0, 0}, {"k3s2p0", 3, 2, 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv("conv2d", &cases[i], 0);
+}
+
+static void test_conv_transpose2d(void **state) {
+    (void)state;
+    static const conv_case cases[] = {{"k4s2p1", 4, 2, 1, 0}, {"k3s1p1", 3, 1, 1, 0}, {"k3s2p1op1", 3, 2, 1, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv("convt2d", &cases[i], 1);
+}
+
+/* B1 discriminator's second conv: Conv2d(64, 128, k4, s2, p1) on 8 x 64 x 14 x 14. */
+static void test_big_conv2d(void **state) {
+    (void)state;
+    t2i_rng r;
+    t2i_rng_seed(&r, 101);
+    nn_conv s = nn_conv2d_shape(8, 64, 14, 14, 128, 4, 2, 1);
+    size_t nx = (size_t)s.N * s.C * s.H * s.W, ny = (size_t)s.N * s.OC * s.OH * s.OW;
+    size_t nw = (size_t)s.OC * s.C * s.KH * s.KW;
+    float *x = tu_randn(&r, nx, 1.0f), *w = tu_init_w(&r, nw, s.C * 16), *b = tu_init_w(&r, s.OC, s.C * 16);
+    float *dy = tu_randn(&r, ny, 1.0f);
+    float *y = tu_zeros(ny), *ry = tu_zeros(ny), *scratch = tu_zeros(nn_conv2d_scratch(&s));
+    float *dx = tu_zeros(nx), *dw = tu_zeros(nw), *db = tu_zeros(s.OC);
+    float *rdx = tu_zeros(nx), *rdw = tu_zeros(nw), *rdb = tu_zeros(s.OC);
+    nn_conv2d_forward(y, scratch, x, w, b, &s);
+    nn_ref_conv2d_forward(ry, x, w, b, &s);
+    tu_assert_close("big conv2d y", y, ry, ny, 1e-5f, 1e-4f);
+    nn_conv2d_backward(dx, dw, db, scratch, dy, x, w, &s);
+    nn_ref_conv2d_backward(rdx, rdw, rdb, dy, x, w, &s);
+    tu_assert_close("big conv2d dx", dx, rdx, nx, 1e-4f, 1e-4f);
+    /* weight gradients sum 392 products of N(0,1) values (magnitude ~20) and the naive
+     * reference accumulates in float: allow 3e-4 absolute (~1e-5 of their scale) */
+    tu_assert_close("big conv2d dw", dw, rdw, nw, 3e-4f, 1e-4f);
+    tu_assert_close("big conv2d db", db, rdb, s.OC, 1e-4f, 1e-4f);
+
+    /* im2col in groups of 3 images (3 + 3 + 2) under a small scratch budget */
+    size_t per = ((size_t)s.C * s.KH * s.KW + s.OC) * s.OH * s.OW;
+    nn_set_conv_scratch_budget(3 * per);
+    size_t ns = nn_conv2d_scratch(&s);
+    assert_true(ns == 3 * per);
+    float *small = tu_zeros(ns);
+    memset(dx, 0, nx * sizeof(float));
+    memset(dw, 0, nw * sizeof(float));
+    nn_conv2d_forward(y, small, x, w, b, &s);
+    nn_conv2d_backward(dx, dw, NULL, small, dy, x, w, &s);
+    nn_set_conv_scratch_budget(0);
+    tu_assert_close("big conv2d y (grouped)", y, ry, ny, 1e-5f, 1e-4f);
+    tu_assert_close("big conv2d dx (grouped)", dx, rdx, nx, 1e-4f, 1e-4f);
+    tu_assert_close("big conv2d dw (grouped)", dw, rdw, nw, 3e-4f, 1e-4f);
+    free(x), free(w), free(b), free(dy), free(y), free(ry), free(scratch), free(dx), free(dw), free(db);
+    free(rdx), free(rdw), free(rdb), free(small);
+}
+
+/* Winograd F(2x2, 3x3) against the naive convolution: odd sizes (partial tiles at the
+ * right and bottom edges), bands that start on odd rows, a band written into a buffer
+ * of its own (ostride = rows * W), and B4-sized channels. Also nn_im2col_rows. */
+static void test_winograd_conv3x3(void **state) {
+    (void)state;
+    const int cases[][4] = {{5, 7, 9, 6}, {64, 16, 12, 32}, {3, 1, 1, 2}, {8, 2, 5, 3}}; /* C, H, W, OC */
+    t2i_rng r;
+    t2i_rng_seed(&r, 7);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int C = cases[ci][0], H = cases[ci][1], W = cases[ci][2], OC = cases[ci][3];
+        nn_conv s = nn_conv2d_shape(1, C, H, W, OC, 3, 1, 1);
+        size_t nx = (size_t)C * H * W, ny = (size_t)OC * H * W;
+        float *x = tu_randn(&r, nx, 1.0f), *w = tu_init_w(&r, (size_t)OC * C * 9, C * 9), *b = tu_init_w(&r, OC, C * 9);
+        float *ry = tu_zeros(ny), *y = tu_zeros(ny), *U = tu_zeros((size_t)16 * OC * C);
+        nn_ref_conv2d_forward(ry, x, w, b, &s);
+        nn_winograd_weights(U, w, OC, C);
+        /* bands [0, 3), [3, 4), [4, H): odd starts and lengths */
+        float *scratch = tu_zeros(nn_winograd_scratch(C, OC, W, H));
+        for (int r0 = 0; r0 < H;) {
+            int nr = r0 == 0 ? T2I_MIN(3, H) : r0 == 3 ? 1 : H - r0;
+            nn_winograd_rows(y + (size_t)r0 * W, (size_t)H * W, x, C, H, W, U, b, OC, r0, nr, scratch);
+            r0 += nr;
+        }
+        tu_assert_close("winograd y", y, ry, ny, 2e-5f, 1e-4f);
+        /* the baseline transforms (what a CPU without AVX2 runs) give the same */
+        setenv("T2I_NO_AVX2", "1", 1);
+        memset(y, 0, ny * sizeof(float));
+        nn_winograd_rows(y, (size_t)H * W, x, C, H, W, U, b, OC, 0, H, scratch);
+        unsetenv("T2I_NO_AVX2");
+        tu_assert_close("winograd y (baseline transforms)", y, ry, ny, 2e-5f, 1e-4f);
+        /* the last band into a buffer of its own, as before a pixel shuffle */
+        int r0 = H / 2, nr = H - r0;
+        float *band = tu_zeros((size_t)OC * nr * W);
+        nn_winograd_rows(band, (size_t)nr * W, x, C, H, W, U, NULL, OC, r0, nr, scratch);
+        for (int o = 0; o < OC; o++)
+            for (int i = 0; i < nr * W; i++)
+                assert_float_equal(band[(size_t)o * nr * W + i] + b[o], ry[(size_t)o * H * W + (size_t)r0 * W + i],
+                                   1e-4f);
+        /* im2col of a band of rows == the matching columns of the whole image's im2col */
+        float *col = tu_zeros((size_t)C * 9 * H * W), *colb = tu_zeros((size_t)C * 9 * nr * W);
+        nn_im2col_rows(col, x, &s, 0, H);
+        nn_im2col_rows(colb, x, &s, r0, H);
+        for (int k = 0; k < C * 9; k++)
+            assert_memory_equal(colb + (size_t)k * nr * W, col + (size_t)k * H * W + (size_t)r0 * W,
+                                (size_t)nr * W * sizeof(float));
+        free(x), free(w), free(b), free(ry), free(y), free(U), free(scratch), free(band), free(col), free(colb);
+    }
+}
+
+/* B1 generator's first transpose: ConvTranspose2d(256, 128, k4, s2, p1) on 4 x 256 x 7 x 7. */
+static void test_big_conv_transpose2d(void **state) {
+    (void)state;
+    t2i_rng r;
+    t2i_rng_seed(&r, 102);
+    nn_conv s = nn_conv_transpose2d_shape(4, 256, 7, 7, 128, 4, 2, 1, 0);
+    assert_int_equal(s.OH, 14);
+    size_t nx = (size_t)s.N * s.C * s.H * s.W, ny = (size_t)s.N * s.OC * s.OH * s.OW;
+    size_t nw = (size_t)s.C * s.OC * s.KH * s.KW;
+    float *x = tu_randn(&r, nx, 1.0f), *w = tu_init_w(&r, nw, s.OC * 16), *b = tu_init_w(&r, s.OC, s.OC * 16);
+    float *dy = tu_randn(&r, ny, 1.0f);
+    float *y = tu_zeros(ny), *ry = tu_zeros(ny), *scratch = tu_zeros(nn_conv_transpose2d_scratch(&s));
+    float *dx = tu_zeros(nx), *dw = tu_zeros(nw), *rdx = tu_zeros(nx), *rdw = tu_zeros(nw);
+    nn_conv_transpose2d_forward(y, scratch, x, w, b, &s);
+    nn_ref_conv_transpose2d_forward(ry, x, w, b, &s);
+    tu_assert_close("big conv_transpose2d y", y, ry, ny, 1e-5f, 1e-4f);
+
+    /* Adjointness: the transpose maps (C, 7x7) -> (OC, 14x14); the Conv2d with the same
+     * weight tensor read as (out = C, in = OC, K, K) and the same stride/pad maps back.
+     * dinp = conv2d(dout, w); dweight = that conv's weight gradient for input dout and
+     * output gradient x. */
+    nn_conv back = nn_conv2d_shape(s.N, s.OC, s.OH, s.OW, s.C, s.KH, s.stride, s.pad);
+    assert_int_equal(back.OH, s.H);
+    nn_conv_transpose2d_backward(dx, dw, NULL, scratch, dy, x, w, &s);
+    nn_ref_conv2d_forward(rdx, dy, w, NULL, &back);
+    nn_ref_conv2d_backward(NULL, rdw, NULL, x, dy, w, &back);
+    tu_assert_close("big conv_transpose2d dx", dx, rdx, nx, 1e-4f, 1e-4f);
+    tu_assert_close("big conv_transpose2d dw", dw, rdw, nw, 3e-4f, 1e-4f);
+
+    /* grouped im2col: 3 images per group (3 + 1) */
+    size_t per = ((size_t)s.OC * s.KH * s.KW + s.C) * s.H * s.W;
+    nn_set_conv_scratch_budget(3 * per);
+    size_t ns = nn_conv_transpose2d_scratch(&s);
+    assert_true(ns == 3 * per);
+    float *small = tu_zeros(ns);
+    memset(dx, 0, nx * sizeof(float));
+    memset(dw, 0, nw * sizeof(float));
+    nn_conv_transpose2d_forward(y, small, x, w, b, &s);
+    nn_conv_transpose2d_backward(dx, dw, NULL, small, dy, x, w, &s);
+    nn_set_conv_scratch_budget(0);
+    tu_assert_close("big conv_transpose2d y (grouped)", y, ry, ny, 1e-5f, 1e-4f);
+    tu_assert_close("big conv_transpose2d dx (grouped)", dx, rdx, nx, 1e-4f, 1e-4f);
+    tu_assert_close("big conv_transpose2d dw (grouped)", dw, rdw, nw, 3e-4f, 1e-4f);
+    free(small);
+    free(x), free(w), free(b), free(dy), free(y), free(ry), free(scratch), free(dx), free(dw);
+    free(rdx), free(rdw);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_conv_transpose2d),
+        cmocka_unit_test(test_big_conv2d),
+        cmocka_unit_test(test_big_conv_transpose2d),
+        cmocka_unit_test(test_winograd_conv3x3),
+    };
+    return cmocka_run_group_tests(tests, tu_ref_setup, tu_ref_teardown);
+}
