@@ -247,12 +247,7 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
 }
 
 static char *gan_tr_config(void *self, t2i_trainer *t) {
-    gan_trainer *g = self;
-    char *cj = gan_config_to_json(&g->cfg), *oj = t2i_trainer_opts_json(t);
-    char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"threads\":%d}", cj, oj, t->target,
-                              t2i_get_threads());
-    free(cj), free(oj);
-    return full;
+    return t2i_trainer_config(t, gan_config_to_json(&((gan_trainer *)self)->cfg), t->target, NULL, NULL);
 }
 
 static int gan_tr_start(void *self, t2i_trainer *t) {

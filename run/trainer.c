@@ -26,6 +26,14 @@ int t2i_trainer_nonfinite(t2i_trainer *t, const char *name, double x) {
 
 char *t2i_trainer_opts_json(const t2i_trainer *t) { return nn_fields_to_json(t->opts, t->nopts); }
 
+char *t2i_trainer_config(const t2i_trainer *t, char *model, long steps, const char *mid, const char *tail) {
+    char *oj = t2i_trainer_opts_json(t);
+    char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld%s,\"threads\":%d%s}", model, oj, steps,
+                              mid ? mid : "", t2i_get_threads(), tail ? tail : "");
+    free(model), free(oj);
+    return full;
+}
+
 char *t2i_trainer_sample_path(const t2i_trainer *t) { return t2i_asprintf("%s/step_%06ld.png", t->samples_dir, t->step); }
 
 char *t2i_trainer_latest_path(const t2i_trainer *t) { return t2i_asprintf("%s/latest.png", t->samples_dir); }

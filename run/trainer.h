@@ -138,6 +138,9 @@ int t2i_trainer_main(t2i_trainer *t, t2i_cmd *cmd, int argc, char **argv);
 int t2i_trainer_nonfinite(t2i_trainer *t, const char *name, double x);
 /* The options table as a JSON object's text (config.json's "train"), malloc'd. */
 char *t2i_trainer_opts_json(const t2i_trainer *t);
+/* config.json's text {"model":MODEL,"train":<opts>,"steps":STEPS<mid>,"threads":N<tail>}, malloc'd;
+ * model (a malloc'd JSON text) is freed; mid and tail (",\"key\":value" pairs) may be NULL. */
+char *t2i_trainer_config(const t2i_trainer *t, char *model, long steps, const char *mid, const char *tail);
 /* dir/samples/step_NNNNNN.png and dir/samples/latest.png of the current step (malloc'd). */
 char *t2i_trainer_sample_path(const t2i_trainer *t);
 char *t2i_trainer_latest_path(const t2i_trainer *t);
