@@ -552,12 +552,7 @@ int dalle_cmd_train(int argc, char **argv) {
         {"--text-weight", T2I_FLOAT, &g.text_weight, "weight of the text loss (image: 1 - this; DALL-E 1/8)"},
         {"--cond-drop", T2I_FLOAT, &g.cond_drop, "probability of replacing a caption by the unconditional text"},
         {"--sample-every", T2I_INT, &t.sample_every, "write a sample grid every N steps (0 = only at the end)"},
-        T2I_TRAIN_CKPT_EVERY(t),
-        T2I_TRAIN_LOG_EVERY(t),
-        T2I_TRAIN_SEED(t),
-        T2I_TRAIN_THREADS(t),
-        T2I_TRAIN_OUT(t),
-        T2I_TRAIN_RESUME(t),
+        T2I_TRAIN_FLAGS(t),
     };
     t2i_cmd cmd = {"t2i dalle train", "Train the DALL-E-style image-token transformer on VQ codes.", "[options]", flags,
                    (int)(sizeof flags / sizeof flags[0]),

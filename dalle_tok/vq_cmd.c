@@ -367,12 +367,7 @@ static int cmd_train(int argc, char **argv) {
         {"--restart-threshold", T2I_FLOAT, &v.restart_threshold, "a code is dead when its EMA count per batch is below this"},
         {"--limit", T2I_LONG, &v.limit, "use only the first N items of the data (0: all)"},
         {"--sample-every", T2I_INT, &t.sample_every, "write a reconstruction grid every N steps"},
-        T2I_TRAIN_CKPT_EVERY(t),
-        T2I_TRAIN_LOG_EVERY(t),
-        T2I_TRAIN_SEED(t),
-        T2I_TRAIN_THREADS(t),
-        T2I_TRAIN_OUT(t),
-        T2I_TRAIN_RESUME(t),
+        T2I_TRAIN_FLAGS(t),
     };
     t2i_cmd cmd = {"t2i vq train", "Train the VQ image tokenizer (VQ-VAE with an EMA codebook).", "[options]", flags,
                    (int)(sizeof flags / sizeof flags[0]),

@@ -469,12 +469,7 @@ int gan_cmd_train(int argc, char **argv) {
         {"--steps", T2I_LONG, &t.steps, "training steps (G updates; 0: 12000 unless --epochs)"},
         {"--epochs", T2I_FLOAT, &t.epochs, "training length in epochs (instead of --steps)"},
         {"--sample-every", T2I_INT, &t.sample_every, "write a sample grid every N steps"},
-        T2I_TRAIN_CKPT_EVERY(t),
-        T2I_TRAIN_LOG_EVERY(t),
-        T2I_TRAIN_SEED(t),
-        T2I_TRAIN_THREADS(t),
-        T2I_TRAIN_OUT(t),
-        T2I_TRAIN_RESUME(t),
+        T2I_TRAIN_FLAGS(t),
     };
     t2i_cmd cmd = {"t2i gan train", "Train a GAN (DCGAN family) on images.", "[options]", flags,
                    (int)(sizeof flags / sizeof flags[0]),

@@ -128,6 +128,10 @@ struct t2i_trainer {
 #define T2I_TRAIN_RESUME(t) {"--resume", T2I_BOOL, &(t).resume, "continue the run in --out from its checkpoint"}
 #define T2I_TRAIN_CKPT_EVERY(t) {"--ckpt-every", T2I_INT, &(t).ckpt_every, "save a checkpoint every N steps"}
 #define T2I_TRAIN_LOG_EVERY(t) {"--log-every", T2I_INT, &(t).log_every, "append to metrics.jsonl every N steps"}
+/* The usual tail of a trainer's flag table, in this order. */
+#define T2I_TRAIN_FLAGS(t)                                                                                        \
+    T2I_TRAIN_CKPT_EVERY(t), T2I_TRAIN_LOG_EVERY(t), T2I_TRAIN_SEED(t), T2I_TRAIN_THREADS(t), T2I_TRAIN_OUT(t), \
+        T2I_TRAIN_RESUME(t)
 
 void t2i_trainer_init(t2i_trainer *t, const t2i_trainer_ops *ops, void *self, const char *label);
 /* Runs the command; returns its exit status. */
