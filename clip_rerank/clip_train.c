@@ -78,71 +78,7 @@
 #include "fc32.h"
 #include "optim.h"
 #include "progress.h"
-
-typedef struct {
-    char data[1024];
-    int batch, flip, crop_pad, recaption, dup_pos, vocab_target;
-    float erase;
-    float lr, min_lr, wd, beta1, beta2, eps, clip_grad;
-    long warmup;
-    uint64_t seed;
-} train_opts;
-
-typedef struct {
-    long step, target;
-    t2i_rng rng;
-    long loader_epoch;
-    int loader_pos;
-    long opt_step;
-} train_state;
-
-/* The state and options as checkpoint metadata (nn_state_to_json). */
-#define STATE_FIELDS(s)                                                                                   \
-    nn_field sf[] = {NN_F_LONG("step", (s)->step),          NN_F_LONG("target", (s)->target),              \
-                     NN_F_RNG("rng", (s)->rng),             NN_F_LONG("loader_epoch", (s)->loader_epoch),  \
-                     NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
-#define OPTS_FIELDS(o)                                                                                    \
-    nn_field of[] = {NN_F_STR("data", (o)->data),                                                         \
-                     NN_F_INT_IN("batch", (o)->batch, 2, 8192),                                           \
-                     NN_F_BOOL("flip", (o)->flip),                                                        \
-                     NN_F_INT_DEF_IN("crop_pad", (o)->crop_pad, 0, 0, 512),                               \
-                     NN_F_FLOAT_DEF_IN("erase", (o)->erase, 0, 0, 1),                                     \
-                     NN_F_BOOL("recaption", (o)->recaption),                                              \
-                     NN_F_BOOL_DEF("dup_positives", (o)->dup_pos, 0),                                     \
-                     NN_F_INT_IN("vocab_size", (o)->vocab_target, 514, 1 << 20),                          \
-                     NN_F_FLOAT_IN("lr", (o)->lr, NN_LR_MIN, NN_LR_MAX),                                  \
-                     NN_F_FLOAT_IN("min_lr", (o)->min_lr, 0, 1),                                          \
-                     NN_F_FLOAT_IN("weight_decay", (o)->wd, 0, 10),                                       \
-                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, NN_BETA1_MAX),                                 \
-                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, NN_BETA2_MAX),                                 \
-                     NN_F_FLOAT_IN("eps", (o)->eps, 1e-12, 1),                                            \
-                     NN_F_FLOAT_IN("clip_grad", (o)->clip_grad, 0, 1e6),                                  \
-                     NN_F_LONG_IN("warmup", (o)->warmup, -1e15, 1e15),                                    \
-                     NN_F_SEED("seed", (o)->seed)}
-
-static char *opts_to_json(train_opts *o) {
-    OPTS_FIELDS(o);
-    return nn_fields_to_json(of, NN_NFIELDS(of));
-}
-
-static char *state_to_json(train_state *s, train_opts *o) {
-    STATE_FIELDS(s);
-    OPTS_FIELDS(o);
-    return nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
-}
-
-static int state_from_json(train_state *s, train_opts *o, const char *json) {
-    STATE_FIELDS(s);
-    OPTS_FIELDS(o);
-    return nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
-}
-
-static int save_ckpt(const clip_model *m, const char *path, train_state *st, train_opts *o) {
-    char *sj = state_to_json(st, o);
-    int rc = clip_save(m, path, sj, 1, 0);
-    free(sj);
-    return rc;
-}
+#include "trainer.h"
 
 static int is_fc32(const char *spec) { return strncmp(spec, "fashion-captions", 16) == 0; }
 
@@ -166,408 +102,415 @@ static clip_tok *learn_vocab(const t2i_dataset *ds, int recaption, int vocab_tar
     return clip_tok_from_merges(*merges, strlen(*merges), -1, "learned vocabulary");
 }
 
+typedef struct {
+    char data[1024];
+    int batch, flip, crop_pad, recaption, dup_pos, vocab_target;
+    float erase;
+    float lr, min_lr, wd, beta1, beta2, eps, clip_grad;
+    long warmup;
+} train_opts;
+
+/* The command's own part of the run (t2i_trainer holds the common one). */
+typedef struct {
+    /* flags of a new run (with --resume, the checkpoint's model and options count) */
+    const char *data, *act, *init;
+    int res, patch, vwidth, vlayers, vheads, twidth, tlayers, theads, context, embed, vocab_size, batch;
+    int flip, crop_pad, recaption, dup_pos, eval_n;
+    long warmup;
+    float lr, min_lr, wd, beta1, beta2, eps, clip_grad, erase;
+    /* options and state saved in the checkpoint, besides the trainer's */
+    train_opts o;
+    long loader_epoch, opt_step;
+    int loader_pos;
+    /* model, data, optimizer and buffers */
+    clip_config cfg;
+    clip_model m;
+    t2i_dataset ds, test;
+    int evaluate, fc32;
+    t2i_loader L;
+    nn_optim opt;
+    nn_schedule sched;
+    nn_arena arena;
+    size_t item;
+    float *x, *px;
+    const char **caps, **use;
+    char *capbuf;
+    int32_t *tokens;
+    int *group;
+    float loss, acc, lr_now;
+} clip_trainer;
+
+static int clip_tr_check_flags(void *self, t2i_trainer *t) {
+    clip_trainer *c = self;
+    if (t->resume && c->init) return t2i_fail("clip train: --init starts a new run; --resume continues the one in --out"), 2;
+    if (t2i_check_range_i("--eval-n", c->eval_n, 1, 1000000000)) return 2;
+    if (t->stop_after < 0) return t2i_fail("--stop-after must be >= 0"), 2;
+    return 0;
+}
+
+static int clip_tr_load(void *self, const char *path, char **state_json) {
+    clip_trainer *c = self;
+    if (clip_load_ckpt(&c->m, path, 1, state_json) != 0) return -1;
+    c->cfg = c->m.cfg;
+    return 0;
+}
+
+static int clip_tr_check_state(void *self, t2i_trainer *t) {
+    clip_trainer *c = self;
+    (void)t;
+    if (!c->m.tok) return t2i_error_set("no vocabulary in the checkpoint");
+    if (c->o.crop_pad > c->cfg.image_resolution / 2)
+        return t2i_error_set("training state: crop_pad %d is more than half the %d-pixel resolution", c->o.crop_pad,
+                             c->cfg.image_resolution);
+    return 0;
+}
+
+/* A new run's model (or --init's) and options from the flags. */
+static int new_run(clip_trainer *c, t2i_trainer *t) {
+    int a = nn_act_parse(c->act);
+    if (a != NN_ACT_QUICK_GELU && a != NN_ACT_GELU_ERF)
+        return t2i_fail("--act must be quick_gelu or gelu, got '%s'", c->act), 2;
+    if (t2i_check_range_i("--res", c->res, 4, 1024) || t2i_check_range_i("--patch", c->patch, 1, c->init ? 1024 : c->res) ||
+        t2i_check_range_i("--vision-width", c->vwidth, 4, 4096) || t2i_check_range_i("--vision-layers", c->vlayers, 1, 64) ||
+        t2i_check_range_i("--vision-heads", c->vheads, 1, 64) || t2i_check_range_i("--text-width", c->twidth, 4, 4096) ||
+        t2i_check_range_i("--text-layers", c->tlayers, 1, 64) || t2i_check_range_i("--text-heads", c->theads, 1, 64) ||
+        t2i_check_range_i("--context", c->context, 4, 1024) || t2i_check_range_i("--embed-dim", c->embed, 2, 4096) ||
+        t2i_check_range_i("--vocab-size", c->vocab_size, 514, 1 << 20) || t2i_check_range_i("--batch", c->batch, 2, 8192) ||
+        t2i_check_range_f("--lr", c->lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--min-lr", c->min_lr, 0, c->lr) ||
+        t2i_check_range_f("--wd", c->wd, 0, 10) || t2i_check_range_f("--beta1", c->beta1, 0, NN_BETA1_MAX) ||
+        t2i_check_range_f("--beta2", c->beta2, 0, NN_BETA2_MAX) || t2i_check_range_f("--eps", c->eps, 1e-12, 1) ||
+        t2i_check_range_f("--clip-grad", c->clip_grad, 0, 1e6) || t2i_check_range_f("--erase", c->erase, 0, 1))
+        return 2;
+    if (!c->init && c->res % c->patch) /* with --init, the checkpoint's patch size counts */
+        return t2i_fail("--res %d is not a multiple of --patch %d", c->res, c->patch), 2;
+    if (c->vwidth % c->vheads || c->twidth % c->theads)
+        return t2i_fail("widths must be divisible by the head counts (%d/%d, %d/%d)", c->vwidth, c->vheads, c->twidth,
+                        c->theads),
+               2;
+    clip_config *cfg = &c->cfg;
+    cfg->embed_dim = c->embed, cfg->image_resolution = c->res, cfg->vision_patch_size = c->patch;
+    cfg->vision_width = c->vwidth, cfg->vision_layers = c->vlayers, cfg->vision_heads = c->vheads;
+    cfg->context_length = c->context;
+    cfg->transformer_width = c->twidth, cfg->transformer_layers = c->tlayers, cfg->transformer_heads = c->theads;
+    cfg->act = (nn_act)a;
+    if (c->init) { /* the model and its vocabulary come from the checkpoint; a fresh optimizer and schedule */
+        if (clip_load_ckpt(&c->m, c->init, 0, NULL) != 0) return t2i_fail_err();
+        if (!c->m.tok || !c->m.vocab) return t2i_fail("%s: no vocabulary in the checkpoint", c->init);
+        if (t2i_flag_given(t->cmd, "--res") && c->res != c->m.cfg.image_resolution) {
+            int r0 = c->m.cfg.image_resolution;
+            if (clip_model_set_resolution(&c->m, c->res) != 0)
+                return t2i_fail("--res: %s: %s", c->init, t2i_error_msg()), 2;
+            fprintf(stderr, "clip train: %s: %dx%d -> %dx%d images, position embeddings resampled\n", c->init, r0, r0,
+                    c->res, c->res);
+        }
+        *cfg = c->m.cfg;
+    }
+    if (t2i_check_range_i("--crop-pad", c->crop_pad, 0, cfg->image_resolution / 2)) return 2;
+    train_opts *o = &c->o;
+    if (strlen(c->data) >= sizeof o->data) return t2i_fail("--data: path too long"), 2;
+    strcpy(o->data, c->data);
+    o->batch = c->batch, o->flip = c->flip, o->crop_pad = c->crop_pad, o->recaption = c->recaption && is_fc32(c->data);
+    o->dup_pos = c->dup_pos, o->erase = c->erase, o->vocab_target = c->vocab_size;
+    o->lr = c->lr, o->min_lr = c->min_lr, o->wd = c->wd, o->beta1 = c->beta1, o->beta2 = c->beta2, o->eps = c->eps;
+    o->clip_grad = c->clip_grad, o->warmup = c->warmup;
+    return 0;
+}
+
+/* A model from scratch, with a vocabulary learned from the training captions. */
+static int new_model(clip_trainer *c, t2i_trainer *t) {
+    clip_config *cfg = &c->cfg;
+    char *merges = NULL;
+    double tv = t2i_now();
+    clip_tok *tok = learn_vocab(&c->ds, c->o.recaption, c->o.vocab_target, &merges);
+    if (!tok) return t2i_fail("%s: learning the vocabulary: %s", c->ds.source, t2i_error_msg());
+    cfg->vocab_size = (int)clip_tok_vocab_size(tok);
+    if (clip_config_check(cfg) != 0) {
+        clip_tok_free(tok);
+        free(merges);
+        return t2i_fail_err();
+    }
+    t2i_rng init_rng = t2i_rng_split(&t->rng, 1);
+    clip_model_build(&c->m, cfg);
+    clip_model_init(&c->m, &init_rng);
+    c->m.vocab = merges;
+    clip_set_tokenizer(&c->m, tok, "learned vocabulary");
+    printf("clip train: learned a %d-token vocabulary from %d captions in %.1f s\n", cfg->vocab_size, c->ds.n,
+           t2i_now() - tv);
+    return 0;
+}
+
+static int clip_tr_setup(void *self, t2i_trainer *t) {
+    clip_trainer *c = self;
+    int rc;
+    if (!t->resume && (rc = new_run(c, t)) != 0) return rc;
+    /* data at the model's resolution */
+    int R = c->cfg.image_resolution;
+    char spec[1100];
+    snprintf(spec, sizeof spec, "%s%s", c->o.data, strcmp(c->o.data, "fashion-captions") == 0 ? ":train" : "");
+    if (t2i_dataset_open(&c->ds, spec, 3, R, R) != 0) return t2i_fail_err();
+    if (!c->ds.captions)
+        return t2i_fail("%s: no captions (fashion-captions, or a folder with metadata.jsonl / metadata.csv)", c->ds.source);
+    if (c->ds.n < c->o.batch)
+        return t2i_fail("%s: %d images, fewer than one batch of %d", c->ds.source, c->ds.n, c->o.batch);
+    c->fc32 = is_fc32(c->o.data);
+    c->evaluate = t->sample_every > 0 && c->fc32;
+    if (c->evaluate && t2i_dataset_open(&c->test, "fashion-captions:test", 3, R, R) != 0) return t2i_fail_err();
+    if (!t->resume && !c->init && (rc = new_model(c, t)) != 0) return rc;
+    clip_model_set_no_decay(&c->m);
+    t->per_epoch = c->ds.n / c->o.batch;
+    t->default_steps = 16 * t->per_epoch;
+    return 0;
+}
+
+/* The schedule belongs to the run: fixed by the first target unless extended. */
+static long warmup_steps(const clip_trainer *c, const t2i_trainer *t) {
+    return c->o.warmup >= 0 ? c->o.warmup : t->target / 20;
+}
+
+static char *clip_tr_config(void *self, t2i_trainer *t) {
+    clip_trainer *c = self;
+    char *mid = t2i_asprintf(",\"warmup\":%ld", warmup_steps(c, t));
+    cJSON *ij = c->init ? cJSON_CreateString(c->init) : NULL; /* a path: escaped by cJSON */
+    char *is = ij ? cJSON_PrintUnformatted(ij) : NULL;
+    char *tail = is ? t2i_asprintf(",\"init\":%s", is) : NULL;
+    char *full = t2i_trainer_config(t, clip_config_to_json(&c->cfg), t->target, mid, tail);
+    cJSON_free(is);
+    cJSON_Delete(ij);
+    free(mid), free(tail);
+    return full;
+}
+
+static int clip_tr_start(void *self, t2i_trainer *t) {
+    clip_trainer *c = self;
+    const clip_config *cfg = &c->cfg;
+    const train_opts *o = &c->o;
+    c->sched = nn_schedule_cosine(o->lr, warmup_steps(c, t), t->target, o->min_lr);
+    t2i_loader_init(&c->L, &c->ds, o->batch, 1, t->seed);
+    c->L.drop_last = 1;
+    c->L.flip = o->flip;
+    c->L.crop_pad = o->crop_pad;
+    c->L.erase = o->erase;
+    if (t->resume && t2i_loader_seek(&c->L, c->loader_epoch, c->loader_pos) != 0)
+        return t2i_fail("%s: %s", t->ckpt_path, t2i_error_msg());
+    c->opt = nn_adamw(o->lr, o->beta1, o->beta2, o->eps, o->wd);
+    c->opt.step = c->opt_step;
+    int B = o->batch, R = cfg->image_resolution, ctx = cfg->context_length;
+    c->item = (size_t)3 * R * R;
+    c->x = t2i_malloc_aligned((size_t)B * c->item * sizeof(float));
+    c->px = t2i_malloc_aligned((size_t)B * c->item * sizeof(float));
+    c->caps = t2i_malloc((size_t)B * sizeof(char *));
+    c->use = t2i_malloc((size_t)B * sizeof(char *));
+    c->capbuf = t2i_malloc((size_t)B * FC32_CAPTION_MAX);
+    c->tokens = t2i_malloc((size_t)B * ctx * sizeof(int32_t));
+    c->group = t2i_malloc((size_t)B * sizeof(int));
+    printf("clip train: %s, %d pairs %dx%d, batch %d, steps %ld (%.2f epochs), vision %dx%d (patch %d), text %dx%d "
+           "(context %d, vocab %d), embed %d, %zu parameters, %d threads\n",
+           c->ds.source, c->ds.n, R, R, B, t->target, (double)t->target / t->per_epoch, cfg->vision_width,
+           cfg->vision_layers, cfg->vision_patch_size, cfg->transformer_width, cfg->transformer_layers, ctx,
+           cfg->vocab_size, cfg->embed_dim, nn_params_count(&c->m.ps, 1), t2i_get_threads());
+    return 0;
+}
+
+/* The captions of a batch as trained on (FC32: a fresh phrasing) and, with --dup-positives,
+ * their groups of equal captions. */
+static void batch_captions(clip_trainer *c, t2i_trainer *t) {
+    for (int i = 0; i < c->o.batch; i++) {
+        int colour, cls;
+        c->use[i] = c->caps[i];
+        int parsed = c->fc32 && fc32_parse_caption(c->caps[i], &colour, &cls) == 0;
+        if (c->o.recaption && parsed) {
+            char *b = c->capbuf + (size_t)i * FC32_CAPTION_MAX;
+            fc32_caption(b, FC32_CAPTION_MAX, colour, cls, (int)t2i_rng_below(&t->rng, FC32_N_TEMPLATES));
+            c->use[i] = b;
+        }
+        /* groups of equal captions: FC32's colour x class (whatever the phrasing), else
+         * the first item of the batch with the same text */
+        if (!c->o.dup_pos) continue;
+        c->group[i] = i;
+        if (parsed) c->group[i] = -1 - (colour * FC32_N_CLASSES + cls);
+        else
+            for (int j = 0; j < i; j++)
+                if (strcmp(c->caps[j], c->caps[i]) == 0) {
+                    c->group[i] = c->group[j];
+                    break;
+                }
+    }
+}
+
+static int clip_tr_step(void *self, t2i_trainer *t) {
+    clip_trainer *c = self;
+    int B = c->o.batch, R = c->cfg.image_resolution;
+    int got = t2i_loader_next(&c->L, c->x, NULL, c->caps, NULL);
+    if (got == 0) got = t2i_loader_next(&c->L, c->x, NULL, c->caps, NULL);
+    if (got < 0) return t2i_fail_err(), T2I_STEP_FAILED;
+    for (int i = 0; i < B; i++) clip_normalize_m11(c->px + i * c->item, c->x + i * c->item, R);
+    batch_captions(c, t);
+    if (clip_tokenize(&c->m, c->use, B, c->tokens) != 0)
+        return t2i_fail("%s: %s", c->ds.source, t2i_error_msg()), T2I_STEP_FAILED;
+    c->lr_now = nn_schedule_lr(&c->sched, t->step);
+    c->loss = clip_train_grads(&c->m, &c->arena, c->px, c->tokens, c->o.dup_pos ? c->group : NULL, B, &c->acc);
+    if (t2i_trainer_nonfinite(t, "", c->loss)) return T2I_STEP_NONFINITE;
+    if (c->o.clip_grad > 0) nn_clip_grad_norm(&c->m.ps, c->o.clip_grad);
+    nn_optim_step(&c->opt, &c->m.ps, c->lr_now);
+    clip_clamp_logit_scale(&c->m);
+    return T2I_STEP_OK;
+}
+
+static int clip_tr_metrics(void *self, t2i_trainer *t, char *buf, size_t n) {
+    clip_trainer *c = self;
+    double dt = t->step_seconds;
+    return snprintf(buf, n,
+                    "{\"step\":%ld,\"epoch\":%.3f,\"loss\":%.5f,\"acc\":%.4f,\"logit_scale\":%.3f,\"lr\":%.3g,"
+                    "\"step_ms\":%.1f,\"pairs_per_s\":%.1f}",
+                    t->step, (double)c->L.epoch + (double)c->L.pos / c->ds.n, c->loss, c->acc,
+                    clip_logit_scale_exp(&c->m), c->lr_now, dt * 1e3, c->o.batch / dt);
+}
+
+static void clip_tr_progress(void *self, t2i_trainer *t, int last, char *buf, size_t n) {
+    clip_trainer *c = self;
+    (void)t;
+    if (last) snprintf(buf, n, "loss %.3f acc %.3f", c->loss, c->acc);
+    else snprintf(buf, n, "loss %.3f acc %.3f scale %.1f", c->loss, c->acc, clip_logit_scale_exp(&c->m));
+}
+
+/* FC32 zero-shot accuracies on the first --eval-n test items. */
+static int clip_tr_sample(void *self, t2i_trainer *t) {
+    clip_trainer *c = self;
+    clip_fc32_eval ev;
+    if (!c->evaluate || clip_eval_fc32(&c->m, &c->test, c->eval_n, 0, &ev) != 0) return 0;
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"step\":%ld,\"zs_top1\":%.4f,\"zs_top5\":%.4f,\"zs_held_top1\":%.4f,\"zs_class_acc\":%.4f,"
+             "\"zs_colour_acc\":%.4f,\"zs_n\":%d}",
+             t->step, ev.top1, ev.top5, ev.held_top1, ev.class_acc, ev.colour_acc, ev.n);
+    t2i_run_metrics(&t->run, line);
+    return 0;
+}
+
+static void clip_tr_sync(void *self) {
+    clip_trainer *c = self;
+    c->loader_epoch = c->L.epoch, c->loader_pos = c->L.pos, c->opt_step = c->opt.step;
+}
+
+static int clip_tr_save(void *self, const char *path, const char *state_json) {
+    return clip_save(&((clip_trainer *)self)->m, path, state_json, 1, 0);
+}
+
+static void clip_tr_finish(void *self, t2i_trainer *t) {
+    (void)self;
+    printf("clip train: %ld steps in %.1f s; checkpoint %s\n", t->step - t->start_step, t->elapsed, t->ckpt_path);
+}
+
+static void clip_tr_release(void *self) {
+    clip_trainer *c = self;
+    nn_arena_free(&c->arena);
+    t2i_free(c->x), t2i_free(c->px);
+    free(c->caps), free(c->use), free(c->capbuf), free(c->tokens), free(c->group);
+    t2i_loader_free(&c->L);
+    t2i_dataset_free(&c->ds);
+    t2i_dataset_free(&c->test);
+    clip_model_free(&c->m);
+}
+
+static const t2i_trainer_ops clip_ops = {
+    .check_flags = clip_tr_check_flags,
+    .load = clip_tr_load,
+    .check_state = clip_tr_check_state,
+    .setup = clip_tr_setup,
+    .config = clip_tr_config,
+    .start = clip_tr_start,
+    .step = clip_tr_step,
+    .metrics = clip_tr_metrics,
+    .progress = clip_tr_progress,
+    .sample = clip_tr_sample,
+    .sync = clip_tr_sync,
+    .save = clip_tr_save,
+    .finish = clip_tr_finish,
+    .release = clip_tr_release,
+};
+
 int clip_cmd_train(int argc, char **argv) {
     /* defaults: the toolkit's FC32 recipe */
-    const char *data = "fashion-captions", *out = "runs/clip", *act = "quick_gelu", *init = NULL;
-    int res = 32, patch = 8, vwidth = 128, vlayers = 4, vheads = 4, twidth = 96, tlayers = 3, theads = 4;
-    int context = 16, embed = 64, vocab_size = 1024, batch = 128, flip = 1, crop_pad = 2, recaption = 1, dup_pos = 0;
-    int threads = 0, resume = 0, ckpt_every = 500, log_every = 10, eval_every = 1000, eval_n = 2000;
-    long steps = 0, seed = 1, warmup = -1, stop_after = 0;
-    float epochs = 0, lr = 1e-3f, min_lr = 0.0f, wd = 0.1f, beta1 = 0.9f, beta2 = 0.98f, eps = 1e-6f, clip_grad = 0.0f;
-    float erase = 0;
+    clip_trainer c = {.data = "fashion-captions", .act = "quick_gelu", .res = 32, .patch = 8, .vwidth = 128,
+                      .vlayers = 4, .vheads = 4, .twidth = 96, .tlayers = 3, .theads = 4, .context = 16, .embed = 64,
+                      .vocab_size = 1024, .batch = 128, .flip = 1, .crop_pad = 2, .recaption = 1, .eval_n = 2000,
+                      .warmup = -1, .lr = 1e-3f, .wd = 0.1f, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-6f};
+    clip_config_default(&c.cfg);
+    nn_arena_init(&c.arena);
+    t2i_trainer t;
+    t2i_trainer_init(&t, &clip_ops, &c, "clip");
+    t.out = "runs/clip", t.seed_arg = 1, t.ckpt_every = 500, t.log_every = 10, t.sample_every = 1000;
+    t.every_max = 1000000000, t.sample_min = 0, t.stop_session = 1;
+    train_opts *o = &c.o;
+    nn_field sf[] = {NN_F_LONG("step", t.step),          NN_F_LONG("target", t.target),
+                     NN_F_RNG("rng", t.rng),             NN_F_LONG("loader_epoch", c.loader_epoch),
+                     NN_F_INT("loader_pos", c.loader_pos), NN_F_LONG("opt_step", c.opt_step)};
+    nn_field of[] = {NN_F_STR("data", o->data),
+                     NN_F_INT_IN("batch", o->batch, 2, 8192),
+                     NN_F_BOOL("flip", o->flip),
+                     NN_F_INT_DEF_IN("crop_pad", o->crop_pad, 0, 0, 512),
+                     NN_F_FLOAT_DEF_IN("erase", o->erase, 0, 0, 1),
+                     NN_F_BOOL("recaption", o->recaption),
+                     NN_F_BOOL_DEF("dup_positives", o->dup_pos, 0),
+                     NN_F_INT_IN("vocab_size", o->vocab_target, 514, 1 << 20),
+                     NN_F_FLOAT_IN("lr", o->lr, NN_LR_MIN, NN_LR_MAX),
+                     NN_F_FLOAT_IN("min_lr", o->min_lr, 0, 1),
+                     NN_F_FLOAT_IN("weight_decay", o->wd, 0, 10),
+                     NN_F_FLOAT_IN("beta1", o->beta1, 0, NN_BETA1_MAX),
+                     NN_F_FLOAT_IN("beta2", o->beta2, 0, NN_BETA2_MAX),
+                     NN_F_FLOAT_IN("eps", o->eps, 1e-12, 1),
+                     NN_F_FLOAT_IN("clip_grad", o->clip_grad, 0, 1e6),
+                     NN_F_LONG_IN("warmup", o->warmup, -1e15, 1e15),
+                     NN_F_SEED("seed", t.seed)};
+    t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
-        {"--data", T2I_STR, &data, "fashion-captions (FC32) or a folder with metadata.jsonl/csv captions"},
-        {"--res", T2I_INT, &res,
+        {"--data", T2I_STR, &c.data, "fashion-captions (FC32) or a folder with metadata.jsonl/csv captions"},
+        {"--res", T2I_INT, &c.res,
          "image resolution (images are resized + centre cropped to it; with --init, resamples the model's position "
          "embeddings to it)"},
-        {"--patch", T2I_INT, &patch, "vision patch size"},
-        {"--vision-width", T2I_INT, &vwidth, "vision transformer width"},
-        {"--vision-layers", T2I_INT, &vlayers, "vision transformer layers"},
-        {"--vision-heads", T2I_INT, &vheads, "vision attention heads"},
-        {"--text-width", T2I_INT, &twidth, "text transformer width"},
-        {"--text-layers", T2I_INT, &tlayers, "text transformer layers"},
-        {"--text-heads", T2I_INT, &theads, "text attention heads"},
-        {"--context", T2I_INT, &context, "text context length (tokens incl. start/end)"},
-        {"--embed-dim", T2I_INT, &embed, "joint embedding size"},
-        {"--act", T2I_STR, &act, "quick_gelu or gelu"},
-        {"--vocab-size", T2I_INT, &vocab_size, "BPE vocabulary size learned from the captions (>= 514)"},
-        {"--batch", T2I_INT, &batch, "pairs per step (the contrastive batch)"},
-        {"--steps", T2I_LONG, &steps, "training steps"},
-        {"--epochs", T2I_FLOAT, &epochs, "training length in epochs (instead of --steps; neither: 16 epochs)"},
-        {"--lr", T2I_FLOAT, &lr, "peak learning rate (AdamW)"},
-        {"--min-lr", T2I_FLOAT, &min_lr, "learning rate at the end of the cosine"},
-        {"--warmup", T2I_LONG, &warmup, "linear warmup steps (-1: 5% of the run)"},
-        {"--wd", T2I_FLOAT, &wd, "AdamW weight decay (not on gains, biases, embeddings, logit scale)"},
-        {"--beta1", T2I_FLOAT, &beta1, "AdamW beta1"},
-        {"--beta2", T2I_FLOAT, &beta2, "AdamW beta2"},
-        {"--eps", T2I_FLOAT, &eps, "AdamW epsilon"},
-        {"--clip-grad", T2I_FLOAT, &clip_grad, "clip the global gradient norm to this (0 = off)"},
-        {"--flip", T2I_BOOL, &flip, "random horizontal flips (--flip=0 to disable)"},
-        {"--crop-pad", T2I_INT, &crop_pad, "random shifts: zero-pad this many pixels, crop back at a random offset (0 = off)"},
-        {"--erase", T2I_FLOAT, &erase, "random erasing: chance of blacking out one rectangle (2-33% of the image)"},
-        {"--recaption", T2I_BOOL, &recaption, "FC32: redraw the caption template each time (--recaption=0: keep)"},
-        {"--dup-positives", T2I_BOOL, &dup_pos,
+        {"--patch", T2I_INT, &c.patch, "vision patch size"},
+        {"--vision-width", T2I_INT, &c.vwidth, "vision transformer width"},
+        {"--vision-layers", T2I_INT, &c.vlayers, "vision transformer layers"},
+        {"--vision-heads", T2I_INT, &c.vheads, "vision attention heads"},
+        {"--text-width", T2I_INT, &c.twidth, "text transformer width"},
+        {"--text-layers", T2I_INT, &c.tlayers, "text transformer layers"},
+        {"--text-heads", T2I_INT, &c.theads, "text attention heads"},
+        {"--context", T2I_INT, &c.context, "text context length (tokens incl. start/end)"},
+        {"--embed-dim", T2I_INT, &c.embed, "joint embedding size"},
+        {"--act", T2I_STR, &c.act, "quick_gelu or gelu"},
+        {"--vocab-size", T2I_INT, &c.vocab_size, "BPE vocabulary size learned from the captions (>= 514)"},
+        {"--batch", T2I_INT, &c.batch, "pairs per step (the contrastive batch)"},
+        {"--steps", T2I_LONG, &t.steps, "training steps"},
+        {"--epochs", T2I_FLOAT, &t.epochs, "training length in epochs (instead of --steps; neither: 16 epochs)"},
+        {"--lr", T2I_FLOAT, &c.lr, "peak learning rate (AdamW)"},
+        {"--min-lr", T2I_FLOAT, &c.min_lr, "learning rate at the end of the cosine"},
+        {"--warmup", T2I_LONG, &c.warmup, "linear warmup steps (-1: 5% of the run)"},
+        {"--wd", T2I_FLOAT, &c.wd, "AdamW weight decay (not on gains, biases, embeddings, logit scale)"},
+        {"--beta1", T2I_FLOAT, &c.beta1, "AdamW beta1"},
+        {"--beta2", T2I_FLOAT, &c.beta2, "AdamW beta2"},
+        {"--eps", T2I_FLOAT, &c.eps, "AdamW epsilon"},
+        {"--clip-grad", T2I_FLOAT, &c.clip_grad, "clip the global gradient norm to this (0 = off)"},
+        {"--flip", T2I_BOOL, &c.flip, "random horizontal flips (--flip=0 to disable)"},
+        {"--crop-pad", T2I_INT, &c.crop_pad, "random shifts: zero-pad this many pixels, crop back at a random offset (0 = off)"},
+        {"--erase", T2I_FLOAT, &c.erase, "random erasing: chance of blacking out one rectangle (2-33% of the image)"},
+        {"--recaption", T2I_BOOL, &c.recaption, "FC32: redraw the caption template each time (--recaption=0: keep)"},
+        {"--dup-positives", T2I_BOOL, &c.dup_pos,
          "pairs of a batch with the same caption (FC32: colour and class) are positives of each other"},
-        {"--eval-every", T2I_INT, &eval_every, "FC32 zero-shot accuracy every N steps (0 = off)"},
-        {"--eval-n", T2I_INT, &eval_n, "test items used by that evaluation"},
-        {"--ckpt-every", T2I_INT, &ckpt_every, "save a checkpoint every N steps"},
-        {"--log-every", T2I_INT, &log_every, "append to metrics.jsonl every N steps"},
-        {"--seed", T2I_LONG, &seed, "random seed"},
-        {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
-        {"--out", T2I_STR, &out, "run folder"},
-        {"--init", T2I_STR, &init, "start from this t2i CLIP checkpoint's weights and vocabulary (fine-tuning)"},
-        {"--resume", T2I_BOOL, &resume, "continue the run in --out from its checkpoint"},
-        {"--stop-after", T2I_LONG, &stop_after, "save and stop after N steps of this session (0 = run to --steps)"},
+        {"--eval-every", T2I_INT, &t.sample_every, "FC32 zero-shot accuracy every N steps (0 = off)"},
+        {"--eval-n", T2I_INT, &c.eval_n, "test items used by that evaluation"},
+        T2I_TRAIN_CKPT_EVERY(t),
+        T2I_TRAIN_LOG_EVERY(t),
+        T2I_TRAIN_SEED(t),
+        T2I_TRAIN_THREADS(t),
+        T2I_TRAIN_OUT(t),
+        {"--init", T2I_STR, &c.init, "start from this t2i CLIP checkpoint's weights and vocabulary (fine-tuning)"},
+        T2I_TRAIN_RESUME(t),
+        {"--stop-after", T2I_LONG, &t.stop_after, "save and stop after N steps of this session (0 = run to --steps)"},
     };
     t2i_cmd cmd = {"t2i clip train", "Train a CLIP (ViT + text transformer) contrastively on captioned images.",
                    "[options]", flags, (int)(sizeof flags / sizeof flags[0]),
                    "The default trains the toolkit's small CLIP on FC32 (fashion-captions) with a BPE\n"
                    "vocabulary learned from its captions (kept in the checkpoint). With --resume the\n"
                    "model and training options come from the checkpoint; --steps may extend the run."};
-    int prc = t2i_parse(&cmd, argc, argv);
-    if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
-    if (cmd.npos) return t2i_fail("clip train: unexpected argument '%s'", cmd.pos[0]), 2;
-    if (resume && init) return t2i_fail("clip train: --init starts a new run; --resume continues the one in --out"), 2;
-    if (t2i_check_range_i("--eval-every", eval_every, 0, 1000000000) ||
-        t2i_check_range_i("--ckpt-every", ckpt_every, 1, 1000000000) ||
-        t2i_check_range_i("--log-every", log_every, 1, 1000000000) ||
-        t2i_check_range_i("--eval-n", eval_n, 1, 1000000000))
-        return 2;
-    t2i_set_threads(threads);
-
-    train_opts o = {0};
-    train_state st;
-    memset(&st, 0, sizeof st);
-    clip_model m;
-    memset(&m, 0, sizeof m);
-    int have_model = 0, rc = 1;
-    char *ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", out);
-    clip_config cfg;
-    clip_config_default(&cfg);
-
-    if (resume) {
-        if (!t2i_path_exists(ckpt_path)) return t2i_fail("%s: no checkpoint to resume from", ckpt_path), free(ckpt_path), 1;
-        char *sj = NULL;
-        if (clip_load_ckpt(&m, ckpt_path, 1, &sj) != 0) return t2i_fail_err(), free(ckpt_path), 1;
-        have_model = 1;
-        if (!sj || state_from_json(&st, &o, sj) != 0) {
-            t2i_fail("%s: %s", ckpt_path, sj ? t2i_error_msg() : "no training state in its metadata");
-            free(sj);
-            goto out_model;
-        }
-        free(sj);
-        if (!m.tok) {
-            t2i_fail("%s: no vocabulary in the checkpoint", ckpt_path);
-            goto out_model;
-        }
-        cfg = m.cfg;
-        if (o.crop_pad > cfg.image_resolution / 2) {
-            t2i_fail("%s: training state: crop_pad %d is more than half the %d-pixel resolution", ckpt_path, o.crop_pad,
-                     cfg.image_resolution);
-            goto out_model;
-        }
-    } else {
-        if (t2i_path_exists(ckpt_path)) {
-            t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", out, ckpt_path);
-            free(ckpt_path);
-            return 1;
-        }
-        int a = nn_act_parse(act);
-        if (a != NN_ACT_QUICK_GELU && a != NN_ACT_GELU_ERF) {
-            t2i_fail("--act must be quick_gelu or gelu, got '%s'", act);
-            free(ckpt_path);
-            return 2;
-        }
-        if (t2i_check_range_i("--res", res, 4, 1024) || t2i_check_range_i("--patch", patch, 1, init ? 1024 : res) ||
-            t2i_check_range_i("--vision-width", vwidth, 4, 4096) || t2i_check_range_i("--vision-layers", vlayers, 1, 64) ||
-            t2i_check_range_i("--vision-heads", vheads, 1, 64) || t2i_check_range_i("--text-width", twidth, 4, 4096) ||
-            t2i_check_range_i("--text-layers", tlayers, 1, 64) || t2i_check_range_i("--text-heads", theads, 1, 64) ||
-            t2i_check_range_i("--context", context, 4, 1024) || t2i_check_range_i("--embed-dim", embed, 2, 4096) ||
-            t2i_check_range_i("--vocab-size", vocab_size, 514, 1 << 20) || t2i_check_range_i("--batch", batch, 2, 8192) ||
-            t2i_check_range_f("--lr", lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--min-lr", min_lr, 0, lr) ||
-            t2i_check_range_f("--wd", wd, 0, 10) || t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
-            t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) || t2i_check_range_f("--eps", eps, 1e-12, 1) ||
-            t2i_check_range_f("--clip-grad", clip_grad, 0, 1e6) || t2i_check_range_f("--erase", erase, 0, 1)) {
-            free(ckpt_path);
-            return 2;
-        }
-        if (!init && res % patch) { /* with --init, the checkpoint's patch size counts */
-            t2i_fail("--res %d is not a multiple of --patch %d", res, patch);
-            free(ckpt_path);
-            return 2;
-        }
-        if (vwidth % vheads || twidth % theads) {
-            t2i_fail("widths must be divisible by the head counts (%d/%d, %d/%d)", vwidth, vheads, twidth, theads);
-            free(ckpt_path);
-            return 2;
-        }
-        cfg.embed_dim = embed, cfg.image_resolution = res, cfg.vision_patch_size = patch;
-        cfg.vision_width = vwidth, cfg.vision_layers = vlayers, cfg.vision_heads = vheads;
-        cfg.context_length = context;
-        cfg.transformer_width = twidth, cfg.transformer_layers = tlayers, cfg.transformer_heads = theads;
-        cfg.act = (nn_act)a;
-        if (init) { /* the model and its vocabulary come from the checkpoint; a fresh optimizer and schedule */
-            if (clip_load_ckpt(&m, init, 0, NULL) != 0) return t2i_fail_err(), free(ckpt_path), 1;
-            have_model = 1;
-            if (!m.tok || !m.vocab) {
-                t2i_fail("%s: no vocabulary in the checkpoint", init);
-                goto out_model;
-            }
-            if (t2i_flag_given(&cmd, "--res") && res != m.cfg.image_resolution) {
-                int r0 = m.cfg.image_resolution;
-                if (clip_model_set_resolution(&m, res) != 0) {
-                    t2i_fail("--res: %s: %s", init, t2i_error_msg());
-                    rc = 2;
-                    goto out_model;
-                }
-                fprintf(stderr, "clip train: %s: %dx%d -> %dx%d images, position embeddings resampled\n", init, r0, r0,
-                        res, res);
-            }
-            cfg = m.cfg;
-        }
-        if (t2i_check_range_i("--crop-pad", crop_pad, 0, cfg.image_resolution / 2)) {
-            rc = 2;
-            goto out_model;
-        }
-        if (strlen(data) >= sizeof o.data) return t2i_fail("--data: path too long"), free(ckpt_path), 2;
-        strcpy(o.data, data);
-        o.batch = batch, o.flip = flip, o.crop_pad = crop_pad, o.recaption = recaption && is_fc32(data), o.dup_pos = dup_pos,
-        o.erase = erase;
-        o.vocab_target = vocab_size;
-        o.lr = lr, o.min_lr = min_lr, o.wd = wd, o.beta1 = beta1, o.beta2 = beta2, o.eps = eps, o.clip_grad = clip_grad;
-        o.warmup = warmup, o.seed = (uint64_t)seed;
-    }
-
-    /* data at the model's resolution */
-    t2i_dataset ds, test;
-    memset(&test, 0, sizeof test);
-    int R = cfg.image_resolution;
-    char spec[1100];
-    snprintf(spec, sizeof spec, "%s%s", o.data, strcmp(o.data, "fashion-captions") == 0 ? ":train" : "");
-    if (t2i_dataset_open(&ds, spec, 3, R, R) != 0) {
-        t2i_fail_err();
-        goto out_model;
-    }
-    if (!ds.captions) {
-        t2i_fail("%s: no captions (fashion-captions, or a folder with metadata.jsonl / metadata.csv)", ds.source);
-        goto out_ds;
-    }
-    if (ds.n < o.batch) {
-        t2i_fail("%s: %d images, fewer than one batch of %d", ds.source, ds.n, o.batch);
-        goto out_ds;
-    }
-    int evaluate = eval_every > 0 && is_fc32(o.data);
-    if (evaluate && t2i_dataset_open(&test, "fashion-captions:test", 3, R, R) != 0) {
-        t2i_fail_err();
-        goto out_ds;
-    }
-
-    if (!resume) t2i_rng_seed(&st.rng, o.seed);
-    if (!resume && !init) {
-        char *merges = NULL;
-        double tv = t2i_now();
-        clip_tok *tok = learn_vocab(&ds, o.recaption, o.vocab_target, &merges);
-        if (!tok) {
-            t2i_fail("%s: learning the vocabulary: %s", ds.source, t2i_error_msg());
-            goto out_ds;
-        }
-        cfg.vocab_size = (int)clip_tok_vocab_size(tok);
-        if (clip_config_check(&cfg) != 0) {
-            clip_tok_free(tok);
-            free(merges);
-            t2i_fail_err();
-            goto out_ds;
-        }
-        t2i_rng init_rng = t2i_rng_split(&st.rng, 1);
-        clip_model_build(&m, &cfg);
-        have_model = 1;
-        clip_model_init(&m, &init_rng);
-        m.vocab = merges;
-        clip_set_tokenizer(&m, tok, "learned vocabulary");
-        printf("clip train: learned a %d-token vocabulary from %d captions in %.1f s\n", cfg.vocab_size, ds.n,
-               t2i_now() - tv);
-    }
-    clip_model_set_no_decay(&m);
-
-    if (stop_after < 0) {
-        t2i_fail("--stop-after must be >= 0");
-        goto out_ds;
-    }
-    long per_epoch = ds.n / o.batch;
-    if (epochs > 0) steps = (long)ceil(epochs * per_epoch);
-    if (steps <= 0) steps = resume && st.target > 0 ? st.target : 16 * per_epoch;
-    if (steps < st.step) {
-        t2i_fail("--steps %ld is before the checkpoint's step %ld", steps, st.step);
-        goto out_ds;
-    }
-    /* the schedule belongs to the run: fixed by the first target unless extended */
-    st.target = steps;
-    long wu = o.warmup >= 0 ? o.warmup : steps / 20;
-    nn_schedule sched = nn_schedule_cosine(o.lr, wu, steps, o.min_lr);
-
-    t2i_run run;
-    if (t2i_run_open(&run, out) != 0) {
-        t2i_fail_err();
-        goto out_ds;
-    }
-    if (!resume) {
-        char *cj = clip_config_to_json(&cfg), *oj = opts_to_json(&o);
-        cJSON *ij = init ? cJSON_CreateString(init) : NULL; /* a path: escaped by cJSON */
-        char *is = ij ? cJSON_PrintUnformatted(ij) : NULL;
-        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"warmup\":%ld,\"threads\":%d%s%s}", cj,
-                                  oj, steps, wu, t2i_get_threads(), is ? ",\"init\":" : "", is ? is : "");
-        t2i_run_write_config(&run, full);
-        cJSON_free(is);
-        cJSON_Delete(ij);
-        free(cj), free(oj), free(full);
-    }
-
-    t2i_loader L;
-    t2i_loader_init(&L, &ds, o.batch, 1, o.seed);
-    L.drop_last = 1;
-    L.flip = o.flip;
-    L.crop_pad = o.crop_pad;
-    L.erase = o.erase;
-    if (resume && t2i_loader_seek(&L, st.loader_epoch, st.loader_pos) != 0) {
-        t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
-        t2i_loader_free(&L);
-        t2i_run_close(&run);
-        goto out_ds;
-    }
-    nn_optim opt = nn_adamw(o.lr, o.beta1, o.beta2, o.eps, o.wd);
-    opt.step = st.opt_step;
-
-    int B = o.batch, ctx = cfg.context_length;
-    size_t item = (size_t)3 * R * R;
-    float *x = t2i_malloc_aligned((size_t)B * item * sizeof(float));
-    float *px = t2i_malloc_aligned((size_t)B * item * sizeof(float));
-    const char **caps = t2i_malloc((size_t)B * sizeof(char *));
-    const char **use = t2i_malloc((size_t)B * sizeof(char *));
-    char *capbuf = t2i_malloc((size_t)B * FC32_CAPTION_MAX);
-    int32_t *tokens = t2i_malloc((size_t)B * ctx * sizeof(int32_t));
-    int *group = t2i_malloc((size_t)B * sizeof(int));
-    int fc32 = is_fc32(o.data);
-    nn_arena arena;
-    nn_arena_init(&arena);
-
-    printf("clip train: %s, %d pairs %dx%d, batch %d, steps %ld (%.2f epochs), vision %dx%d (patch %d), text %dx%d "
-           "(context %d, vocab %d), embed %d, %zu parameters, %d threads\n",
-           ds.source, ds.n, R, R, B, steps, (double)steps / per_epoch, cfg.vision_width, cfg.vision_layers,
-           cfg.vision_patch_size, cfg.transformer_width, cfg.transformer_layers, ctx, cfg.vocab_size, cfg.embed_dim,
-           nn_params_count(&m.ps, 1), t2i_get_threads());
-    fflush(stdout);
-    t2i_install_sigint();
-    t2i_progress prog;
-    t2i_progress_start(&prog, "clip", st.step, steps);
-    double t_start = t2i_now();
-    float loss = 0, acc = 0;
-    rc = 0;
-    while (st.step < steps) {
-        double t0 = t2i_now();
-        int got = t2i_loader_next(&L, x, NULL, caps, NULL);
-        if (got == 0) got = t2i_loader_next(&L, x, NULL, caps, NULL);
-        if (got < 0) {
-            t2i_fail_err();
-            rc = 1;
-            goto done;
-        }
-        for (int i = 0; i < B; i++) clip_normalize_m11(px + i * item, x + i * item, R);
-        for (int i = 0; i < B; i++) {
-            int colour, cls;
-            use[i] = caps[i];
-            int parsed = fc32 && fc32_parse_caption(caps[i], &colour, &cls) == 0;
-            if (o.recaption && parsed) {
-                char *b = capbuf + (size_t)i * FC32_CAPTION_MAX;
-                fc32_caption(b, FC32_CAPTION_MAX, colour, cls, (int)t2i_rng_below(&st.rng, FC32_N_TEMPLATES));
-                use[i] = b;
-            }
-            /* groups of equal captions: FC32's colour x class (whatever the phrasing), else
-             * the first item of the batch with the same text */
-            if (!o.dup_pos) continue;
-            group[i] = i;
-            if (parsed) group[i] = -1 - (colour * FC32_N_CLASSES + cls);
-            else
-                for (int j = 0; j < i; j++)
-                    if (strcmp(caps[j], caps[i]) == 0) {
-                        group[i] = group[j];
-                        break;
-                    }
-        }
-        if (clip_tokenize(&m, use, B, tokens) != 0) {
-            t2i_fail("%s: %s", ds.source, t2i_error_msg());
-            rc = 1;
-            goto done;
-        }
-        float lr_now = nn_schedule_lr(&sched, st.step);
-        loss = clip_train_grads(&m, &arena, px, tokens, o.dup_pos ? group : NULL, B, &acc);
-        if (!isfinite(loss)) {
-            t2i_fail("step %ld: loss is %s; stopping (the last checkpoint, if any, is %s; try a lower --lr)", st.step + 1,
-                     isnan(loss) ? "NaN" : "Inf", ckpt_path);
-            rc = 1;
-            goto done;
-        }
-        if (o.clip_grad > 0) nn_clip_grad_norm(&m.ps, o.clip_grad);
-        nn_optim_step(&opt, &m.ps, lr_now);
-        clip_clamp_logit_scale(&m);
-        st.step++;
-        double dt = t2i_now() - t0;
-        float scale = clip_logit_scale_exp(&m);
-        if (st.step % log_every == 0 || st.step == steps) {
-            char line[512];
-            snprintf(line, sizeof line,
-                     "{\"step\":%ld,\"epoch\":%.3f,\"loss\":%.5f,\"acc\":%.4f,\"logit_scale\":%.3f,\"lr\":%.3g,"
-                     "\"step_ms\":%.1f,\"pairs_per_s\":%.1f}",
-                     st.step, (double)L.epoch + (double)L.pos / ds.n, loss, acc, scale, lr_now, dt * 1e3, B / dt);
-            t2i_run_metrics(&run, line);
-        }
-        t2i_progress_update(&prog, st.step, "loss %.3f acc %.3f scale %.1f", loss, acc, scale);
-        int last = st.step == steps, pause = stop_after > 0 && st.step - prog.start_done == stop_after;
-        if (evaluate && (st.step % eval_every == 0 || last)) {
-            clip_fc32_eval ev;
-            if (clip_eval_fc32(&m, &test, eval_n, 0, &ev) == 0) {
-                char line[512];
-                snprintf(line, sizeof line,
-                         "{\"step\":%ld,\"zs_top1\":%.4f,\"zs_top5\":%.4f,\"zs_held_top1\":%.4f,\"zs_class_acc\":%.4f,"
-                         "\"zs_colour_acc\":%.4f,\"zs_n\":%d}",
-                         st.step, ev.top1, ev.top5, ev.held_top1, ev.class_acc, ev.colour_acc, ev.n);
-                t2i_run_metrics(&run, line);
-            }
-        }
-        if (st.step % ckpt_every == 0 || last || pause || t2i_interrupted) {
-            st.loader_epoch = L.epoch, st.loader_pos = L.pos, st.opt_step = opt.step;
-            if (save_ckpt(&m, ckpt_path, &st, &o) != 0) {
-                t2i_fail_err();
-                rc = 1;
-                goto done;
-            }
-        }
-        if (t2i_interrupted) {
-            t2i_progress_end(&prog, st.step, "interrupted");
-            fprintf(stderr, "t2i: interrupted at step %ld; checkpoint saved to %s (continue with --resume)\n", st.step,
-                    ckpt_path);
-            rc = 130;
-            goto done;
-        }
-        if (pause && !last) {
-            t2i_progress_end(&prog, st.step, "paused");
-            printf("clip train: stopped after %ld steps as asked (step %ld of %ld); continue with --resume\n", stop_after,
-                   st.step, steps);
-            goto done;
-        }
-    }
-    t2i_progress_end(&prog, st.step, "loss %.3f acc %.3f", loss, acc);
-    printf("clip train: %ld steps in %.1f s; checkpoint %s\n", st.step - prog.start_done, t2i_now() - t_start, ckpt_path);
-done:
-    nn_arena_free(&arena);
-    t2i_free(x), t2i_free(px);
-    free(caps), free(use), free(capbuf), free(tokens), free(group);
-    t2i_loader_free(&L);
-    t2i_run_close(&run);
-out_ds:
-    t2i_dataset_free(&ds);
-    if (test.n) t2i_dataset_free(&test);
-out_model:
-    if (have_model) clip_model_free(&m);
-    free(ckpt_path);
-    return rc;
+    return t2i_trainer_main(&t, &cmd, argc, argv);
 }

@@ -40,6 +40,7 @@
 #include "image.h"
 #include "optim.h"
 #include "progress.h"
+#include "trainer.h"
 #include "safetensors.h"
 
 /* ---- codes files ---- */
@@ -99,64 +100,14 @@ int dalle_codes_load(dalle_codes *c, const char *path) {
     return rc;
 }
 
-/* ---- options and state ---- */
+/* ---- the trainer ---- */
 
 typedef struct {
     char codes[1024];
     float lr, min_lr, beta1, beta2, wd, clip, text_weight, cond_drop;
     long warmup;
     int batch;
-    uint64_t seed;
 } train_opts;
-
-typedef struct {
-    long step, target;
-    t2i_rng rng;
-    long epoch;
-    int pos;
-    long opt_step;
-} train_state;
-
-/* The state and options as checkpoint metadata (nn_state_to_json). */
-#define STATE_FIELDS(s)                                                                                  \
-    nn_field sf[] = {NN_F_LONG("step", (s)->step), NN_F_LONG("target", (s)->target), NN_F_RNG("rng", (s)->rng), \
-                     NN_F_LONG("epoch", (s)->epoch), NN_F_INT("pos", (s)->pos), NN_F_LONG("opt_step", (s)->opt_step)}
-#define OPTS_FIELDS(o)                                                                                   \
-    nn_field of[] = {NN_F_STR("codes", (o)->codes),                                                      \
-                     NN_F_FLOAT_IN("lr", (o)->lr, NN_LR_MIN, NN_LR_MAX),                                 \
-                     NN_F_FLOAT_IN("min_lr", (o)->min_lr, 0, 1),                                         \
-                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, NN_BETA1_MAX),                                \
-                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, NN_BETA2_MAX),                                \
-                     NN_F_FLOAT_IN("weight_decay", (o)->wd, 0, 10),                                      \
-                     NN_F_FLOAT_IN("clip", (o)->clip, 0, 1e6),                                           \
-                     NN_F_FLOAT_IN("text_weight", (o)->text_weight, 0, 1),                               \
-                     NN_F_FLOAT_IN("cond_drop", (o)->cond_drop, 0, 1),                                   \
-                     NN_F_LONG_IN("warmup", (o)->warmup, 0, 1000000000),                                 \
-                     NN_F_INT_IN("batch", (o)->batch, 1, 65536),                                         \
-                     NN_F_SEED("seed", (o)->seed)}
-
-static char *opts_to_json(train_opts *o) {
-    OPTS_FIELDS(o);
-    return nn_fields_to_json(of, NN_NFIELDS(of));
-}
-
-static char *state_to_json(train_state *s, train_opts *o) {
-    STATE_FIELDS(s);
-    OPTS_FIELDS(o);
-    return nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
-}
-
-static int state_from_json(train_state *s, train_opts *o, const char *json) {
-    STATE_FIELDS(s);
-    OPTS_FIELDS(o);
-    if (nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)) != 0) return -1;
-    /* the counters are not negative and the options are within a new run's ranges (the
-     * tables above); the position may pass the end of the data (the epoch then wraps) */
-    if (s->target < s->step) return t2i_error_set("training state: step %ld is past the target %ld", s->step, s->target);
-    return 0;
-}
-
-/* ---- data ---- */
 
 typedef struct {
     int n;
@@ -165,6 +116,36 @@ typedef struct {
     int *order;      /* (n) this epoch's order */
     long order_epoch;
 } train_data;
+
+/* The command's own part of the run (t2i_trainer holds the common one). */
+typedef struct {
+    /* flags of a new run */
+    const char *codes_path, *preset, *act;
+    int width, layers, heads, text_len, text_vocab, codebook, batch;
+    long warmup;
+    float lr, min_lr, beta1, beta2, wd, clip, text_weight, cond_drop;
+    /* options and state saved in the checkpoint, besides the trainer's */
+    train_opts o;
+    long epoch, opt_step; /* the data position: epoch, next index into its order */
+    int pos;
+    /* model, data, optimizer and buffers */
+    dalle_model m;
+    int have_model;
+    dalle_codes cd;
+    t2i_dataset ds;
+    const char **caps;
+    train_data d;
+    vq_model vq; /* the codes' VQ, for the sample grids */
+    int have_vq;
+    char prompts[8][FC32_CAPTION_MAX * 4];
+    int nprompts;
+    nn_optim opt;
+    nn_schedule sched;
+    nn_arena arena;
+    int32_t *tokens, *null_text;
+    dalle_loss L;
+    float gnorm, lr_now;
+} dalle_trainer;
 
 static void data_order(train_data *d, long epoch, uint64_t seed) {
     for (int i = 0; i < d->n; i++) d->order[i] = i;
@@ -176,17 +157,17 @@ static void data_order(train_data *d, long epoch, uint64_t seed) {
 }
 
 /* Fills tokens (B, T) with the next batch; the caption of each is dropped with p_drop. */
-static void next_batch(train_data *d, const dalle_model *m, train_state *st, const train_opts *o, int32_t *tokens,
-                       const int32_t *null_text) {
-    const dalle_config *c = &m->cfg;
+static void next_batch(dalle_trainer *g, t2i_trainer *t) {
+    const dalle_config *c = &g->m.cfg;
+    train_data *d = &g->d;
     int TL = c->text_len, IL = dalle_image_len(c), T = TL + IL;
-    for (int b = 0; b < o->batch; b++) {
-        if (st->pos >= d->n) st->epoch++, st->pos = 0;
-        if (d->order_epoch != st->epoch) data_order(d, st->epoch, o->seed);
-        int i = d->order[st->pos++];
-        int drop = o->cond_drop > 0 && t2i_rng_uniform(&st->rng) < o->cond_drop;
-        int32_t *row = tokens + (size_t)b * T;
-        memcpy(row, drop ? null_text : d->text + (size_t)i * TL, (size_t)TL * sizeof(int32_t));
+    for (int b = 0; b < g->o.batch; b++) {
+        if (g->pos >= d->n) g->epoch++, g->pos = 0;
+        if (d->order_epoch != g->epoch) data_order(d, g->epoch, t->seed);
+        int i = d->order[g->pos++];
+        int drop = g->o.cond_drop > 0 && t2i_rng_uniform(&t->rng) < g->o.cond_drop;
+        int32_t *row = g->tokens + (size_t)b * T;
+        memcpy(row, drop ? g->null_text : d->text + (size_t)i * TL, (size_t)TL * sizeof(int32_t));
         memcpy(row + TL, d->image + (size_t)i * IL, (size_t)IL * sizeof(int32_t));
     }
 }
@@ -231,396 +212,351 @@ static int sample_prompts(const dalle_codes *cd, const char *const *caps, char p
     return n;
 }
 
+static int dalle_tr_load(void *self, const char *path, char **state_json) {
+    dalle_trainer *g = self;
+    if (dalle_load(&g->m, path, 1, state_json) != 0) return -1;
+    g->have_model = 1;
+    return 0;
+}
+
+/* The counters are not negative and the options are within a new run's ranges (the tables);
+ * the position may pass the end of the data (the epoch then wraps). */
+static int dalle_tr_check_state(void *self, t2i_trainer *t) {
+    (void)self;
+    if (t->target < t->step) return t2i_error_set("training state: step %ld is past the target %ld", t->step, t->target);
+    return 0;
+}
+
+/* A new run's options from the flags. */
+static int new_opts(dalle_trainer *g) {
+    if (!g->codes_path) return t2i_fail("dalle train: --codes is required (make one with `t2i vq encode`)"), 2;
+    if (t2i_check_range_f("--lr", g->lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--min-lr", g->min_lr, 0, g->lr) ||
+        t2i_check_range_f("--beta1", g->beta1, 0, NN_BETA1_MAX) ||
+        t2i_check_range_f("--beta2", g->beta2, 0, NN_BETA2_MAX) || t2i_check_range_f("--wd", g->wd, 0, 10) ||
+        t2i_check_range_f("--clip", g->clip, 0, 1e6) || t2i_check_range_f("--text-weight", g->text_weight, 0, 1) ||
+        t2i_check_range_f("--cond-drop", g->cond_drop, 0, 1) || t2i_check_range_i("--batch", g->batch, 1, 65536) ||
+        t2i_check_range_i("--warmup", g->warmup, 0, 1000000000))
+        return 2;
+    train_opts *o = &g->o;
+    /* recorded absolute, so that --resume works from any working folder */
+    char *abs = realpath(g->codes_path, NULL);
+    const char *keep = abs ? abs : g->codes_path; /* missing: the load below says so */
+    int fits = strlen(keep) < sizeof o->codes;
+    if (fits) strcpy(o->codes, keep);
+    free(abs);
+    if (!fits) return t2i_fail("--codes: path too long"), 2;
+    o->lr = g->lr, o->min_lr = g->min_lr, o->beta1 = g->beta1, o->beta2 = g->beta2, o->wd = g->wd, o->clip = g->clip;
+    o->text_weight = g->text_weight, o->cond_drop = g->cond_drop, o->warmup = g->warmup, o->batch = g->batch;
+    return 0;
+}
+
+/* A new run's model from the flags and the codes, and its text vocabulary learned from the captions. */
+static int new_model(dalle_trainer *g, t2i_trainer *t) {
+    dalle_config cfg;
+    if (strcmp(g->preset, "b2") == 0) {
+        dalle_config_b2(&cfg);
+        static const char *const fixed[] = {"--width", "--layers", "--heads", "--text-len", "--text-vocab",
+                                            "--codebook", "--act"};
+        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+            if (t2i_flag_given(t->cmd, fixed[i])) return t2i_fail("--preset b2 is fixed; %s needs --preset custom", fixed[i]), 2;
+    } else if (strcmp(g->preset, "custom") == 0) {
+        memset(&cfg, 0, sizeof cfg);
+        strcpy(cfg.preset, "custom");
+        cfg.text_len = g->text_len, cfg.text_vocab = g->text_vocab, cfg.image_side = g->cd.side;
+        cfg.codebook = g->codebook > 0 ? g->codebook : g->have_vq ? vq_n_codes(&g->vq) : 512;
+        cfg.width = g->width, cfg.n_layer = g->layers, cfg.n_head = g->heads, cfg.mlp_ratio = 4;
+        int a = nn_act_parse(g->act);
+        if (a < 0) return t2i_fail("--act: unknown activation '%s'", g->act), 2;
+        cfg.act = (nn_act)a;
+        cfg.ln_eps = 1e-5f;
+    } else {
+        return t2i_fail("--preset must be b2 or custom, got '%s'", g->preset), 2;
+    }
+    if (dalle_config_check(&cfg) != 0) return t2i_fail_err(), 2;
+    t2i_rng init_rng = t2i_rng_split(&t->rng, 1);
+    dalle_build(&g->m, &cfg);
+    g->have_model = 1;
+    dalle_init(&g->m, &init_rng);
+    double t0 = t2i_now();
+    size_t vlen = 0;
+    char *merges = clip_tok_train(g->caps, NULL, (size_t)g->cd.n, (size_t)dalle_pad_id(&cfg, 0), &vlen);
+    if (!merges || dalle_set_vocab(&g->m, merges, vlen) != 0) {
+        t2i_free(merges);
+        return t2i_fail("%s: learning the text vocabulary: %s", g->o.codes, t2i_error_msg());
+    }
+    t2i_free(merges);
+    printf("dalle train: text vocabulary of %zu BPE ids learned from %d captions in %.1f s\n",
+           clip_tok_vocab_size(g->m.tok), g->cd.n, t2i_now() - t0);
+    if (g->cd.vq) g->m.vq_path = t2i_strdup(g->cd.vq);
+    return 0;
+}
+
+/* Every caption tokenized once, every code as its joint id. */
+static int tokenize_data(dalle_trainer *g) {
+    const dalle_codes *cd = &g->cd;
+    const dalle_config *cfg = &g->m.cfg;
+    int TL = cfg->text_len, IL = dalle_image_len(cfg);
+    train_data *d = &g->d;
+    d->n = cd->n;
+    d->text = t2i_malloc((size_t)cd->n * TL * sizeof(int32_t));
+    d->image = t2i_malloc((size_t)cd->n * IL * sizeof(int32_t));
+    d->order = t2i_malloc((size_t)cd->n * sizeof(int));
+    d->order_epoch = -1;
+    int truncated = 0, longest = 0;
+    for (int i = 0; i < cd->n; i++) {
+        int nt = 0;
+        int r = dalle_encode_text(&g->m, g->caps[i], d->text + (size_t)i * TL, &nt);
+        if (r < 0) {
+            char shown[160];
+            return t2i_fail("%s: caption of item %d (\"%s\"): %s", cd->source, cd->index[i],
+                            t2i_text_show(g->caps[i], 80, shown, sizeof shown), t2i_error_msg());
+        }
+        truncated += r;
+        longest = nt > longest ? nt : longest;
+    }
+    if (truncated)
+        fprintf(stderr, "t2i: warning: %d of %d captions have more than %d tokens (longest %d) and were truncated\n",
+                truncated, cd->n, TL - 1, longest);
+    for (size_t i = 0; i < (size_t)cd->n * IL; i++) {
+        if (cd->codes[i] >= cfg->codebook)
+            return t2i_fail("%s: code %d at row %zu is outside the model's codebook of %d", g->o.codes, cd->codes[i],
+                            i / IL, cfg->codebook);
+        d->image[i] = cfg->text_vocab + cd->codes[i];
+    }
+    return 0;
+}
+
+static int dalle_tr_setup(void *self, t2i_trainer *t) {
+    dalle_trainer *g = self;
+    int rc;
+    if (t->resume) {
+        char *given = g->codes_path ? realpath(g->codes_path, NULL) : NULL;
+        if (g->codes_path && strcmp(given ? given : g->codes_path, g->o.codes) != 0)
+            fprintf(stderr, "t2i: warning: --codes ignored with --resume; the run uses %s\n", g->o.codes);
+        free(given);
+    } else if ((rc = new_opts(g)) != 0) {
+        return rc;
+    }
+    dalle_codes *cd = &g->cd;
+    if (dalle_codes_load(cd, g->o.codes) != 0 || load_captions(cd, g->o.codes, &g->ds, &g->caps) != 0) {
+        if (t->resume) return t2i_fail("%s (the codes file the checkpoint names)", t2i_error_msg());
+        return t2i_fail_err();
+    }
+    if (cd->vq && !t2i_path_exists(cd->vq)) {
+        fprintf(stderr, "t2i: warning: the codes' VQ checkpoint %s is missing: no sample grids\n", cd->vq);
+    } else if (cd->vq) {
+        if (vq_load(&g->vq, cd->vq, 0, NULL) == 0) g->have_vq = 1;
+        else fprintf(stderr, "t2i: warning: %s; no sample grids\n", t2i_error_msg());
+    }
+    if (!t->resume && (rc = new_model(g, t)) != 0) return rc;
+    const dalle_config *cfg = &g->m.cfg;
+    if (cd->side != cfg->image_side)
+        return t2i_fail("%s: codes are %dx%d grids, the model expects %dx%d", g->o.codes, cd->side, cd->side,
+                        cfg->image_side, cfg->image_side);
+    if (g->have_vq && (vq_n_codes(&g->vq) != cfg->codebook || vq_grid(&g->vq) != cfg->image_side)) {
+        fprintf(stderr, "t2i: warning: the VQ checkpoint %s (%d codes, grid %d) does not fit the model (%d codes, grid %d): "
+                        "no sample grids\n",
+                cd->vq, vq_n_codes(&g->vq), vq_grid(&g->vq), cfg->codebook, cfg->image_side);
+        vq_model_free(&g->vq);
+        g->have_vq = 0;
+    }
+    if ((rc = tokenize_data(g)) != 0) return rc;
+    if (cd->n < g->o.batch) fprintf(stderr, "t2i: warning: %d items, fewer than one batch of %d\n", cd->n, g->o.batch);
+    t->per_epoch = (cd->n + g->o.batch - 1) / g->o.batch;
+    t->default_steps = 10 * t->per_epoch;
+    return 0;
+}
+
+static char *dalle_tr_config(void *self, t2i_trainer *t) {
+    dalle_trainer *g = self;
+    cJSON *src = cJSON_CreateString(g->cd.source); /* a path: escaped by cJSON */
+    char *srcs = cJSON_PrintUnformatted(src);
+    char *tail = t2i_asprintf(",\"items\":%d,\"source\":%s", g->cd.n, srcs);
+    cJSON_free(srcs);
+    cJSON_Delete(src);
+    char *full = t2i_trainer_config(t, dalle_config_to_json(&g->m.cfg), t->target, NULL, tail);
+    free(tail);
+    return full;
+}
+
+static int dalle_tr_start(void *self, t2i_trainer *t) {
+    dalle_trainer *g = self;
+    const dalle_config *cfg = &g->m.cfg;
+    int TL = cfg->text_len, IL = dalle_image_len(cfg);
+    /* the cosine runs over the planned length (extending a run stretches it) */
+    g->sched = nn_schedule_cosine(g->o.lr, g->o.warmup, t->target, g->o.min_lr);
+    g->nprompts = sample_prompts(&g->cd, g->caps, g->prompts);
+    g->opt = nn_adamw(g->o.lr, g->o.beta1, g->o.beta2, 1e-8f, g->o.wd);
+    g->opt.step = g->opt_step;
+    nn_params_moments(&g->m.ps);
+    g->tokens = t2i_malloc((size_t)g->o.batch * (TL + IL) * sizeof(int32_t));
+    g->null_text = t2i_malloc((size_t)TL * sizeof(int32_t));
+    dalle_null_text(&g->m, g->null_text);
+    printf("dalle train: %s (%s), %d items, model %s (width %d, %d layers, %d heads, text %d x %d, image %d x %d), "
+           "%zu parameters, batch %d, steps %ld (%.2f epochs), %d threads\n",
+           g->o.codes, g->cd.source, g->cd.n, cfg->preset, cfg->width, cfg->n_layer, cfg->n_head, cfg->text_len,
+           cfg->text_vocab, IL, cfg->codebook, nn_params_count(&g->m.ps, 1), g->o.batch, t->target,
+           (double)t->target / t->per_epoch, t2i_get_threads());
+    return 0;
+}
+
+static int dalle_tr_step(void *self, t2i_trainer *t) {
+    dalle_trainer *g = self;
+    next_batch(g, t);
+    nn_arena_reset(&g->arena);
+    dalle_train_grads(&g->m, &g->arena, g->tokens, g->o.batch, g->o.text_weight, &g->L);
+    if (t2i_trainer_nonfinite(t, "", g->L.loss)) return T2I_STEP_NONFINITE;
+    g->gnorm = g->o.clip > 0 ? nn_clip_grad_norm(&g->m.ps, g->o.clip) : nn_grad_norm(&g->m.ps);
+    g->lr_now = nn_schedule_lr(&g->sched, t->step);
+    nn_optim_step(&g->opt, &g->m.ps, g->lr_now);
+    return T2I_STEP_OK;
+}
+
+static int dalle_tr_metrics(void *self, t2i_trainer *t, char *buf, size_t n) {
+    dalle_trainer *g = self;
+    return snprintf(buf, n,
+                    "{\"step\":%ld,\"epoch\":%.3f,\"loss\":%.5f,\"loss_text\":%.5f,\"loss_image\":%.5f,\"lr\":%.3g,"
+                    "\"grad_norm\":%.4f,\"step_ms\":%.2f}",
+                    t->step, (double)g->epoch + (double)g->pos / g->d.n, g->L.loss, g->L.loss_text, g->L.loss_image,
+                    g->lr_now, g->gnorm, t->step_seconds * 1e3);
+}
+
+static void dalle_tr_progress(void *self, t2i_trainer *t, int last, char *buf, size_t n) {
+    dalle_trainer *g = self;
+    (void)t;
+    if (last) snprintf(buf, n, "loss %.4f text %.3f image %.3f", g->L.loss, g->L.loss_text, g->L.loss_image);
+    else snprintf(buf, n, "loss %.4f text %.3f image %.3f lr %.2g", g->L.loss, g->L.loss_text, g->L.loss_image, g->lr_now);
+}
+
+/* A grid of the fixed prompts, one row of 8 samples each, decoded by the codes' VQ. */
+static int dalle_tr_sample(void *self, t2i_trainer *t) {
+    dalle_trainer *g = self;
+    if (!g->have_vq || g->nprompts <= 0) return 0;
+    const int per = 8, np = g->nprompts;
+    int TL = g->m.cfg.text_len, IL = dalle_image_len(&g->m.cfg);
+    dalle_sample_opts so;
+    dalle_sample_defaults(&so);
+    int32_t *txt = t2i_malloc((size_t)TL * sizeof(int32_t));
+    int32_t *sc = t2i_malloc((size_t)np * per * IL * sizeof(int32_t));
+    for (int k = 0; k < np; k++) {
+        if (dalle_encode_text(&g->m, g->prompts[k], txt, NULL) != 0) {
+            /* a prompt the vocabulary cannot encode: a blank row in the grid, not a crash */
+            memset(sc + (size_t)k * per * IL, 0, (size_t)per * IL * sizeof(int32_t));
+            continue;
+        }
+        nn_arena_reset(&g->arena);
+        dalle_sample(&g->m, &g->arena, txt, per, t->seed, 0, &so, sc + (size_t)k * per * IL);
+    }
+    nn_arena_reset(&g->arena);
+    const vq_config *vc = &g->vq.cfg;
+    size_t isz = (size_t)vc->channels * vc->res * vc->res;
+    float *imgs = t2i_malloc((size_t)np * per * isz * sizeof(float));
+    dalle_decode(&g->vq, &g->arena, sc, np * per, imgs);
+    char *p = t2i_trainer_sample_path(t), *pl = t2i_trainer_latest_path(t);
+    if (t2i_save_grid(p, imgs, np * per, vc->channels, vc->res, vc->res, per) != 0 ||
+        t2i_save_grid(pl, imgs, np * per, vc->channels, vc->res, vc->res, per) != 0)
+        t2i_fail_err();
+    free(p), free(pl), free(imgs), free(sc), free(txt);
+    return 0;
+}
+
+static void dalle_tr_sync(void *self) {
+    dalle_trainer *g = self;
+    g->opt_step = g->opt.step;
+}
+
+static int dalle_tr_save(void *self, const char *path, const char *state_json) {
+    return dalle_save(&((dalle_trainer *)self)->m, path, state_json, 1);
+}
+
+static void dalle_tr_finish(void *self, t2i_trainer *t) {
+    dalle_trainer *g = self;
+    printf("dalle train: %ld steps in %.1f s; checkpoint %s%s%s\n", t->step - t->start_step, t->elapsed, t->ckpt_path,
+           g->have_vq ? ", samples in " : "", g->have_vq ? t->samples_dir : "");
+}
+
+static void dalle_tr_release(void *self) {
+    dalle_trainer *g = self;
+    free(g->tokens), free(g->null_text);
+    nn_arena_free(&g->arena);
+    free(g->d.text), free(g->d.image), free(g->d.order);
+    free(g->caps);
+    t2i_dataset_free(&g->ds);
+    dalle_codes_free(&g->cd);
+    if (g->have_vq) vq_model_free(&g->vq);
+    if (g->have_model) dalle_free(&g->m);
+}
+
+static const t2i_trainer_ops dalle_ops = {
+    .load = dalle_tr_load,
+    .check_state = dalle_tr_check_state,
+    .setup = dalle_tr_setup,
+    .config = dalle_tr_config,
+    .start = dalle_tr_start,
+    .step = dalle_tr_step,
+    .metrics = dalle_tr_metrics,
+    .progress = dalle_tr_progress,
+    .sample = dalle_tr_sample,
+    .sync = dalle_tr_sync,
+    .save = dalle_tr_save,
+    .finish = dalle_tr_finish,
+    .release = dalle_tr_release,
+};
+
 int dalle_cmd_train(int argc, char **argv) {
-    const char *codes_path = NULL, *preset = "custom", *out = "runs/dalle", *act = "gelu";
-    int width = 256, layers = 6, heads = 8, text_len = 16, text_vocab = 1024, codebook = 0, batch = 32;
-    int threads = 0, resume = 0, sample_every = 1000, ckpt_every = 1000, log_every = 50;
-    long steps = 0, seed = 1, warmup = 500;
-    float lr = 3e-4f, min_lr = 3e-5f, beta1 = 0.9f, beta2 = 0.95f, wd = 0.01f, clip = 1.0f, text_weight = 0.125f,
-          cond_drop = 0.15f, epochs = 0;
+    dalle_trainer g = {.preset = "custom", .act = "gelu", .width = 256, .layers = 6, .heads = 8, .text_len = 16,
+                       .text_vocab = 1024, .batch = 32, .warmup = 500, .lr = 3e-4f, .min_lr = 3e-5f, .beta1 = 0.9f,
+                       .beta2 = 0.95f, .wd = 0.01f, .clip = 1.0f, .text_weight = 0.125f, .cond_drop = 0.15f};
+    nn_arena_init(&g.arena);
+    t2i_trainer t;
+    t2i_trainer_init(&t, &dalle_ops, &g, "dalle");
+    t.out = "runs/dalle", t.seed_arg = 1, t.sample_every = 1000, t.ckpt_every = 1000, t.log_every = 50;
+    t.every_max = 1000000000, t.steps_max = 1000000000000L, t.sample_min = 0;
+    t.samples = "samples";
+    train_opts *o = &g.o;
+    nn_field sf[] = {NN_F_LONG("step", t.step), NN_F_LONG("target", t.target), NN_F_RNG("rng", t.rng),
+                     NN_F_LONG("epoch", g.epoch), NN_F_INT("pos", g.pos),         NN_F_LONG("opt_step", g.opt_step)};
+    nn_field of[] = {NN_F_STR("codes", o->codes),
+                     NN_F_FLOAT_IN("lr", o->lr, NN_LR_MIN, NN_LR_MAX),
+                     NN_F_FLOAT_IN("min_lr", o->min_lr, 0, 1),
+                     NN_F_FLOAT_IN("beta1", o->beta1, 0, NN_BETA1_MAX),
+                     NN_F_FLOAT_IN("beta2", o->beta2, 0, NN_BETA2_MAX),
+                     NN_F_FLOAT_IN("weight_decay", o->wd, 0, 10),
+                     NN_F_FLOAT_IN("clip", o->clip, 0, 1e6),
+                     NN_F_FLOAT_IN("text_weight", o->text_weight, 0, 1),
+                     NN_F_FLOAT_IN("cond_drop", o->cond_drop, 0, 1),
+                     NN_F_LONG_IN("warmup", o->warmup, 0, 1000000000),
+                     NN_F_INT_IN("batch", o->batch, 1, 65536),
+                     NN_F_SEED("seed", t.seed)};
+    t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
-        {"--codes", T2I_STR, &codes_path, "codes file of `t2i vq encode` (required for a new run)"},
-        {"--preset", T2I_STR, &preset, "b2 (bench/README.md B2 exactly) or custom (the sizes below)"},
-        {"--width", T2I_INT, &width, "model width (custom)"},
-        {"--layers", T2I_INT, &layers, "transformer layers (custom)"},
-        {"--heads", T2I_INT, &heads, "attention heads (custom)"},
-        {"--text-len", T2I_INT, &text_len, "text positions, start token included (custom)"},
-        {"--text-vocab", T2I_INT, &text_vocab, "text ids: BPE vocabulary + text-len pad ids (custom)"},
-        {"--codebook", T2I_INT, &codebook, "image codes (custom; 0 = the VQ checkpoint's, else 512)"},
-        {"--act", T2I_STR, &act, "MLP activation (custom): gelu (exact), gelu_tanh, quick_gelu"},
-        {"--batch", T2I_INT, &batch, "batch size"},
-        {"--steps", T2I_LONG, &steps, "training steps (default: 10 epochs)"},
-        {"--epochs", T2I_FLOAT, &epochs, "training length in epochs (instead of --steps)"},
-        {"--lr", T2I_FLOAT, &lr, "peak learning rate (AdamW)"},
-        {"--min-lr", T2I_FLOAT, &min_lr, "learning rate at the end of the cosine decay"},
-        {"--warmup", T2I_LONG, &warmup, "linear warmup steps"},
-        {"--beta1", T2I_FLOAT, &beta1, "AdamW beta1"},
-        {"--beta2", T2I_FLOAT, &beta2, "AdamW beta2"},
-        {"--wd", T2I_FLOAT, &wd, "AdamW weight decay (Linear weights only)"},
-        {"--clip", T2I_FLOAT, &clip, "gradient clipping: max global L2 norm (0 = off)"},
-        {"--text-weight", T2I_FLOAT, &text_weight, "weight of the text loss (image: 1 - this; DALL-E 1/8)"},
-        {"--cond-drop", T2I_FLOAT, &cond_drop, "probability of replacing a caption by the unconditional text"},
-        {"--sample-every", T2I_INT, &sample_every, "write a sample grid every N steps (0 = only at the end)"},
-        {"--ckpt-every", T2I_INT, &ckpt_every, "save a checkpoint every N steps"},
-        {"--log-every", T2I_INT, &log_every, "append to metrics.jsonl every N steps"},
-        {"--seed", T2I_LONG, &seed, "random seed"},
-        {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
-        {"--out", T2I_STR, &out, "run folder"},
-        {"--resume", T2I_BOOL, &resume, "continue the run in --out from its checkpoint"},
+        {"--codes", T2I_STR, &g.codes_path, "codes file of `t2i vq encode` (required for a new run)"},
+        {"--preset", T2I_STR, &g.preset, "b2 (bench/README.md B2 exactly) or custom (the sizes below)"},
+        {"--width", T2I_INT, &g.width, "model width (custom)"},
+        {"--layers", T2I_INT, &g.layers, "transformer layers (custom)"},
+        {"--heads", T2I_INT, &g.heads, "attention heads (custom)"},
+        {"--text-len", T2I_INT, &g.text_len, "text positions, start token included (custom)"},
+        {"--text-vocab", T2I_INT, &g.text_vocab, "text ids: BPE vocabulary + text-len pad ids (custom)"},
+        {"--codebook", T2I_INT, &g.codebook, "image codes (custom; 0 = the VQ checkpoint's, else 512)"},
+        {"--act", T2I_STR, &g.act, "MLP activation (custom): gelu (exact), gelu_tanh, quick_gelu"},
+        {"--batch", T2I_INT, &g.batch, "batch size"},
+        {"--steps", T2I_LONG, &t.steps, "training steps (default: 10 epochs)"},
+        {"--epochs", T2I_FLOAT, &t.epochs, "training length in epochs (instead of --steps)"},
+        {"--lr", T2I_FLOAT, &g.lr, "peak learning rate (AdamW)"},
+        {"--min-lr", T2I_FLOAT, &g.min_lr, "learning rate at the end of the cosine decay"},
+        {"--warmup", T2I_LONG, &g.warmup, "linear warmup steps"},
+        {"--beta1", T2I_FLOAT, &g.beta1, "AdamW beta1"},
+        {"--beta2", T2I_FLOAT, &g.beta2, "AdamW beta2"},
+        {"--wd", T2I_FLOAT, &g.wd, "AdamW weight decay (Linear weights only)"},
+        {"--clip", T2I_FLOAT, &g.clip, "gradient clipping: max global L2 norm (0 = off)"},
+        {"--text-weight", T2I_FLOAT, &g.text_weight, "weight of the text loss (image: 1 - this; DALL-E 1/8)"},
+        {"--cond-drop", T2I_FLOAT, &g.cond_drop, "probability of replacing a caption by the unconditional text"},
+        {"--sample-every", T2I_INT, &t.sample_every, "write a sample grid every N steps (0 = only at the end)"},
+        T2I_TRAIN_FLAGS(t),
     };
     t2i_cmd cmd = {"t2i dalle train", "Train the DALL-E-style image-token transformer on VQ codes.", "[options]", flags,
                    (int)(sizeof flags / sizeof flags[0]),
                    "The captions come from the dataset named in the codes file. With --resume the model and\n"
                    "options come from the checkpoint; --steps/--epochs may extend the run."};
-    int prc = t2i_parse(&cmd, argc, argv);
-    if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
-    if (cmd.npos) return t2i_fail("dalle train: unexpected argument '%s'", cmd.pos[0]), 2;
-    if (t2i_check_range_i("--sample-every", sample_every, 0, 1000000000) ||
-        t2i_check_range_i("--ckpt-every", ckpt_every, 1, 1000000000) ||
-        t2i_check_range_i("--log-every", log_every, 1, 1000000000) || t2i_check_range_f("--epochs", epochs, 0, 1e6) ||
-        t2i_check_range_i("--steps", steps, 0, 1000000000000L))
-        return 2;
-    t2i_set_threads(threads);
-
-    train_opts o;
-    memset(&o, 0, sizeof o);
-    train_state st;
-    memset(&st, 0, sizeof st);
-    dalle_model m;
-    memset(&m, 0, sizeof m);
-    char *ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", out);
-    int rc = 1, have_model = 0;
-    dalle_codes cd;
-    memset(&cd, 0, sizeof cd);
-    t2i_dataset ds;
-    memset(&ds, 0, sizeof ds);
-    const char **caps = NULL;
-    train_data d;
-    memset(&d, 0, sizeof d);
-    vq_model vq;
-    int have_vq = 0;
-    t2i_run run;
-    memset(&run, 0, sizeof run);
-    char *samples_dir = NULL;
-    nn_arena arena;
-    nn_arena_init(&arena);
-    int32_t *tokens = NULL, *null_text = NULL;
-
-    if (resume) {
-        if (!t2i_path_exists(ckpt_path)) {
-            t2i_fail("%s: no checkpoint to resume from", ckpt_path);
-            goto done;
-        }
-        char *sj = NULL;
-        if (dalle_load(&m, ckpt_path, 1, &sj) != 0) {
-            t2i_fail_err();
-            goto done;
-        }
-        have_model = 1;
-        if (!sj || state_from_json(&st, &o, sj) != 0) {
-            t2i_fail("%s: %s", ckpt_path, sj ? t2i_error_msg() : "no training state");
-            free(sj);
-            goto done;
-        }
-        free(sj);
-        char *given = codes_path ? realpath(codes_path, NULL) : NULL;
-        if (codes_path && strcmp(given ? given : codes_path, o.codes) != 0)
-            fprintf(stderr, "t2i: warning: --codes ignored with --resume; the run uses %s\n", o.codes);
-        free(given);
-    } else {
-        if (t2i_path_exists(ckpt_path)) {
-            t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", out, ckpt_path);
-            goto done;
-        }
-        if (!codes_path) {
-            t2i_fail("dalle train: --codes is required (make one with `t2i vq encode`)");
-            rc = 2;
-            goto done;
-        }
-        if (t2i_check_range_f("--lr", lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--min-lr", min_lr, 0, lr) ||
-            t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
-            t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) ||
-            t2i_check_range_f("--wd", wd, 0, 10) || t2i_check_range_f("--clip", clip, 0, 1e6) ||
-            t2i_check_range_f("--text-weight", text_weight, 0, 1) ||
-            t2i_check_range_f("--cond-drop", cond_drop, 0, 1) ||
-            t2i_check_range_i("--batch", batch, 1, 65536) || t2i_check_range_i("--warmup", warmup, 0, 1000000000)) {
-            rc = 2;
-            goto done;
-        }
-        /* recorded absolute, so that --resume works from any working folder */
-        char *abs = realpath(codes_path, NULL);
-        const char *keep = abs ? abs : codes_path; /* missing: the load below says so */
-        if (strlen(keep) >= sizeof o.codes) {
-            t2i_fail("--codes: path too long");
-            free(abs);
-            rc = 2;
-            goto done;
-        }
-        strcpy(o.codes, keep);
-        free(abs);
-        o.lr = lr, o.min_lr = min_lr, o.beta1 = beta1, o.beta2 = beta2, o.wd = wd, o.clip = clip;
-        o.text_weight = text_weight, o.cond_drop = cond_drop, o.warmup = warmup, o.batch = batch;
-        o.seed = (uint64_t)seed;
-    }
-
-    /* data */
-    if (dalle_codes_load(&cd, o.codes) != 0 || load_captions(&cd, o.codes, &ds, &caps) != 0) {
-        if (resume) t2i_fail("%s (the codes file the checkpoint names)", t2i_error_msg());
-        else t2i_fail_err();
-        goto done;
-    }
-    if (cd.vq && !t2i_path_exists(cd.vq)) {
-        fprintf(stderr, "t2i: warning: the codes' VQ checkpoint %s is missing: no sample grids\n", cd.vq);
-    } else if (cd.vq) {
-        if (vq_load(&vq, cd.vq, 0, NULL) == 0) {
-            have_vq = 1;
-        } else {
-            fprintf(stderr, "t2i: warning: %s; no sample grids\n", t2i_error_msg());
-        }
-    }
-
-    if (!resume) {
-        dalle_config cfg;
-        if (strcmp(preset, "b2") == 0) {
-            dalle_config_b2(&cfg);
-            static const char *const fixed[] = {"--width", "--layers", "--heads", "--text-len", "--text-vocab",
-                                                "--codebook", "--act"};
-            for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-                if (t2i_flag_given(&cmd, fixed[i])) {
-                    t2i_fail("--preset b2 is fixed; %s needs --preset custom", fixed[i]);
-                    rc = 2;
-                    goto done;
-                }
-        } else if (strcmp(preset, "custom") == 0) {
-            memset(&cfg, 0, sizeof cfg);
-            strcpy(cfg.preset, "custom");
-            cfg.text_len = text_len, cfg.text_vocab = text_vocab, cfg.image_side = cd.side;
-            cfg.codebook = codebook > 0 ? codebook : have_vq ? vq_n_codes(&vq) : 512;
-            cfg.width = width, cfg.n_layer = layers, cfg.n_head = heads, cfg.mlp_ratio = 4;
-            int a = nn_act_parse(act);
-            if (a < 0) {
-                t2i_fail("--act: unknown activation '%s'", act);
-                rc = 2;
-                goto done;
-            }
-            cfg.act = (nn_act)a;
-            cfg.ln_eps = 1e-5f;
-        } else {
-            t2i_fail("--preset must be b2 or custom, got '%s'", preset);
-            rc = 2;
-            goto done;
-        }
-        if (dalle_config_check(&cfg) != 0) {
-            t2i_fail_err();
-            rc = 2;
-            goto done;
-        }
-        t2i_rng_seed(&st.rng, o.seed);
-        t2i_rng init_rng = t2i_rng_split(&st.rng, 1);
-        dalle_build(&m, &cfg);
-        have_model = 1;
-        dalle_init(&m, &init_rng);
-        /* the text vocabulary, learned from this run's captions */
-        double t0 = t2i_now();
-        size_t vlen = 0;
-        char *merges = clip_tok_train(caps, NULL, (size_t)cd.n, (size_t)dalle_pad_id(&cfg, 0), &vlen);
-        if (!merges || dalle_set_vocab(&m, merges, vlen) != 0) {
-            t2i_free(merges);
-            t2i_fail("%s: learning the text vocabulary: %s", o.codes, t2i_error_msg());
-            goto done;
-        }
-        t2i_free(merges);
-        printf("dalle train: text vocabulary of %zu BPE ids learned from %d captions in %.1f s\n",
-               clip_tok_vocab_size(m.tok), cd.n, t2i_now() - t0);
-        if (cd.vq) m.vq_path = t2i_strdup(cd.vq);
-    }
-    const dalle_config *cfg = &m.cfg;
-    int TL = cfg->text_len, IL = dalle_image_len(cfg), T = TL + IL;
-    if (cd.side != cfg->image_side) {
-        t2i_fail("%s: codes are %dx%d grids, the model expects %dx%d", o.codes, cd.side, cd.side, cfg->image_side,
-                 cfg->image_side);
-        goto done;
-    }
-    if (have_vq && (vq_n_codes(&vq) != cfg->codebook || vq_grid(&vq) != cfg->image_side)) {
-        fprintf(stderr, "t2i: warning: the VQ checkpoint %s (%d codes, grid %d) does not fit the model (%d codes, grid %d): "
-                        "no sample grids\n",
-                cd.vq, vq_n_codes(&vq), vq_grid(&vq), cfg->codebook, cfg->image_side);
-        vq_model_free(&vq);
-        have_vq = 0;
-    }
-    d.n = cd.n;
-    d.text = t2i_malloc((size_t)cd.n * TL * sizeof(int32_t));
-    d.image = t2i_malloc((size_t)cd.n * IL * sizeof(int32_t));
-    d.order = t2i_malloc((size_t)cd.n * sizeof(int));
-    d.order_epoch = -1;
-    {
-        int truncated = 0, longest = 0;
-        for (int i = 0; i < cd.n; i++) {
-            int nt = 0;
-            int r = dalle_encode_text(&m, caps[i], d.text + (size_t)i * TL, &nt);
-            if (r < 0) {
-                char shown[160];
-                t2i_fail("%s: caption of item %d (\"%s\"): %s", cd.source, cd.index[i],
-                         t2i_text_show(caps[i], 80, shown, sizeof shown), t2i_error_msg());
-                goto done;
-            }
-            truncated += r;
-            longest = nt > longest ? nt : longest;
-        }
-        if (truncated)
-            fprintf(stderr, "t2i: warning: %d of %d captions have more than %d tokens (longest %d) and were truncated\n",
-                    truncated, cd.n, TL - 1, longest);
-        for (size_t i = 0; i < (size_t)cd.n * IL; i++) {
-            if (cd.codes[i] >= cfg->codebook) {
-                t2i_fail("%s: code %d at row %zu is outside the model's codebook of %d", o.codes, cd.codes[i], i / IL,
-                         cfg->codebook);
-                goto done;
-            }
-            d.image[i] = cfg->text_vocab + cd.codes[i];
-        }
-    }
-    if (cd.n < o.batch) fprintf(stderr, "t2i: warning: %d items, fewer than one batch of %d\n", cd.n, o.batch);
-
-    long per_epoch = (cd.n + o.batch - 1) / o.batch;
-    if (epochs > 0) steps = (long)ceil(epochs * per_epoch);
-    if (steps <= 0) steps = resume && st.target > 0 ? st.target : 10 * per_epoch;
-    if (steps < st.step) {
-        t2i_fail("--steps %ld is before the checkpoint's step %ld", steps, st.step);
-        goto done;
-    }
-    /* the cosine runs over the planned length (extending a run stretches it) */
-    nn_schedule sched = nn_schedule_cosine(o.lr, o.warmup, steps, o.min_lr);
-    st.target = steps;
-
-    if (t2i_run_open(&run, out) != 0) {
-        t2i_fail_err();
-        goto done;
-    }
-    samples_dir = t2i_run_path(&run, "samples");
-    if (t2i_mkdirs(samples_dir) != 0) {
-        t2i_fail_err();
-        goto done;
-    }
-    if (!resume) {
-        char *cj = dalle_config_to_json(cfg);
-        char *os = opts_to_json(&o);
-        cJSON *src = cJSON_CreateString(cd.source); /* a path: escaped by cJSON */
-        char *srcs = cJSON_PrintUnformatted(src);
-        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"threads\":%d,\"items\":%d,\"source\":%s}",
-                                  cj, os, steps, t2i_get_threads(), cd.n, srcs);
-        cJSON_free(srcs);
-        cJSON_Delete(src);
-        t2i_run_write_config(&run, full);
-        free(cj), free(full), free(os);
-    }
-
-    char prompts[8][FC32_CAPTION_MAX * 4];
-    int nprompts = sample_prompts(&cd, caps, prompts);
-    nn_optim opt = nn_adamw(o.lr, o.beta1, o.beta2, 1e-8f, o.wd);
-    opt.step = st.opt_step;
-    nn_params_moments(&m.ps);
-    tokens = t2i_malloc((size_t)o.batch * T * sizeof(int32_t));
-    null_text = t2i_malloc((size_t)TL * sizeof(int32_t));
-    dalle_null_text(&m, null_text);
-
-    printf("dalle train: %s (%s), %d items, model %s (width %d, %d layers, %d heads, text %d x %d, image %d x %d), "
-           "%zu parameters, batch %d, steps %ld (%.2f epochs), %d threads\n",
-           o.codes, cd.source, cd.n, cfg->preset, cfg->width, cfg->n_layer, cfg->n_head, cfg->text_len, cfg->text_vocab,
-           IL, cfg->codebook, nn_params_count(&m.ps, 1), o.batch, steps, (double)steps / per_epoch, t2i_get_threads());
-    fflush(stdout);
-    t2i_install_sigint();
-    t2i_progress prog;
-    t2i_progress_start(&prog, "dalle", st.step, steps);
-    double t_start = t2i_now();
-    dalle_loss L = {0, 0, 0};
-    rc = 0;
-    while (st.step < steps) {
-        double t0 = t2i_now();
-        next_batch(&d, &m, &st, &o, tokens, null_text);
-        nn_arena_reset(&arena);
-        dalle_train_grads(&m, &arena, tokens, o.batch, o.text_weight, &L);
-        if (!isfinite(L.loss)) {
-            t2i_fail("step %ld: the loss is %s; stopping (the last checkpoint, if any, is %s; try a lower --lr)",
-                     st.step + 1, isnan(L.loss) ? "NaN" : "Inf", ckpt_path);
-            rc = 1;
-            goto done;
-        }
-        float gnorm = o.clip > 0 ? nn_clip_grad_norm(&m.ps, o.clip) : nn_grad_norm(&m.ps);
-        float lr_now = nn_schedule_lr(&sched, st.step);
-        nn_optim_step(&opt, &m.ps, lr_now);
-        st.step++;
-        double dt = t2i_now() - t0;
-        if (st.step % log_every == 0 || st.step == steps) {
-            char line[512];
-            snprintf(line, sizeof line,
-                     "{\"step\":%ld,\"epoch\":%.3f,\"loss\":%.5f,\"loss_text\":%.5f,\"loss_image\":%.5f,\"lr\":%.3g,"
-                     "\"grad_norm\":%.4f,\"step_ms\":%.2f}",
-                     st.step, (double)st.epoch + (double)st.pos / d.n, L.loss, L.loss_text, L.loss_image, lr_now, gnorm,
-                     dt * 1e3);
-            t2i_run_metrics(&run, line);
-        }
-        t2i_progress_update(&prog, st.step, "loss %.4f text %.3f image %.3f lr %.2g", L.loss, L.loss_text, L.loss_image,
-                            lr_now);
-        int last = st.step == steps;
-        if (have_vq && nprompts > 0 && ((sample_every > 0 && st.step % sample_every == 0) || last)) {
-            const int per = 8;
-            dalle_sample_opts so;
-            dalle_sample_defaults(&so);
-            int32_t *txt = t2i_malloc((size_t)TL * sizeof(int32_t));
-            int32_t *sc = t2i_malloc((size_t)nprompts * per * IL * sizeof(int32_t));
-            for (int k = 0; k < nprompts; k++) {
-                if (dalle_encode_text(&m, prompts[k], txt, NULL) != 0) {
-                    /* a prompt the vocabulary cannot encode: a blank row in the grid, not a crash */
-                    memset(sc + (size_t)k * per * IL, 0, (size_t)per * IL * sizeof(int32_t));
-                    continue;
-                }
-                nn_arena_reset(&arena);
-                dalle_sample(&m, &arena, txt, per, o.seed, 0, &so, sc + (size_t)k * per * IL);
-            }
-            nn_arena_reset(&arena);
-            size_t isz = (size_t)vq.cfg.channels * vq.cfg.res * vq.cfg.res;
-            float *imgs = t2i_malloc((size_t)nprompts * per * isz * sizeof(float));
-            dalle_decode(&vq, &arena, sc, nprompts * per, imgs);
-            char *p = t2i_asprintf("%s/step_%06ld.png", samples_dir, st.step);
-            char *pl = t2i_asprintf("%s/latest.png", samples_dir);
-            if (t2i_save_grid(p, imgs, nprompts * per, vq.cfg.channels, vq.cfg.res, vq.cfg.res, per) != 0 ||
-                t2i_save_grid(pl, imgs, nprompts * per, vq.cfg.channels, vq.cfg.res, vq.cfg.res, per) != 0)
-                t2i_fail_err();
-            free(p), free(pl), free(imgs), free(sc), free(txt);
-        }
-        if (st.step % ckpt_every == 0 || last || t2i_interrupted) {
-            st.opt_step = opt.step;
-            char *sj = state_to_json(&st, &o);
-            int src = dalle_save(&m, ckpt_path, sj, 1);
-            free(sj);
-            if (src != 0) {
-                t2i_fail_err();
-                rc = 1;
-                goto done;
-            }
-        }
-        if (t2i_interrupted) {
-            t2i_progress_end(&prog, st.step, "interrupted");
-            fprintf(stderr, "t2i: interrupted at step %ld; checkpoint saved to %s (continue with --resume)\n", st.step,
-                    ckpt_path);
-            rc = 130;
-            goto done;
-        }
-    }
-    t2i_progress_end(&prog, st.step, "loss %.4f text %.3f image %.3f", L.loss, L.loss_text, L.loss_image);
-    printf("dalle train: %ld steps in %.1f s; checkpoint %s%s%s\n", st.step - prog.start_done, t2i_now() - t_start,
-           ckpt_path, have_vq ? ", samples in " : "", have_vq ? samples_dir : "");
-done:
-    free(tokens), free(null_text);
-    nn_arena_free(&arena);
-    free(d.text), free(d.image), free(d.order);
-    free(caps);
-    t2i_dataset_free(&ds);
-    dalle_codes_free(&cd);
-    if (have_vq) vq_model_free(&vq);
-    if (have_model) dalle_free(&m);
-    if (run.dir) t2i_run_close(&run);
-    free(samples_dir);
-    free(ckpt_path);
-    return rc;
+    return t2i_trainer_main(&t, &cmd, argc, argv);
 }

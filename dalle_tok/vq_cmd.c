@@ -34,6 +34,7 @@
 #include "image.h"
 #include "optim.h"
 #include "progress.h"
+#include "trainer.h"
 #include "safetensors.h"
 #include "vq.h"
 
@@ -62,68 +63,6 @@ static int open_data(t2i_dataset *ds, const char *spec, const vq_config *c, long
         return -1;
     }
     return 0;
-}
-
-typedef struct {
-    float lr, beta1, beta2;
-    int batch;
-    long restart_every;
-    float restart_threshold;
-    long limit;
-    int log_every, sample_every, ckpt_every; /* kept on --resume unless given again */
-    uint64_t seed;
-    char data[512];
-} train_opts;
-
-typedef struct {
-    long step, target;
-    t2i_rng rng;          /* restarts */
-    long loader_epoch;
-    int loader_pos;
-    long opt_step;
-} train_state;
-
-/* The state and options as checkpoint metadata (nn_state_to_json). */
-#define STATE_FIELDS(s)                                                                                  \
-    nn_field sf[] = {NN_F_LONG("step", (s)->step),          NN_F_LONG("target", (s)->target),             \
-                     NN_F_RNG("rng", (s)->rng),             NN_F_LONG("loader_epoch", (s)->loader_epoch), \
-                     NN_F_INT("loader_pos", (s)->loader_pos), NN_F_LONG("opt_step", (s)->opt_step)}
-#define OPTS_FIELDS(o)                                                                                   \
-    nn_field of[] = {NN_F_STR("data", (o)->data),                                                        \
-                     NN_F_FLOAT_IN("lr", (o)->lr, NN_LR_MIN, NN_LR_MAX),                                 \
-                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, NN_BETA1_MAX),                                \
-                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, NN_BETA2_MAX),                                \
-                     NN_F_INT_IN("batch", (o)->batch, 1, 4096),                                          \
-                     NN_F_LONG_IN("restart_every", (o)->restart_every, 0, 1L << 30),                     \
-                     NN_F_FLOAT_IN("restart_threshold", (o)->restart_threshold, 0, 1e6),                 \
-                     NN_F_LONG_IN("limit", (o)->limit, 0, 1L << 30),                                     \
-                     NN_F_INT_IN("log_every", (o)->log_every, 1, 1 << 30),                               \
-                     NN_F_INT_IN("sample_every", (o)->sample_every, 1, 1 << 30),                         \
-                     NN_F_INT_IN("ckpt_every", (o)->ckpt_every, 1, 1 << 30),                             \
-                     NN_F_SEED("seed", (o)->seed)}
-
-static char *opts_to_json(train_opts *o) {
-    OPTS_FIELDS(o);
-    return nn_fields_to_json(of, NN_NFIELDS(of));
-}
-
-static char *state_to_json(train_state *s, train_opts *o) {
-    STATE_FIELDS(s);
-    OPTS_FIELDS(o);
-    return nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
-}
-
-static int state_from_json(train_state *s, train_opts *o, const char *json) {
-    STATE_FIELDS(s);
-    OPTS_FIELDS(o);
-    return nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
-}
-
-static int save_ckpt(const vq_model *m, const char *path, train_state *st, train_opts *o) {
-    char *sj = state_to_json(st, o);
-    int rc = vq_save(m, path, sj, 1);
-    free(sj);
-    return rc;
 }
 
 /* Grid of n images: rows of `cols` originals, each followed by the row of their
@@ -159,305 +98,283 @@ static int count_alive(const vq_model *m, float threshold) {
 
 /* ------------------------------------------------------------------- train ---- */
 
+typedef struct {
+    float lr, beta1, beta2;
+    int batch;
+    long restart_every;
+    float restart_threshold;
+    long limit;
+    int log_every, sample_every, ckpt_every; /* kept on --resume unless given again */
+    char data[512];
+} train_opts;
+
+/* The command's own part of the run (t2i_trainer holds the common one). */
+typedef struct {
+    /* flags of a new run */
+    const char *data, *preset;
+    int width1, width2, res_hidden, n_res, code_dim, n_codes, res, channels, batch;
+    long restart_every, limit;
+    float lr, beta1, beta2, beta, decay, restart_threshold;
+    /* options and state saved in the checkpoint, besides the trainer's (its RNG draws the restarts) */
+    train_opts o;
+    long loader_epoch, opt_step;
+    int loader_pos;
+    /* model, data, optimizer and buffers */
+    vq_config cfg;
+    vq_model m;
+    int built;
+    t2i_dataset ds;
+    t2i_loader L;
+    nn_optim opt;
+    nn_arena arena;
+    float *x, *xfix; /* a batch; fixed images for the reconstruction grids */
+    int nfix, restarted;
+    vq_stats s;
+} vq_trainer;
+
+static int vq_tr_load(void *self, const char *path, char **state_json) {
+    vq_trainer *v = self;
+    if (vq_load(&v->m, path, 1, state_json) != 0) return -1;
+    v->built = 1;
+    v->cfg = v->m.cfg;
+    return 0;
+}
+
+/* A new run's options and configuration from the flags. */
+static int new_run(vq_trainer *v, t2i_trainer *t) {
+    if (t2i_check_range_f("--lr", v->lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--beta1", v->beta1, 0, NN_BETA1_MAX) ||
+        t2i_check_range_f("--beta2", v->beta2, 0, NN_BETA2_MAX) || t2i_check_range_i("--batch", v->batch, 1, 4096) ||
+        t2i_check_range_i("--restart-every", v->restart_every, 0, 1L << 30) ||
+        t2i_check_range_f("--restart-threshold", v->restart_threshold, 0, 1e6) ||
+        t2i_check_range_i("--limit", v->limit, 0, 1L << 30))
+        return 2;
+    vq_config *cfg = &v->cfg;
+    if (strcmp(v->preset, "b5") == 0) {
+        vq_config_b5(cfg);
+        static const char *const sized[] = {"--res", "--channels", "--width1", "--width2", "--res-hidden",
+                                            "--n-res", "--code-dim", "--codes", "--beta", "--decay"};
+        for (size_t i = 0; i < sizeof sized / sizeof sized[0]; i++)
+            if (t2i_flag_given(t->cmd, sized[i]))
+                return t2i_fail("--preset b5 is fixed (%s not allowed); use --preset custom", sized[i]), 2;
+    } else if (strcmp(v->preset, "custom") == 0) {
+        vq_config_b5(cfg);
+        strcpy(cfg->preset, "custom");
+        cfg->res = v->res, cfg->channels = v->channels, cfg->width1 = v->width1, cfg->width2 = v->width2;
+        cfg->res_hidden = v->res_hidden, cfg->n_res = v->n_res, cfg->code_dim = v->code_dim, cfg->n_codes = v->n_codes;
+        cfg->beta = v->beta, cfg->decay = v->decay;
+    } else {
+        return t2i_fail("--preset must be b5 or custom, got '%s'", v->preset), 2;
+    }
+    if (vq_config_check(cfg) != 0) return t2i_fail_err(), 2;
+    train_opts *o = &v->o;
+    if (strlen(v->data) >= sizeof o->data) return t2i_fail("--data: path too long"), 2;
+    strcpy(o->data, v->data);
+    o->lr = v->lr, o->beta1 = v->beta1, o->beta2 = v->beta2, o->batch = v->batch, o->restart_every = v->restart_every;
+    o->restart_threshold = v->restart_threshold, o->limit = v->limit;
+    return 0;
+}
+
+static int vq_tr_setup(void *self, t2i_trainer *t) {
+    vq_trainer *v = self;
+    train_opts *o = &v->o;
+    int rc;
+    if (!t->resume && (rc = new_run(v, t)) != 0) return rc;
+    /* the cadences are options of the run: a new run's flags, or the checkpoint's unless given again */
+    if (!t->resume || t2i_flag_given(t->cmd, "--log-every")) o->log_every = t->log_every;
+    if (!t->resume || t2i_flag_given(t->cmd, "--sample-every")) o->sample_every = t->sample_every;
+    if (!t->resume || t2i_flag_given(t->cmd, "--ckpt-every")) o->ckpt_every = t->ckpt_every;
+    t->log_every = o->log_every, t->sample_every = o->sample_every, t->ckpt_every = o->ckpt_every;
+    if (open_data(&v->ds, o->data, &v->cfg, o->limit) != 0) return t2i_fail_err();
+    if (v->ds.n < o->batch)
+        return t2i_fail("%s: %d images, fewer than one batch of %d", v->ds.source ? v->ds.source : o->data, v->ds.n,
+                        o->batch);
+    if (!t->resume) {
+        t2i_rng init_rng = t2i_rng_split(&t->rng, 1);
+        vq_model_build(&v->m, &v->cfg, &init_rng);
+        v->built = 1;
+    }
+    t->per_epoch = v->ds.n / o->batch;
+    t->default_steps = 5 * t->per_epoch;
+    return 0;
+}
+
+static char *vq_tr_config(void *self, t2i_trainer *t) {
+    return t2i_trainer_config(t, vq_config_to_json(&((vq_trainer *)self)->cfg), t->target, NULL, NULL);
+}
+
+static int vq_tr_start(void *self, t2i_trainer *t) {
+    vq_trainer *v = self;
+    const vq_config *cfg = &v->cfg;
+    t2i_loader_init(&v->L, &v->ds, v->o.batch, 1, t->seed);
+    v->L.drop_last = 1;
+    if (t->resume && t2i_loader_seek(&v->L, v->loader_epoch, v->loader_pos) != 0)
+        return t2i_fail("%s: %s", t->ckpt_path, t2i_error_msg());
+    v->opt = nn_adam(v->o.lr, v->o.beta1, v->o.beta2, 1e-8f, 0.0f);
+    v->opt.step = v->opt_step;
+    int B = v->o.batch;
+    size_t item = (size_t)cfg->channels * cfg->res * cfg->res;
+    v->x = t2i_malloc_aligned((size_t)B * item * sizeof(float));
+    /* fixed images for the reconstruction grids: the first 32 items */
+    v->nfix = v->ds.n < 32 ? v->ds.n : 32;
+    v->xfix = t2i_malloc((size_t)v->nfix * item * sizeof(float));
+    for (int i = 0; i < v->nfix; i++)
+        if (t2i_dataset_get(&v->ds, i, v->xfix + (size_t)i * item) != 0) return t2i_fail_err();
+    printf("vq train: %s, %d images %dx%dx%d, preset %s, codebook %d x %d, grid %dx%d, batch %d, steps %ld (%.2f "
+           "epochs), %zu parameters, %d threads\n",
+           v->ds.source ? v->ds.source : v->o.data, v->ds.n, cfg->channels, cfg->res, cfg->res, cfg->preset,
+           cfg->n_codes, cfg->code_dim, v->m.grid, v->m.grid, B, t->target, (double)t->target / t->per_epoch,
+           nn_params_count(&v->m.ps, 1), t2i_get_threads());
+    return 0;
+}
+
+static int vq_tr_step(void *self, t2i_trainer *t) {
+    vq_trainer *v = self;
+    int got = t2i_loader_next(&v->L, v->x, NULL, NULL, NULL);
+    if (got == 0) got = t2i_loader_next(&v->L, v->x, NULL, NULL, NULL);
+    if (got < 0) return t2i_fail_err(), T2I_STEP_FAILED;
+    int restart = t->step == 0                                                   ? VQ_RESTART_ALL
+                  : v->o.restart_every > 0 && t->step % v->o.restart_every == 0 ? VQ_RESTART_DEAD
+                                                                                 : VQ_RESTART_NONE;
+    vq_train_step(&v->m, &v->opt, &v->arena, v->x, v->o.batch, restart, v->o.restart_threshold, &t->rng, &v->s);
+    v->restarted += v->s.restarted;
+    return t2i_trainer_nonfinite(t, "", v->s.loss) ? T2I_STEP_NONFINITE : T2I_STEP_OK;
+}
+
+/* PSNR of [0, 1] images from the MSE of [-1, 1] ones: 10 log10(1 / (mse / 4)) */
+static float psnr(const vq_stats *s) { return (float)(10.0 * log10(4.0 / fmax(s->recon, 1e-12))); }
+
+static int vq_tr_metrics(void *self, t2i_trainer *t, char *buf, size_t n) {
+    vq_trainer *v = self;
+    const vq_stats *s = &v->s;
+    double dt = t->step_seconds;
+    int len = snprintf(buf, n,
+                       "{\"step\":%ld,\"epoch\":%.3f,\"loss\":%.6f,\"recon\":%.6f,\"commit\":%.6f,\"psnr\":%.3f,"
+                       "\"perplexity\":%.2f,\"codes_used\":%d,\"codes_alive\":%d,\"restarted\":%d,\"step_ms\":%.1f,"
+                       "\"images_per_s\":%.1f}",
+                       t->step, (double)v->L.epoch + (double)v->L.pos / v->ds.n, s->loss, s->recon, s->commit, psnr(s),
+                       s->perplexity, s->codes_used, count_alive(&v->m, v->o.restart_threshold), v->restarted,
+                       dt * 1e3, v->o.batch / dt);
+    v->restarted = 0;
+    return len;
+}
+
+static void vq_tr_progress(void *self, t2i_trainer *t, int last, char *buf, size_t n) {
+    const vq_stats *s = &((vq_trainer *)self)->s;
+    (void)t;
+    if (last) snprintf(buf, n, "loss %.4f recon %.4f ppl %.0f", s->loss, s->recon, s->perplexity);
+    else
+        snprintf(buf, n, "loss %.4f recon %.4f (%.1f dB) ppl %.0f codes %d", s->loss, s->recon, psnr(s), s->perplexity,
+                 s->codes_used);
+}
+
+static int vq_tr_sample(void *self, t2i_trainer *t) {
+    vq_trainer *v = self;
+    char *p = t2i_trainer_sample_path(t), *pl = t2i_trainer_latest_path(t);
+    nn_arena_reset(&v->arena);
+    if (save_recon_grid(p, &v->m, &v->arena, v->xfix, v->nfix) != 0 ||
+        save_recon_grid(pl, &v->m, &v->arena, v->xfix, v->nfix) != 0)
+        t2i_fail_err();
+    free(p), free(pl);
+    return 0;
+}
+
+static void vq_tr_sync(void *self) {
+    vq_trainer *v = self;
+    v->loader_epoch = v->L.epoch, v->loader_pos = v->L.pos, v->opt_step = v->opt.step;
+}
+
+static int vq_tr_save(void *self, const char *path, const char *state_json) {
+    return vq_save(&((vq_trainer *)self)->m, path, state_json, 1);
+}
+
+static void vq_tr_finish(void *self, t2i_trainer *t) {
+    (void)self;
+    printf("vq train: %ld steps in %.1f s; checkpoint %s, reconstructions in %s\n", t->step - t->start_step,
+           t->elapsed, t->ckpt_path, t->samples_dir);
+}
+
+static void vq_tr_release(void *self) {
+    vq_trainer *v = self;
+    nn_arena_free(&v->arena);
+    t2i_free(v->x), free(v->xfix);
+    t2i_loader_free(&v->L);
+    if (v->built) vq_model_free(&v->m);
+    t2i_dataset_free(&v->ds);
+}
+
+static const t2i_trainer_ops vq_ops = {
+    .load = vq_tr_load,
+    .setup = vq_tr_setup,
+    .config = vq_tr_config,
+    .start = vq_tr_start,
+    .step = vq_tr_step,
+    .metrics = vq_tr_metrics,
+    .progress = vq_tr_progress,
+    .sample = vq_tr_sample,
+    .sync = vq_tr_sync,
+    .save = vq_tr_save,
+    .finish = vq_tr_finish,
+    .release = vq_tr_release,
+};
+
 static int cmd_train(int argc, char **argv) {
-    const char *data = "fashion-captions", *preset = "b5", *out = "runs/vq";
-    int width1 = 64, width2 = 128, res_hidden = 128, n_res = 2, code_dim = 64, n_codes = 512, res = 32, channels = 3;
-    int batch = 64, threads = 0, resume = 0, sample_every = 500, ckpt_every = 500, log_every = 50;
-    long steps = 0, seed = 1, restart_every = 20, limit = 0;
-    float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.999f, beta = 0.25f, decay = 0.99f, restart_threshold = 1.0f;
+    vq_trainer v = {.data = "fashion-captions", .preset = "b5", .width1 = 64, .width2 = 128, .res_hidden = 128,
+                    .n_res = 2, .code_dim = 64, .n_codes = 512, .res = 32, .channels = 3, .batch = 64,
+                    .restart_every = 20, .lr = 3e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .beta = 0.25f, .decay = 0.99f,
+                    .restart_threshold = 1.0f};
+    nn_arena_init(&v.arena);
+    t2i_trainer t;
+    t2i_trainer_init(&t, &vq_ops, &v, "vq");
+    t.out = "runs/vq", t.seed_arg = 1, t.sample_every = 500, t.ckpt_every = 500, t.log_every = 50;
+    t.every_max = 1L << 30, t.steps_max = 1L << 40;
+    t.samples = "recon";
+    train_opts *o = &v.o;
+    nn_field sf[] = {NN_F_LONG("step", t.step),          NN_F_LONG("target", t.target),
+                     NN_F_RNG("rng", t.rng),             NN_F_LONG("loader_epoch", v.loader_epoch),
+                     NN_F_INT("loader_pos", v.loader_pos), NN_F_LONG("opt_step", v.opt_step)};
+    nn_field of[] = {NN_F_STR("data", o->data),
+                     NN_F_FLOAT_IN("lr", o->lr, NN_LR_MIN, NN_LR_MAX),
+                     NN_F_FLOAT_IN("beta1", o->beta1, 0, NN_BETA1_MAX),
+                     NN_F_FLOAT_IN("beta2", o->beta2, 0, NN_BETA2_MAX),
+                     NN_F_INT_IN("batch", o->batch, 1, 4096),
+                     NN_F_LONG_IN("restart_every", o->restart_every, 0, 1L << 30),
+                     NN_F_FLOAT_IN("restart_threshold", o->restart_threshold, 0, 1e6),
+                     NN_F_LONG_IN("limit", o->limit, 0, 1L << 30),
+                     NN_F_INT_IN("log_every", o->log_every, 1, 1 << 30),
+                     NN_F_INT_IN("sample_every", o->sample_every, 1, 1 << 30),
+                     NN_F_INT_IN("ckpt_every", o->ckpt_every, 1, 1 << 30),
+                     NN_F_SEED("seed", t.seed)};
+    t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
-        {"--data", T2I_STR, &data, "fashion-captions[:train|:test] or an image folder"},
-        {"--preset", T2I_STR, &preset, "b5 (bench/README.md B5 exactly) or custom (the size flags below)"},
-        {"--res", T2I_INT, &res, "custom: image side (multiple of 4; codes are res/4 per side)"},
-        {"--channels", T2I_INT, &channels, "custom: image channels (1 or 3)"},
-        {"--width1", T2I_INT, &width1, "custom: channels of the first convolution"},
-        {"--width2", T2I_INT, &width2, "custom: channels after downsampling"},
-        {"--res-hidden", T2I_INT, &res_hidden, "custom: inner channels of the residual blocks"},
-        {"--n-res", T2I_INT, &n_res, "custom: residual blocks in the encoder and in the decoder"},
-        {"--code-dim", T2I_INT, &code_dim, "custom: code vector size D"},
-        {"--codes", T2I_INT, &n_codes, "custom: codebook size K"},
-        {"--beta", T2I_FLOAT, &beta, "custom: commitment weight"},
-        {"--decay", T2I_FLOAT, &decay, "custom: EMA decay of the codebook"},
-        {"--lr", T2I_FLOAT, &lr, "learning rate (Adam)"},
-        {"--beta1", T2I_FLOAT, &beta1, "Adam beta1"},
-        {"--beta2", T2I_FLOAT, &beta2, "Adam beta2"},
-        {"--batch", T2I_INT, &batch, "batch size"},
-        {"--steps", T2I_LONG, &steps, "training steps (0: 5 epochs)"},
-        {"--restart-every", T2I_LONG, &restart_every, "restart dead codes every N steps (0: never)"},
-        {"--restart-threshold", T2I_FLOAT, &restart_threshold, "a code is dead when its EMA count per batch is below this"},
-        {"--limit", T2I_LONG, &limit, "use only the first N items of the data (0: all)"},
-        {"--sample-every", T2I_INT, &sample_every, "write a reconstruction grid every N steps"},
-        {"--ckpt-every", T2I_INT, &ckpt_every, "save a checkpoint every N steps"},
-        {"--log-every", T2I_INT, &log_every, "append to metrics.jsonl every N steps"},
-        {"--seed", T2I_LONG, &seed, "random seed"},
-        {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
-        {"--out", T2I_STR, &out, "run folder"},
-        {"--resume", T2I_BOOL, &resume, "continue the run in --out from its checkpoint"},
+        {"--data", T2I_STR, &v.data, "fashion-captions[:train|:test] or an image folder"},
+        {"--preset", T2I_STR, &v.preset, "b5 (bench/README.md B5 exactly) or custom (the size flags below)"},
+        {"--res", T2I_INT, &v.res, "custom: image side (multiple of 4; codes are res/4 per side)"},
+        {"--channels", T2I_INT, &v.channels, "custom: image channels (1 or 3)"},
+        {"--width1", T2I_INT, &v.width1, "custom: channels of the first convolution"},
+        {"--width2", T2I_INT, &v.width2, "custom: channels after downsampling"},
+        {"--res-hidden", T2I_INT, &v.res_hidden, "custom: inner channels of the residual blocks"},
+        {"--n-res", T2I_INT, &v.n_res, "custom: residual blocks in the encoder and in the decoder"},
+        {"--code-dim", T2I_INT, &v.code_dim, "custom: code vector size D"},
+        {"--codes", T2I_INT, &v.n_codes, "custom: codebook size K"},
+        {"--beta", T2I_FLOAT, &v.beta, "custom: commitment weight"},
+        {"--decay", T2I_FLOAT, &v.decay, "custom: EMA decay of the codebook"},
+        {"--lr", T2I_FLOAT, &v.lr, "learning rate (Adam)"},
+        {"--beta1", T2I_FLOAT, &v.beta1, "Adam beta1"},
+        {"--beta2", T2I_FLOAT, &v.beta2, "Adam beta2"},
+        {"--batch", T2I_INT, &v.batch, "batch size"},
+        {"--steps", T2I_LONG, &t.steps, "training steps (0: 5 epochs)"},
+        {"--restart-every", T2I_LONG, &v.restart_every, "restart dead codes every N steps (0: never)"},
+        {"--restart-threshold", T2I_FLOAT, &v.restart_threshold, "a code is dead when its EMA count per batch is below this"},
+        {"--limit", T2I_LONG, &v.limit, "use only the first N items of the data (0: all)"},
+        {"--sample-every", T2I_INT, &t.sample_every, "write a reconstruction grid every N steps"},
+        T2I_TRAIN_FLAGS(t),
     };
     t2i_cmd cmd = {"t2i vq train", "Train the VQ image tokenizer (VQ-VAE with an EMA codebook).", "[options]", flags,
                    (int)(sizeof flags / sizeof flags[0]),
                    "The first step initialises the codebook from encoder outputs of the first batch.\n"
                    "With --resume the model and training options come from the checkpoint; --steps\n"
                    "may extend the run."};
-    int prc = t2i_parse(&cmd, argc, argv);
-    if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
-    if (cmd.npos) return t2i_fail("vq train: unexpected argument '%s'", cmd.pos[0]), 2;
-    if (t2i_check_range_i("--sample-every", sample_every, 1, 1L << 30) ||
-        t2i_check_range_i("--ckpt-every", ckpt_every, 1, 1L << 30) ||
-        t2i_check_range_i("--log-every", log_every, 1, 1L << 30) || t2i_check_range_i("--steps", steps, 0, 1L << 40))
-        return 2;
-    t2i_set_threads(threads);
-
-    train_opts o;
-    memset(&o, 0, sizeof o);
-    train_state st;
-    memset(&st, 0, sizeof st);
-    vq_config cfg;
-    vq_model m;
-    int built = 0, rc = 1;
-    char *ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", out);
-    t2i_dataset ds;
-    memset(&ds, 0, sizeof ds);
-
-    if (resume) {
-        if (!t2i_path_exists(ckpt_path)) {
-            t2i_fail("%s: no checkpoint to resume from", ckpt_path);
-            goto out;
-        }
-        char *sj = NULL;
-        if (vq_load(&m, ckpt_path, 1, &sj) != 0) {
-            t2i_fail_err();
-            goto out;
-        }
-        built = 1;
-        if (!sj || state_from_json(&st, &o, sj) != 0) {
-            if (!sj) t2i_error_set("no training state");
-            t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
-            free(sj);
-            goto out;
-        }
-        free(sj);
-        cfg = m.cfg;
-        if (t2i_flag_given(&cmd, "--log-every")) o.log_every = log_every;
-        if (t2i_flag_given(&cmd, "--sample-every")) o.sample_every = sample_every;
-        if (t2i_flag_given(&cmd, "--ckpt-every")) o.ckpt_every = ckpt_every;
-    } else {
-        if (t2i_path_exists(ckpt_path)) {
-            t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", out, ckpt_path);
-            goto out;
-        }
-        if (t2i_check_range_f("--lr", lr, NN_LR_MIN, NN_LR_MAX) ||
-            t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
-            t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) || t2i_check_range_i("--batch", batch, 1, 4096) ||
-            t2i_check_range_i("--restart-every", restart_every, 0, 1L << 30) ||
-            t2i_check_range_f("--restart-threshold", restart_threshold, 0, 1e6) ||
-            t2i_check_range_i("--limit", limit, 0, 1L << 30)) {
-            rc = 2;
-            goto out;
-        }
-        if (strcmp(preset, "b5") == 0) {
-            vq_config_b5(&cfg);
-            static const char *const sized[] = {"--res", "--channels", "--width1", "--width2", "--res-hidden",
-                                                "--n-res", "--code-dim", "--codes", "--beta", "--decay"};
-            for (size_t i = 0; i < sizeof sized / sizeof sized[0]; i++)
-                if (t2i_flag_given(&cmd, sized[i])) {
-                    t2i_fail("--preset b5 is fixed (%s not allowed); use --preset custom", sized[i]);
-                    rc = 2;
-                    goto out;
-                }
-        } else if (strcmp(preset, "custom") == 0) {
-            vq_config_b5(&cfg);
-            strcpy(cfg.preset, "custom");
-            cfg.res = res, cfg.channels = channels, cfg.width1 = width1, cfg.width2 = width2;
-            cfg.res_hidden = res_hidden, cfg.n_res = n_res, cfg.code_dim = code_dim, cfg.n_codes = n_codes;
-            cfg.beta = beta, cfg.decay = decay;
-        } else {
-            t2i_fail("--preset must be b5 or custom, got '%s'", preset);
-            rc = 2;
-            goto out;
-        }
-        if (vq_config_check(&cfg) != 0) {
-            t2i_fail_err();
-            rc = 2;
-            goto out;
-        }
-        if (strlen(data) >= sizeof o.data) {
-            t2i_fail("--data: path too long");
-            rc = 2;
-            goto out;
-        }
-        strcpy(o.data, data);
-        o.lr = lr, o.beta1 = beta1, o.beta2 = beta2, o.batch = batch, o.restart_every = restart_every;
-        o.restart_threshold = restart_threshold, o.limit = limit, o.seed = (uint64_t)seed;
-        o.log_every = log_every, o.sample_every = sample_every, o.ckpt_every = ckpt_every;
-    }
-
-    if (open_data(&ds, o.data, &cfg, o.limit) != 0) {
-        t2i_fail_err();
-        goto out;
-    }
-    if (ds.n < o.batch) {
-        t2i_fail("%s: %d images, fewer than one batch of %d", ds.source ? ds.source : o.data, ds.n, o.batch);
-        goto out;
-    }
-    if (!resume) {
-        t2i_rng_seed(&st.rng, o.seed);
-        t2i_rng init_rng = t2i_rng_split(&st.rng, 1);
-        vq_model_build(&m, &cfg, &init_rng);
-        built = 1;
-    }
-    long per_epoch = ds.n / o.batch;
-    if (!t2i_flag_given(&cmd, "--steps") || steps == 0) steps = resume && st.target > 0 ? st.target : 5 * per_epoch;
-    if (steps < st.step) {
-        t2i_fail("--steps %ld is before the checkpoint's step %ld", steps, st.step);
-        goto out;
-    }
-    st.target = steps;
-
-    t2i_run run;
-    if (t2i_run_open(&run, out) != 0) {
-        t2i_fail_err();
-        goto out;
-    }
-    char *recon_dir = t2i_run_path(&run, "recon");
-    if (t2i_mkdirs(recon_dir) != 0) {
-        t2i_fail_err();
-        free(recon_dir);
-        t2i_run_close(&run);
-        goto out;
-    }
-    if (!resume) {
-        char *cj = vq_config_to_json(&cfg), *oj = opts_to_json(&o);
-        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"threads\":%d}", cj, oj, steps,
-                                  t2i_get_threads());
-        int wrc = t2i_run_write_config(&run, full);
-        free(cj), free(oj), free(full);
-        if (wrc != 0) {
-            t2i_fail_err();
-            free(recon_dir);
-            t2i_run_close(&run);
-            goto out;
-        }
-    }
-
-    t2i_loader L;
-    t2i_loader_init(&L, &ds, o.batch, 1, o.seed);
-    L.drop_last = 1;
-    if (resume && t2i_loader_seek(&L, st.loader_epoch, st.loader_pos) != 0) {
-        t2i_fail("%s: %s", ckpt_path, t2i_error_msg());
-        t2i_loader_free(&L);
-        t2i_run_close(&run);
-        goto out;
-    }
-    nn_optim opt = nn_adam(o.lr, o.beta1, o.beta2, 1e-8f, 0.0f);
-    opt.step = st.opt_step;
-
-    int B = o.batch;
-    size_t item = (size_t)cfg.channels * cfg.res * cfg.res;
-    float *x = t2i_malloc_aligned((size_t)B * item * sizeof(float));
-    /* fixed images for the reconstruction grids: the first 32 items */
-    int nfix = ds.n < 32 ? ds.n : 32;
-    float *xfix = t2i_malloc((size_t)nfix * item * sizeof(float));
-    for (int i = 0; i < nfix; i++)
-        if (t2i_dataset_get(&ds, i, xfix + (size_t)i * item) != 0) {
-            t2i_fail_err();
-            t2i_free(x), free(xfix), free(recon_dir);
-            t2i_loader_free(&L);
-            t2i_run_close(&run);
-            goto out;
-        }
-    nn_arena arena;
-    nn_arena_init(&arena);
-
-    printf("vq train: %s, %d images %dx%dx%d, preset %s, codebook %d x %d, grid %dx%d, batch %d, steps %ld (%.2f "
-           "epochs), %zu parameters, %d threads\n",
-           ds.source ? ds.source : o.data, ds.n, cfg.channels, cfg.res, cfg.res, cfg.preset, cfg.n_codes, cfg.code_dim,
-           m.grid, m.grid, B, steps, (double)steps / per_epoch, nn_params_count(&m.ps, 1), t2i_get_threads());
-    fflush(stdout);
-    t2i_install_sigint();
-    t2i_progress prog;
-    t2i_progress_start(&prog, "vq", st.step, steps);
-    double t_start = t2i_now();
-    vq_stats s;
-    memset(&s, 0, sizeof s);
-    int restarted = 0;
-    rc = 0;
-    while (st.step < steps) {
-        double t0 = t2i_now();
-        int got = t2i_loader_next(&L, x, NULL, NULL, NULL);
-        if (got == 0) got = t2i_loader_next(&L, x, NULL, NULL, NULL);
-        if (got < 0) {
-            t2i_fail_err();
-            rc = 1;
-            break;
-        }
-        int restart = st.step == 0                                                   ? VQ_RESTART_ALL
-                      : o.restart_every > 0 && st.step % o.restart_every == 0 ? VQ_RESTART_DEAD
-                                                                                     : VQ_RESTART_NONE;
-        vq_train_step(&m, &opt, &arena, x, B, restart, o.restart_threshold, &st.rng, &s);
-        restarted += s.restarted;
-        st.step++;
-        double dt = t2i_now() - t0;
-        if (!isfinite(s.loss)) {
-            t2i_fail("step %ld: loss is %s; stopping (the last checkpoint, if any, is %s; try a lower --lr)", st.step,
-                     isnan(s.loss) ? "NaN" : "Inf", ckpt_path);
-            rc = 1;
-            break;
-        }
-        /* PSNR of [0, 1] images from the MSE of [-1, 1] ones: 10 log10(1 / (mse / 4)) */
-        float psnr = (float)(10.0 * log10(4.0 / fmax(s.recon, 1e-12)));
-        int last = st.step == steps;
-        if (st.step % o.log_every == 0 || last) {
-            char line[640];
-            snprintf(line, sizeof line,
-                     "{\"step\":%ld,\"epoch\":%.3f,\"loss\":%.6f,\"recon\":%.6f,\"commit\":%.6f,\"psnr\":%.3f,"
-                     "\"perplexity\":%.2f,\"codes_used\":%d,\"codes_alive\":%d,\"restarted\":%d,\"step_ms\":%.1f,"
-                     "\"images_per_s\":%.1f}",
-                     st.step, (double)L.epoch + (double)L.pos / ds.n, s.loss, s.recon, s.commit, psnr, s.perplexity,
-                     s.codes_used, count_alive(&m, o.restart_threshold), restarted, dt * 1e3, B / dt);
-            t2i_run_metrics(&run, line);
-            restarted = 0;
-        }
-        t2i_progress_update(&prog, st.step, "loss %.4f recon %.4f (%.1f dB) ppl %.0f codes %d", s.loss, s.recon, psnr,
-                            s.perplexity, s.codes_used);
-        if (st.step % o.sample_every == 0 || last) {
-            char *p = t2i_asprintf("%s/step_%06ld.png", recon_dir, st.step);
-            char *pl = t2i_asprintf("%s/latest.png", recon_dir);
-            nn_arena_reset(&arena);
-            if (save_recon_grid(p, &m, &arena, xfix, nfix) != 0 || save_recon_grid(pl, &m, &arena, xfix, nfix) != 0)
-                t2i_fail_err();
-            free(p), free(pl);
-        }
-        if (st.step % o.ckpt_every == 0 || last || t2i_interrupted) {
-            st.loader_epoch = L.epoch, st.loader_pos = L.pos, st.opt_step = opt.step;
-            if (save_ckpt(&m, ckpt_path, &st, &o) != 0) {
-                t2i_fail_err();
-                rc = 1;
-                break;
-            }
-        }
-        if (t2i_interrupted) {
-            t2i_progress_end(&prog, st.step, "interrupted");
-            fprintf(stderr, "t2i: interrupted at step %ld; checkpoint saved to %s (continue with --resume)\n", st.step,
-                    ckpt_path);
-            rc = 130;
-            break;
-        }
-    }
-    if (rc == 0) {
-        t2i_progress_end(&prog, st.step, "loss %.4f recon %.4f ppl %.0f", s.loss, s.recon, s.perplexity);
-        printf("vq train: %ld steps in %.1f s; checkpoint %s, reconstructions in %s\n", st.step - prog.start_done,
-               t2i_now() - t_start, ckpt_path, recon_dir);
-    }
-    nn_arena_free(&arena);
-    t2i_free(x), free(xfix), free(recon_dir);
-    t2i_loader_free(&L);
-    t2i_run_close(&run);
-out:
-    if (built) vq_model_free(&m);
-    t2i_dataset_free(&ds);
-    free(ckpt_path);
-    return rc;
+    return t2i_trainer_main(&t, &cmd, argc, argv);
 }
 
 /* ------------------------------------------------------------------ encode ---- */

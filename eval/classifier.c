@@ -12,6 +12,7 @@
 #include "data.h"
 #include "optim.h"
 #include "progress.h"
+#include "trainer.h"
 
 void cls_build(cls_model *m, int n_classes, t2i_rng *rng) {
     memset(m, 0, sizeof *m);
@@ -127,119 +128,161 @@ static int accuracy(cls_model *m, const t2i_dataset *ds, double *acc) {
     return 0;
 }
 
+/* `t2i classify train`: its own part of the run (t2i_trainer holds the common one). */
+typedef struct {
+    int epochs, batch;
+    float lr, wd;
+    t2i_dataset tr, te;
+    cls_model m;
+    int built;
+    t2i_loader L;
+    nn_optim opt;
+    nn_schedule sch;
+    nn_arena a;
+    float *x;
+    int *y;
+    float loss;
+} cls_trainer;
+
+static int cls_tr_check_flags(void *self, t2i_trainer *t) {
+    cls_trainer *c = self;
+    (void)t;
+    if (t2i_check_range_i("--epochs", c->epochs, 1, 1000) || t2i_check_range_i("--batch", c->batch, 2, 8192) ||
+        t2i_check_range_f("--lr", c->lr, 1e-6, 1))
+        return 2;
+    return 0;
+}
+
+static int cls_tr_setup(void *self, t2i_trainer *t) {
+    cls_trainer *c = self;
+    if (t2i_dataset_fashion_mnist(&c->tr, "train") != 0 || t2i_dataset_fashion_mnist(&c->te, "test") != 0)
+        return t2i_fail_err();
+    cls_build(&c->m, 10, &t->rng);
+    c->built = 1;
+    long per_epoch = c->tr.n / c->batch;
+    t->target = per_epoch * c->epochs;
+    /* a test evaluation and the weights after each epoch (an interrupted run keeps a usable classifier) */
+    t->sample_every = t->ckpt_every = (int)per_epoch;
+    t->per_epoch = per_epoch;
+    return 0;
+}
+
+static char *cls_tr_config(void *self, t2i_trainer *t) {
+    cls_trainer *c = self;
+    return t2i_asprintf("{\"epochs\":%d,\"batch\":%d,\"lr\":%g,\"wd\":%g,\"seed\":%ld}", c->epochs, c->batch, c->lr,
+                        c->wd, t->seed_arg);
+}
+
+static int cls_tr_start(void *self, t2i_trainer *t) {
+    cls_trainer *c = self;
+    t2i_loader_init(&c->L, &c->tr, c->batch, 1, t->seed);
+    c->L.drop_last = 1;
+    c->L.crop_pad = 2;
+    c->opt = nn_adamw(c->lr, 0.9f, 0.999f, 1e-8f, c->wd);
+    c->sch = nn_schedule_cosine(c->lr, t->per_epoch / 2, t->target, c->lr * 0.01f);
+    c->x = t2i_malloc_aligned((size_t)c->batch * 784 * sizeof(float));
+    c->y = t2i_malloc((size_t)c->batch * sizeof(int));
+    return 0;
+}
+
+static int cls_tr_step(void *self, t2i_trainer *t) {
+    cls_trainer *c = self;
+    int got = t2i_loader_next(&c->L, c->x, c->y, NULL, NULL);
+    if (got == 0) got = t2i_loader_next(&c->L, c->x, c->y, NULL, NULL);
+    if (got < 0) return t2i_fail_err(), T2I_STEP_FAILED;
+    cls_model *m = &c->m;
+    nn_arena_reset(&c->a);
+    nn_params_zero_grad(&m->ps);
+    nn_tape tt, th;
+    memset(&tt, 0, sizeof tt), memset(&th, 0, sizeof th);
+    th.rng = &t->rng;
+    float *f = nn_seq_forward(&m->trunk, &tt, &c->a, c->x, got, 1);
+    float *lg = nn_seq_forward(&m->head, &th, &c->a, f, got, 1);
+    float *dl = nn_arena_zeros(&c->a, (size_t)got * 10);
+    c->loss = nn_cross_entropy(dl, lg, c->y, NULL, (size_t)got, 10, -100, 1.0f);
+    float *df = nn_seq_backward(&m->head, &th, &c->a, dl, 1);
+    nn_seq_backward(&m->trunk, &tt, &c->a, df, 0);
+    nn_optim_step(&c->opt, &m->ps, nn_schedule_lr(&c->sch, t->step));
+    return t2i_trainer_nonfinite(t, "", c->loss) ? T2I_STEP_NONFINITE : T2I_STEP_OK;
+}
+
+static int cls_tr_metrics(void *self, t2i_trainer *t, char *buf, size_t n) {
+    cls_trainer *c = self;
+    if (t->step % t->log_every) return 0; /* every 50 steps, not at the end */
+    return snprintf(buf, n, "{\"step\":%ld,\"loss\":%.5f,\"lr\":%.6g}", t->step, c->loss,
+                    nn_schedule_lr(&c->sch, t->step - 1));
+}
+
+static void cls_tr_progress(void *self, t2i_trainer *t, int last, char *buf, size_t n) {
+    (void)t;
+    if (!last) snprintf(buf, n, "loss %.4f", ((cls_trainer *)self)->loss);
+}
+
+static int cls_tr_sample(void *self, t2i_trainer *t) {
+    cls_trainer *c = self;
+    double acc;
+    if (accuracy(&c->m, &c->te, &acc) != 0) return t2i_fail_err();
+    long epoch = t->step / t->per_epoch;
+    char line[160];
+    snprintf(line, sizeof line, "{\"epoch\":%ld,\"test_accuracy\":%.4f}", epoch, acc);
+    t2i_run_metrics(&t->run, line);
+    fprintf(stderr, "\nepoch %ld: test accuracy %.2f%%\n", epoch, 100 * acc);
+    return 0;
+}
+
+static int cls_tr_save(void *self, const char *path, const char *state_json) {
+    (void)state_json; /* the weights alone: the classifier has no --resume */
+    return cls_save(&((cls_trainer *)self)->m, path, NULL);
+}
+
+static void cls_tr_finish(void *self, t2i_trainer *t) {
+    cls_trainer *c = self;
+    double acc = 0;
+    accuracy(&c->m, &c->te, &acc);
+    printf("classify train: test accuracy %.2f%%; classifier saved to %s\n", 100 * acc, t->ckpt_path);
+}
+
+static void cls_tr_release(void *self) {
+    cls_trainer *c = self;
+    nn_arena_free(&c->a);
+    t2i_free(c->x), free(c->y);
+    t2i_loader_free(&c->L);
+    if (c->built) cls_free(&c->m);
+    t2i_dataset_free(&c->tr), t2i_dataset_free(&c->te);
+}
+
+static const t2i_trainer_ops cls_ops = {
+    .check_flags = cls_tr_check_flags,
+    .setup = cls_tr_setup,
+    .config = cls_tr_config,
+    .start = cls_tr_start,
+    .step = cls_tr_step,
+    .metrics = cls_tr_metrics,
+    .progress = cls_tr_progress,
+    .sample = cls_tr_sample,
+    .save = cls_tr_save,
+    .finish = cls_tr_finish,
+    .release = cls_tr_release,
+};
+
 static int cmd_train(int argc, char **argv) {
-    const char *out = "runs/classifier";
-    int epochs = 8, batch = 128, threads = 0;
-    long seed = 1;
-    float lr = 2e-3f, wd = 0.05f;
+    cls_trainer c = {.epochs = 8, .batch = 128, .lr = 2e-3f, .wd = 0.05f};
+    nn_arena_init(&c.a);
+    t2i_trainer t;
+    t2i_trainer_init(&t, &cls_ops, &c, "classify");
+    t.out = "runs/classifier", t.seed_arg = 1, t.log_every = 50;
     t2i_flag flags[] = {
-        {"--epochs", T2I_INT, &epochs, "training epochs over Fashion-MNIST train"},
-        {"--batch", T2I_INT, &batch, "batch size"},
-        {"--lr", T2I_FLOAT, &lr, "peak learning rate (AdamW, warmup + cosine)"},
-        {"--wd", T2I_FLOAT, &wd, "weight decay"},
-        {"--seed", T2I_LONG, &seed, "random seed"},
-        {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
-        {"--out", T2I_STR, &out, "run folder (checkpoint.safetensors is the classifier)"},
+        {"--epochs", T2I_INT, &c.epochs, "training epochs over Fashion-MNIST train"},
+        {"--batch", T2I_INT, &c.batch, "batch size"},
+        {"--lr", T2I_FLOAT, &c.lr, "peak learning rate (AdamW, warmup + cosine)"},
+        {"--wd", T2I_FLOAT, &c.wd, "weight decay"},
+        T2I_TRAIN_SEED(t),
+        T2I_TRAIN_THREADS(t),
+        {"--out", T2I_STR, &t.out, "run folder (checkpoint.safetensors is the classifier)"},
     };
     t2i_cmd cmd = {"t2i classify train", "Train the Fashion-MNIST classifier used for FID/KID and fidelity.",
                    "[options]", flags, (int)(sizeof flags / sizeof flags[0])};
-    int prc = t2i_parse(&cmd, argc, argv);
-    if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
-    if (t2i_check_range_i("--epochs", epochs, 1, 1000) || t2i_check_range_i("--batch", batch, 2, 8192) ||
-        t2i_check_range_f("--lr", lr, 1e-6, 1))
-        return 2;
-    t2i_set_threads(threads);
-    t2i_dataset tr, te;
-    if (t2i_dataset_fashion_mnist(&tr, "train") != 0) return t2i_fail_err();
-    if (t2i_dataset_fashion_mnist(&te, "test") != 0) return t2i_dataset_free(&tr), t2i_fail_err();
-    t2i_run run;
-    if (t2i_run_open(&run, out) != 0) return t2i_fail_err();
-    char *cfg = t2i_asprintf("{\"epochs\":%d,\"batch\":%d,\"lr\":%g,\"wd\":%g,\"seed\":%ld}", epochs, batch, lr, wd, seed);
-    t2i_run_write_config(&run, cfg);
-    free(cfg);
-    t2i_rng rng;
-    t2i_rng_seed(&rng, (uint64_t)seed);
-    cls_model m;
-    cls_build(&m, 10, &rng);
-    t2i_loader L;
-    t2i_loader_init(&L, &tr, batch, 1, (uint64_t)seed);
-    L.drop_last = 1;
-    L.crop_pad = 2;
-    long per_epoch = tr.n / batch, total = per_epoch * epochs;
-    nn_optim opt = nn_adamw(lr, 0.9f, 0.999f, 1e-8f, wd);
-    nn_schedule sch = nn_schedule_cosine(lr, per_epoch / 2, total, lr * 0.01f);
-    float *x = t2i_malloc_aligned((size_t)batch * 784 * sizeof(float));
-    int *y = t2i_malloc((size_t)batch * sizeof(int));
-    nn_arena a;
-    nn_arena_init(&a);
-    t2i_progress p;
-    t2i_progress_start(&p, "classify", 0, total);
-    int rc = 0;
-    for (long step = 0; step < total; step++) {
-        int got = t2i_loader_next(&L, x, y, NULL, NULL);
-        if (got == 0) got = t2i_loader_next(&L, x, y, NULL, NULL);
-        if (got < 0) {
-            rc = t2i_fail_err();
-            break;
-        }
-        nn_arena_reset(&a);
-        nn_params_zero_grad(&m.ps);
-        nn_tape t, th;
-        memset(&t, 0, sizeof t), memset(&th, 0, sizeof th);
-        th.rng = &rng;
-        float *f = nn_seq_forward(&m.trunk, &t, &a, x, got, 1);
-        float *lg = nn_seq_forward(&m.head, &th, &a, f, got, 1);
-        float *dl = nn_arena_zeros(&a, (size_t)got * 10);
-        float loss = nn_cross_entropy(dl, lg, y, NULL, (size_t)got, 10, -100, 1.0f);
-        float *df = nn_seq_backward(&m.head, &th, &a, dl, 1);
-        nn_seq_backward(&m.trunk, &t, &a, df, 0);
-        nn_optim_step(&opt, &m.ps, nn_schedule_lr(&sch, step));
-        if (!isfinite(loss)) {
-            rc = t2i_fail("step %ld: loss is not finite; stopping", step);
-            break;
-        }
-        if ((step + 1) % 50 == 0) {
-            char line[160];
-            snprintf(line, sizeof line, "{\"step\":%ld,\"loss\":%.5f,\"lr\":%.6g}", step + 1, loss, nn_schedule_lr(&sch, step));
-            t2i_run_metrics(&run, line);
-        }
-        t2i_progress_update(&p, step + 1, "loss %.4f", loss);
-        if ((step + 1) % per_epoch == 0 || step + 1 == total) {
-            double acc;
-            if (accuracy(&m, &te, &acc) != 0) {
-                rc = t2i_fail_err();
-                break;
-            }
-            char line[160];
-            snprintf(line, sizeof line, "{\"epoch\":%ld,\"test_accuracy\":%.4f}", (step + 1) / per_epoch, acc);
-            t2i_run_metrics(&run, line);
-            fprintf(stderr, "\nepoch %ld: test accuracy %.2f%%\n", (step + 1) / per_epoch, 100 * acc);
-            /* the weights after each epoch (saved atomically), so an interrupted run keeps a usable classifier */
-            char *ep = t2i_run_path(&run, "checkpoint.safetensors");
-            int src = cls_save(&m, ep, NULL);
-            free(ep);
-            if (src != 0) {
-                rc = t2i_fail_err();
-                break;
-            }
-        }
-    }
-    if (rc == 0) {
-        t2i_progress_end(&p, total, NULL);
-        char *path = t2i_run_path(&run, "checkpoint.safetensors");
-        double acc;
-        accuracy(&m, &te, &acc);
-        if (cls_save(&m, path, NULL) != 0) rc = t2i_fail_err();
-        else printf("classify train: test accuracy %.2f%%; classifier saved to %s\n", 100 * acc, path);
-        free(path);
-    }
-    nn_arena_free(&a);
-    free(x), free(y);
-    t2i_loader_free(&L);
-    cls_free(&m);
-    t2i_dataset_free(&tr), t2i_dataset_free(&te);
-    t2i_run_close(&run);
-    return rc;
+    return t2i_trainer_main(&t, &cmd, argc, argv);
 }
 
 static int cmd_eval(int argc, char **argv) {

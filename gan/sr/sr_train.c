@@ -46,6 +46,7 @@
 #include "ops.h"
 #include "optim.h"
 #include "progress.h"
+#include "trainer.h"
 #include "image_quality.h"
 #include "sr.h"
 
@@ -406,7 +407,7 @@ static double val_run(const sr_model *m, const val_set *v, const char *sample_pa
     return sum / v->n;
 }
 
-/* ---------------------------------------------------------------- options and state */
+/* ---------------------------------------------------------------- the trainer */
 
 typedef struct {
     char data[512];
@@ -416,120 +417,374 @@ typedef struct {
     int focus;
     float l1_weight, adv_weight, ema;
     sr_gan_loss gan_loss;
-    uint64_t seed;
 } sr_train_opts;
 
+/* The command's own part of the run (t2i_trainer holds the common one). */
 typedef struct {
-    long step, steps, gan_steps; /* done; phase-1 length; phase-2 length */
-    t2i_rng rng;
+    /* flags (a new run's; with --resume only the lengths) */
+    const char *data, *preset, *gan_loss, *init, *init_from;
+    int focus, scale, width, blocks, crop, batch, d_width, d_sn;
+    long steps, gan_steps, warmup;
+    float lr, lr_min, lr_gan, lr_d, beta1, beta2, l1_weight, adv_weight, ema;
+    /* options and state saved in the checkpoint, besides the trainer's */
+    sr_train_opts o;
+    char loss_name[8];
+    long phase1, phase2; /* planned steps of each phase */
     long opt_g_step, opt_d_step, ema_t;
-} sr_state;
+    /* model, data, optimizers and buffers */
+    sr_model m;
+    int have_model;
+    char *l1_path;
+    sr_filelist fl;
+    photo_set train, held;
+    int nheld, val_from_train;
+    val_set val;
+    nn_optim og, od;
+    nn_schedule sched;
+    nn_arena arena;
+    float *hr, *lrb, *cand;
+    int phase;
+    float lr_now;
+    sr_step_stats stats;
+    double last_val;
+} sr_trainer;
 
-/* The state and options as checkpoint metadata (nn_state_to_json); the GAN loss as its name. */
-#define STATE_FIELDS(s)                                                                                    \
-    nn_field sf[] = {NN_F_LONG("step", (s)->step),             NN_F_LONG("steps", (s)->steps),              \
-                     NN_F_LONG("gan_steps", (s)->gan_steps),   NN_F_RNG("rng", (s)->rng),                   \
-                     NN_F_LONG("opt_g_step", (s)->opt_g_step), NN_F_LONG("opt_d_step", (s)->opt_d_step),    \
-                     NN_F_LONG("ema_t", (s)->ema_t)}
-#define OPTS_FIELDS(o, loss)                                                                               \
-    nn_field of[] = {NN_F_STR("data", (o)->data),                                                          \
-                     NN_F_INT_IN("batch", (o)->batch, 1, 1024),                                            \
-                     NN_F_FLOAT_IN("lr", (o)->lr, NN_LR_MIN, NN_LR_MAX),                                   \
-                     NN_F_FLOAT_IN("lr_min", (o)->lr_min, -1e9, 1),                                        \
-                     NN_F_LONG_IN("warmup", (o)->warmup, 0, 100000000),                                    \
-                     NN_F_INT_IN("focus", (o)->focus, 1, 64),                                              \
-                     NN_F_FLOAT_IN("lr_gan", (o)->lr_gan, NN_LR_MIN, NN_LR_MAX),                           \
-                     NN_F_FLOAT_IN("lr_d", (o)->lr_d, NN_LR_MIN, NN_LR_MAX),                               \
-                     NN_F_FLOAT_IN("beta1", (o)->beta1, 0, NN_BETA1_MAX),                                  \
-                     NN_F_FLOAT_IN("beta2", (o)->beta2, 0, NN_BETA2_MAX),                                  \
-                     NN_F_FLOAT_IN("l1_weight", (o)->l1_weight, 0, 1000),                                  \
-                     NN_F_FLOAT_IN("adv_weight", (o)->adv_weight, 0, 1000),                                \
-                     NN_F_FLOAT_IN("ema", (o)->ema, 0, 0.99999),                                           \
-                     NN_F_STR("gan_loss", loss),                                                           \
-                     NN_F_SEED("seed", (o)->seed)}
-
-static char *opts_to_json(sr_train_opts *o) {
-    char loss[8];
-    snprintf(loss, sizeof loss, "%s", o->gan_loss == SR_GAN_RAGAN ? "ragan" : "ns");
-    OPTS_FIELDS(o, loss);
-    return nn_fields_to_json(of, NN_NFIELDS(of));
-}
-
-static char *state_to_json(sr_state *s, sr_train_opts *o) {
-    char loss[8];
-    snprintf(loss, sizeof loss, "%s", o->gan_loss == SR_GAN_RAGAN ? "ragan" : "ns");
-    STATE_FIELDS(s);
-    OPTS_FIELDS(o, loss);
-    return nn_state_to_json(sf, NN_NFIELDS(sf), of, NN_NFIELDS(of));
-}
-
-static int state_from_json(sr_state *s, sr_train_opts *o, const char *json) {
-    char loss[8];
-    STATE_FIELDS(s);
-    OPTS_FIELDS(o, loss);
-    if (nn_state_from_json(json, sf, NN_NFIELDS(sf), of, NN_NFIELDS(of)) != 0) return -1;
-    if (strcmp(loss, "ragan") != 0 && strcmp(loss, "ns") != 0) return t2i_error_set("training state: bad 'gan_loss'");
-    o->gan_loss = strcmp(loss, "ns") == 0 ? SR_GAN_NS : SR_GAN_RAGAN;
+static int sr_tr_load(void *self, const char *path, char **state_json) {
+    sr_trainer *g = self;
+    if (sr_load(&g->m, path, 1, state_json) != 0) return -1;
+    g->have_model = 1;
     return 0;
 }
 
-static int save_ckpt(const sr_model *m, const char *path, sr_state *st, sr_train_opts *o) {
-    char *sj = state_to_json(st, o);
-    int rc = sr_save(m, path, sj, 1);
-    free(sj);
-    return rc;
+static int sr_tr_check_state(void *self, t2i_trainer *t) {
+    sr_trainer *g = self;
+    (void)t;
+    if (strcmp(g->loss_name, "ragan") != 0 && strcmp(g->loss_name, "ns") != 0)
+        return t2i_error_set("training state: bad 'gan_loss'");
+    g->o.gan_loss = strcmp(g->loss_name, "ns") == 0 ? SR_GAN_NS : SR_GAN_RAGAN;
+    return 0;
 }
 
-/* ---------------------------------------------------------------- the command */
+/* --steps / --gan-steps given with --resume extend the run (phase 1 only before phase 2 starts). */
+static int resumed_lengths(sr_trainer *g, t2i_trainer *t) {
+    if (g->steps >= 0) {
+        if (g->steps != g->phase1 && t->step > g->phase1)
+            return t2i_fail("--steps: phase 2 has started at step %ld; phase 1 cannot change length", g->phase1);
+        if (g->steps < t->step && g->steps != g->phase1)
+            return t2i_fail("--steps %ld is before the checkpoint's step %ld", g->steps, t->step);
+        g->phase1 = g->steps;
+    }
+    if (g->gan_steps >= 0) g->phase2 = g->gan_steps;
+    if (g->phase1 + g->phase2 < t->step)
+        return t2i_fail("--steps + --gan-steps (%ld) is before the checkpoint's step %ld", g->phase1 + g->phase2, t->step);
+    return 0;
+}
+
+/* A new run's model and options from the flags. */
+static int new_run(sr_trainer *g, t2i_trainer *t) {
+    sr_config cfg;
+    sr_config_b4(&cfg, g->scale == 2 ? 2 : 4);
+    cfg.scale = g->scale;
+    if (strlen(g->preset) >= sizeof cfg.preset) return t2i_fail("--preset must be b4 or custom"), 2;
+    strcpy(cfg.preset, g->preset);
+    cfg.width = g->width, cfg.blocks = g->blocks, cfg.d_width = g->d_width, cfg.d_sn = g->d_sn;
+    if (g->crop) cfg.crop = g->crop;
+    if (sr_config_check(&cfg) != 0) return t2i_fail_err(), 2;
+    sr_train_opts *o = &g->o;
+    if (strcmp(g->gan_loss, "ragan") == 0) o->gan_loss = SR_GAN_RAGAN;
+    else if (strcmp(g->gan_loss, "ns") == 0) o->gan_loss = SR_GAN_NS;
+    else return t2i_fail("--gan-loss must be ragan or ns, got '%s'", g->gan_loss), 2;
+    snprintf(g->loss_name, sizeof g->loss_name, "%s", g->gan_loss);
+    if (t2i_check_range_f("--lr", g->lr, NN_LR_MIN, NN_LR_MAX) ||
+        t2i_check_range_f("--lr-gan", g->lr_gan, NN_LR_MIN, NN_LR_MAX) ||
+        t2i_check_range_f("--lr-d", g->lr_d, NN_LR_MIN, NN_LR_MAX) ||
+        t2i_check_range_f("--beta1", g->beta1, 0, NN_BETA1_MAX) ||
+        t2i_check_range_f("--beta2", g->beta2, 0, NN_BETA2_MAX) || t2i_check_range_f("--ema", g->ema, 0, 0.99999) ||
+        t2i_check_range_f("--l1-weight", g->l1_weight, 0, 1000) ||
+        t2i_check_range_f("--adv-weight", g->adv_weight, 0, 1000) || t2i_check_range_i("--batch", g->batch, 1, 1024) ||
+        t2i_check_range_i("--focus", g->focus, 1, 64) || t2i_check_range_i("--warmup", g->warmup, 0, 100000000) ||
+        (g->lr_min >= 0 && t2i_check_range_f("--lr-min", g->lr_min, 0, g->lr)))
+        return 2;
+    if (strlen(g->data) >= sizeof o->data) return t2i_fail("--data: path too long"), 2;
+    strcpy(o->data, g->data);
+    if (strcmp(g->init, "interp") && strcmp(g->init, "pytorch"))
+        return t2i_fail("--init must be interp or pytorch, got '%s'", g->init), 2;
+    if (strcmp(g->init, "interp") == 0 && !g->init_from && cfg.width < 6)
+        return t2i_fail("--init interp needs --width >= 6 (it carries the input in 6 channels), got %d; use --init "
+                        "pytorch",
+                        cfg.width),
+               2;
+    o->focus = g->focus, o->batch = g->batch, o->lr = g->lr, o->lr_min = g->lr_min, o->warmup = g->warmup;
+    o->lr_gan = g->lr_gan, o->lr_d = g->lr_d;
+    o->beta1 = g->beta1, o->beta2 = g->beta2, o->l1_weight = g->l1_weight, o->adv_weight = g->adv_weight, o->ema = g->ema;
+    g->phase1 = g->steps >= 0 ? g->steps : 4000;
+    g->phase2 = g->gan_steps >= 0 ? g->gan_steps : 0;
+    if (g->phase1 + g->phase2 <= 0) return t2i_fail("nothing to train: --steps and --gan-steps are both 0"), 2;
+    t2i_rng init_rng = t2i_rng_split(&t->rng, 1);
+    sr_model_build(&g->m, &cfg, &init_rng);
+    g->have_model = 1;
+    if (g->init_from) {
+        /* G and its EMA from another SR model (e.g. an L1 model to fine-tune with --steps 0) */
+        sr_model src;
+        if (sr_load(&src, g->init_from, 0, NULL) != 0) return t2i_fail_err();
+        int fits = src.cfg.scale == cfg.scale && src.cfg.width == cfg.width && src.cfg.blocks == cfg.blocks;
+        if (!fits)
+            t2i_fail("%s: a x%d width-%d %d-block generator; this run is x%d width %d, %d blocks", g->init_from,
+                     src.cfg.scale, src.cfg.width, src.cfg.blocks, cfg.scale, cfg.width, cfg.blocks);
+        else nn_params_copy_values(&g->m.gp, &src.ep), nn_params_copy_values(&g->m.ep, &src.ep);
+        sr_model_free(&src);
+        if (!fits) return 1;
+    } else if (strcmp(g->init, "interp") == 0) {
+        sr_init_interp(&g->m);
+    }
+    return 0;
+}
+
+static int sr_tr_setup(void *self, t2i_trainer *t) {
+    sr_trainer *g = self;
+    int rc = t->resume ? resumed_lengths(g, t) : new_run(g, t);
+    if (rc) return rc;
+    t->target = g->phase1 + g->phase2;
+    t->phase_end = g->phase1;
+    g->l1_path = t2i_asprintf("%s/l1.safetensors", t->out);
+    /* data */
+    int P = g->m.cfg.crop;
+    if (sr_list_images(&g->fl, g->o.data) != 0 || photos_load(&g->train, &g->fl, g->o.data, 0, P, 1) != 0)
+        return t2i_fail_err();
+    for (int i = 0; i < g->fl.n; i++) g->nheld += g->fl.heldout[i];
+    g->val_from_train = g->nheld == 0;
+    /* a held-out photo that cannot be read must not silently turn validation into training data */
+    if (!g->val_from_train && photos_load(&g->held, &g->fl, g->o.data, 1, 32, 0) != 0) return t2i_fail_err();
+    val_build(&g->val, g->val_from_train ? &g->train : &g->held, g->m.cfg.scale);
+    return 0;
+}
+
+static char *sr_tr_config(void *self, t2i_trainer *t) {
+    sr_trainer *g = self;
+    char mid[48];
+    snprintf(mid, sizeof mid, ",\"gan_steps\":%ld", g->phase2);
+    return t2i_trainer_config(t, sr_config_to_json(&g->m.cfg), g->phase1, mid, NULL);
+}
+
+/* The validation PSNR of the EMA as a metrics line (and the sample grids when step > 0). */
+static void validate(sr_trainer *g, t2i_trainer *t, int phase) {
+    char *sp = t->step ? t2i_trainer_sample_path(t) : NULL, *lp = t->step ? t2i_trainer_latest_path(t) : NULL;
+    g->last_val = val_run(&g->m, &g->val, sp, lp);
+    free(sp), free(lp);
+    char line[256];
+    snprintf(line, sizeof line, "{\"step\":%ld,\"phase\":%d,\"val_psnr\":%.4f,\"val_psnr_bicubic\":%.4f}", t->step,
+             phase, g->last_val, g->val.psnr_bicubic);
+    t2i_run_metrics(&t->run, line);
+}
+
+static int sr_tr_start(void *self, t2i_trainer *t) {
+    sr_trainer *g = self;
+    const sr_config *cfg = &g->m.cfg;
+    const sr_train_opts *o = &g->o;
+    int P = cfg->crop, s = cfg->scale, B = o->batch, lp = P / s;
+    nn_params_moments(&g->m.gp);
+    nn_params_moments(&g->m.dp);
+    g->og = nn_adam(t->step < g->phase1 ? o->lr : o->lr_gan, o->beta1, o->beta2, 1e-8f, 0.0f);
+    g->od = nn_adam(o->lr_d, o->beta1, o->beta2, 1e-8f, 0.0f);
+    g->og.step = g->opt_g_step, g->od.step = g->opt_d_step;
+    g->sched = o->lr_min >= 0 && g->phase1 > 0 ? nn_schedule_cosine(o->lr, o->warmup, g->phase1, o->lr_min)
+                                                : nn_schedule_constant(o->lr);
+    g->hr = t2i_malloc_aligned((size_t)B * 3 * P * P * sizeof(float));
+    g->lrb = t2i_malloc_aligned((size_t)B * 3 * lp * lp * sizeof(float));
+    if (o->focus > 1) g->cand = t2i_malloc(((size_t)o->focus * 3 * (P * P + lp * lp) + (size_t)3 * P * P) * sizeof(float));
+    printf("sr train: %s, %d training photos, %d held out%s; %s x%d (width %d, %d blocks, G %zu / D %zu parameters), "
+           "crop %d, batch %d, %ld L1 + %ld GAN steps, %d threads\n",
+           o->data, g->train.n, g->nheld, g->val_from_train ? " (validating on training photos)" : "", cfg->preset, s,
+           cfg->width, cfg->blocks, nn_params_count(&g->m.gp, 1), nn_params_count(&g->m.dp, 1), P, B, g->phase1,
+           g->phase2, t2i_get_threads());
+    printf("sr train: validation on %d crops of %dx%d: bicubic PSNR %.3f dB\n", g->val.n, g->val.size, g->val.size,
+           g->val.psnr_bicubic);
+    g->last_val = NAN;
+    if (t->step == 0) {
+        validate(g, t, 1);
+        printf("sr train: step 0 validation PSNR %.3f dB\n", g->last_val);
+    }
+    return 0;
+}
+
+static int sr_tr_step(void *self, t2i_trainer *t) {
+    sr_trainer *g = self;
+    const sr_train_opts *o = &g->o;
+    sr_model *m = &g->m;
+    int P = m->cfg.crop, s = m->cfg.scale, B = o->batch, lp = P / s;
+    g->phase = t->step < g->phase1 ? 1 : 2;
+    if (g->phase == 2 && t->step == g->phase1) {
+        /* phase switch: fine-tune the saved L1 model (EMA) with a fresh optimizer */
+        nn_params_copy_values(&m->gp, &m->ep);
+        memset(m->gp.m, 0, m->gp.total * sizeof(float));
+        memset(m->gp.v, 0, m->gp.total * sizeof(float));
+        g->og = nn_adam(o->lr_gan, o->beta1, o->beta2, 1e-8f, 0.0f);
+        g->ema_t = 0;
+        if (g->phase1 == 0 && sr_save(m, g->l1_path, NULL, 0) != 0) /* the model phase 2 starts from */
+            return t2i_fail_err(), T2I_STEP_FAILED;
+    }
+    for (int b = 0; b < B; b++)
+        training_item(g->hr + (size_t)b * 3 * P * P, g->lrb + (size_t)b * 3 * lp * lp, &g->train, P, s, o->focus,
+                      g->cand, &t->rng);
+    g->lr_now = g->phase == 1 ? nn_schedule_lr(&g->sched, t->step) : o->lr_gan;
+    if (g->phase == 1) g->stats.loss_l1 = sr_l1_step(m, &g->og, &g->arena, g->lrb, g->hr, B, g->lr_now);
+    else sr_gan_step(m, &g->og, &g->od, &g->arena, o->gan_loss, o->l1_weight, o->adv_weight, g->lrb, g->hr, B, &g->stats);
+    float decay = o->ema;
+    float warm = (float)(1.0 + g->ema_t) / (float)(10.0 + g->ema_t);
+    if (warm < decay) decay = warm;
+    nn_ema_update(&m->ep, &m->gp, decay);
+    g->ema_t++;
+    if (t2i_trainer_nonfinite(t, "L1", g->stats.loss_l1) ||
+        (g->phase == 2 && (t2i_trainer_nonfinite(t, "D", g->stats.loss_d) ||
+                           t2i_trainer_nonfinite(t, "adversarial", g->stats.loss_g_adv))))
+        return T2I_STEP_NONFINITE;
+    return T2I_STEP_OK;
+}
+
+static int sr_tr_metrics(void *self, t2i_trainer *t, char *buf, size_t n) {
+    sr_trainer *g = self;
+    const sr_step_stats *s = &g->stats;
+    double ms = t->step_seconds * 1e3;
+    if (g->phase == 1)
+        return snprintf(buf, n, "{\"step\":%ld,\"phase\":1,\"loss_l1\":%.6f,\"lr\":%.4g,\"step_ms\":%.1f}", t->step,
+                        s->loss_l1, g->lr_now, ms);
+    return snprintf(buf, n,
+                    "{\"step\":%ld,\"phase\":2,\"loss_l1\":%.6f,\"loss_g_adv\":%.5f,\"loss_d\":%.5f,\"d_real\":%.4f,"
+                    "\"d_fake\":%.4f,\"step_ms\":%.1f}",
+                    t->step, s->loss_l1, s->loss_g_adv, s->loss_d, s->d_real, s->d_fake, ms);
+}
+
+static void sr_tr_progress(void *self, t2i_trainer *t, int last, char *buf, size_t n) {
+    sr_trainer *g = self;
+    const sr_step_stats *s = &g->stats;
+    (void)t;
+    if (last) snprintf(buf, n, "val %.2f dB (bicubic %.2f)", g->last_val, g->val.psnr_bicubic);
+    else if (g->phase == 1)
+        snprintf(buf, n, "L1 %.4f  val %.2f dB (bicubic %.2f)", s->loss_l1, g->last_val, g->val.psnr_bicubic);
+    else snprintf(buf, n, "L1 %.4f adv %.3f D %.3f  val %.2f dB", s->loss_l1, s->loss_g_adv, s->loss_d, g->last_val);
+}
+
+/* At the end of phase 1 its model (the EMA) is saved as l1.safetensors; then validation. */
+static int sr_tr_sample(void *self, t2i_trainer *t) {
+    sr_trainer *g = self;
+    if (t->step == g->phase1 && sr_save(&g->m, g->l1_path, NULL, 0) != 0) return t2i_fail_err();
+    validate(g, t, g->phase);
+    return 0;
+}
+
+static void sr_tr_sync(void *self) {
+    sr_trainer *g = self;
+    g->opt_g_step = g->og.step, g->opt_d_step = g->od.step;
+}
+
+static int sr_tr_save(void *self, const char *path, const char *state_json) {
+    return sr_save(&((sr_trainer *)self)->m, path, state_json, 1);
+}
+
+static void sr_tr_finish(void *self, t2i_trainer *t) {
+    sr_trainer *g = self;
+    printf("sr train: %ld steps in %.1f s; validation PSNR %.3f dB (bicubic %.3f); checkpoint %s\n",
+           t->step - t->start_step, t->elapsed, g->last_val, g->val.psnr_bicubic, t->ckpt_path);
+}
+
+static void sr_tr_release(void *self) {
+    sr_trainer *g = self;
+    nn_arena_free(&g->arena);
+    t2i_free(g->hr), t2i_free(g->lrb), free(g->cand);
+    val_free(&g->val);
+    photos_free(&g->train), photos_free(&g->held);
+    sr_filelist_free(&g->fl);
+    if (g->have_model) sr_model_free(&g->m);
+    free(g->l1_path);
+}
+
+static const t2i_trainer_ops sr_ops = {
+    .load = sr_tr_load,
+    .check_state = sr_tr_check_state,
+    .setup = sr_tr_setup,
+    .config = sr_tr_config,
+    .start = sr_tr_start,
+    .step = sr_tr_step,
+    .metrics = sr_tr_metrics,
+    .progress = sr_tr_progress,
+    .sample = sr_tr_sample,
+    .sync = sr_tr_sync,
+    .save = sr_tr_save,
+    .finish = sr_tr_finish,
+    .release = sr_tr_release,
+};
 
 #define SR_DEFAULT_DATA "/usr/share/backgrounds/mate/nature"
 
 int sr_cmd_train(int argc, char **argv) {
-    const char *data = SR_DEFAULT_DATA, *preset = "b4", *out = "runs/sr", *gan_loss = "ragan", *init = "interp",
-               *init_from = NULL;
-    int focus = 4, scale = 4, width = 64, blocks = 8, crop = 0, batch = 16, d_width = 64, d_sn = 0, threads = 0,
-        resume = 0;
-    int val_every = 200, ckpt_every = 200, log_every = 10;
-    long steps = -1, gan_steps = -1, seed = 1, stop_after = 0, warmup = 100;
-    float lr = 3e-4f, lr_min = 1e-6f, lr_gan = 1e-4f, lr_d = 1e-4f, beta1 = 0.9f, beta2 = 0.999f, l1_weight = 1.0f,
-          adv_weight = 5e-3f, ema = 0.999f;
+    sr_trainer g = {.data = SR_DEFAULT_DATA, .preset = "b4", .gan_loss = "ragan", .init = "interp", .focus = 4,
+                    .scale = 4, .width = 64, .blocks = 8, .batch = 16, .d_width = 64, .steps = -1, .gan_steps = -1,
+                    .warmup = 100, .lr = 3e-4f, .lr_min = 1e-6f, .lr_gan = 1e-4f, .lr_d = 1e-4f, .beta1 = 0.9f,
+                    .beta2 = 0.999f, .l1_weight = 1.0f, .adv_weight = 5e-3f, .ema = 0.999f};
+    nn_arena_init(&g.arena);
+    t2i_trainer t;
+    t2i_trainer_init(&t, &sr_ops, &g, "sr");
+    t.out = "runs/sr", t.seed_arg = 1, t.sample_every = 200, t.ckpt_every = 200, t.log_every = 10;
+    t.every_max = 1000000, t.stop_after_max = 100000000;
+    t.samples = "samples";
+    sr_train_opts *o = &g.o;
+    nn_field sf[] = {NN_F_LONG("step", t.step),            NN_F_LONG("steps", g.phase1),
+                     NN_F_LONG("gan_steps", g.phase2),     NN_F_RNG("rng", t.rng),
+                     NN_F_LONG("opt_g_step", g.opt_g_step), NN_F_LONG("opt_d_step", g.opt_d_step),
+                     NN_F_LONG("ema_t", g.ema_t)};
+    nn_field of[] = {NN_F_STR("data", o->data),
+                     NN_F_INT_IN("batch", o->batch, 1, 1024),
+                     NN_F_FLOAT_IN("lr", o->lr, NN_LR_MIN, NN_LR_MAX),
+                     NN_F_FLOAT_IN("lr_min", o->lr_min, -1e9, 1),
+                     NN_F_LONG_IN("warmup", o->warmup, 0, 100000000),
+                     NN_F_INT_IN("focus", o->focus, 1, 64),
+                     NN_F_FLOAT_IN("lr_gan", o->lr_gan, NN_LR_MIN, NN_LR_MAX),
+                     NN_F_FLOAT_IN("lr_d", o->lr_d, NN_LR_MIN, NN_LR_MAX),
+                     NN_F_FLOAT_IN("beta1", o->beta1, 0, NN_BETA1_MAX),
+                     NN_F_FLOAT_IN("beta2", o->beta2, 0, NN_BETA2_MAX),
+                     NN_F_FLOAT_IN("l1_weight", o->l1_weight, 0, 1000),
+                     NN_F_FLOAT_IN("adv_weight", o->adv_weight, 0, 1000),
+                     NN_F_FLOAT_IN("ema", o->ema, 0, 0.99999),
+                     NN_F_STR("gan_loss", g.loss_name),
+                     NN_F_SEED("seed", t.seed)};
+    t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
-        {"--data", T2I_STR, &data, "folder of photos (held-out rule: sorted index i % 6 == 5)"},
-        {"--scale", T2I_INT, &scale, "upscaling factor, 2 or 4"},
-        {"--preset", T2I_STR, &preset, "b4 (bench/README.md B4: width 64, 8 blocks) or custom"},
-        {"--width", T2I_INT, &width, "generator width (custom preset)"},
-        {"--blocks", T2I_INT, &blocks, "residual blocks (custom preset)"},
-        {"--crop", T2I_INT, &crop, "HR crop size, a multiple of 16 (0: 96 for x4, 64 for x2)"},
-        {"--batch", T2I_INT, &batch, "crops per step"},
-        {"--focus", T2I_INT, &focus,
+        {"--data", T2I_STR, &g.data, "folder of photos (held-out rule: sorted index i % 6 == 5)"},
+        {"--scale", T2I_INT, &g.scale, "upscaling factor, 2 or 4"},
+        {"--preset", T2I_STR, &g.preset, "b4 (bench/README.md B4: width 64, 8 blocks) or custom"},
+        {"--width", T2I_INT, &g.width, "generator width (custom preset)"},
+        {"--blocks", T2I_INT, &g.blocks, "residual blocks (custom preset)"},
+        {"--crop", T2I_INT, &g.crop, "HR crop size, a multiple of 16 (0: 96 for x4, 64 for x2)"},
+        {"--batch", T2I_INT, &g.batch, "crops per step"},
+        {"--focus", T2I_INT, &g.focus,
          "draw K crops per item, keep one with probability ~ its bicubic error (1 = uniform)"},
-        {"--init", T2I_STR, &init, "interp (G starts as bilinear upsampling) or pytorch (default init)"},
-        {"--init-from", T2I_STR, &init_from,
+        {"--init", T2I_STR, &g.init, "interp (G starts as bilinear upsampling) or pytorch (default init)"},
+        {"--init-from", T2I_STR, &g.init_from,
          "start G from this SR checkpoint's EMA (e.g. --steps 0 to GAN-tune an L1 model)"},
-        {"--steps", T2I_LONG, &steps, "phase 1 (L1 pre-training) steps (-1: 4000; with --resume: as planned)"},
-        {"--gan-steps", T2I_LONG, &gan_steps,
+        {"--steps", T2I_LONG, &g.steps, "phase 1 (L1 pre-training) steps (-1: 4000; with --resume: as planned)"},
+        {"--gan-steps", T2I_LONG, &g.gan_steps,
          "phase 2 (adversarial fine-tuning) steps (-1: 0; with --resume: as planned)"},
-        {"--lr", T2I_FLOAT, &lr, "phase 1 learning rate (Adam)"},
-        {"--lr-min", T2I_FLOAT, &lr_min, "phase 1: cosine decay to this rate at its end (-1: constant --lr)"},
-        {"--warmup", T2I_LONG, &warmup, "phase 1: linear warm-up steps (with the cosine decay)"},
-        {"--lr-gan", T2I_FLOAT, &lr_gan, "phase 2 G learning rate"},
-        {"--lr-d", T2I_FLOAT, &lr_d, "phase 2 D learning rate"},
-        {"--beta1", T2I_FLOAT, &beta1, "Adam beta1 (both phases, G and D)"},
-        {"--beta2", T2I_FLOAT, &beta2, "Adam beta2"},
-        {"--gan-loss", T2I_STR, &gan_loss, "ragan (relativistic average, ESRGAN) or ns (non-saturating)"},
-        {"--l1-weight", T2I_FLOAT, &l1_weight, "phase 2 weight of the L1 loss"},
-        {"--adv-weight", T2I_FLOAT, &adv_weight, "phase 2 weight of the adversarial loss"},
-        {"--d-width", T2I_INT, &d_width, "patch discriminator base width"},
-        {"--d-sn", T2I_BOOL, &d_sn, "spectral normalisation in D"},
-        {"--ema", T2I_FLOAT, &ema, "EMA decay of G's weights (eval/upscale use the EMA; 0 = copy)"},
-        {"--val-every", T2I_INT, &val_every, "validate (PSNR on held-out crops, sample grid) every N steps"},
-        {"--ckpt-every", T2I_INT, &ckpt_every, "save a checkpoint every N steps"},
-        {"--log-every", T2I_INT, &log_every, "append to metrics.jsonl every N steps"},
-        {"--stop-after", T2I_LONG, &stop_after, "save and stop after this global step (0 = run to the end)"},
-        {"--seed", T2I_LONG, &seed, "random seed"},
-        {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
-        {"--out", T2I_STR, &out, "run folder"},
-        {"--resume", T2I_BOOL, &resume, "continue the run in --out from its checkpoint"},
+        {"--lr", T2I_FLOAT, &g.lr, "phase 1 learning rate (Adam)"},
+        {"--lr-min", T2I_FLOAT, &g.lr_min, "phase 1: cosine decay to this rate at its end (-1: constant --lr)"},
+        {"--warmup", T2I_LONG, &g.warmup, "phase 1: linear warm-up steps (with the cosine decay)"},
+        {"--lr-gan", T2I_FLOAT, &g.lr_gan, "phase 2 G learning rate"},
+        {"--lr-d", T2I_FLOAT, &g.lr_d, "phase 2 D learning rate"},
+        {"--beta1", T2I_FLOAT, &g.beta1, "Adam beta1 (both phases, G and D)"},
+        {"--beta2", T2I_FLOAT, &g.beta2, "Adam beta2"},
+        {"--gan-loss", T2I_STR, &g.gan_loss, "ragan (relativistic average, ESRGAN) or ns (non-saturating)"},
+        {"--l1-weight", T2I_FLOAT, &g.l1_weight, "phase 2 weight of the L1 loss"},
+        {"--adv-weight", T2I_FLOAT, &g.adv_weight, "phase 2 weight of the adversarial loss"},
+        {"--d-width", T2I_INT, &g.d_width, "patch discriminator base width"},
+        {"--d-sn", T2I_BOOL, &g.d_sn, "spectral normalisation in D"},
+        {"--ema", T2I_FLOAT, &g.ema, "EMA decay of G's weights (eval/upscale use the EMA; 0 = copy)"},
+        {"--val-every", T2I_INT, &t.sample_every, "validate (PSNR on held-out crops, sample grid) every N steps"},
+        T2I_TRAIN_CKPT_EVERY(t),
+        T2I_TRAIN_LOG_EVERY(t),
+        {"--stop-after", T2I_LONG, &t.stop_after, "save and stop after this global step (0 = run to the end)"},
+        T2I_TRAIN_SEED(t),
+        T2I_TRAIN_THREADS(t),
+        T2I_TRAIN_OUT(t),
+        T2I_TRAIN_RESUME(t),
     };
     t2i_cmd cmd = {"t2i sr train",
                    "Train a super-resolution model (SRResNet, then optional ESRGAN-style GAN fine-tuning).",
@@ -544,352 +799,5 @@ int sr_cmd_train(int argc, char **argv) {
                    "Phase 1 minimises L1; phase 2 starts from the phase-1 EMA and adds a relativistic patch\n"
                    "GAN loss. The run folder gets checkpoint.safetensors (resumable), l1.safetensors (the\n"
                    "phase-1 EMA model), metrics.jsonl, config.json and samples/ (bicubic | model | original)."};
-    int prc = t2i_parse(&cmd, argc, argv);
-    if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
-    if (cmd.npos) return t2i_fail("sr train: unexpected argument '%s'", cmd.pos[0]), 2;
-    if (t2i_check_range_i("--val-every", val_every, 1, 1000000) ||
-        t2i_check_range_i("--ckpt-every", ckpt_every, 1, 1000000) ||
-        t2i_check_range_i("--log-every", log_every, 1, 1000000) ||
-        t2i_check_range_i("--stop-after", stop_after, 0, 100000000))
-        return 2;
-    t2i_set_threads(threads);
-
-    sr_train_opts o;
-    memset(&o, 0, sizeof o);
-    sr_state st;
-    memset(&st, 0, sizeof st);
-    sr_model m;
-    char *ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", out);
-    char *l1_path = t2i_asprintf("%s/l1.safetensors", out);
-    int rc = 1, have_model = 0;
-    sr_filelist fl = {0};
-    photo_set train = {0}, held = {0};
-    val_set val = {0};
-    t2i_run run = {0};
-    char *samples_dir = NULL;
-    nn_arena arena;
-    nn_arena_init(&arena);
-    float *hr = NULL, *lrb = NULL, *cand = NULL;
-
-    if (resume) {
-        if (!t2i_path_exists(ckpt_path)) {
-            t2i_fail("%s: no checkpoint to resume from", ckpt_path);
-            goto out;
-        }
-        char *sj = NULL;
-        if (sr_load(&m, ckpt_path, 1, &sj) != 0) {
-            t2i_fail_err();
-            goto out;
-        }
-        have_model = 1;
-        if (!sj || state_from_json(&st, &o, sj) != 0) {
-            t2i_fail("%s: %s", ckpt_path, sj ? t2i_error_msg() : "no training state in its metadata");
-            free(sj);
-            goto out;
-        }
-        free(sj);
-        if (steps >= 0) {
-            if (steps != st.steps && st.step > st.steps) {
-                t2i_fail("--steps: phase 2 has started at step %ld; phase 1 cannot change length", st.steps);
-                goto out;
-            }
-            if (steps < st.step && steps != st.steps) {
-                t2i_fail("--steps %ld is before the checkpoint's step %ld", steps, st.step);
-                goto out;
-            }
-            st.steps = steps;
-        }
-        if (gan_steps >= 0) st.gan_steps = gan_steps;
-        if (st.steps + st.gan_steps < st.step) {
-            t2i_fail("--steps + --gan-steps (%ld) is before the checkpoint's step %ld", st.steps + st.gan_steps,
-                     st.step);
-            goto out;
-        }
-    } else {
-        if (t2i_path_exists(ckpt_path)) {
-            t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", out,
-                     ckpt_path);
-            goto out;
-        }
-        sr_config cfg;
-        sr_config_b4(&cfg, scale == 2 ? 2 : 4);
-        cfg.scale = scale;
-        if (strlen(preset) >= sizeof cfg.preset) {
-            t2i_fail("--preset must be b4 or custom");
-            rc = 2;
-            goto out;
-        }
-        strcpy(cfg.preset, preset);
-        cfg.width = width, cfg.blocks = blocks, cfg.d_width = d_width, cfg.d_sn = d_sn;
-        if (crop) cfg.crop = crop;
-        if (sr_config_check(&cfg) != 0) {
-            t2i_fail_err();
-            rc = 2;
-            goto out;
-        }
-        if (strcmp(gan_loss, "ragan") == 0)
-            o.gan_loss = SR_GAN_RAGAN;
-        else if (strcmp(gan_loss, "ns") == 0)
-            o.gan_loss = SR_GAN_NS;
-        else {
-            t2i_fail("--gan-loss must be ragan or ns, got '%s'", gan_loss);
-            rc = 2;
-            goto out;
-        }
-        if (t2i_check_range_f("--lr", lr, NN_LR_MIN, NN_LR_MAX) ||
-            t2i_check_range_f("--lr-gan", lr_gan, NN_LR_MIN, NN_LR_MAX) ||
-            t2i_check_range_f("--lr-d", lr_d, NN_LR_MIN, NN_LR_MAX) ||
-            t2i_check_range_f("--beta1", beta1, 0, NN_BETA1_MAX) ||
-            t2i_check_range_f("--beta2", beta2, 0, NN_BETA2_MAX) || t2i_check_range_f("--ema", ema, 0, 0.99999) ||
-            t2i_check_range_f("--l1-weight", l1_weight, 0, 1000) ||
-            t2i_check_range_f("--adv-weight", adv_weight, 0, 1000) || t2i_check_range_i("--batch", batch, 1, 1024) ||
-            t2i_check_range_i("--focus", focus, 1, 64) || t2i_check_range_i("--warmup", warmup, 0, 100000000) ||
-            (lr_min >= 0 && t2i_check_range_f("--lr-min", lr_min, 0, lr))) {
-            rc = 2;
-            goto out;
-        }
-        if (strlen(data) >= sizeof o.data) {
-            t2i_fail("--data: path too long");
-            rc = 2;
-            goto out;
-        }
-        strcpy(o.data, data);
-        if (strcmp(init, "interp") && strcmp(init, "pytorch")) {
-            t2i_fail("--init must be interp or pytorch, got '%s'", init);
-            rc = 2;
-            goto out;
-        }
-        if (strcmp(init, "interp") == 0 && !init_from && cfg.width < 6) {
-            t2i_fail("--init interp needs --width >= 6 (it carries the input in 6 channels), got %d; use --init pytorch",
-                     cfg.width);
-            rc = 2;
-            goto out;
-        }
-        o.focus = focus, o.batch = batch, o.lr = lr, o.lr_min = lr_min, o.warmup = warmup, o.lr_gan = lr_gan,
-        o.lr_d = lr_d;
-        o.beta1 = beta1, o.beta2 = beta2, o.l1_weight = l1_weight, o.adv_weight = adv_weight, o.ema = ema;
-        o.seed = (uint64_t)seed;
-        st.steps = steps >= 0 ? steps : 4000;
-        st.gan_steps = gan_steps >= 0 ? gan_steps : 0;
-        if (st.steps + st.gan_steps <= 0) {
-            t2i_fail("nothing to train: --steps and --gan-steps are both 0");
-            rc = 2;
-            goto out;
-        }
-        t2i_rng_seed(&st.rng, o.seed);
-        t2i_rng init_rng = t2i_rng_split(&st.rng, 1);
-        sr_model_build(&m, &cfg, &init_rng);
-        have_model = 1;
-        if (init_from) {
-            /* G and its EMA from another SR model (e.g. an L1 model to fine-tune with --steps 0) */
-            sr_model src;
-            if (sr_load(&src, init_from, 0, NULL) != 0) {
-                t2i_fail_err();
-                goto out;
-            }
-            if (src.cfg.scale != cfg.scale || src.cfg.width != cfg.width || src.cfg.blocks != cfg.blocks) {
-                t2i_fail("%s: a x%d width-%d %d-block generator; this run is x%d width %d, %d blocks", init_from,
-                         src.cfg.scale, src.cfg.width, src.cfg.blocks, cfg.scale, cfg.width, cfg.blocks);
-                sr_model_free(&src);
-                goto out;
-            }
-            nn_params_copy_values(&m.gp, &src.ep);
-            nn_params_copy_values(&m.ep, &src.ep);
-            sr_model_free(&src);
-        } else if (strcmp(init, "interp") == 0) {
-            sr_init_interp(&m);
-        }
-    }
-    const sr_config *cfg = &m.cfg;
-    int P = cfg->crop, s = cfg->scale, B = o.batch, lp = P / s;
-    long total = st.steps + st.gan_steps;
-
-    /* data */
-    if (sr_list_images(&fl, o.data) != 0) {
-        t2i_fail_err();
-        goto out;
-    }
-    if (photos_load(&train, &fl, o.data, 0, P, 1) != 0) {
-        t2i_fail_err();
-        goto out;
-    }
-    int nheld = 0;
-    for (int i = 0; i < fl.n; i++) nheld += fl.heldout[i];
-    int val_from_train = nheld == 0;
-    if (!val_from_train && photos_load(&held, &fl, o.data, 1, 32, 0) != 0) {
-        /* a held-out photo that cannot be read must not silently turn validation into training data */
-        t2i_fail_err();
-        goto out;
-    }
-    val_build(&val, val_from_train ? &train : &held, s);
-
-    if (t2i_run_open(&run, out) != 0) {
-        t2i_fail_err();
-        goto out;
-    }
-    samples_dir = t2i_run_path(&run, "samples");
-    if (t2i_mkdirs(samples_dir) != 0) {
-        t2i_fail_err();
-        goto out;
-    }
-    if (!resume) {
-        char *cj = sr_config_to_json(cfg), *oj = opts_to_json(&o);
-        char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld,\"gan_steps\":%ld,\"threads\":%d}", cj, oj,
-                                  st.steps, st.gan_steps, t2i_get_threads());
-        t2i_run_write_config(&run, full);
-        free(cj), free(oj), free(full);
-    }
-
-    nn_params_moments(&m.gp);
-    nn_params_moments(&m.dp);
-    nn_optim og = nn_adam(st.step < st.steps ? o.lr : o.lr_gan, o.beta1, o.beta2, 1e-8f, 0.0f);
-    nn_optim od = nn_adam(o.lr_d, o.beta1, o.beta2, 1e-8f, 0.0f);
-    og.step = st.opt_g_step, od.step = st.opt_d_step;
-    nn_schedule sched = o.lr_min >= 0 && st.steps > 0 ? nn_schedule_cosine(o.lr, o.warmup, st.steps, o.lr_min)
-                                                      : nn_schedule_constant(o.lr);
-
-    hr = t2i_malloc_aligned((size_t)B * 3 * P * P * sizeof(float));
-    lrb = t2i_malloc_aligned((size_t)B * 3 * lp * lp * sizeof(float));
-    cand =
-        o.focus > 1 ? t2i_malloc(((size_t)o.focus * 3 * (P * P + lp * lp) + (size_t)3 * P * P) * sizeof(float)) : NULL;
-
-    printf("sr train: %s, %d training photos, %d held out%s; %s x%d (width %d, %d blocks, G %zu / D %zu parameters), "
-           "crop %d, batch %d, %ld L1 + %ld GAN steps, %d threads\n",
-           o.data, train.n, nheld, val_from_train ? " (validating on training photos)" : "", cfg->preset, s, cfg->width,
-           cfg->blocks, nn_params_count(&m.gp, 1), nn_params_count(&m.dp, 1), P, B, st.steps, st.gan_steps,
-           t2i_get_threads());
-    printf("sr train: validation on %d crops of %dx%d: bicubic PSNR %.3f dB\n", val.n, val.size, val.size,
-           val.psnr_bicubic);
-    fflush(stdout);
-    t2i_install_sigint();
-    t2i_progress prog;
-    t2i_progress_start(&prog, "sr", st.step, total);
-    double t_start = t2i_now();
-    sr_step_stats stats;
-    memset(&stats, 0, sizeof stats);
-    double last_val = NAN;
-    if (st.step == 0) {
-        last_val = val_run(&m, &val, NULL, NULL);
-        char line[256];
-        snprintf(line, sizeof line, "{\"step\":0,\"phase\":1,\"val_psnr\":%.4f,\"val_psnr_bicubic\":%.4f}", last_val,
-                 val.psnr_bicubic);
-        t2i_run_metrics(&run, line);
-        printf("sr train: step 0 validation PSNR %.3f dB\n", last_val);
-    }
-    rc = 0;
-    while (st.step < total) {
-        double t0 = t2i_now();
-        int phase = st.step < st.steps ? 1 : 2;
-        if (phase == 2 && st.step == st.steps) {
-            /* phase switch: fine-tune the saved L1 model (EMA) with a fresh optimizer */
-            nn_params_copy_values(&m.gp, &m.ep);
-            memset(m.gp.m, 0, m.gp.total * sizeof(float));
-            memset(m.gp.v, 0, m.gp.total * sizeof(float));
-            og = nn_adam(o.lr_gan, o.beta1, o.beta2, 1e-8f, 0.0f);
-            st.ema_t = 0;
-            if (st.steps == 0 && sr_save(&m, l1_path, NULL, 0) != 0) { /* the model phase 2 starts from */
-                t2i_fail_err();
-                rc = 1;
-                goto done;
-            }
-        }
-        for (int b = 0; b < B; b++)
-            training_item(hr + (size_t)b * 3 * P * P, lrb + (size_t)b * 3 * lp * lp, &train, P, s, o.focus, cand,
-                          &st.rng);
-        float lr_now = phase == 1 ? nn_schedule_lr(&sched, st.step) : o.lr_gan;
-        if (phase == 1) {
-            stats.loss_l1 = sr_l1_step(&m, &og, &arena, lrb, hr, B, lr_now);
-        } else {
-            sr_gan_step(&m, &og, &od, &arena, o.gan_loss, o.l1_weight, o.adv_weight, lrb, hr, B, &stats);
-        }
-        float decay = o.ema;
-        float warm = (float)(1.0 + st.ema_t) / (float)(10.0 + st.ema_t);
-        if (warm < decay) decay = warm;
-        nn_ema_update(&m.ep, &m.gp, decay);
-        st.ema_t++;
-        st.step++;
-        double dt = t2i_now() - t0;
-
-        if (!isfinite(stats.loss_l1) || (phase == 2 && (!isfinite(stats.loss_d) || !isfinite(stats.loss_g_adv)))) {
-            t2i_fail("step %ld: the %s loss is not finite; stopping (the last checkpoint, if any, is %s; try a lower "
-                     "learning rate)",
-                     st.step,
-                     !isfinite(stats.loss_l1)  ? "L1"
-                     : !isfinite(stats.loss_d) ? "D"
-                                               : "adversarial",
-                     ckpt_path);
-            rc = 1;
-            goto done;
-        }
-        if (st.step % log_every == 0 || st.step == total || st.step == st.steps) {
-            char line[512];
-            if (phase == 1)
-                snprintf(line, sizeof line, "{\"step\":%ld,\"phase\":1,\"loss_l1\":%.6f,\"lr\":%.4g,\"step_ms\":%.1f}",
-                         st.step, stats.loss_l1, lr_now, dt * 1e3);
-            else
-                snprintf(
-                    line, sizeof line,
-                    "{\"step\":%ld,\"phase\":2,\"loss_l1\":%.6f,\"loss_g_adv\":%.5f,\"loss_d\":%.5f,\"d_real\":%.4f,"
-                    "\"d_fake\":%.4f,\"step_ms\":%.1f}",
-                    st.step, stats.loss_l1, stats.loss_g_adv, stats.loss_d, stats.d_real, stats.d_fake, dt * 1e3);
-            t2i_run_metrics(&run, line);
-        }
-        if (phase == 1)
-            t2i_progress_update(&prog, st.step, "L1 %.4f  val %.2f dB (bicubic %.2f)", stats.loss_l1, last_val,
-                                val.psnr_bicubic);
-        else
-            t2i_progress_update(&prog, st.step, "L1 %.4f adv %.3f D %.3f  val %.2f dB", stats.loss_l1, stats.loss_g_adv,
-                                stats.loss_d, last_val);
-
-        int last = st.step == total, stop = t2i_interrupted || (stop_after > 0 && st.step >= stop_after && !last);
-        if (st.step == st.steps && sr_save(&m, l1_path, NULL, 0) != 0) {
-            t2i_fail_err();
-            rc = 1;
-            goto done;
-        }
-        if (st.step % val_every == 0 || last || st.step == st.steps) {
-            char *sp = t2i_asprintf("%s/step_%06ld.png", samples_dir, st.step);
-            char *lp2 = t2i_asprintf("%s/latest.png", samples_dir);
-            last_val = val_run(&m, &val, sp, lp2);
-            free(sp), free(lp2);
-            char line[256];
-            snprintf(line, sizeof line, "{\"step\":%ld,\"phase\":%d,\"val_psnr\":%.4f,\"val_psnr_bicubic\":%.4f}",
-                     st.step, phase, last_val, val.psnr_bicubic);
-            t2i_run_metrics(&run, line);
-        }
-        if (st.step % ckpt_every == 0 || last || stop || st.step == st.steps) {
-            st.opt_g_step = og.step, st.opt_d_step = od.step;
-            if (save_ckpt(&m, ckpt_path, &st, &o) != 0) {
-                t2i_fail_err();
-                rc = 1;
-                goto done;
-            }
-        }
-        if (stop) {
-            t2i_progress_end(&prog, st.step, t2i_interrupted ? "interrupted" : "stopped");
-            fprintf(stderr, "t2i: %s at step %ld; checkpoint saved to %s (continue with --resume)\n",
-                    t2i_interrupted ? "interrupted" : "stopped", st.step, ckpt_path);
-            rc = t2i_interrupted ? 130 : 0;
-            goto done;
-        }
-    }
-    t2i_progress_end(&prog, st.step, "val %.2f dB (bicubic %.2f)", last_val, val.psnr_bicubic);
-    printf("sr train: %ld steps in %.1f s; validation PSNR %.3f dB (bicubic %.3f); checkpoint %s\n",
-           st.step - prog.start_done, t2i_now() - t_start, last_val, val.psnr_bicubic, ckpt_path);
-done:
-out:
-    nn_arena_free(&arena);
-    t2i_free(hr);
-    t2i_free(lrb);
-    free(cand);
-    free(samples_dir);
-    if (run.dir) t2i_run_close(&run);
-    val_free(&val);
-    photos_free(&train);
-    photos_free(&held);
-    sr_filelist_free(&fl);
-    if (have_model) sr_model_free(&m);
-    free(ckpt_path);
-    free(l1_path);
-    return rc;
+    return t2i_trainer_main(&t, &cmd, argc, argv);
 }
