@@ -1,0 +1,97 @@
+/* dalle_source.c - the DALL-E-style transformer as a candidate source of `t2i generate`
+ * (gen_source_dalle in generate.h): the caption's tokens are encoded once per caption,
+ * token grids are sampled with the KV cache batch by batch (candidate i of a seed is
+ * always the same grid) and decoded to images by the VQ decoder.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "generate.h"
+
+typedef struct {
+    dalle_model m;
+    vq_model vq;
+    dalle_sample_opts o;
+    nn_arena a;
+    int batch;
+    int32_t *codes, *text;
+    char *caption;   /* the caption text holds the tokens of */
+} dalle_src;
+
+static int dalle_generate(gen_source *s, const char *caption, const float *clip_text, uint64_t seed, long first,
+                          int n, float *images) {
+    (void)clip_text;
+    dalle_src *d = s->ctx;
+    if (!d->caption || strcmp(d->caption, caption) != 0) {
+        free(d->caption);
+        d->caption = NULL;
+        if (dalle_encode_text_warn(&d->m, caption, d->text) < 0) return -1;
+        d->caption = t2i_strdup(caption);
+    }
+    size_t isz = (size_t)s->C * s->H * s->W;
+    for (int i = 0; i < n; i += d->batch) {
+        int k = n - i < d->batch ? n - i : d->batch;
+        nn_arena_reset(&d->a);
+        dalle_sample(&d->m, &d->a, d->text, k, seed, first + i, &d->o, d->codes);
+        nn_arena_reset(&d->a);
+        dalle_decode(&d->vq, &d->a, d->codes, k, images + (size_t)i * isz);
+    }
+    return 0;
+}
+
+static void dalle_destroy(gen_source *s) {
+    dalle_src *d = s->ctx;
+    nn_arena_free(&d->a);
+    free(d->codes), free(d->text), free(d->caption);
+    vq_model_free(&d->vq);
+    dalle_free(&d->m);
+    free(d);
+}
+
+int gen_source_dalle(gen_source **out, const char *dalle_path, const char *vq_path, const dalle_sample_opts *o,
+                     int batch) {
+    T2I_ASSERT(batch > 0);
+    dalle_src *d = t2i_calloc(1, sizeof *d);
+    if (dalle_load(&d->m, dalle_path, 0, NULL) != 0) {
+        free(d);
+        return -1;
+    }
+    if (dalle_sample_check(o, d->m.cfg.codebook) != 0) {
+        dalle_free(&d->m);
+        free(d);
+        return -1;
+    }
+    if (!vq_path) vq_path = d->m.vq_path;
+    if (!vq_path) {
+        dalle_free(&d->m);
+        free(d);
+        return t2i_error_set("%s records no VQ checkpoint; pass --vq", dalle_path);
+    }
+    if (dalle_vq_load(&d->vq, vq_path, &d->m.cfg) != 0) {
+        dalle_free(&d->m);
+        free(d);
+        return -1;
+    }
+    d->o = *o;
+    d->batch = batch;
+    nn_arena_init(&d->a);
+    d->codes = t2i_malloc((size_t)batch * dalle_image_len(&d->m.cfg) * sizeof(int32_t));
+    d->text = t2i_malloc((size_t)d->m.cfg.text_len * sizeof(int32_t));
+    gen_source *s = t2i_calloc(1, sizeof *s);
+    s->name = "dalle";
+    s->C = d->vq.cfg.channels, s->H = s->W = d->vq.cfg.res;
+    s->batch = batch;
+    s->clip_dim = 0;
+    s->generate = dalle_generate;
+    s->destroy = dalle_destroy;
+    s->ctx = d;
+    *out = s;
+    return 0;
+}
+
+void gen_source_free(gen_source *s) {
+    if (!s) return;
+    if (s->destroy) s->destroy(s);
+    free(s);
+}
