@@ -14,6 +14,9 @@
  *     with string fields "file_name" (relative to the folder) and "text"; blank lines are
  *     skipped. metadata.csv: RFC 4180 (quoted fields, "" for a quote, newlines inside
  *     quotes, CRLF or LF), a header line naming the file_name and text columns.
+ *     Refused, naming the line: a NUL byte in the file, a \u0000 escape in a file_name or
+ *     text value, and a file_name outside the folder as written (absolute, or with a ".."
+ *     component); symbolic links inside the folder are followed wherever they point.
  *   - Folders use C = 3 and the first image's size when C/H/W are 0 (one of H, W given:
  *     square); items are resized as data.c says.
  *
@@ -257,10 +260,31 @@ static int is_blank(const char *s, size_t n) {
     return 1;
 }
 
+/* Does file_name reach outside the data folder as written: an absolute path, or a ".."
+ * component (refused even when it comes back in, "img/../a.png": the rule stays simple to
+ * state). Symbolic links inside the folder are followed wherever they point: whoever made
+ * the folder made them, while the metadata may come from someone else (a downloaded set). */
+static int leaves_folder(const char *file) {
+    if (file[0] == '/') return 1;
+    for (const char *s = file; *s;) {
+        size_t n = strcspn(s, "/");
+        if (n == 2 && s[0] == '.' && s[1] == '.') return 1;
+        s += n;
+        if (*s) s++;
+    }
+    return 0;
+}
+
 /* Checks one (file_name, text) entry and appends it. `where` is "PATH:LINE". */
 static int add_entry(const char *dir, const char *where, const char *file, const char *text, strlist *files,
                      strlist *caps) {
     if (!file || !*file) return t2i_error_set("%s: empty file_name", where);
+    if (leaves_folder(file)) {
+        char shown[256];
+        return t2i_error_set("%s: file_name '%s' is outside the data folder (absolute paths and '..' are refused; "
+                             "symbolic links inside the folder are followed)",
+                             where, t2i_text_show(file, 200, shown, sizeof shown));
+    }
     if (!text || is_blank(text, strlen(text))) return t2i_error_set("%s: empty caption", where);
     size_t bad = t2i_utf8_invalid_at(text, strlen(text));
     if (text[bad]) return t2i_error_set("%s: caption is not valid UTF-8 (byte %zu)", where, bad);
@@ -275,6 +299,40 @@ static int add_entry(const char *dir, const char *where, const char *file, const
     sl_push(files, p);
     sl_push(caps, t2i_strdup(text));
     return 0;
+}
+
+/* Does the value of member k (0-based, in text order) of the JSON object in line hold a
+ * \u0000 escape? cJSON decodes one into a NUL byte that silently ends its valuestring, so
+ * the line's text is the only place to see it. The line is valid JSON (cJSON parsed it), so
+ * strings, escapes and nesting need no further checks here. */
+static int member_has_nul(const char *line, int k) {
+    int depth = 0, member = 0, in_str = 0;
+    for (const char *s = line; *s; s++) {
+        if (in_str) {
+            if (*s == '\\') {
+                if (depth == 1 && member == k && strncmp(s + 1, "u0000", 5) == 0) return 1;
+                s++; /* the escaped character: \" does not end the string */
+            } else if (*s == '"') {
+                in_str = 0;
+            }
+        } else if (*s == '"') {
+            in_str = 1;
+        } else if (*s == '{' || *s == '[') {
+            depth++;
+        } else if (*s == '}' || *s == ']') {
+            depth--;
+        } else if (*s == ',' && depth == 1) {
+            member++;
+        }
+    }
+    return 0;
+}
+
+/* Position of member m among o's members (cJSON keeps the text's order). */
+static int member_index(const cJSON *o, const cJSON *m) {
+    int k = 0;
+    for (const cJSON *c = o->child; c && c != m; c = c->next) k++;
+    return k;
 }
 
 static int parse_jsonl(const char *dir, const char *path, const char *buf, size_t len, strlist *files,
@@ -309,6 +367,10 @@ static int parse_jsonl(const char *dir, const char *path, const char *buf, size_
                 rc = t2i_error_set("%s: missing \"file_name\" string", where);
             else if (!cJSON_IsString(t))
                 rc = t2i_error_set("%s: missing \"text\" string", where);
+            else if (member_has_nul(copy, member_index(o, f)))
+                rc = t2i_error_set("%s: file_name holds a NUL character (\\u0000)", where);
+            else if (member_has_nul(copy, member_index(o, t)))
+                rc = t2i_error_set("%s: caption holds a NUL character (\\u0000)", where);
             else
                 rc = add_entry(dir, where, f->valuestring, t->valuestring, files, caps);
         }
@@ -425,6 +487,16 @@ done:
     return rc;
 }
 
+/* A NUL byte anywhere in the metadata: JSON forbids one raw in a string, and a CSV field
+ * holding one would be cut at it (so would a JSON line: cJSON stops reading there). */
+static int refuse_nul(const char *path, const char *buf, size_t len) {
+    const char *nul = memchr(buf, 0, len);
+    if (!nul) return 0;
+    int line = 1;
+    for (const char *s = buf; s < nul; s++) line += *s == '\n';
+    return t2i_error_set("%s:%d: NUL byte (a caption or file name cannot hold one)", path, line);
+}
+
 int t2i_dataset_captions(t2i_dataset *ds, const char *dir, int C, int H, int W) {
     memset(ds, 0, sizeof *ds);
     if (check_dir(dir) != 0) return -1;
@@ -443,6 +515,7 @@ int t2i_dataset_captions(t2i_dataset *ds, const char *dir, int C, int H, int W) 
     if (!buf) goto done;
     /* a UTF-8 byte-order mark, as spreadsheet programs write */
     size_t skip = len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    if ((rc = refuse_nul(path, buf + skip, len - skip)) != 0) goto done;
     rc = is_json ? parse_jsonl(dir, path, buf + skip, len - skip, &files, &caps)
                  : parse_csv(dir, path, buf + skip, len - skip, &files, &caps);
     if (rc != 0) goto done;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "base.h"
@@ -315,11 +316,98 @@ static void test_caption_folders(void **state) {
     free(dir);
 }
 
+/* What a metadata line must not smuggle in: a NUL (cut the caption or the file name short
+ * without a word before), or a file_name that reaches outside the data folder. */
+/* raw NUL bytes: after a complete JSON object (cJSON stopped there), inside CSV fields */
+#define JL_RAW_NUL "{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\n\n{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\0 junk\n"
+#define CSV_RAW_NUL1 "file_name,text\nimg/1.png,a\0b\n"
+#define CSV_RAW_NUL2 "file_name,text\nimg/1.png,ok\n\"img/1.png\0\",x\n"
+static void test_caption_refusals(void **state) {
+    (void)state;
+    char *top = tu_tmpdir(), *p;
+    char *dir = t2i_asprintf("%s/data", top);
+    uint8_t red[3] = {220, 30, 30};
+    assert_int_equal(t2i_mkdirs(p = t2i_asprintf("%s/img", dir)), 0), free(p);
+    save_solid(p = t2i_asprintf("%s/img/1.png", dir), 8, 8, 3, red), free(p);
+    save_solid(p = t2i_asprintf("%s/out.png", top), 8, 8, 3, red), free(p);
+    char *jl = t2i_asprintf("%s/metadata.jsonl", dir), *csv = t2i_asprintf("%s/metadata.csv", dir);
+    char *abs = t2i_asprintf("{\"file_name\": \"%s/out.png\", \"text\": \"x\"}\n", top);
+    const char ok[] = "{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\n";
+    struct {
+        const char *text;
+        size_t n; /* 0: strlen(text) */
+        const char *want;
+    } bad[] = {
+        {"{\"file_name\": \"img/1.png\", \"text\": \"a\\u0000b\"}\n", 0, "metadata.jsonl:1: caption holds a NUL"},
+        {"{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\n{\"text\": \"\\u0000\", \"file_name\": \"img/1.png\"}\n", 0,
+         "metadata.jsonl:2: caption holds a NUL"},
+        /* the member after a nested object and an escaped quote is still the one checked */
+        {"{\"m\": {\"x\": [\"\\\"}\"]}, \"file_name\": \"img/1.png\", \"text\": \"o\\u0000k\"}\n", 0,
+         "metadata.jsonl:1: caption holds a NUL"},
+        {"{\"file_name\": \"img/1.png\\u0000.txt\", \"text\": \"x\"}\n", 0, "metadata.jsonl:1: file_name holds a NUL"},
+        {JL_RAW_NUL, sizeof JL_RAW_NUL - 1, "metadata.jsonl:3: NUL byte"},
+        {"{\"file_name\": \"../out.png\", \"text\": \"x\"}\n", 0, "metadata.jsonl:1: file_name '../out.png' is outside"},
+        {"{\"file_name\": \"img/../../out.png\", \"text\": \"x\"}\n", 0, "metadata.jsonl:1: file_name 'img/../../out.png' is outside"},
+        {"{\"file_name\": \"img/../img/1.png\", \"text\": \"x\"}\n", 0, "metadata.jsonl:1: file_name 'img/../img/1.png' is outside"},
+        {"{\"file_name\": \"img/..\", \"text\": \"x\"}\n", 0, "is outside the data folder"},
+        {abs, 0, "metadata.jsonl:1: file_name '/"},
+    };
+    t2i_dataset ds;
+    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
+        tu_write_bytes(jl, bad[t].text, bad[t].n ? bad[t].n : strlen(bad[t].text));
+        if (t2i_dataset_captions(&ds, dir, 3, 8, 8) == 0) fail_msg("case %zu accepted", t);
+        tu_assert_error_contains(bad[t].want);
+        tu_assert_error_contains(jl);
+        assert_null(strchr(t2i_error_msg(), '\n'));
+    }
+    remove(jl);
+    struct {
+        const char *text;
+        size_t n;
+        const char *want;
+    } badcsv[] = {
+        {CSV_RAW_NUL1, sizeof CSV_RAW_NUL1 - 1, "metadata.csv:2: NUL byte"},
+        {CSV_RAW_NUL2, sizeof CSV_RAW_NUL2 - 1, "metadata.csv:3: NUL byte"},
+        {"file_name,text\n../out.png,x\n", 0, "metadata.csv:2: file_name '../out.png' is outside"},
+    };
+    for (size_t t = 0; t < sizeof badcsv / sizeof badcsv[0]; t++) {
+        tu_write_bytes(csv, badcsv[t].text, badcsv[t].n ? badcsv[t].n : strlen(badcsv[t].text));
+        if (t2i_dataset_captions(&ds, dir, 3, 8, 8) == 0) fail_msg("csv case %zu accepted", t);
+        tu_assert_error_contains(badcsv[t].want);
+        tu_assert_error_contains(csv);
+        assert_null(strchr(t2i_error_msg(), '\n'));
+    }
+    remove(csv);
+
+    /* still accepted: an escaped backslash before u0000 (no NUL), a NUL in a field t2i does
+     * not read, "./", and symbolic links inside the folder - also ones that point out of it,
+     * since whoever made the folder made the link */
+    char *lnk = t2i_asprintf("%s/link.png", dir), *lnkdir = t2i_asprintf("%s/up", dir);
+    assert_int_equal(symlink("../out.png", lnk), 0);
+    assert_int_equal(symlink("..", lnkdir), 0);
+    write_text(jl, "{\"file_name\": \"img/1.png\", \"text\": \"a\\\\u0000b\"}\n"
+                   "{\"note\": \"\\u0000\", \"file_name\": \"./img/1.png\", \"text\": \"two\"}\n"
+                   "{\"file_name\": \"link.png\", \"text\": \"three\"}\n"
+                   "{\"file_name\": \"up/out.png\", \"text\": \"four\"}\n");
+    if (t2i_dataset_captions(&ds, dir, 3, 8, 8) != 0) fail_msg("%s", t2i_error_msg());
+    assert_int_equal(ds.n, 4);
+    assert_string_equal(ds.captions[0], "a\\u0000b");
+    assert_string_equal(ds.captions[1], "two");
+    t2i_dataset_free(&ds);
+    tu_write_bytes(jl, ok, strlen(ok));
+    assert_int_equal(t2i_dataset_captions(&ds, dir, 3, 8, 8), 0);
+    t2i_dataset_free(&ds);
+    free(lnk), free(lnkdir), free(abs), free(jl), free(csv);
+    tu_rmtree(top);
+    free(top), free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_image_folder),
         cmocka_unit_test(test_class_folders),
         cmocka_unit_test(test_caption_folders),
+        cmocka_unit_test(test_caption_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
