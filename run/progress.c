@@ -1,9 +1,13 @@
 /* progress.c - see progress.h. */
 #include "progress.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base.h"
@@ -101,17 +105,55 @@ void t2i_progress_end(t2i_progress *p, long done, const char *fmt, ...) {
     draw(p, done, extra, 1);
 }
 
+/* flock on an open file of path: fd, or -1 with t2i_error_set (dir names the folder in
+ * the message). A holder removes the file when it ends (t2i_run_close); if that happened
+ * between our open and our flock, the lock we got is on a file no longer in the folder, so
+ * we open the new one and try again. */
+static int lock_path(const char *path, const char *dir) {
+    for (;;) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) return t2i_error_set("%s: cannot create the run's lock file: %s", path, strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            char pid[24] = {0};
+            ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : 0;
+            close(fd);
+            if (e != EWOULDBLOCK) return t2i_error_set("%s: cannot lock: %s", path, strerror(e));
+            pid[n > 0 ? strcspn(pid, "\n") : 0] = 0;
+            return t2i_error_set("%s: in use by another run (PID %s); wait for it to end or choose another folder",
+                                 dir, *pid ? pid : "unknown");
+        }
+        struct stat held, now;
+        if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_dev == now.st_dev && held.st_ino == now.st_ino)
+            return fd;
+        close(fd);
+    }
+}
+
+int t2i_run_lock(t2i_run *r, const char *dir) {
+    char *p = t2i_asprintf("%s/.lock", dir);
+    int fd = lock_path(p, dir);
+    free(p);
+    if (fd < 0) return -1;
+    char pid[24];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    /* the PID only serves the message of a run that finds the folder taken: the lock holds
+     * without it, so a failed write is not an error */
+    (void)(ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) == n);
+    if (!r->dir) r->dir = t2i_strdup(dir);
+    r->locked = 1;
+    r->lock_fd = fd;
+    return 0;
+}
+
 int t2i_run_open(t2i_run *r, const char *dir) {
-    memset(r, 0, sizeof *r);
-    if (t2i_mkdirs(dir) != 0) return -1;
-    r->dir = t2i_strdup(dir);
+    if (t2i_mkdirs(dir) != 0 || (!r->locked && t2i_run_lock(r, dir) != 0)) return -1;
+    if (!r->dir) r->dir = t2i_strdup(dir);
     char *mp = t2i_run_path(r, "metrics.jsonl");
     r->metrics = fopen(mp, "a");
     if (!r->metrics) {
         t2i_error_set("%s: cannot open for appending", mp);
         free(mp);
-        free(r->dir);
-        r->dir = NULL;
         return -1;
     }
     free(mp);
@@ -141,6 +183,13 @@ char *t2i_run_path(const t2i_run *r, const char *name) { return t2i_asprintf("%s
 
 void t2i_run_close(t2i_run *r) {
     if (r->metrics) fclose(r->metrics);
+    if (r->locked) {
+        /* removed while still held, so no other run can have taken this file's lock */
+        char *p = t2i_run_path(r, ".lock");
+        unlink(p);
+        free(p);
+        close(r->lock_fd);
+    }
     free(r->dir);
     memset(r, 0, sizeof *r);
 }

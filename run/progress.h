@@ -5,7 +5,11 @@
  * prints a plain line every T2I_PROGRESS_SECONDS seconds (default 10) and at the end.
  *
  * A run folder holds config.json (written once, atomically), metrics.jsonl (one JSON
- * object per line, flushed per line) and the checkpoints.
+ * object per line, flushed per line) and the checkpoints. One process at a time works in
+ * it: it holds an exclusive flock on DIR/.lock (the file holds its PID) from before the
+ * first read of the folder until t2i_run_close, which removes the file. The kernel drops
+ * the lock when the process dies, so a run killed with kill -9 leaves at most a stale
+ * .lock that the next run takes over.
  *
  * t2i_install_sigint makes Ctrl-C set t2i_interrupted instead of killing the process, so a
  * training loop can save a checkpoint and exit cleanly; a second Ctrl-C kills at once.
@@ -36,9 +40,16 @@ void t2i_progress_end(t2i_progress *p, long done, const char *fmt, ...)
 typedef struct {
     char *dir;
     FILE *metrics;     /* metrics.jsonl, opened for append */
+    int locked;        /* lock_fd holds dir/.lock */
+    int lock_fd;
 } t2i_run;
 
-/* Creates dir if needed and opens metrics.jsonl for appending. */
+/* Takes the lock of the existing folder dir into r (zeroed first). Another process holding
+ * it: "DIR: in use by another run (PID N); wait for it to end or choose another folder".
+ * Returns 0, or -1 with t2i_error_set. */
+int t2i_run_lock(t2i_run *r, const char *dir);
+/* Creates dir if needed, takes its lock unless r already holds it, and opens metrics.jsonl
+ * for appending. r: zeroed, or as t2i_run_lock left it. */
 int t2i_run_open(t2i_run *r, const char *dir);
 /* Writes config.json atomically. */
 int t2i_run_write_config(t2i_run *r, const char *json);
@@ -46,6 +57,7 @@ int t2i_run_write_config(t2i_run *r, const char *json);
 void t2i_run_metrics(t2i_run *r, const char *json_line);
 /* Heap string dir/name. */
 char *t2i_run_path(const t2i_run *r, const char *name);
+/* Closes metrics.jsonl, removes dir/.lock and releases the lock. */
 void t2i_run_close(t2i_run *r);
 
 extern volatile sig_atomic_t t2i_interrupted;

@@ -83,7 +83,21 @@ static int plan(t2i_trainer *t) {
     return 0;
 }
 
+/* A new run (of a trainer with --resume) must not overwrite one in --out. */
+static int check_new(const t2i_trainer *t) {
+    if (flag_of(t->cmd, &t->resume) && t2i_path_exists(t->ckpt_path))
+        return t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", t->out,
+                        t->ckpt_path);
+    return 0;
+}
+
 static int open_run(t2i_trainer *t) {
+    if (!t->run.locked) {
+        /* --out did not exist at the start: locked now that it does, before anything is written
+         * in it; another run may have made it and saved a checkpoint since check_new */
+        if (t2i_mkdirs(t->out) != 0 || t2i_run_lock(&t->run, t->out) != 0) return t2i_fail_err();
+        if (!t->resume && check_new(t) != 0) return 1;
+    }
     if (t2i_run_open(&t->run, t->out) != 0) return t2i_fail_err();
     if (t->samples) {
         t->samples_dir = t2i_run_path(&t->run, t->samples);
@@ -175,13 +189,14 @@ static int run(t2i_trainer *t, int argc, char **argv) {
     if (rc) return rc;
     t2i_set_threads(t->threads);
 
+    /* one process per run folder, from before its checkpoint is read to the end (open_run
+     * takes the lock of a folder that does not exist yet once it makes it) */
+    if (t2i_is_dir(t->out) && t2i_run_lock(&t->run, t->out) != 0) return t2i_fail_err();
     t->ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", t->out);
     if (t->resume) {
         if ((rc = resume(t)) != 0) return rc;
     } else {
-        if (flag_of(cmd, &t->resume) && t2i_path_exists(t->ckpt_path))
-            return t2i_fail("%s already holds a run (%s); pass --resume to continue it or choose another --out", t->out,
-                            t->ckpt_path);
+        if ((rc = check_new(t)) != 0) return rc;
         t->seed = (uint64_t)t->seed_arg;
         t2i_rng_seed(&t->rng, t->seed);
     }
@@ -198,7 +213,7 @@ int t2i_trainer_main(t2i_trainer *t, t2i_cmd *cmd, int argc, char **argv) {
     t->name = strncmp(cmd->name, "t2i ", 4) == 0 ? cmd->name + 4 : cmd->name;
     int rc = run(t, argc, argv);
     if (t->ops->release) t->ops->release(t->self);
-    if (t->run.dir) t2i_run_close(&t->run);
+    if (t->run.dir) t2i_run_close(&t->run); /* also releases the lock */
     free(t->samples_dir);
     free(t->ckpt_path);
     free(cmd->pos);

@@ -15,7 +15,10 @@
  * t2i_trainer_main does, in this order (every hook but step is optional):
  *   1. parse the flags; refuse positional arguments ("gan train: unexpected argument 'x'")
  *      and common flags out of range (below), then check_flags; set the thread count;
- *   2. with --resume: checkpoint.safetensors of --out must exist; load reads the model and
+ *   2. the run folder's lock (progress.h), when --out exists (else in 4, once it does): a
+ *      folder that another process holds is refused ("OUT: in use by another run (PID N)...",
+ *      exit 1) before anything in it is read or written;
+ *      with --resume: checkpoint.safetensors of --out must exist; load reads the model and
  *      the checkpoint's training state, which the tables state/opts read back (the step,
  *      RNG, seed and options), then check_state may refuse it ("CKPT: message"). Without it
  *      (a trainer with a --resume flag): --out must hold no checkpoint; the RNG is seeded
