@@ -322,6 +322,25 @@ static void test_caption_folders(void **state) {
 #define JL_RAW_NUL "{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\n\n{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\0 junk\n"
 #define CSV_RAW_NUL1 "file_name,text\nimg/1.png,a\0b\n"
 #define CSV_RAW_NUL2 "file_name,text\nimg/1.png,ok\n\"img/1.png\0\",x\n"
+typedef struct {
+    const char *text;
+    size_t n; /* 0: strlen(text) */
+    const char *want;
+} refusal;
+
+/* Each text written to path (the metadata of dir) must be refused: one line naming path and want. */
+static void expect_refusals(const char *dir, const char *path, const refusal *cases, size_t n) {
+    t2i_dataset ds;
+    for (size_t t = 0; t < n; t++) {
+        tu_write_bytes(path, cases[t].text, cases[t].n ? cases[t].n : strlen(cases[t].text));
+        if (t2i_dataset_captions(&ds, dir, 3, 8, 8) == 0) fail_msg("%s: case %zu accepted", path, t);
+        tu_assert_error_contains(cases[t].want);
+        tu_assert_error_contains(path);
+        assert_null(strchr(t2i_error_msg(), '\n'));
+    }
+    remove(path);
+}
+
 static void test_caption_refusals(void **state) {
     (void)state;
     char *top = tu_tmpdir(), *p;
@@ -333,11 +352,7 @@ static void test_caption_refusals(void **state) {
     char *jl = t2i_asprintf("%s/metadata.jsonl", dir), *csv = t2i_asprintf("%s/metadata.csv", dir);
     char *abs = t2i_asprintf("{\"file_name\": \"%s/out.png\", \"text\": \"x\"}\n", top);
     const char ok[] = "{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\n";
-    struct {
-        const char *text;
-        size_t n; /* 0: strlen(text) */
-        const char *want;
-    } bad[] = {
+    refusal bad[] = {
         {"{\"file_name\": \"img/1.png\", \"text\": \"a\\u0000b\"}\n", 0, "metadata.jsonl:1: caption holds a NUL"},
         {"{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\n{\"text\": \"\\u0000\", \"file_name\": \"img/1.png\"}\n", 0,
          "metadata.jsonl:2: caption holds a NUL"},
@@ -352,32 +367,13 @@ static void test_caption_refusals(void **state) {
         {"{\"file_name\": \"img/..\", \"text\": \"x\"}\n", 0, "is outside the data folder"},
         {abs, 0, "metadata.jsonl:1: file_name '/"},
     };
-    t2i_dataset ds;
-    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
-        tu_write_bytes(jl, bad[t].text, bad[t].n ? bad[t].n : strlen(bad[t].text));
-        if (t2i_dataset_captions(&ds, dir, 3, 8, 8) == 0) fail_msg("case %zu accepted", t);
-        tu_assert_error_contains(bad[t].want);
-        tu_assert_error_contains(jl);
-        assert_null(strchr(t2i_error_msg(), '\n'));
-    }
-    remove(jl);
-    struct {
-        const char *text;
-        size_t n;
-        const char *want;
-    } badcsv[] = {
+    expect_refusals(dir, jl, bad, sizeof bad / sizeof bad[0]);
+    refusal badcsv[] = {
         {CSV_RAW_NUL1, sizeof CSV_RAW_NUL1 - 1, "metadata.csv:2: NUL byte"},
         {CSV_RAW_NUL2, sizeof CSV_RAW_NUL2 - 1, "metadata.csv:3: NUL byte"},
         {"file_name,text\n../out.png,x\n", 0, "metadata.csv:2: file_name '../out.png' is outside"},
     };
-    for (size_t t = 0; t < sizeof badcsv / sizeof badcsv[0]; t++) {
-        tu_write_bytes(csv, badcsv[t].text, badcsv[t].n ? badcsv[t].n : strlen(badcsv[t].text));
-        if (t2i_dataset_captions(&ds, dir, 3, 8, 8) == 0) fail_msg("csv case %zu accepted", t);
-        tu_assert_error_contains(badcsv[t].want);
-        tu_assert_error_contains(csv);
-        assert_null(strchr(t2i_error_msg(), '\n'));
-    }
-    remove(csv);
+    expect_refusals(dir, csv, badcsv, sizeof badcsv / sizeof badcsv[0]);
 
     /* still accepted: an escaped backslash before u0000 (no NUL), a NUL in a field t2i does
      * not read, "./", and symbolic links inside the folder - also ones that point out of it,
@@ -385,6 +381,7 @@ static void test_caption_refusals(void **state) {
     char *lnk = t2i_asprintf("%s/link.png", dir), *lnkdir = t2i_asprintf("%s/up", dir);
     assert_int_equal(symlink("../out.png", lnk), 0);
     assert_int_equal(symlink("..", lnkdir), 0);
+    t2i_dataset ds;
     write_text(jl, "{\"file_name\": \"img/1.png\", \"text\": \"a\\\\u0000b\"}\n"
                    "{\"note\": \"\\u0000\", \"file_name\": \"./img/1.png\", \"text\": \"two\"}\n"
                    "{\"file_name\": \"link.png\", \"text\": \"three\"}\n"
