@@ -319,7 +319,8 @@ static void test_caption_folders(void **state) {
 /* What a metadata line must not smuggle in: a NUL (cut the caption or the file name short
  * without a word before), or a file_name that reaches outside the data folder. */
 /* raw NUL bytes: after a complete JSON object (cJSON stopped there), inside CSV fields */
-#define JL_RAW_NUL "{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\n\n{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\0 junk\n"
+#define JL_RAW_NUL                                                                                             \
+    "{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\n\n{\"file_name\": \"img/1.png\", \"text\": \"ok\"}\0 junk\n"
 #define CSV_RAW_NUL1 "file_name,text\nimg/1.png,a\0b\n"
 #define CSV_RAW_NUL2 "file_name,text\nimg/1.png,ok\n\"img/1.png\0\",x\n"
 typedef struct {
@@ -361,9 +362,12 @@ static void test_caption_refusals(void **state) {
          "metadata.jsonl:1: caption holds a NUL"},
         {"{\"file_name\": \"img/1.png\\u0000.txt\", \"text\": \"x\"}\n", 0, "metadata.jsonl:1: file_name holds a NUL"},
         {JL_RAW_NUL, sizeof JL_RAW_NUL - 1, "metadata.jsonl:3: NUL byte"},
-        {"{\"file_name\": \"../out.png\", \"text\": \"x\"}\n", 0, "metadata.jsonl:1: file_name '../out.png' is outside"},
-        {"{\"file_name\": \"img/../../out.png\", \"text\": \"x\"}\n", 0, "metadata.jsonl:1: file_name 'img/../../out.png' is outside"},
-        {"{\"file_name\": \"img/../img/1.png\", \"text\": \"x\"}\n", 0, "metadata.jsonl:1: file_name 'img/../img/1.png' is outside"},
+        {"{\"file_name\": \"../out.png\", \"text\": \"x\"}\n", 0,
+         "metadata.jsonl:1: file_name '../out.png' is outside"},
+        {"{\"file_name\": \"img/../../out.png\", \"text\": \"x\"}\n", 0,
+         "metadata.jsonl:1: file_name 'img/../../out.png' is outside"},
+        {"{\"file_name\": \"img/../img/1.png\", \"text\": \"x\"}\n", 0,
+         "metadata.jsonl:1: file_name 'img/../img/1.png' is outside"},
         {"{\"file_name\": \"img/..\", \"text\": \"x\"}\n", 0, "is outside the data folder"},
         {abs, 0, "metadata.jsonl:1: file_name '/"},
     };
