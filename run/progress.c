@@ -12,10 +12,11 @@ volatile sig_atomic_t t2i_interrupted = 0;
 
 static void on_sigint(int sig) {
     if (t2i_interrupted) {
+        t2i_tmp_unlink_tracked();
         signal(sig, SIG_DFL);
         raise(sig);
     }
-    t2i_interrupted = 1;
+    t2i_interrupted = sig;
 }
 
 void t2i_install_sigint(void) {
@@ -105,6 +106,13 @@ int t2i_run_open(t2i_run *r, const char *dir) {
     memset(r, 0, sizeof *r);
     if (t2i_mkdirs(dir) != 0) return -1;
     r->dir = t2i_strdup(dir);
+    /* what a killed run may have left half-written (other files go on their next write) */
+    static const char *const run_files[] = {"config.json", T2I_RUN_CHECKPOINT};
+    for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++) {
+        char *p = t2i_run_path(r, run_files[i]);
+        t2i_tmp_remove_stale(p);
+        free(p);
+    }
     char *mp = t2i_run_path(r, "metrics.jsonl");
     r->metrics = fopen(mp, "a");
     if (!r->metrics) {

@@ -7,8 +7,10 @@
  * A run folder holds config.json (written once, atomically), metrics.jsonl (one JSON
  * object per line, flushed per line) and the checkpoints.
  *
- * t2i_install_sigint makes Ctrl-C set t2i_interrupted instead of killing the process, so a
- * training loop can save a checkpoint and exit cleanly; a second Ctrl-C kills at once.
+ * t2i_install_sigint makes Ctrl-C (SIGINT) and SIGTERM set t2i_interrupted to the signal's
+ * number instead of ending the process, so a training loop can save a checkpoint and exit
+ * with 128 + that number (130, 143); a second one removes the temporary file of a write in
+ * progress and ends the process at once.
  */
 #ifndef T2I_PROGRESS_H
 #define T2I_PROGRESS_H
@@ -38,7 +40,11 @@ typedef struct {
     FILE *metrics;     /* metrics.jsonl, opened for append */
 } t2i_run;
 
-/* Creates dir if needed and opens metrics.jsonl for appending. */
+/* The run's checkpoint, in its folder. */
+#define T2I_RUN_CHECKPOINT "checkpoint.safetensors"
+
+/* Creates dir if needed, removes the temporary files that a killed run left of config.json
+ * and the checkpoint, and opens metrics.jsonl for appending. */
 int t2i_run_open(t2i_run *r, const char *dir);
 /* Writes config.json atomically. */
 int t2i_run_write_config(t2i_run *r, const char *json);

@@ -142,7 +142,7 @@ static int loop(t2i_trainer *t) {
             t2i_progress_end(&prog, t->step, "interrupted");
             fprintf(stderr, "t2i: interrupted at step %ld; checkpoint saved to %s%s\n", t->step, t->ckpt_path,
                     resume_hint);
-            return 130;
+            return 128 + (int)t2i_interrupted; /* 130 for Ctrl-C, 143 for SIGTERM */
         }
         if (stop) {
             /* two wordings kept from before the scaffold: a session's slice (clip) reports on stdout */
@@ -175,7 +175,7 @@ static int run(t2i_trainer *t, int argc, char **argv) {
     if (rc) return rc;
     t2i_set_threads(t->threads);
 
-    t->ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", t->out);
+    t->ckpt_path = t2i_asprintf("%s/" T2I_RUN_CHECKPOINT, t->out);
     if (t->resume) {
         if ((rc = resume(t)) != 0) return rc;
     } else {
