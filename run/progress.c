@@ -28,6 +28,18 @@ void t2i_install_sigint(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* What a killed run may have left half-written: the temp files of config.json and of the
+ * trainer's checkpoint (run/trainer.c) whose writer is gone. Other files (samples) go on
+ * their next write. */
+static void remove_stale_tmp(const t2i_run *r) {
+    static const char *const run_files[] = {"config.json", "checkpoint.safetensors"};
+    for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++) {
+        char *p = t2i_run_path(r, run_files[i]);
+        t2i_tmp_remove_stale(p);
+        free(p);
+    }
+}
+
 void t2i_progress_start(t2i_progress *p, const char *label, long done, long total) {
     memset(p, 0, sizeof *p);
     p->label = label;
@@ -106,13 +118,6 @@ int t2i_run_open(t2i_run *r, const char *dir) {
     memset(r, 0, sizeof *r);
     if (t2i_mkdirs(dir) != 0) return -1;
     r->dir = t2i_strdup(dir);
-    /* what a killed run may have left half-written (other files go on their next write) */
-    static const char *const run_files[] = {"config.json", T2I_RUN_CHECKPOINT};
-    for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++) {
-        char *p = t2i_run_path(r, run_files[i]);
-        t2i_tmp_remove_stale(p);
-        free(p);
-    }
     char *mp = t2i_run_path(r, "metrics.jsonl");
     r->metrics = fopen(mp, "a");
     if (!r->metrics) {
@@ -123,6 +128,7 @@ int t2i_run_open(t2i_run *r, const char *dir) {
         return -1;
     }
     free(mp);
+    remove_stale_tmp(r);
     return 0;
 }
 

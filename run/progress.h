@@ -35,16 +35,14 @@ void t2i_progress_update(t2i_progress *p, long done, const char *fmt, ...)
 void t2i_progress_end(t2i_progress *p, long done, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Run folders. Opening one removes what a killed run left half-written of config.json and
+ * checkpoint.safetensors: their temporary files (PATH.tmp.<pid>) whose process is gone. */
 typedef struct {
     char *dir;
     FILE *metrics;     /* metrics.jsonl, opened for append */
 } t2i_run;
 
-/* The run's checkpoint, in its folder. */
-#define T2I_RUN_CHECKPOINT "checkpoint.safetensors"
-
-/* Creates dir if needed, removes the temporary files that a killed run left of config.json
- * and the checkpoint, and opens metrics.jsonl for appending. */
+/* Creates dir if needed and opens metrics.jsonl for appending. */
 int t2i_run_open(t2i_run *r, const char *dir);
 /* Writes config.json atomically. */
 int t2i_run_write_config(t2i_run *r, const char *json);

@@ -175,7 +175,7 @@ static int run(t2i_trainer *t, int argc, char **argv) {
     if (rc) return rc;
     t2i_set_threads(t->threads);
 
-    t->ckpt_path = t2i_asprintf("%s/" T2I_RUN_CHECKPOINT, t->out);
+    t->ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", t->out);
     if (t->resume) {
         if ((rc = resume(t)) != 0) return rc;
     } else {
