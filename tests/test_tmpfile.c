@@ -9,7 +9,6 @@
  *   - SIGINT / SIGTERM in the middle of a PNG written row by row (t2i_tmp_cleanup_on_signals
  *     installed) end the process by that signal and leave no temp file and no output.
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -42,17 +41,6 @@ static char *touch(const char *dir, const char *fmt, long pid) {
     return p;
 }
 
-static int count_tmp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
-    closedir(d);
-    return n;
-}
-
 static void test_stale_tmp_of_dead_writer_removed(void **state) {
     (void)state;
     char *dir = tu_tmpdir();
@@ -77,12 +65,12 @@ static void test_stale_tmp_of_dead_writer_removed(void **state) {
     assert_false(t2i_path_exists(png_dead));
     assert_int_equal(t2i_png_writer_rows(pw, (const uint8_t[]){0, 255}, 1), 0);
     assert_int_equal(t2i_png_writer_close(pw, 1), 0);
-    assert_int_equal(count_tmp_files(dir), 3);
+    assert_int_equal(tu_count_tmp(dir), 3);
 
     char *other_file = t2i_asprintf("%s/other.safetensors", dir);
     assert_int_equal(t2i_write_file_atomic(other_file, "x", 1), 0);
     assert_false(t2i_path_exists(other));
-    assert_int_equal(count_tmp_files(dir), 2);
+    assert_int_equal(tu_count_tmp(dir), 2);
 
     free(ck_dead), free(ck_live), free(ck_alike), free(other), free(png_dead), free(ck), free(img);
     free(other_file);
@@ -116,7 +104,7 @@ static void signal_mid_png(int sig) {
         t2i_tmp_cleanup_on_signals();
         t2i_png_writer *pw = t2i_png_writer_open(out, 64, 64, 3);
         uint8_t row[64 * 3] = {0};
-        if (!pw || t2i_png_writer_rows(pw, row, 1) != 0 || count_tmp_files(dir) != 1) _exit(3);
+        if (!pw || t2i_png_writer_rows(pw, row, 1) != 0 || tu_count_tmp(dir) != 1) _exit(3);
         raise(sig);
         _exit(4); /* not reached */
     }
@@ -124,7 +112,7 @@ static void signal_mid_png(int sig) {
     assert_int_equal(waitpid(c, &st, 0), c);
     assert_true(WIFSIGNALED(st));
     assert_int_equal(WTERMSIG(st), sig);
-    assert_int_equal(count_tmp_files(dir), 0);
+    assert_int_equal(tu_count_tmp(dir), 0);
     assert_false(t2i_path_exists(out));
     free(out);
     tu_rmtree(dir);
