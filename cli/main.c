@@ -14,6 +14,7 @@
 #include "sr.h"
 
 int main(int argc, char **argv) {
+    t2i_tmp_cleanup_on_signals(); /* trainers replace it by a save-then-exit handler */
     const char *threads = getenv("T2I_THREADS");
     if (threads) t2i_set_threads(atoi(threads));
     static const t2i_subcmd subs[] = {

@@ -446,7 +446,7 @@ static int cmd_encode(int argc, char **argv) {
         done += got;
         t2i_progress_update(&prog, done, NULL);
         if (t2i_interrupted) {
-            rc = 130;
+            rc = 128 + (int)t2i_interrupted;
             fprintf(stderr, "t2i: interrupted; nothing written\n");
             break;
         }
@@ -633,7 +633,7 @@ static int cmd_eval(int argc, char **argv) {
         done += got;
         t2i_progress_update(&prog, done, NULL);
         if (t2i_interrupted) {
-            rc = 130;
+            rc = 128 + (int)t2i_interrupted;
             fprintf(stderr, "t2i: interrupted\n");
             break;
         }

@@ -222,7 +222,13 @@ char *t2i_atomic_tmp(const char *path, char **target) {
         return NULL;
     }
     *target = t ? t : t2i_strdup(path);
+    t2i_tmp_remove_stale(*target);
     return t2i_asprintf("%s.tmp.%ld", *target, (long)getpid());
+}
+
+void t2i_tmp_discard(const char *tmp) {
+    unlink(tmp);
+    t2i_tmp_untrack(tmp);
 }
 
 static int write_all(int fd, const char *p, size_t left) {
@@ -239,9 +245,11 @@ static int write_all(int fd, const char *p, size_t left) {
 int t2i_write_parts_atomic(const char *path, const void *const *parts, const size_t *lens, int n) {
     char *target = NULL, *tmp = t2i_atomic_tmp(path, &target);
     if (!tmp) return -1;
+    t2i_tmp_track(tmp);
     int rc = -1, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         t2i_error_set("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
+        t2i_tmp_untrack(tmp);
         goto out;
     }
     int ok = 1;
@@ -252,7 +260,7 @@ int t2i_write_parts_atomic(const char *path, const void *const *parts, const siz
     /* close can report delayed write errors (NFS): check it too */
     if (close(fd) != 0 && rc == 0) rc = t2i_error_set("%s: close failed: %s", path, strerror(errno));
     if (rc == 0) rc = t2i_commit_file(tmp, target);
-    else unlink(tmp);
+    else t2i_tmp_discard(tmp);
 out:
     free(tmp);
     free(target);
@@ -266,9 +274,10 @@ int t2i_write_file_atomic(const char *path, const void *data, size_t len) {
 int t2i_commit_file(const char *tmp, const char *path) {
     if (rename(tmp, path) != 0) {
         t2i_error_set("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        unlink(tmp);
+        t2i_tmp_discard(tmp);
         return -1;
     }
+    t2i_tmp_untrack(tmp);
     return fsync_dir_of(path);
 }
 

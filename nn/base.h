@@ -88,11 +88,27 @@ int t2i_write_file_atomic(const char *path, const void *data, size_t len);
 int t2i_write_parts_atomic(const char *path, const void *const *parts, const size_t *lens, int n);
 /* The first step of such a write: the temp file's path (heap) and in *target (heap) the
  * file it will replace (path, or a symbolic link's target); NULL with the error set when
- * path is not a file that may be replaced. */
+ * path is not a file that may be replaced. Temp files of target left by dead writers are
+ * removed (t2i_tmp_remove_stale). The caller tracks tmp (t2i_tmp_track) before creating it;
+ * t2i_commit_file and t2i_tmp_discard end the tracking. */
 char *t2i_atomic_tmp(const char *path, char **target);
 /* The last step of such a write for a temp file written (and fsynced) by the caller:
- * renames tmp over path and fsyncs the folder; on failure removes tmp. */
+ * renames tmp over path and fsyncs the folder; on failure removes tmp. Either way tmp is
+ * no longer tracked. */
 int t2i_commit_file(const char *tmp, const char *path);
+/* Gives up such a write: removes tmp and stops tracking it. */
+void t2i_tmp_discard(const char *tmp);
+/* Temporary files (tmpfile.c). In progress: t2i_tmp_track records tmp (the string must
+ * live until t2i_tmp_untrack) so that t2i_tmp_unlink_tracked, which is async-signal-safe,
+ * removes it. t2i_tmp_cleanup_on_signals makes SIGINT, SIGTERM and SIGHUP (unless ignored)
+ * remove the tracked files, then end the process by that signal (shell status 130, 143,
+ * 129); commands install it first thing. Left behind: t2i_tmp_remove_stale removes
+ * path.tmp.<pid> files whose process no longer exists, never a live process's. */
+void t2i_tmp_track(const char *tmp);
+void t2i_tmp_untrack(const char *tmp);
+void t2i_tmp_unlink_tracked(void);
+void t2i_tmp_cleanup_on_signals(void);
+void t2i_tmp_remove_stale(const char *path);
 /* Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points
  * above U+10FFFF included), or len when the text is valid. */
 size_t t2i_utf8_invalid_at(const void *text, size_t len);

@@ -457,11 +457,13 @@ struct t2i_png_writer {
     png_structp png;
     png_infop info;
     int w, h, c, rows;
+    int err; /* errno when libpng gave up (its "Write Error" does not say why: a full disk?) */
     char msg[200];
 };
 
 static void png_write_error_cb(png_structp png, png_const_charp msg) {
     t2i_png_writer *pw = png_get_error_ptr(png);
+    pw->err = errno;
     snprintf(pw->msg, sizeof pw->msg, "%s", msg);
     png_longjmp(png, 1);
 }
@@ -471,7 +473,7 @@ static void png_write_warning_cb(png_structp png, png_const_charp msg) { (void)p
 static void png_writer_discard(t2i_png_writer *pw) {
     if (pw->png) png_destroy_write_struct(&pw->png, &pw->info);
     if (pw->f) fclose(pw->f);
-    if (pw->tmp) unlink(pw->tmp);
+    if (pw->tmp) t2i_tmp_discard(pw->tmp);
     free(pw->path), free(pw->target), free(pw->tmp), free(pw);
 }
 
@@ -513,9 +515,11 @@ t2i_png_writer *t2i_png_writer_open(const char *path, int w, int h, int c) {
     }
     pw->path = t2i_strdup(path);
     pw->w = w, pw->h = h, pw->c = c;
+    t2i_tmp_track(pw->tmp);
     pw->f = fopen(pw->tmp, "wb");
     if (!pw->f) {
         t2i_error_set("%s: cannot create temporary file %s: %s", path, pw->tmp, strerror(errno));
+        t2i_tmp_untrack(pw->tmp);
         free(pw->tmp), pw->tmp = NULL; /* nothing to remove */
         png_writer_discard(pw);
         return NULL;
@@ -533,8 +537,10 @@ t2i_png_writer *t2i_png_writer_open(const char *path, int w, int h, int c) {
 int t2i_png_writer_rows(t2i_png_writer *pw, const uint8_t *rows, int n) {
     T2I_ASSERT(pw && rows && n >= 0);
     if (pw->rows + n > pw->h) return t2i_error_set("%s: %d rows written to a %d-row image", pw->path, pw->rows + n, pw->h);
-    if (png_writer_put(pw, rows, n) != 0 || ferror(pw->f))
-        return t2i_error_set("%s: write failed%s%s", pw->path, pw->msg[0] ? ": " : "", pw->msg);
+    if (png_writer_put(pw, rows, n) != 0 || ferror(pw->f)) {
+        const char *why = ferror(pw->f) ? strerror(pw->err ? pw->err : errno) : pw->msg;
+        return t2i_error_set("%s: write failed%s%s", pw->path, why[0] ? ": " : "", why);
+    }
     pw->rows += n;
     return 0;
 }

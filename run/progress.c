@@ -16,10 +16,11 @@ volatile sig_atomic_t t2i_interrupted = 0;
 
 static void on_sigint(int sig) {
     if (t2i_interrupted) {
+        t2i_tmp_unlink_tracked();
         signal(sig, SIG_DFL);
         raise(sig);
     }
-    t2i_interrupted = 1;
+    t2i_interrupted = sig;
 }
 
 void t2i_install_sigint(void) {
@@ -29,6 +30,18 @@ void t2i_install_sigint(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
+
+/* What a killed run may have left half-written: the temp files of config.json and of the
+ * trainer's checkpoint (run/trainer.c) whose writer is gone. Other files (samples) go on
+ * their next write. */
+static void remove_stale_tmp(const t2i_run *r) {
+    static const char *const run_files[] = {"config.json", "checkpoint.safetensors"};
+    for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++) {
+        char *p = t2i_run_path(r, run_files[i]);
+        t2i_tmp_remove_stale(p);
+        free(p);
+    }
 }
 
 void t2i_progress_start(t2i_progress *p, const char *label, long done, long total) {
@@ -157,6 +170,7 @@ int t2i_run_open(t2i_run *r, const char *dir) {
         return -1;
     }
     free(mp);
+    remove_stale_tmp(r);
     return 0;
 }
 

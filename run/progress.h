@@ -11,8 +11,10 @@
  * the lock when the process dies, so a run killed with kill -9 leaves at most a stale
  * .lock that the next run takes over.
  *
- * t2i_install_sigint makes Ctrl-C set t2i_interrupted instead of killing the process, so a
- * training loop can save a checkpoint and exit cleanly; a second Ctrl-C kills at once.
+ * t2i_install_sigint makes Ctrl-C (SIGINT) and SIGTERM set t2i_interrupted to the signal's
+ * number instead of ending the process, so a training loop can save a checkpoint and exit
+ * with 128 + that number (130, 143); a second one removes the temporary file of a write in
+ * progress and ends the process at once.
  */
 #ifndef T2I_PROGRESS_H
 #define T2I_PROGRESS_H
@@ -37,6 +39,8 @@ void t2i_progress_update(t2i_progress *p, long done, const char *fmt, ...)
 void t2i_progress_end(t2i_progress *p, long done, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Run folders. Opening one removes what a killed run left half-written of config.json and
+ * checkpoint.safetensors: their temporary files (PATH.tmp.<pid>) whose process is gone. */
 typedef struct {
     char *dir;
     FILE *metrics;     /* metrics.jsonl, opened for append */

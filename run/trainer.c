@@ -156,7 +156,7 @@ static int loop(t2i_trainer *t) {
             t2i_progress_end(&prog, t->step, "interrupted");
             fprintf(stderr, "t2i: interrupted at step %ld; checkpoint saved to %s%s\n", t->step, t->ckpt_path,
                     resume_hint);
-            return 130;
+            return 128 + (int)t2i_interrupted; /* 130 for Ctrl-C, 143 for SIGTERM */
         }
         if (stop) {
             /* two wordings kept from before the scaffold: a session's slice (clip) reports on stdout */

@@ -10,7 +10,6 @@
  *   - a failed save (missing folder, write error mid-file, rename onto a folder) keeps the
  *     old file and leaves no temporary file.
  */
-#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -31,17 +30,6 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "testutil.h"
-
-static int count_tmp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
-    closedir(d);
-    return n;
-}
 
 static uint8_t *file_bytes(const char *path, size_t *len) {
     char *s = t2i_read_file(path, len, 0);
@@ -149,7 +137,7 @@ static void test_round_trip_file(void **state) {
     st_writer_add_raw(w, "u8", ST_U8, 1, (const int64_t[]){3}, u8);
     assert_int_equal(st_writer_save(w, path), 0);
     st_writer_free(w);
-    assert_int_equal(count_tmp_files(dir), 0);
+    assert_int_equal(tu_count_tmp(dir), 0);
 
     st_file f;
     assert_int_equal(st_open(&f, path), 0);
@@ -460,7 +448,7 @@ static void test_failed_save_keeps_old_file(void **state) {
         assert_int_equal(t2i_write_file_atomic(rop, old, old_len), 0);
         assert_int_equal(chmod(ro, 0555), 0);
         assert_int_equal(st_writer_save(w, rop), -1);
-        assert_int_equal(count_tmp_files(ro), 0);
+        assert_int_equal(tu_count_tmp(ro), 0);
         assert_int_equal(chmod(ro, 0755), 0);
         size_t l2;
         uint8_t *again = file_bytes(rop, &l2);
@@ -496,7 +484,7 @@ static void test_failed_save_keeps_old_file(void **state) {
     st_writer_free(w);
     free(sub);
 
-    assert_int_equal(count_tmp_files(dir), 0);
+    assert_int_equal(tu_count_tmp(dir), 0);
     st_file f;
     assert_int_equal(st_open(&f, path), 0); /* still the old, valid file */
     assert_int_equal(st_find(&f, "w")->numel, 4);

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +33,17 @@ void tu_rmtree(const char *dir) {
     int rc = system(cmd);
     (void)rc;
     free(cmd);
+}
+
+int tu_count_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.")) n++;
+    closedir(d);
+    return n;
 }
 
 void tu_write_bytes(const char *path, const void *data, size_t n) {

@@ -29,6 +29,8 @@ char *tu_clip_merges(void);        /* heap string */
 /* A fresh empty temporary folder (removed by tu_rmtree). */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);
+/* How many names in dir contain ".tmp." (temporary files of atomic writes). */
+int tu_count_tmp(const char *dir);
 
 /* Writes n bytes to path (asserting every step). */
 void tu_write_bytes(const char *path, const void *data, size_t n);
