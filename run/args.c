@@ -129,6 +129,12 @@ static void release_to(const parse_block *mark) {
 
 void t2i_parse_release(void) { release_to(NULL); }
 
+int t2i_parse_held(void) {
+    int n = 0;
+    for (const parse_block *b = parsed; b; b = b->next) n++;
+    return n;
+}
+
 int t2i_parse(t2i_cmd *cmd, int argc, char **argv) {
     cmd->pos = parse_array(argc);
     cmd->npos = 0;

@@ -61,6 +61,8 @@ enum { T2I_PARSE_OK = 0, T2I_PARSE_HELP = 1, T2I_PARSE_ERROR = -1 };
 int t2i_parse(t2i_cmd *cmd, int argc, char **argv);
 /* Frees every array t2i_parse has made (cmd.pos, T2I_STRS values); they are invalid after. */
 void t2i_parse_release(void);
+/* How many arrays t2i_parse has made and not freed yet (for tests). */
+int t2i_parse_held(void);
 void t2i_usage(const t2i_cmd *cmd, FILE *f);
 /* Was the flag given on the command line? */
 int t2i_flag_given(const t2i_cmd *cmd, const char *name);
