@@ -163,15 +163,8 @@ static int ckpt_info(int argc, char **argv) {
                    "(\"t2i: FILE: problem\" on stderr), 2 on usage errors.",
     };
     int rc = t2i_parse(&cmd, argc, argv);
-    if (rc != T2I_PARSE_OK) {
-        free(cmd.pos);
-        return rc == T2I_PARSE_HELP ? 0 : 2;
-    }
-    if (cmd.npos == 0) {
-        t2i_fail("%s: no FILE given (see --help)", cmd.name);
-        free(cmd.pos);
-        return 2;
-    }
+    if (rc != T2I_PARSE_OK) return rc == T2I_PARSE_HELP ? 0 : 2;
+    if (cmd.npos == 0) return t2i_fail("%s: no FILE given (see --help)", cmd.name), 2;
     int status = 0;
     for (int i = 0; i < cmd.npos; i++) {
         st_file f;
@@ -188,7 +181,6 @@ static int ckpt_info(int argc, char **argv) {
         }
         st_close(&f);
     }
-    free(cmd.pos);
     if (fflush(stdout) != 0) return t2i_fail("cannot write to standard output");
     return status;
 }
@@ -315,7 +307,6 @@ static int ckpt_convert(int argc, char **argv) {
     if (rc == 0) printf("ckpt convert: %d of %d tensors written to %s (%s)\n", kept, f.n, cmd.pos[1], dtype);
     st_writer_free(w);
     st_close(&f);
-    free(cmd.pos);
     return rc;
 }
 
@@ -391,19 +382,13 @@ static int ckpt_average(int argc, char **argv) {
                    "average into a working model."};
     int rc = t2i_parse(&cmd, argc, argv);
     if (rc != T2I_PARSE_OK) return rc == T2I_PARSE_HELP ? 0 : 2;
-    if (cmd.npos < 2 || !out) {
-        free(cmd.pos);
-        return t2i_fail("ckpt average: expected two or more inputs and --out F"), 2;
-    }
+    if (cmd.npos < 2 || !out) return t2i_fail("ckpt average: expected two or more inputs and --out F"), 2;
     int n = cmd.npos, opened = 0;
     struct stat so, si;
     int out_exists = stat(out, &so) == 0;
     for (int k = 0; out_exists && k < n; k++)
-        if (stat(cmd.pos[k], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino) {
-            t2i_fail("%s: --out is one of the inputs: write the average to a new file", out);
-            free(cmd.pos);
-            return 1;
-        }
+        if (stat(cmd.pos[k], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
+            return t2i_fail("%s: --out is one of the inputs: write the average to a new file", out);
     st_file *f = t2i_calloc((size_t)n, sizeof *f);
     rc = 0;
     for (; opened < n && rc == 0; opened++)
@@ -451,7 +436,6 @@ static int ckpt_average(int argc, char **argv) {
     st_writer_free(w);
     for (int k = 0; k < opened; k++) st_close(&f[k]);
     free(f);
-    free(cmd.pos);
     return rc;
 }
 

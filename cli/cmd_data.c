@@ -129,15 +129,12 @@ static int data_fashion_captions(int argc, char **argv) {
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc == T2I_PARSE_OK && captions) {
         /* the captions fidelity and zero-shot evaluation use, in fc32.c's order */
-        int bad = cmd.npos != 0 ? t2i_fail("%s --captions takes no arguments", cmd.name) : 0;
-        free(cmd.pos);
-        if (bad) return bad;
+        if (cmd.npos != 0) return t2i_fail("%s --captions takes no arguments", cmd.name);
         for (int i = 0; i < FC32_N_CANONICAL; i++) printf("%s\n", fc32_canonical_captions[i]);
         return fflush(stdout) == 0 ? 0 : t2i_fail("%s: cannot write the captions", cmd.name);
     }
     int rc = prc == T2I_PARSE_OK ? check_common(&cmd, split, out, limit) : (prc == T2I_PARSE_HELP ? 0 : 2);
     if (rc == 0 && prc == T2I_PARSE_OK && seed < 0) rc = (t2i_fail("%s: --seed must be >= 0", cmd.name), 2);
-    free(cmd.pos);
     if (rc != 0 || prc != T2I_PARSE_OK) return rc;
 
     t2i_dataset ds;
@@ -204,7 +201,6 @@ static int data_fashion_mnist(int argc, char **argv) {
                    0};
     int prc = t2i_parse(&cmd, argc, argv);
     int rc = prc == T2I_PARSE_OK ? check_common(&cmd, split, out, limit) : (prc == T2I_PARSE_HELP ? 0 : 2);
-    free(cmd.pos);
     if (rc != 0 || prc != T2I_PARSE_OK) return rc;
 
     t2i_dataset ds;

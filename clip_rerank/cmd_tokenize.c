@@ -48,10 +48,7 @@ int clip_cmd_tokenize(int argc, char **argv) {
                    "UTF-8; 2 on usage errors.",
     };
     int rc = t2i_parse(&cmd, argc, argv);
-    if (rc != T2I_PARSE_OK) {
-        t2i_free(cmd.pos);
-        return rc == T2I_PARSE_HELP ? 0 : 2;
-    }
+    if (rc != T2I_PARSE_OK) return rc == T2I_PARSE_HELP ? 0 : 2;
     int status = 2;
     clip_tok *tok = NULL;
     if (cmd.npos == 0) {
@@ -106,6 +103,5 @@ int clip_cmd_tokenize(int argc, char **argv) {
     if (fflush(stdout) != 0) status = t2i_fail("cannot write to standard output");
 done:
     clip_tok_free(tok);
-    t2i_free(cmd.pos);
     return status;
 }

@@ -201,14 +201,8 @@ int sr_cmd_compare(int argc, char **argv) {
                    "Panels are separated by 8 white pixels."};
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
-    if (!image || !out || ckpts.n == 0) {
-        free(ckpts.v);
-        return t2i_fail("sr compare: --image, --ckpt and --out are required"), 2;
-    }
-    if (t2i_check_range_i("--size", size, 16, 4096) || t2i_check_range_i("--zoom", zoom, 1, 8)) {
-        free(ckpts.v);
-        return 2;
-    }
+    if (!image || !out || ckpts.n == 0) return t2i_fail("sr compare: --image, --ckpt and --out are required"), 2;
+    if (t2i_check_range_i("--size", size, 16, 4096) || t2i_check_range_i("--zoom", zoom, 1, 8)) return 2;
     t2i_set_threads(threads);
     int rc = 1, nm = ckpts.n;
     sr_model *models = t2i_calloc((size_t)nm, sizeof *models);
@@ -289,6 +283,5 @@ out:
     for (int k = 0; k < loaded; k++) sr_model_free(&models[k]);
     free(models);
     t2i_image_free(&img), t2i_image_free(&hr), t2i_image_free(&lr), t2i_image_free(&canvas);
-    free(ckpts.v);
     return rc;
 }

@@ -103,8 +103,40 @@ static int parse_value(const t2i_cmd *cmd, const t2i_flag *f, const char *v) {
     }
 }
 
+/* The arrays t2i_parse makes, newest first. Each command's live until t2i_dispatch gets the
+ * command's return: one place frees them, whichever of its many exits a command takes. */
+typedef struct parse_block {
+    struct parse_block *next;
+    const char *v[];
+} parse_block;
+static parse_block *parsed;
+
+static const char **parse_array(int argc) {
+    parse_block *b = t2i_calloc(1, sizeof *b + ((size_t)argc + 1) * sizeof(char *));
+    b->next = parsed;
+    parsed = b;
+    return b->v;
+}
+
+/* Frees the arrays made since `mark` was the newest (a dispatcher's command may dispatch again). */
+static void release_to(const parse_block *mark) {
+    while (parsed && parsed != mark) {
+        parse_block *b = parsed;
+        parsed = b->next;
+        free(b);
+    }
+}
+
+void t2i_parse_release(void) { release_to(NULL); }
+
+int t2i_parse_held(void) {
+    int n = 0;
+    for (const parse_block *b = parsed; b; b = b->next) n++;
+    return n;
+}
+
 int t2i_parse(t2i_cmd *cmd, int argc, char **argv) {
-    cmd->pos = (const char **)t2i_calloc((size_t)argc + 1, sizeof(char *));
+    cmd->pos = parse_array(argc);
     cmd->npos = 0;
     cmd->seen = 0;
     int only_pos = 0;
@@ -153,7 +185,7 @@ int t2i_parse(t2i_cmd *cmd, int argc, char **argv) {
         }
         if (f->type == T2I_STRS) {
             t2i_strs *s = f->dst;
-            s->v = (const char **)t2i_calloc((size_t)argc + 1, sizeof(char *));
+            s->v = parse_array(argc);
             s->n = 0;
             if (eq) s->v[s->n++] = eq + 1;
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) s->v[s->n++] = argv[++i];
@@ -228,7 +260,12 @@ int t2i_dispatch(const char *prog, const char *summary, const t2i_subcmd *subs, 
         return argc < 2 ? 2 : 0;
     }
     for (int i = 0; i < nsubs; i++)
-        if (strcmp(argv[1], subs[i].name) == 0) return subs[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], subs[i].name) == 0) {
+            const parse_block *mark = parsed;
+            int rc = subs[i].fn(argc - 1, argv + 1);
+            release_to(mark);
+            return rc;
+        }
     t2i_fail("unknown command '%s' (see %s --help)", argv[1], prog);
     return 2;
 }

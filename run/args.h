@@ -15,6 +15,11 @@
  * Positional arguments are collected in cmd.pos / cmd.npos. T2I_STRS flags take every
  * following argument up to the next one that starts with "--" (for --labels a b c).
  * "--flag=value" is accepted too. Errors print "t2i: ..." on stderr.
+ *
+ * cmd.pos and the T2I_STRS arrays belong to args.c, not to the command: t2i_dispatch frees
+ * them when the command it called returns, so a command frees neither, on any of its exits.
+ * Code that calls t2i_parse outside a dispatched command (a test) frees them with
+ * t2i_parse_release().
  */
 #ifndef T2I_ARGS_H
 #define T2I_ARGS_H
@@ -54,6 +59,10 @@ typedef struct {
 enum { T2I_PARSE_OK = 0, T2I_PARSE_HELP = 1, T2I_PARSE_ERROR = -1 };
 
 int t2i_parse(t2i_cmd *cmd, int argc, char **argv);
+/* Frees every array t2i_parse has made (cmd.pos, T2I_STRS values); they are invalid after. */
+void t2i_parse_release(void);
+/* How many arrays t2i_parse has made and not freed yet (for tests). */
+int t2i_parse_held(void);
 void t2i_usage(const t2i_cmd *cmd, FILE *f);
 /* Was the flag given on the command line? */
 int t2i_flag_given(const t2i_cmd *cmd, const char *name);
@@ -70,7 +79,8 @@ int t2i_check_range_f(const char *name, double v, double lo, double hi);
  * its folder exists, it is not a folder or device, and with ext (".png") it ends so. */
 int t2i_check_output_file(const char *what, const char *path, const char *ext);
 
-/* Subcommand dispatch: finds argv[1] among names and calls it with argc-1, argv+1. */
+/* Subcommand dispatch: finds argv[1] among names and calls it with argc-1, argv+1, then frees
+ * the arrays t2i_parse made during the call. */
 typedef struct {
     const char *name;
     int (*fn)(int argc, char **argv);

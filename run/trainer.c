@@ -216,6 +216,5 @@ int t2i_trainer_main(t2i_trainer *t, t2i_cmd *cmd, int argc, char **argv) {
     if (t->run.dir) t2i_run_close(&t->run); /* also releases the lock */
     free(t->samples_dir);
     free(t->ckpt_path);
-    free(cmd->pos);
     return rc;
 }
