@@ -345,7 +345,12 @@ static void test_config_fields(void **state) {
         {"\"width\":48", "\"width\":48.5", "'width' is not an integer"},
         {"\"width\":48", "\"width\":65", "'width' = 65 is outside [1, 64]"},
         {"\"width\":48", "\"width\":\"48\"", "'width' is not an integer"},
+        /* found by fuzz_ckpt_json: outside long long, the whole-number test itself was undefined */
+        {"\"width\":48", "\"width\":-9.0072e+22", "'width' is not an integer"},
+        {"\"width\":48", "\"width\":1e300", "'width' is not an integer"},
         {"\"preset\":\"large\"", "\"preset\":\"huge\"", "'preset' is 'huge', not small or large"},
+        /* found by fuzz_ckpt_json: the value is shown escaped, so the message stays one line */
+        {"\"preset\":\"large\"", "\"preset\":\"a\\nb\"", "'preset' is 'a\\x0ab', not small or large"},
         {"\"preset\":\"large\",", "", "'preset' missing"},
         {"\"norm\":\"layer\"", "\"norm\":\"group\"", "'norm' is not one of its names"},
         {"\"act\":\"quick_gelu\"", "\"act\":\"swish\"", "'act' is not an activation's name"},
