@@ -166,6 +166,10 @@ int nn_rng_from_json(t2i_rng *r, const char *json) {
         }
     }
     cJSON_Delete(a);
+    /* what nn_rng_to_json writes: a flag (read back as hex, so "17" would become 23) and a
+     * finite cached value */
+    if (r->has_gauss != 0 && r->has_gauss != 1) return t2i_error_set("RNG state entry 4 is not 0 or 1");
+    if (!isfinite(r->gauss)) return t2i_error_set("RNG state entry 5 is not a finite float");
     return 0;
 }
 
@@ -326,6 +330,8 @@ static int field_read(const nn_field *f, const cJSON *v, const char **want) {
     case NN_FIELD_FLOAT:
         *want = "a number";
         if (!cJSON_IsNumber(v)) return -1;
+        *want = "a number within float range"; /* 1e39 would be read as inf and written as null */
+        if (!isfinite((float)v->valuedouble)) return -1;
         *(float *)p = (float)v->valuedouble;
         return 0;
     case NN_FIELD_BOOL:

@@ -400,6 +400,26 @@ static int check_jpeg_tables(const uint8_t *p, size_t n, const char *name) {
     return 0;
 }
 
+/* stb_image reads past the end of a TGA as zeros too, so a 20-byte file could announce
+ * 40 Mpixels of run-length data and decode to a black image (the fuzzer's slowest
+ * inputs). TGA has no signature: this applies to what stb accepted and no other format
+ * claimed (PIC and JPEG after fill bytes excepted). The pixels start after the 18-byte header, the image id and the colour map; a
+ * raw image needs w * h pixels, a run-length one at least a packet byte and a pixel per
+ * 128 pixels. */
+static int check_tga_length(const uint8_t *p, size_t n, const char *name) {
+    if (n < 18 || !memcmp(p, "S\x80\xf6\x34", 4)) return 0; /* PIC: stb's own check */
+    size_t i = 0;
+    while (i < n && p[i] == 0xFF) i++;
+    if (i > 0 && i < n && p[i] == 0xD8) return 0; /* a JPEG after fill bytes */
+    int type = p[2], rle = type >= 9;
+    uint64_t cmap = p[1] ? (uint64_t)(p[5] | p[6] << 8) * ((p[7] + 7u) / 8u) : 0;
+    uint64_t px = (uint64_t)(p[12] | p[13] << 8) * (uint64_t)(p[14] | p[15] << 8), bytes = (p[16] + 7u) / 8u;
+    uint64_t need = 18 + p[0] + cmap + (rle ? (px + 127) / 128 * (1 + bytes) : px * bytes);
+    if (need > n) return t2i_error_set("%s: truncated TGA (%zu bytes, its header needs %llu)", name, n,
+                                       (unsigned long long)need);
+    return 0;
+}
+
 static int stb_fail(const char *name, const char *fmt) {
     if (!fmt) return t2i_error_set("%s: not a supported image (%s)", name, stbi_failure_reason());
     return t2i_error_set("%s: corrupt %s (%s)", name, fmt, stbi_failure_reason());
@@ -420,6 +440,7 @@ int t2i_image_load_mem(t2i_image *img, const void *data, size_t len, const char 
     if (!stbi_info_from_memory(data, (int)len, &w, &h, &c)) return stb_fail(name, fmt);
     if (check_pixels(name, w, h) != 0) return -1;
     if (fmt && strcmp(fmt, "BMP") == 0 && check_bmp_length(data, len, name) != 0) return -1;
+    if (!fmt && check_tga_length(data, len, name) != 0) return -1;
     uint8_t *px = stbi_load_from_memory(data, (int)len, &w, &h, &c, 0);
     if (!px) return stb_fail(name, fmt ? fmt : "image");
     if (c < 1 || c > 4) {
