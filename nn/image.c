@@ -407,10 +407,12 @@ static int check_jpeg_tables(const uint8_t *p, size_t n, const char *name) {
  * raw image needs w * h pixels, a run-length one at least a packet byte and a pixel per
  * 128 pixels. */
 static int check_tga_length(const uint8_t *p, size_t n, const char *name) {
-    if (n < 18 || !memcmp(p, "S\x80\xf6\x34", 4)) return 0; /* PIC: stb's own check */
     size_t i = 0;
     while (i < n && p[i] == 0xFF) i++;
-    if (i > 0 && i < n && p[i] == 0xD8) return 0; /* a JPEG after fill bytes */
+    if (i > 0 && i < n && p[i] == 0xD8) return 0;                   /* a JPEG after fill bytes */
+    if (n >= 4 && !memcmp(p, "S\x80\xf6\x34", 4)) return 0;           /* PIC: stb's own check */
+    if (n < 18) /* stb reads the missing header bytes as zeros too */
+        return t2i_error_set("%s: truncated TGA (%zu bytes, its header needs 18)", name, n);
     int type = p[2], rle = type >= 9;
     uint64_t cmap = p[1] ? (uint64_t)(p[5] | p[6] << 8) * ((p[7] + 7u) / 8u) : 0;
     uint64_t px = (uint64_t)(p[12] | p[13] << 8) * (uint64_t)(p[14] | p[15] << 8), bytes = (p[16] + 7u) / 8u;

@@ -541,6 +541,7 @@ static void test_fuzz_regressions(void **state) {
         {"regress_jpeg_dht_overflow", "corrupt JPEG (a Huffman table of"},             /* stb: writes past its tables */
         {"regress_jpeg_dht_after_fill", "corrupt JPEG (a Huffman table of"}, /* the same after 0xFF fill bytes */
         {"regress_tga_truncated_rle", "truncated TGA (20 bytes, its header needs"}, /* stb: decoded zeros */
+        {"regress_tga_truncated_header", "truncated TGA (17 bytes, its header needs 18)"}, /* 118 MB from 17 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *p = t2i_asprintf("%s/tests/fuzz/corpus/image/%s", T2I_SOURCE_DIR, cases[i][0]);
