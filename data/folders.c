@@ -497,6 +497,28 @@ static int refuse_nul(const char *path, const char *buf, size_t len) {
     return t2i_error_set("%s:%d: NUL byte (a caption or file name cannot hold one)", path, line);
 }
 
+/* A metadata file's bytes, parsed as metadata.jsonl (is_json) or metadata.csv. */
+static int parse_metadata(const char *dir, const char *path, const char *buf, size_t len, int is_json,
+                          strlist *files, strlist *caps) {
+    /* a UTF-8 byte-order mark, as spreadsheet programs write */
+    size_t skip = len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    if (refuse_nul(path, buf + skip, len - skip) != 0) return -1;
+    return is_json ? parse_jsonl(dir, path, buf + skip, len - skip, files, caps)
+                   : parse_csv(dir, path, buf + skip, len - skip, files, caps);
+}
+
+int data_parse_metadata(const char *dir, const char *path, const char *buf, size_t len, int is_json,
+                        char ***files, char ***caps, size_t *n) {
+    strlist f = {0}, c = {0};
+    if (parse_metadata(dir, path, buf, len, is_json, &f, &c) != 0) {
+        sl_free(&f);
+        sl_free(&c);
+        return -1;
+    }
+    *files = f.v, *caps = c.v, *n = f.n;
+    return 0;
+}
+
 int t2i_dataset_captions(t2i_dataset *ds, const char *dir, int C, int H, int W) {
     memset(ds, 0, sizeof *ds);
     if (check_dir(dir) != 0) return -1;
@@ -513,11 +535,7 @@ int t2i_dataset_captions(t2i_dataset *ds, const char *dir, int C, int H, int W) 
     }
     buf = t2i_read_file(path, &len, METADATA_MAX_BYTES);
     if (!buf) goto done;
-    /* a UTF-8 byte-order mark, as spreadsheet programs write */
-    size_t skip = len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
-    if ((rc = refuse_nul(path, buf + skip, len - skip)) != 0) goto done;
-    rc = is_json ? parse_jsonl(dir, path, buf + skip, len - skip, &files, &caps)
-                 : parse_csv(dir, path, buf + skip, len - skip, &files, &caps);
+    rc = parse_metadata(dir, path, buf, len, is_json, &files, &caps);
     if (rc != 0) goto done;
     if (files.n == 0) {
         rc = t2i_error_set("%s: no images found", dir);

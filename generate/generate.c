@@ -19,6 +19,7 @@
  */
 #include "generate.h"
 #include "gan_source.h"
+#include "prompts.h"
 #include "sr.h"
 
 #include <cjson/cJSON.h>
@@ -183,45 +184,6 @@ static int write_ranked(const char *dir, const char *prefix, const char *caption
     return rc;
 }
 
-/* Captions of a prompts file: one per line; blank lines and lines starting with '#' are
- * skipped; surrounding whitespace is trimmed. The whole file is checked before any work:
- * a NUL byte or a line that is not UTF-8 is "FILE:LINE: problem". */
-static int read_prompts(const char *path, char ***out, int *n) {
-    size_t len;
-    char *text = t2i_read_file(path, &len, (size_t)64 << 20);
-    if (!text) return -1;
-    const char *nul = memchr(text, 0, len);
-    int cap = 16, k = 0, lineno = 0, rc = 0;
-    char **v = t2i_malloc((size_t)cap * sizeof(char *));
-    for (char *line = text, *next; line && line < text + len && rc == 0; line = next) {
-        next = memchr(line, '\n', (size_t)(text + len - line));
-        if (next) *next++ = 0;
-        lineno++;
-        size_t l = strlen(line), at;
-        const char *why = t2i_text_problem(line, &at);
-        if (nul && nul >= line && nul <= line + l) {
-            rc = t2i_error_set("%s:%d: a NUL byte (not a text file?)", path, lineno);
-        } else if (why && why != T2I_TEXT_EMPTY) {
-            rc = t2i_error_set("%s:%d: %s (byte %zu of the line)", path, lineno, why, at);
-        } else {
-            while (isspace((unsigned char)*line)) line++, l--;
-            while (l > 0 && isspace((unsigned char)line[l - 1])) line[--l] = 0;
-            if (l == 0 || line[0] == '#') continue;
-            if (k == cap) v = t2i_realloc(v, (size_t)(cap *= 2) * sizeof(char *));
-            v[k++] = t2i_strdup(line);
-        }
-    }
-    free(text);
-    if (rc == 0 && k == 0) rc = t2i_error_set("%s: no captions (one per line; '#' starts a comment)", path);
-    if (rc != 0) {
-        for (int i = 0; i < k; i++) free(v[i]);
-        free(v);
-        return -1;
-    }
-    *out = v, *n = k;
-    return 0;
-}
-
 static const char *default_model(const char *given, const char *file, const char *what, const char *how) {
     if (given) return given;
     static char buf[4][4096];
@@ -327,7 +289,7 @@ int generate_cmd(int argc, char **argv) {
     if (why == T2I_TEXT_EMPTY) return t2i_fail("generate: the prompt is empty"), 2;
     if (why) return t2i_fail("generate: --prompt: %s (byte %zu)", why, at), 2;
     if (prompts) {
-        if (read_prompts(prompts, &caps, &ncap) != 0) return t2i_fail_err();
+        if (t2i_prompts_read(prompts, &caps, &ncap) != 0) return t2i_fail_err();
         if ((double)ncap * candidates * (use_dalle + use_gan) > 1e6) /* over an hour on 2 cores */
             fprintf(stderr, "t2i: note: %d captions x %d candidates x %d generator%s: a long run (Ctrl-C stops it; "
                             "captions already done stay written)\n", ncap, candidates, use_dalle + use_gan,

@@ -166,6 +166,10 @@ int nn_rng_from_json(t2i_rng *r, const char *json) {
         }
     }
     cJSON_Delete(a);
+    /* what nn_rng_to_json writes: a flag (read back as hex, so "17" would become 23) and a
+     * finite cached value */
+    if (r->has_gauss != 0 && r->has_gauss != 1) return t2i_error_set("RNG state entry 4 is not 0 or 1");
+    if (!isfinite(r->gauss)) return t2i_error_set("RNG state entry 5 is not a finite float");
     return 0;
 }
 
@@ -258,8 +262,10 @@ static int field_check(const nn_field *f, const char *what, int nonneg) {
     }
     case NN_FIELD_STR:
         if (f->names && name_index(f->names, (const char *)f->p) < 0) {
+            char shown[96]; /* the value came from a file: one line, escaped, bounded */
             names_list(f->names, list, sizeof list);
-            return t2i_error_set("%s: '%s' is '%s', not %s", what, f->key, (const char *)f->p, list);
+            return t2i_error_set("%s: '%s' is '%s', not %s", what, f->key,
+                                 t2i_text_show((const char *)f->p, 64, shown, sizeof shown), list);
         }
         return 0;
     case NN_FIELD_FLOATS: {
@@ -313,8 +319,9 @@ static int field_read(const nn_field *f, const cJSON *v, const char **want) {
     case NN_FIELD_INT: {
         double lim = f->type == NN_FIELD_INT ? 2147483647.0 : 9007199254740992.0;
         *want = "an integer";
-        if (!(cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble && v->valuedouble >= -lim &&
-              v->valuedouble <= lim))
+        /* the range first: converting a double outside long long is undefined */
+        if (!(cJSON_IsNumber(v) && v->valuedouble >= -lim && v->valuedouble <= lim &&
+              v->valuedouble == (double)(long long)v->valuedouble))
             return -1;
         if (f->type == NN_FIELD_LONG) *(long *)p = (long)v->valuedouble;
         else *(int *)p = (int)v->valuedouble;
@@ -323,6 +330,8 @@ static int field_read(const nn_field *f, const cJSON *v, const char **want) {
     case NN_FIELD_FLOAT:
         *want = "a number";
         if (!cJSON_IsNumber(v)) return -1;
+        *want = "a number within float range"; /* 1e39 would be read as inf and written as null */
+        if (!isfinite((float)v->valuedouble)) return -1;
         *(float *)p = (float)v->valuedouble;
         return 0;
     case NN_FIELD_BOOL:

@@ -321,6 +321,107 @@ static int check_bmp_length(const uint8_t *p, size_t n, const char *name) {
     return 0;
 }
 
+/* stb_image 2.27 reads the numbers of a PNM header into an int without a bound, so a
+ * long run of digits overflows it (undefined behaviour) before its own size checks; and
+ * it ignores a short read of the pixels, returning uninitialised memory for a truncated
+ * file. The header (P5/P6, whitespace and '#' comments, width, height, maxval, one more
+ * byte) is scanned here as stb scans it: a number over 2^24 (stb's largest dimension;
+ * maxval stops at 65535) is refused, and so is a file of total bytes too short for the
+ * pixels the header announces. p holds the first n bytes of the file (all of it, or a
+ * prefix): *done says whether the header ended inside them (else nothing was checked
+ * beyond the numbers seen). */
+#define PNM_MAX_NUMBER (1LL << 24)
+static int check_pnm_header(const uint8_t *p, size_t n, size_t total, const char *name, int *done) {
+    size_t i = 2;
+    long long v[3] = {0, 0, 0};
+    *done = 0;
+    for (int k = 0; k < 3; k++) {
+        for (;;) { /* whitespace, then a comment to the end of its line */
+            while (i < n && p[i] && strchr(" \t\n\v\f\r", p[i])) i++;
+            if (i >= n || p[i] != '#') break;
+            while (i < n && p[i] != '\n' && p[i] != '\r') i++;
+        }
+        for (; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+            if ((v[k] = v[k] * 10 + (p[i] - '0')) > PNM_MAX_NUMBER)
+                return t2i_error_set("%s: corrupt PNM (a header number over %lld)", name, PNM_MAX_NUMBER);
+    }
+    if (i >= n) return 0;
+    *done = 1;
+    unsigned long long need = (unsigned long long)(i + 1) + (unsigned long long)v[0] * (unsigned long long)v[1] *
+                                                                (p[1] == '6' ? 3u : 1u) * (v[2] > 255 ? 2u : 1u);
+    if (need > total)
+        return t2i_error_set("%s: truncated PNM (%zu bytes, its header needs %llu)", name, total, need);
+    return 0;
+}
+
+/* stb_image 2.27 trusts the code counts of a JPEG Huffman table (DHT segment): more than
+ * 256 codes write past the end of its tables (memory corruption, reached by stbi_info as
+ * well as by decoding). The file's segments are walked as stb walks them (marker, fill
+ * bytes, 16-bit length; entropy-coded data after SOS up to the next marker other than a
+ * stuffed byte or RSTn) and every table of every DHT segment is checked first, reading
+ * as stb does (tables while the length lasts, zeros past the end of the file). */
+static int check_jpeg_tables(const uint8_t *p, size_t n, const char *name) {
+    size_t i = 0; /* stb takes any number of 0xFF before SOI */
+    while (i < n && p[i] == 0xFF) i++;
+    if (i == 0 || i >= n || p[i] != 0xD8) return 0; /* not a JPEG for stb */
+    i++;
+    while (i < n) {
+        if (p[i++] != 0xFF) continue; /* not a marker: stb skips or stops */
+        while (i < n && p[i] == 0xFF) i++;
+        if (i + 3 > n) break;
+        uint8_t m = p[i++];
+        if (m == 0xD9) break;
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no length */
+        long len = p[i] << 8 | p[i + 1], left = len - 2;
+        for (size_t j = i + 2; m == 0xC4 && left > 0;) {
+            unsigned codes = 0;
+            for (size_t k = j + 1; k <= j + 16; k++) codes += k < n ? p[k] : 0;
+            if (codes > 256)
+                return t2i_error_set("%s: corrupt JPEG (a Huffman table of %u codes, at most 256)", name, codes);
+            j += 17 + codes;
+            left -= 17 + (long)codes;
+        }
+        i += (size_t)len;
+        if (m != 0xDA) continue;
+        while (i + 1 < n) { /* entropy-coded data */
+            if (p[i] != 0xFF) {
+                i++;
+                continue;
+            }
+            size_t q = i + 1;
+            while (q < n && p[q] == 0xFF) q++;
+            if (q < n && (p[q] == 0 || (p[q] >= 0xD0 && p[q] <= 0xD7))) {
+                i = q + 1;
+                continue;
+            }
+            break; /* a marker: the loop above reads it */
+        }
+    }
+    return 0;
+}
+
+/* stb_image reads past the end of a TGA as zeros too, so a 20-byte file could announce
+ * 40 Mpixels of run-length data and decode to a black image (the fuzzer's slowest
+ * inputs). TGA has no signature: this applies to what stb accepted and no other format
+ * claimed (PIC and JPEG after fill bytes excepted). The pixels start after the 18-byte header, the image id and the colour map; a
+ * raw image needs w * h pixels, a run-length one at least a packet byte and a pixel per
+ * 128 pixels. */
+static int check_tga_length(const uint8_t *p, size_t n, const char *name) {
+    size_t i = 0;
+    while (i < n && p[i] == 0xFF) i++;
+    if (i > 0 && i < n && p[i] == 0xD8) return 0;                   /* a JPEG after fill bytes */
+    if (n >= 4 && !memcmp(p, "S\x80\xf6\x34", 4)) return 0;           /* PIC: stb's own check */
+    if (n < 18) /* stb reads the missing header bytes as zeros too */
+        return t2i_error_set("%s: truncated TGA (%zu bytes, its header needs 18)", name, n);
+    int type = p[2], rle = type >= 9;
+    uint64_t cmap = p[1] ? (uint64_t)(p[5] | p[6] << 8) * ((p[7] + 7u) / 8u) : 0;
+    uint64_t px = (uint64_t)(p[12] | p[13] << 8) * (uint64_t)(p[14] | p[15] << 8), bytes = (p[16] + 7u) / 8u;
+    uint64_t need = 18 + p[0] + cmap + (rle ? (px + 127) / 128 * (1 + bytes) : px * bytes);
+    if (need > n) return t2i_error_set("%s: truncated TGA (%zu bytes, its header needs %llu)", name, n,
+                                       (unsigned long long)need);
+    return 0;
+}
+
 static int stb_fail(const char *name, const char *fmt) {
     if (!fmt) return t2i_error_set("%s: not a supported image (%s)", name, stbi_failure_reason());
     return t2i_error_set("%s: corrupt %s (%s)", name, fmt, stbi_failure_reason());
@@ -335,10 +436,13 @@ int t2i_image_load_mem(t2i_image *img, const void *data, size_t len, const char 
     if (len >= 8 && memcmp(data, png_magic, 8) == 0) return load_png_mem(img, data, len, name, want_c);
     if (len > INT_MAX) return t2i_error_set("%s: file too large for the image decoder", name);
     const char *fmt = sniff_format(data, len);
-    int w, h, c;
+    int w, h, c, done;
+    if (fmt && strcmp(fmt, "PNM") == 0 && check_pnm_header(data, len, len, name, &done) != 0) return -1;
+    if (check_jpeg_tables(data, len, name) != 0) return -1;
     if (!stbi_info_from_memory(data, (int)len, &w, &h, &c)) return stb_fail(name, fmt);
     if (check_pixels(name, w, h) != 0) return -1;
     if (fmt && strcmp(fmt, "BMP") == 0 && check_bmp_length(data, len, name) != 0) return -1;
+    if (!fmt && check_tga_length(data, len, name) != 0) return -1;
     uint8_t *px = stbi_load_from_memory(data, (int)len, &w, &h, &c, 0);
     if (!px) return stb_fail(name, fmt ? fmt : "image");
     if (c < 1 || c > 4) {
@@ -364,14 +468,27 @@ int t2i_image_info(const char *path, int *w, int *h, int *c) {
     T2I_ASSERT(path && w && h && c);
     FILE *f = fopen(path, "rb");
     if (!f) return t2i_error_set("%s: cannot open: %s", path, strerror(errno));
-    uint8_t head[8];
+    uint8_t head[4096]; /* PNG's signature; a PNM header is checked before stb reads it */
     size_t got = fread(head, 1, sizeof head, f);
     if (got == 0) {
         fclose(f);
         return t2i_error_set("%s: empty file", path);
     }
     int rc = 0;
-    if (got == 8 && memcmp(head, png_magic, 8) == 0) {
+    const char *fmt = sniff_format(head, got);
+    struct stat st;
+    if (fmt && strcmp(fmt, "PNM") == 0 && fstat(fileno(f), &st) == 0) {
+        int done;
+        if (check_pnm_header(head, got, (size_t)st.st_size, path, &done) != 0)
+            rc = -1;
+        else if (!done && got == sizeof head)
+            rc = t2i_error_set("%s: PNM header longer than %zu bytes", path, sizeof head);
+        if (rc != 0) {
+            fclose(f);
+            return rc;
+        }
+    }
+    if (got >= 8 && memcmp(head, png_magic, 8) == 0) {
         png_src s;
         memset(&s, 0, sizeof s);
         s.f = f;
@@ -382,13 +499,21 @@ int t2i_image_info(const char *path, int *w, int *h, int *c) {
             return t2i_error_set("%s: cannot initialise libpng", path);
         }
         png_set_sig_bytes(png, 8);
+        fseek(f, 8, SEEK_SET);
         int bad = png_header(png, info, &s, path, w, h, c);
         png_destroy_read_struct(&png, &info, NULL);
         if (bad) rc = png_fail(&s, path);
+    } else if (head[0] == 0xFF) { /* a JPEG for stb: its tables are checked before stb reads them */
+        size_t len = 0;
+        char *data = t2i_read_file(path, &len, IMAGE_MAX_FILE_BYTES);
+        if (!data || check_jpeg_tables((const uint8_t *)data, len, path) != 0) rc = -1;
+        else if (len > INT_MAX || !stbi_info_from_memory((const stbi_uc *)data, (int)len, w, h, c)) rc = stb_fail(path, fmt);
+        else rc = check_pixels(path, *w, *h);
+        free(data);
     } else {
         rewind(f);
         if (!stbi_info_from_file(f, w, h, c))
-            rc = stb_fail(path, sniff_format(head, got));
+            rc = stb_fail(path, fmt);
         else
             rc = check_pixels(path, *w, *h);
     }

@@ -531,6 +531,37 @@ static void test_bad_files(void **state) {
     free(dir);
 }
 
+/* Inputs the fuzzer found (tests/fuzz/corpus/image/regress_*): each must be refused with
+ * its message by both the loader and t2i_image_info, and a valid PNM still load. */
+static void test_fuzz_regressions(void **state) {
+    (void)state;
+    static const char *const cases[][2] = {
+        {"regress_pnm_number_overflow", "corrupt PNM (a header number over 16777216)"}, /* stb: int overflow */
+        {"regress_pnm_truncated_huge", "truncated PNM (52 bytes, its header needs"},    /* stb: uninitialised pixels */
+        {"regress_jpeg_dht_overflow", "corrupt JPEG (a Huffman table of"},             /* stb: writes past its tables */
+        {"regress_jpeg_dht_after_fill", "corrupt JPEG (a Huffman table of"}, /* the same after 0xFF fill bytes */
+        {"regress_tga_truncated_rle", "truncated TGA (20 bytes, its header needs"}, /* stb: decoded zeros */
+        {"regress_tga_truncated_header", "truncated TGA (17 bytes, its header needs 18)"}, /* 118 MB from 17 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *p = t2i_asprintf("%s/tests/fuzz/corpus/image/%s", T2I_SOURCE_DIR, cases[i][0]);
+        expect_fail(p, cases[i][1], !strstr(cases[i][1], "TGA")); /* a TGA's header alone is fine */
+        free(p);
+    }
+    static const char ppm[] = "P6 2 1 65535 \x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c";
+    t2i_image img;
+    assert_int_equal(t2i_image_load_mem(&img, ppm, sizeof ppm - 1, "ok.ppm", 0), 0);
+    assert_true(img.w == 2 && img.h == 1 && img.c == 3);
+    t2i_image_free(&img);
+    assert_int_equal(t2i_image_load_mem(&img, ppm, sizeof ppm - 2, "cut.ppm", 0), -1);
+    assert_string_equal(t2i_error_msg(), "cut.ppm: truncated PNM (24 bytes, its header needs 25)");
+    char *tga = t2i_asprintf("%s/tests/fuzz/corpus/image/seed_tga_rgb", T2I_SOURCE_DIR);
+    assert_int_equal(t2i_image_load(&img, tga, 0), 0);
+    assert_true(img.w == 2 && img.h == 2 && img.c == 3);
+    t2i_image_free(&img);
+    free(tga);
+}
+
 /* ---------------------------------------------------------------------------------- */
 
 static void test_save_roundtrip(void **state) {
@@ -747,6 +778,7 @@ int main(void) {
         cmocka_unit_test(test_center_crop),   cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_save_roundtrip), cmocka_unit_test(test_chw),
         cmocka_unit_test(test_grid),          cmocka_unit_test(test_png_writer),
+        cmocka_unit_test(test_fuzz_regressions),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);
 }

@@ -243,6 +243,14 @@ static void test_state_fields(void **state) {
             assert_non_null(strstr(t2i_error_msg(), "training state"));
             free(d);
         }
+        /* found by fuzz_ckpt_json: an RNG flag other than 0/1 (written back in decimal, read in
+         * hex) and a cached Gaussian that is not finite */
+        t2i_rng r;
+        assert_int_equal(nn_rng_from_json(&r, "[\"1\",\"2\",\"3\",\"4\",\"1\",\"3f800000\"]"), 0);
+        assert_int_equal(nn_rng_from_json(&r, "[\"1\",\"2\",\"3\",\"4\",\"11\",\"3f800000\"]"), -1);
+        assert_string_equal(t2i_error_msg(), "RNG state entry 4 is not 0 or 1");
+        assert_int_equal(nn_rng_from_json(&r, "[\"1\",\"2\",\"3\",\"4\",\"1\",\"7fc00000\"]"), -1);
+        assert_string_equal(t2i_error_msg(), "RNG state entry 5 is not a finite float");
         /* a field added later, with a default: absent -> the default; present -> read;
          * present but mistyped -> still an error */
         int added = 5, added_flag = 1;
@@ -336,13 +344,20 @@ static void test_config_fields(void **state) {
         {"\"width\":48", "\"width\":48.5", "'width' is not an integer"},
         {"\"width\":48", "\"width\":65", "'width' = 65 is outside [1, 64]"},
         {"\"width\":48", "\"width\":\"48\"", "'width' is not an integer"},
+        /* found by fuzz_ckpt_json: outside long long, the whole-number test itself was undefined */
+        {"\"width\":48", "\"width\":-9.0072e+22", "'width' is not an integer"},
+        {"\"width\":48", "\"width\":1e300", "'width' is not an integer"},
         {"\"preset\":\"large\"", "\"preset\":\"huge\"", "'preset' is 'huge', not small or large"},
+        /* found by fuzz_ckpt_json: the value is shown escaped, so the message stays one line */
+        {"\"preset\":\"large\"", "\"preset\":\"a\\nb\"", "'preset' is 'a\\x0ab', not small or large"},
         {"\"preset\":\"large\",", "", "'preset' missing"},
         {"\"norm\":\"layer\"", "\"norm\":\"group\"", "'norm' is not one of its names"},
         {"\"act\":\"quick_gelu\"", "\"act\":\"swish\"", "'act' is not an activation's name"},
         {"\"act\":\"quick_gelu\",", "", "'act' missing"},
         {"\"eps\":1e-05", "\"eps\":-1", "'eps' = -1 is outside [0, 1]"},
         {"\"eps\":1e-05", "\"eps\":true", "'eps' is not a number"},
+        /* found by fuzz_ckpt_json: a float field of no range took inf, then wrote it as null */
+        {"\"eps\":1e-05", "\"eps\":-1e45", "'eps' is not a number within float range"},
         {"\"path\":\"a/b.txt\"", "\"path\":\"0123456789abcdef\"", "'path' is not a string that fits its buffer"},
         {"0.3333333432674408]", "0.3333333432674408,4]", "'probe' is not an array of numbers that fits"},
         {"-2.5", "\"x\"", "'probe' is not an array of numbers"},

@@ -1,15 +1,31 @@
 #!/usr/bin/python3
-"""gen_corpus.py - seed corpus for fuzz_safetensors (tests/fuzz/corpus/safetensors/).
+"""gen_corpus.py - seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/seed_*).
 
-A dozen small files, valid and malformed, covering every dtype, scalars, empty tensors,
-metadata, unaligned offsets and typical defects (overlaps, holes), so the fuzzer starts from inputs that
-reach deep into the validator. Standard library only.
+  safetensors  a dozen small files, valid and malformed, covering every dtype, scalars,
+               empty tensors, metadata, unaligned offsets and typical defects (overlaps,
+               holes), so the fuzzer starts from inputs that reach deep into the validator;
+  image        the small PNGs and JPEGs of tests/data/img (every PNG colour type and
+               depth, Adam7, tRNS; gray, 4:2:0 and 4:4:4 JPEG) and tiny BMP, GIF, PGM,
+               16-bit PPM and TGA files written here, plus truncated ones;
+  metadata     metadata.jsonl and metadata.csv texts naming the fuzz folder's files
+               (a.png, b.jpg, sub/c.png), with quoting, CRLF, a byte-order mark, errors;
+  tokenizer    captions with HTML entities, contractions, special tokens, accents, CJK,
+               Greek final sigma, emoji, long words;
+  prompts      prompts files: comments, blank lines, CRLF, tabs, errors;
+  ckpt_json    a selector byte and a JSON text: a GAN trainer's state, a table of every
+               field type, and the configs of the shipped models (samples/models).
+Standard library only.
 
-Usage: python3 tests/fuzz/gen_corpus.py   (rewrites the corpus folder's seed_* files)
+Usage: python3 tests/fuzz/gen_corpus.py   (rewrites the corpus folders' seed_* files)
 """
+import glob
 import json
 import os
 import struct
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 SIZES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
          "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
@@ -38,9 +54,7 @@ def tensors(specs, meta=None, start=0):
     return header, blob
 
 
-def main():
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "safetensors")
-    os.makedirs(out, exist_ok=True)
+def safetensors_seeds():
     seeds = {}
     h, b = tensors([(dt.lower(), dt, [2, 3]) for dt in SIZES], {"format": "pt", "config": '{"dim":4}'})
     seeds["all_dtypes"] = pack(h, b)
@@ -69,10 +83,120 @@ def main():
     seeds["bad_utf8"] = pack(b'{"\xc3\x28":{}}')
     seeds["header_beyond"] = struct.pack("<Q", 1 << 40) + b"{}"
     seeds["short"] = b"\x02\0\0"
-    for name, data in seeds.items():
-        with open(os.path.join(out, "seed_" + name), "wb") as fh:
-            fh.write(data)
-    print("wrote %d seeds to %s" % (len(seeds), out))
+    return seeds
+
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(w, h, color, depth, rows):
+    """A non-interlaced PNG; rows are the filtered scanlines (filter byte included)."""
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(rows))
+            + png_chunk(b"IEND", b""))
+
+
+def image_seeds():
+    seeds = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "img", "*.png"))
+                       + glob.glob(os.path.join(ROOT, "tests", "data", "img", "*.jpg"))):
+        data = open(path, "rb").read()
+        if len(data) <= 4096:
+            seeds[os.path.splitext(os.path.basename(path))[0]] = data
+    rgba16 = b"".join(b"\0" + bytes(range(y * 16, y * 16 + 16)) for y in range(3))  # 2x3, 8 bytes a pixel
+    seeds["png_rgba16"] = png(2, 3, 6, 16, rgba16)
+    seeds["png_rgb8_filters"] = png(2, 2, 2, 8, b"\1" + bytes(6) + b"\4" + bytes(range(6)))
+    seeds["png_truncated"] = seeds["png_rgba16"][:45]
+    w, h = 3, 2  # BMP: 24-bit bottom-up rows padded to 4 bytes
+    row = bytes(range(9)) + b"\0\0\0"
+    dib = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, len(row) * h, 2835, 2835, 0, 0)
+    seeds["bmp_24"] = b"BM" + struct.pack("<IHHI", 14 + 40 + len(row) * h, 0, 0, 54) + dib + row * h
+    seeds["bmp_truncated"] = seeds["bmp_24"][:60]
+    seeds["gif_2x2"] = (b"GIF89a" + struct.pack("<HHBBB", 2, 2, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+                        + b"," + struct.pack("<HHHHB", 0, 0, 2, 2, 0) + b"\x02\x02\x44\x01\x00;")
+    seeds["pgm"] = b"P5\n# a comment\n3 2\n255\n" + bytes(range(6))
+    seeds["ppm16"] = b"P6 2 1 65535 " + bytes(range(12))
+    seeds["pnm_truncated"] = b"P6 400 300 255\n" + bytes(10)
+    seeds["tga_rgb"] = struct.pack("<BBBHHBHHHHBB", 0, 0, 2, 0, 0, 0, 0, 0, 2, 2, 24, 0) + bytes(range(12))
+    return seeds
+
+
+def metadata_seeds():
+    return {
+        "jsonl": b'{"file_name": "a.png", "text": "a red sneaker"}\n'
+                 b'\n{"file_name": "sub/c.png", "text": "caf\\u00e9 &amp; \\"quotes\\""}\n',
+        "jsonl_bom_crlf": b'\xef\xbb\xbf{"text": "x", "file_name": "b.jpg", "extra": [1, {"a": null}]}\r\n',
+        "jsonl_errors": b'{"file_name": "missing.png", "text": "x"}\n{"file_name": "empty", "text": " "}\n',
+        "csv": b'file_name,text\na.png,a red sneaker\n"b.jpg","a ""quoted"", multi\nline caption"\n',
+        "csv_crlf_extra": b'\xef\xbb\xbfid,text,file_name\r\n1,gray shirt,sub/c.png\r\n\r\n2,x,a.png\r\n',
+        "csv_errors": b'file_name,text\n"a.png"x,y\n"unterminated\n',
+    }
+
+
+def tokenizer_seeds():
+    texts = [
+        "a photo of a red sneaker on a white background",
+        "It's THE dog's toy, they'll say &amp; we're sure &lt;3 &#x1F600; &notin &NotEqualTilde;",
+        "<|startoftext|>hello<|endoftext|> <|endoftext|",
+        "caf\u00e9 na\u00efve \u0130stanbul \u039f\u0394\u039f\u03a3 \u03a3\u03b1 \u00df",
+        "\u732b\u306e\u5199\u771f \U0001f44d\U0001f3fd 12345 \u0663\u0664",
+        "  tabs\tand\u00a0nbsp\u2028line   ends\r\n",
+        "x" * 300 + " " + "ab" * 100,
+        "&amp;amp;lt; &#0; &#x110000; &#128; \u0345 'S '\u017f",
+    ]
+    seeds = {"text_%d" % i: t.encode() for i, t in enumerate(texts)}
+    seeds["bad_utf8"] = b"ok \xc3\x28 \xed\xa0\x80"
+    return seeds
+
+
+def prompts_seeds():
+    return {
+        "plain": b"a red sneaker\na gray shirt\n",
+        "comments": b"# captions\n\n  a bag with a strap  \n\t# indented comment\nlast line without newline",
+        "crlf_unicode": b"caf\xc3\xa9 au lait\r\n\r\n\xe7\x8c\xab\r\n",
+        "nul": b"one\ntw\0o\n",
+        "control": b"ok\nbell\x07\n",
+        "bad_utf8": b"ok\n\xff\xfe\n",
+        "only_comments": b"# nothing\n   \n",
+    }
+
+
+def shipped_config(name):
+    with open(os.path.join(ROOT, "samples", "models", name + ".safetensors"), "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        return json.loads(fh.read(n))["__metadata__"]["config"].encode()
+
+
+def ckpt_json_seeds():
+    rng = '["0123456789abcdef","fedcba9876543210","0000000000000001","8000000000000000","1","3f800000"]'
+    state = ('{"step":120,"target":1000,"rng":%s,"loader_epoch":2,"loader_pos":7,"opt_g_step":120,'
+             '"opt_d_step":240,"train":{"data":"fmnist","loss":"hinge","lr_g":0.0002,"lr_d":0.0002,'
+             '"beta1":0.5,"beta2":0.999,"n_critic":1,"label_smooth":1,"ema":0.999,"ema_start":-1,'
+             '"mismatch":0,"batch":64,"flip":false,"cond_classes":true,"seed":"18446744073709551615"}}' % rng)
+    every = ('{"l":-9007199254740992,"i":-2147483647,"irange":1000,"b":true,"e":"all","act":"gelu",'
+             '"f":1e-45,"frange":2,"fdef":0.25,"v":[1,-2.5,3e38],"seed":"0","rng":%s,"s":"abc\\u00e9",'
+             '"sdef":"","sof":"none"}' % rng)
+    seeds = {"state": b"\0" + state.encode(), "every": b"\1" + every.encode(),
+             "every_defaults": b"\1" + b'{"l":1,"i":2,"irange":0,"b":false,"act":"relu","f":0,"frange":1,'
+                               b'"seed":"5","rng":' + rng.encode() + b',"s":""}'}
+    for sel, name in ((2, "gan"), (3, "sr"), (4, "dalle"), (5, "vq"), (6, "clip")):
+        seeds["config_" + name] = bytes([sel]) + shipped_config(name)
+    return seeds
+
+
+def main():
+    for target, make in (("safetensors", safetensors_seeds), ("image", image_seeds), ("metadata", metadata_seeds),
+                         ("tokenizer", tokenizer_seeds), ("prompts", prompts_seeds), ("ckpt_json", ckpt_json_seeds)):
+        out = os.path.join(HERE, "corpus", target)
+        os.makedirs(out, exist_ok=True)
+        for old in glob.glob(os.path.join(out, "seed_*")):  # regress_* files stay
+            os.remove(old)
+        seeds = make()
+        for name, data in seeds.items():
+            with open(os.path.join(out, "seed_" + name), "wb") as fh:
+                fh.write(data)
+        print("wrote %d seeds to %s" % (len(seeds), out))
 
 
 if __name__ == "__main__":
