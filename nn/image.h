@@ -19,7 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef T2I_IMAGE_MAX_PIXELS /* the fuzz build sets a smaller one (CMakeLists.txt) */
 #define T2I_IMAGE_MAX_PIXELS ((size_t)1 << 28) /* 268 Mpixel: refuses decompression bombs */
+#endif
 
 typedef struct {
     int w, h, c;   /* c is 1, 2, 3 or 4 */
