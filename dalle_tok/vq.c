@@ -202,22 +202,38 @@ static size_t seq_arena_bytes(const nn_seq *s, int N, int backward) {
     return total + round64(scratch);
 }
 
-static size_t arena_bytes(const vq_model *m, int N, int training) {
+/* A training step: both networks' activations and gradients, the code search, the loss. */
+static size_t train_arena_bytes(const vq_model *m, int N) {
     const vq_config *c = &m->cfg;
     int D = c->code_dim, K = c->n_codes;
-    if (!training && N > VQ_INFER_CHUNK) N = VQ_INFER_CHUNK;
     size_t M = (size_t)N * m->grid * m->grid, nz = M * D * sizeof(float);
     size_t nx = (size_t)N * c->channels * c->res * c->res * sizeof(float);
-    size_t b = seq_arena_bytes(&m->enc, N, training) + seq_arena_bytes(&m->dec, N, training);
+    size_t b = seq_arena_bytes(&m->enc, N, 1) + seq_arena_bytes(&m->dec, N, 1);
     b += 5 * round64(nz) + 2 * round64(M * sizeof(int32_t)) + round64(vq_nearest_scratch(M, K) * sizeof(float));
     b += round64(nx) + 2 * round64((size_t)K * sizeof(float)) + round64((size_t)K * D * sizeof(float));
     return b + 4096;
 }
 
-/* Reserves the bound when the arena is empty and smaller. */
-static void arena_fit(const vq_model *m, nn_arena *a, int N, int training) {
+/* One chunk of vq_encode or vq_decode: the inference plan's buffers (nn_infer_run_in
+ * carves them from the arena) and the code rows beside them. Plans both workspaces for
+ * the chunk's size, which allocates nothing. */
+static size_t infer_arena_bytes(vq_model *m, int N) {
+    const vq_config *c = &m->cfg;
+    int n = N < VQ_INFER_CHUNK ? N : VQ_INFER_CHUNK;
+    size_t M = (size_t)n * m->grid * m->grid, nz = round64(M * c->code_dim * sizeof(float));
+    nn_infer_plan(&m->enc_ws, &m->enc, n, c->res, c->res);
+    nn_infer_plan(&m->dec_ws, &m->dec, n, m->grid, m->grid);
+    size_t enc = nn_infer_plan_floats(&m->enc_ws) * sizeof(float) + nz +
+                 round64(vq_nearest_scratch(M, c->n_codes) * sizeof(float));
+    size_t dec = nn_infer_plan_floats(&m->dec_ws) * sizeof(float) + 2 * nz;
+    return (enc > dec ? enc : dec) + 4096;
+}
+
+/* Reserves what a pass takes when the arena is empty and smaller (a training arena is
+ * larger than any inference chunk's need, so inference after training adds nothing). */
+static void arena_fit(vq_model *m, nn_arena *a, int N, int training) {
     if (nn_arena_in_use(a) != 0) return;
-    size_t need = arena_bytes(m, N, training);
+    size_t need = training ? train_arena_bytes(m, N) : infer_arena_bytes(m, N);
     if (nn_arena_capacity(a) < need) nn_arena_reserve(a, need);
 }
 
@@ -441,7 +457,7 @@ void vq_encode(vq_model *m, nn_arena *a, const float *x, int N, int32_t *codes) 
     for (int n0 = 0; n0 < N; n0 += VQ_INFER_CHUNK) {
         int n = N - n0 < VQ_INFER_CHUNK ? N - n0 : VQ_INFER_CHUNK;
         size_t mark = nn_arena_mark(a), M = (size_t)n * S;
-        const float *z = nn_infer_run(&m->enc_ws, &m->enc, x + (size_t)n0 * item, NULL, n, c->res, c->res);
+        const float *z = nn_infer_run_in(&m->enc_ws, a, &m->enc, x + (size_t)n0 * item, NULL, n, c->res, c->res);
         float *zr = nn_arena_floats(a, M * D);
         vq_nchw_to_rows(zr, z, n, D, S);
         vq_nearest(codes + (size_t)n0 * S, NULL, nn_arena_floats(a, vq_nearest_scratch(M, K)), zr, cb, M, K, D);
@@ -458,14 +474,14 @@ void vq_decode(vq_model *m, nn_arena *a, const int32_t *codes, int N, float *out
     for (int n0 = 0; n0 < N; n0 += VQ_INFER_CHUNK) {
         int n = N - n0 < VQ_INFER_CHUNK ? N - n0 : VQ_INFER_CHUNK;
         size_t mark = nn_arena_mark(a), M = (size_t)n * S;
-        float *qr = nn_arena_floats(a, M * D), *q = nn_infer_input(&m->dec_ws, &m->dec, n, m->grid, m->grid);
+        float *qr = nn_arena_floats(a, M * D), *q = nn_arena_floats(a, M * D);
         const int32_t *cn = codes + (size_t)n0 * S;
         for (size_t i = 0; i < M; i++) {
             T2I_ASSERTF(cn[i] >= 0 && cn[i] < K, "code %d out of range [0, %d)", (int)cn[i], K);
             memcpy(qr + i * D, cb + (size_t)cn[i] * D, (size_t)D * sizeof(float));
         }
         vq_rows_to_nchw(q, qr, n, D, S);
-        const float *y = nn_infer_run(&m->dec_ws, &m->dec, q, NULL, n, m->grid, m->grid);
+        const float *y = nn_infer_run_in(&m->dec_ws, a, &m->dec, q, NULL, n, m->grid, m->grid);
         memcpy(out + (size_t)n0 * item, y, (size_t)n * item * sizeof(float));
         nn_arena_rewind(a, mark);
     }

@@ -90,7 +90,8 @@ typedef struct {
     int grid;             /* res / 4 */
     /* inference workspaces of vq_encode / vq_decode (nn/infer.h): exact kernels, so that
      * codes and images equal the training forward's; enc_ws.kernels / dec_ws.kernels =
-     * NN_INFER_FAST selects the banded convolutions instead */
+     * NN_INFER_FAST selects the banded convolutions instead. They hold the plans only:
+     * each call's buffers come from the caller's arena (nn_infer_run_in) */
     nn_infer enc_ws, dec_ws;
 } vq_model;
 

@@ -53,9 +53,9 @@ void nn_infer_init(nn_infer *w, nn_infer_kernels kernels) {
 }
 
 void nn_infer_free(nn_infer *w) {
-    for (int i = 0; i < NN_INFER_SLOTS; i++) t2i_free(w->slot[i]);
-    for (int t = 0; t < NN_INFER_MAX_THREADS; t++) t2i_free(w->tscratch[t]), t2i_free(w->band[t]);
-    t2i_free(w->in), t2i_free(w->scratch), t2i_free(w->wt);
+    for (int i = 0; i < NN_INFER_SLOTS; i++) t2i_free(w->own.slot[i]);
+    for (int t = 0; t < NN_INFER_MAX_THREADS; t++) t2i_free(w->own.tscratch[t]), t2i_free(w->own.band[t]);
+    t2i_free(w->in), t2i_free(w->own.scratch), t2i_free(w->own.wt);
     nn_infer_kernels k = w->kernels;
     nn_infer_init(w, k);
 }
@@ -278,7 +278,7 @@ static void conv_banded(nn_infer *ws, const nn_infer_step *st, float *out, const
         for (int n = 0; n < N; n++) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(g.nt) if (g.nt > 1)
             for (int bi = 0; bi < g.nb; bi++)
-                conv_rows_direct(out + n * osz, ws->tscratch[thread_num()], in + n * isz, C, H, W, kwt, b, OC, k,
+                conv_rows_direct(out + n * osz, ws->buf.tscratch[thread_num()], in + n * isz, C, H, W, kwt, b, OC, k,
                                  bi * g.rows, T2I_MIN(g.rows, H - bi * g.rows));
         }
         return;
@@ -294,7 +294,7 @@ static void conv_banded(nn_infer *ws, const nn_infer_step *st, float *out, const
 #pragma omp parallel for schedule(dynamic, 1) num_threads(g.nt) if (g.nt > 1)
         for (int bi = 0; bi < g.nb; bi++) {
             int t = thread_num(), r0 = bi * g.rows;
-            conv_band(out + n * osz, ws->tscratch[t], ws->band[t], in + n * isz, C, H, W, wk, b, OC, k, r, wino, r0,
+            conv_band(out + n * osz, ws->buf.tscratch[t], ws->buf.band[t], in + n * isz, C, H, W, wk, b, OC, k, r, wino, r0,
                       T2I_MIN(g.rows, H - r0));
         }
     }
@@ -360,7 +360,7 @@ void nn_infer_plan(nn_infer *w, const nn_seq *s, int N, int H, int W) {
     w->avx2 = t2i_cpu_avx2_fma();
     slots sl;
     memset(&sl, 0, sizeof sl);
-    for (int i = 0; i < NN_INFER_SLOTS; i++) sl.cap[i] = w->cap[i];
+    for (int i = 0; i < NN_INFER_SLOTS; i++) sl.cap[i] = w->cap.slot[i];
     size_t scratch = 0, wt = 0, tscratch[NN_INFER_MAX_THREADS] = {0}, band[NN_INFER_MAX_THREADS] = {0};
     int stack[16], sp = 0, cur = -1, C = s->in_C;
     w->nstep = 0;
@@ -439,38 +439,91 @@ void nn_infer_plan(nn_infer *w, const nn_seq *s, int N, int H, int W) {
     }
     T2I_ASSERT(sp == 0);
     w->out = cur;
-    for (int i = 0; i < NN_INFER_SLOTS; i++) grow(w, &w->slot[i], &w->cap[i], sl.cap[i]);
-    grow(w, &w->scratch, &w->scratch_cap, scratch);
-    grow(w, &w->wt, &w->wt_cap, wt);
-    for (int t = 0; t < w->threads; t++) {
-        grow(w, &w->tscratch[t], &w->tscratch_cap[t], tscratch[t]);
-        grow(w, &w->band[t], &w->band_cap[t], band[t]);
-    }
+    nn_infer_sizes *nd = &w->need;
+    memset(nd, 0, sizeof *nd);
+    for (int i = 0; i < NN_INFER_SLOTS; i++) nd->slot[i] = sl.cap[i];
+    nd->scratch = scratch, nd->wt = wt;
+    for (int t = 0; t < w->threads; t++) nd->tscratch[t] = tscratch[t], nd->band[t] = band[t];
     w->planned = 1;
+}
+
+size_t nn_infer_plan_floats(const nn_infer *w) {
+    const nn_infer_sizes *nd = &w->need;
+    size_t n = round16(nd->scratch) + round16(nd->wt);
+    for (int i = 0; i < NN_INFER_SLOTS; i++) n += round16(nd->slot[i]);
+    for (int t = 0; t < NN_INFER_MAX_THREADS; t++) n += round16(nd->tscratch[t]) + round16(nd->band[t]);
+    return n;
+}
+
+/* The call's buffers: the workspace's own, grown to the plan (allocating only when it grew). */
+static void bind_own(nn_infer *w) {
+    const nn_infer_sizes *nd = &w->need;
+    for (int i = 0; i < NN_INFER_SLOTS; i++) grow(w, &w->own.slot[i], &w->cap.slot[i], nd->slot[i]);
+    grow(w, &w->own.scratch, &w->cap.scratch, nd->scratch);
+    grow(w, &w->own.wt, &w->cap.wt, nd->wt);
+    for (int t = 0; t < w->threads; t++) {
+        grow(w, &w->own.tscratch[t], &w->cap.tscratch[t], nd->tscratch[t]);
+        grow(w, &w->own.band[t], &w->cap.band[t], nd->band[t]);
+    }
+    w->buf = w->own;
+}
+
+/* The call's buffers carved from an arena (none for a size of zero). */
+static void bind_arena(nn_infer *w, nn_arena *a) {
+    const nn_infer_sizes *nd = &w->need;
+    memset(&w->buf, 0, sizeof w->buf);
+    for (int i = 0; i < NN_INFER_SLOTS; i++)
+        if (nd->slot[i]) w->buf.slot[i] = nn_arena_floats(a, nd->slot[i]);
+    if (nd->scratch) w->buf.scratch = nn_arena_floats(a, nd->scratch);
+    if (nd->wt) w->buf.wt = nn_arena_floats(a, nd->wt);
+    for (int t = 0; t < w->threads; t++) {
+        if (nd->tscratch[t]) w->buf.tscratch[t] = nn_arena_floats(a, nd->tscratch[t]);
+        if (nd->band[t]) w->buf.band[t] = nn_arena_floats(a, nd->band[t]);
+    }
 }
 
 /* ------------------------------------------------------------------ running */
 
-const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const float *cond, int N, int H, int W) {
+/* Plans again when the network, its size, the kernels, the threads or the CPU path changed. */
+static void plan_if_stale(nn_infer *w, const nn_seq *s, int N, int H, int W) {
     if (!w->planned || w->seq != s || w->seq_hash != layers_hash(s) || w->plan_kernels != w->kernels || w->N != N || w->H != H || w->W != W ||
         w->threads != T2I_MIN(t2i_get_threads(), NN_INFER_MAX_THREADS) || w->avx2 != t2i_cpu_avx2_fma())
         nn_infer_plan(w, s, N, H, W);
+}
+
+static const float *run(nn_infer *w, const nn_seq *s, const float *x, const float *cond, int N);
+
+const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const float *cond, int N, int H, int W) {
+    plan_if_stale(w, s, N, H, W);
+    bind_own(w);
+    return run(w, s, x, cond, N);
+}
+
+const float *nn_infer_run_in(nn_infer *w, nn_arena *a, const nn_seq *s, const float *x, const float *cond, int N,
+                             int H, int W) {
+    plan_if_stale(w, s, N, H, W);
+    bind_arena(w, a);
+    return run(w, s, x, cond, N);
+}
+
+/* One call over the planned steps, in the bound buffers w->buf. */
+static const float *run(nn_infer *w, const nn_seq *s, const float *x, const float *cond, int N) {
     nn_params *ps = s->ps;
     w->ran = 0;
     for (int si = 0; si < w->nstep; si++) {
         const nn_infer_step *st = &w->step[si];
         const nn_layer *l = &s->L[st->layer];
-        const float *in = st->in < 0 ? x : w->slot[st->in];
-        float *y = w->slot[st->out];
+        const float *in = st->in < 0 ? x : w->buf.slot[st->in];
+        float *y = w->buf.slot[st->out];
         int C = st->C, S = st->H * st->W;
         size_t no = (size_t)N * st->OC * st->OH * st->OW;
         const float *wgt = l->iw >= 0 ? nn_params_val(ps, l->iw) : NULL;
         const float *b = l->ib >= 0 ? nn_params_val(ps, l->ib) : NULL;
-        float *kwt = w->wt;
+        float *kwt = w->buf.wt;
         if (l->sn) {
-            nn_seq_sn_weight_eval(s, st->layer, w->wt);
-            wgt = w->wt;
-            kwt = w->wt + round16((size_t)l->OC * (l->kind == NN_L_LINEAR ? l->C : l->C * l->k * l->k));
+            nn_seq_sn_weight_eval(s, st->layer, w->buf.wt);
+            wgt = w->buf.wt;
+            kwt = w->buf.wt + round16((size_t)l->OC * (l->kind == NN_L_LINEAR ? l->C : l->C * l->k * l->k));
         }
         switch (l->kind) {
         case NN_L_LINEAR:
@@ -479,7 +532,7 @@ const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const fl
         case NN_L_CONV:
             if (st->kernel == NN_INFER_RAN_GEMM) {
                 nn_conv c = nn_conv2d_shape(N, C, st->H, st->W, l->OC, l->k, l->stride, l->pad);
-                nn_conv2d_forward(y, w->scratch, in, wgt, b, &c);
+                nn_conv2d_forward(y, w->buf.scratch, in, wgt, b, &c);
             } else {
                 conv_banded(w, st, y, in, wgt, b, l, N, kwt);
             }
@@ -487,7 +540,7 @@ const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const fl
             break;
         case NN_L_CONVT: {
             nn_conv c = nn_conv_transpose2d_shape(N, C, st->H, st->W, l->OC, l->k, l->stride, l->pad, l->out_pad);
-            nn_conv_transpose2d_forward(y, w->scratch, in, wgt, b, &c);
+            nn_conv_transpose2d_forward(y, w->buf.scratch, in, wgt, b, &c);
             w->ran |= NN_INFER_RAN_GEMM;
             break;
         }
@@ -500,7 +553,7 @@ const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const fl
             nn_batchnorm_forward(y, NULL, NULL, in, NULL, NULL, nn_params_val(ps, l->irm), nn_params_val(ps, l->irv), N,
                                  C, S, l->eps, l->momentum, 0);
             /* per item: gamma = 1 + c Wg^T, beta = c Wb^T; y = xhat * gamma + beta (as nn_seq_forward) */
-            float *gam = w->scratch, *bet = w->scratch + round16((size_t)N * C);
+            float *gam = w->buf.scratch, *bet = w->buf.scratch + round16((size_t)N * C);
             nn_linear_forward(gam, cond, nn_params_val(ps, l->icw), NULL, (size_t)N, l->cond_dim, C);
             nn_linear_forward(bet, cond, nn_params_val(ps, l->icb), NULL, (size_t)N, l->cond_dim, C);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -513,7 +566,7 @@ const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const fl
             break;
         }
         case NN_L_GN:
-            nn_groupnorm_forward(y, w->scratch, w->scratch + round16((size_t)N * l->groups), in, wgt, b, N, C, S,
+            nn_groupnorm_forward(y, w->buf.scratch, w->buf.scratch + round16((size_t)N * l->groups), in, wgt, b, N, C, S,
                                  l->groups, l->eps);
             break;
         case NN_L_ACT:
@@ -529,7 +582,7 @@ const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const fl
             nn_avgpool2d_forward(y, in, N, C, st->H, st->W, l->factor, l->factor);
             break;
         case NN_L_RES_END: {
-            const float *skip = st->skip < 0 ? x : w->slot[st->skip];
+            const float *skip = st->skip < 0 ? x : w->buf.slot[st->skip];
             float sc = l->res_scale;
 #pragma omp parallel for simd schedule(static) if (no >= OMP_MIN)
             for (size_t k = 0; k < no; k++) y[k] = skip[k] + sc * in[k];
@@ -539,5 +592,5 @@ const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const fl
             T2I_ASSERTF(0, "inference: layer kind %d has no step", (int)l->kind);
         }
     }
-    return w->out < 0 ? x : w->slot[w->out];
+    return w->out < 0 ? x : w->buf.slot[w->out];
 }

@@ -73,6 +73,14 @@ typedef struct {
     int kernel;             /* NN_INFER_RAN_* of a convolution */
 } nn_infer_step;
 
+/* A plan's buffers: their sizes in floats, and where they are for the running call. */
+typedef struct {
+    size_t slot[NN_INFER_SLOTS], scratch, wt, tscratch[NN_INFER_MAX_THREADS], band[NN_INFER_MAX_THREADS];
+} nn_infer_sizes;
+typedef struct {
+    float *slot[NN_INFER_SLOTS], *scratch, *wt, *tscratch[NN_INFER_MAX_THREADS], *band[NN_INFER_MAX_THREADS];
+} nn_infer_bufs;
+
 typedef struct {
     nn_infer_kernels kernels;
     /* the plan and what it was made for */
@@ -82,13 +90,14 @@ typedef struct {
     nn_infer_kernels plan_kernels;
     nn_infer_step step[NN_SEQ_MAX];
     int nstep, out;         /* output buffer: a slot, or -1 (the input itself) */
-    /* buffers */
-    float *slot[NN_INFER_SLOTS];
-    size_t cap[NN_INFER_SLOTS];
-    float *in, *scratch, *wt; /* the caller's input; exact-op scratch and statistics; rearranged weights */
-    size_t in_cap, scratch_cap, wt_cap;
-    float *tscratch[NN_INFER_MAX_THREADS], *band[NN_INFER_MAX_THREADS]; /* FAST: per thread */
-    size_t tscratch_cap[NN_INFER_MAX_THREADS], band_cap[NN_INFER_MAX_THREADS];
+    /* buffers: activations (slots); exact-op scratch and statistics; rearranged weights;
+     * FAST's per-thread scratch and bands */
+    nn_infer_sizes need;    /* what the plan takes */
+    nn_infer_bufs own;      /* the workspace's own buffers, and their capacities */
+    nn_infer_sizes cap;
+    nn_infer_bufs buf;      /* the running call's: own, or carved from the caller's arena */
+    float *in;              /* nn_infer_input's buffer */
+    size_t in_cap;
     long allocs;            /* buffer (re)allocations so far */
     unsigned ran;           /* NN_INFER_RAN_* bits of the last call */
 } nn_infer;
@@ -99,12 +108,22 @@ void nn_infer_free(nn_infer *w);
  * that would otherwise copy it from a buffer of their own. Valid until the next
  * nn_infer_input or nn_infer_free. */
 float *nn_infer_input(nn_infer *w, const nn_seq *s, int N, int H, int W);
-/* Plans for N items of (s->in_C, H, W) now (nn_infer_run does it when needed). */
+/* Plans for N items of (s->in_C, H, W) now: steps and buffer sizes, nothing allocated
+ * (nn_infer_run plans when needed and allocates when the plan outgrew the workspace). */
 void nn_infer_plan(nn_infer *w, const nn_seq *s, int N, int H, int W);
 /* Runs s on x (N, in_C, H, W) in evaluation mode; cond (N, cond_dim) for conditional
  * BatchNorm layers, else NULL. Returns the output (N, C, OH, OW), in the workspace (or x
  * itself for a network that computes nothing); valid until the next call. */
 const float *nn_infer_run(nn_infer *w, const nn_seq *s, const float *x, const float *cond, int N, int H, int W);
+/* As nn_infer_run, with every buffer of the call carved from the arena a at its current
+ * position instead of from the workspace: for a model that already holds an arena planned
+ * for training, so that inference takes no memory beside it (the workspace keeps only the
+ * plan). The output lives in the arena: the caller marks before and rewinds after use. */
+const float *nn_infer_run_in(nn_infer *w, nn_arena *a, const nn_seq *s, const float *x, const float *cond, int N,
+                             int H, int W);
+/* Floats a call of the current plan takes (from the workspace or from an arena), after
+ * nn_infer_plan. */
+size_t nn_infer_plan_floats(const nn_infer *w);
 /* Output shape per item for an input (s->in_C, H, W). */
 void nn_infer_out_shape(const nn_seq *s, int H, int W, int *C, int *OH, int *OW);
 /* "exact" / "fast", and the kernels of the last call ("gemm winograd direct-avx2"). */

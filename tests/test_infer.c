@@ -212,9 +212,9 @@ static void build_deep(nn_seq *s, nn_params *ps) {
 }
 
 static size_t workspace_bytes(const nn_infer *w) {
-    size_t b = w->scratch_cap + w->wt_cap + w->in_cap;
-    for (int i = 0; i < NN_INFER_SLOTS; i++) b += w->cap[i];
-    for (int t = 0; t < NN_INFER_MAX_THREADS; t++) b += w->tscratch_cap[t] + w->band_cap[t];
+    size_t b = w->cap.scratch + w->cap.wt + w->in_cap;
+    for (int i = 0; i < NN_INFER_SLOTS; i++) b += w->cap.slot[i];
+    for (int t = 0; t < NN_INFER_MAX_THREADS; t++) b += w->cap.tscratch[t] + w->cap.band[t];
     return b * sizeof(float);
 }
 
@@ -233,13 +233,53 @@ static void test_residual(void **state) {
     const float *y = nn_infer_run(&w, &n.s, n.x, NULL, n.N, 32, 32);
     assert_memory_equal(y, want, n.ny * sizeof(float));
     int used = 0;
-    for (int i = 0; i < NN_INFER_SLOTS; i++) used += w.cap[i] > 0;
+    for (int i = 0; i < NN_INFER_SLOTS; i++) used += w.cap.slot[i] > 0;
     printf("deep: %d layers, %d buffers; workspace %.2f MB, nn_seq_forward's arena %.2f MB\n", n.s.n, used,
            workspace_bytes(&w) / 1e6, forward_bytes / 1e6);
     assert_true(used <= 3); /* the activation, a block's skip, a nested block's skip */
     assert_true(workspace_bytes(&w) * 3 < forward_bytes);
     nn_infer_free(&w);
     nn_arena_free(&a);
+    net_free(&n);
+}
+
+/* nn_infer_run_in: the same values as nn_infer_run, every buffer from the arena (the
+ * workspace allocates nothing, the arena grows by the plan's size at most), and a later
+ * nn_infer_run on the same workspace uses its own buffers again. */
+static void test_run_in_arena(void **state) {
+    (void)state;
+    net n;
+    net_make(&n, build_deep, 2, 31);
+    for (int k = 0; k < 2; k++) {
+        nn_infer own, w;
+        nn_infer_init(&own, k ? NN_INFER_FAST : NN_INFER_EXACT);
+        nn_infer_init(&w, own.kernels);
+        float *want = t2i_malloc(n.ny * sizeof(float));
+        memcpy(want, nn_infer_run(&own, &n.s, n.x, NULL, n.N, 32, 32), n.ny * sizeof(float));
+        nn_arena a;
+        nn_arena_init(&a);
+        nn_arena_reserve(&a, 64);
+        size_t mark = nn_arena_mark(&a);
+        const float *y = nn_infer_run_in(&w, &a, &n.s, n.x, NULL, n.N, 32, 32);
+        assert_memory_equal(y, want, n.ny * sizeof(float));
+        size_t planned = nn_infer_plan_floats(&w) * sizeof(float);
+        printf("%s in an arena: %.2f MB taken, plan %.2f MB, workspace allocations %ld\n",
+               nn_infer_kernels_name(w.kernels), nn_arena_in_use(&a) / 1e6, planned / 1e6, w.allocs);
+        assert_int_equal(w.allocs, 0);
+        assert_true(nn_arena_in_use(&a) >= planned / 2 && nn_arena_in_use(&a) <= planned + 64 * 20);
+        nn_arena_rewind(&a, mark);
+        assert_int_equal(nn_arena_in_use(&a), 0);
+        /* the arena's memory rewritten: an own-buffer run must not read or return it */
+        memset(nn_arena_floats(&a, planned / sizeof(float)), 0xff, planned);
+        y = nn_infer_run(&w, &n.s, n.x, NULL, n.N, 32, 32);
+        assert_true(w.allocs > 0);
+        const char *yb = (const char *)y, *lo = a.blk[0].mem;
+        assert_true(yb < lo || yb >= lo + a.blk[0].cap);
+        assert_memory_equal(y, want, n.ny * sizeof(float));
+        nn_arena_free(&a);
+        free(want);
+        nn_infer_free(&own), nn_infer_free(&w);
+    }
     net_free(&n);
 }
 
@@ -304,6 +344,7 @@ static void test_reuse(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_exact), cmocka_unit_test(test_fast),
-                                       cmocka_unit_test(test_residual), cmocka_unit_test(test_reuse)};
+                                       cmocka_unit_test(test_residual), cmocka_unit_test(test_reuse),
+                                       cmocka_unit_test(test_run_in_arena)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
