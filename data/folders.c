@@ -291,8 +291,9 @@ static int add_entry(const char *dir, const char *where, const char *file, const
     char *p = path_join(dir, file);
     struct stat st;
     if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
-        t2i_error_set("%s: file_name '%s' %s (%s)", where, file, stat(p, &st) != 0 ? "not found" : "is not a file",
-                      p);
+        char shown[256], shown_p[512]; /* the name as data: control bytes shown escaped, one line */
+        t2i_error_set("%s: file_name '%s' %s (%s)", where, t2i_text_show(file, 200, shown, sizeof shown),
+                      stat(p, &st) != 0 ? "not found" : "is not a file", t2i_text_show(p, 400, shown_p, sizeof shown_p));
         free(p);
         return -1;
     }

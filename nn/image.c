@@ -152,11 +152,14 @@ static void finish_image(t2i_image *img, uint8_t *px, int w, int h, int c, int w
     free(px);
 }
 
-static int check_pixels(const char *name, long long w, long long h) {
+/* fmt: the sniffed format (GIF has a limit of its own), or NULL. */
+static int check_pixels(const char *name, const char *fmt, long long w, long long h) {
     if (w <= 0 || h <= 0) return t2i_error_set("%s: image has no pixels (%lldx%lld)", name, w, h);
-    if ((unsigned long long)w * (unsigned long long)h > T2I_IMAGE_MAX_PIXELS)
-        return t2i_error_set("%s: image is %lldx%lld, more than the limit of %zu pixels", name, w,
-                             h, T2I_IMAGE_MAX_PIXELS);
+    int gif = fmt && strcmp(fmt, "GIF") == 0;
+    size_t limit = gif && T2I_GIF_MAX_PIXELS < T2I_IMAGE_MAX_PIXELS ? T2I_GIF_MAX_PIXELS : T2I_IMAGE_MAX_PIXELS;
+    if ((unsigned long long)w * (unsigned long long)h > limit)
+        return t2i_error_set("%s: image is %lldx%lld, more than the %slimit of %zu pixels", name, w, h,
+                             gif ? "GIF " : "", limit);
     return 0;
 }
 
@@ -207,7 +210,7 @@ static void png_setup(png_structp png, png_infop info, png_src *s, const char *n
                       int *w, int *h, int *c, int *depth) {
     png_read_info(png, info);
     png_uint_32 pw = png_get_image_width(png, info), ph = png_get_image_height(png, info);
-    if (check_pixels(name, pw, ph) != 0) {
+    if (check_pixels(name, "PNG", pw, ph) != 0) {
         s->too_big = 1;
         png_longjmp(png, 1);
     }
@@ -440,7 +443,7 @@ int t2i_image_load_mem(t2i_image *img, const void *data, size_t len, const char 
     if (fmt && strcmp(fmt, "PNM") == 0 && check_pnm_header(data, len, len, name, &done) != 0) return -1;
     if (check_jpeg_tables(data, len, name) != 0) return -1;
     if (!stbi_info_from_memory(data, (int)len, &w, &h, &c)) return stb_fail(name, fmt);
-    if (check_pixels(name, w, h) != 0) return -1;
+    if (check_pixels(name, fmt, w, h) != 0) return -1;
     if (fmt && strcmp(fmt, "BMP") == 0 && check_bmp_length(data, len, name) != 0) return -1;
     if (!fmt && check_tga_length(data, len, name) != 0) return -1;
     uint8_t *px = stbi_load_from_memory(data, (int)len, &w, &h, &c, 0);
@@ -508,14 +511,14 @@ int t2i_image_info(const char *path, int *w, int *h, int *c) {
         char *data = t2i_read_file(path, &len, IMAGE_MAX_FILE_BYTES);
         if (!data || check_jpeg_tables((const uint8_t *)data, len, path) != 0) rc = -1;
         else if (len > INT_MAX || !stbi_info_from_memory((const stbi_uc *)data, (int)len, w, h, c)) rc = stb_fail(path, fmt);
-        else rc = check_pixels(path, *w, *h);
+        else rc = check_pixels(path, fmt, *w, *h);
         free(data);
     } else {
         rewind(f);
         if (!stbi_info_from_file(f, w, h, c))
             rc = stb_fail(path, fmt);
         else
-            rc = check_pixels(path, *w, *h);
+            rc = check_pixels(path, fmt, *w, *h);
     }
     fclose(f);
     return rc;

@@ -22,6 +22,9 @@
 #ifndef T2I_IMAGE_MAX_PIXELS /* the fuzz build sets a smaller one (CMakeLists.txt) */
 #define T2I_IMAGE_MAX_PIXELS ((size_t)1 << 28) /* 268 Mpixel: refuses decompression bombs */
 #endif
+/* GIF's own, lower: stb_image keeps an RGBA frame, its history and the background for the
+ * whole logical screen (9 bytes a pixel), so a 37-byte GIF within 2^28 asks for 2 GB. */
+#define T2I_GIF_MAX_PIXELS ((size_t)1 << 24) /* 16.8 Mpixel, 151 MB to decode */
 
 typedef struct {
     int w, h, c;   /* c is 1, 2, 3 or 4 */

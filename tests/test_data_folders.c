@@ -370,6 +370,9 @@ static void test_caption_refusals(void **state) {
          "metadata.jsonl:1: file_name 'img/../img/1.png' is outside"},
         {"{\"file_name\": \"img/..\", \"text\": \"x\"}\n", 0, "is outside the data folder"},
         {abs, 0, "metadata.jsonl:1: file_name '/"},
+        /* a missing file's name is shown escaped, on the message's one line */
+        {"{\"file_name\": \"img/no\\nsuch\\u001b.png\", \"text\": \"x\"}\n", 0,
+         "metadata.jsonl:1: file_name 'img/no\\x0asuch\\x1b.png' not found ("},
     };
     expect_refusals(dir, jl, bad, sizeof bad / sizeof bad[0]);
     refusal badcsv[] = {

@@ -542,6 +542,8 @@ static void test_fuzz_regressions(void **state) {
         {"regress_jpeg_dht_after_fill", "corrupt JPEG (a Huffman table of"}, /* the same after 0xFF fill bytes */
         {"regress_tga_truncated_rle", "truncated TGA (20 bytes, its header needs"}, /* stb: decoded zeros */
         {"regress_tga_truncated_header", "truncated TGA (17 bytes, its header needs 18)"}, /* 118 MB from 17 */
+        /* a 14406x14679 screen (211 Mpixel, within the general limit): stb would take 2 GB */
+        {"regress_gif_screen_2gb", "image is 14406x14679, more than the GIF limit of 16777216 pixels"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *p = t2i_asprintf("%s/tests/fuzz/corpus/image/%s", T2I_SOURCE_DIR, cases[i][0]);
@@ -560,6 +562,11 @@ static void test_fuzz_regressions(void **state) {
     assert_true(img.w == 2 && img.h == 2 && img.c == 3);
     t2i_image_free(&img);
     free(tga);
+    char *gif = t2i_asprintf("%s/tests/fuzz/corpus/image/seed_gif_2x2", T2I_SOURCE_DIR); /* a GIF within it */
+    assert_int_equal(t2i_image_load(&img, gif, 0), 0);
+    assert_true(img.w == 2 && img.h == 2);
+    t2i_image_free(&img);
+    free(gif);
 }
 
 /* ---------------------------------------------------------------------------------- */
