@@ -22,32 +22,11 @@
 #include "ops_ref.h"
 #include "safetensors.h"
 #include "testutil.h"
-
-static st_file REF;
+#include "torchref.h"
 
 static int setup(void **state) {
     (void)state;
-    char *p = tu_path("data/patch_ref.safetensors");
-    int rc = st_open(&REF, p);
-    if (rc) fprintf(stderr, "%s\n", t2i_error_msg());
-    free(p);
-    return rc;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    st_close(&REF);
-    return 0;
-}
-
-static float *ref(const char *name, size_t *n) {
-    const st_tensor *t = st_find(&REF, name);
-    if (!t) fprintf(stderr, "missing reference tensor %s\n", name);
-    assert_non_null(t);
-    float *v = t2i_malloc(t->numel * sizeof(float));
-    assert_int_equal(st_read_f32(&REF, t, v, t->numel), 0);
-    if (n) *n = t->numel;
-    return v;
+    return tu_ref_open("data/patch_ref.safetensors");
 }
 
 typedef struct {
@@ -66,7 +45,7 @@ static void test_torch(void **state) {
         const patch_case *c = &CASES[k];
         char nm[64];
         size_t nx, nw, ny;
-#define R(what, n) (snprintf(nm, sizeof nm, "patch.%s.%s", c->name, what), ref(nm, n))
+#define R(what, n) (snprintf(nm, sizeof nm, "patch.%s.%s", c->name, what), tu_ref_read(nm, n))
         float *x = R("x", &nx), *w = R("w", &nw), *dy = R("dy", &ny), *y0 = R("y", NULL), *dx0 = R("dx", NULL),
               *dw0 = R("dw", NULL);
 #undef R
@@ -176,5 +155,5 @@ static void test_grad(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_torch), cmocka_unit_test(test_naive),
                                        cmocka_unit_test(test_grad)};
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_ref_teardown);
 }

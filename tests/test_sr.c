@@ -34,37 +34,15 @@
 #include "image.h"
 #include "safetensors.h"
 #include "testutil.h"
-
-static st_file REF;
+#include "torchref.h"
 
 static int setup(void **state) {
     (void)state;
-    char *p = tu_path("data/sr_ref.safetensors");
-    int rc = st_open(&REF, p);
-    if (rc) fprintf(stderr, "%s\n", t2i_error_msg());
-    free(p);
-    return rc;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    st_close(&REF);
-    return 0;
-}
-
-/* Reads a reference tensor (any shape) as floats; *n receives its element count. */
-static float *ref(const char *name, size_t *n) {
-    const st_tensor *t = st_find(&REF, name);
-    if (!t) fprintf(stderr, "missing reference tensor %s\n", name);
-    assert_non_null(t);
-    float *v = t2i_malloc(t->numel * sizeof(float));
-    assert_int_equal(st_read_f32(&REF, t, v, t->numel), 0);
-    if (n) *n = t->numel;
-    return v;
+    return tu_ref_open("data/sr_ref.safetensors");
 }
 
 static double ref1(const char *name) {
-    float *v = ref(name, NULL);
+    float *v = tu_ref_read(name, NULL);
     double r = v[0];
     free(v);
     return r;
@@ -74,11 +52,11 @@ static double ref1(const char *name) {
 
 static void test_metrics(void **state) {
     (void)state;
-    const st_tensor *ta = st_find(&REF, "metric.a");
+    const st_tensor *ta = st_find(&tu_ref, "metric.a");
     assert_non_null(ta);
     int H = (int)ta->shape[0], W = (int)ta->shape[1];
     size_t n;
-    float *fa = ref("metric.a", &n), *fb = ref("metric.b", NULL);
+    float *fa = tu_ref_read("metric.a", &n), *fb = tu_ref_read("metric.b", NULL);
     uint8_t *a = t2i_malloc(n), *b = t2i_malloc(n);
     for (size_t i = 0; i < n; i++) a[i] = (uint8_t)fa[i], b[i] = (uint8_t)fb[i];
     for (int k = 0; k <= 3; k += 3) {
@@ -142,7 +120,7 @@ static void load_named(nn_params *ps, const char *prefix) {
     for (int i = 0; i < ps->n; i++) {
         snprintf(name, sizeof name, "%s%s", prefix, ps->p[i].name);
         size_t n;
-        float *v = ref(name, &n);
+        float *v = tu_ref_read(name, &n);
         assert_int_equal(n, ps->p[i].numel);
         memcpy(nn_params_val(ps, i), v, n * sizeof(float));
         free(v);
@@ -191,8 +169,8 @@ static void test_config_table(void **state) {
 static void test_torch_model(void **state) {
     (void)state;
     size_t nl, nh, ny;
-    float *lr = ref("model.lr", &nl), *hr = ref("model.hr", &nh), *y0 = ref("model.y0", &ny);
-    float *losses = ref("model.loss", NULL);
+    float *lr = tu_ref_read("model.lr", &nl), *hr = tu_ref_read("model.hr", &nh), *y0 = tu_ref_read("model.y0", &ny);
+    float *losses = tu_ref_read("model.loss", NULL);
     sr_model m;
     small_model(&m, 6, 7);
     assert_int_equal(sr_receptive_radius(&m.g), 8);
@@ -223,7 +201,7 @@ static void test_torch_model(void **state) {
     char name[160];
     for (int i = 0; i < m.gp.n; i++) {
         snprintf(name, sizeof name, "model.grad0.%s", m.gp.p[i].name);
-        float *g = ref(name, NULL);
+        float *g = tu_ref_read(name, NULL);
         tu_assert_close(name, nn_params_grad(&m.gp, i), g, m.gp.p[i].numel, 1e-6f, 1e-3f);
         free(g);
     }
@@ -238,9 +216,9 @@ static void test_torch_model(void **state) {
     for (int i = 0; i < m.gp.n; i++) {
         snprintf(name, sizeof name, "model.final.%s", m.gp.p[i].name);
         size_t n;
-        float *w = ref(name, &n);
+        float *w = tu_ref_read(name, &n);
         snprintf(name, sizeof name, "model.init.%s", m.gp.p[i].name);
-        float *w0 = ref(name, NULL);
+        float *w0 = tu_ref_read(name, NULL);
         const float *c = nn_params_val(&m.gp, i);
         for (size_t k = 0; k < n; k++) {
             worst = fmax(worst, fabs(c[k] - w[k]));
@@ -324,7 +302,7 @@ static double ragan_value(ragan_ctx *c) { return sr_ragan_loss(c->r, c->f, c->n,
 static void test_ragan(void **state) {
     (void)state;
     size_t n;
-    float *r = ref("ragan.r", &n), *f = ref("ragan.f", NULL);
+    float *r = tu_ref_read("ragan.r", &n), *f = tu_ref_read("ragan.f", NULL);
     for (int who = 0; who < 2; who++) {
         const char *w = who ? "g" : "d";
         char name[64];
@@ -335,11 +313,11 @@ static void test_ragan(void **state) {
         printf("RaGAN %s loss %.7f (PyTorch %.7f)\n", w, loss, want);
         assert_true(fabs(loss - want) < 1e-5);
         snprintf(name, sizeof name, "ragan.%s.dr", w);
-        float *g = ref(name, NULL);
+        float *g = tu_ref_read(name, NULL);
         tu_assert_close(name, dr, g, n, 1e-6f, 1e-4f);
         free(g);
         snprintf(name, sizeof name, "ragan.%s.df", w);
-        g = ref(name, NULL);
+        g = tu_ref_read(name, NULL);
         tu_assert_close(name, df, g, n, 1e-6f, 1e-4f);
         free(g);
         /* central finite differences, and the scale argument (gradients add scaled) */
@@ -518,5 +496,5 @@ int main(void) {
         cmocka_unit_test(test_tiled),   cmocka_unit_test(test_ragan),    cmocka_unit_test(test_interp_init),
         cmocka_unit_test(test_ckpt),    cmocka_unit_test(test_upscale_png),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_ref_teardown);
 }

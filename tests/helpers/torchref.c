@@ -14,12 +14,22 @@
 #include "testutil.h"
 
 st_file tu_ref;
+static char ref_name[256]; /* the open file, for messages */
+
+int tu_ref_open(const char *rel) {
+    char *p = tu_path(rel);
+    snprintf(ref_name, sizeof ref_name, "%s", rel);
+    int rc = st_open(&tu_ref, p);
+    if (rc) fprintf(stderr, "%s\n", t2i_error_msg());
+    free(p);
+    return rc;
+}
 
 static const st_tensor *find_v(const char *fmt, va_list ap) {
     char name[256];
     vsnprintf(name, sizeof name, fmt, ap);
     const st_tensor *t = st_find(&tu_ref, name);
-    if (!t) fprintf(stderr, "ops_ref.safetensors: tensor %s missing\n", name);
+    if (!t) fprintf(stderr, "%s: tensor %s missing\n", ref_name, name);
     assert_non_null(t);
     return t;
 }
@@ -39,6 +49,14 @@ float *tu_ref_get(const char *fmt, ...) {
     va_end(ap);
     float *x = t2i_malloc((t->numel ? t->numel : 1) * sizeof(float));
     assert_int_equal(st_read_f32(&tu_ref, t, x, t->numel), 0);
+    return x;
+}
+
+float *tu_ref_read(const char *name, size_t *n) {
+    const st_tensor *t = tu_ref_find("%s", name);
+    float *x = t2i_malloc((t->numel ? t->numel : 1) * sizeof(float));
+    assert_int_equal(st_read_f32(&tu_ref, t, x, t->numel), 0);
+    if (n) *n = t->numel;
     return x;
 }
 
@@ -87,11 +105,7 @@ void tu_close_twice(const char *what, const float *got, const float *want, size_
 
 int tu_ref_setup(void **state) {
     (void)state;
-    char *path = tu_path("data/ops_ref.safetensors");
-    int rc = st_open(&tu_ref, path);
-    if (rc != 0) fprintf(stderr, "%s\n", t2i_error_msg());
-    free(path);
-    return rc;
+    return tu_ref_open("data/ops_ref.safetensors");
 }
 
 int tu_ref_teardown(void **state) {

@@ -1,5 +1,5 @@
-/* torchref.h - the PyTorch reference file of the ops tests (tests/test_ops*.c) and their
- * tolerances.
+/* torchref.h - the PyTorch reference files of the tests (tests/test_ops*.c, test_sr.c)
+ * and the ops tests' tolerances.
  *
  * tests/data/ops_ref.safetensors, written by tests/ref/gen_ops_ref.py (torch 1.13,
  * float32), holds inputs, parameters, a random upstream gradient dy, the module's output
@@ -33,10 +33,16 @@
 extern st_file tu_ref;
 int tu_ref_setup(void **state);
 int tu_ref_teardown(void **state);
+/* Opens another reference file (a path under tests/) as tu_ref: for tests whose models
+ * have a file of their own (data/sr_ref.safetensors, data/patch_ref.safetensors); close it
+ * with tu_ref_teardown. 0, or -1 after printing the error. */
+int tu_ref_open(const char *rel);
 
 const st_tensor *tu_ref_find(const char *fmt, ...);
 /* Reads a tensor whatever its shape (for inputs; the caller takes the shape from it). */
 float *tu_ref_get(const char *fmt, ...);
+/* Reads a tensor by its exact name whatever its shape; *n (if not NULL) its element count. */
+float *tu_ref_read(const char *name, size_t *n);
 /* Reads a tensor that must have the given shape (for outputs and gradients). */
 float *tu_ref_get_shaped(int ndim, const int64_t *shape, const char *fmt, ...);
 int32_t *tu_ref_get_ids(const char *fmt, ...);
