@@ -93,7 +93,7 @@ echo "[${SECONDS}s] SIGTERM to a trainer"
 # ---- 2. SIGTERM to a trainer: like Ctrl-C, a checkpoint, then status 143
 start "$T2I" vq train "${TINY[@]}" --steps 1000 --out "$TMP/term" >/dev/null 2>"$TMP/err"
 pid=$!
-for _ in $(seq 600); do [ -e "$TMP/term/checkpoint.safetensors" ] && break; sleep 0.05; done
+while kill -0 "$pid" 2>/dev/null && [ ! -e "$TMP/term/checkpoint.safetensors" ]; do sleep 0.05; done
 kill -TERM "$pid"
 wait "$pid"
 rc=$?
@@ -117,8 +117,9 @@ ckpt_step() { "$T2I" ckpt info "$K/checkpoint.safetensors" 2>/dev/null | grep -o
 # save than the first, so that there is a checkpoint to resume from)
 launch 19 # niced: the polling shell runs more often than the run on a busy machine
 pid=$!
-for _ in $(seq 600); do [ -e "$K/checkpoint.safetensors" ] && break; sleep 0.02; done
-if catch "$pid" "$K/checkpoint.safetensors.tmp.PID"; then
+# (no time bound: on a loaded machine the first save may take long; the run ends anyway)
+while kill -0 "$pid" 2>/dev/null && [ ! -e "$K/checkpoint.safetensors" ]; do sleep 0.02; done
+if [ -e "$K/checkpoint.safetensors" ] && catch "$pid" "$K/checkpoint.safetensors.tmp.PID"; then
     kill -9 "$pid"
     kill -CONT "$pid"
     wait "$pid" 2>/dev/null
