@@ -41,6 +41,7 @@
 #include "optim.h"
 #include "progress.h"
 #include "trainer.h"
+#include "words.h"
 #include "safetensors.h"
 
 /* ---- codes files ---- */
@@ -349,6 +350,10 @@ static int dalle_tr_setup(void *self, t2i_trainer *t) {
         else fprintf(stderr, "t2i: warning: %s; no sample grids\n", t2i_error_msg());
     }
     if (!t->resume && (rc = new_model(g, t)) != 0) return rc;
+    /* the word set of the captions (a resumed run keeps its checkpoint's; an older one gets it now) */
+    if (!g->m.caption_words && !(g->m.caption_words = t2i_words_of_texts(g->caps, (size_t)cd->n)))
+        fprintf(stderr, "t2i: warning: the captions' word set is over %zu MB: not stored (generate cannot warn about "
+                        "unknown words)\n", T2I_WORDS_META_MAX >> 20);
     const dalle_config *cfg = &g->m.cfg;
     if (cd->side != cfg->image_side)
         return t2i_fail("%s: codes are %dx%d grids, the model expects %dx%d", g->o.codes, cd->side, cd->side,

@@ -28,6 +28,7 @@
 #include "ckpt.h"
 #include "data.h"
 #include "gan.h"
+#include "words.h"
 #include "image.h"
 #include "optim.h"
 #include "progress.h"
@@ -234,6 +235,11 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
         if (trc == 0) trc = gan_text_table_build(&g->tt, clip, g->ds.captions, g->ds.n);
         clip_free(clip);
         if (trc != 0) return t2i_fail_err();
+        /* the word set of the captions (a resumed run keeps its checkpoint's; an older one gets it now) */
+        if (!g->m.caption_words &&
+            !(g->m.caption_words = t2i_words_of_texts((const char *const *)g->ds.captions, (size_t)g->ds.n)))
+            fprintf(stderr, "t2i: warning: the captions' word set is over %zu MB: not stored (generate cannot warn "
+                            "about unknown words)\n", T2I_WORDS_META_MAX >> 20);
         printf("gan train: conditioned on %d distinct captions embedded by %s (%d-d)\n", g->tt.n, cfg->text_encoder,
                g->tt.dim);
     }
