@@ -1,8 +1,9 @@
 #!/bin/bash
 # cli_words.sh - the training captions' word set in checkpoints and `t2i generate`'s
 # unknown-word warnings, end to end:
-#   - `t2i dalle train` (2 steps, tiny, on a folder of 8 images with our own captions)
-#     stores exactly the captions' words in "caption_words", and --resume keeps them;
+#   - `t2i dalle train` and `t2i gan train --text-encoder` (2 steps, tiny, on a folder of
+#     8 images with our own captions) store exactly the captions' words in "caption_words",
+#     and --resume keeps them;
 #   - generate warns once per caption, naming exactly the unknown words (caption order,
 #     each once, function words aside), and says nothing for a known caption; a checkpoint
 #     without the entry gives no warning; a damaged entry is a one-line error;
@@ -86,6 +87,17 @@ run gen_list "$T2I" "${G[@]}" --prompts "$TMP/prompts.txt" --out "$TMP/g3"
 [ "$(grep -c 'never saw the word girl in' "$TMP/gen_list.err")" = 2 ] ||
     fail "two captions with 'girl': $(cat "$TMP/gen_list.err")"
 grep -q '"a blue dress": the' "$TMP/gen_list.err" && fail "warning for 'a blue dress': $(cat "$TMP/gen_list.err")"
+
+# ---- a caption GAN (on the shipped GAN's text encoder): the same set, the same warning
+run tgan "$T2I" gan train --data "$TMP/caps" --text-encoder "$MODELS/gan_text.safetensors" --g-width 8 --d-width 8 \
+    --z-dim 8 --batch 8 --steps 2 --sample-every 1000 --threads 1 --out "$TMP/tgan"
+TG="$TMP/tgan/checkpoint.safetensors"
+[ "$(meta "$TG" caption_words)" = "$WANT" ] || fail "gan caption_words: '$(meta "$TG" caption_words)', want '$WANT'"
+run tgan_resume "$T2I" gan train --resume --steps 3 --out "$TMP/tgan" --threads 1
+[ "$(meta "$TG" caption_words)" = "$WANT" ] || fail "gan after --resume: caption_words '$(meta "$TG" caption_words)'"
+run gen_gan "$T2I" "${G[@]}" --generator gan --gan "$TG" --prompt "a red girl" --out "$TMP/gg"
+grep -qxF 't2i: warning: "a red girl": the gan model never saw the word girl in its training captions; its images will not show it' \
+    "$TMP/gen_gan.err" || fail "gan warning: $(cat "$TMP/gen_gan.err")"
 
 # ---- a checkpoint without the entry (made before it existed): no check, no warning
 set_meta "$CK" "$TMP/old.safetensors" caption_words
