@@ -16,7 +16,8 @@
  * CE(image) (dalle.h); gradient clipping; AdamW with linear warmup and cosine decay.
  *
  * The run folder (--out): config.json, metrics.jsonl, checkpoint.safetensors (weights,
- * AdamW moments, vocabulary, the training state: step, RNG, epoch/position, optimizer
+ * AdamW moments, vocabulary, the captions' word set (caption_words, text/words.h: what
+ * generate checks captions against), the training state: step, RNG, epoch/position, optimizer
  * step, options) and samples/ (a grid of fixed prompts every --sample-every steps when
  * the codes' VQ checkpoint is readable: one row per prompt). --resume continues
  * bit-identically with the same thread count. Ctrl-C saves and exits with status 130; a

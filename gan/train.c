@@ -10,7 +10,8 @@
  * (relu(1 - l), relu(1 + l), -l) and least squares (0.5 (l-1)^2, 0.5 l^2, 0.5 (l-1)^2).
  *
  * The run folder (--out) holds config.json, metrics.jsonl, checkpoint.safetensors (G, D,
- * EMA, Adam moments and the training state: step, RNG, data position), and samples/ with a
+ * EMA, Adam moments, a caption GAN's word set of its captions (caption_words, text/words.h)
+ * and the training state: step, RNG, data position), and samples/ with a
  * fixed-noise grid every --sample-every steps. --resume continues from the checkpoint:
  * with the same thread count the weights are bit-identical to an uninterrupted run.
  * Ctrl-C saves a checkpoint and exits with status 130; a NaN/Inf loss stops with an
