@@ -10,6 +10,7 @@
  *
  *     t2i ckpt convert IN OUT [--dtype bf16] [--drop P...] [--rename OLD=NEW...] ...
  *     t2i ckpt average IN1 IN2 [IN...] --out F
+ *     t2i ckpt words FILE --data DATA           (cmd_ckpt_words.c)
  *
  * convert writes a smaller copy for shipping; average writes the element-wise mean of
  * checkpoints of one model (same tensors and metadata), e.g. fine-tunes of one start.
@@ -444,6 +445,7 @@ int cmd_ckpt(int argc, char **argv) {
         {"info", ckpt_info, "list tensors (name, dtype, shape, bytes), totals and metadata"},
         {"convert", ckpt_convert, "write a smaller copy: bf16/f16, no optimizer state, prefixes dropped/renamed"},
         {"average", ckpt_average, "average the weights of checkpoints of one model (fine-tunes of one start)"},
+        {"words", ckpt_words, "store the word set of a dataset's captions (for generate's unknown-word warnings)"},
     };
     return t2i_dispatch("t2i ckpt", "Inspect, convert and average checkpoints (safetensors files).", subs,
                         (int)(sizeof subs / sizeof subs[0]), argc, argv);

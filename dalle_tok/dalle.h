@@ -94,6 +94,7 @@ typedef struct {
     char *vocab;      /* its merges text (saved in the checkpoint), or NULL */
     int32_t sot;      /* the tokenizer's start-of-text id */
     char *vq_path;    /* the VQ checkpoint of the training codes (metadata "vq"), or NULL */
+    char *caption_words; /* the training captions' word set (words.h; metadata "caption_words"), or NULL */
 } dalle_model;
 
 /* Registers and allocates every tensor (zeros); dalle_init draws the B2 initialisation. */

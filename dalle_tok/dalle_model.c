@@ -18,6 +18,7 @@
 #include "base.h"
 #include "ckpt.h"
 #include "dalle.h"
+#include "words.h"
 
 void dalle_config_b2(dalle_config *c) {
     memset(c, 0, sizeof *c);
@@ -128,6 +129,7 @@ void dalle_free(dalle_model *m) {
     if (m->tok) clip_tok_free(m->tok);
     free(m->vocab);
     free(m->vq_path);
+    free(m->caption_words);
     memset(m, 0, sizeof *m);
 }
 
@@ -155,10 +157,11 @@ int dalle_set_vocab(dalle_model *m, const char *merges, size_t len) {
 int dalle_save(const dalle_model *m, const char *path, const char *state_json, int with_optimizer) {
     nn_ckpt_part part = {(nn_params *)&m->ps, "", with_optimizer, 0};
     char *cfg = dalle_config_to_json(&m->cfg);
-    const char *keys[2], *vals[2];
+    const char *keys[3], *vals[3];
     int ne = 0;
     if (m->vocab) keys[ne] = "vocab", vals[ne++] = m->vocab;
     if (m->vq_path) keys[ne] = "vq", vals[ne++] = m->vq_path;
+    if (m->caption_words) keys[ne] = T2I_WORDS_META_KEY, vals[ne++] = m->caption_words;
     nn_ckpt_meta meta = {"dalle", cfg, state_json, keys, vals, ne, ST_F32};
     int rc = nn_ckpt_save(path, &part, 1, &meta);
     free(cfg);
@@ -189,6 +192,8 @@ int dalle_load(dalle_model *m, const char *path, int with_optimizer, char **stat
     const char *vq = st_meta(&f, "vq");
     if (rc == 0 && vq && !*vq) rc = t2i_error_set("%s: metadata 'vq' (the VQ tokenizer it was trained with) is empty", path);
     if (rc == 0 && vq) m->vq_path = t2i_strdup(vq);
+    const char *cw = st_meta(&f, T2I_WORDS_META_KEY);
+    if (rc == 0 && cw) m->caption_words = t2i_strdup(cw);
     if (rc == 0 && state_json) {
         const char *s = st_meta(&f, "state");
         *state_json = s ? t2i_strdup(s) : NULL;

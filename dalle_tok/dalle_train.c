@@ -16,7 +16,8 @@
  * CE(image) (dalle.h); gradient clipping; AdamW with linear warmup and cosine decay.
  *
  * The run folder (--out): config.json, metrics.jsonl, checkpoint.safetensors (weights,
- * AdamW moments, vocabulary, the training state: step, RNG, epoch/position, optimizer
+ * AdamW moments, vocabulary, the captions' word set (caption_words, text/words.h: what
+ * generate checks captions against), the training state: step, RNG, epoch/position, optimizer
  * step, options) and samples/ (a grid of fixed prompts every --sample-every steps when
  * the codes' VQ checkpoint is readable: one row per prompt). --resume continues
  * bit-identically with the same thread count. Ctrl-C saves and exits with status 130; a
@@ -41,6 +42,7 @@
 #include "optim.h"
 #include "progress.h"
 #include "trainer.h"
+#include "words.h"
 #include "safetensors.h"
 
 /* ---- codes files ---- */
@@ -349,6 +351,10 @@ static int dalle_tr_setup(void *self, t2i_trainer *t) {
         else fprintf(stderr, "t2i: warning: %s; no sample grids\n", t2i_error_msg());
     }
     if (!t->resume && (rc = new_model(g, t)) != 0) return rc;
+    /* the word set of the captions (a resumed run keeps its checkpoint's; an older one gets it now) */
+    if (!g->m.caption_words && !(g->m.caption_words = t2i_words_of_texts(g->caps, (size_t)cd->n)))
+        fprintf(stderr, "t2i: warning: the captions' word set is over %zu MB: not stored (generate cannot warn about "
+                        "unknown words)\n", T2I_WORDS_META_MAX >> 20);
     const dalle_config *cfg = &g->m.cfg;
     if (cd->side != cfg->image_side)
         return t2i_fail("%s: codes are %dx%d grids, the model expects %dx%d", g->o.codes, cd->side, cd->side,

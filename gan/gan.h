@@ -52,6 +52,8 @@ typedef struct {
     int head_w, head_b, head_proj; /* D head parameters in dp (head_proj -1 if unconditional) */
     int feat;              /* D trunk feature size */
     int inference_only;    /* loaded from a shipped copy without D (see gan_load) */
+    char *caption_words;   /* caption GANs: the training captions' word set (words.h; metadata
+                            * "caption_words"), or NULL */
 } gan_model;
 
 /* Condition size seen by the networks: n_classes (one-hot) or cond_dim, or 0. */

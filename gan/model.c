@@ -14,6 +14,7 @@
 #include "base.h"
 #include "ckpt.h"
 #include "gan.h"
+#include "words.h"
 #include "optim.h"
 
 int gan_cond_size(const gan_config *c) { return c->n_classes > 0 ? c->n_classes : c->cond_dim; }
@@ -200,6 +201,8 @@ void gan_model_free(gan_model *m) {
     nn_params_free(&m->gp);
     nn_params_free(&m->dp);
     nn_params_free(&m->ep);
+    free(m->caption_words);
+    m->caption_words = NULL;
 }
 
 void gan_onehot(float *c, const int *labels, int N, int n_classes) {
@@ -328,7 +331,8 @@ int gan_save(const gan_model *m, const char *path, const char *state_json, int w
         {&mm->ep, "ema.", 0, 0},
     };
     char *cfg = gan_config_to_json(&m->cfg);
-    nn_ckpt_meta meta = {"gan", cfg, state_json, NULL, NULL, 0, bf16 ? ST_BF16 : ST_F32};
+    const char *wk = T2I_WORDS_META_KEY, *wv = m->caption_words;
+    nn_ckpt_meta meta = {"gan", cfg, state_json, &wk, &wv, wv ? 1 : 0, bf16 ? ST_BF16 : ST_F32};
     int rc = nn_ckpt_save(path, parts, 3, &meta);
     free(cfg);
     return rc;
@@ -367,6 +371,8 @@ int gan_load(gan_model *m, const char *path, int with_optimizer, char **state_js
         };
         rc = nn_ckpt_load_parts(&f, parts, 3);
     }
+    const char *cw = st_meta(&f, T2I_WORDS_META_KEY);
+    if (rc == 0 && cw) m->caption_words = t2i_strdup(cw);
     if (rc == 0 && state_json) {
         const char *s = st_meta(&f, "state");
         *state_json = s ? t2i_strdup(s) : NULL;

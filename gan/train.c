@@ -10,7 +10,8 @@
  * (relu(1 - l), relu(1 + l), -l) and least squares (0.5 (l-1)^2, 0.5 l^2, 0.5 (l-1)^2).
  *
  * The run folder (--out) holds config.json, metrics.jsonl, checkpoint.safetensors (G, D,
- * EMA, Adam moments and the training state: step, RNG, data position), and samples/ with a
+ * EMA, Adam moments, a caption GAN's word set of its captions (caption_words, text/words.h)
+ * and the training state: step, RNG, data position), and samples/ with a
  * fixed-noise grid every --sample-every steps. --resume continues from the checkpoint:
  * with the same thread count the weights are bit-identical to an uninterrupted run.
  * Ctrl-C saves a checkpoint and exits with status 130; a NaN/Inf loss stops with an
@@ -28,6 +29,7 @@
 #include "ckpt.h"
 #include "data.h"
 #include "gan.h"
+#include "words.h"
 #include "image.h"
 #include "optim.h"
 #include "progress.h"
@@ -234,6 +236,11 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
         if (trc == 0) trc = gan_text_table_build(&g->tt, clip, g->ds.captions, g->ds.n);
         clip_free(clip);
         if (trc != 0) return t2i_fail_err();
+        /* the word set of the captions (a resumed run keeps its checkpoint's; an older one gets it now) */
+        if (!g->m.caption_words &&
+            !(g->m.caption_words = t2i_words_of_texts((const char *const *)g->ds.captions, (size_t)g->ds.n)))
+            fprintf(stderr, "t2i: warning: the captions' word set is over %zu MB: not stored (generate cannot warn "
+                            "about unknown words)\n", T2I_WORDS_META_MAX >> 20);
         printf("gan train: conditioned on %d distinct captions embedded by %s (%d-d)\n", g->tt.n, cfg->text_encoder,
                g->tt.dim);
     }

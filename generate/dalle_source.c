@@ -8,6 +8,7 @@
 
 #include "base.h"
 #include "generate.h"
+#include "known_words.h"
 
 typedef struct {
     dalle_model m;
@@ -86,6 +87,10 @@ int gen_source_dalle(gen_source **out, const char *dalle_path, const char *vq_pa
     s->generate = dalle_generate;
     s->destroy = dalle_destroy;
     s->ctx = d;
+    if (gen_known_words_attach(s, dalle_path) != 0) {
+        gen_source_free(s);
+        return -1;
+    }
     *out = s;
     return 0;
 }
@@ -93,5 +98,6 @@ int gen_source_dalle(gen_source **out, const char *dalle_path, const char *vq_pa
 void gen_source_free(gen_source *s) {
     if (!s) return;
     if (s->destroy) s->destroy(s);
+    if (s->known_words) t2i_wordset_free(s->known_words), free(s->known_words);
     free(s);
 }

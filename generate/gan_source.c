@@ -1,5 +1,6 @@
 /* gan_source.c - GAN candidates for `t2i generate`; see gan_source.h. */
 #include "gan_source.h"
+#include "known_words.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -101,6 +102,10 @@ int gen_source_gan(gen_source **out, const char *gan_path, const char *text_enco
     s->generate = gan_generate;
     s->destroy = gan_destroy;
     s->ctx = g;
+    if (gen_known_words_attach(s, gan_path) != 0) {
+        gen_source_free(s);
+        return -1;
+    }
     *out = s;
     return 0;
 }

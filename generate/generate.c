@@ -8,6 +8,7 @@
  * relative to OUT (the input of `t2i eval fidelity OUT`). A result is
  *   {"caption", "rank", "source", "seed", "candidate", "score", "file"}
  * and `t2i dalle sample --seed S --first CANDIDATE --n 1` regenerates a dalle result.
+ * Words of a caption that a model never saw in training are named on stderr (known_words.h).
  *
  * Default checkpoints (when --clip, --dalle, --gan or --vq are not given): samples/models/
  * {clip,dalle,gan,vq}.safetensors of the source tree (T2I_SOURCE_DIR), or of the folder
@@ -19,6 +20,7 @@
  */
 #include "generate.h"
 #include "gan_source.h"
+#include "known_words.h"
 #include "prompts.h"
 #include "sr.h"
 
@@ -419,6 +421,7 @@ int generate_cmd(int argc, char **argv) {
         gen_ranked r;
         printf("generate: \"%s\" -> %s/%s\n", caps[c], out, slugs[c]);
         fflush(stdout);
+        gen_warn_unknown_words(srcs, nsrc, caps[c]);
         if (gen_rank_caption(clip, srcs, nsrc, caps[c], &go, &r) != 0) {
             t2i_fail("\"%s\": %s", caps[c], t2i_error_msg());
             goto done;

@@ -50,6 +50,7 @@ struct gen_source {
                     float *images);
     void (*destroy)(gen_source *s);
     void *ctx;            /* the source's own state */
+    struct t2i_wordset *known_words; /* its training captions' words (known_words.h); NULL: not recorded */
 };
 
 /* The DALL-E-style source: loads the transformer and the VQ decoder (vq_path NULL = the
