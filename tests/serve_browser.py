@@ -249,7 +249,7 @@ def generate_and_check(wd):
     final_v, final_m = seen[-1]
     log(f"progress bar: {len(seen)} changes, {events} progress events, "
         f"{len(between)} values strictly inside, ended {final_v}/{final_m}")
-    check(final_m == 64 and final_v == final_m, f"progress ended at {final_v}/{final_m}, want 64/64")
+    check(final_m >= 64 and final_v == final_m, f"progress ended at {final_v}/{final_m}, want all of >= 64")
     check(events >= 1, "no progress event reached the page")
     check(between or any(v == 0 for v, _ in seen), f"the progress bar did not move: {seen}")
 
