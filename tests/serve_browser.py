@@ -258,11 +258,18 @@ def cancel_and_check(wd, url):
     wd.type("#candidates", "2048")
     wd.js("document.getElementById('progress').dataset.events = '0'")
     wd.click("#generate")
-    wd.wait("the second job to start", "const s = document.getElementById('state').dataset.state;"
-            "return Number(document.getElementById('progress').dataset.events) > 0 || s !== 'queued' && s !== 'idle'", 120)
+    # Cancel a running job, not a queued one: wait for its first progress event, then (up to
+    # a minute, the machine may be busy) for its first batch, so that it stops mid-way.
+    wd.wait("the second job to start running",
+            "return Number(document.getElementById('progress').dataset.events) > 0", 180)
+    try:
+        wd.wait("the first batch", "return document.getElementById('progress').value > 0", 60)
+    except Fail:
+        log("no batch done within 60 s: cancelling the running job at 0")
     state = wd.js("return document.getElementById('state').dataset.state")
-    check(state in ("queued", "running"), f"the 2048-candidate job was '{state}' before Cancel")
+    check(state == "running", f"the 2048-candidate job was '{state}' before Cancel, want running")
     done = wd.js("const p = document.getElementById('progress'); return [p.value, p.max]")
+    check(done[0] < done[1], f"the 2048-candidate job had finished before Cancel ({done})")
     wd.click("#cancel")
     wd.wait("the state to say cancelled",
             "return document.getElementById('state').dataset.state === 'cancelled'", 30)
@@ -271,8 +278,14 @@ def cancel_and_check(wd, url):
     log(f"cancelled at {done[0]}/{done[1]} candidates")
     wd.wait("the recent-jobs list to show the cancelled job",
             "return [...document.querySelectorAll('#jobs .badge')].some(b => b.textContent === 'cancelled')", 15)
-    status, _, _ = http("GET", url + "/v1/jobs")
-    check(status == 200, f"GET /v1/jobs after the cancel: {status}")
+    jid = wd.js("return [...document.querySelectorAll('#jobs button')]"
+                ".find(b => b.querySelector('.badge').textContent === 'cancelled').dataset.id")
+    status, _, raw = http("GET", f"{url}/v1/jobs/{jid}")
+    check(status == 200, f"GET /v1/jobs/{jid} after the cancel: {status}")
+    job = json.loads(raw)
+    check(job["state"] == "cancelled", f"the server says {jid} is {job['state']}, want cancelled")
+    check(job["progress"]["done"] < job["progress"]["total"],
+          f"{jid} ran to the end ({job['progress']}) although cancelled")
 
 
 def clip_and_check(wd, tmp):
