@@ -90,6 +90,14 @@ int gen_source_dalle(gen_source **out, const char *dalle_path, const char *vq_pa
     return 0;
 }
 
+int gen_source_dalle_set_sample(gen_source *s, const dalle_sample_opts *o) {
+    T2I_ASSERT(s->destroy == dalle_destroy);
+    dalle_src *d = s->ctx;
+    if (dalle_sample_check(o, d->m.cfg.codebook) != 0) return -1;
+    d->o = *o;
+    return 0;
+}
+
 void gen_source_free(gen_source *s) {
     if (!s) return;
     if (s->destroy) s->destroy(s);
