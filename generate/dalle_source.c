@@ -34,6 +34,7 @@ static int dalle_generate(gen_source *s, const char *caption, const float *clip_
         int k = n - i < d->batch ? n - i : d->batch;
         nn_arena_reset(&d->a);
         dalle_sample(&d->m, &d->a, d->text, k, seed, first + i, &d->o, d->codes);
+        if (d->o.stop && atomic_load_explicit(d->o.stop, memory_order_relaxed)) return t2i_error_set("cancelled");
         nn_arena_reset(&d->a);
         dalle_decode(&d->vq, &d->a, d->codes, k, images + (size_t)i * isz);
     }

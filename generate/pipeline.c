@@ -175,7 +175,9 @@ int gen_pipeline_run(gen_pipeline *p, const char *caption, const gen_call *k, ge
     int nsrc = 0;
     if (k->use_dalle) {
         if (p->dalle_index < 0) return t2i_error_set("the dalle generator is not loaded");
-        if (gen_source_dalle_set_sample(p->src[p->dalle_index], &k->sample) != 0) return -1;
+        dalle_sample_opts so = k->sample;
+        so.stop = k->stop;
+        if (gen_source_dalle_set_sample(p->src[p->dalle_index], &so) != 0) return -1;
         src[nsrc++] = p->src[p->dalle_index];
     }
     if (k->use_gan) {

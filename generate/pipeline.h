@@ -65,6 +65,7 @@ typedef struct {
     int quiet;                /* no progress line on stderr */
     int (*progress)(void *arg, long done, long total); /* after each batch; non-zero cancels */
     void *progress_arg;
+    const atomic_int *stop;   /* non-NULL: non-zero stops the dalle source within one sampling step */
 } gen_call;
 
 /* Every loaded source, 512 candidates, top 32, seed 1, the pipeline's sampling options,
