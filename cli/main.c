@@ -8,6 +8,7 @@
 #include "clip.h"
 #include "dalle.h"
 #include "generate.h"
+#include "serve.h"
 #include "vq.h"
 #include "classifier.h"
 #include "gan.h"
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
         {"vq", vq_cmd, "VQ image tokenizer: train, encode, decode, eval"},
         {"dalle", dalle_cmd, "DALL-E-style transformer over caption and image tokens: train, sample"},
         {"generate", generate_cmd, "captions -> candidates (DALL-E and/or GAN) -> CLIP rerank -> top images"},
+        {"serve", serve_cmd, "HTTP server: generation (OpenAI-style), jobs, rerank, classify, a web page"},
         {"sr", cmd_sr, "super-resolution: train, upscale, eval, compare"},
         {"classify", cls_cmd, "the Fashion-MNIST classifier behind FID/KID and fidelity"},
         {"eval", cmd_eval, "quality measurements: FID/KID, caption fidelity"},

@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config git
       libopenblas-openmp-dev libpng-dev zlib1g-dev libstb-dev libcjson-dev libcmocka-dev
-      libutf8proc-dev
+      libutf8proc-dev libmicrohttpd-dev
+      curl  # tests/cli_serve.sh talks to `t2i serve` with it
       dataset-fashion-mnist mate-backgrounds
+      chromium chromium-driver  # tests/serve_browser.py drives the page of t2i serve in headless Chromium
       python3)  # the shell tests check JSON output with python3's json module (not in a minimal Debian)
 missing=()
 for p in "${pkgs[@]}"; do

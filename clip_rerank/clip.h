@@ -212,6 +212,13 @@ int clip_embed_images(clip_model *m, const float *imgs, int n, int C, int H, int
 int clip_embed_pixels(clip_model *m, const float *pixels, int n, float *out);
 /* Image files (PNG/JPEG...) through clip_preprocess_u8; -1 names an unreadable file. */
 int clip_embed_files(clip_model *m, const char *const *paths, int n, float *out);
+/* Decoded 8-bit images (any size and channels) through clip_preprocess_u8 (clip_score.c). */
+void clip_embed_u8(clip_model *m, const t2i_image *imgs, int n, float *out);
+/* Zero-shot: prob[k] = softmax_k(exp(logit_scale) * cosine(img, label k)), labels embedded
+ * as they are (no template); cosine (may be NULL) gets the similarities. -1 when a label
+ * cannot be tokenized. */
+int clip_zeroshot_probs(clip_model *m, const t2i_image *img, const char *const *labels, int K, float *prob,
+                        float *cosine);
 /* out (n_img, n_txt) = img txt^T (cosine similarities of normalised rows). */
 void clip_cosine(const float *img, int n_img, const float *txt, int n_txt, int D, float *out);
 /* L2-normalise rows in place. */

@@ -53,6 +53,7 @@
 #ifndef T2I_DALLE_H
 #define T2I_DALLE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -143,6 +144,9 @@ typedef struct {
     float top_p;        /* then the smallest set with this much mass (1 = all) */
     float cfg;          /* guidance scale s: logits u + s (c - u); 1 = conditional only */
     int cached;         /* 1: key/value cache; 0: full forward over the prefix each step */
+    /* non-NULL: dalle_sample stops before its next code once *stop is non-zero (another
+     * thread cancels a server job within one step); the codes are then incomplete */
+    const atomic_int *stop;
 } dalle_sample_opts;
 
 void dalle_sample_defaults(dalle_sample_opts *o);

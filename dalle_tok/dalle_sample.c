@@ -34,6 +34,7 @@ void dalle_sample_defaults(dalle_sample_opts *o) {
     o->top_p = 1.0f;
     o->cfg = 1.0f;
     o->cached = 1;
+    o->stop = NULL;
 }
 
 int dalle_sample_check(const dalle_sample_opts *o, int codebook) {
@@ -193,6 +194,7 @@ void dalle_sample(dalle_model *m, nn_arena *a, const int32_t *text, int n, uint6
     }
 
     for (int j = 0; j < IL; j++) {
+        if (o->stop && atomic_load_explicit(o->stop, memory_order_relaxed)) break;
         size_t mark = nn_arena_mark(a);
         int t = TL + j; /* positions 0..t-1 are known; the next code goes to position t */
         if (o->cached) {

@@ -35,6 +35,7 @@ static int dalle_generate(gen_source *s, const char *caption, const float *clip_
         int k = n - i < d->batch ? n - i : d->batch;
         nn_arena_reset(&d->a);
         dalle_sample(&d->m, &d->a, d->text, k, seed, first + i, &d->o, d->codes);
+        if (d->o.stop && atomic_load_explicit(d->o.stop, memory_order_relaxed)) return t2i_error_set("cancelled");
         nn_arena_reset(&d->a);
         dalle_decode(&d->vq, &d->a, d->codes, k, images + (size_t)i * isz);
     }
@@ -92,6 +93,14 @@ int gen_source_dalle(gen_source **out, const char *dalle_path, const char *vq_pa
         return -1;
     }
     *out = s;
+    return 0;
+}
+
+int gen_source_dalle_set_sample(gen_source *s, const dalle_sample_opts *o) {
+    T2I_ASSERT(s->destroy == dalle_destroy);
+    dalle_src *d = s->ctx;
+    if (dalle_sample_check(o, d->m.cfg.codebook) != 0) return -1;
+    d->o = *o;
     return 0;
 }
 

@@ -19,10 +19,9 @@
  * which flag to pass), a CLIP that does not fit, an empty caption or a failed write exit 1.
  */
 #include "generate.h"
-#include "gan_source.h"
 #include "known_words.h"
+#include "pipeline.h"
 #include "prompts.h"
-#include "sr.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -38,14 +37,8 @@
 #include "progress.h"
 #include "safetensors.h"
 
-/* The shipped models' folder: $T2I_MODELS, else samples/models/ of the source tree. */
-static const char *models_dir(void) {
-    const char *e = getenv("T2I_MODELS");
-    return e && *e ? e : T2I_SOURCE_DIR "/samples/models";
-}
-
 static int default_exists(const char *file) {
-    char *p = t2i_asprintf("%s/%s.safetensors", models_dir(), file);
+    char *p = t2i_asprintf("%s/%s.safetensors", gen_models_dir(), file);
     int r = t2i_path_exists(p);
     free(p);
     return r;
@@ -127,7 +120,7 @@ static void overview_add(gen_overview *o, const gen_ranked *r) {
 /* Writes DIR/rank_NNN.png, DIR/grid.png, DIR/scores.json; appends the results (with files
  * relative to the top folder: prefix/rank_NNN.png) to all. */
 static int write_ranked(const char *dir, const char *prefix, const char *caption, const gen_ranked *r,
-                        gen_source *const *src, uint64_t seed, cJSON *all) {
+                        uint64_t seed, cJSON *all) {
     if (t2i_mkdirs(dir) != 0) return -1;
     cJSON *list = cJSON_CreateArray();
     int rc = 0;
@@ -143,7 +136,7 @@ static int write_ranked(const char *dir, const char *prefix, const char *caption
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "caption", caption);
             cJSON_AddNumberToObject(e, "rank", i);
-            cJSON_AddStringToObject(e, "source", src[r->res[i].source]->name);
+            cJSON_AddStringToObject(e, "source", r->res[i].source_name);
             cJSON_AddNumberToObject(e, "seed", (double)seed);
             cJSON_AddNumberToObject(e, "candidate", (double)r->res[i].candidate);
             cJSON_AddNumberToObject(e, "score", r->res[i].score);
@@ -184,34 +177,6 @@ static int write_ranked(const char *dir, const char *prefix, const char *caption
     }
     cJSON_Delete(list);
     return rc;
-}
-
-static const char *default_model(const char *given, const char *file, const char *what, const char *how) {
-    if (given) return given;
-    static char buf[4][4096];
-    int slot = strcmp(file, "clip") == 0 ? 0 : strcmp(file, "dalle") == 0 ? 1 : strcmp(file, "gan") == 0 ? 3 : 2;
-    snprintf(buf[slot], sizeof buf[slot], "%s/%s.safetensors", models_dir(), file);
-    if (!t2i_path_exists(buf[slot])) {
-        t2i_error_set("no %s given and the default %s does not exist; %s", what, buf[slot], how);
-        return NULL;
-    }
-    return buf[slot];
-}
-
-/* Replaces each kept image by its upscaled version (grey images are upscaled as RGB). */
-static void upscale_ranked(const sr_model *m, gen_ranked *r) {
-    int s = m->cfg.scale;
-    for (int i = 0; i < r->n; i++) {
-        int C = r->C[i], H = r->H[i], W = r->W[i];
-        size_t hw = (size_t)H * W;
-        float *rgb = t2i_malloc(3 * hw * sizeof(float));
-        for (int c = 0; c < 3; c++) memcpy(rgb + c * hw, r->images[i] + (size_t)(C == 3 ? c : 0) * hw, hw * sizeof(float));
-        float *up = t2i_malloc(3 * hw * (size_t)s * s * sizeof(float));
-        sr_upscale_batch(m, rgb, 1, H, W, up);
-        free(rgb), free(r->images[i]);
-        r->images[i] = up;
-        r->C[i] = 3, r->H[i] = H * s, r->W[i] = W * s;
-    }
 }
 
 int generate_cmd(int argc, char **argv) {
@@ -302,109 +267,27 @@ int generate_cmd(int argc, char **argv) {
         ncap = 1;
     }
     int rc = 1;
-    gen_source *srcs[2] = {NULL, NULL};
-    int nsrc = 0;
-    clip_model *clip = NULL;
-    sr_model sr;
-    int have_sr = 0;
     cJSON *all = cJSON_CreateArray();
     gen_overview ov = {0}; /* several captions: DIR/grid.png, one row each */
     char **slugs = t2i_calloc((size_t)ncap, sizeof(char *));
-    if (use_dalle) {
-        const char *dp = default_model(dalle_path, "dalle", "--dalle",
-                                       "train one (t2i vq train, t2i vq encode, t2i dalle train) and pass --dalle "
-                                       "RUN/checkpoint.safetensors");
-        if (!dp) {
-            t2i_fail_err();
-            goto done;
-        }
-        {
-            st_file f; /* the DALL-E file's own problems first: missing, damaged, another model */
-            if (nn_ckpt_open(&f, dp, "dalle") != 0) {
-                t2i_fail_err();
-                goto done;
-            }
-            st_close(&f);
-        }
-        {
-            /* --vq: given, else the one recorded in the DALL-E file if present, else shipped */
-            const char *vp = vq_path;
-            if (!vp) {
-                st_file f;
-                char *rec = NULL;
-                int missing = 0;
-                if (st_open(&f, dp) == 0) {
-                    const char *v = st_meta(&f, "vq");
-                    char *r = t2i_resolve_path(v);
-                    if (r && t2i_path_exists(r)) rec = r;
-                    else if (v) {
-                        /* another VQ's decoder would turn the codes into noise: no silent stand-in */
-                        t2i_fail("%s was trained with the VQ '%s', which is not here: pass --vq with that tokenizer",
-                                 dp, v);
-                        missing = 1;
-                        free(r);
-                    }
-                    st_close(&f);
-                }
-                if (missing) goto done;
-                static char recbuf[4096];
-                if (rec) {
-                    snprintf(recbuf, sizeof recbuf, "%s", rec);
-                    vp = recbuf;
-                    free(rec);
-                } else {
-                    vp = default_model(NULL, "vq", "--vq",
-                                       "train one with `t2i vq train` and pass --vq RUN/checkpoint.safetensors");
-                    if (!vp) {
-                        t2i_fail_err();
-                        goto done;
-                    }
-                }
-            }
-            if (gen_source_dalle(&srcs[nsrc], dp, vp, &so, batch) != 0) {
-                t2i_fail_err();
-                goto done;
-            }
-            nsrc++;
-        }
+    gen_pipeline_cfg pc;
+    gen_pipeline_cfg_defaults(&pc);
+    pc.clip_path = clip_path, pc.clip_vocab = clip_vocab, pc.dalle_path = dalle_path, pc.vq_path = vq_path;
+    pc.gan_path = gan_path, pc.upscale_path = upscale, pc.generator = generator, pc.batch = batch, pc.sample = so;
+    gen_pipeline *pl = gen_pipeline_load(&pc);
+    if (!pl) {
+        t2i_fail_err();
+        goto done;
     }
-    if (use_gan) {
-        const char *gp = default_model(gan_path, "gan", "--gan",
-                                       "train one with `t2i gan train --text-encoder CLIP ...` and pass --gan FILE");
-        if (!gp) {
-            t2i_fail_err();
-            goto done;
-        }
-        if (gen_source_gan(&srcs[nsrc], gp, NULL, NULL, batch) != 0) {
-            t2i_fail_err();
-            goto done;
-        }
-        nsrc++;
-    }
-    if (upscale) {
-        if (sr_load(&sr, upscale, 0, NULL) != 0) {
-            t2i_fail_err();
-            goto done;
-        }
-        have_sr = 1;
-    }
+    int nsrc = pl->nsrc;
     T2I_ASSERT(top <= candidates * nsrc); /* checked with the flags */
-    const char *cp = default_model(clip_path, "clip", "--clip",
-                                   "train one with `t2i clip train` or pass --clip FILE (OpenAI's ViT-B/32 works too)");
-    if (!cp) {
-        t2i_fail_err();
-        goto done;
-    }
-    clip = clip_load(cp, clip_vocab);
-    if (!clip) {
-        t2i_fail_err();
-        goto done;
-    }
     if (t2i_mkdirs(out) != 0) {
         t2i_fail_err();
         goto done;
     }
-    gen_opts go = {candidates, top, (uint64_t)seed, 0};
+    gen_call go;
+    gen_call_defaults(pl, &go);
+    go.candidates = candidates, go.top = top, go.seed = (uint64_t)seed;
     for (int c = 0; c < ncap; c++) {
         char slug[64];
         gen_slug(slug, sizeof slug, caps[c]);
@@ -421,14 +304,13 @@ int generate_cmd(int argc, char **argv) {
         gen_ranked r;
         printf("generate: \"%s\" -> %s/%s\n", caps[c], out, slugs[c]);
         fflush(stdout);
-        gen_warn_unknown_words(srcs, nsrc, caps[c]);
-        if (gen_rank_caption(clip, srcs, nsrc, caps[c], &go, &r) != 0) {
+        gen_warn_unknown_words(pl->src, pl->nsrc, caps[c]);
+        if (gen_pipeline_run(pl, caps[c], &go, &r) != 0) {
             t2i_fail("\"%s\": %s", caps[c], t2i_error_msg());
             goto done;
         }
-        if (have_sr) upscale_ranked(&sr, &r);
         char *dir = t2i_asprintf("%s/%s", out, slugs[c]);
-        int wrc = write_ranked(dir, slugs[c], caps[c], &r, srcs, (uint64_t)seed, all);
+        int wrc = write_ranked(dir, slugs[c], caps[c], &r, (uint64_t)seed, all);
         if (ncap > 1) overview_add(&ov, &r);
         printf("generate: %d candidates x %d sources in %.1f s (+ %.1f s CLIP); best score %.4f, #%d %.4f\n", candidates, nsrc,
                r.seconds_generate, r.seconds_score, (double)r.res[0].score, r.n, (double)r.res[r.n - 1].score);
@@ -469,8 +351,6 @@ done:
     cJSON_Delete(all);
     for (int c = 0; c < ncap; c++) free(caps[c]), free(slugs[c]);
     free(caps), free(slugs);
-    for (int k = 0; k < nsrc; k++) gen_source_free(srcs[k]);
-    if (clip) clip_free(clip);
-    if (have_sr) sr_model_free(&sr);
+    gen_pipeline_free(pl);
     return rc;
 }

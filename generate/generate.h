@@ -58,18 +58,26 @@ struct gen_source {
 int gen_source_dalle(gen_source **out, const char *dalle_path, const char *vq_path, const dalle_sample_opts *o,
                      int batch);
 void gen_source_free(gen_source *s);
+/* Changes the sampling options of a dalle source (checked against its codebook) for the
+ * next generate calls: 0, or -1 with the error set and the options unchanged. */
+int gen_source_dalle_set_sample(gen_source *s, const dalle_sample_opts *o);
 
 typedef struct {
     int candidates;       /* per source */
     int top;              /* results kept */
     uint64_t seed;
     int quiet;            /* no progress line */
+    /* called after each batch with candidates done / total (NULL = none); a non-zero
+     * return cancels: gen_rank_caption returns -1 with the error "cancelled" */
+    int (*progress)(void *arg, long done, long total);
+    void *progress_arg;
 } gen_opts;
 
 typedef struct {
     int source;           /* index into the sources */
     long candidate;       /* candidate index (of the seed) */
     float score;          /* CLIP cosine similarity */
+    const char *source_name; /* the source's name ("dalle", "gan") */
 } gen_result;
 
 typedef struct {

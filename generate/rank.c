@@ -70,7 +70,7 @@ int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const c
                     r->C[pos] = r->C[pos - 1], r->H[pos] = r->H[pos - 1], r->W[pos] = r->W[pos - 1];
                     pos--;
                 }
-                r->res[pos] = (gen_result){s, first + i, sc};
+                r->res[pos] = (gen_result){s, first + i, sc, g->name};
                 memcpy(keep, imgs + (size_t)i * isz, isz * sizeof(float));
                 r->images[pos] = keep;
                 r->C[pos] = g->C, r->H[pos] = g->H, r->W[pos] = g->W;
@@ -79,6 +79,11 @@ int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const c
             if (!o->quiet)
                 t2i_progress_update(&prog, (long)s * o->candidates + first + n, "best %.4f",
                                     r->n ? (double)r->res[0].score : 0.0);
+            if (o->progress && o->progress(o->progress_arg, (long)s * o->candidates + first + n,
+                                           (long)nsrc * o->candidates) != 0) {
+                rc = t2i_error_set("cancelled");
+                break;
+            }
         }
         free(imgs), free(feats), free(scores);
     }

@@ -555,25 +555,34 @@ static void sink_write(void *ctx, void *data, int size) {
     m->len += (size_t)size;
 }
 
-int t2i_image_save_png(const char *path, const uint8_t *px, int w, int h, int c) {
-    T2I_ASSERT(path && px && w > 0 && h > 0 && c >= 1 && c <= 4);
+int t2i_image_encode_png(uint8_t **out, size_t *len, const uint8_t *px, int w, int h, int c, const char *name) {
+    T2I_ASSERT(out && len && px && w > 0 && h > 0 && c >= 1 && c <= 4);
+    *out = NULL, *len = 0;
     if ((size_t)w * (size_t)c > INT_MAX / 2 || (size_t)w * (size_t)h > T2I_IMAGE_MAX_PIXELS)
-        return t2i_error_set("%s: image %dx%d too large to encode", path, w, h);
+        return t2i_error_set("%s: image %dx%d too large to encode", name, w, h);
     mem_sink m = {NULL, 0};
     if (!stbi_write_png_to_func(sink_write, &m, w, h, c, px, w * c) || m.len == 0) {
         free(m.buf);
-        return t2i_error_set("%s: PNG encoding failed", path);
+        return t2i_error_set("%s: PNG encoding failed", name);
     }
-    int rc = t2i_write_file_atomic(path, m.buf, m.len);
+    *out = m.buf, *len = m.len;
+    return 0;
+}
+
+int t2i_image_save_png(const char *path, const uint8_t *px, int w, int h, int c) {
+    T2I_ASSERT(path && px && w > 0 && h > 0 && c >= 1 && c <= 4);
+    uint8_t *buf;
+    size_t len;
+    if (t2i_image_encode_png(&buf, &len, px, w, h, c, path) != 0) return -1;
+    int rc = t2i_write_file_atomic(path, buf, len);
     if (rc == 0) { /* stb never reports write errors; check that the file is whole */
         struct stat st;
         if (stat(path, &st) != 0)
             rc = t2i_error_set("%s: missing after writing: %s", path, strerror(errno));
-        else if ((size_t)st.st_size != m.len)
-            rc = t2i_error_set("%s: written %lld bytes, expected %zu", path, (long long)st.st_size,
-                               m.len);
+        else if ((size_t)st.st_size != len)
+            rc = t2i_error_set("%s: written %lld bytes, expected %zu", path, (long long)st.st_size, len);
     }
-    free(m.buf);
+    free(buf);
     return rc;
 }
 

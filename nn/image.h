@@ -38,6 +38,10 @@ int t2i_image_load(t2i_image *img, const char *path, int want_c);
 int t2i_image_load_mem(t2i_image *img, const void *data, size_t len, const char *name, int want_c);
 /* Reads only width, height and channels (fast; for checking folders). */
 int t2i_image_info(const char *path, int *w, int *h, int *c);
+/* The exact bytes t2i_image_save_png writes, in memory (*out: heap, free()); name is used
+ * in error messages. 0, or -1 with the error set (too large, encoder failure). */
+int t2i_image_encode_png(uint8_t **out, size_t *len, const uint8_t *px, int w, int h, int c, const char *name);
+/* Encodes (t2i_image_encode_png) and writes atomically. */
 int t2i_image_save_png(const char *path, const uint8_t *px, int w, int h, int c);
 /* A PNG written row by row (libpng), for images too large to hold: memory is one row
  * band plus zlib's state. The file appears (atomically, as path) only when

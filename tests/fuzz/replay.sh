@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${FUZZ_SECONDS:-20}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_image fuzz_metadata fuzz_tokenizer fuzz_prompts
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_image fuzz_metadata fuzz_tokenizer fuzz_prompts fuzz_request
                                      fuzz_ckpt_json)
 
 pkgs=(clang-14 libclang-rt-14-dev)

@@ -1,0 +1,194 @@
+/* pipeline.c - the models of `t2i generate` loaded once and run per caption (see
+ * pipeline.h): the default-model rules, the VQ recorded in the DALL-E file, CLIP, the
+ * optional upscaler, and one call = candidates -> rerank -> upscale.
+ */
+#include "pipeline.h"
+#include "gan_source.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "ckpt.h"
+#include "safetensors.h"
+
+const char *gen_models_dir(void) {
+    const char *e = getenv("T2I_MODELS");
+    return e && *e ? e : T2I_SOURCE_DIR "/samples/models";
+}
+
+void gen_pipeline_cfg_defaults(gen_pipeline_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->generator = "auto";
+    c->batch = 64;
+    dalle_sample_defaults(&c->sample);
+    c->sample.cfg = 3.0f; /* guidance 3: best caption fidelity in bench/RESULTS.md */
+}
+
+static const char *dir_of(const gen_pipeline_cfg *c) { return c->models_dir ? c->models_dir : gen_models_dir(); }
+
+static int default_exists(const gen_pipeline_cfg *c, const char *file) {
+    char *p = t2i_asprintf("%s/%s.safetensors", dir_of(c), file);
+    int r = t2i_path_exists(p);
+    free(p);
+    return r;
+}
+
+/* given, else DIR/file.safetensors when it exists (heap), else NULL with an error saying
+ * which flag to pass (what) and how to make one (how). */
+static char *default_model(const gen_pipeline_cfg *c, const char *given, const char *file, const char *what,
+                           const char *how) {
+    if (given) return t2i_strdup(given);
+    char *p = t2i_asprintf("%s/%s.safetensors", dir_of(c), file);
+    if (!t2i_path_exists(p)) {
+        t2i_error_set("no %s given and the default %s does not exist; %s", what, p, how);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* The VQ decoder of a DALL-E file: given, else the one it records if present, else the
+ * shipped one. NULL with the error set. */
+static char *vq_for(const gen_pipeline_cfg *c, const char *dp) {
+    if (c->vq_path) return t2i_strdup(c->vq_path);
+    st_file f;
+    char *rec = NULL;
+    if (st_open(&f, dp) == 0) {
+        const char *v = st_meta(&f, "vq");
+        char *r = t2i_resolve_path(v);
+        if (r && t2i_path_exists(r)) {
+            rec = r;
+        } else if (v) {
+            /* another VQ's decoder would turn the codes into noise: no silent stand-in */
+            t2i_error_set("%s was trained with the VQ '%s', which is not here: pass --vq with that tokenizer", dp, v);
+            free(r);
+            st_close(&f);
+            return NULL;
+        }
+        st_close(&f);
+    }
+    if (rec) return rec;
+    return default_model(c, NULL, "vq", "--vq", "train one with `t2i vq train` and pass --vq RUN/checkpoint.safetensors");
+}
+
+static int load_models(gen_pipeline *p, const gen_pipeline_cfg *c) {
+    int use_dalle, use_gan;
+    const char *g = c->generator ? c->generator : "auto";
+    if (strcmp(g, "auto") == 0) {
+        /* the models given; with none, the shipped transformer (more faithful than the shipped
+         * GAN, alone or together: bench/RESULTS.md), else the shipped GAN */
+        use_dalle = c->dalle_path != NULL, use_gan = c->gan_path != NULL;
+        if (!use_dalle && !use_gan) {
+            use_dalle = default_exists(c, "dalle");
+            use_gan = !use_dalle && default_exists(c, "gan");
+        }
+        if (!use_dalle && !use_gan) use_dalle = 1; /* and the error below says what is missing */
+    } else if (strcmp(g, "dalle") == 0 || strcmp(g, "gan") == 0 || strcmp(g, "both") == 0) {
+        use_dalle = g[0] != 'g';
+        use_gan = g[0] != 'd';
+    } else {
+        return t2i_error_set("--generator must be dalle, gan, both or auto, not '%s'", g);
+    }
+    if (use_dalle) {
+        p->dalle_file = default_model(c, c->dalle_path, "dalle", "--dalle",
+                                      "train one (t2i vq train, t2i vq encode, t2i dalle train) and pass --dalle "
+                                      "RUN/checkpoint.safetensors");
+        if (!p->dalle_file) return -1;
+        st_file f; /* the DALL-E file's own problems first: missing, damaged, another model */
+        if (nn_ckpt_open(&f, p->dalle_file, "dalle") != 0) return -1;
+        st_close(&f);
+        p->vq_file = vq_for(c, p->dalle_file);
+        if (!p->vq_file) return -1;
+        if (gen_source_dalle(&p->src[p->nsrc], p->dalle_file, p->vq_file, &c->sample, c->batch) != 0) return -1;
+        p->dalle_index = p->nsrc++;
+    }
+    if (use_gan) {
+        p->gan_file = default_model(c, c->gan_path, "gan", "--gan",
+                                    "train one with `t2i gan train --text-encoder CLIP ...` and pass --gan FILE");
+        if (!p->gan_file) return -1;
+        if (gen_source_gan(&p->src[p->nsrc], p->gan_file, NULL, NULL, c->batch) != 0) return -1;
+        p->gan_index = p->nsrc++;
+    }
+    if (c->upscale_path) {
+        if (sr_load(&p->sr, c->upscale_path, 0, NULL) != 0) return -1;
+        p->have_sr = 1;
+        p->upscale_file = t2i_strdup(c->upscale_path);
+    }
+    p->clip_file = default_model(c, c->clip_path, "clip", "--clip",
+                                 "train one with `t2i clip train` or pass --clip FILE (OpenAI's ViT-B/32 works too)");
+    if (!p->clip_file) return -1;
+    p->clip = clip_load(p->clip_file, c->clip_vocab);
+    return p->clip ? 0 : -1;
+}
+
+gen_pipeline *gen_pipeline_load(const gen_pipeline_cfg *c) {
+    T2I_ASSERT(c->batch > 0);
+    if (dalle_sample_check(&c->sample, 1 << 20) != 0) return NULL;
+    gen_pipeline *p = t2i_calloc(1, sizeof *p);
+    p->dalle_index = p->gan_index = -1;
+    p->sample = c->sample;
+    if (load_models(p, c) != 0) {
+        gen_pipeline_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void gen_pipeline_free(gen_pipeline *p) {
+    if (!p) return;
+    for (int k = 0; k < p->nsrc; k++) gen_source_free(p->src[k]);
+    if (p->clip) clip_free(p->clip);
+    if (p->have_sr) sr_model_free(&p->sr);
+    free(p->clip_file), free(p->dalle_file), free(p->vq_file), free(p->gan_file), free(p->upscale_file);
+    free(p);
+}
+
+void gen_call_defaults(const gen_pipeline *p, gen_call *k) {
+    memset(k, 0, sizeof *k);
+    k->use_dalle = p->dalle_index >= 0, k->use_gan = p->gan_index >= 0;
+    k->candidates = 512, k->top = 32, k->seed = 1;
+    k->sample = p->sample;
+    k->upscale = p->have_sr;
+}
+
+/* Replaces each kept image by its upscaled version (grey images are upscaled as RGB). */
+static void upscale_ranked(const sr_model *m, gen_ranked *r) {
+    int s = m->cfg.scale;
+    for (int i = 0; i < r->n; i++) {
+        int C = r->C[i], H = r->H[i], W = r->W[i];
+        size_t hw = (size_t)H * W;
+        float *rgb = t2i_malloc(3 * hw * sizeof(float));
+        for (int c = 0; c < 3; c++) memcpy(rgb + c * hw, r->images[i] + (size_t)(C == 3 ? c : 0) * hw, hw * sizeof(float));
+        float *up = t2i_malloc(3 * hw * (size_t)s * s * sizeof(float));
+        sr_upscale_batch(m, rgb, 1, H, W, up);
+        free(rgb), free(r->images[i]);
+        r->images[i] = up;
+        r->C[i] = 3, r->H[i] = H * s, r->W[i] = W * s;
+    }
+}
+
+int gen_pipeline_run(gen_pipeline *p, const char *caption, const gen_call *k, gen_ranked *r) {
+    memset(r, 0, sizeof *r);
+    gen_source *src[2];
+    int nsrc = 0;
+    if (k->use_dalle) {
+        if (p->dalle_index < 0) return t2i_error_set("the dalle generator is not loaded");
+        dalle_sample_opts so = k->sample;
+        so.stop = k->stop;
+        if (gen_source_dalle_set_sample(p->src[p->dalle_index], &so) != 0) return -1;
+        src[nsrc++] = p->src[p->dalle_index];
+    }
+    if (k->use_gan) {
+        if (p->gan_index < 0) return t2i_error_set("the gan generator is not loaded");
+        src[nsrc++] = p->src[p->gan_index];
+    }
+    if (nsrc == 0) return t2i_error_set("no generator chosen");
+    if (k->candidates < 1 || k->top < 1 || (long)k->top > (long)k->candidates * nsrc)
+        return t2i_error_set("top %d must be 1 .. the %ld candidates", k->top, (long)k->candidates * nsrc);
+    gen_opts o = {k->candidates, k->top, k->seed, k->quiet, k->progress, k->progress_arg};
+    if (gen_rank_caption(p->clip, src, nsrc, caption, &o, r) != 0) return -1;
+    if (k->upscale && p->have_sr) upscale_ranked(&p->sr, r);
+    return 0;
+}
