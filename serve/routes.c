@@ -218,6 +218,8 @@ static enum MHD_Result do_metrics(struct MHD_Connection *c) {
     OUT("t2i_generation_seconds_bucket{le=\"+Inf\"} %lu\n", serve_g.hist_count);
     OUT("t2i_generation_seconds_sum %.6f\nt2i_generation_seconds_count %lu\n", serve_g.hist_sum, serve_g.hist_count);
     pthread_mutex_unlock(&serve_g.mu);
+    OUT("# HELP t2i_connections_cut_total Connections cut off for sending headers slower than --timeout.\n"
+        "# TYPE t2i_connections_cut_total counter\nt2i_connections_cut_total %lu\n", serve_conn_cut_total());
     OUT("# HELP t2i_resident_memory_bytes Resident set size of the server.\n"
         "# TYPE t2i_resident_memory_bytes gauge\nt2i_resident_memory_bytes %ld\n", rss_bytes());
 #undef OUT
@@ -633,6 +635,7 @@ enum MHD_Result serve_handle(void *cls, struct MHD_Connection *c, const char *ur
         cn->start = t2i_now();
         cn->route = route;
         *con_cls = cn;
+        serve_conn_mark(c, 1);
         /* answered before the body is read: unknown path, wrong method, no key, too large */
         if (route == R_OTHER) {
             char s[80];
@@ -693,7 +696,8 @@ enum MHD_Result serve_handle(void *cls, struct MHD_Connection *c, const char *ur
 }
 
 void serve_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
+    (void)cls, (void)toe;
+    serve_conn_mark(c, 0); /* the next request's headers are due within --timeout */
     conn *cn = *con_cls;
     if (cn) free(cn->body), free(cn);
     *con_cls = NULL;

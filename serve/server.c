@@ -123,10 +123,12 @@ int serve_cmd(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     pthread_t wt;
     pthread_create(&wt, NULL, serve_worker, NULL);
+    serve_conn_watch_start(timeout);
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
         serve_handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)timeout, MHD_OPTION_CONNECTION_LIMIT, 128u, MHD_OPTION_NOTIFY_COMPLETED, serve_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, serve_conn_notify, NULL,
         MHD_OPTION_END);
     int rc = 0;
     if (!d) {
@@ -151,6 +153,7 @@ int serve_cmd(int argc, char **argv) {
     pthread_mutex_unlock(&serve_g.mu);
     pthread_join(wt, NULL);
     if (d) MHD_stop_daemon(d);
+    serve_conn_watch_stop();
     for (job *j = serve_g.jobs, *next; j; j = next) {
         next = j->next;
         serve_job_free(j);

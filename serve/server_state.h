@@ -118,4 +118,12 @@ enum MHD_Result serve_handle(void *cls, struct MHD_Connection *c, const char *ur
                              const char *version, const char *upload, size_t *upload_size, void **con_cls);
 void serve_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
 
+/* ---- conns.c: the connection watchdog (cuts off clients whose headers take over --timeout) ---- */
+void serve_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                       enum MHD_ConnectionNotificationCode code); /* MHD_OPTION_NOTIFY_CONNECTION */
+void serve_conn_mark(struct MHD_Connection *c, int in_request); /* 1: headers in; 0: request ended */
+void serve_conn_watch_start(double timeout);
+void serve_conn_watch_stop(void);
+unsigned long serve_conn_cut_total(void); /* connections cut off so far */
+
 #endif

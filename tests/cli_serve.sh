@@ -251,13 +251,33 @@ if exec 3<>"/dev/tcp/127.0.0.1/${URL##*:}"; then
     if timeout 15 cat <&3 >"$TMP/slow"; then :; else fail "a stalled client was not cut off within 15 s"; fi
     exec 3<&-
 fi
+# a client that sends its headers a byte every 0.3 s (never idle for long, so libmicrohttpd's
+# idle timeout never fires) is cut off once its headers have taken --timeout (3 s)
+py 'import socket,sys,time
+s=socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+t0=time.time()
+try:
+    while time.time() - t0 < 20:
+        s.sendall(b"X-Slow: " if int((time.time() - t0) / 0.3) % 40 == 0 else b"a")
+        time.sleep(0.3)
+        s.setblocking(False)
+        try:
+            if s.recv(100) == b"": break
+        except BlockingIOError: pass
+        s.setblocking(True)
+except (BrokenPipeError, ConnectionResetError): pass
+dt=time.time() - t0
+assert 2.5 < dt < 10, "cut off after %.1f s" % dt
+print("a byte-a-0.3-s client was cut off after %.1f s" % dt)' "${URL##*:}" || fail "a client trickling its headers was not cut off"
 req GET /health && expect 200 "health after the bad requests"
 
 # ---- metrics after all this ----
 req GET /metrics && expect 200 "metrics"
 for want in 't2i_requests_total{endpoint="/v1/images/generations",status="200"} 3' \
             't2i_requests_total{endpoint="/v1/jobs",status="429"} 1' 't2i_jobs_total{state="cancelled"} 3' \
-            't2i_images_generated_total 9' 't2i_generation_seconds_count 4' 't2i_queue_depth 0'; do
+            't2i_images_generated_total 9' 't2i_generation_seconds_count 4' 't2i_queue_depth 0' \
+            't2i_connections_cut_total 1'; do
     grep -qF "$want" "$TMP/body" || fail "metrics lack '$want'"
 done
 grep -qE '^t2i_resident_memory_bytes [1-9][0-9]{6,}$' "$TMP/body" || fail "metrics: no resident memory"
