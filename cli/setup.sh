@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config git
       libopenblas-openmp-dev libpng-dev zlib1g-dev libstb-dev libcjson-dev libcmocka-dev
-      libutf8proc-dev
+      libutf8proc-dev libopenmpi-dev openmpi-bin
       dataset-fashion-mnist mate-backgrounds
       python3)  # the shell tests check JSON output with python3's json module (not in a minimal Debian)
 missing=()
