@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config git
       libopenblas-openmp-dev libpng-dev zlib1g-dev libstb-dev libcjson-dev libcmocka-dev
-      libutf8proc-dev libmicrohttpd-dev
+      libutf8proc-dev libmicrohttpd-dev libopenmpi-dev openmpi-bin
       curl  # tests/cli_serve.sh talks to `t2i serve` with it
       dataset-fashion-mnist mate-backgrounds
       chromium chromium-driver  # tests/serve_browser.py drives the page of t2i serve in headless Chromium

@@ -72,6 +72,11 @@ typedef struct {
     int crop_pad;          /* random crop after zero-padding this many pixels (0 = off) */
     float erase;           /* random erasing: with this probability one black rectangle (0 = off) */
     uint64_t seed;
+    /* Data-parallel runs (run/dist.h): only the batch rows [part_lo, part_hi) are decoded into
+     * x (their usual places; the other rows of x are left as they were); labels, captions and
+     * idx still cover the whole batch, and the position advances by the whole batch, so each
+     * rank sees its slice of the one global sequence. part_hi 0: every row. */
+    int part_lo, part_hi;
     /* Position: (epoch, pos) is all a checkpoint needs. The order of epoch e is a shuffle
      * drawn from t2i_rng_split(seed, e); the augmentation of the item at (e, pos) from a
      * stream derived from (seed, e, pos). Nothing depends on the thread count. */

@@ -152,6 +152,7 @@ int t2i_loader_next(t2i_loader *L, float *x, int *labels, const char **captions,
      * are only copied: threads would cost more than they save. */
 #pragma omp parallel for schedule(dynamic, 1) if (m > 1 && !ds->mem)
     for (int b = 0; b < m; b++) {
+        if (L->part_hi > 0 && (b < L->part_lo || b >= L->part_hi)) continue;
         float *dst = x + (size_t)b * item;
         if (t2i_dataset_get(ds, L->order[L->pos + b], dst) != 0) {
 #pragma omp critical(t2i_loader_error)

@@ -124,10 +124,14 @@ int gan_loss_parse(const char *s, gan_loss *l);
 /* Loss of logits l (N) against the real (kind 0: target o->smooth for ns), fake (1) or
  * generator (2) objective; adds scale * dloss/dl into dl when non-NULL; returns the mean. */
 float gan_objective(gan_loss loss, int kind, const float *l, float *dl, int N, float smooth, float scale);
+/* The mismatched conditions of a batch for D: item i gets item (i + 1) % B's condition.
+ * Over the global batch, so that a data-parallel rank's slice pairs as one process's would. */
+void gan_mismatched_conds(float *cw, const float *c, int B, int cs);
 /* One D update on real images x with fresh noise z (B, z_dim), condition c (B, cond) and
- * mismatched condition cw (used when o->mismatch > 0); fills loss_d, d_real, d_fake. */
+ * mismatched condition cw (gan_mismatched_conds; used when o->mismatch > 0); fills loss_d,
+ * d_real, d_fake. */
 void gan_d_step(gan_model *m, nn_optim *od, nn_arena *a, const gan_train_opts *o, const float *x, const float *z,
-                const float *c, float *cw, int B, gan_step_stats *st);
+                const float *c, const float *cw, int B, gan_step_stats *st);
 /* One G update with noise z through a frozen D; fills loss_g. */
 void gan_g_step(gan_model *m, nn_optim *og, nn_arena *a, const gan_train_opts *o, const float *z, const float *c,
                 int B, gan_step_stats *st);

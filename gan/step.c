@@ -56,8 +56,12 @@ static float mean_sigmoid(const float *l, int N) {
     return (float)(s / N);
 }
 
+void gan_mismatched_conds(float *cw, const float *c, int B, int cs) {
+    for (int i = 0; i < B; i++) memcpy(cw + (size_t)i * cs, c + (size_t)((i + 1) % B) * cs, (size_t)cs * sizeof(float));
+}
+
 void gan_d_step(gan_model *m, nn_optim *od, nn_arena *a, const gan_train_opts *o, const float *x, const float *z,
-                const float *c, float *cw, int B, gan_step_stats *st) {
+                const float *c, const float *cw, int B, gan_step_stats *st) {
     int cs = gan_cond_size(&m->cfg);
     nn_arena_reset(a);
     nn_params_zero_grad(&m->dp);
@@ -74,8 +78,7 @@ void gan_d_step(gan_model *m, nn_optim *od, nn_arena *a, const gan_train_opts *o
     loss += gan_objective(o->loss, 1, lf, dl, B, 1.0f, 1.0f);
     gan_d_backward(m, &tf, a, fake, c, ff, dl, NULL, B, 0);
     if (cs && o->mismatch > 0) {
-        /* real images paired with the next item's condition count as fake */
-        for (int i = 0; i < B; i++) memcpy(cw + (size_t)i * cs, c + (size_t)((i + 1) % B) * cs, (size_t)cs * sizeof(float));
+        /* real images paired with the next item's condition (cw, gan_mismatched_conds) count as fake */
         float *lw = gan_d_forward(m, &tw, a, x, cw, B, 1, &fw);
         dl = nn_arena_zeros(a, (size_t)B);
         loss += o->mismatch * gan_objective(o->loss, 1, lw, dl, B, 1.0f, o->mismatch);

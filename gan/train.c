@@ -28,6 +28,7 @@
 #include "base.h"
 #include "ckpt.h"
 #include "data.h"
+#include "dist.h"
 #include "gan.h"
 #include "words.h"
 #include "image.h"
@@ -247,6 +248,7 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
     if (g->ds.C != cfg->channels || g->ds.H != cfg->res)
         return t2i_fail("%s: images are %dx%dx%d, the model expects %dx%dx%d", g->ds.source, g->ds.C, g->ds.H, g->ds.W,
                         cfg->channels, cfg->res, cfg->res);
+    if ((rc = t2i_trainer_split(t, "--batch", g->o.batch)) != 0) return rc;
     t->per_epoch = g->ds.n / g->o.batch;
     t->epoch_div = g->o.n_critic;
     t->default_steps = GAN_DEFAULT_STEPS;
@@ -264,6 +266,7 @@ static int gan_tr_start(void *self, t2i_trainer *t) {
     t2i_loader_init(&g->L, &g->ds, o->batch, 1, o->seed);
     g->L.drop_last = 1;
     g->L.flip = o->flip;
+    if (t->size > 1) g->L.part_lo = t->lo, g->L.part_hi = t->hi; /* decode this rank's rows only */
     if (t->resume && t2i_loader_seek(&g->L, g->loader_epoch, g->loader_pos) != 0)
         return t2i_fail("%s: %s", t->ckpt_path, t2i_error_msg());
     g->og = nn_adam(o->lr_g, o->beta1, o->beta2, 1e-8f, 0.0f);
@@ -293,14 +296,22 @@ static int gan_tr_start(void *self, t2i_trainer *t) {
     return 0;
 }
 
-/* n_critic D updates, then one G update and the EMA. */
+/* n_critic D updates, then one G update and the EMA. Under MPI every rank loads the labels of
+ * the whole global batch and draws its noise, then trains on its rows [lo, hi). */
 static int gan_tr_step(void *self, t2i_trainer *t) {
     gan_trainer *g = self;
     const gan_train_opts *o = &g->o;
     int B = o->batch, zd = g->cfg.z_dim, cs = gan_cond_size(&g->cfg);
+    int lo = t->size > 1 ? t->lo : 0, b = t->size > 1 ? t->hi - t->lo : B;
+    float *x = g->x + (size_t)lo * g->item, *z = g->z + (size_t)lo * zd;
+    float *c = cs ? g->c + (size_t)lo * cs : NULL, *cw = cs ? g->cw + (size_t)lo * cs : NULL;
     for (int k = 0; k < o->n_critic; k++) {
+        /* the diversity of the data is measured on the first batch, decoded whole on every rank */
+        int part = g->L.part_hi;
+        if (g->real_div < 0) g->L.part_hi = 0;
         int got = t2i_loader_next(&g->L, g->x, g->labels, g->caps, NULL);
         if (got == 0) got = t2i_loader_next(&g->L, g->x, g->labels, g->caps, NULL);
+        g->L.part_hi = part;
         if (got < 0) return t2i_fail_err(), T2I_STEP_FAILED;
         if (g->real_div < 0) g->real_div = diversity(g->x, B < 32 ? B : 32, g->item);
         if (g->tt.n) {
@@ -312,13 +323,21 @@ static int gan_tr_step(void *self, t2i_trainer *t) {
         } else if (cs) {
             gan_onehot(g->c, g->labels, B, cs);
         }
+        if (cs && o->mismatch > 0) gan_mismatched_conds(g->cw, g->c, B, cs);
         t2i_rng_fill_normal(&t->rng, g->z, (size_t)B * zd, 0.0f, 1.0f);
-        gan_d_step(&g->m, &g->od, &g->arena, o, g->x, g->z, g->c, g->cw, B, &g->stats);
+        gan_d_step(&g->m, &g->od, &g->arena, o, x, z, c, cw, b, &g->stats);
     }
     t2i_rng_fill_normal(&t->rng, g->z, (size_t)B * zd, 0.0f, 1.0f);
-    gan_g_step(&g->m, &g->og, &g->arena, o, g->z, g->c, B, &g->stats);
+    gan_g_step(&g->m, &g->og, &g->arena, o, z, c, b, &g->stats);
     if (o->ema > 0 && t->step >= o->ema_start) nn_ema_update(&g->m.ep, &g->m.gp, o->ema);
     else nn_params_copy_values(&g->m.ep, &g->m.gp);
+    if (t->size > 1) {
+        /* the global batch's losses: the mean of the ranks' means over equal slices */
+        gan_step_stats *s = &g->stats;
+        double v[4] = {s->loss_d, s->loss_g, s->d_real, s->d_fake};
+        t2i_dist_mean(v, 4);
+        s->loss_d = (float)v[0], s->loss_g = (float)v[1], s->d_real = (float)v[2], s->d_fake = (float)v[3];
+    }
     if (t2i_trainer_nonfinite(t, "D", g->stats.loss_d) || t2i_trainer_nonfinite(t, "G", g->stats.loss_g))
         return T2I_STEP_NONFINITE;
     return T2I_STEP_OK;

@@ -4,15 +4,123 @@
  * BatchNorm (per channel, M = N*S values, xhat = (x - mean) * rstd):
  *   dx = rstd / M * (M * g - sum(g) - xhat * sum(g * xhat)),  g = dy * gamma.
  * LayerNorm and GroupNorm use the same formula over their own groups.
+ *
+ * Synchronised BatchNorm (a data-parallel step, collective.h): each process holds a slice
+ * of the batch. Forward: the per-channel sums and the item count are summed over the
+ * processes, then the sums of squared deviations from that global mean; so mean and
+ * variance are the global batch's. Backward: every process backpropagates its own loss,
+ * which is N times its rows' share of the global mean loss (it averages over B/N items),
+ * so all its dy are N * dL/dy. The formula above is linear in dy and needs only the global
+ * sum(g), sum(g * xhat) and M, so with those summed over the processes each process gets
+ * N * dL/dx for its rows, consistent with its parameter gradients (its rows' local sums,
+ * N times their share), and the final gradient average (sum / N) makes both exact.
  */
 #include "ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base.h"
+#include "collective.h"
 
 /* ------------------------------------------------------------------ BatchNorm */
+
+/* Synchronised BatchNorm (see the top). It allocates its few doubles per channel: the
+ * collective sum it waits for costs far more. */
+static void bn_forward_sync(const nn_collective *cc, float *out, float *mean, float *rstd, const float *inp,
+                            const float *gamma, const float *beta, float *running_mean, float *running_var, int N,
+                            int C, int S, float eps, float momentum) {
+    double *sum = t2i_malloc((size_t)(2 * C + 1) * sizeof(double)), *ss = sum + C + 1;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double s = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + ((size_t)n * C + c) * S;
+            for (int i = 0; i < S; i++) s += x[i];
+        }
+        sum[c] = s;
+    }
+    sum[C] = (double)N * S;
+    cc->sum_doubles(cc->ctx, sum, (size_t)C + 1);
+    double M = sum[C];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double m = sum[c] / M, q = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + ((size_t)n * C + c) * S;
+            for (int i = 0; i < S; i++) {
+                double d = x[i] - m;
+                q += d * d;
+            }
+        }
+        ss[c] = q;
+    }
+    cc->sum_doubles(cc->ctx, ss, (size_t)C);
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double m = sum[c] / M, var = ss[c] / M;
+        float mu = (float)m, rs = (float)(1.0 / sqrt(var + eps));
+        if (mean) mean[c] = mu;
+        if (rstd) rstd[c] = rs;
+        if (running_mean && running_var) {
+            double unbiased = M > 1 ? ss[c] / (M - 1) : var;
+            running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * (float)m;
+            running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (float)unbiased;
+        }
+        float scale = (gamma ? gamma[c] : 1.0f) * rs, shift = (beta ? beta[c] : 0.0f) - mu * scale;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + ((size_t)n * C + c) * S;
+            float *y = out + ((size_t)n * C + c) * S;
+            for (int i = 0; i < S; i++) y[i] = x[i] * scale + shift;
+        }
+    }
+    free(sum);
+}
+
+static void bn_backward_sync(const nn_collective *cc, float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *inp, const float *gamma, const float *mean, const float *rstd, int N, int C,
+                             int S) {
+    double *sdy = t2i_malloc((size_t)(2 * C + 1) * sizeof(double)), *sdyx = sdy + C;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double a = 0.0, b = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + ((size_t)n * C + c) * S;
+            const float *dy = dout + ((size_t)n * C + c) * S;
+            for (int i = 0; i < S; i++) {
+                a += dy[i];
+                b += dy[i] * (x[i] - mean[c]) * rstd[c];
+            }
+        }
+        sdy[c] = a, sdyx[c] = b;
+        /* the parameters' gradients: this slice's sums (averaged over the processes later) */
+        if (dgamma) dgamma[c] += (float)b;
+        if (dbeta) dbeta[c] += (float)a;
+    }
+    sdy[2 * C] = (double)N * S;
+    cc->sum_doubles(cc->ctx, sdy, (size_t)(2 * C + 1));
+    double M = sdy[2 * C];
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < C; c++) {
+            float a = (gamma ? gamma[c] : 1.0f) * rstd[c], mu = mean[c], rs = rstd[c];
+            float mdy = (float)(sdy[c] / M), mdyx = (float)(sdyx[c] / M);
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + ((size_t)n * C + c) * S;
+                const float *dy = dout + ((size_t)n * C + c) * S;
+                float *dx = dinp + ((size_t)n * C + c) * S;
+                for (int i = 0; i < S; i++) dx[i] += a * (dy[i] - mdy - (x[i] - mu) * rs * mdyx);
+            }
+        }
+    }
+    free(sdy);
+}
+
+static const nn_collective *bn_sync(void) {
+    const nn_collective *cc = nn_collective_get();
+    return cc && cc->size > 1 && !cc->no_bn_sync ? cc : NULL;
+}
 
 /* BatchNorm1d on (N, C) (S == 1): channels are columns, so threads take blocks of
  * columns and walk the rows, reading memory in order (the generic path would stride by C). */
@@ -82,6 +190,11 @@ static void bn1d_backward(float *dinp, float *dgamma, float *dbeta, const float 
 void nn_batchnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
                           const float *beta, float *running_mean, float *running_var, int N, int C,
                           int S, float eps, float momentum, int training) {
+    const nn_collective *cc = training ? bn_sync() : NULL;
+    if (cc) {
+        bn_forward_sync(cc, out, mean, rstd, inp, gamma, beta, running_mean, running_var, N, C, S, eps, momentum);
+        return;
+    }
     if (S == 1 && training && mean && rstd) {
         bn1d_forward_train(out, mean, rstd, inp, gamma, beta, running_mean, running_var, N, C, eps, momentum);
         return;
@@ -132,6 +245,11 @@ void nn_batchnorm_forward(float *out, float *mean, float *rstd, const float *inp
 void nn_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                            const float *inp, const float *gamma, const float *mean,
                            const float *rstd, int N, int C, int S) {
+    const nn_collective *cc = bn_sync();
+    if (cc) {
+        bn_backward_sync(cc, dinp, dgamma, dbeta, dout, inp, gamma, mean, rstd, N, C, S);
+        return;
+    }
     if (S == 1) {
         bn1d_backward(dinp, dgamma, dbeta, dout, inp, gamma, mean, rstd, N, C);
         return;

@@ -39,6 +39,7 @@ static void adam_update(float *restrict w, const float *restrict g, float *restr
 void nn_optim_step(nn_optim *o, nn_params *ps, float lr) {
     nn_params_moments(ps); /* allocated once, then reused */
     nn_params_ensure_grad(ps);
+    nn_params_sync_grad(ps);
     o->step++;
     double bc1 = 1.0 - pow(o->beta1, (double)o->step);
     double bc2 = 1.0 - pow(o->beta2, (double)o->step);
@@ -76,9 +77,10 @@ void nn_optim_step(nn_optim *o, nn_params *ps, float lr) {
     }
 }
 
-float nn_grad_norm(const nn_params *ps) {
+float nn_grad_norm(nn_params *ps) {
     double s = 0.0;
     if (!ps->grad) return 0.0f;
+    nn_params_sync_grad(ps);
     for (int k = 0; k < ps->n; k++) {
         const nn_param *p = &ps->p[k];
         if (!p->trainable) continue;
@@ -90,6 +92,7 @@ float nn_grad_norm(const nn_params *ps) {
 
 float nn_clip_grad_norm(nn_params *ps, float max_norm) {
     nn_params_ensure_grad(ps);
+    nn_params_sync_grad(ps);
     float norm = nn_grad_norm(ps);
     float coef = max_norm / (norm + 1e-6f);
     if (coef < 1.0f) {

@@ -7,6 +7,8 @@
  *           p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
  *   AdamW : p *= 1 - lr*wd (skipped for params flagged no_decay), then Adam without wd.
  * They update trainable tensors of an nn_params only; moments live in ps->m / ps->v.
+ * In a data-parallel step they first average the gradients over the processes
+ * (nn_params_sync_grad, collective.h).
  */
 #ifndef T2I_OPTIM_H
 #define T2I_OPTIM_H
@@ -41,8 +43,8 @@ void nn_optim_step(nn_optim *o, nn_params *ps, float lr);
 /* Scales gradients so that their global L2 norm is at most max_norm; returns the norm
  * before clipping (PyTorch's clip_grad_norm_, which adds 1e-6 to the divisor). */
 float nn_clip_grad_norm(nn_params *ps, float max_norm);
-/* Global L2 norm of trainable gradients. */
-float nn_grad_norm(const nn_params *ps);
+/* Global L2 norm of trainable gradients (after nn_params_sync_grad in a data-parallel step). */
+float nn_grad_norm(nn_params *ps);
 
 /* Learning-rate schedules (step counts from 0). */
 typedef struct {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base.h"
+#include "collective.h"
 
 void nn_params_init(nn_params *ps) { memset(ps, 0, sizeof *ps); }
 
@@ -98,6 +99,20 @@ size_t nn_params_count(const nn_params *ps, int trainable_only) {
 void nn_params_zero_grad(nn_params *ps) {
     nn_params_ensure_grad(ps);
     memset(ps->grad, 0, ps->total * sizeof(float));
+    ps->grad_synced = 0;
+}
+
+void nn_params_sync_grad(nn_params *ps) {
+    const nn_collective *cc = nn_collective_get();
+    if (!cc || cc->size <= 1 || cc->no_grad_sync || ps->grad_synced) return;
+    nn_params_ensure_grad(ps);
+    cc->sum_floats(cc->ctx, ps->grad, ps->total);
+    float s = cc->grad_scale;
+    if (s != 1.0f) {
+#pragma omp parallel for schedule(static) if (ps->total > 65536)
+        for (size_t i = 0; i < ps->total; i++) ps->grad[i] *= s;
+    }
+    ps->grad_synced = 1;
 }
 
 void nn_params_copy_values(nn_params *dst, const nn_params *src) {

@@ -49,6 +49,7 @@ typedef struct {
     float *data;     /* values */
     float *grad;     /* gradients, same layout (NULL until first needed) */
     float *m, *v;    /* optimizer moments (NULL until nn_params_moments) */
+    int grad_synced; /* a data-parallel step summed grad over the processes (collective.h) */
 } nn_params;
 
 void nn_params_init(nn_params *ps);
@@ -67,6 +68,10 @@ float *nn_params_val(nn_params *ps, int i);
 float *nn_params_grad(nn_params *ps, int i);
 size_t nn_params_count(const nn_params *ps, int trainable_only); /* number of scalars */
 void nn_params_zero_grad(nn_params *ps);
+/* In a data-parallel step (collective.h): sums the gradient block over the processes and
+ * scales it by the hook's grad_scale, once between two nn_params_zero_grad calls (the
+ * optimizer step and gradient clipping call it first). Without a hook: nothing. */
+void nn_params_sync_grad(nn_params *ps);
 /* Copy values between two stores with identical registrations (for EMA copies). */
 void nn_params_copy_values(nn_params *dst, const nn_params *src);
 

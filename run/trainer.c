@@ -2,11 +2,13 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base.h"
+#include "dist.h"
 
 void t2i_trainer_init(t2i_trainer *t, const t2i_trainer_ops *ops, void *self, const char *label) {
     memset(t, 0, sizeof *t);
@@ -15,6 +17,7 @@ void t2i_trainer_init(t2i_trainer *t, const t2i_trainer_ops *ops, void *self, co
     t->label = label;
     t->epoch_div = 1;
     t->sample_min = 1;
+    t->size = 1;
 }
 
 int t2i_trainer_nonfinite(t2i_trainer *t, const char *name, double x) {
@@ -24,12 +27,23 @@ int t2i_trainer_nonfinite(t2i_trainer *t, const char *name, double x) {
     return 1;
 }
 
+int t2i_trainer_split(t2i_trainer *t, const char *flag, int batch) {
+    if (batch % t->size != 0)
+        return t2i_fail("%s %d does not split evenly over %d ranks (use a multiple of %d)", flag, batch, t->size,
+                        t->size),
+               2;
+    t2i_dist_slice(batch, &t->lo, &t->hi);
+    return 0;
+}
+
 char *t2i_trainer_opts_json(const t2i_trainer *t) { return nn_fields_to_json(t->opts, t->nopts); }
 
 char *t2i_trainer_config(const t2i_trainer *t, char *model, long steps, const char *mid, const char *tail) {
     char *oj = t2i_trainer_opts_json(t);
-    char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld%s,\"threads\":%d%s}", model, oj, steps,
-                              mid ? mid : "", t2i_get_threads(), tail ? tail : "");
+    char ranks[32] = "";
+    if (t->size > 1) snprintf(ranks, sizeof ranks, ",\"ranks\":%d", t->size);
+    char *full = t2i_asprintf("{\"model\":%s,\"train\":%s,\"steps\":%ld%s,\"threads\":%d%s%s}", model, oj, steps,
+                              mid ? mid : "", t2i_get_threads(), ranks, tail ? tail : "");
     free(model), free(oj);
     return full;
 }
@@ -125,15 +139,20 @@ static int loop(t2i_trainer *t) {
     char text[512];
     t2i_install_sigint();
     t2i_progress prog;
-    t2i_progress_start(&prog, t->label, t->step, t->target);
+    int r0 = t->rank == 0; /* the one rank that reports and writes */
+    if (r0) t2i_progress_start(&prog, t->label, t->step, t->target);
     t->start_step = t->step;
     double t_start = t2i_now();
     long stop_at = t->stop_after <= 0 ? -1 : t->stop_session ? t->start_step + t->stop_after : t->stop_after;
     while (t->step < t->target) {
         double t0 = t2i_now();
+        t2i_dist_step_begin(t2i_dist_broken("grad") ? 1.0f : 1.0f / (float)t->size);
         int src = ops->step(t->self, t);
+        t2i_dist_step_end();
         t->step++;
         t->step_seconds = t2i_now() - t0;
+        /* a signal that reached one rank stops them all after this step */
+        if (t->size > 1 && t2i_dist_any(t2i_interrupted) && !t2i_interrupted) t2i_interrupted = SIGINT;
         if (src == T2I_STEP_NONFINITE)
             return t2i_fail("step %ld: the %s%sloss is %s; stopping (the last checkpoint, if any, is %s; try a lower "
                             "learning rate)",
@@ -142,6 +161,11 @@ static int loop(t2i_trainer *t) {
         if (src != T2I_STEP_OK) return 1;
         int last = t->step == t->target, mark = last || t->step == t->phase_end;
         int stop = t2i_interrupted || (stop_at >= 0 && t->step >= stop_at && !last);
+        if (!r0) {
+            if (t2i_interrupted) return 128 + (int)t2i_interrupted;
+            if (stop) return 0;
+            continue;
+        }
         if (ops->metrics && (t->step % t->log_every == 0 || mark) && ops->metrics(t->self, t, text, sizeof text) > 0)
             t2i_run_metrics(&t->run, text);
         text[0] = 0;
@@ -170,6 +194,7 @@ static int loop(t2i_trainer *t) {
             return 0;
         }
     }
+    if (!r0) return 0;
     text[0] = 0;
     if (ops->progress) ops->progress(t->self, t, 1, text, sizeof text);
     t2i_progress_end(&prog, t->step, "%s", text);
@@ -191,7 +216,8 @@ static int run(t2i_trainer *t, int argc, char **argv) {
 
     /* one process per run folder, from before its checkpoint is read to the end (open_run
      * takes the lock of a folder that does not exist yet once it makes it) */
-    if (t2i_is_dir(t->out) && t2i_run_lock(&t->run, t->out) != 0) return t2i_fail_err();
+    int r0 = t->rank == 0;
+    if (r0 && t2i_is_dir(t->out) && t2i_run_lock(&t->run, t->out) != 0) return t2i_fail_err();
     t->ckpt_path = t2i_asprintf("%s/checkpoint.safetensors", t->out);
     if (t->resume) {
         if ((rc = resume(t)) != 0) return rc;
@@ -202,7 +228,7 @@ static int run(t2i_trainer *t, int argc, char **argv) {
     }
     if (ops->setup && (rc = ops->setup(t->self, t)) != 0) return rc;
     if (t->default_steps > 0 && (rc = plan(t)) != 0) return rc;
-    if ((rc = open_run(t)) != 0) return rc;
+    if (r0 && (rc = open_run(t)) != 0) return rc;
     if (ops->start && (rc = ops->start(t->self, t)) != 0) return rc;
     fflush(stdout);
     return loop(t);
@@ -211,10 +237,17 @@ static int run(t2i_trainer *t, int argc, char **argv) {
 int t2i_trainer_main(t2i_trainer *t, t2i_cmd *cmd, int argc, char **argv) {
     t->cmd = cmd;
     t->name = strncmp(cmd->name, "t2i ", 4) == 0 ? cmd->name + 4 : cmd->name;
+    if (t2i_dist_init() != 0) return 1;
+    t->rank = t2i_dist_rank(), t->size = t2i_dist_size();
     int rc = run(t, argc, argv);
     if (t->ops->release) t->ops->release(t->self);
     if (t->run.dir) t2i_run_close(&t->run); /* also releases the lock */
     free(t->samples_dir);
     free(t->ckpt_path);
+    /* every rank ends a run alike: done (0), stopped by a signal (128 + s) or a bad flag (2),
+     * which all ranks meet at the same point; any other failure is this rank's alone, and the
+     * others may wait for it in a collective: it ends the job */
+    if (t->size > 1 && rc != 0 && rc != 2 && rc < 128) t2i_dist_abort(rc, "stopped (exit status %d); ending the job", rc);
+    t2i_dist_finalize();
     return rc;
 }

@@ -41,6 +41,17 @@
  *      --stop-after N exits 0 after step N (stop_session: N steps of this session);
  *   7. after the last step: the progress line's end, then finish (the summary line);
  *   8. always: release frees the trainer's part, the scaffold frees its own.
+ *
+ * Under mpirun (run/dist.h) every rank runs this same sequence with the same flags and
+ * seed, so all build the same model; each training step is bracketed by the data-parallel
+ * hook (BatchNorm over the global batch, gradients averaged over the ranks by the optimizer
+ * steps). Rank 0 alone holds the run folder's lock and writes config.json, metrics,
+ * samples, checkpoints and progress; --resume reads the checkpoint on every rank (the run
+ * folder must be visible to all of them). A trainer keeps its rows of each global batch
+ * (t2i_trainer_split, in setup) and reports losses averaged over the ranks (t2i_dist_mean).
+ * Ctrl-C on any rank stops all of them after the same step; a rank that fails ends the job
+ * ("t2i: rank R of N: ...", MPI_Abort).
+ *
  * Hooks return 0 on success, else the command's exit status (1: a runtime error, 2: a bad
  * flag) after printing the message; load and the state tables set t2i_error_set instead.
  */
@@ -122,6 +133,11 @@ struct t2i_trainer {
     double elapsed;      /* seconds of this session's loop (for finish) */
     const char *bad_loss;
     double bad_value;
+
+    /* data-parallel runs (run/dist.h): this process's rank among size; its rows [lo, hi) of
+     * each global batch (t2i_trainer_split; 0 and the batch in one process) */
+    int rank, size;
+    int lo, hi;
 };
 
 /* The flags every trainer spells the same way. */
@@ -139,6 +155,11 @@ struct t2i_trainer {
 void t2i_trainer_init(t2i_trainer *t, const t2i_trainer_ops *ops, void *self, const char *label);
 /* Runs the command; returns its exit status. */
 int t2i_trainer_main(t2i_trainer *t, t2i_cmd *cmd, int argc, char **argv);
+
+/* In setup: this rank's rows [t->lo, t->hi) of a global batch of `batch` items (flag names it
+ * in the message). The batch must split evenly over the ranks, so that each rank's mean loss
+ * weighs the same (refused with exit 2 otherwise). */
+int t2i_trainer_split(t2i_trainer *t, const char *flag, int batch);
 
 /* In a step: 0 when the loss x is finite; else 1, remembering it (name: which loss, "" when the
  * trainer has one) for the scaffold's message. */
