@@ -33,6 +33,7 @@
 #include "args.h"
 #include "base.h"
 #include "ckpt.h"
+#include "dist.h"
 #include "image.h"
 #include "progress.h"
 #include "safetensors.h"
@@ -248,6 +249,8 @@ int generate_cmd(int argc, char **argv) {
                         "generator%s)", top, candidates * (use_dalle + use_gan), candidates, use_dalle + use_gan,
                         use_dalle + use_gan > 1 ? "s" : ""), 2;
     t2i_set_threads(threads);
+    if (t2i_dist_init() != 0) return 1;
+    int me = t2i_dist_rank(); /* under mpirun: rank 0 alone writes; see generate.h */
 
     char **caps = NULL;
     int ncap = 0;
@@ -281,13 +284,14 @@ int generate_cmd(int argc, char **argv) {
     }
     int nsrc = pl->nsrc;
     T2I_ASSERT(top <= candidates * nsrc); /* checked with the flags */
-    if (t2i_mkdirs(out) != 0) {
+    if (me == 0 && t2i_mkdirs(out) != 0) {
         t2i_fail_err();
         goto done;
     }
     gen_call go;
     gen_call_defaults(pl, &go);
     go.candidates = candidates, go.top = top, go.seed = (uint64_t)seed;
+    go.quiet = me > 0;
     for (int c = 0; c < ncap; c++) {
         char slug[64];
         gen_slug(slug, sizeof slug, caps[c]);
@@ -304,13 +308,13 @@ int generate_cmd(int argc, char **argv) {
         gen_ranked r;
         printf("generate: \"%s\" -> %s/%s\n", caps[c], out, slugs[c]);
         fflush(stdout);
-        gen_warn_unknown_words(pl->src, pl->nsrc, caps[c]);
+        if (me == 0) gen_warn_unknown_words(pl->src, pl->nsrc, caps[c]);
         if (gen_pipeline_run(pl, caps[c], &go, &r) != 0) {
             t2i_fail("\"%s\": %s", caps[c], t2i_error_msg());
             goto done;
         }
         char *dir = t2i_asprintf("%s/%s", out, slugs[c]);
-        int wrc = write_ranked(dir, slugs[c], caps[c], &r, (uint64_t)seed, all);
+        int wrc = me == 0 ? write_ranked(dir, slugs[c], caps[c], &r, (uint64_t)seed, all) : 0;
         if (ncap > 1) overview_add(&ov, &r);
         printf("generate: %d candidates x %d sources in %.1f s (+ %.1f s CLIP); best score %.4f, #%d %.4f\n", candidates, nsrc,
                r.seconds_generate, r.seconds_score, (double)r.res[0].score, r.n, (double)r.res[r.n - 1].score);
@@ -321,7 +325,7 @@ int generate_cmd(int argc, char **argv) {
             goto done;
         }
     }
-    if (ov.rows > 0) {
+    if (ov.rows > 0 && me == 0) {
         char *gp = t2i_asprintf("%s/grid.png", out);
         int grc = t2i_save_grid(gp, ov.cells, ov.rows * GEN_OVERVIEW_COLS, ov.C, ov.H, ov.W, GEN_OVERVIEW_COLS);
         free(gp);
@@ -330,7 +334,7 @@ int generate_cmd(int argc, char **argv) {
             goto done;
         }
     }
-    {
+    if (me == 0) {
         char *s = cJSON_Print(all);
         char *p = t2i_asprintf("%s/scores.json", out);
         size_t n = strlen(s);
@@ -352,5 +356,8 @@ done:
     for (int c = 0; c < ncap; c++) free(caps[c]), free(slugs[c]);
     free(caps), free(slugs);
     gen_pipeline_free(pl);
+    /* a failure on one rank only (a write) would leave the others waiting in a collective */
+    if (t2i_dist_size() > 1 && rc != 0) t2i_dist_abort(rc, "stopped (exit status %d); ending the job", rc);
+    t2i_dist_finalize();
     return rc;
 }

@@ -7,6 +7,10 @@
  * (gen_source_dalle); a text-conditioned GAN can be another - every source's candidates
  * enter the same ranking, and scores.json names the source of each result.
  *
+ * Under `mpirun -np N t2i generate ...` the ranks share each caption's candidate batches
+ * (gen_rank_caption deals them out and merges the ranks' best: the results are the single
+ * process's, byte for byte) and rank 0 alone upscales and writes the files.
+ *
  *     gen_source *src[1];
  *     if (gen_source_dalle(&src[0], "dalle.safetensors", "vq.safetensors", &sample_opts, 32) != 0) die();
  *     clip_model *clip = clip_load("clip.safetensors", NULL);

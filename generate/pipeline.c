@@ -11,6 +11,7 @@
 
 #include "base.h"
 #include "ckpt.h"
+#include "dist.h"
 #include "safetensors.h"
 
 const char *gen_models_dir(void) {
@@ -189,6 +190,6 @@ int gen_pipeline_run(gen_pipeline *p, const char *caption, const gen_call *k, ge
         return t2i_error_set("top %d must be 1 .. the %ld candidates", k->top, (long)k->candidates * nsrc);
     gen_opts o = {k->candidates, k->top, k->seed, k->quiet, k->progress, k->progress_arg};
     if (gen_rank_caption(p->clip, src, nsrc, caption, &o, r) != 0) return -1;
-    if (k->upscale && p->have_sr) upscale_ranked(&p->sr, r);
+    if (k->upscale && p->have_sr && t2i_dist_rank() == 0) upscale_ranked(&p->sr, r); /* MPI: rank 0 writes */
     return 0;
 }

@@ -10,6 +10,10 @@
 #   fail MESSAGE...           prints "FAIL: MESSAGE" on stderr and counts one failure
 #   check_error WANT CMD...   CMD must fail with exactly one stderr line containing WANT
 #   is_png FILE               true when FILE starts with the PNG signature
+#   mpi_setup                 skips the script (77) unless mpirun and an MPI build of $T2I are
+#                             there; sets Open MPI up for ranks on this machine (as root, no
+#                             ssh, shared memory, oversubscribed); then `mpi2 ARGS...` runs
+#                             $T2I ARGS with 2 ranks
 #   finish                    the summary line; exits 1 when any check failed, else 0
 set -u
 T2I_TEST=$(basename "$0" .sh)
@@ -31,6 +35,15 @@ check_error() { # expected-substring command...
     [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "'$*': expected one line of error, got: $(cat "$TMP/err")"
     grep -q -- "$want" "$TMP/err" || fail "'$*': error lacks '$want': $(cat "$TMP/err")"
 }
+
+mpi_setup() {
+    command -v mpirun >/dev/null || { echo "$T2I_TEST: skipped (no mpirun; apt-get install openmpi-bin)"; exit 77; }
+    grep -q "^T2I_MPI:BOOL=ON" "$(dirname "$T2I")/CMakeCache.txt" 2>/dev/null ||
+        { echo "$T2I_TEST: skipped (t2i built without MPI)"; exit 77; }
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_plm_rsh_agent=false
+    export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+}
+mpi2() { mpirun -np 2 "$T2I" "$@"; }
 
 is_png() { [ "$(head -c 4 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e47" ]; }
 
