@@ -247,19 +247,27 @@ cJSON *serve_job_json(const job *j, int with_data) {
     cJSON_AddNumberToObject(o, "candidates", j->gen.candidates);
     cJSON_AddNumberToObject(o, "seed", (double)j->gen.seed);
     if (j->state == JS_FAILED) cJSON_AddStringToObject(o, "error", j->error ? j->error : "failed");
-    if (with_data && j->state == JS_DONE) {
-        cJSON *d = cJSON_AddArrayToObject(o, "data");
-        for (int i = 0; i < j->n; i++) {
-            cJSON *e = cJSON_CreateObject();
+    if (with_data && j->state == JS_DONE) serve_add_results(o, j, 0);
+    return o;
+}
+
+void serve_add_results(cJSON *o, const job *j, int b64) {
+    cJSON *d = cJSON_AddArrayToObject(o, "data");
+    for (int i = 0; i < j->n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        if (b64) {
+            char *b = serve_base64_encode(j->png[i], j->png_len[i]);
+            cJSON_AddStringToObject(e, "b64_json", b);
+            free(b);
+        } else {
             char url[64];
             snprintf(url, sizeof url, "/v1/files/%s/%d.png", j->name, i);
             cJSON_AddStringToObject(e, "url", url);
-            cJSON_AddNumberToObject(e, "score", j->res[i].score);
-            cJSON_AddStringToObject(e, "source", j->res[i].source_name);
-            cJSON_AddNumberToObject(e, "seed", (double)j->gen.seed);
-            cJSON_AddNumberToObject(e, "candidate", (double)j->res[i].candidate);
-            cJSON_AddItemToArray(d, e);
         }
+        cJSON_AddNumberToObject(e, "score", j->res[i].score);
+        cJSON_AddStringToObject(e, "source", j->res[i].source_name);
+        cJSON_AddNumberToObject(e, "seed", (double)j->gen.seed);
+        cJSON_AddNumberToObject(e, "candidate", (double)j->res[i].candidate);
+        cJSON_AddItemToArray(d, e);
     }
-    return o;
 }

@@ -296,15 +296,24 @@ static void wait_end(job *j) {
     while (j->state <= JS_RUNNING && !serve_g.stopping) pthread_cond_wait(&serve_g.cv, &serve_g.mu);
 }
 
-static enum MHD_Result do_generations(struct MHD_Connection *c, const conn *cn) {
-    enum MHD_Result ret;
-    job *j = gen_job(c, R_GEN, cn, 0, &ret);
-    if (!j) return ret;
+/* A generation request validated and queued (the caller holds one reference), or NULL
+ * after answering (400, 429). */
+static job *submit_gen(struct MHD_Connection *c, int route, const conn *cn, int for_job, enum MHD_Result *ret) {
+    job *j = gen_job(c, route, cn, for_job, ret);
+    if (!j) return NULL;
     j->kind = JOB_GEN, j->listed = 1;
     if (serve_job_enqueue(j) != 0) {
         serve_job_free(j);
-        return send_error(c, R_GEN, 429, NULL, "the queue is full (%d jobs waiting); try again later", serve_g.queue_cap);
+        *ret = send_error(c, route, 429, NULL, "the queue is full (%d jobs waiting); try again later", serve_g.queue_cap);
+        return NULL;
     }
+    return j;
+}
+
+static enum MHD_Result do_generations(struct MHD_Connection *c, const conn *cn) {
+    enum MHD_Result ret;
+    job *j = submit_gen(c, R_GEN, cn, 0, &ret);
+    if (!j) return ret;
     pthread_mutex_lock(&serve_g.mu);
     wait_end(j);
     int state = j->state;
@@ -313,24 +322,7 @@ static enum MHD_Result do_generations(struct MHD_Connection *c, const conn *cn) 
     if (state == JS_DONE) {
         o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "created", (double)j->created);
-        cJSON *d = cJSON_AddArrayToObject(o, "data");
-        for (int i = 0; i < j->n; i++) {
-            cJSON *e = cJSON_CreateObject();
-            if (j->gen.response_url) {
-                char url[64];
-                snprintf(url, sizeof url, "/v1/files/%s/%d.png", j->name, i);
-                cJSON_AddStringToObject(e, "url", url);
-            } else {
-                char *b = serve_base64_encode(j->png[i], j->png_len[i]);
-                cJSON_AddStringToObject(e, "b64_json", b);
-                free(b);
-            }
-            cJSON_AddNumberToObject(e, "score", j->res[i].score);
-            cJSON_AddStringToObject(e, "source", j->res[i].source_name);
-            cJSON_AddNumberToObject(e, "seed", (double)j->gen.seed);
-            cJSON_AddNumberToObject(e, "candidate", (double)j->res[i].candidate);
-            cJSON_AddItemToArray(d, e);
-        }
+        serve_add_results(o, j, !j->gen.response_url);
         cJSON_AddStringToObject(o, "id", j->name);
         serve_add_warnings(o, j);
     } else if (state == JS_FAILED) {
@@ -349,13 +341,8 @@ static enum MHD_Result do_generations(struct MHD_Connection *c, const conn *cn) 
 
 static enum MHD_Result do_job_post(struct MHD_Connection *c, const conn *cn) {
     enum MHD_Result ret;
-    job *j = gen_job(c, R_JOBS, cn, 1, &ret);
+    job *j = submit_gen(c, R_JOBS, cn, 1, &ret);
     if (!j) return ret;
-    j->kind = JOB_GEN, j->listed = 1;
-    if (serve_job_enqueue(j) != 0) {
-        serve_job_free(j);
-        return send_error(c, R_JOBS, 429, NULL, "the queue is full (%d jobs waiting); try again later", serve_g.queue_cap);
-    }
     pthread_mutex_lock(&serve_g.mu);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", j->name);

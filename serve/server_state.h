@@ -112,6 +112,9 @@ void *serve_worker(void *arg);       /* the worker thread: runs queued jobs in o
 void serve_add_warnings(cJSON *o, const job *j);
 /* The job object of the API (under the lock); with_data adds the results when done. */
 cJSON *serve_job_json(const job *j, int with_data);
+/* "data": a done generation's images, best first, each with its score, source, seed and
+ * candidate, and its PNG as "b64_json" (b64) or as a "url" under /v1/files/. Under the lock. */
+void serve_add_results(cJSON *o, const job *j, int b64);
 
 /* ---- routes.c: libmicrohttpd's access handler and its end-of-request callback ---- */
 enum MHD_Result serve_handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
