@@ -16,7 +16,7 @@
 
 static int g_init, g_mpi, g_rank, g_size = 1;
 static char g_break[64];
-static double g_comm_seconds, g_comm_bytes; /* in collectives, since t2i_dist_init */
+static double g_comm_seconds, g_comm_bytes, g_comm_calls; /* in collectives, since t2i_dist_init */
 
 /* Was this process started by an MPI launcher? (Without one, MPI_Init would start a
  * one-rank "singleton" job: slower to start, and nothing to share.) */
@@ -105,6 +105,7 @@ static void allreduce(void *buf, size_t n, MPI_Datatype type, size_t size, MPI_O
     }
     g_comm_seconds += t2i_now() - t0;
     g_comm_bytes += (double)n * size;
+    g_comm_calls++;
 }
 #endif
 
@@ -155,6 +156,7 @@ void t2i_dist_gather(const float *mine, const int *counts, size_t width, float *
     MPI_Allgatherv(mine, rc[g_rank], MPI_FLOAT, all, rc, displ, MPI_FLOAT, MPI_COMM_WORLD);
     g_comm_seconds += t2i_now() - t0;
     g_comm_bytes += (double)off * sizeof(float);
+    g_comm_calls++;
     free(rc);
 #endif
 }
@@ -169,9 +171,10 @@ void t2i_dist_bcast(void *buf, size_t bytes, int root) {
 #endif
 }
 
-void t2i_dist_comm(double *seconds, double *bytes) {
+void t2i_dist_comm(double *seconds, double *bytes, double *calls) {
     *seconds = g_comm_seconds;
     *bytes = g_comm_bytes;
+    *calls = g_comm_calls;
 }
 
 void t2i_dist_barrier(void) {

@@ -60,9 +60,9 @@ void t2i_dist_gather(const float *mine, const int *counts, size_t width, float *
 void t2i_dist_bcast(void *buf, size_t bytes, int root);
 void t2i_dist_barrier(void);
 /* Seconds this rank spent in sums and gathers since t2i_dist_init (waiting for slower ranks
- * included), and the bytes it contributed to them (a sum of n floats counts 4n, a gather
- * the gathered result). Zero in one process. */
-void t2i_dist_comm(double *seconds, double *bytes);
+ * included), the bytes it contributed to them (a sum of n floats counts 4n, a gather the
+ * gathered result) and their number. Zero in one process. */
+void t2i_dist_comm(double *seconds, double *bytes, double *calls);
 
 /* Around each training step: the core's collective hook (nn/collective.h) in a job of more
  * than one rank, gradients scaled by grad_scale after their sum (1/N for equal shares). */
