@@ -156,6 +156,12 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
  * returns the loss. */
 float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, const int *group, int N,
                        float *acc);
+/* The same in a data-parallel step (run/dist.h): images and tokens are this rank's rows
+ * [lo, hi) of a global batch of N pairs (group: all N); the loss is over the global batch
+ * (embeddings gathered from every rank), its gradient flows into this rank's rows.
+ * lo = 0, hi = N is clip_train_grads. */
+float clip_train_grads_part(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, const int *group,
+                            int N, int lo, int hi, float *acc);
 /* OpenAI's clamp of the logit scale to [0, log 100] (after each optimizer step). */
 void clip_clamp_logit_scale(clip_model *m);
 

@@ -19,6 +19,7 @@
 #include "base.h"
 #include "ckpt.h"
 #include "clip.h"
+#include "dist.h"
 #include "optim.h"
 
 /* ------------------------------------------------------------------ config ---- */
@@ -511,17 +512,45 @@ float clip_contrastive_loss(float *dimg, float *dtxt, float *ds, float *acc, nn_
 
 float clip_train_grads(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, const int *group, int N,
                        float *acc) {
-    int D = m->cfg.embed_dim;
+    return clip_train_grads_part(m, a, images, tokens, group, N, 0, N, acc);
+}
+
+/* Data-parallel (lo, hi not the whole batch): the ranks' embeddings are gathered in rank
+ * order, which is the global batch's row order, and every rank computes the loss over the
+ * global batch and its gradient with respect to all N x D embeddings. The rows [lo, hi) of
+ * that gradient are exactly this rank's share of dL/d(its embeddings), so backpropagating
+ * them gives this rank's share of the parameters' true gradient. The gradient average that
+ * follows (collective.h) sums the ranks' gradients and divides by their count R, so each
+ * rank hands in R times its share: its rows of dL/dembedding times R, and the whole dL/ds
+ * (which every rank computed alike: R copies summed, divided by R, once). */
+float clip_train_grads_part(clip_model *m, nn_arena *a, const float *images, const int32_t *tokens, const int *group,
+                            int N, int lo, int hi, float *acc) {
+    int D = m->cfg.embed_dim, n = hi - lo;
+    T2I_ASSERT(0 <= lo && lo < hi && hi <= N);
     nn_arena_reset(a);
     nn_params_zero_grad(&m->ps);
     clip_vis_tape vt;
     clip_txt_tape tt;
-    float *fi = nn_arena_floats(a, (size_t)N * D), *ft = nn_arena_floats(a, (size_t)N * D);
-    clip_image_forward(m, &vt, a, images, N, fi);
-    clip_text_forward(m, &tt, a, tokens, N, ft);
-    float *dfi = nn_arena_zeros(a, (size_t)N * D), *dft = nn_arena_zeros(a, (size_t)N * D);
-    float ds = 0.0f;
-    float loss = clip_contrastive_loss(dfi, dft, &ds, acc, a, fi, ft, group, N, D, *VAL(m, logit_scale));
+    float *fi = nn_arena_floats(a, (size_t)n * D), *ft = nn_arena_floats(a, (size_t)n * D);
+    clip_image_forward(m, &vt, a, images, n, fi);
+    clip_text_forward(m, &tt, a, tokens, n, ft);
+    float *dfi, *dft, ds = 0.0f, loss;
+    if (n == N) {
+        dfi = nn_arena_zeros(a, (size_t)N * D), dft = nn_arena_zeros(a, (size_t)N * D);
+        loss = clip_contrastive_loss(dfi, dft, &ds, acc, a, fi, ft, group, N, D, *VAL(m, logit_scale));
+    } else {
+        int ranks = t2i_dist_size();
+        T2I_ASSERTF(n * ranks == N, "clip: %d rows on each of %d ranks is not the batch of %d", n, ranks, N);
+        int *counts = nn_arena_bytes(a, (size_t)ranks * sizeof(int));
+        for (int r = 0; r < ranks; r++) counts[r] = n;
+        float *gi = nn_arena_floats(a, (size_t)N * D), *gt = nn_arena_floats(a, (size_t)N * D);
+        t2i_dist_gather(fi, counts, (size_t)D, gi);
+        t2i_dist_gather(ft, counts, (size_t)D, gt);
+        float *dgi = nn_arena_zeros(a, (size_t)N * D), *dgt = nn_arena_zeros(a, (size_t)N * D);
+        loss = clip_contrastive_loss(dgi, dgt, &ds, acc, a, gi, gt, group, N, D, *VAL(m, logit_scale));
+        dfi = dgi + (size_t)lo * D, dft = dgt + (size_t)lo * D;
+        for (size_t k = 0; k < (size_t)n * D; k++) dfi[k] *= (float)ranks, dft[k] *= (float)ranks;
+    }
     *GRAD(m, logit_scale) += ds;
     size_t mark = nn_arena_mark(a);
     clip_text_backward(m, &tt, a, dft);

@@ -75,6 +75,7 @@
 #include "ckpt.h"
 #include "clip.h"
 #include "data.h"
+#include "dist.h"
 #include "fc32.h"
 #include "optim.h"
 #include "progress.h"
@@ -257,6 +258,7 @@ static int clip_tr_setup(void *self, t2i_trainer *t) {
     if (c->evaluate && t2i_dataset_open(&c->test, "fashion-captions:test", 3, R, R) != 0) return t2i_fail_err();
     if (!t->resume && !c->init && (rc = new_model(c, t)) != 0) return rc;
     clip_model_set_no_decay(&c->m);
+    if ((rc = t2i_trainer_split(t, "--batch", c->o.batch)) != 0) return rc;
     t->per_epoch = c->ds.n / c->o.batch;
     t->default_steps = 16 * t->per_epoch;
     return 0;
@@ -290,6 +292,7 @@ static int clip_tr_start(void *self, t2i_trainer *t) {
     c->L.flip = o->flip;
     c->L.crop_pad = o->crop_pad;
     c->L.erase = o->erase;
+    if (t->size > 1) c->L.part_lo = t->lo, c->L.part_hi = t->hi; /* decode this rank's rows only */
     if (t->resume && t2i_loader_seek(&c->L, c->loader_epoch, c->loader_pos) != 0)
         return t2i_fail("%s: %s", t->ckpt_path, t2i_error_msg());
     c->opt = nn_adamw(o->lr, o->beta1, o->beta2, o->eps, o->wd);
@@ -343,12 +346,25 @@ static int clip_tr_step(void *self, t2i_trainer *t) {
     int got = t2i_loader_next(&c->L, c->x, NULL, c->caps, NULL);
     if (got == 0) got = t2i_loader_next(&c->L, c->x, NULL, c->caps, NULL);
     if (got < 0) return t2i_fail_err(), T2I_STEP_FAILED;
-    for (int i = 0; i < B; i++) clip_normalize_m11(c->px + i * c->item, c->x + i * c->item, R);
+    /* under MPI this rank's images [lo, hi); the captions of the whole global batch (their
+     * random phrasings in the single process's order, and the groups of equal captions) */
+    int lo = t->size > 1 ? t->lo : 0, hi = t->size > 1 ? t->hi : B, ctx = c->cfg.context_length;
+    for (int i = lo; i < hi; i++) clip_normalize_m11(c->px + i * c->item, c->x + i * c->item, R);
     batch_captions(c, t);
     if (clip_tokenize(&c->m, c->use, B, c->tokens) != 0)
         return t2i_fail("%s: %s", c->ds.source, t2i_error_msg()), T2I_STEP_FAILED;
     c->lr_now = nn_schedule_lr(&c->sched, t->step);
-    c->loss = clip_train_grads(&c->m, &c->arena, c->px, c->tokens, c->o.dup_pos ? c->group : NULL, B, &c->acc);
+    const int *group = c->o.dup_pos ? c->group : NULL;
+    const float *px = c->px + lo * c->item;
+    const int32_t *tok = c->tokens + (size_t)lo * ctx;
+    if (t2i_dist_broken("loss")) { /* test switch: a per-rank loss over the rank's rows alone (wrong) */
+        c->loss = clip_train_grads(&c->m, &c->arena, px, tok, group ? group + lo : NULL, hi - lo, &c->acc);
+        double v[2] = {c->loss, c->acc};
+        t2i_dist_mean(v, 2);
+        c->loss = (float)v[0], c->acc = (float)v[1];
+    } else {
+        c->loss = clip_train_grads_part(&c->m, &c->arena, px, tok, group, B, lo, hi, &c->acc);
+    }
     if (t2i_trainer_nonfinite(t, "", c->loss)) return T2I_STEP_NONFINITE;
     if (c->o.clip_grad > 0) nn_clip_grad_norm(&c->m.ps, c->o.clip_grad);
     nn_optim_step(&c->opt, &c->m.ps, c->lr_now);

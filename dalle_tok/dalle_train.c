@@ -37,6 +37,7 @@
 #include "ckpt.h"
 #include "dalle.h"
 #include "data.h"
+#include "dist.h"
 #include "fc32.h"
 #include "image.h"
 #include "optim.h"
@@ -368,6 +369,7 @@ static int dalle_tr_setup(void *self, t2i_trainer *t) {
     }
     if ((rc = tokenize_data(g)) != 0) return rc;
     if (cd->n < g->o.batch) fprintf(stderr, "t2i: warning: %d items, fewer than one batch of %d\n", cd->n, g->o.batch);
+    if ((rc = t2i_trainer_split(t, "--batch", g->o.batch)) != 0) return rc;
     t->per_epoch = (cd->n + g->o.batch - 1) / g->o.batch;
     t->default_steps = 10 * t->per_epoch;
     return 0;
@@ -408,9 +410,16 @@ static int dalle_tr_start(void *self, t2i_trainer *t) {
 
 static int dalle_tr_step(void *self, t2i_trainer *t) {
     dalle_trainer *g = self;
-    next_batch(g, t);
+    next_batch(g, t); /* the whole global batch (its caption drops in order), on every rank */
     nn_arena_reset(&g->arena);
-    dalle_train_grads(&g->m, &g->arena, g->tokens, g->o.batch, g->o.text_weight, &g->L);
+    int lo = t->size > 1 ? t->lo : 0, b = t->size > 1 ? t->hi - t->lo : g->o.batch;
+    dalle_train_grads(&g->m, &g->arena, g->tokens + (size_t)lo * dalle_seq_len(&g->m.cfg), b, g->o.text_weight, &g->L);
+    if (t->size > 1) {
+        /* every row has the same targets: the global means are the mean of the ranks' */
+        double v[3] = {g->L.loss, g->L.loss_text, g->L.loss_image};
+        t2i_dist_mean(v, 3);
+        g->L.loss = (float)v[0], g->L.loss_text = (float)v[1], g->L.loss_image = (float)v[2];
+    }
     if (t2i_trainer_nonfinite(t, "", g->L.loss)) return T2I_STEP_NONFINITE;
     g->gnorm = g->o.clip > 0 ? nn_clip_grad_norm(&g->m.ps, g->o.clip) : nn_grad_norm(&g->m.ps);
     g->lr_now = nn_schedule_lr(&g->sched, t->step);

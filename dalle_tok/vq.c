@@ -10,6 +10,12 @@
  * Determinism: the quantizer's loops either write disjoint rows in parallel (distances,
  * argmin) or run serially (EMA sums, restarts), so results do not depend on the thread
  * count beyond what the GEMMs do.
+ *
+ * Data-parallel training (run/dist.h): each rank encodes its slice of the global batch. A
+ * restart draws its rows from the encodings of the whole global batch (gathered from the
+ * ranks, in rank order, which is the single process's row order), and the EMA update and
+ * the code statistics use counts and sums over the global batch, so every rank keeps the
+ * same codebook and it moves as in one process.
  */
 #include "vq.h"
 
@@ -20,6 +26,7 @@
 
 #include "base.h"
 #include "ckpt.h"
+#include "dist.h"
 #include "safetensors.h"
 
 /* GEMM distance blocks are at most this many floats (4 MB), whatever the batch. */
@@ -311,6 +318,10 @@ void vq_ema_update(float *codebook, float *ema_count, float *ema_sum, float *bat
         const float *zi = z + i * D;
         for (int d = 0; d < D; d++) s[d] += zi[d];
     }
+    if (t2i_dist_size() > 1 && !t2i_dist_broken("codebook")) {
+        t2i_dist_sum_floats(batch_count, (size_t)K);
+        t2i_dist_sum_floats(batch_sum, (size_t)K * D);
+    }
     float a = 1.0f - decay;
     double total = 0.0;
     for (int k = 0; k < K; k++) {
@@ -394,9 +405,21 @@ void vq_loss_backward(vq_model *m, nn_arena *a, const float *x, int N, int resta
     memset(st, 0, sizeof *st);
     if (restart != VQ_RESTART_NONE) {
         T2I_ASSERT(rng);
-        int *perm = nn_arena_bytes(a, M * sizeof(int));
+        /* rows from the global batch: every rank draws the same ones */
+        const float *zall = zr;
+        size_t Mall = M;
+        int ranks = t2i_dist_size();
+        if (ranks > 1 && !t2i_dist_broken("codebook")) {
+            int *counts = nn_arena_bytes(a, (size_t)ranks * sizeof(int));
+            for (int r = 0; r < ranks; r++) counts[r] = (int)M;
+            Mall = M * (size_t)ranks;
+            float *g = nn_arena_floats(a, Mall * D);
+            t2i_dist_gather(zr, counts, (size_t)D, g);
+            zall = g;
+        }
+        int *perm = nn_arena_bytes(a, Mall * sizeof(int));
         st->restarted = vq_restart_codes(cb, nn_params_val(&m->ps, m->i_count), nn_params_val(&m->ps, m->i_sum), K, D,
-                                         zr, M, restart == VQ_RESTART_ALL ? INFINITY : threshold, rng, perm);
+                                         zall, Mall, restart == VQ_RESTART_ALL ? INFINITY : threshold, rng, perm);
     }
     int32_t *idx = nn_arena_bytes(a, M * sizeof(int32_t));
     size_t mark = nn_arena_mark(a);
@@ -425,6 +448,14 @@ void vq_loss_backward(vq_model *m, nn_arena *a, const float *x, int N, int resta
 
     float *counts = nn_arena_zeros(a, (size_t)K);
     for (size_t i = 0; i < M; i++) counts[idx[i]] += 1.0f;
+    if (t2i_dist_size() > 1) {
+        /* the global batch's losses (means over equal slices) and code counts */
+        double l[2] = {st->recon, st->commit};
+        t2i_dist_mean(l, 2);
+        st->recon = (float)l[0], st->commit = (float)l[1];
+        st->loss = st->recon + st->commit;
+        t2i_dist_sum_floats(counts, (size_t)K);
+    }
     st->perplexity = vq_perplexity(counts, K, &st->codes_used);
     if (pass) {
         pass->z = z, pass->zr = zr, pass->q = q, pass->idx = idx, pass->xr = xr, pass->dz = dz;

@@ -193,6 +193,7 @@ static int vq_tr_setup(void *self, t2i_trainer *t) {
         vq_model_build(&v->m, &v->cfg, &init_rng);
         v->built = 1;
     }
+    if ((rc = t2i_trainer_split(t, "--batch", o->batch)) != 0) return rc;
     t->per_epoch = v->ds.n / o->batch;
     t->default_steps = 5 * t->per_epoch;
     return 0;
@@ -207,6 +208,7 @@ static int vq_tr_start(void *self, t2i_trainer *t) {
     const vq_config *cfg = &v->cfg;
     t2i_loader_init(&v->L, &v->ds, v->o.batch, 1, t->seed);
     v->L.drop_last = 1;
+    if (t->size > 1) v->L.part_lo = t->lo, v->L.part_hi = t->hi; /* decode this rank's rows only */
     if (t->resume && t2i_loader_seek(&v->L, v->loader_epoch, v->loader_pos) != 0)
         return t2i_fail("%s: %s", t->ckpt_path, t2i_error_msg());
     v->opt = nn_adam(v->o.lr, v->o.beta1, v->o.beta2, 1e-8f, 0.0f);
@@ -235,7 +237,11 @@ static int vq_tr_step(void *self, t2i_trainer *t) {
     int restart = t->step == 0                                                   ? VQ_RESTART_ALL
                   : v->o.restart_every > 0 && t->step % v->o.restart_every == 0 ? VQ_RESTART_DEAD
                                                                                  : VQ_RESTART_NONE;
-    vq_train_step(&v->m, &v->opt, &v->arena, v->x, v->o.batch, restart, v->o.restart_threshold, &t->rng, &v->s);
+    /* under MPI: this rank's rows of the global batch (restarts draw from all of them, vq.c) */
+    int lo = t->size > 1 ? t->lo : 0, b = t->size > 1 ? t->hi - t->lo : v->o.batch;
+    size_t item = (size_t)v->cfg.channels * v->cfg.res * v->cfg.res;
+    vq_train_step(&v->m, &v->opt, &v->arena, v->x + (size_t)lo * item, b, restart, v->o.restart_threshold, &t->rng,
+                  &v->s);
     v->restarted += v->s.restarted;
     return t2i_trainer_nonfinite(t, "", v->s.loss) ? T2I_STEP_NONFINITE : T2I_STEP_OK;
 }

@@ -16,6 +16,7 @@
 
 static int g_init, g_mpi, g_rank, g_size = 1;
 static char g_break[64];
+static double g_comm_seconds, g_comm_bytes, g_comm_calls; /* in collectives, since t2i_dist_init */
 
 /* Was this process started by an MPI launcher? (Without one, MPI_Init would start a
  * one-rank "singleton" job: slower to start, and nothing to share.) */
@@ -97,10 +98,14 @@ void t2i_dist_slice(int B, int *lo, int *hi) {
 /* MPI counts are ints: long buffers go in chunks. */
 #define CHUNK ((size_t)1 << 28)
 static void allreduce(void *buf, size_t n, MPI_Datatype type, size_t size, MPI_Op op) {
+    double t0 = t2i_now();
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t m = T2I_MIN(CHUNK, n - off);
         MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * size, (int)m, type, op, MPI_COMM_WORLD);
     }
+    g_comm_seconds += t2i_now() - t0;
+    g_comm_bytes += (double)n * size;
+    g_comm_calls++;
 }
 #endif
 
@@ -147,7 +152,11 @@ void t2i_dist_gather(const float *mine, const int *counts, size_t width, float *
         rc[r] = (int)c, displ[r] = (int)off;
         off += c;
     }
+    double t0 = t2i_now();
     MPI_Allgatherv(mine, rc[g_rank], MPI_FLOAT, all, rc, displ, MPI_FLOAT, MPI_COMM_WORLD);
+    g_comm_seconds += t2i_now() - t0;
+    g_comm_bytes += (double)off * sizeof(float);
+    g_comm_calls++;
     free(rc);
 #endif
 }
@@ -160,6 +169,12 @@ void t2i_dist_bcast(void *buf, size_t bytes, int root) {
 #else
     (void)buf, (void)bytes, (void)root;
 #endif
+}
+
+void t2i_dist_comm(double *seconds, double *bytes, double *calls) {
+    *seconds = g_comm_seconds;
+    *bytes = g_comm_bytes;
+    *calls = g_comm_calls;
 }
 
 void t2i_dist_barrier(void) {

@@ -22,6 +22,7 @@
  *   T2I_DIST_BREAK=bn     BatchNorm keeps per-rank statistics
  *   T2I_DIST_BREAK=grad   gradients are not averaged over the ranks
  *   T2I_DIST_BREAK=loss   CLIP's contrastive loss is per rank (no gathered embeddings)
+ *   T2I_DIST_BREAK=codebook  the VQ codebook's EMA and restarts use the rank's rows alone
  */
 #ifndef T2I_DIST_H
 #define T2I_DIST_H
@@ -40,7 +41,7 @@ int t2i_dist_rank(void);
 int t2i_dist_size(void);
 /* Was this build made with MPI? */
 int t2i_dist_available(void);
-/* A test switch of T2I_DIST_BREAK ("bn", "grad", "loss") is on. */
+/* A test switch of T2I_DIST_BREAK ("bn", "grad", "loss", "codebook") is on (never in one process). */
 int t2i_dist_broken(const char *what);
 
 /* Rank r's rows [lo, hi) of a global batch of B items: ranks take consecutive equal shares
@@ -58,6 +59,10 @@ void t2i_dist_gather(const float *mine, const int *counts, size_t width, float *
 /* The root's bytes to every rank. */
 void t2i_dist_bcast(void *buf, size_t bytes, int root);
 void t2i_dist_barrier(void);
+/* Seconds this rank spent in sums and gathers since t2i_dist_init (waiting for slower ranks
+ * included), the bytes it contributed to them (a sum of n floats counts 4n, a gather the
+ * gathered result) and their number. Zero in one process. */
+void t2i_dist_comm(double *seconds, double *bytes, double *calls);
 
 /* Around each training step: the core's collective hook (nn/collective.h) in a job of more
  * than one rank, gradients scaled by grad_scale after their sum (1/N for equal shares). */

@@ -200,6 +200,16 @@ static int loop(t2i_trainer *t) {
     t2i_progress_end(&prog, t->step, "%s", text);
     t->elapsed = t2i_now() - t_start;
     if (ops->finish) ops->finish(t->self, t);
+    if (t->size > 1) {
+        double cs, cb, cn;
+        long n = t->step - t->start_step;
+        t2i_dist_comm(&cs, &cb, &cn);
+        if (n > 0)
+            printf("%s: %d ranks; rank 0 spent %.1f ms a step in communication (%.0f%% of the loop, waiting for "
+                   "slower ranks included), %.3f MB a step summed or gathered in %.0f collectives\n",
+                   t->name, t->size, cs / n * 1e3, t->elapsed > 0 ? 100.0 * cs / t->elapsed : 0.0, cb / n / 1e6,
+                   cn / n);
+    }
     return 0;
 }
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """mpi_close.py - are two training runs the same within a float tolerance?
 
-    mpi_close.py RUN_A RUN_B [--tol T] [--wtol W] [--skip-prefix P ...]
+    mpi_close.py RUN_A RUN_B [--tol T] [--wtol W] [--weights-only] [--skip-prefix P ...]
 
 Compares RUN_A/metrics.jsonl with RUN_B's (the same lines; every numeric field except
 timings equal within T relative, or T absolute below 1; default 1e-3) and the float
 tensors of their checkpoint.safetensors (same names and shapes; max |a - b| <= W,
-default 2e-3, for every tensor). Prints the worst difference of each kind; exits 0 when
+default 2e-3, for every tensor, divided by max |a| when that is above 1). Prints the worst difference of each kind; exits 0 when
 close, 1 when not, 2 on unreadable input. The data-parallel tests (tests/cli_mpi.sh) use
 it: a sum split over ranks adds in another order, so the runs agree to float rounding,
-not bit for bit. Why W is absolute and about lr * steps: a parameter whose true gradient
+not bit for bit. --weights-only skips metrics.jsonl (a resumed run's holds the lines
+of its sessions, which need not line up with an uninterrupted run's). Why W is absolute and about lr * steps: a parameter whose true gradient
 is zero (a convolution's bias before BatchNorm) gets a gradient of pure rounding noise,
 which Adam normalises into a step of about +-lr whatever its size; such a tensor can
 differ by up to 2 * lr per step between two exact implementations.
@@ -18,7 +19,7 @@ import json
 import struct
 import sys
 
-TIMING = {"step_ms", "images_per_s", "tokens_per_s", "samples_per_s", "elapsed_s", "seconds"}
+TIMING = {"step_ms", "images_per_s", "tokens_per_s", "samples_per_s", "pairs_per_s", "elapsed_s", "seconds"}
 
 
 def load_st(path):
@@ -49,6 +50,7 @@ def main(argv):
     tol = 1e-3
     wtol = 2e-3
     skip = []
+    weights_only = False
     pos = []
     i = 0
     while i < len(args):
@@ -58,6 +60,9 @@ def main(argv):
         elif args[i] == "--wtol":
             wtol = float(args[i + 1])
             i += 2
+        elif args[i] == "--weights-only":
+            weights_only = True
+            i += 1
         elif args[i] == "--skip-prefix":
             skip.append(args[i + 1])
             i += 2
@@ -69,7 +74,7 @@ def main(argv):
         return 2
     a_dir, b_dir = pos
     try:
-        ma, mb = metrics(a_dir + "/metrics.jsonl"), metrics(b_dir + "/metrics.jsonl")
+        ma, mb = ([], []) if weights_only else (metrics(a_dir + "/metrics.jsonl"), metrics(b_dir + "/metrics.jsonl"))
         ta, tb = load_st(a_dir + "/checkpoint.safetensors"), load_st(b_dir + "/checkpoint.safetensors")
     except (OSError, ValueError) as e:
         print("mpi_close: %s" % e, file=sys.stderr)
@@ -103,7 +108,10 @@ def main(argv):
         if len(xa) != len(xb):
             bad.append("%s: %d vs %d values" % (name, len(xa), len(xb)))
             continue
-        d = max((abs(p - q) for p, q in zip(xa, xb)), default=0.0)
+        # absolute for values up to 1 (weights), relative to the largest value above (Adam's
+        # second moments of large gradients)
+        scale = max(1.0, max((abs(v) for v in xa), default=0.0))
+        d = max((abs(p - q) for p, q in zip(xa, xb)), default=0.0) / scale
         if d != d or d > worst_t[0]:
             worst_t = (d, name)
     if not worst_t[0] <= wtol:

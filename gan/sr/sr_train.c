@@ -42,6 +42,7 @@
 #include "args.h"
 #include "base.h"
 #include "ckpt.h"
+#include "dist.h"
 #include "image.h"
 #include "ops.h"
 #include "optim.h"
@@ -135,6 +136,15 @@ float sr_ragan_loss(const float *lr, const float *lf, int n, float *dr, float *d
     double mr = 0.0, mf = 0.0;
     for (int i = 0; i < n; i++) mr += lr[i], mf += lf[i];
     mr /= n, mf /= n;
+    /* data-parallel (run/dist.h): the means, the loss and the mean-terms of the gradient are
+     * the global batch's (means of the ranks' means over equal slices); each rank's gradient
+     * keeps the local 1/n, which is the rank count times its share, as every rank's is */
+    int ranks = t2i_dist_size();
+    if (ranks > 1) {
+        double m2[2] = {mr, mf};
+        t2i_dist_mean(m2, 2);
+        mr = m2[0], mf = m2[1];
+    }
     double tr = for_g ? 0.0 : 1.0, tf = for_g ? 1.0 : 0.0;
     double loss = 0.0, sga = 0.0, sgb = 0.0;
     for (int i = 0; i < n; i++) {
@@ -144,6 +154,11 @@ float sr_ragan_loss(const float *lr, const float *lf, int n, float *dr, float *d
         loss += tf > 0.5 ? softplus(-b) : softplus(b);
         sga += (sigmoid(a) - tr) / (2.0 * n);
         sgb += (sigmoid(b) - tf) / (2.0 * n);
+    }
+    if (ranks > 1) {
+        double v[3] = {loss, sga, sgb};
+        t2i_dist_mean(v, 3);
+        loss = v[0], sga = v[1], sgb = v[2];
     }
     for (int k = 0; k < n; k++) {
         if (dr) dr[k] += (float)(scale * ((sigmoid(lr[k] - mf) - tr) / (2.0 * n) - sgb / n));
@@ -544,6 +559,7 @@ static int sr_tr_setup(void *self, t2i_trainer *t) {
     sr_trainer *g = self;
     int rc = t->resume ? resumed_lengths(g, t) : new_run(g, t);
     if (rc) return rc;
+    if ((rc = t2i_trainer_split(t, "--batch", g->o.batch)) != 0) return rc;
     t->target = g->phase1 + g->phase2;
     t->phase_end = g->phase1;
     g->l1_path = t2i_asprintf("%s/l1.safetensors", t->out);
@@ -600,7 +616,7 @@ static int sr_tr_start(void *self, t2i_trainer *t) {
     printf("sr train: validation on %d crops of %dx%d: bicubic PSNR %.3f dB\n", g->val.n, g->val.size, g->val.size,
            g->val.psnr_bicubic);
     g->last_val = NAN;
-    if (t->step == 0) {
+    if (t->step == 0 && t->rank == 0) {
         validate(g, t, 1);
         printf("sr train: step 0 validation PSNR %.3f dB\n", g->last_val);
     }
@@ -620,15 +636,26 @@ static int sr_tr_step(void *self, t2i_trainer *t) {
         memset(m->gp.v, 0, m->gp.total * sizeof(float));
         g->og = nn_adam(o->lr_gan, o->beta1, o->beta2, 1e-8f, 0.0f);
         g->ema_t = 0;
-        if (g->phase1 == 0 && sr_save(m, g->l1_path, NULL, 0) != 0) /* the model phase 2 starts from */
+        if (g->phase1 == 0 && t->rank == 0 && sr_save(m, g->l1_path, NULL, 0) != 0) /* the model phase 2 starts from */
             return t2i_fail_err(), T2I_STEP_FAILED;
     }
+    /* every rank draws the whole global batch's crops (the single process's random sequence)
+     * and trains on its rows [lo, hi) */
     for (int b = 0; b < B; b++)
         training_item(g->hr + (size_t)b * 3 * P * P, g->lrb + (size_t)b * 3 * lp * lp, &g->train, P, s, o->focus,
                       g->cand, &t->rng);
+    int lo = t->size > 1 ? t->lo : 0, nb = t->size > 1 ? t->hi - t->lo : B;
+    const float *hr = g->hr + (size_t)lo * 3 * P * P, *lrb = g->lrb + (size_t)lo * 3 * lp * lp;
     g->lr_now = g->phase == 1 ? nn_schedule_lr(&g->sched, t->step) : o->lr_gan;
-    if (g->phase == 1) g->stats.loss_l1 = sr_l1_step(m, &g->og, &g->arena, g->lrb, g->hr, B, g->lr_now);
-    else sr_gan_step(m, &g->og, &g->od, &g->arena, o->gan_loss, o->l1_weight, o->adv_weight, g->lrb, g->hr, B, &g->stats);
+    if (g->phase == 1) g->stats.loss_l1 = sr_l1_step(m, &g->og, &g->arena, lrb, hr, nb, g->lr_now);
+    else sr_gan_step(m, &g->og, &g->od, &g->arena, o->gan_loss, o->l1_weight, o->adv_weight, lrb, hr, nb, &g->stats);
+    if (t->size > 1) {
+        sr_step_stats *st = &g->stats;
+        double v[5] = {st->loss_l1, st->loss_g_adv, st->loss_d, st->d_real, st->d_fake};
+        t2i_dist_mean(v, 5);
+        st->loss_l1 = (float)v[0], st->loss_g_adv = (float)v[1], st->loss_d = (float)v[2];
+        st->d_real = (float)v[3], st->d_fake = (float)v[4];
+    }
     float decay = o->ema;
     float warm = (float)(1.0 + g->ema_t) / (float)(10.0 + g->ema_t);
     if (warm < decay) decay = warm;
