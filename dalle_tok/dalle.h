@@ -174,6 +174,11 @@ typedef struct {
     const int32_t *prompt;
     const uint8_t *keep;
     int passes;         /* refinement passes over sampled positions that precede a kept one */
+    /* variations: > 0 (with prompt) makes every position that keep does not fix take the
+     * prompt's code with this probability, decided per candidate by a second uniform
+     * drawn after the position's usual one; the others are drawn as usual, conditioned on
+     * everything before them, kept or drawn. No refinement in this mode. */
+    float keep_prob;
 } dalle_sample_opts;
 
 void dalle_sample_defaults(dalle_sample_opts *o);

@@ -43,6 +43,7 @@ void dalle_sample_defaults(dalle_sample_opts *o) {
     o->prompt = NULL;
     o->keep = NULL;
     o->passes = 0;
+    o->keep_prob = 0.0f;
 }
 
 int dalle_sample_check(const dalle_sample_opts *o, int codebook) {
@@ -54,6 +55,9 @@ int dalle_sample_check(const dalle_sample_opts *o, int codebook) {
     if (!(o->cfg >= 0.0f && o->cfg <= 100.0f)) return t2i_error_set("--cfg must be in [0, 100], got %g", (double)o->cfg);
     if (o->passes < 0 || o->passes > 100) return t2i_error_set("--passes must be in 0..100, got %d", o->passes);
     if (o->keep && !o->prompt) return t2i_error_set("a keep mask needs the prompt codes");
+    if (!(o->keep_prob >= 0.0f && o->keep_prob <= 1.0f))
+        return t2i_error_set("--variation-keep must be in [0, 1], got %g", (double)o->keep_prob);
+    if (o->keep_prob > 0.0f && !o->prompt) return t2i_error_set("a keep probability needs the prompt codes");
     return 0;
 }
 
@@ -356,10 +360,11 @@ void dalle_sample(dalle_model *m, nn_arena *a, const int32_t *text, int n, uint6
             float *p = probs + (size_t)i * K;
             dalle_filter_probs(p, mixed + (size_t)i * K, K, o->temperature, o->top_k, o->top_p, work + (size_t)i * 2 * K);
             int code = dalle_draw(p, K, t2i_rng_uniform(&rng[i]));
+            if (o->keep_prob > 0.0f && t2i_rng_uniform(&rng[i]) < o->keep_prob) code = o->prompt[j];
             codes[(size_t)i * IL + j] = code;
         }
         for (int b = 0; b < B; b++) tok[(size_t)b * T + t] = TV + codes[(size_t)(b % n) * IL + j];
     }
     if (o->cached) nn_tf_cache_free(&cache), nn_tf_unpack(&m->tf), nn_packed_free(&head);
-    if (!stopped && o->keep && o->passes > 0) refine(m, a, tok, n, guided, rng, o, codes);
+    if (!stopped && o->keep && o->passes > 0 && o->keep_prob == 0.0f) refine(m, a, tok, n, guided, rng, o, codes);
 }

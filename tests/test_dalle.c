@@ -575,6 +575,33 @@ static void test_prompted(void **state) {
     nn_arena_reset(&a);
     dalle_sample(&m, &a, text, N, 5, 0, &o, got);
     assert_memory_equal(got, plain, sizeof got);
+    /* variations: each position keeps the prompt's code with probability keep_prob,
+     * per candidate; the cache and the batch do not matter */
+    {
+        enum { NV = 40 };
+        int32_t *va = t2i_malloc(NV * IL * sizeof(int32_t)), *vb = t2i_malloc(NV * IL * sizeof(int32_t));
+        o.keep = NULL, o.passes = 0, o.keep_prob = 0.5f, o.cached = 1;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, NV, 5, 0, &o, va);
+        o.cached = 0;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, NV, 5, 0, &o, vb);
+        assert_memory_equal(va, vb, NV * IL * sizeof(int32_t));
+        o.cached = 1;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, 1, 5, 17, &o, one);
+        assert_memory_equal(one, va + 17 * IL, sizeof one);
+        int same = 0;
+        for (int i = 0; i < NV * IL; i++) same += va[i] == prompt[i % IL];
+        double share = (double)same / (NV * IL);
+        assert_true(share > 0.4 && share < 0.8);
+        o.keep_prob = 1.0f;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, NV, 5, 0, &o, va);
+        for (int i = 0; i < NV * IL; i++) assert_int_equal(va[i], prompt[i % IL]);
+        o.keep_prob = 0.0f;
+        free(va), free(vb);
+    }
     /* everything kept: the prompt itself */
     o.keep = all;
     nn_arena_reset(&a);
