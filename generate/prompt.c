@@ -10,10 +10,26 @@
 #include "base.h"
 #include "image.h"
 
+/* Takes img (freed here either way). */
+static int prepare_image(t2i_image *img, const char *name, int R, float *out, int *w, int *h);
+static int covered_cells(t2i_image *m, const char *name, int w, int h, int g, uint8_t *keep);
+
 int gen_prompt_image(const char *path, int C, int R, float *out, int *w, int *h) {
     T2I_ASSERT(C == 1 || C == 3);
     t2i_image img;
     if (t2i_image_load(&img, path, C) != 0) return -1;
+    return prepare_image(&img, path, R, out, w, h);
+}
+
+int gen_prompt_image_mem(const void *data, size_t len, const char *name, int C, int R, float *out, int *w, int *h) {
+    T2I_ASSERT(C == 1 || C == 3);
+    t2i_image img;
+    if (t2i_image_load_mem(&img, data, len, name, C) != 0) return -1;
+    return prepare_image(&img, name, R, out, w, h);
+}
+
+static int prepare_image(t2i_image *pimg, const char *path, int R, float *out, int *w, int *h) {
+    t2i_image img = *pimg;
     *w = img.w, *h = img.h;
     if (img.w < R || img.h < R) {
         t2i_error_set("%s is %dx%d; the VQ needs at least %dx%d", path, img.w, img.h, R, R);
@@ -50,6 +66,17 @@ int gen_prompt_keep_lines(float rows, float cols, int g, uint8_t *keep) {
 int gen_prompt_mask(const char *path, int w, int h, int g, uint8_t *keep) {
     t2i_image m;
     if (t2i_image_load(&m, path, 1) != 0) return -1;
+    return covered_cells(&m, path, w, h, g, keep);
+}
+
+int gen_prompt_mask_mem(const void *data, size_t len, const char *name, int w, int h, int g, uint8_t *keep) {
+    t2i_image m;
+    if (t2i_image_load_mem(&m, data, len, name, 1) != 0) return -1;
+    return covered_cells(&m, name, w, h, g, keep);
+}
+
+static int covered_cells(t2i_image *pm, const char *path, int w, int h, int g, uint8_t *keep) {
+    t2i_image m = *pm;
     if (m.w != w || m.h != h) {
         t2i_error_set("%s is %dx%d but the image is %dx%d: the mask must have the image's size", path, m.w, m.h, w, h);
         t2i_image_free(&m);

@@ -23,6 +23,7 @@
 #ifndef T2I_PROMPT_H
 #define T2I_PROMPT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* out (C, R, R) in [-1, 1]; *w, *h get the file's size. */
@@ -33,5 +34,8 @@ int gen_prompt_image(const char *path, int C, int R, float *out, int *w, int *h)
 int gen_prompt_keep_lines(float rows, float cols, int g, uint8_t *keep);
 /* keep (g, g) <- 0 where the mask (w x h, white = redraw) covers the cell, else 1. */
 int gen_prompt_mask(const char *path, int w, int h, int g, uint8_t *keep);
+/* The same from file bytes in memory (t2i serve); name is what messages call them. */
+int gen_prompt_image_mem(const void *data, size_t len, const char *name, int C, int R, float *out, int *w, int *h);
+int gen_prompt_mask_mem(const void *data, size_t len, const char *name, int w, int h, int g, uint8_t *keep);
 
 #endif

@@ -11,6 +11,7 @@
 #include "page.h"
 #include "known_words.h"
 #include "pipeline.h"
+#include "prompt.h"
 #include "request.h"
 
 #include <arpa/inet.h>
@@ -56,6 +57,8 @@ struct job {
     char *warnings;           /* generations: lines of gen_unknown_words, each ending in '\n' */
     serve_gen_req gen;
     int use_dalle, use_gan, upscale;
+    float *prompt_img;        /* generations with an image prompt: the image (C, R, R) and */
+    uint8_t *prompt_keep;     /* its kept cells (g, g; NULL for variations) */
     /* rerank / classify: decoded images, labels */
     serve_rerank_req rr;
     serve_classify_req cl;
@@ -123,6 +126,7 @@ static void job_free(job *j) {
     free(j->imgs);
     for (int i = 0; i < j->n && j->png; i++) free(j->png[i]);
     free(j->png), free(j->png_len), free(j->res), free(j->scores), free(j->error);
+    free(j->prompt_img), free(j->prompt_keep);
     free(j->warnings);
     free(j);
 }
@@ -205,6 +209,7 @@ static int run_gen(job *j) {
     k.quiet = 1;
     k.progress = on_progress, k.progress_arg = j;
     k.stop = &j->stop;
+    k.image = j->prompt_img, k.keep = j->prompt_keep;
     gen_ranked r;
     if (gen_pipeline_run(S.pl, j->gen.prompt, &k, &r) != 0) return -1;
     int n = r.n, rc = 0;
@@ -592,6 +597,27 @@ static enum MHD_Result do_models(struct MHD_Connection *c) {
     return send_json(c, R_MODELS, 200, o);
 }
 
+/* Decodes a request's image prompt into j (the image at the VQ's input size, the kept
+ * cells): 0, or -1 after answering 400. Image prompts use the transformer alone. */
+static int image_prompt(job *j, struct MHD_Connection *c, int route, enum MHD_Result *ret) {
+    serve_gen_req *q = &j->gen;
+    int C, R, g, w, h;
+    if (q->generator == SERVE_GEN_AUTO) j->use_gan = 0;
+    if (!j->use_dalle || j->use_gan || gen_pipeline_prompt_shape(S.pl, &C, &R, &g) != 0) {
+        *ret = send_error(c, route, 400, NULL, "image: image prompts need the dalle generator alone");
+        return -1;
+    }
+    j->prompt_img = t2i_malloc((size_t)C * R * R * sizeof(float));
+    int rc = gen_prompt_image_mem(q->image.data, q->image.len, "image", C, R, j->prompt_img, &w, &h);
+    if (rc == 0 && !q->variations) {
+        j->prompt_keep = t2i_malloc((size_t)g * g);
+        rc = q->mask.data ? gen_prompt_mask_mem(q->mask.data, q->mask.len, "mask", w, h, g, j->prompt_keep)
+                          : gen_prompt_keep_lines(q->keep_rows, q->keep_cols, g, j->prompt_keep);
+    }
+    if (rc != 0) *ret = send_error(c, route, 400, NULL, "%s", t2i_error_msg());
+    return rc;
+}
+
 /* A validated generation request as a job (not yet queued); NULL after answering 400. */
 static job *gen_job(struct MHD_Connection *c, int route, const conn *cn, int for_job, enum MHD_Result *ret) {
     job *j = t2i_calloc(1, sizeof *j);
@@ -624,6 +650,8 @@ static job *gen_job(struct MHD_Connection *c, int route, const conn *cn, int for
     } else if (q->size_w && (q->size_w != res || q->size_h != res)) {
         *ret = send_error(c, route, 400, NULL, "size: this server makes %dx%d images, not %dx%d", res, res, q->size_w,
                           q->size_h);
+    } else if (q->image.data && image_prompt(j, c, route, ret) != 0) {
+        /* answered */
     } else {
         /* words of the caption that a used model never saw: said in the answer, run anyway */
         gen_source *used[2];
