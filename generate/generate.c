@@ -10,12 +10,21 @@
  * and `t2i dalle sample --seed S --first CANDIDATE --n 1` regenerates a dalle result.
  * Words of a caption that a model never saw in training are named on stderr (known_words.h).
  *
+ * Image prompts (the transformer alone; prompt.h, pipeline.h gen_call.image):
+ *     t2i generate --prompt "a blue dress" --image IMG --keep-rows 0.5 --out out/
+ *     t2i generate --prompt "a blue dress" --image IMG --mask MASK.png [--passes 2] --out out/
+ *     t2i generate --prompt "a blue dress" --variations IMG [--variation-keep 0.5] --out out/
+ * keep IMG's token rows/columns or the cells the mask leaves black, or (variations) each
+ * token with a probability; OUT/prompt.png is IMG's VQ reconstruction, which the kept
+ * cells of every result show exactly, OUT/prompt_kept.png the kept part (redrawn black).
+ *
  * Default checkpoints (when --clip, --dalle, --gan or --vq are not given): samples/models/
  * {clip,dalle,gan,vq}.safetensors of the source tree (T2I_SOURCE_DIR), or of the folder
  * $T2I_MODELS when set. --vq defaults to the
  * VQ checkpoint recorded in the DALL-E file when that exists, else to the shipped one.
  *
- * Failures: bad flags exit 2; a missing checkpoint (the message says how to train one or
+ * Failures: bad flags exit 2; an unreadable or too small image, a mask of another size,
+ * a keep count beyond the grid exit 1 naming the file or flag; a missing checkpoint (the message says how to train one or
  * which flag to pass), a CLIP that does not fit, an empty caption or a failed write exit 1.
  */
 #include "generate.h"
