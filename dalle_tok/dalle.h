@@ -46,6 +46,27 @@
  * can be regenerated alone (first = i, n = 1). The uncached path (full forward over the
  * growing prefix) gives the same codes and exists for testing and the benchmark.
  *
+ * Prompted sampling (completion, inpainting, variations): with opts.keep, a kept position
+ * gets opts.prompt's code instead of a drawn one and is fed to the network like a drawn
+ * code (teacher forcing: the cache holds it, so every later position is conditioned on
+ * it); the leading run of kept positions is run together with the text. A candidate
+ * still draws its one uniform at every position, kept or not, so a sampled position uses
+ * the same uniform whatever is kept, and keeping nothing gives exactly the unprompted
+ * codes. Raster order cannot look ahead: a sampled position is drawn without seeing the
+ * kept codes after it. opts.passes > 0 then refines: each pass visits, in raster order,
+ * every sampled position j followed by some kept position and makes one Metropolis-
+ * Hastings step on p(x_j | every other code): propose x' from the same filtered
+ * distribution p(x_j | x_<j) that drew it, accept with probability
+ *   min(1, prod_{t>j} p(x_t | x_<t, x_j = x') / p(x_t | x_<t, x_j = x)),
+ * p being the guided logits over the temperature (unfiltered, so a kept code never has
+ * probability 0). The ratio of this independent proposal to its target leaves exactly
+ * the likelihood of what follows, so the chain's stationary law is the filtered
+ * conditional of x_j given all others. Each step is one full forward over the B
+ * sequences (positions before j could come from a cache; not done); the candidate draws
+ * two uniforms per step (proposal, acceptance) after its raster draws, so refinement
+ * keeps candidate i independent of the batch. With no kept position after a sampled one
+ * (all sampled, or a kept prefix: completion) there is nothing to refine.
+ *
  * Failures: dalle_load / dalle_set_vocab / dalle_encode_text return -1 with the error set
  * (missing or corrupt checkpoint, other model type, a vocabulary that does not fit,
  * invalid UTF-8, an empty caption). Shape misuse trips T2I_ASSERT.
@@ -147,6 +168,17 @@ typedef struct {
     /* non-NULL: dalle_sample stops before its next code once *stop is non-zero (another
      * thread cancels a server job within one step); the codes are then incomplete */
     const atomic_int *stop;
+    /* Image prompt (see "Prompted sampling" above): keep (image_len, raster order) marks
+     * the positions whose code is given, prompt (image_len) holds the codes (only kept
+     * entries are read). NULL keep: every position is sampled (the unprompted sampler). */
+    const int32_t *prompt;
+    const uint8_t *keep;
+    int passes;         /* refinement passes over sampled positions that precede a kept one */
+    /* variations: > 0 (with prompt) makes every position that keep does not fix take the
+     * prompt's code with this probability, decided per candidate by a second uniform
+     * drawn after the position's usual one; the others are drawn as usual, conditioned on
+     * everything before them, kept or drawn. No refinement in this mode. */
+    float keep_prob;
 } dalle_sample_opts;
 
 void dalle_sample_defaults(dalle_sample_opts *o);

@@ -23,7 +23,14 @@
  * bit-identically with the same thread count. Ctrl-C saves and exits with status 130; a
  * NaN/Inf loss stops with an error, keeping the last checkpoint.
  *
- * Failures: bad flags exit 2; unreadable data, a codes file whose grid or codes do not
+ * --init CKPT fine-tunes: a new run (fresh AdamW moments, warmup and cosine over --steps)
+ * whose weights, architecture, text vocabulary and VQ come from CKPT; the codes must be
+ * of that VQ, and every new caption must fit CKPT's text positions under its vocabulary
+ * (a fresh run would learn a vocabulary; this one cannot). The word set becomes the
+ * union of CKPT's and the new captions'.
+ *
+ * Failures: bad flags exit 2 (--init with --resume, an architecture flag other than
+ * CKPT's); unreadable data, a codes file whose grid or codes do not
  * fit the model, or a failed save exit 1 with a message naming the file.
  */
 #include <cjson/cJSON.h>
@@ -123,7 +130,7 @@ typedef struct {
 /* The command's own part of the run (t2i_trainer holds the common one). */
 typedef struct {
     /* flags of a new run */
-    const char *codes_path, *preset, *act;
+    const char *codes_path, *preset, *act, *init;
     int width, layers, heads, text_len, text_vocab, codebook, batch;
     long warmup;
     float lr, min_lr, beta1, beta2, wd, clip, text_weight, cond_drop;
@@ -253,8 +260,70 @@ static int new_opts(dalle_trainer *g) {
     return 0;
 }
 
+static int dalle_tr_check_flags(void *self, t2i_trainer *t) {
+    dalle_trainer *g = self;
+    if (t->resume && g->init) return t2i_fail("dalle train: --init starts a new run; --resume continues the one in --out"), 2;
+    return 0;
+}
+
+/* The real path of a recorded or given checkpoint path (heap), or a copy when it is missing. */
+static char *real_of(const char *p) {
+    char *r = t2i_resolve_path(p), *abs = r ? realpath(r, NULL) : NULL;
+    if (abs) return free(r), abs;
+    return r;
+}
+
+/* --init: weights, vocabulary, VQ and word set from a checkpoint; an architecture flag
+ * that asks for something else, or codes of another VQ, is refused. */
+static int init_model(dalle_trainer *g, t2i_trainer *t) {
+    if (dalle_load(&g->m, g->init, 0, NULL) != 0) return t2i_fail_err();
+    g->have_model = 1;
+    const dalle_config *c = &g->m.cfg;
+    struct {
+        const char *flag;
+        int want, have;
+    } ints[] = {{"--width", g->width, c->width},          {"--layers", g->layers, c->n_layer},
+                {"--heads", g->heads, c->n_head},          {"--text-len", g->text_len, c->text_len},
+                {"--text-vocab", g->text_vocab, c->text_vocab}, {"--codebook", g->codebook, c->codebook}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (t2i_flag_given(t->cmd, ints[i].flag) && ints[i].want != ints[i].have)
+            return t2i_fail("dalle train: %s %d does not match %s (%d); the architecture comes from --init", ints[i].flag,
+                            ints[i].want, g->init, ints[i].have), 2;
+    if (t2i_flag_given(t->cmd, "--act") && nn_act_parse(g->act) != (int)c->act)
+        return t2i_fail("dalle train: --act %s does not match %s (%s); the architecture comes from --init", g->act,
+                        g->init, nn_act_name(c->act)), 2;
+    if (t2i_flag_given(t->cmd, "--preset") && strcmp(g->preset, c->preset) != 0)
+        return t2i_fail("dalle train: --preset %s does not match %s (%s)", g->preset, g->init, c->preset), 2;
+    if (!g->m.tok) return t2i_fail("%s: no text vocabulary in the checkpoint", g->init);
+    if (g->cd.vq && g->m.vq_path) {
+        char *a = real_of(g->cd.vq), *b = real_of(g->m.vq_path);
+        int same = strcmp(a, b) == 0;
+        free(a), free(b);
+        if (!same)
+            return t2i_fail("%s: codes made with the VQ %s, but %s was trained on the codes of %s", g->o.codes, g->cd.vq,
+                            g->init, g->m.vq_path);
+    }
+    if (!g->m.vq_path && g->cd.vq) g->m.vq_path = t2i_strdup(g->cd.vq);
+    /* the fine-tuned model knows the words of both caption sets */
+    if (g->m.caption_words) {
+        t2i_wordset ws;
+        t2i_wordset_init(&ws);
+        if (t2i_wordset_parse(&ws, g->m.caption_words, g->init) == 0) {
+            for (int i = 0; i < g->cd.n; i++) t2i_wordset_add_text(&ws, g->caps[i]);
+            t2i_wordset_finish(&ws);
+            free(g->m.caption_words);
+            g->m.caption_words = t2i_wordset_join(&ws);
+        }
+        t2i_wordset_free(&ws);
+    }
+    printf("dalle train: starting from %s (weights, vocabulary of %zu BPE ids, VQ); a fresh optimizer\n", g->init,
+           clip_tok_vocab_size(g->m.tok));
+    return 0;
+}
+
 /* A new run's model from the flags and the codes, and its text vocabulary learned from the captions. */
 static int new_model(dalle_trainer *g, t2i_trainer *t) {
+    if (g->init) return init_model(g, t);
     dalle_config cfg;
     if (strcmp(g->preset, "b2") == 0) {
         dalle_config_b2(&cfg);
@@ -313,6 +382,12 @@ static int tokenize_data(dalle_trainer *g) {
             char shown[160];
             return t2i_fail("%s: caption of item %d (\"%s\"): %s", cd->source, cd->index[i],
                             t2i_text_show(g->caps[i], 80, shown, sizeof shown), t2i_error_msg());
+        }
+        if (r > 0 && g->init) {
+            char shown[160];
+            return t2i_fail("%s: caption of item %d (\"%s\") has %d tokens in the vocabulary of %s, more than its %d "
+                            "text positions", cd->source, cd->index[i], t2i_text_show(g->caps[i], 80, shown, sizeof shown),
+                            nt, g->init, TL - 1);
         }
         truncated += r;
         longest = nt > longest ? nt : longest;
@@ -379,9 +454,11 @@ static char *dalle_tr_config(void *self, t2i_trainer *t) {
     dalle_trainer *g = self;
     cJSON *src = cJSON_CreateString(g->cd.source); /* a path: escaped by cJSON */
     char *srcs = cJSON_PrintUnformatted(src);
-    char *tail = t2i_asprintf(",\"items\":%d,\"source\":%s", g->cd.n, srcs);
-    cJSON_free(srcs);
-    cJSON_Delete(src);
+    cJSON *ij = g->init ? cJSON_CreateString(g->init) : NULL;
+    char *is = ij ? cJSON_PrintUnformatted(ij) : NULL;
+    char *tail = t2i_asprintf(",\"items\":%d,\"source\":%s%s%s", g->cd.n, srcs, is ? ",\"init\":" : "", is ? is : "");
+    cJSON_free(srcs), cJSON_free(is);
+    cJSON_Delete(src), cJSON_Delete(ij);
     char *full = t2i_trainer_config(t, dalle_config_to_json(&g->m.cfg), t->target, NULL, tail);
     free(tail);
     return full;
@@ -503,6 +580,7 @@ static void dalle_tr_release(void *self) {
 }
 
 static const t2i_trainer_ops dalle_ops = {
+    .check_flags = dalle_tr_check_flags,
     .load = dalle_tr_load,
     .check_state = dalle_tr_check_state,
     .setup = dalle_tr_setup,
@@ -546,6 +624,8 @@ int dalle_cmd_train(int argc, char **argv) {
     t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
         {"--codes", T2I_STR, &g.codes_path, "codes file of `t2i vq encode` (required for a new run)"},
+        {"--init", T2I_STR, &g.init, "start from this dalle checkpoint's weights, vocabulary and VQ (fine-tuning; "
+                                     "fresh optimizer; the codes must come from the same VQ)"},
         {"--preset", T2I_STR, &g.preset, "b2 (bench/README.md B2 exactly) or custom (the sizes below)"},
         {"--width", T2I_INT, &g.width, "model width (custom)"},
         {"--layers", T2I_INT, &g.layers, "transformer layers (custom)"},

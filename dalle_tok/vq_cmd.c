@@ -7,6 +7,9 @@
  *       recon/step_NNNNNN.png grids (rows of originals over their reconstructions).
  *       --resume continues bit-identically (same thread count); Ctrl-C saves and exits
  *       130; a NaN/Inf loss stops with an error, keeping the last checkpoint.
+ *       --init CKPT fine-tunes: a new run (fresh Adam) from CKPT's weights, codebook and
+ *       EMA statistics, its architecture (size flags must agree), and without the first
+ *       step's restart of every code (which would throw the codebook away).
  *   t2i vq encode --ckpt C --data SPEC --out codes.safetensors
  *       Tensors "codes" (N, g, g) int32 and "index" (N) int32 (item index in the source;
  *       "labels" (N) int32 too when the source has class labels); metadata "format"
@@ -111,7 +114,7 @@ typedef struct {
 /* The command's own part of the run (t2i_trainer holds the common one). */
 typedef struct {
     /* flags of a new run */
-    const char *data, *preset;
+    const char *data, *preset, *init;
     int width1, width2, res_hidden, n_res, code_dim, n_codes, res, channels, batch;
     long restart_every, limit;
     float lr, beta1, beta2, beta, decay, restart_threshold;
@@ -140,6 +143,39 @@ static int vq_tr_load(void *self, const char *path, char **state_json) {
     return 0;
 }
 
+static int vq_tr_check_flags(void *self, t2i_trainer *t) {
+    vq_trainer *v = self;
+    if (t->resume && v->init) return t2i_fail("vq train: --init starts a new run; --resume continues the one in --out"), 2;
+    return 0;
+}
+
+/* --init: the model (weights, codebook and its EMA statistics) and its configuration from
+ * a checkpoint; a size flag that asks for another architecture is refused. */
+static int init_model(vq_trainer *v, t2i_trainer *t) {
+    if (vq_load(&v->m, v->init, 0, NULL) != 0) return t2i_fail_err();
+    v->built = 1;
+    v->cfg = v->m.cfg;
+    const vq_config *c = &v->cfg;
+    struct {
+        const char *flag;
+        int want, have;
+    } ints[] = {{"--res", v->res, c->res},           {"--channels", v->channels, c->channels},
+                {"--width1", v->width1, c->width1},  {"--width2", v->width2, c->width2},
+                {"--res-hidden", v->res_hidden, c->res_hidden}, {"--n-res", v->n_res, c->n_res},
+                {"--code-dim", v->code_dim, c->code_dim}, {"--codes", v->n_codes, c->n_codes}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (t2i_flag_given(t->cmd, ints[i].flag) && ints[i].want != ints[i].have)
+            return t2i_fail("vq train: %s %d does not match %s (%d); the architecture comes from --init", ints[i].flag,
+                            ints[i].want, v->init, ints[i].have), 2;
+    if ((t2i_flag_given(t->cmd, "--beta") && v->beta != c->beta) || (t2i_flag_given(t->cmd, "--decay") && v->decay != c->decay))
+        return t2i_fail("vq train: --beta and --decay are part of %s's configuration (%g, %g)", v->init, (double)c->beta,
+                        (double)c->decay), 2;
+    if (t2i_flag_given(t->cmd, "--preset") && strcmp(v->preset, c->preset) != 0)
+        return t2i_fail("vq train: --preset %s does not match %s (%s)", v->preset, v->init, c->preset), 2;
+    printf("vq train: starting from %s (weights, codebook); a fresh optimizer, no initial restart of the codes\n", v->init);
+    return 0;
+}
+
 /* A new run's options and configuration from the flags. */
 static int new_run(vq_trainer *v, t2i_trainer *t) {
     if (t2i_check_range_f("--lr", v->lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--beta1", v->beta1, 0, NN_BETA1_MAX) ||
@@ -149,7 +185,10 @@ static int new_run(vq_trainer *v, t2i_trainer *t) {
         t2i_check_range_i("--limit", v->limit, 0, 1L << 30))
         return 2;
     vq_config *cfg = &v->cfg;
-    if (strcmp(v->preset, "b5") == 0) {
+    int rc;
+    if (v->init) {
+        if ((rc = init_model(v, t)) != 0) return rc;
+    } else if (strcmp(v->preset, "b5") == 0) {
         vq_config_b5(cfg);
         static const char *const sized[] = {"--res", "--channels", "--width1", "--width2", "--res-hidden",
                                             "--n-res", "--code-dim", "--codes", "--beta", "--decay"};
@@ -188,7 +227,7 @@ static int vq_tr_setup(void *self, t2i_trainer *t) {
     if (v->ds.n < o->batch)
         return t2i_fail("%s: %d images, fewer than one batch of %d", v->ds.source ? v->ds.source : o->data, v->ds.n,
                         o->batch);
-    if (!t->resume) {
+    if (!t->resume && !v->init) {
         t2i_rng init_rng = t2i_rng_split(&t->rng, 1);
         vq_model_build(&v->m, &v->cfg, &init_rng);
         v->built = 1;
@@ -200,7 +239,15 @@ static int vq_tr_setup(void *self, t2i_trainer *t) {
 }
 
 static char *vq_tr_config(void *self, t2i_trainer *t) {
-    return t2i_trainer_config(t, vq_config_to_json(&((vq_trainer *)self)->cfg), t->target, NULL, NULL);
+    vq_trainer *v = self;
+    cJSON *ij = v->init ? cJSON_CreateString(v->init) : NULL; /* a path: escaped by cJSON */
+    char *is = ij ? cJSON_PrintUnformatted(ij) : NULL;
+    char *tail = is ? t2i_asprintf(",\"init\":%s", is) : NULL;
+    char *full = t2i_trainer_config(t, vq_config_to_json(&v->cfg), t->target, NULL, tail);
+    free(tail);
+    cJSON_free(is);
+    cJSON_Delete(ij);
+    return full;
 }
 
 static int vq_tr_start(void *self, t2i_trainer *t) {
@@ -234,7 +281,8 @@ static int vq_tr_step(void *self, t2i_trainer *t) {
     int got = t2i_loader_next(&v->L, v->x, NULL, NULL, NULL);
     if (got == 0) got = t2i_loader_next(&v->L, v->x, NULL, NULL, NULL);
     if (got < 0) return t2i_fail_err(), T2I_STEP_FAILED;
-    int restart = t->step == 0                                                   ? VQ_RESTART_ALL
+    /* a new model's first step draws its codebook from data; a fine-tuned one keeps its own */
+    int restart = t->step == 0 && !v->init                                       ? VQ_RESTART_ALL
                   : v->o.restart_every > 0 && t->step % v->o.restart_every == 0 ? VQ_RESTART_DEAD
                                                                                  : VQ_RESTART_NONE;
     /* under MPI: this rank's rows of the global batch (restarts draw from all of them, vq.c) */
@@ -309,6 +357,7 @@ static void vq_tr_release(void *self) {
 }
 
 static const t2i_trainer_ops vq_ops = {
+    .check_flags = vq_tr_check_flags,
     .load = vq_tr_load,
     .setup = vq_tr_setup,
     .config = vq_tr_config,
@@ -354,6 +403,8 @@ static int cmd_train(int argc, char **argv) {
     t2i_flag flags[] = {
         {"--data", T2I_STR, &v.data, "fashion-captions[:train|:test] or an image folder"},
         {"--preset", T2I_STR, &v.preset, "b5 (bench/README.md B5 exactly) or custom (the size flags below)"},
+        {"--init", T2I_STR, &v.init, "start from this VQ checkpoint's weights and codebook (fine-tuning; architecture "
+                                     "from it, fresh optimizer)"},
         {"--res", T2I_INT, &v.res, "custom: image side (multiple of 4; codes are res/4 per side)"},
         {"--channels", T2I_INT, &v.channels, "custom: image channels (1 or 3)"},
         {"--width1", T2I_INT, &v.width1, "custom: channels of the first convolution"},

@@ -16,6 +16,10 @@
  * with the same thread count the weights are bit-identical to an uninterrupted run.
  * Ctrl-C saves a checkpoint and exits with status 130; a NaN/Inf loss stops with an
  * error (the last checkpoint is kept); collapsing sample diversity prints a warning.
+ * --init CKPT (anything but the scheme names pytorch and normal) fine-tunes: a new run
+ * with fresh Adam moments whose G, D and EMA weights and architecture come from CKPT
+ * (size flags must agree; class data must have CKPT's class count; a caption GAN keeps
+ * its text encoder and learns the new captions' embeddings).
  */
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -104,8 +108,14 @@ typedef struct {
     gan_step_stats stats;
 } gan_trainer;
 
+/* --init names a checkpoint to fine-tune from unless it is one of the initialisation
+ * schemes of a new model. */
+static int init_from_ckpt(const gan_trainer *g) { return strcmp(g->init, "pytorch") != 0 && strcmp(g->init, "normal") != 0; }
+
 static int gan_tr_check_flags(void *self, t2i_trainer *t) {
     gan_trainer *g = self;
+    if (t->resume && init_from_ckpt(g))
+        return t2i_fail("gan train: --init CKPT starts a new run; --resume continues the one in --out"), 2;
     /* the flags alone, before any data loads (the config check repeats the sizes' bounds) */
     if (t2i_check_range_i("--ema-start", g->ema_start, 0, 1000000000) ||
         t2i_check_range_i("--seed", t->seed_arg, 0, LONG_MAX) || t2i_check_range_i("--z-dim", g->z_dim, 1, 4096) ||
@@ -156,9 +166,63 @@ static int new_opts(gan_trainer *g, t2i_trainer *t) {
     return 0;
 }
 
+/* --init CKPT: the model (G, D, EMA) and its architecture from a training checkpoint; an
+ * architecture flag that asks for another is refused. */
+static int init_model(gan_trainer *g, t2i_trainer *t) {
+    if (gan_load(&g->m, g->init, 0, NULL) != 0) return t2i_fail_err();
+    g->cfg = g->m.cfg;
+    const gan_config *c = &g->cfg;
+    if (g->m.inference_only)
+        return t2i_fail("%s is an inference copy without the discriminator: fine-tune from a training checkpoint",
+                        g->init);
+    struct {
+        const char *flag;
+        int want, have;
+    } ints[] = {{"--res", g->res, c->res},           {"--channels", g->channels, c->channels},
+                {"--z-dim", g->z_dim, c->z_dim},     {"--g-width", g->g_width, c->g_width},
+                {"--d-width", g->d_width, c->d_width}, {"--depth", g->depth, c->depth},
+                {"--sn", g->sn, c->d_sn}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (t2i_flag_given(t->cmd, ints[i].flag) && ints[i].want != ints[i].have)
+            return t2i_fail("gan train: %s %d does not match %s (%d); the architecture comes from --init", ints[i].flag,
+                            ints[i].want, g->init, ints[i].have), 2;
+    if (t2i_flag_given(t->cmd, "--arch") && strcmp(g->arch, c->preset) != 0)
+        return t2i_fail("gan train: --arch %s does not match %s (%s)", g->arch, g->init, c->preset), 2;
+    if (t2i_flag_given(t->cmd, "--d-norm") && (strcmp(g->dnorm, "none") == 0) != (c->d_norm == GAN_NORM_NONE))
+        return t2i_fail("gan train: --d-norm %s does not match %s", g->dnorm, g->init), 2;
+    if (t2i_flag_given(t->cmd, "--text-encoder") && strcmp(g->text_enc, c->text_encoder) != 0)
+        return t2i_fail("gan train: --text-encoder %s does not match %s (%s)", g->text_enc, g->init,
+                        c->text_encoder[0] ? c->text_encoder : "none"), 2;
+    if (t2i_flag_given(t->cmd, "--cond") && strcmp(g->cond, "auto") != 0 && (strcmp(g->cond, "class") == 0) != (c->n_classes > 0))
+        return t2i_fail("gan train: --cond %s does not match %s (%s)", g->cond, g->init,
+                        c->n_classes > 0 ? "class-conditional" : "not class-conditional"), 2;
+    g->o.cond_classes = c->n_classes > 0;
+    if (c->text_encoder[0] && !t2i_flag_given(t->cmd, "--mismatch")) g->o.mismatch = 1.0f;
+    printf("gan train: starting from %s (G, D and EMA weights); fresh optimizers\n", g->init);
+    return 0;
+}
+
 /* A new run's model: the architecture flags and the data's shape (and the text encoder's
  * embedding size). */
 static int new_model(gan_trainer *g, t2i_trainer *t) {
+    if (init_from_ckpt(g)) {
+        const t2i_dataset *ds = &g->ds;
+        if (g->cfg.n_classes > 0 && (!ds->labels || ds->n_classes != g->cfg.n_classes))
+            return t2i_fail("%s: %d classes, but %s conditions on %d", ds->source, ds->labels ? ds->n_classes : 0,
+                            g->init, g->cfg.n_classes);
+        if (g->m.caption_words && ds->captions) { /* it knows the words of both caption sets */
+            t2i_wordset ws;
+            t2i_wordset_init(&ws);
+            if (t2i_wordset_parse(&ws, g->m.caption_words, g->init) == 0) {
+                for (int i = 0; i < ds->n; i++) t2i_wordset_add_text(&ws, ds->captions[i]);
+                t2i_wordset_finish(&ws);
+                free(g->m.caption_words);
+                g->m.caption_words = t2i_wordset_join(&ws);
+            }
+            t2i_wordset_free(&ws);
+        }
+        return 0;
+    }
     gan_config *cfg = &g->cfg;
     const t2i_dataset *ds = &g->ds;
     int dcgan = strcmp(g->arch, "dcgan") == 0;
@@ -220,8 +284,10 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
     int rc;
     if (!t->resume && (rc = new_opts(g, t)) != 0) return rc;
     /* data: its native shape decides resolution/channels unless given */
-    int want_res = t->resume ? g->cfg.res : g->res, want_c = t->resume ? g->cfg.channels : g->channels;
-    if (strcmp(g->arch, "b1") == 0 && !t->resume) want_res = 28, want_c = 1;
+    int from_ckpt = !t->resume && init_from_ckpt(g);
+    if (from_ckpt && (rc = init_model(g, t)) != 0) return rc;
+    int want_res = t->resume || from_ckpt ? g->cfg.res : g->res, want_c = t->resume || from_ckpt ? g->cfg.channels : g->channels;
+    if (strcmp(g->arch, "b1") == 0 && !t->resume && !from_ckpt) want_res = 28, want_c = 1;
     if (t2i_dataset_open(&g->ds, g->o.data, want_c, want_res, want_res) != 0) return t2i_fail_err();
     if (g->ds.n < g->o.batch)
         return t2i_fail("%s: %d images, fewer than one batch of %d", g->ds.source, g->ds.n, g->o.batch);
@@ -256,7 +322,15 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
 }
 
 static char *gan_tr_config(void *self, t2i_trainer *t) {
-    return t2i_trainer_config(t, gan_config_to_json(&((gan_trainer *)self)->cfg), t->target, NULL, NULL);
+    gan_trainer *g = self;
+    cJSON *ij = !t->resume && init_from_ckpt(g) ? cJSON_CreateString(g->init) : NULL; /* a path: escaped by cJSON */
+    char *is = ij ? cJSON_PrintUnformatted(ij) : NULL;
+    char *tail = is ? t2i_asprintf(",\"init\":%s", is) : NULL;
+    char *full = t2i_trainer_config(t, gan_config_to_json(&g->cfg), t->target, NULL, tail);
+    free(tail);
+    cJSON_free(is);
+    cJSON_Delete(ij);
+    return full;
 }
 
 static int gan_tr_start(void *self, t2i_trainer *t) {
@@ -480,7 +554,8 @@ int gan_cmd_train(int argc, char **argv) {
         {"--loss", T2I_STR, &g.loss, "ns (non-saturating), hinge or ls (least squares)"},
         {"--sn", T2I_BOOL, &g.sn, "spectral normalisation in D"},
         {"--d-norm", T2I_STR, &g.dnorm, "batch or none (normalisation in D)"},
-        {"--init", T2I_STR, &g.init, "pytorch (default inits) or normal (N(0, 0.02), DCGAN)"},
+        {"--init", T2I_STR, &g.init, "pytorch (default inits), normal (N(0, 0.02), DCGAN), or a gan checkpoint to "
+                                     "fine-tune from (its weights and architecture, fresh optimizers)"},
         {"--lr-g", T2I_FLOAT, &g.lr_g, "G learning rate (Adam)"},
         {"--lr-d", T2I_FLOAT, &g.lr_d, "D learning rate (Adam)"},
         {"--beta1", T2I_FLOAT, &g.beta1, "Adam beta1"},

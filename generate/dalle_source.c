@@ -1,7 +1,9 @@
 /* dalle_source.c - the DALL-E-style transformer as a candidate source of `t2i generate`
  * (gen_source_dalle in generate.h): the caption's tokens are encoded once per caption,
  * token grids are sampled with the KV cache batch by batch (candidate i of a seed is
- * always the same grid) and decoded to images by the VQ decoder.
+ * always the same grid) and decoded to images by the VQ decoder. With an image prompt
+ * (the sampling options' keep mask) the kept cells of every image are the prompt's own
+ * reconstruction (paste_kept).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,28 @@ typedef struct {
     int32_t *codes, *text;
     char *caption;   /* the caption text holds the tokens of */
 } dalle_src;
+
+/* The decoder's convolutions reach across cells, so a kept code's pixels move a little
+ * with its redrawn neighbours: the kept cells take the prompt's own reconstruction, so
+ * that what was kept is exactly what the VQ makes of the image. */
+static void paste_kept(dalle_src *d, float *images, int n) {
+    int C = d->vq.cfg.channels, R = d->vq.cfg.res, g = vq_grid(&d->vq), cell = R / g;
+    size_t isz = (size_t)C * R * R;
+    float *rec = t2i_malloc(isz * sizeof(float));
+    nn_arena_reset(&d->a);
+    dalle_decode(&d->vq, &d->a, d->o.prompt, 1, rec);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < g * g; j++) {
+            if (!d->o.keep[j]) continue;
+            int y0 = (j / g) * cell, x0 = (j % g) * cell;
+            for (int c = 0; c < C; c++)
+                for (int y = y0; y < y0 + cell; y++) {
+                    size_t at = (size_t)c * R * R + (size_t)y * R + x0;
+                    memcpy(images + (size_t)i * isz + at, rec + at, (size_t)cell * sizeof(float));
+                }
+        }
+    free(rec);
+}
 
 static int dalle_generate(gen_source *s, const char *caption, const float *clip_text, uint64_t seed, long first,
                           int n, float *images) {
@@ -39,6 +63,7 @@ static int dalle_generate(gen_source *s, const char *caption, const float *clip_
         nn_arena_reset(&d->a);
         dalle_decode(&d->vq, &d->a, d->codes, k, images + (size_t)i * isz);
     }
+    if (d->o.keep) paste_kept(d, images, n);
     return 0;
 }
 
@@ -109,4 +134,24 @@ void gen_source_free(gen_source *s) {
     if (s->destroy) s->destroy(s);
     if (s->known_words) t2i_wordset_free(s->known_words), free(s->known_words);
     free(s);
+}
+
+void gen_source_dalle_shape(const gen_source *s, int *C, int *R, int *g) {
+    T2I_ASSERT(s->destroy == dalle_destroy);
+    const dalle_src *d = s->ctx;
+    *C = d->vq.cfg.channels, *R = d->vq.cfg.res, *g = vq_grid(&d->vq);
+}
+
+void gen_source_dalle_encode(gen_source *s, const float *image, int32_t *codes) {
+    T2I_ASSERT(s->destroy == dalle_destroy);
+    dalle_src *d = s->ctx;
+    nn_arena_reset(&d->a);
+    vq_encode(&d->vq, &d->a, image, 1, codes);
+}
+
+void gen_source_dalle_decode(gen_source *s, const int32_t *codes, float *image) {
+    T2I_ASSERT(s->destroy == dalle_destroy);
+    dalle_src *d = s->ctx;
+    nn_arena_reset(&d->a);
+    dalle_decode(&d->vq, &d->a, codes, 1, image);
 }

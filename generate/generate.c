@@ -10,17 +10,27 @@
  * and `t2i dalle sample --seed S --first CANDIDATE --n 1` regenerates a dalle result.
  * Words of a caption that a model never saw in training are named on stderr (known_words.h).
  *
+ * Image prompts (the transformer alone; prompt.h, pipeline.h gen_call.image):
+ *     t2i generate --prompt "a blue dress" --image IMG --keep-rows 0.5 --out out/
+ *     t2i generate --prompt "a blue dress" --image IMG --mask MASK.png [--passes 2] --out out/
+ *     t2i generate --prompt "a blue dress" --variations IMG [--variation-keep 0.5] --out out/
+ * keep IMG's token rows/columns or the cells the mask leaves black, or (variations) each
+ * token with a probability; OUT/prompt.png is IMG's VQ reconstruction, which the kept
+ * cells of every result show exactly, OUT/prompt_kept.png the kept part (redrawn black).
+ *
  * Default checkpoints (when --clip, --dalle, --gan or --vq are not given): samples/models/
  * {clip,dalle,gan,vq}.safetensors of the source tree (T2I_SOURCE_DIR), or of the folder
  * $T2I_MODELS when set. --vq defaults to the
  * VQ checkpoint recorded in the DALL-E file when that exists, else to the shipped one.
  *
- * Failures: bad flags exit 2; a missing checkpoint (the message says how to train one or
+ * Failures: bad flags exit 2; an unreadable or too small image, a mask of another size,
+ * a keep count beyond the grid exit 1 naming the file or flag; a missing checkpoint (the message says how to train one or
  * which flag to pass), a CLIP that does not fit, an empty caption or a failed write exit 1.
  */
 #include "generate.h"
 #include "known_words.h"
 #include "pipeline.h"
+#include "prompt.h"
 #include "prompts.h"
 
 #include <cjson/cJSON.h>
@@ -180,11 +190,48 @@ static int write_ranked(const char *dir, const char *prefix, const char *caption
     return rc;
 }
 
+/* The image prompt: *img (C, R, R) of IMG; *keep (g x g) from the mask or the kept
+ * lines (NULL for variations); OUT/prompt.png (the reconstruction) and, with kept cells,
+ * OUT/prompt_kept.png (the redrawn cells black), unless out is NULL (MPI ranks above 0). */
+static int load_prompt(gen_pipeline *pl, const char *path, const char *mask, float rows, float cols, const char *out,
+                       float **img, uint8_t **keep) {
+    int C, R, g, w, h;
+    if (gen_pipeline_prompt_shape(pl, &C, &R, &g) != 0) return -1;
+    size_t isz = (size_t)C * R * R;
+    *img = t2i_malloc(isz * sizeof(float));
+    if (gen_prompt_image(path, C, R, *img, &w, &h) != 0) return -1;
+    if (mask || rows != 0.0f || cols != 0.0f) {
+        *keep = t2i_malloc((size_t)g * g);
+        if (mask ? gen_prompt_mask(mask, w, h, g, *keep) : gen_prompt_keep_lines(rows, cols, g, *keep)) return -1;
+    }
+    if (!out) return 0;
+    float *rec = t2i_malloc(isz * sizeof(float));
+    uint8_t *px = t2i_malloc(isz);
+    int rc = gen_pipeline_reconstruct(pl, *img, rec, NULL);
+    char *p = t2i_asprintf("%s/prompt.png", out);
+    if (rc == 0) t2i_chw_to_u8(px, rec, C, R, R), rc = t2i_image_save_png(p, px, R, R, C);
+    free(p);
+    if (rc == 0 && *keep) {
+        int cell = R / g;
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < R; y++)
+                for (int x = 0; x < R; x++)
+                    if (!(*keep)[(y / cell) * g + x / cell]) rec[(size_t)c * R * R + (size_t)y * R + x] = -1.0f;
+        p = t2i_asprintf("%s/prompt_kept.png", out);
+        t2i_chw_to_u8(px, rec, C, R, R);
+        rc = t2i_image_save_png(p, px, R, R, C);
+        free(p);
+    }
+    free(rec), free(px);
+    return rc;
+}
+
 int generate_cmd(int argc, char **argv) {
     const char *prompt = NULL, *prompts = NULL, *out = NULL, *clip_path = NULL, *clip_vocab = NULL,
                *dalle_path = NULL, *vq_path = NULL, *generator = "auto", *gan_path = NULL,
-               *upscale = NULL;
-    int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0;
+               *upscale = NULL, *image = NULL, *mask = NULL, *variations = NULL;
+    int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0, passes = 2;
+    float keep_rows = 0.0f, keep_cols = 0.0f, variation_keep = 0.5f;
     long seed = 1;
     float temperature = 1.0f, top_p = 1.0f, cfg_scale = 3.0f; /* guidance 3: best caption fidelity in bench/RESULTS.md */
     t2i_flag flags[] = {
@@ -209,13 +256,28 @@ int generate_cmd(int argc, char **argv) {
         {"--seed", T2I_LONG, &seed, "random seed (candidate i of a caption draws from stream i)"},
         {"--batch", T2I_INT, &batch, "candidates generated together"},
         {"--threads", T2I_INT, &threads, "threads (0 = all cores)"},
+        {"--image", T2I_STR, &image, "image prompt (dalle): keep part of IMG's token grid, sample the rest"},
+        {"--keep-rows", T2I_FLOAT, &keep_rows, "with --image: token rows kept from the top (a count, or a fraction "
+                                               "below 1: 0.5 = the top half)"},
+        {"--keep-cols", T2I_FLOAT, &keep_cols, "with --image: token columns kept from the left (count or fraction)"},
+        {"--mask", T2I_STR, &mask, "with --image: inpainting mask of IMG's size, white = redraw (a cell is redrawn "
+                                   "when at least half of it is white)"},
+        {"--passes", T2I_INT, &passes, "with --mask: refinement passes over redrawn cells that precede kept ones"},
+        {"--variations", T2I_STR, &variations, "variations of IMG: each token keeps IMG's code with probability "
+                                               "--variation-keep, the others are resampled"},
+        {"--variation-keep", T2I_FLOAT, &variation_keep, "with --variations: probability of keeping each token"},
     };
     t2i_cmd cmd = {"t2i generate", "Generate images for captions: many candidates, reranked by CLIP.",
                    "--prompt TEXT | --prompts FILE --out DIR [options]", flags, (int)(sizeof flags / sizeof flags[0]),
                    "Writes DIR/<caption-slug>/rank_000.png ... (best first), grid.png and scores.json per\n"
                    "caption, and DIR/scores.json for all (read by `t2i eval fidelity DIR`); with several\n"
                    "captions also DIR/grid.png: the best 8 of each of the first 16 captions, a row each.\n"
-                   "Default models come from samples/models/ (or the folder $T2I_MODELS)."};
+                   "Default models come from samples/models/ (or the folder $T2I_MODELS).\n"
+                   "Image prompts (the transformer only): --image IMG --keep-rows 0.5 completes IMG's top\n"
+                   "half; --image IMG --mask MASK redraws the white cells; --variations IMG resamples a\n"
+                   "share of IMG's tokens. IMG is resized and centre-cropped to the VQ's input; kept\n"
+                   "cells show IMG's VQ reconstruction exactly, written as DIR/prompt.png (and the kept\n"
+                   "part, the rest black, as DIR/prompt_kept.png)."};
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos) return t2i_fail("generate: unexpected argument '%s'", cmd.pos[0]), 2;
@@ -224,9 +286,22 @@ int generate_cmd(int argc, char **argv) {
     if (t2i_check_range_i("--candidates", candidates, 1, 1000000) || t2i_check_range_i("--top", top, 1, 1000000) ||
         t2i_check_range_i("--batch", batch, 1, 4096) || t2i_check_range_i("--seed", seed, 0, 1L << 53))
         return 2; /* seeds up to 2^53 are exact in scores.json's JSON numbers */
+    int lines = keep_rows != 0.0f || keep_cols != 0.0f;
+    if (variations && image) return t2i_fail("generate: give --image or --variations, not both"), 2;
+    if (image && !lines && !mask) return t2i_fail("generate: --image needs --keep-rows, --keep-cols or --mask"), 2;
+    if (image && lines && mask) return t2i_fail("generate: give --mask or --keep-rows/--keep-cols, not both"), 2;
+    if (!image && (lines || mask))
+        return t2i_fail("generate: --keep-rows, --keep-cols and --mask need --image IMG"), 2;
+    if ((image || variations) && strcmp(generator, "auto") != 0 && strcmp(generator, "dalle") != 0)
+        return t2i_fail("generate: image prompts need --generator dalle (the transformer)"), 2;
+    if ((image || variations) && gan_path) return t2i_fail("generate: image prompts need the transformer alone, not --gan"), 2;
+    if (t2i_check_range_i("--passes", passes, 0, 100)) return 2;
+    if (!(variation_keep > 0.0f && variation_keep < 1.0f))
+        return t2i_fail("generate: --variation-keep must be in (0, 1), got %g", (double)variation_keep), 2;
     dalle_sample_opts so;
     dalle_sample_defaults(&so);
     so.temperature = temperature, so.top_k = top_k, so.top_p = top_p, so.cfg = cfg_scale;
+    so.passes = mask ? passes : 0;
     if (dalle_sample_check(&so, 1 << 20) != 0) return t2i_fail_err(), 2;
     int use_dalle, use_gan;
     if (strcmp(generator, "auto") == 0) {
@@ -270,6 +345,8 @@ int generate_cmd(int argc, char **argv) {
         ncap = 1;
     }
     int rc = 1;
+    float *prompt_img = NULL;
+    uint8_t *prompt_keep = NULL;
     cJSON *all = cJSON_CreateArray();
     gen_overview ov = {0}; /* several captions: DIR/grid.png, one row each */
     char **slugs = t2i_calloc((size_t)ncap, sizeof(char *));
@@ -292,6 +369,13 @@ int generate_cmd(int argc, char **argv) {
     gen_call_defaults(pl, &go);
     go.candidates = candidates, go.top = top, go.seed = (uint64_t)seed;
     go.quiet = me > 0;
+    if ((image || variations) && load_prompt(pl, image ? image : variations, mask, keep_rows, keep_cols,
+                                             me == 0 ? out : NULL, &prompt_img, &prompt_keep) != 0) {
+        t2i_fail_err();
+        goto done;
+    }
+    go.image = prompt_img, go.keep = prompt_keep;
+    if (variations) go.sample.keep_prob = variation_keep;
     for (int c = 0; c < ncap; c++) {
         char slug[64];
         gen_slug(slug, sizeof slug, caps[c]);
@@ -351,6 +435,7 @@ int generate_cmd(int argc, char **argv) {
     }
     rc = 0;
 done:
+    free(prompt_img), free(prompt_keep);
     free(ov.cells);
     cJSON_Delete(all);
     for (int c = 0; c < ncap; c++) free(caps[c]), free(slugs[c]);

@@ -62,6 +62,12 @@ struct gen_source {
 int gen_source_dalle(gen_source **out, const char *dalle_path, const char *vq_path, const dalle_sample_opts *o,
                      int batch);
 void gen_source_free(gen_source *s);
+/* The dalle source's VQ: image channels C, side R (its input) and token grid side g. */
+void gen_source_dalle_shape(const gen_source *s, int *C, int *R, int *g);
+/* codes (g, g) <- the VQ codes of image (C, R, R) in [-1, 1]. */
+void gen_source_dalle_encode(gen_source *s, const float *image, int32_t *codes);
+/* image (C, R, R) <- codes (g, g) decoded (clamped to [-1, 1]). */
+void gen_source_dalle_decode(gen_source *s, const int32_t *codes, float *image);
 /* Changes the sampling options of a dalle source (checked against its codebook) for the
  * next generate calls: 0, or -1 with the error set and the options unchanged. */
 int gen_source_dalle_set_sample(gen_source *s, const dalle_sample_opts *o);

@@ -170,26 +170,66 @@ static void upscale_ranked(const sr_model *m, gen_ranked *r) {
     }
 }
 
+int gen_pipeline_prompt_shape(const gen_pipeline *p, int *C, int *R, int *g) {
+    if (p->dalle_index < 0) return t2i_error_set("image prompts need the dalle generator, which is not loaded");
+    gen_source_dalle_shape(p->src[p->dalle_index], C, R, g);
+    return 0;
+}
+
+int gen_pipeline_reconstruct(gen_pipeline *p, const float *image, float *rec, int32_t *codes) {
+    int C, R, g;
+    if (gen_pipeline_prompt_shape(p, &C, &R, &g) != 0) return -1;
+    int32_t *own = codes ? codes : t2i_malloc((size_t)g * g * sizeof(int32_t));
+    gen_source_dalle_encode(p->src[p->dalle_index], image, own);
+    gen_source_dalle_decode(p->src[p->dalle_index], own, rec);
+    if (!codes) free(own);
+    return 0;
+}
+
 int gen_pipeline_run(gen_pipeline *p, const char *caption, const gen_call *k, gen_ranked *r) {
     memset(r, 0, sizeof *r);
     gen_source *src[2];
     int nsrc = 0;
+    int32_t *prompt = NULL;
+    if (k->image) {
+        int C, R, g;
+        if (gen_pipeline_prompt_shape(p, &C, &R, &g) != 0) return -1;
+        if (!k->use_dalle || k->use_gan) return t2i_error_set("image prompts need the dalle generator alone");
+        if (!k->keep && !(k->sample.keep_prob > 0.0f))
+            return t2i_error_set("an image prompt needs kept cells or a variation keep probability");
+        prompt = t2i_malloc((size_t)g * g * sizeof(int32_t));
+        gen_source_dalle_encode(p->src[p->dalle_index], k->image, prompt);
+    }
     if (k->use_dalle) {
-        if (p->dalle_index < 0) return t2i_error_set("the dalle generator is not loaded");
+        if (p->dalle_index < 0) return free(prompt), t2i_error_set("the dalle generator is not loaded");
         dalle_sample_opts so = k->sample;
         so.stop = k->stop;
-        if (gen_source_dalle_set_sample(p->src[p->dalle_index], &so) != 0) return -1;
+        so.prompt = prompt, so.keep = prompt ? k->keep : NULL;
+        if (!prompt) so.keep_prob = 0.0f;
+        if (gen_source_dalle_set_sample(p->src[p->dalle_index], &so) != 0) return free(prompt), -1;
         src[nsrc++] = p->src[p->dalle_index];
     }
     if (k->use_gan) {
         if (p->gan_index < 0) return t2i_error_set("the gan generator is not loaded");
         src[nsrc++] = p->src[p->gan_index];
     }
-    if (nsrc == 0) return t2i_error_set("no generator chosen");
-    if (k->candidates < 1 || k->top < 1 || (long)k->top > (long)k->candidates * nsrc)
-        return t2i_error_set("top %d must be 1 .. the %ld candidates", k->top, (long)k->candidates * nsrc);
-    gen_opts o = {k->candidates, k->top, k->seed, k->quiet, k->progress, k->progress_arg};
-    if (gen_rank_caption(p->clip, src, nsrc, caption, &o, r) != 0) return -1;
-    if (k->upscale && p->have_sr && t2i_dist_rank() == 0) upscale_ranked(&p->sr, r); /* MPI: rank 0 writes */
-    return 0;
+    int rc = -1;
+    if (nsrc == 0) {
+        t2i_error_set("no generator chosen");
+    } else if (k->candidates < 1 || k->top < 1 || (long)k->top > (long)k->candidates * nsrc) {
+        t2i_error_set("top %d must be 1 .. the %ld candidates", k->top, (long)k->candidates * nsrc);
+    } else {
+        gen_opts o = {k->candidates, k->top, k->seed, k->quiet, k->progress, k->progress_arg};
+        rc = gen_rank_caption(p->clip, src, nsrc, caption, &o, r);
+        if (rc == 0 && k->upscale && p->have_sr && t2i_dist_rank() == 0) upscale_ranked(&p->sr, r); /* MPI: rank 0 writes */
+    }
+    if (prompt) {
+        /* the source keeps its options: drop the pointers into this call's prompt */
+        dalle_sample_opts so = k->sample;
+        so.prompt = NULL, so.keep = NULL, so.keep_prob = 0.0f;
+        so.stop = k->stop;
+        (void)gen_source_dalle_set_sample(p->src[p->dalle_index], &so);
+        free(prompt);
+    }
+    return rc;
 }

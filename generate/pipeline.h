@@ -66,6 +66,13 @@ typedef struct {
     int (*progress)(void *arg, long done, long total); /* after each batch; non-zero cancels */
     void *progress_arg;
     const atomic_int *stop;   /* non-NULL: non-zero stops the dalle source within one sampling step */
+    /* Image prompt (the dalle source alone): image (C, R, R) in [-1, 1], the VQ's input
+     * (gen_pipeline_prompt_shape; prompt.h loads files), NULL = none. With keep (g x g,
+     * 1 = keep the image's code in that cell): completion and inpainting (sample.passes
+     * refines redrawn cells that precede kept ones); without: variations, which need
+     * sample.keep_prob > 0. Kept cells of every result are the image's reconstruction. */
+    const float *image;
+    const uint8_t *keep;
 } gen_call;
 
 /* Every loaded source, 512 candidates, top 32, seed 1, the pipeline's sampling options,
@@ -76,6 +83,13 @@ void gen_call_defaults(const gen_pipeline *p, gen_call *k);
  * loaded). 0, or -1 with the error set (a bad sampling option, a source not loaded, a
  * caption a model cannot encode, "cancelled"). */
 int gen_pipeline_run(gen_pipeline *p, const char *caption, const gen_call *k, gen_ranked *r);
+
+/* The dalle source's image shape and token grid: 0, or -1 with the error set when the
+ * transformer is not loaded. */
+int gen_pipeline_prompt_shape(const gen_pipeline *p, int *C, int *R, int *g);
+/* rec (C, R, R) <- the VQ reconstruction of image (what the kept cells show); codes (g, g)
+ * may be NULL. -1 with the error set when the transformer is not loaded. */
+int gen_pipeline_reconstruct(gen_pipeline *p, const float *image, float *rec, int32_t *codes);
 
 /* The shipped models' folder: $T2I_MODELS, else samples/models/ of the source tree. */
 const char *gen_models_dir(void);

@@ -20,6 +20,7 @@ void serve_job_free(job *j) {
     free(j->imgs);
     for (int i = 0; i < j->n && j->png; i++) free(j->png[i]);
     free(j->png), free(j->png_len), free(j->res), free(j->scores), free(j->error);
+    free(j->prompt_img), free(j->prompt_keep);
     free(j->warnings);
     free(j);
 }
@@ -102,6 +103,7 @@ static int run_gen(job *j) {
     k.quiet = 1;
     k.progress = on_progress, k.progress_arg = j;
     k.stop = &j->stop;
+    k.image = j->prompt_img, k.keep = j->prompt_keep;
     gen_ranked r;
     if (gen_pipeline_run(serve_g.pl, j->gen.prompt, &k, &r) != 0) return -1;
     int n = r.n, rc = 0;

@@ -96,7 +96,44 @@ static int get_text(const cJSON *j, const char *name, int required, const char *
 
 void serve_gen_req_free(serve_gen_req *q) {
     free(q->prompt);
+    free(q->image.data), free(q->mask.data);
     memset(q, 0, sizeof *q);
+}
+
+static int get_blob(const cJSON *v, const char *what, serve_blob *b, char *err, size_t cap);
+
+/* The image-prompt fields of a generation (see request.h). */
+static int get_image_prompt(const cJSON *j, serve_gen_req *q, char *err, size_t cap) {
+    const cJSON *img = cJSON_GetObjectItemCaseSensitive(j, "image"), *mask = cJSON_GetObjectItemCaseSensitive(j, "mask");
+    const cJSON *var = cJSON_GetObjectItemCaseSensitive(j, "variations");
+    long long passes = q->sample.passes = 2;
+    q->sample.keep_prob = 0.5f;
+    if (get_num(j, "keep_rows", 0, 4096, &q->keep_rows, err, cap) || get_num(j, "keep_cols", 0, 4096, &q->keep_cols, err, cap) ||
+        get_int(j, "passes", 0, 100, &passes, err, cap) ||
+        get_num(j, "variation_keep", 1e-6, 1 - 1e-6, &q->sample.keep_prob, err, cap))
+        return -1;
+    q->sample.passes = (int)passes;
+    if (var && !cJSON_IsBool(var) && !cJSON_IsNull(var)) {
+        char s[80];
+        show_value(var, s, sizeof s);
+        return fail(err, cap, "variations: must be true or false, not %s", s);
+    }
+    q->variations = var && cJSON_IsTrue(var);
+    int lines = q->keep_rows != 0.0f || q->keep_cols != 0.0f, have_mask = mask && !cJSON_IsNull(mask);
+    int have_img = img && !cJSON_IsNull(img);
+    if (!have_img) {
+        if (lines || have_mask || q->variations)
+            return fail(err, cap, "%s: needs \"image\"", q->variations ? "variations" : have_mask ? "mask" : "keep_rows");
+        q->sample.passes = 0, q->sample.keep_prob = 0.0f;
+        return 0;
+    }
+    if (lines + have_mask + q->variations != 1)
+        return fail(err, cap, "image: give exactly one of keep_rows/keep_cols, mask and variations");
+    if (get_blob(img, "image", &q->image, err, cap)) return -1;
+    if (have_mask && get_blob(mask, "mask", &q->mask, err, cap)) return -1;
+    if (!have_mask) q->sample.passes = 0;
+    if (!q->variations) q->sample.keep_prob = 0.0f;
+    return 0;
 }
 
 int serve_parse_gen(const char *body, size_t len, const serve_limits *lim, int for_job, serve_gen_req *q, char *err,
@@ -161,6 +198,11 @@ int serve_parse_gen(const char *body, size_t len, const serve_limits *lim, int f
         goto done;
     }
     q->response_url = fmt && strcmp(fmt, "url") == 0;
+    if (get_image_prompt(j, q, err, cap) != 0) {
+        free(q->image.data), free(q->mask.data);
+        q->image.data = q->mask.data = NULL;
+        goto done;
+    }
     q->n = (int)n, q->candidates = (int)cand, q->seed = (uint64_t)seed;
     q->prompt = t2i_strdup(prompt);
     rc = 0;

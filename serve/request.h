@@ -34,6 +34,11 @@ typedef struct {
     dalle_sample_opts sample; /* the defaults of cfg, temperature, top_k, top_p */
 } serve_limits;
 
+typedef struct {
+    uint8_t *data;            /* decoded bytes (heap) */
+    size_t len;
+} serve_blob;
+
 typedef enum { SERVE_GEN_AUTO, SERVE_GEN_DALLE, SERVE_GEN_GAN, SERVE_GEN_BOTH } serve_generator;
 
 typedef struct {
@@ -46,17 +51,20 @@ typedef struct {
     int upscale;              /* -1 = not given (the server's default) */
     int size_w, size_h;       /* 0 = not given */
     int response_url;         /* response_format "url" (else b64_json) */
+    /* image prompts (the transformer; as t2i generate --image/--mask/--variations):
+     * "image" (base64 PNG/JPEG) with "keep_rows"/"keep_cols" (a count of token rows or a
+     * fraction below 1), or "mask" (base64, white = redraw; "passes" refinement passes,
+     * 2), or "variations": true ("variation_keep", 0.5). Exactly one mode with an image;
+     * none of them without. The bytes are not yet known to be images. */
+    serve_blob image, mask;   /* data NULL: not given */
+    float keep_rows, keep_cols;
+    int variations;
 } serve_gen_req;
 
 /* for_job: the default n is 32 (POST /v1/jobs), else 1 (OpenAI's /v1/images/generations). */
 int serve_parse_gen(const char *body, size_t len, const serve_limits *lim, int for_job, serve_gen_req *q, char *err,
                     size_t cap);
 void serve_gen_req_free(serve_gen_req *q);
-
-typedef struct {
-    uint8_t *data;            /* decoded bytes (heap) */
-    size_t len;
-} serve_blob;
 
 typedef struct {
     char *prompt;

@@ -13,6 +13,7 @@
 #include "base.h"
 #include "known_words.h"
 #include "page.h"
+#include "prompt.h"
 
 /* Prometheus: requests by endpoint and status */
 static const char *const route_names[SERVE_N_ROUTES] = {
@@ -245,6 +246,27 @@ static enum MHD_Result do_models(struct MHD_Connection *c) {
     return send_json(c, R_MODELS, 200, o);
 }
 
+/* Decodes a request's image prompt into j (the image at the VQ's input size, the kept
+ * cells): 0, or -1 after answering 400. Image prompts use the transformer alone. */
+static int image_prompt(job *j, struct MHD_Connection *c, int route, enum MHD_Result *ret) {
+    serve_gen_req *q = &j->gen;
+    int C, R, g, w, h;
+    if (q->generator == SERVE_GEN_AUTO) j->use_gan = 0;
+    if (!j->use_dalle || j->use_gan || gen_pipeline_prompt_shape(serve_g.pl, &C, &R, &g) != 0) {
+        *ret = send_error(c, route, 400, NULL, "image: image prompts need the dalle generator alone");
+        return -1;
+    }
+    j->prompt_img = t2i_malloc((size_t)C * R * R * sizeof(float));
+    int rc = gen_prompt_image_mem(q->image.data, q->image.len, "image", C, R, j->prompt_img, &w, &h);
+    if (rc == 0 && !q->variations) {
+        j->prompt_keep = t2i_malloc((size_t)g * g);
+        rc = q->mask.data ? gen_prompt_mask_mem(q->mask.data, q->mask.len, "mask", w, h, g, j->prompt_keep)
+                          : gen_prompt_keep_lines(q->keep_rows, q->keep_cols, g, j->prompt_keep);
+    }
+    if (rc != 0) *ret = send_error(c, route, 400, NULL, "%s", t2i_error_msg());
+    return rc;
+}
+
 /* A validated generation request as a job (not yet queued); NULL after answering 400. */
 static job *gen_job(struct MHD_Connection *c, int route, const conn *cn, int for_job, enum MHD_Result *ret) {
     job *j = t2i_calloc(1, sizeof *j);
@@ -277,6 +299,8 @@ static job *gen_job(struct MHD_Connection *c, int route, const conn *cn, int for
     } else if (q->size_w && (q->size_w != res || q->size_h != res)) {
         *ret = send_error(c, route, 400, NULL, "size: this server makes %dx%d images, not %dx%d", res, res, q->size_w,
                           q->size_h);
+    } else if (q->image.data && image_prompt(j, c, route, ret) != 0) {
+        /* answered */
     } else {
         /* words of the caption that a used model never saw: said in the answer, run anyway */
         gen_source *used[2];

@@ -47,6 +47,8 @@ struct job {
     char *warnings;           /* generations: lines of gen_unknown_words, each ending in '\n' */
     serve_gen_req gen;
     int use_dalle, use_gan, upscale;
+    float *prompt_img;        /* generations with an image prompt: the image (C, R, R) and */
+    uint8_t *prompt_keep;     /* its kept cells (g, g; NULL for variations) */
     /* rerank / classify: decoded images, labels */
     serve_rerank_req rr;
     serve_classify_req cl;

@@ -24,8 +24,8 @@ run encode "$T2I" vq encode --ckpt "$TMP/vq/checkpoint.safetensors" --data fashi
     --threads 1 --out "$TMP/codes.safetensors" || finish
 
 # ---- transformer: 20 steps twice (the same file), and interrupted + resumed (the same file)
-TR=(dalle train --codes "$TMP/codes.safetensors" --preset custom --width 32 --layers 1 --heads 2 --text-len 12
-    --text-vocab 600 --batch 8 --warmup 5 --lr 3e-3 --sample-every 10 --ckpt-every 10 --log-every 5 --threads 1)
+TR=(dalle train --codes "$TMP/codes.safetensors" --preset custom --width 32 --layers 1 --heads 2 --text-len 24
+    --text-vocab 1024 --batch 8 --warmup 5 --lr 3e-3 --sample-every 10 --ckpt-every 10 --log-every 5 --threads 1)
 run train "$T2I" "${TR[@]}" --steps 20 --out "$TMP/d1" || finish
 run train_a "$T2I" "${TR[@]}" --steps 20 --out "$TMP/d2"
 cmp -s "$TMP/d1/checkpoint.safetensors" "$TMP/d2/checkpoint.safetensors" || fail "two identical runs differ"
@@ -66,6 +66,37 @@ grep -qF 'caption of item 3 ("a red\x01 shirt"): the caption holds a control cha
     fail "control-character caption: $(cat "$TMP/badcap.err")"
 [ "$(wc -l <"$TMP/badcap.err")" -eq 1 ] || fail "control-character caption: not one line: $(cat "$TMP/badcap.err")"
 CK="$TMP/d1/checkpoint.safetensors"
+
+# ---- --init: a new run from d1's weights, vocabulary and VQ. After one step at lr 1e-7 every
+# weight is d1's to within 1e-6 (a fresh model is far off), the vocabulary, VQ and config
+# are d1's, and config.json names the checkpoint
+run init "$T2I" dalle train --codes "$TMP/codes.safetensors" --init "$CK" --steps 1 --batch 8 --lr 1e-7 \
+    --min-lr 0 --warmup 0 --sample-every 0 --threads 1 --out "$TMP/di"
+grep -q "starting from $CK" "$TMP/init.out" || fail "--init: $(cat "$TMP/init.out")"
+grep -q '"init":' "$TMP/di/config.json" || fail "--init: config.json lacks init"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$CK" "$TMP/di/checkpoint.safetensors" 1e-6 --meta vocab,vq,config \
+    >/dev/null || fail "--init did not start from the checkpoint's weights, vocabulary and VQ"
+run fresh "$T2I" "${TR[@]}" --steps 1 --seed 9 --out "$TMP/d5"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/d5/checkpoint.safetensors" "$TMP/di/checkpoint.safetensors" \
+    1e-3 >/dev/null && fail "st_close cannot tell a fresh model from the fine-tuned one"
+# refusals, one line each: with --resume; an architecture flag that differs; codes of
+# another VQ; a caption that does not fit the checkpoint's text positions
+check_error "--init starts a new run" "$T2I" dalle train --init "$CK" --resume --out "$TMP/d1"
+check_error "--width 64 does not match" "$T2I" dalle train --codes "$TMP/codes.safetensors" --init "$CK" \
+    --preset custom --width 64 --steps 1 --out "$TMP/dw"
+run vq2 "$T2I" vq train --preset custom --width1 8 --width2 16 --res-hidden 8 --n-res 1 --code-dim 8 --codes 32 \
+    --steps 2 --batch 16 --limit 64 --sample-every 1000 --threads 1 --out "$TMP/vq2"
+run encode2 "$T2I" vq encode --ckpt "$TMP/vq2/checkpoint.safetensors" --data fashion-captions --limit 64 \
+    --threads 1 --out "$TMP/codes2.safetensors"
+check_error "codes made with the VQ" "$T2I" dalle train --codes "$TMP/codes2.safetensors" --init "$CK" --steps 1 \
+    --out "$TMP/dv"
+run long_data "$T2I" data fashion-captions --out "$TMP/longcap" --limit 8
+sed -i '2s/"text":"[^"]*"/"text":"a very long caption of many unusual words: zebra quokka xylophone marmalade"/' \
+    "$TMP/longcap/metadata.jsonl"
+run long_encode "$T2I" vq encode --ckpt "$TMP/vq/checkpoint.safetensors" --data "$TMP/longcap" --threads 1 \
+    --out "$TMP/longcap.safetensors"
+check_error "more than its 23 text positions" "$T2I" dalle train --codes "$TMP/longcap.safetensors" --init "$CK" \
+    --steps 1 --out "$TMP/dl"
 
 # ---- sampling
 run sample "$T2I" dalle sample --ckpt "$CK" --prompt "a red sneaker" --n 4 --batch 3 --top-k 8 --cfg 2 --seed 5 \

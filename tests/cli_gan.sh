@@ -84,6 +84,24 @@ if "$T2I" classify eval --ckpt "$TMP/a/checkpoint.safetensors" 2>"$TMP/err"; the
 grep -q "'gan' checkpoint, expected 'classifier'" "$TMP/err" || fail "message: $(cat "$TMP/err")"
 if "$T2I" gan sample --ckpt "$TMP/missing.safetensors" 2>"$TMP/err"; then fail "missing checkpoint accepted"; fi
 grep -q "missing.safetensors" "$TMP/err" || fail "missing file not named"
+# --init CKPT: one step at lr 1e-7 from a's G and D: within 1e-6 of a's (a fresh model is
+# far off); --init's scheme names still mean schemes; refusals: with --resume, a size flag
+# that differs, an inference copy (no D)
+"$T2I" gan train --data fashion-mnist --init "$TMP/a/checkpoint.safetensors" --steps 1 --lr-g 1e-7 --lr-d 1e-7 \
+    --batch 8 --threads 2 --sample-every 1 --out "$TMP/init" >"$TMP/out" 2>"$TMP/err" || fail "gan train --init: $(cat "$TMP/err")"
+grep -q "starting from $TMP/a/checkpoint.safetensors" "$TMP/out" || fail "gan train --init: $(cat "$TMP/out")"
+grep -q '"init":' "$TMP/init/config.json" || fail "gan train --init: config.json lacks init"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/a/checkpoint.safetensors" "$TMP/init/checkpoint.safetensors" \
+    1e-6 --only g.,d. --skip running_ --meta config >/dev/null || fail "gan train --init: G and D are not the checkpoint's"
+"$T2I" gan train --data fashion-mnist --steps 1 $small --init normal --seed 9 --out "$TMP/fresh" >/dev/null 2>&1 ||
+    fail "gan train --init normal failed"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/fresh/checkpoint.safetensors" "$TMP/init/checkpoint.safetensors" \
+    1e-3 --only g.,d. >/dev/null && fail "st_close cannot tell a fresh GAN from a fine-tuned one"
+check_error "--init CKPT starts a new run" "$T2I" gan train --init "$TMP/a/checkpoint.safetensors" --resume --out "$TMP/a"
+check_error "--g-width 16 does not match" "$T2I" gan train --data fashion-mnist --init "$TMP/a/checkpoint.safetensors" \
+    --g-width 16 --out "$TMP/bad"
+check_error "inference copy without the discriminator" "$T2I" gan train --data fashion-mnist --init "$TMP/inf.safetensors" \
+    --out "$TMP/bad"
 # bad flag values are refused, not clamped
 if "$T2I" gan train --lr-g -1 --out "$TMP/r3" 2>"$TMP/err"; then fail "negative lr accepted"; fi
 grep -q -- "--lr-g" "$TMP/err" || fail "bad lr message"

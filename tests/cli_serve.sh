@@ -106,6 +106,33 @@ a=json.load(open(sys.argv[1])); w=a["warnings"]
 assert len(a["data"]) == 1 and len(w) == 1, a.get("warnings")
 assert "the dalle model never saw the word giraffe" in w[0] and "sneaker" not in w[0].split("never saw")[1], w' \
     "$TMP/body" || fail "warnings: $(head -c 300 "$TMP/body")"
+# an image prompt (completion from the top half): the CLI's bytes; bad image prompts: 400
+IMGP="$TMP/cli/a_red_sneaker/rank_000.png"
+py 'import json,sys,base64
+json.dump({"prompt":"a blue sneaker","n":2,"candidates":8,"seed":3,"keep_rows":0.5,
+           "image":base64.b64encode(open(sys.argv[2],"rb").read()).decode()}, open(sys.argv[1],"w"))' "$TMP/gen.json" "$IMGP"
+req POST /v1/images/generations "$TMP/gen.json" && expect 200 "generation from an image prompt"
+"$T2I" generate --prompt "a blue sneaker" --image "$IMGP" --keep-rows 0.5 --candidates 8 --top 2 --seed 3 \
+    --out "$TMP/clip_img" >/dev/null 2>&1 || fail "t2i generate --image failed"
+py 'import json,sys,base64
+a=json.load(open(sys.argv[1]))["data"]
+assert len(a) == 2
+for i, x in enumerate(a):
+    assert base64.b64decode(x["b64_json"]) == open(sys.argv[2] + "/a_blue_sneaker/rank_%03d.png" % i, "rb").read(), i' \
+    "$TMP/body" "$TMP/clip_img" || fail "image-prompted generation differs from t2i generate's"
+B64=$(py 'import sys,base64; print(base64.b64encode(open(sys.argv[1],"rb").read()).decode())' "$IMGP")
+SMALL=$(py 'import base64,struct,zlib
+raw=b"".join(b"\0"+b"\xff"*8 for _ in range(8))
+c=lambda t,d: struct.pack(">I",len(d))+t+d+struct.pack(">I",zlib.crc32(t+d)&0xffffffff)
+print(base64.b64encode(b"\x89PNG\r\n\x1a\n"+c(b"IHDR",struct.pack(">IIBBBBB",8,8,8,0,0,0,0))+c(b"IDAT",zlib.compress(raw))+c(b"IEND",b"")).decode())')
+bad 400 "keep_rows without an image" '{"prompt": "a red sneaker", "keep_rows": 2}'
+bad 400 "an image without a mode" "{\"prompt\": \"a red sneaker\", \"image\": \"$B64\"}"
+bad 400 "an image with two modes" "{\"prompt\": \"a red sneaker\", \"image\": \"$B64\", \"keep_rows\": 2, \"variations\": true}"
+bad 400 "a mask of another size" "{\"prompt\": \"a red sneaker\", \"image\": \"$B64\", \"mask\": \"$SMALL\"}"
+grep -q "mask is 8x8 but the image is 32x32" "$TMP/body" || fail "mask size message: $(cat "$TMP/body")"
+bad 400 "an image smaller than the VQ's" "{\"prompt\": \"a red sneaker\", \"image\": \"$SMALL\", \"variations\": true}"
+grep -q "image is 8x8; the VQ needs at least 32x32" "$TMP/body" || fail "small image message: $(cat "$TMP/body")"
+bad 400 "image prompts with the GAN" "{\"prompt\": \"a red sneaker\", \"image\": \"$B64\", \"keep_rows\": 2, \"generator\": \"gan\"}"
 
 # ---- jobs and events ----
 # 128 candidates (16 batches of 8): the job still runs when the event stream connects, so
@@ -274,9 +301,9 @@ req GET /health && expect 200 "health after the bad requests"
 
 # ---- metrics after all this ----
 req GET /metrics && expect 200 "metrics"
-for want in 't2i_requests_total{endpoint="/v1/images/generations",status="200"} 3' \
+for want in 't2i_requests_total{endpoint="/v1/images/generations",status="200"} 4' \
             't2i_requests_total{endpoint="/v1/jobs",status="429"} 1' 't2i_jobs_total{state="cancelled"} 3' \
-            't2i_images_generated_total 9' 't2i_generation_seconds_count 4' 't2i_queue_depth 0' \
+            't2i_images_generated_total 11' 't2i_generation_seconds_count 5' 't2i_queue_depth 0' \
             't2i_connections_cut_total 1'; do
     grep -qF "$want" "$TMP/body" || fail "metrics lack '$want'"
 done

@@ -63,6 +63,23 @@ SMALL=(--data "$TMP/photos" --scale 2 --preset custom --width 8 --blocks 1 --cro
 [ $rc -eq 0 ] || fail "--init-from: exit $rc: $(cat "$TMP/err")"
 cmp -s "$TMP/runA/l1.safetensors" "$TMP/runG/l1.safetensors" || fail "--init-from: the starting model was not kept as is"
 grep -q '"phase":2' "$TMP/runG/metrics.jsonl" || fail "--init-from: no phase-2 step"
+# --init CKPT: one step at lr 1e-7 from run A's G and D (its architecture, no size flags):
+# within 1e-6 of them (a fresh model is far off); refusals: with --resume, with --init-from,
+# a size flag that differs
+"$T2I" sr train --data "$TMP/photos" --init "$TMP/runA/checkpoint.safetensors" --steps 1 --gan-steps 0 --lr 1e-7 --lr-min -1 \
+    --batch 2 --threads 2 --out "$TMP/runI" >"$TMP/out" 2>"$TMP/err" || fail "sr train --init: $(cat "$TMP/err")"
+grep -q "starting from $TMP/runA/checkpoint.safetensors (G, D and EMA)" "$TMP/out" || fail "sr train --init: $(cat "$TMP/out")"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/runA/checkpoint.safetensors" "$TMP/runI/checkpoint.safetensors" \
+    1e-6 --only g.,d. --skip running_ --meta config >/dev/null || fail "sr train --init: G and D are not the checkpoint's"
+"$T2I" sr train "${SMALL[@]}" --steps 1 --gan-steps 0 --init pytorch --seed 9 --out "$TMP/runFresh" >/dev/null 2>&1 ||
+    fail "sr train --init pytorch failed"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/runFresh/checkpoint.safetensors" "$TMP/runI/checkpoint.safetensors" \
+    1e-3 --only g. >/dev/null && fail "st_close cannot tell a fresh SR model from the fine-tuned one"
+check_error "--init CKPT starts a new run" "$T2I" sr train --init "$TMP/runA/checkpoint.safetensors" --resume --out "$TMP/runA"
+check_error "not both" "$T2I" sr train --data "$TMP/photos" --init "$TMP/runA/checkpoint.safetensors" \
+    --init-from "$TMP/runA/l1.safetensors" --out "$TMP/runX"
+check_error "--width 16 does not match" "$T2I" sr train --data "$TMP/photos" --init "$TMP/runA/checkpoint.safetensors" \
+    --width 16 --out "$TMP/runX"
 
 # refusing to overwrite a run
 "$T2I" sr train "${TRAIN[@]}" --out "$TMP/runA" >/dev/null 2>"$TMP/err"; rc=$?

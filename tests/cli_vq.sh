@@ -42,6 +42,24 @@ check_error "preset custom" "$T2I" vq train --preset b5 --codes 100 --out "$TMP/
 check_error "no checkpoint to resume" "$T2I" vq train --resume --out "$TMP/none"
 
 CK=$TMP/a/checkpoint.safetensors
+# ---- --init: one step at lr 1e-7 from a's weights: the encoder and decoder stay a's to
+# within 1e-6; the codebook moves by the EMA's 1% only (the first step's restart of every
+# code, which a new model does, would replace it); a fresh model is far from a
+if ! "$T2I" vq train --init "$CK" --limit 64 --batch 8 --restart-every 0 --lr 1e-7 --steps 1 --sample-every 1 \
+    --out "$TMP/init" >"$TMP/out" 2>"$TMP/err"; then
+    fail "vq train --init exited non-zero: $(cat "$TMP/err")"
+fi
+grep -q "starting from $CK" "$TMP/out" || fail "vq train --init: $(cat "$TMP/out")"
+grep -q '"init":' "$TMP/init/config.json" || fail "vq train --init: config.json lacks init"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$CK" "$TMP/init/checkpoint.safetensors" 1e-6 --skip vq. \
+    --meta config >/dev/null || fail "vq train --init: the weights are not the checkpoint's"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$CK" "$TMP/init/checkpoint.safetensors" 0.05 --only vq.codebook \
+    >/dev/null || fail "vq train --init: the codebook was replaced"
+"$T2I" vq train "${TINY[@]}" --steps 1 --seed 9 --out "$TMP/fresh" >/dev/null 2>&1 || fail "vq train 1 step failed"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/fresh/checkpoint.safetensors" "$TMP/init/checkpoint.safetensors" \
+    1e-3 --skip vq. >/dev/null && fail "st_close cannot tell a fresh VQ from a fine-tuned one"
+check_error "--init starts a new run" "$T2I" vq train --init "$CK" --resume --out "$TMP/a"
+check_error "--width1 16 does not match" "$T2I" vq train --init "$CK" --preset custom --width1 16 --out "$TMP/bad"
 # ---- encode 20 test items
 "$T2I" vq encode --ckpt "$CK" --data fashion-captions:test --limit 20 --out "$TMP/codes.safetensors" >"$TMP/out" 2>"$TMP/err" ||
     fail "vq encode: $(cat "$TMP/err")"

@@ -18,6 +18,10 @@
  * unconditional model's codes, equal to sampling the null text without guidance.
  * test_cached_equals_uncached, test_candidate_alone: the same codes with and without the
  * key/value cache, and candidate i alone equals candidate i of a batch.
+ * test_prompted: image-prompted sampling (kept codes) against a slow reference written
+ * from the spec (no cache, full forward per position); nothing kept = unprompted, all
+ * kept = the prompt. test_refine_conditional: the refinement passes draw a sampled code
+ * from its exact conditional given the kept codes before and after it (enumerated).
  * test_checkpoint_roundtrip, test_config: save/load and configuration checks.
  */
 #include <math.h>
@@ -367,10 +371,10 @@ static void test_filter_random(void **state) {
     }
 }
 
-static void tiny_model(dalle_model *m, float head_gain) {
+static void tiny_model_side(dalle_model *m, float head_gain, int side) {
     dalle_config cfg;
     ref_config(&cfg);
-    cfg.text_len = 5, cfg.text_vocab = 600, cfg.image_side = 3, cfg.codebook = 12;
+    cfg.text_len = 5, cfg.text_vocab = 600, cfg.image_side = side, cfg.codebook = 12;
     dalle_build(m, &cfg);
     t2i_rng r;
     t2i_rng_seed(&r, 9);
@@ -390,6 +394,8 @@ static void tiny_model(dalle_model *m, float head_gain) {
     assert_int_equal(dalle_set_vocab(m, v, len), 0);
     t2i_free(v);
 }
+
+static void tiny_model(dalle_model *m, float head_gain) { tiny_model_side(m, head_gain, 3); }
 
 static void test_cached_equals_uncached(void **state) {
     (void)state;
@@ -455,6 +461,213 @@ static void test_candidate_alone(void **state) {
     int32_t full[6 * 9];
     dalle_sample(&m, &a, text, n, 7, 0, &o, full);
     assert_memory_equal(batch, full + 2 * IL, 3 * IL * sizeof(int32_t));
+    nn_arena_free(&a);
+    dalle_free(&m);
+}
+
+/* The sampling spec of dalle.h written the slow way, one candidate at a time: at every
+ * position the full forward over the prefix through the public dalle_logits (no cache,
+ * no fan-out, the full head), guided, filtered and drawn with the candidate's stream; a
+ * kept position takes the prompt's code and spends its uniform. */
+static void ref_prompted(dalle_model *m, const int32_t *text, int n, uint64_t seed, const dalle_sample_opts *o,
+                         int32_t *codes) {
+    const dalle_config *c = &m->cfg;
+    int K = c->codebook, TL = c->text_len, IL = dalle_image_len(c), T = TL + IL, TV = c->text_vocab, V = dalle_vocab(c);
+    int guided = o->cfg != 1.0f, B = guided ? 2 : 1;
+    nn_arena a;
+    nn_arena_init(&a);
+    int32_t *tok = t2i_malloc((size_t)B * T * sizeof(int32_t)), *pre = t2i_malloc((size_t)B * T * sizeof(int32_t));
+    float mixed[64], probs[64];
+    int work[128];
+    assert_true(K <= 64);
+    t2i_rng root;
+    t2i_rng_seed(&root, seed);
+    for (int i = 0; i < n; i++) {
+        t2i_rng r = t2i_rng_split(&root, (uint64_t)i);
+        memcpy(tok, text, (size_t)TL * sizeof(int32_t));
+        if (guided) dalle_null_text(m, tok + T);
+        for (int j = 0; j < IL; j++) {
+            float u = t2i_rng_uniform(&r);
+            int t = TL + j, code;
+            if (o->keep && o->keep[j]) {
+                code = o->prompt[j];
+            } else {
+                for (int b = 0; b < B; b++) memcpy(pre + (size_t)b * t, tok + (size_t)b * T, (size_t)t * sizeof(int32_t));
+                nn_arena_reset(&a);
+                float *lg = dalle_logits(m, &a, pre, B, t);
+                const float *cond = lg + ((size_t)t - 1) * V + TV;
+                if (guided) dalle_cfg_mix(mixed, cond, lg + ((size_t)2 * t - 1) * V + TV, (size_t)K, o->cfg);
+                else memcpy(mixed, cond, (size_t)K * sizeof(float));
+                dalle_filter_probs(probs, mixed, K, o->temperature, o->top_k, o->top_p, work);
+                code = dalle_draw(probs, K, u);
+            }
+            codes[(size_t)i * IL + j] = code;
+            for (int b = 0; b < B; b++) tok[(size_t)b * T + t] = TV + code;
+        }
+    }
+    free(tok), free(pre);
+    nn_arena_free(&a);
+}
+
+/* Completion and inpainting: kept codes are the prompt's bit for bit; the cached sampler
+ * equals the slow reference above; candidate i alone equals candidate i of a batch (also
+ * after refinement); keeping nothing is the unprompted sampler, keeping everything
+ * returns the prompt. */
+static void test_prompted(void **state) {
+    (void)state;
+    dalle_model m;
+    tiny_model(&m, 1.0f);
+    enum { N = 6, IL = 9 };
+    assert_int_equal(dalle_image_len(&m.cfg), IL);
+    int32_t text[5], got[N * IL], ref[N * IL], one[IL], plain[N * IL];
+    assert_int_equal(dalle_encode_text(&m, "a red sneaker", text, NULL), 0);
+    int32_t prompt[IL] = {3, 11, 0, 7, 5, 9, 1, 4, 2};
+    uint8_t keeps[3][IL] = {{1, 1, 1, 0, 0, 0, 0, 0, 0},  /* the top row: completion */
+                            {1, 0, 1, 0, 1, 1, 0, 0, 1},  /* scattered, last kept */
+                            {0, 0, 0, 1, 0, 0, 0, 0, 0}}; /* one kept, later */
+    nn_arena a;
+    nn_arena_init(&a);
+    dalle_sample_opts o;
+    dalle_sample_defaults(&o);
+    float cfgs[] = {1.0f, 3.0f, 2.0f};
+    for (int v = 0; v < 3; v++) {
+        o.cfg = cfgs[v], o.top_k = v == 2 ? 6 : 0, o.top_p = v == 2 ? 0.9f : 1.0f;
+        o.prompt = prompt, o.keep = keeps[v], o.passes = 0, o.cached = 1;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, N, 11, 0, &o, got);
+        ref_prompted(&m, text, N, 11, &o, ref);
+        assert_memory_equal(got, ref, sizeof got);
+        o.cached = 0;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, N, 11, 0, &o, ref);
+        assert_memory_equal(got, ref, sizeof got);
+        int differ = 0;
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < IL; j++) {
+                if (keeps[v][j]) assert_int_equal(got[i * IL + j], prompt[j]);
+                else differ |= got[i * IL + j] != got[j];
+            }
+        assert_true(differ); /* the sampled positions vary between candidates */
+        /* the same sampled positions draw with the same uniforms: a kept prefix changes
+         * what follows (the model sees it) */
+        o.keep = NULL, o.cached = 1;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, N, 11, 0, &o, plain);
+        assert_memory_not_equal(got, plain, sizeof got);
+        /* refinement: candidate 4 alone equals candidate 4 of the batch; kept codes stay */
+        o.keep = keeps[v], o.passes = 2;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, N, 11, 0, &o, got);
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, 1, 11, 4, &o, one);
+        assert_memory_equal(one, got + 4 * IL, sizeof one);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < IL; j++)
+                if (keeps[v][j]) assert_int_equal(got[i * IL + j], prompt[j]);
+    }
+    /* nothing kept, with or without passes: exactly the unprompted codes */
+    uint8_t none[IL] = {0}, all[IL];
+    memset(all, 1, sizeof all);
+    o.cfg = 3.0f, o.top_k = 0, o.top_p = 1.0f, o.keep = NULL, o.passes = 0;
+    nn_arena_reset(&a);
+    dalle_sample(&m, &a, text, N, 5, 0, &o, plain);
+    o.keep = none, o.prompt = prompt, o.passes = 3;
+    nn_arena_reset(&a);
+    dalle_sample(&m, &a, text, N, 5, 0, &o, got);
+    assert_memory_equal(got, plain, sizeof got);
+    /* variations: each position keeps the prompt's code with probability keep_prob,
+     * per candidate; the cache and the batch do not matter */
+    {
+        enum { NV = 40 };
+        int32_t *va = t2i_malloc(NV * IL * sizeof(int32_t)), *vb = t2i_malloc(NV * IL * sizeof(int32_t));
+        o.keep = NULL, o.passes = 0, o.keep_prob = 0.5f, o.cached = 1;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, NV, 5, 0, &o, va);
+        o.cached = 0;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, NV, 5, 0, &o, vb);
+        assert_memory_equal(va, vb, NV * IL * sizeof(int32_t));
+        o.cached = 1;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, 1, 5, 17, &o, one);
+        assert_memory_equal(one, va + 17 * IL, sizeof one);
+        int same = 0;
+        for (int i = 0; i < NV * IL; i++) same += va[i] == prompt[i % IL];
+        double share = (double)same / (NV * IL);
+        assert_true(share > 0.4 && share < 0.8);
+        o.keep_prob = 1.0f;
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, NV, 5, 0, &o, va);
+        for (int i = 0; i < NV * IL; i++) assert_int_equal(va[i], prompt[i % IL]);
+        o.keep_prob = 0.0f;
+        free(va), free(vb);
+    }
+    /* everything kept: the prompt itself */
+    o.keep = all;
+    nn_arena_reset(&a);
+    dalle_sample(&m, &a, text, N, 5, 0, &o, got);
+    for (int i = 0; i < N; i++) assert_memory_equal(got + i * IL, prompt, sizeof prompt);
+    nn_arena_free(&a);
+    dalle_free(&m);
+}
+
+/* Refinement samples the conditional of a sampled code given every other code. Grid
+ * 2x2, codes 0, 2 and 3 kept, code 1 sampled: its exact conditional is
+ *   p(x1 | x0, x2, x3) ~ p(x1 | x0) p(x2 | x0, x1) p(x3 | x0, x1, x2),
+ * enumerated with dalle_logits over the 12 values. Over many candidates, raster order
+ * alone draws x1 from p(x1 | x0), far from it; after the passes the frequencies match it. */
+static void test_refine_conditional(void **state) {
+    (void)state;
+    dalle_model m;
+    tiny_model_side(&m, 1.0f, 2);
+    const dalle_config *c = &m.cfg;
+    enum { K = 12, IL = 4, N = 3000 };
+    int TL = c->text_len, T = TL + IL, TV = c->text_vocab, V = dalle_vocab(c);
+    int32_t text[5], prompt[IL] = {4, 0, 9, 2};
+    uint8_t keep[IL] = {1, 0, 1, 1};
+    assert_int_equal(dalle_encode_text(&m, "a blue bag", text, NULL), 0);
+    nn_arena a;
+    nn_arena_init(&a);
+    int32_t tok[K * 9];
+    for (int x = 0; x < K; x++) {
+        memcpy(tok + x * T, text, (size_t)TL * sizeof(int32_t));
+        for (int j = 0; j < IL; j++) tok[x * T + TL + j] = TV + (j == 1 ? x : prompt[j]);
+    }
+    float *lg = dalle_logits(&m, &a, tok, K, T);
+    double exact[K], total = 0.0;
+    for (int x = 0; x < K; x++) {
+        double lp = 0.0;
+        for (int j = 1; j < IL; j++) {
+            const float *row = lg + ((size_t)x * T + TL + j - 1) * V + TV;
+            double mx = -1e30, sum = 0.0;
+            for (int k = 0; k < K; k++) mx = row[k] > mx ? row[k] : mx;
+            for (int k = 0; k < K; k++) sum += exp(row[k] - mx);
+            int code = tok[x * T + TL + j] - TV;
+            lp += row[code] - mx - log(sum);
+        }
+        exact[x] = exp(lp);
+        total += exact[x];
+    }
+    for (int x = 0; x < K; x++) exact[x] /= total;
+    int32_t *codes = t2i_malloc((size_t)N * IL * sizeof(int32_t));
+    dalle_sample_opts o;
+    dalle_sample_defaults(&o);
+    o.prompt = prompt, o.keep = keep;
+    double tv[2];
+    int passes[2] = {0, 8};
+    for (int v = 0; v < 2; v++) {
+        o.passes = passes[v];
+        nn_arena_reset(&a);
+        dalle_sample(&m, &a, text, N, 3, 0, &o, codes);
+        double freq[K] = {0};
+        for (int i = 0; i < N; i++) freq[codes[(size_t)i * IL + 1]] += 1.0 / N;
+        tv[v] = 0.0;
+        for (int x = 0; x < K; x++) tv[v] += 0.5 * fabs(freq[x] - exact[x]);
+    }
+    print_message("refine: total variation to the exact conditional %.3f raster, %.3f after 8 passes\n", tv[0], tv[1]);
+    assert_true(tv[0] > 0.15);
+    assert_true(tv[1] < 0.05);
+    free(codes);
     nn_arena_free(&a);
     dalle_free(&m);
 }
@@ -585,6 +798,7 @@ int main(void) {
         cmocka_unit_test(test_text_layout),         cmocka_unit_test(test_filter_hand_made),
         cmocka_unit_test(test_filter_random),       cmocka_unit_test(test_cfg),
         cmocka_unit_test(test_cached_equals_uncached), cmocka_unit_test(test_candidate_alone),
+        cmocka_unit_test(test_prompted),            cmocka_unit_test(test_refine_conditional),
         cmocka_unit_test(test_checkpoint_roundtrip), cmocka_unit_test(test_config), cmocka_unit_test(test_config_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,7 +25,10 @@
  * with the same thread count; --steps / --gan-steps given with --resume extend the run
  * (phase 1 only before phase 2 has started). Ctrl-C saves and exits 130; --stop-after N
  * saves and exits 0 after step N (a time-boxed run, and the resume test); a NaN or Inf
- * loss stops with an error and keeps the last checkpoint.
+ * loss stops with an error and keeps the last checkpoint. --init CKPT (anything but the
+ * scheme names interp and pytorch) fine-tunes: a new run with fresh optimizers whose
+ * architecture and G, D and EMA weights come from CKPT (an inference checkpoint gives G
+ * and the EMA, D starts fresh); size flags must agree; not with --init-from.
  *
  * Phase switch (at the first step of phase 2, so it happens identically after a resume):
  * G := EMA (the saved L1 model), G's Adam moments and step count restart from zero, and
@@ -449,6 +452,8 @@ typedef struct {
     /* model, data, optimizers and buffers */
     sr_model m;
     int have_model;
+    sr_model src; /* --init CKPT's model until its weights are copied */
+    int have_src;
     char *l1_path;
     sr_filelist fl;
     photo_set train, held;
@@ -496,15 +501,53 @@ static int resumed_lengths(sr_trainer *g, t2i_trainer *t) {
 }
 
 /* A new run's model and options from the flags. */
+/* --init names a checkpoint to fine-tune from unless it is one of the initialisation
+ * schemes of a new model. */
+static int init_from_ckpt(const sr_trainer *g) { return strcmp(g->init, "interp") != 0 && strcmp(g->init, "pytorch") != 0; }
+
+static int sr_tr_check_flags(void *self, t2i_trainer *t) {
+    sr_trainer *g = self;
+    if (t->resume && init_from_ckpt(g))
+        return t2i_fail("sr train: --init CKPT starts a new run; --resume continues the one in --out"), 2;
+    if (init_from_ckpt(g) && g->init_from)
+        return t2i_fail("sr train: give --init CKPT (the whole model and its architecture) or --init-from, not both"), 2;
+    return 0;
+}
+
+/* --init CKPT: the configuration of the checkpoint in *src (loaded); a size flag that asks
+ * for another architecture is refused. */
+static int init_config(sr_trainer *g, t2i_trainer *t, sr_config *cfg) {
+    if (sr_load(&g->src, g->init, 0, NULL) != 0) return t2i_fail_err();
+    g->have_src = 1;
+    *cfg = g->src.cfg;
+    struct {
+        const char *flag;
+        int want, have;
+    } ints[] = {{"--scale", g->scale, cfg->scale}, {"--width", g->width, cfg->width}, {"--blocks", g->blocks, cfg->blocks},
+                {"--crop", g->crop, cfg->crop},    {"--d-width", g->d_width, cfg->d_width}, {"--d-sn", g->d_sn, cfg->d_sn}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (t2i_flag_given(t->cmd, ints[i].flag) && ints[i].want != ints[i].have)
+            return t2i_fail("sr train: %s %d does not match %s (%d); the architecture comes from --init", ints[i].flag,
+                            ints[i].want, g->init, ints[i].have), 2;
+    if (t2i_flag_given(t->cmd, "--preset") && strcmp(g->preset, cfg->preset) != 0)
+        return t2i_fail("sr train: --preset %s does not match %s (%s)", g->preset, g->init, cfg->preset), 2;
+    return 0;
+}
+
 static int new_run(sr_trainer *g, t2i_trainer *t) {
     sr_config cfg;
-    sr_config_b4(&cfg, g->scale == 2 ? 2 : 4);
-    cfg.scale = g->scale;
-    if (strlen(g->preset) >= sizeof cfg.preset) return t2i_fail("--preset must be b4 or custom"), 2;
-    strcpy(cfg.preset, g->preset);
-    cfg.width = g->width, cfg.blocks = g->blocks, cfg.d_width = g->d_width, cfg.d_sn = g->d_sn;
-    if (g->crop) cfg.crop = g->crop;
-    if (sr_config_check(&cfg) != 0) return t2i_fail_err(), 2;
+    int from_ckpt = init_from_ckpt(g), rc;
+    if (from_ckpt) {
+        if ((rc = init_config(g, t, &cfg)) != 0) return rc;
+    } else {
+        sr_config_b4(&cfg, g->scale == 2 ? 2 : 4);
+        cfg.scale = g->scale;
+        if (strlen(g->preset) >= sizeof cfg.preset) return t2i_fail("--preset must be b4 or custom"), 2;
+        strcpy(cfg.preset, g->preset);
+        cfg.width = g->width, cfg.blocks = g->blocks, cfg.d_width = g->d_width, cfg.d_sn = g->d_sn;
+        if (g->crop) cfg.crop = g->crop;
+        if (sr_config_check(&cfg) != 0) return t2i_fail_err(), 2;
+    }
     sr_train_opts *o = &g->o;
     if (strcmp(g->gan_loss, "ragan") == 0) o->gan_loss = SR_GAN_RAGAN;
     else if (strcmp(g->gan_loss, "ns") == 0) o->gan_loss = SR_GAN_NS;
@@ -522,8 +565,6 @@ static int new_run(sr_trainer *g, t2i_trainer *t) {
         return 2;
     if (strlen(g->data) >= sizeof o->data) return t2i_fail("--data: path too long"), 2;
     strcpy(o->data, g->data);
-    if (strcmp(g->init, "interp") && strcmp(g->init, "pytorch"))
-        return t2i_fail("--init must be interp or pytorch, got '%s'", g->init), 2;
     if (strcmp(g->init, "interp") == 0 && !g->init_from && cfg.width < 6)
         return t2i_fail("--init interp needs --width >= 6 (it carries the input in 6 channels), got %d; use --init "
                         "pytorch",
@@ -538,7 +579,20 @@ static int new_run(sr_trainer *g, t2i_trainer *t) {
     t2i_rng init_rng = t2i_rng_split(&t->rng, 1);
     sr_model_build(&g->m, &cfg, &init_rng);
     g->have_model = 1;
-    if (g->init_from) {
+    if (from_ckpt) {
+        /* G, D and EMA of a training checkpoint; an inference one has the EMA only (G
+         * starts as it, D fresh) */
+        int full = g->src.has_training;
+        if (full) {
+            nn_params_copy_values(&g->m.gp, &g->src.gp), nn_params_copy_values(&g->m.dp, &g->src.dp);
+            nn_params_copy_values(&g->m.ep, &g->src.ep);
+        } else {
+            nn_params_copy_values(&g->m.gp, &g->src.ep), nn_params_copy_values(&g->m.ep, &g->src.ep);
+        }
+        sr_model_free(&g->src);
+        g->have_src = 0;
+        printf("sr train: starting from %s (%s); fresh optimizers\n", g->init, full ? "G, D and EMA" : "G = its EMA, a new D");
+    } else if (g->init_from) {
         /* G and its EMA from another SR model (e.g. an L1 model to fine-tune with --steps 0) */
         sr_model src;
         if (sr_load(&src, g->init_from, 0, NULL) != 0) return t2i_fail_err();
@@ -722,10 +776,12 @@ static void sr_tr_release(void *self) {
     photos_free(&g->train), photos_free(&g->held);
     sr_filelist_free(&g->fl);
     if (g->have_model) sr_model_free(&g->m);
+    if (g->have_src) sr_model_free(&g->src);
     free(g->l1_path);
 }
 
 static const t2i_trainer_ops sr_ops = {
+    .check_flags = sr_tr_check_flags,
     .load = sr_tr_load,
     .check_state = sr_tr_check_state,
     .setup = sr_tr_setup,
@@ -785,7 +841,8 @@ int sr_cmd_train(int argc, char **argv) {
         {"--batch", T2I_INT, &g.batch, "crops per step"},
         {"--focus", T2I_INT, &g.focus,
          "draw K crops per item, keep one with probability ~ its bicubic error (1 = uniform)"},
-        {"--init", T2I_STR, &g.init, "interp (G starts as bilinear upsampling) or pytorch (default init)"},
+        {"--init", T2I_STR, &g.init, "interp (G starts as bilinear upsampling), pytorch (default init), or an sr "
+                                     "checkpoint to fine-tune from (its weights and architecture, fresh optimizers)"},
         {"--init-from", T2I_STR, &g.init_from,
          "start G from this SR checkpoint's EMA (e.g. --steps 0 to GAN-tune an L1 model)"},
         {"--steps", T2I_LONG, &g.steps, "phase 1 (L1 pre-training) steps (-1: 4000; with --resume: as planned)"},

@@ -4,7 +4,8 @@
  * body. Checked with __builtin_trap: a refused body gives one line of error (non-empty,
  * no newline) and nothing to free; an accepted one satisfies every documented range: a
  * prompt of valid text within SERVE_MAX_PROMPT bytes, n and candidates in range, sampling
- * options that dalle_sample_check accepts, 1..max_images images, 2..SERVE_MAX_LABELS labels
+ * options that dalle_sample_check accepts, an image prompt with exactly one mode (none
+ * without an image), 1..max_images images, 2..SERVE_MAX_LABELS labels
  * of valid text. Base64: decoding what was encoded gives the bytes back.
  * Build and run: tests/fuzz/README.md.
  */
@@ -44,8 +45,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             check_text(q.prompt);
             check(q.n >= 1 && q.n <= SERVE_MAX_N && q.candidates >= 1 && q.candidates <= lim.max_candidates);
             check(q.seed <= (1ULL << 53) && q.upscale >= -1 && q.upscale <= 1);
-            check(dalle_sample_check(&q.sample, 1 << 20) == 0);
+            /* the variation probability needs the prompt codes, which only the pipeline has */
+            dalle_sample_opts so = q.sample;
+            so.keep_prob = 0.0f;
+            check(dalle_sample_check(&so, 1 << 20) == 0 && q.sample.keep_prob >= 0.0f && q.sample.keep_prob < 1.0f);
             check((q.size_w == 0) == (q.size_h == 0));
+            /* an image prompt has exactly one mode, and no mode comes without an image */
+            int lines = q.keep_rows != 0.0f || q.keep_cols != 0.0f;
+            check((q.image.data != NULL) == (lines + (q.mask.data != NULL) + q.variations == 1));
+            check(q.image.data != NULL || (!lines && !q.mask.data && !q.variations));
             serve_gen_req_free(&q);
         } else {
             check_err(err);
