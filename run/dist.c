@@ -14,15 +14,20 @@
 #include <mpi.h>
 #endif
 
-static int g_init, g_mpi, g_rank, g_size = 1;
+static int g_init, g_rank, g_size = 1;
+#ifdef T2I_HAVE_MPI
+static int g_mpi; /* MPI_Init was called (and MPI_Finalize not yet) */
+#endif
 static char g_break[64];
 static double g_comm_seconds, g_comm_bytes, g_comm_calls; /* in collectives, since t2i_dist_init */
 
+#ifdef T2I_HAVE_MPI
 /* Was this process started by an MPI launcher? (Without one, MPI_Init would start a
  * one-rank "singleton" job: slower to start, and nothing to share.) */
 static int launched(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE");
 }
+#endif
 
 int t2i_dist_init(void) {
     if (g_init) return 0;

@@ -70,7 +70,7 @@ def main(argv):
             pos.append(args[i])
             i += 1
     if len(pos) != 2:
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        print("usage: " + __doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     a_dir, b_dir = pos
     try:
