@@ -7,7 +7,7 @@
  * and gathers leave or copy the data as they are), so a single-process run does exactly
  * the arithmetic it did before MPI existed.
  *
- * What a data-parallel step shares (docs/ARCHITECTURE.md, "Training on several processes"):
+ * What a data-parallel step shares (docs/DISTRIBUTED.md):
  *   - t2i_dist_step_begin/end bracket each training step and install the core's hook
  *     (nn/collective.h) in between: BatchNorm uses the global batch's statistics, and the
  *     optimizer steps average each parameter block's gradients over the ranks;

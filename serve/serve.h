@@ -7,7 +7,7 @@
  * from a bounded queue (the models are not thread-safe). The main thread waits for
  * SIGINT/SIGTERM, then cancels the running job, stops accepting and exits 0.
  *
- * The endpoints and their JSON are described in docs/ARCHITECTURE.md ("Serving") and
+ * The endpoints and their JSON are described in docs/SERVING.md and
  * README.md; request bodies are parsed by request.h.
  */
 #ifndef T2I_SERVE_H
