@@ -14,7 +14,8 @@
 #   also against the image's own colour, and the colour of the redrawn bottom half alone
 #   (caption's, image's or another: which one wins).
 # inpaint: the centre 16x16 pixels (token cells 2..5 of 8x8) redrawn with the image's
-#   own caption, without and with 2 refinement passes: fidelity, and the seam: the mean
+#   own caption, without and with 2 refinement passes, and with 2 and --blend (kept
+#   cells decoded with the rest, not pasted): fidelity, and the seam: the mean
 #   absolute pixel difference (0-255) across the square's border in the results against
 #   the same pairs of pixels in the image's VQ reconstruction (no mask), also split into
 #   the top+left sides and the bottom+right ones (kept cells after the redrawn ones).
@@ -79,19 +80,21 @@ def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zl
 open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 0, 0, 0, 0))
                               + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 EOF2
-    for passes in 0 2; do
+    for run in 0 2 2b; do
+      passes=${run%b} blend=()
+      [ "$run" = 2b ] && blend=(--blend)
       t0=$(date +%s)
       for ((i = 0; i < n; i++)); do
         img=$(printf "%s/test/%05d.png" "$out" "$i")
-        $T2I "${G[@]}" --prompt "${own[$i]}" --image "$img" --mask "$out/centre.png" --passes $passes \
-          --out "$out/inpaint$passes/$i" >/dev/null
+        $T2I "${G[@]}" --prompt "${own[$i]}" --image "$img" --mask "$out/centre.png" --passes $passes "${blend[@]}" \
+          --out "$out/inpaint$run/$i" >/dev/null
       done
       t1=$(date +%s)
-      $PY merge "$out/inpaint$passes-all" "$out/inpaint$passes"/*
-      echo "== inpaint, $passes refinement passes: $n images x $cand candidates in $((t1 - t0)) s"
-      echo "inpaint$passes all: $(fid "$out/inpaint$passes-all" 0)"
-      echo "inpaint$passes top1: $(fid "$out/inpaint$passes-all" 1)"
-      echo "inpaint$passes seam: $($PY seam 2 6 "$out/inpaint$passes"/*)"
+      $PY merge "$out/inpaint$run-all" "$out/inpaint$run"/*
+      echo "== inpaint, $passes refinement passes ${blend[*]}: $n images x $cand candidates in $((t1 - t0)) s"
+      echo "inpaint$run all: $(fid "$out/inpaint$run-all" 0)"
+      echo "inpaint$run top1: $(fid "$out/inpaint$run-all" 1)"
+      echo "inpaint$run seam: $($PY seam 2 6 "$out/inpaint$run"/*)"
     done
     ;;
   finetune)
