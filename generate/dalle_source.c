@@ -3,7 +3,7 @@
  * token grids are sampled with the KV cache batch by batch (candidate i of a seed is
  * always the same grid) and decoded to images by the VQ decoder. With an image prompt
  * (the sampling options' keep mask) the kept cells of every image are the prompt's own
- * reconstruction (paste_kept).
+ * reconstruction (paste_kept), unless blending was asked (gen_source_dalle_set_blend).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +18,7 @@ typedef struct {
     dalle_sample_opts o;
     nn_arena a;
     int batch;
+    int blend;       /* image prompts: decode kept cells with the rest (no paste) */
     int32_t *codes, *text;
     char *caption;   /* the caption text holds the tokens of */
 } dalle_src;
@@ -63,7 +64,7 @@ static int dalle_generate(gen_source *s, const char *caption, const float *clip_
         nn_arena_reset(&d->a);
         dalle_decode(&d->vq, &d->a, d->codes, k, images + (size_t)i * isz);
     }
-    if (d->o.keep) paste_kept(d, images, n);
+    if (d->o.keep && !d->blend) paste_kept(d, images, n);
     return 0;
 }
 
@@ -154,4 +155,9 @@ void gen_source_dalle_decode(gen_source *s, const int32_t *codes, float *image) 
     dalle_src *d = s->ctx;
     nn_arena_reset(&d->a);
     dalle_decode(&d->vq, &d->a, codes, 1, image);
+}
+
+void gen_source_dalle_set_blend(gen_source *s, int blend) {
+    T2I_ASSERT(s->destroy == dalle_destroy);
+    ((dalle_src *)s->ctx)->blend = blend;
 }

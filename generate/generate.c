@@ -16,7 +16,8 @@
  *     t2i generate --prompt "a blue dress" --variations IMG [--variation-keep 0.5] --out out/
  * keep IMG's token rows/columns or the cells the mask leaves black, or (variations) each
  * token with a probability; OUT/prompt.png is IMG's VQ reconstruction, which the kept
- * cells of every result show exactly, OUT/prompt_kept.png the kept part (redrawn black).
+ * cells of every result show exactly (--blend: decoded with the rest, so the kept pixels
+ * next to redrawn cells blend with them), OUT/prompt_kept.png the kept part (redrawn black).
  *
  * Default checkpoints (when --clip, --dalle, --gan or --vq are not given): samples/models/
  * {clip,dalle,gan,vq}.safetensors of the source tree (T2I_SOURCE_DIR), or of the folder
@@ -230,7 +231,7 @@ int generate_cmd(int argc, char **argv) {
     const char *prompt = NULL, *prompts = NULL, *out = NULL, *clip_path = NULL, *clip_vocab = NULL,
                *dalle_path = NULL, *vq_path = NULL, *generator = "auto", *gan_path = NULL,
                *upscale = NULL, *image = NULL, *mask = NULL, *variations = NULL;
-    int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0, passes = 2;
+    int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0, passes = 2, blend = 0;
     float keep_rows = 0.0f, keep_cols = 0.0f, variation_keep = 0.5f;
     long seed = 1;
     float temperature = 1.0f, top_p = 1.0f, cfg_scale = 3.0f; /* guidance 3: best caption fidelity in bench/RESULTS.md */
@@ -263,6 +264,8 @@ int generate_cmd(int argc, char **argv) {
         {"--mask", T2I_STR, &mask, "with --image: inpainting mask of IMG's size, white = redraw (a cell is redrawn "
                                    "when at least half of it is white)"},
         {"--passes", T2I_INT, &passes, "with --mask: refinement passes over redrawn cells that precede kept ones"},
+        {"--blend", T2I_BOOL, &blend, "with --image: decode the kept cells with the rest (no seam) instead of "
+                                      "pasting IMG's reconstruction into them"},
         {"--variations", T2I_STR, &variations, "variations of IMG: each token keeps IMG's code with probability "
                                                "--variation-keep, the others are resampled"},
         {"--variation-keep", T2I_FLOAT, &variation_keep, "with --variations: probability of keeping each token"},
@@ -277,7 +280,8 @@ int generate_cmd(int argc, char **argv) {
                    "half; --image IMG --mask MASK redraws the white cells; --variations IMG resamples a\n"
                    "share of IMG's tokens. IMG is resized and centre-cropped to the VQ's input; kept\n"
                    "cells show IMG's VQ reconstruction exactly, written as DIR/prompt.png (and the kept\n"
-                   "part, the rest black, as DIR/prompt_kept.png)."};
+                   "part, the rest black, as DIR/prompt_kept.png); that leaves a seam where the decoder\n"
+                   "would blend kept and redrawn cells, which --blend allows (bench/RESULTS.md)."};
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (cmd.npos) return t2i_fail("generate: unexpected argument '%s'", cmd.pos[0]), 2;
@@ -290,8 +294,8 @@ int generate_cmd(int argc, char **argv) {
     if (variations && image) return t2i_fail("generate: give --image or --variations, not both"), 2;
     if (image && !lines && !mask) return t2i_fail("generate: --image needs --keep-rows, --keep-cols or --mask"), 2;
     if (image && lines && mask) return t2i_fail("generate: give --mask or --keep-rows/--keep-cols, not both"), 2;
-    if (!image && (lines || mask))
-        return t2i_fail("generate: --keep-rows, --keep-cols and --mask need --image IMG"), 2;
+    if (!image && (lines || mask || blend))
+        return t2i_fail("generate: --keep-rows, --keep-cols, --mask and --blend need --image IMG"), 2;
     if ((image || variations) && strcmp(generator, "auto") != 0 && strcmp(generator, "dalle") != 0)
         return t2i_fail("generate: image prompts need --generator dalle (the transformer)"), 2;
     if ((image || variations) && gan_path) return t2i_fail("generate: image prompts need the transformer alone, not --gan"), 2;
@@ -374,7 +378,7 @@ int generate_cmd(int argc, char **argv) {
         t2i_fail_err();
         goto done;
     }
-    go.image = prompt_img, go.keep = prompt_keep;
+    go.image = prompt_img, go.keep = prompt_keep, go.blend = blend;
     if (variations) go.sample.keep_prob = variation_keep;
     for (int c = 0; c < ncap; c++) {
         char slug[64];

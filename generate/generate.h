@@ -68,6 +68,10 @@ void gen_source_dalle_shape(const gen_source *s, int *C, int *R, int *g);
 void gen_source_dalle_encode(gen_source *s, const float *image, int32_t *codes);
 /* image (C, R, R) <- codes (g, g) decoded (clamped to [-1, 1]). */
 void gen_source_dalle_decode(gen_source *s, const int32_t *codes, float *image);
+/* Image prompts: 0 (the default) pastes the prompt's reconstruction into the kept cells of
+ * every image; 1 keeps the decoder's output of the whole grid (the kept codes are the
+ * same, the kept pixels next to redrawn cells blend with them: no seam). */
+void gen_source_dalle_set_blend(gen_source *s, int blend);
 /* Changes the sampling options of a dalle source (checked against its codebook) for the
  * next generate calls: 0, or -1 with the error set and the options unchanged. */
 int gen_source_dalle_set_sample(gen_source *s, const dalle_sample_opts *o);

@@ -207,6 +207,7 @@ int gen_pipeline_run(gen_pipeline *p, const char *caption, const gen_call *k, ge
         so.prompt = prompt, so.keep = prompt ? k->keep : NULL;
         if (!prompt) so.keep_prob = 0.0f;
         if (gen_source_dalle_set_sample(p->src[p->dalle_index], &so) != 0) return free(prompt), -1;
+        gen_source_dalle_set_blend(p->src[p->dalle_index], k->blend);
         src[nsrc++] = p->src[p->dalle_index];
     }
     if (k->use_gan) {

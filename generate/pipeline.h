@@ -70,9 +70,11 @@ typedef struct {
      * (gen_pipeline_prompt_shape; prompt.h loads files), NULL = none. With keep (g x g,
      * 1 = keep the image's code in that cell): completion and inpainting (sample.passes
      * refines redrawn cells that precede kept ones); without: variations, which need
-     * sample.keep_prob > 0. Kept cells of every result are the image's reconstruction. */
+     * sample.keep_prob > 0. Kept cells of every result are the image's reconstruction
+     * (unless blend). */
     const float *image;
     const uint8_t *keep;
+    int blend;                /* 1: kept cells as decoded with the rest, not pasted (no seam) */
 } gen_call;
 
 /* Every loaded source, 512 candidates, top 32, seed 1, the pipeline's sampling options,

@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 export T2I_PROGRESS_SECONDS=1000
 "$T2I" generate --help >"$TMP/help" 2>&1
-for f in --image --keep-rows --keep-cols --mask --passes --variations --variation-keep; do
+for f in --image --keep-rows --keep-cols --mask --passes --blend --variations --variation-keep; do
     grep -q -- "$f" "$TMP/help" || fail "generate --help lacks $f"
 done
 "$T2I" data fashion-captions --out "$TMP/fc" --limit 2 >/dev/null 2>&1 || fail "data fashion-captions"
@@ -76,6 +76,7 @@ check_error "the mask must have the image's size" "$T2I" "${G[@]}" --image "$IMG
 check_error "--image needs --keep-rows" "$T2I" "${G[@]}" --image "$IMG" --out "$TMP/x"
 check_error "not both" "$T2I" "${G[@]}" --image "$IMG" --variations "$IMG" --keep-rows 2 --out "$TMP/x"
 check_error "need --image" "$T2I" "${G[@]}" --keep-rows 2 --out "$TMP/x"
+check_error "need --image" "$T2I" "${G[@]}" --blend --out "$TMP/x"
 check_error "--keep-rows must be" "$T2I" "${G[@]}" --image "$IMG" --keep-rows 9 --out "$TMP/x"
 check_error "--variation-keep must be in" "$T2I" "${G[@]}" --variations "$IMG" --variation-keep 1 --out "$TMP/x"
 check_error "transformer" "$T2I" "${G[@]}" --image "$IMG" --keep-rows 2 --generator gan --out "$TMP/x"

@@ -10,7 +10,8 @@
  * result equal the image's reconstruction pixel for pixel (and the redrawn ones differ
  * somewhere); an all-black mask gives the reconstruction itself; an all-white mask (with
  * refinement passes) gives exactly the unprompted results of the same seed; variations
- * run and differ from the reconstruction.
+ * run and differ from the reconstruction; with blend the kept cells next to a redrawn one
+ * move and those beyond the decoder's reach do not.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -103,9 +104,12 @@ static gen_pipeline *load_shipped(void) {
     return p;
 }
 
+static int blend_next; /* the next run's gen_call.blend */
+
 static void run(gen_pipeline *p, const float *img, const uint8_t *keep, int passes, float keep_prob, gen_ranked *r) {
     gen_call k;
     gen_call_defaults(p, &k);
+    k.blend = blend_next;
     k.candidates = 6, k.top = 6, k.seed = 7, k.quiet = 1, k.upscale = 0;
     k.image = img, k.keep = keep;
     k.sample.passes = passes, k.sample.keep_prob = keep_prob;
@@ -174,6 +178,29 @@ static void test_pipeline_prompts(void **state) {
         assert_memory_not_equal(r.images[i], rec, isz * sizeof(float));
         assert_memory_not_equal(r.images[i], u.images[i], isz * sizeof(float));
     }
+    gen_ranked_free(&r);
+    /* blend: only the bottom-right cell redrawn; the kept cells are decoded with it, so
+     * the ones next to it move, while those four or more cells away (beyond the decoder's
+     * reach) keep the reconstruction's pixels (to rounding: the decoder runs on another
+     * batch); without blend every kept pixel is the reconstruction's exactly */
+    memset(keep, 1, (size_t)g * g);
+    keep[g * g - 1] = 0;
+    blend_next = 1;
+    run(p, img, keep, 0, 0.0f, &r);
+    blend_next = 0;
+    int near_moved = 0;
+    for (int i = 0; i < r.n; i++)
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < R; y++)
+                for (int x = 0; x < R; x++) {
+                    size_t at = (size_t)c * R * R + (size_t)y * R + x;
+                    int cy = y / cell, cx = x / cell, far = cy < g - 4 || cx < g - 4;
+                    if (far && fabsf(r.images[i][at] - rec[at]) > 1e-3f)
+                        fail_msg("blend: result %d pixel (%d,%d,%d) four cells away moved by %g", i, c, y, x,
+                                 (double)(r.images[i][at] - rec[at]));
+                    if (!far && keep[cy * g + cx]) near_moved |= fabsf(r.images[i][at] - rec[at]) > 1e-2f;
+                }
+    assert_true(near_moved);
     gen_ranked_free(&r);
     /* and the pipeline forgets the prompt: an unprompted run is unprompted again */
     run(p, NULL, NULL, 0, 0.0f, &r);
