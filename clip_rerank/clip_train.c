@@ -64,7 +64,6 @@
  * --dup-positives made no measurable difference (86.35% vs 86.6% at step 6000 of the
  * same recipe, 2000-item evaluations).
  */
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,12 +271,8 @@ static long warmup_steps(const clip_trainer *c, const t2i_trainer *t) {
 static char *clip_tr_config(void *self, t2i_trainer *t) {
     clip_trainer *c = self;
     char *mid = t2i_asprintf(",\"warmup\":%ld", warmup_steps(c, t));
-    cJSON *ij = c->init ? cJSON_CreateString(c->init) : NULL; /* a path: escaped by cJSON */
-    char *is = ij ? cJSON_PrintUnformatted(ij) : NULL;
-    char *tail = is ? t2i_asprintf(",\"init\":%s", is) : NULL;
+    char *tail = t2i_trainer_init_tail(c->init);
     char *full = t2i_trainer_config(t, clip_config_to_json(&c->cfg), t->target, mid, tail);
-    cJSON_free(is);
-    cJSON_Delete(ij);
     free(mid), free(tail);
     return full;
 }

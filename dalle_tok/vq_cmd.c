@@ -24,7 +24,6 @@
  * Every command returns 0, 1 on a runtime error (one "t2i: ..." line naming the file and
  * the problem), 2 on bad flags, 130 when interrupted.
  */
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,13 +239,9 @@ static int vq_tr_setup(void *self, t2i_trainer *t) {
 
 static char *vq_tr_config(void *self, t2i_trainer *t) {
     vq_trainer *v = self;
-    cJSON *ij = v->init ? cJSON_CreateString(v->init) : NULL; /* a path: escaped by cJSON */
-    char *is = ij ? cJSON_PrintUnformatted(ij) : NULL;
-    char *tail = is ? t2i_asprintf(",\"init\":%s", is) : NULL;
+    char *tail = t2i_trainer_init_tail(v->init);
     char *full = t2i_trainer_config(t, vq_config_to_json(&v->cfg), t->target, NULL, tail);
     free(tail);
-    cJSON_free(is);
-    cJSON_Delete(ij);
     return full;
 }
 

@@ -21,7 +21,6 @@
  * (size flags must agree; class data must have CKPT's class count; a caption GAN keeps
  * its text encoder and learns the new captions' embeddings).
  */
-#include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -323,13 +322,9 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
 
 static char *gan_tr_config(void *self, t2i_trainer *t) {
     gan_trainer *g = self;
-    cJSON *ij = !t->resume && init_from_ckpt(g) ? cJSON_CreateString(g->init) : NULL; /* a path: escaped by cJSON */
-    char *is = ij ? cJSON_PrintUnformatted(ij) : NULL;
-    char *tail = is ? t2i_asprintf(",\"init\":%s", is) : NULL;
+    char *tail = t2i_trainer_init_tail(!t->resume && init_from_ckpt(g) ? g->init : NULL);
     char *full = t2i_trainer_config(t, gan_config_to_json(&g->cfg), t->target, NULL, tail);
     free(tail);
-    cJSON_free(is);
-    cJSON_Delete(ij);
     return full;
 }
 

@@ -1,6 +1,7 @@
 /* trainer.c - the training loop's scaffold; see trainer.h. */
 #include "trainer.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,6 +47,16 @@ char *t2i_trainer_config(const t2i_trainer *t, char *model, long steps, const ch
                               mid ? mid : "", t2i_get_threads(), ranks, tail ? tail : "");
     free(model), free(oj);
     return full;
+}
+
+char *t2i_trainer_init_tail(const char *path) {
+    if (!path) return NULL;
+    cJSON *j = cJSON_CreateString(path); /* a path: escaped by cJSON */
+    char *s = cJSON_PrintUnformatted(j);
+    char *tail = t2i_asprintf(",\"init\":%s", s);
+    cJSON_free(s);
+    cJSON_Delete(j);
+    return tail;
 }
 
 char *t2i_trainer_sample_path(const t2i_trainer *t) { return t2i_asprintf("%s/step_%06ld.png", t->samples_dir, t->step); }

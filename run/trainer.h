@@ -169,6 +169,9 @@ char *t2i_trainer_opts_json(const t2i_trainer *t);
 /* config.json's text {"model":MODEL,"train":<opts>,"steps":STEPS<mid>,"threads":N<tail>}, malloc'd;
  * model (a malloc'd JSON text) is freed; mid and tail (",\"key\":value" pairs) may be NULL. */
 char *t2i_trainer_config(const t2i_trainer *t, char *model, long steps, const char *mid, const char *tail);
+/* The tail ",\"init\":\"PATH\"" (PATH escaped as a JSON string) of a run started from a
+ * checkpoint (--init), malloc'd; NULL when path is NULL. */
+char *t2i_trainer_init_tail(const char *path);
 /* dir/samples/step_NNNNNN.png and dir/samples/latest.png of the current step (malloc'd). */
 char *t2i_trainer_sample_path(const t2i_trainer *t);
 char *t2i_trainer_latest_path(const t2i_trainer *t);

@@ -52,7 +52,8 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, int route, int status,
     return ret;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, int route, int status, cJSON *o) {
+/* o (deleted) as one line of JSON; allow: the Allow header of a 405, else NULL. */
+static enum MHD_Result send_json_allow(struct MHD_Connection *c, int route, int status, cJSON *o, const char *allow) {
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     size_t n = strlen(s);
@@ -60,7 +61,11 @@ static enum MHD_Result send_json(struct MHD_Connection *c, int route, int status
     memcpy(buf, s, n);
     buf[n] = '\n';
     cJSON_free(s);
-    return send_buf(c, route, status, "application/json", buf, n + 1, MHD_RESPMEM_MUST_FREE, NULL);
+    return send_buf(c, route, status, "application/json", buf, n + 1, MHD_RESPMEM_MUST_FREE, allow);
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int route, int status, cJSON *o) {
+    return send_json_allow(c, route, status, o, NULL);
 }
 
 static const char *error_type(int status) {
@@ -88,14 +93,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int route, int statu
     cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "message", msg);
     cJSON_AddStringToObject(e, "type", error_type(status));
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    size_t n = strlen(s);
-    char *buf = t2i_malloc(n + 2);
-    memcpy(buf, s, n);
-    buf[n] = '\n';
-    cJSON_free(s);
-    return send_buf(c, route, status, "application/json", buf, n + 1, MHD_RESPMEM_MUST_FREE, allow);
+    return send_json_allow(c, route, status, o, allow);
 }
 
 /* Constant-time comparison of the Authorization header with "Bearer KEY". */
