@@ -564,6 +564,22 @@ static int cmp_val(const void *a, const void *b) {
     return x->v < y->v ? 1 : x->v > y->v ? -1 : x->i - y->i;
 }
 
+/* A finished CLIP job's scores with their indices, best first (malloc'd, j->n entries). */
+static val_idx *by_score(const job *j) {
+    val_idx *v = t2i_malloc((size_t)j->n * sizeof *v);
+    for (int i = 0; i < j->n; i++) v[i] = (val_idx){j->scores[i], i};
+    qsort(v, (size_t)j->n, sizeof *v, cmp_val);
+    return v;
+}
+
+/* Releases the handler's reference to j and answers 200 with o. */
+static enum MHD_Result answer_clip_job(struct MHD_Connection *c, int route, job *j, cJSON *o) {
+    pthread_mutex_lock(&serve_g.mu);
+    serve_job_unref(j);
+    pthread_mutex_unlock(&serve_g.mu);
+    return send_json(c, route, 200, o);
+}
+
 static enum MHD_Result do_rerank(struct MHD_Connection *c, const conn *cn) {
     job *j = t2i_calloc(1, sizeof *j);
     char err[512];
@@ -580,9 +596,7 @@ static enum MHD_Result do_rerank(struct MHD_Connection *c, const conn *cn) {
     j->nimg = j->rr.n;
     j->kind = JOB_RERANK;
     if (run_clip_job(c, R_RERANK, j, &ret) != 0) return ret;
-    val_idx *v = t2i_malloc((size_t)j->n * sizeof *v);
-    for (int i = 0; i < j->n; i++) v[i] = (val_idx){j->scores[i], i};
-    qsort(v, (size_t)j->n, sizeof *v, cmp_val);
+    val_idx *v = by_score(j);
     cJSON *o = cJSON_CreateObject(), *d = cJSON_AddArrayToObject(o, "data");
     for (int i = 0; i < j->n; i++) {
         cJSON *e = cJSON_CreateObject();
@@ -591,10 +605,7 @@ static enum MHD_Result do_rerank(struct MHD_Connection *c, const conn *cn) {
         cJSON_AddItemToArray(d, e);
     }
     free(v);
-    pthread_mutex_lock(&serve_g.mu);
-    serve_job_unref(j);
-    pthread_mutex_unlock(&serve_g.mu);
-    return send_json(c, R_RERANK, 200, o);
+    return answer_clip_job(c, R_RERANK, j, o);
 }
 
 static enum MHD_Result do_classify(struct MHD_Connection *c, const conn *cn) {
@@ -613,9 +624,7 @@ static enum MHD_Result do_classify(struct MHD_Connection *c, const conn *cn) {
     j->nimg = 1;
     j->kind = JOB_CLASSIFY;
     if (run_clip_job(c, R_CLASSIFY, j, &ret) != 0) return ret;
-    val_idx *v = t2i_malloc((size_t)j->n * sizeof *v);
-    for (int i = 0; i < j->n; i++) v[i] = (val_idx){j->scores[i], i};
-    qsort(v, (size_t)j->n, sizeof *v, cmp_val);
+    val_idx *v = by_score(j);
     cJSON *o = cJSON_CreateObject(), *d = cJSON_AddArrayToObject(o, "data");
     for (int i = 0; i < j->n; i++) {
         cJSON *e = cJSON_CreateObject();
@@ -624,10 +633,7 @@ static enum MHD_Result do_classify(struct MHD_Connection *c, const conn *cn) {
         cJSON_AddItemToArray(d, e);
     }
     free(v);
-    pthread_mutex_lock(&serve_g.mu);
-    serve_job_unref(j);
-    pthread_mutex_unlock(&serve_g.mu);
-    return send_json(c, R_CLASSIFY, 200, o);
+    return answer_clip_job(c, R_CLASSIFY, j, o);
 }
 
 /* ---- the access handler ---- */
