@@ -46,5 +46,14 @@ for name in dict.fromkeys(r["bench"] for r in rows):
         a = statistics.median(r[k] for r in t)
         b = statistics.median(r[k] for r in p if k in r) if any(k in r for r in p) else float("nan")
         print(f"  {k:24} {a:10.2f} {b:10.2f} {a / b if b == b and b else float('nan'):12.2f}")
+    if "conv_shapes" in t[0] and any("conv_shapes" in r for r in p):
+        print(f"  conv2d shapes, path {t[0].get('conv_path', '?')}: ms t2i / pytorch (ratio) for fwd, bwd-data, bwd-weight")
+        for s in t[0]["conv_shapes"]:
+            cells = []
+            for i in range(3):
+                a = statistics.median(r["conv_shapes"][s][i] for r in t)
+                b = statistics.median(r["conv_shapes"][s][i] for r in p if "conv_shapes" in r)
+                cells.append("-" if not b else f"{a:8.2f} / {b:8.2f} ({a / b:4.2f})")
+            print(f"    {s:9} " + "  ".join(f"{c:28}" for c in cells))
 PY
 rm -f "$tmp"

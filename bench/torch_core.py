@@ -92,6 +92,41 @@ af = timeit(afwd)
 ab = timeit(afb) - af
 print(f"attn  causal B=32 T=80 C=256 H=8: fwd {af*1e3:.2f} ms  bwd {ab*1e3:.2f} ms")
 aflop = 4.0 * B_ * T * T * C
+
+# The Conv2d shapes of the benchmarks (keep in step with conv_shapes in bench/bench_core.c):
+# name, N, C, H, W, OC, K, stride, pad, bwd_data. Backward passes are timed alone through the
+# op autograd calls (aten.convolution_backward with an output mask), as t2i times its own.
+SHAPES = [
+    ("b1_d1", 128, 1, 28, 28, 64, 4, 2, 1, 0), ("b1_d2", 128, 64, 14, 14, 128, 4, 2, 1, 1),
+    ("b4_in", 16, 3, 32, 32, 64, 3, 1, 1, 0), ("b4_body", 16, 64, 32, 32, 64, 3, 1, 1, 1),
+    ("b4_up1", 16, 64, 32, 32, 256, 3, 1, 1, 1), ("b4_up2", 16, 64, 64, 64, 256, 3, 1, 1, 1),
+    ("b4_out", 16, 64, 128, 128, 3, 3, 1, 1, 1), ("b5_in", 64, 3, 32, 32, 64, 3, 1, 1, 0),
+    ("b5_down1", 64, 64, 32, 32, 128, 4, 2, 1, 1), ("b5_down2", 64, 128, 16, 16, 128, 4, 2, 1, 1),
+    ("b5_res3", 64, 128, 8, 8, 128, 3, 1, 1, 1), ("b5_res1", 64, 128, 8, 8, 128, 1, 1, 0, 1),
+    ("b5_proj", 64, 128, 8, 8, 64, 1, 1, 0, 1), ("cls_1", 128, 1, 28, 28, 32, 3, 1, 1, 0),
+    ("cls_2", 128, 32, 28, 28, 32, 3, 1, 1, 1), ("cls_3", 128, 32, 14, 14, 64, 3, 1, 1, 1),
+    ("cls_4", 128, 64, 14, 14, 64, 3, 1, 1, 1),
+]
+shape_ms = {}
+print("conv2d shapes (ms; fwd, bwd-data, bwd-weight):")
+for name, N, Ci, H, W, OC, K, st, pd, bd in SHAPES:
+    x = torch.rand(N, Ci, H, W) * 2 - 1
+    w = torch.rand(OC, Ci, K, K) * 2 - 1
+    b = torch.rand(OC) * 2 - 1
+    with torch.no_grad():
+        y = torch.nn.functional.conv2d(x, w, b, st, pd)
+    g = torch.rand_like(y) * 2 - 1
+
+    def back(mask):
+        torch.ops.aten.convolution_backward(g, x, w, [OC], [st, st], [pd, pd], [1, 1], False, [0, 0], 1, mask)
+
+    with torch.no_grad():
+        f_ = timeit(lambda: torch.nn.functional.conv2d(x, w, b, st, pd), warmup=1)
+        d_ = timeit(lambda: back([True, False, False]), warmup=1) if bd else 0.0
+        w_ = timeit(lambda: back([False, True, True]), warmup=1)
+    shape_ms[name] = [round(f_ * 1e3, 4), round(d_ * 1e3, 4), round(w_ * 1e3, 4)]
+    print(f"  {name:9s} N={N:<3d} {Ci:3d}->{OC:<3d} {H:3d}x{W:<3d} k{K} s{st}: "
+          f"{f_*1e3:8.3f} {d_*1e3:8.3f} {w_*1e3:8.3f}")
 total = 3 * cflop + 3 * tflop + 3 * aflop
 tt = cf + cb + tf + tb + af + ab
 print(json.dumps({"bench": "core", "impl": "pytorch", "threads": a.threads,
@@ -99,4 +134,5 @@ print(json.dumps({"bench": "core", "impl": "pytorch", "threads": a.threads,
                   "gflops": round(total / tt * 1e-9, 1), "sgemm_gflops": round(peak, 1),
                   "conv_fwd_ms": round(cf * 1e3, 3), "conv_bwd_ms": round(cb * 1e3, 3),
                   "convt_fwd_ms": round(tf * 1e3, 3), "convt_bwd_ms": round(tb * 1e3, 3),
-                  "attn_fwd_ms": round(af * 1e3, 3), "attn_bwd_ms": round(ab * 1e3, 3)}))
+                  "attn_fwd_ms": round(af * 1e3, 3), "attn_bwd_ms": round(ab * 1e3, 3),
+                  "conv_shapes": shape_ms}))

@@ -140,11 +140,39 @@ void t2i_set_threads(int n) {
     openblas_set_num_threads(n);
 }
 
-int t2i_cpu_avx2_fma(void) {
+t2i_cpu_level t2i_cpu_best(void) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    /* AVX-512 here means the F, VL, BW and DQ subsets (Skylake-X, Zen 4 and later) */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        return T2I_CPU_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return T2I_CPU_AVX2;
+#endif
+    return T2I_CPU_BASELINE;
+}
+
+t2i_cpu_level t2i_cpu_path(void) {
+    t2i_cpu_level l = t2i_cpu_best();
     const char *e = getenv("T2I_NO_AVX2");
-    if (e && *e && strcmp(e, "0") != 0) return 0;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (e && *e && strcmp(e, "0") != 0) return T2I_CPU_BASELINE;
+    e = getenv("T2I_CPU");
+    if (e && *e) {
+        t2i_cpu_level cap = !strcmp(e, "baseline") ? T2I_CPU_BASELINE : !strcmp(e, "avx2") ? T2I_CPU_AVX2
+                                                                                          : T2I_CPU_AVX512;
+        if (cap < l) l = cap;
+    }
+    return l;
+}
+
+const char *t2i_cpu_name(t2i_cpu_level l) {
+    return l == T2I_CPU_AVX512 ? "avx512" : l == T2I_CPU_AVX2 ? "avx2" : "baseline";
+}
+
+int t2i_cpu_avx2_fma(void) { return t2i_cpu_path() >= T2I_CPU_AVX2; }
+
+int t2i_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
 #else
     return 0;
 #endif

@@ -71,8 +71,18 @@ double t2i_peak_rss_mb(void);
  * the OpenMP build of OpenBLAS). n <= 0 keeps the default. */
 void t2i_set_threads(int n);
 int t2i_get_threads(void);
-/* 1 if hand-vectorised AVX2 + FMA kernels may run: an x86-64 gcc build on a CPU with both,
- * unless T2I_NO_AVX2 is set (to compare with, or fall back to, the baseline code). */
+/* This thread's number in the current OpenMP team (0 outside one). */
+int t2i_thread_id(void);
+/* The code path of the hand-written kernels, chosen at run time: the best the CPU has
+ * (x86-64 gcc builds; other builds run the baseline), capped by the environment variable
+ * T2I_CPU=baseline|avx2|avx512 (to compare paths, or to fall back) and by T2I_NO_AVX2=1
+ * (the older switch: baseline). Tests set T2I_CPU to run every path the CPU has. */
+typedef enum { T2I_CPU_BASELINE = 0, T2I_CPU_AVX2 = 1, T2I_CPU_AVX512 = 2 } t2i_cpu_level;
+t2i_cpu_level t2i_cpu_path(void);
+/* The best path of the CPU itself, whatever the environment says. */
+t2i_cpu_level t2i_cpu_best(void);
+const char *t2i_cpu_name(t2i_cpu_level l); /* "baseline", "avx2", "avx512" */
+/* 1 if hand-vectorised AVX2 + FMA kernels may run (t2i_cpu_path() >= T2I_CPU_AVX2). */
 int t2i_cpu_avx2_fma(void);
 
 /* Whole-file helpers. t2i_read_file returns a heap buffer (NUL-terminated, for text

@@ -70,11 +70,15 @@ typedef struct {
 nn_conv nn_conv2d_shape(int N, int C, int H, int W, int OC, int K, int stride, int pad);
 nn_conv nn_conv_transpose2d_shape(int N, int C, int H, int W, int OC, int K, int stride, int pad,
                                   int out_pad);
-/* Floats of scratch needed by forward and backward (the same bound serves both). */
-/* Upper bound on im2col scratch per call, in floats (0 restores the default, 12M);
- * batches are split into groups of images to stay below it. Set before sizing arenas. */
-void nn_set_conv_scratch_budget(size_t floats);
+/* Floats of scratch needed by forward and backward (the same bound serves both), for
+ * the thread count of the first call (a later rise in threads is not used by them). */
 size_t nn_conv2d_scratch(const nn_conv *s);
+/* Floats of one im2col block of Conv2d (0 restores the default, 96K: within L2); a
+ * smaller one splits images into bands of rows. Tests lower it to exercise the bands.
+ * Set before sizing scratch. */
+void nn_set_conv_block_floats(size_t floats);
+/* The code path Conv2d's tile kernels take now: "baseline", "avx2" or "avx512". */
+const char *nn_conv_path(void);
 size_t nn_conv_transpose2d_scratch(const nn_conv *s);
 
 /* inp (N, C, H, W), w (OC, C, KH, KW), b (OC) or NULL -> out (N, OC, OH, OW) */

@@ -1,27 +1,19 @@
-/* ops_conv.c - Conv2d and ConvTranspose2d through im2col and one GEMM (ops.h).
+/* ops_conv.c - Conv2d and ConvTranspose2d (ops.h) by blocks of im2col and register tiles.
  *
- * They use im2col over a GROUP of images at once: the columns of G images sit
- * side by side in one (C*KH*KW, G*OH*OW) matrix, so one large cblas_sgemm replaces G
- * small ones (small GEMMs leave OpenBLAS's threads idle). The group size is chosen so the
- * scratch stays under a budget (nn_set_conv_scratch_budget). The GEMM result is (OC, G*OH*OW) and
- * is transposed back to NCHW while the bias is added.
- *
- * Backward derivations (y = conv(x, w) written as Y = W * col(X)):
- *   dW += dY * col(X)^T,  dcol = W^T * dY,  dX += col2im(dcol),  db += sum over N,H,W of dY.
- * ConvTranspose2d is the adjoint of Conv2d: y = col2im(W^T * X) with W (C, OC*K*K), so
- *   dX = W * col(dY),  dW += X * col(dY)^T.
+ * Written as matrix products (Kd = C*KH*KW taps, P = OH*OW output positions per image):
+ *   forward          Y_n (OC, P)  = W (OC, Kd) col(X_n) (Kd, P) + b
+ *   backward-data    dX_n        += col2im(W^T dY_n)
+ *   backward-weights dW (OC, Kd) += sum over n of dY_n col(X_n)^T,   db += sum over n, P of dY
+ * ConvTranspose2d is the adjoint of a Conv2d (see its section below) and runs on the same
+ * three passes. How the products are blocked, threaded and tiled is described above
+ * nn_conv2d_forward; the tile kernels, one per CPU path, are conv_tile.c's.
  */
 #include "ops.h"
 
 #include <string.h>
 
 #include "base.h"
-
-/* Floats of im2col scratch a convolution may use (48 MiB by default); larger batches are
- * processed in groups. Tests lower it to exercise the grouping. */
-static size_t conv_budget = (size_t)12 << 20;
-
-void nn_set_conv_scratch_budget(size_t floats) { conv_budget = floats ? floats : (size_t)12 << 20; }
+#include "conv_tile.h"
 
 /* ------------------------------------------------------------------ im2col / col2im */
 
@@ -68,18 +60,18 @@ static void im2col_channel(float *col, size_t ld, const float *img, int H, int W
     }
 }
 
-/* Adjoint of im2col_channel: img += scatter(col). */
+/* Adjoint of im2col_channel: img += scatter(col), for output rows [oh0, oh1). */
 static void col2im_channel(float *img, const float *col, size_t ld, int H, int W, int KH, int KW,
-                           int stride, int pad, int OH, int OW) {
+                           int stride, int pad, int oh0, int oh1, int OW) {
     for (int kh = 0; kh < KH; kh++) {
         for (int kw = 0; kw < KW; kw++) {
             const float *row = col + (size_t)(kh * KW + kw) * ld;
             int lo, hi;
             tap_range(W, OW, stride, pad, kw, &lo, &hi);
-            for (int oh = 0; oh < OH; oh++) {
+            for (int oh = oh0; oh < oh1; oh++) {
                 int ih = oh * stride - pad + kh;
                 if (ih < 0 || ih >= H) continue;
-                const float *src = row + (size_t)oh * OW;
+                const float *src = row + (size_t)(oh - oh0) * OW;
                 float *dst = img + (size_t)ih * W;
                 int off = kw - pad;
                 if (stride == 1) {
@@ -92,57 +84,12 @@ static void col2im_channel(float *img, const float *col, size_t ld, int H, int W
     }
 }
 
-/* im2col of images [n0, n0+G) of x (N, C, H, W) into col (C*KH*KW, G*OH*OW). */
-static void im2col_group(float *col, const float *x, int n0, int G, int C, int H, int W, int KH, int KW,
-                         int stride, int pad, int OH, int OW) {
-    size_t ohw = (size_t)OH * OW, ld = (size_t)G * ohw, kk = (size_t)KH * KW;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int g = 0; g < G; g++)
-        for (int c = 0; c < C; c++)
-            im2col_channel(col + (size_t)c * kk * ld + (size_t)g * ohw, ld,
-                           x + ((size_t)(n0 + g) * C + c) * H * W, H, W, KH, KW, stride, pad, 0, OH, OW);
-}
-
 void nn_im2col_rows(float *col, const float *x, const nn_conv *s, int oh0, int oh1) {
     T2I_ASSERT(0 <= oh0 && oh0 <= oh1 && oh1 <= s->OH);
     size_t ld = (size_t)(oh1 - oh0) * s->OW, kk = (size_t)s->KH * s->KW;
     for (int c = 0; c < s->C; c++)
         im2col_channel(col + (size_t)c * kk * ld, ld, x + (size_t)c * s->H * s->W, s->H, s->W, s->KH, s->KW,
                        s->stride, s->pad, oh0, oh1, s->OW);
-}
-
-static void col2im_group(float *x, const float *col, int n0, int G, int C, int H, int W, int KH, int KW,
-                         int stride, int pad, int OH, int OW) {
-    size_t ohw = (size_t)OH * OW, ld = (size_t)G * ohw, kk = (size_t)KH * KW;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int g = 0; g < G; g++)
-        for (int c = 0; c < C; c++)
-            col2im_channel(x + ((size_t)(n0 + g) * C + c) * H * W, col + (size_t)c * kk * ld + (size_t)g * ohw,
-                           ld, H, W, KH, KW, stride, pad, OH, OW);
-}
-
-/* (G, Cn, S) block of an NCHW tensor starting at image n0 -> (Cn, G*S) matrix. */
-static void gather_cm(float *m, const float *x, int n0, int G, int Cn, size_t S) {
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int c = 0; c < Cn; c++)
-        for (int g = 0; g < G; g++)
-            memcpy(m + ((size_t)c * G + g) * S, x + ((size_t)(n0 + g) * Cn + c) * S, S * sizeof(float));
-}
-
-/* (Cn, G*S) matrix -> NCHW block, y = m (+ bias) when add == 0, y += m when add == 1. */
-static void scatter_cm(float *y, const float *m, const float *bias, int n0, int G, int Cn, size_t S,
-                       int add) {
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int g = 0; g < G; g++)
-        for (int c = 0; c < Cn; c++) {
-            const float *src = m + ((size_t)c * G + g) * S;
-            float *dst = y + ((size_t)(n0 + g) * Cn + c) * S;
-            float b = bias ? bias[c] : 0.0f;
-            if (add)
-                for (size_t i = 0; i < S; i++) dst[i] += src[i];
-            else
-                for (size_t i = 0; i < S; i++) dst[i] = src[i] + b;
-        }
 }
 
 /* Per-channel sums of dy (N, C, S) added into db. */
@@ -180,118 +127,367 @@ nn_conv nn_conv_transpose2d_shape(int N, int C, int H, int W, int OC, int K, int
     return s;
 }
 
-/* Images per GEMM group for a conv whose per-image scratch is `per` floats. */
-static int group_size(int N, size_t per) {
-    size_t g = per ? conv_budget / per : (size_t)N;
-    if (g < 1) g = 1;
-    if (g > (size_t)N) g = (size_t)N;
-    return (int)g;
+/* Conv2d runs by blocks and register tiles (conv_tile.h) rather than one large GEMM:
+ *   y_n (OC, P) = W (OC, Kd) col_n (Kd, P)           Kd = C*KH*KW, P = OH*OW
+ * A block is a set of output columns small enough that its im2col (Kd, cols) stays in L2:
+ * G whole images side by side when an image is small, else a band of output rows of one
+ * image. Each thread takes whole blocks with its own slot of scratch; the weights are
+ * packed once per call into panels of mr rows (shared, read-only). Every tile is
+ * computed over the whole Kd in registers and written once, straight into NCHW (bias
+ * added on the way): no large im2col matrix, no transposed copy of the output.
+ * Backward-data computes a block of dcol = W^T dY in tiles into the slot, then col2im adds
+ * it into dX; a thread owns whole images there, so no two threads add into one pixel.
+ * Backward-weights accumulates dW += dY col^T in fixed chunks of blocks (CONV_WSPLIT). No
+ * result depends on the thread count. */
+
+#define CONV_BLOCK_FLOATS ((size_t)96 << 10) /* an im2col block: 384 KiB */
+static size_t conv_block_floats = CONV_BLOCK_FLOATS;
+
+void nn_set_conv_block_floats(size_t floats) { conv_block_floats = floats ? floats : CONV_BLOCK_FLOATS; }
+
+/* Scratch slots: the thread count when convolution scratch was first sized; a later
+ * rise in threads leaves convolutions at that many (never past their scratch). */
+static int conv_slots_n;
+static int conv_slots(void) {
+    int n = __atomic_load_n(&conv_slots_n, __ATOMIC_ACQUIRE);
+    if (n > 0) return n;
+    int want = T2I_MAX(1, t2i_get_threads()), expect = 0;
+    __atomic_compare_exchange_n(&conv_slots_n, &expect, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&conv_slots_n, __ATOMIC_ACQUIRE);
 }
 
-static size_t conv2d_per_image(const nn_conv *s) {
-    size_t ohw = (size_t)s->OH * s->OW;
-    return ((size_t)s->C * s->KH * s->KW + (size_t)s->OC) * ohw;
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+typedef struct {
+    int Kd, P, G, rb, bpi; /* G images per block, or (G == 1) bands of rb rows, bpi bands per image */
+    int cols, groups;      /* most columns of a block; image groups (G images, or 1 image of bpi bands) */
+    int nt;                /* threads */
+} conv_plan;
+
+static conv_plan conv_plan_for(const nn_conv *s, int nt) {
+    conv_plan b;
+    b.Kd = s->C * s->KH * s->KW;
+    b.P = s->OH * s->OW;
+    b.nt = nt;
+    size_t cap = T2I_MAX(conv_block_floats / (size_t)b.Kd, (size_t)NN_TILE_MAX_NR);
+    if ((size_t)b.P <= cap) {
+        b.G = (int)T2I_MIN((size_t)s->N, cap / (size_t)b.P);
+        b.G = T2I_MIN(b.G, (s->N + nt - 1) / nt); /* enough groups for every thread */
+        b.rb = s->OH, b.bpi = 1;
+        b.cols = b.G * b.P;
+    } else {
+        b.G = 1;
+        b.rb = (int)T2I_MIN((size_t)s->OH, T2I_MAX((size_t)1, cap / (size_t)s->OW));
+        b.bpi = (s->OH + b.rb - 1) / b.rb;
+        b.cols = b.rb * s->OW;
+    }
+    b.groups = (s->N + b.G - 1) / b.G;
+    return b;
 }
 
-size_t nn_conv2d_scratch(const nn_conv *s) { return (size_t)group_size(s->N, conv2d_per_image(s)) * conv2d_per_image(s); }
+/* The tiles of one column panel, kept over the blocks of k (at the end of a slot). */
+static size_t conv_tiles_floats(const nn_conv *s, const conv_plan *b) {
+    return ((size_t)T2I_MAX(s->OC, b->Kd) + NN_TILE_MAX_MR) * NN_TILE_MAX_NR;
+}
+
+/* Floats of one thread's slot, for any path (blocks of b's width). */
+static size_t conv_slot_floats(const nn_conv *s, const conv_plan *b) {
+    size_t cp = (size_t)b->cols + NN_TILE_MAX_NR, Kd = (size_t)b->Kd, OC = (size_t)s->OC;
+    size_t fwd = Kd * cp;
+    size_t bwd_data = (OC + Kd) * cp;
+    size_t bwd_w = (Kd + OC + 2 * NN_TILE_MAX_MR) * cp + (T2I_MAX(OC, Kd) + NN_TILE_MAX_NR) * (size_t)b->cols;
+    return round_up(T2I_MAX(fwd, T2I_MAX(bwd_data, bwd_w)) + conv_tiles_floats(s, b), 16);
+}
+
+/* Backward-weights sums its blocks in this many fixed chunks, each into its own copy of
+ * dW, and adds the copies in chunk order: the same bits for any thread count. */
+#define CONV_WSPLIT 8
+
+/* Shared by a call's threads: the packed weights (forward, backward-data) or the chunks'
+ * copies of dW (backward-weights). */
+static size_t conv_shared_floats(const nn_conv *s, const conv_plan *b) {
+    size_t packed = ((size_t)s->OC + NN_TILE_MAX_NR) * ((size_t)b->Kd + NN_TILE_MAX_NR);
+    return round_up(T2I_MAX(packed, (size_t)CONV_WSPLIT * s->OC * b->Kd), 16);
+}
+
+size_t nn_conv2d_scratch(const nn_conv *s) {
+    conv_plan b = conv_plan_for(s, 1); /* one thread has the widest blocks: any count fits */
+    return conv_shared_floats(s, &b) + (size_t)conv_slots() * conv_slot_floats(s, &b);
+}
+
+const char *nn_conv_path(void) { return t2i_cpu_name(nn_tile_kernel_get()->level); }
+
+/* The block of group g, band r: first image n0, first column p0 within it, ncols columns,
+ * images count (G mode) and the band's output rows. */
+typedef struct {
+    int n0, images, oh0, oh1, p0, ncols;
+} conv_block;
+
+static conv_block block_at(const nn_conv *s, const conv_plan *b, int g, int r) {
+    conv_block k;
+    k.n0 = g * b->G;
+    k.images = T2I_MIN(b->G, s->N - k.n0);
+    k.oh0 = r * b->rb;
+    k.oh1 = T2I_MIN(s->OH, k.oh0 + b->rb);
+    k.p0 = k.oh0 * s->OW;
+    k.ncols = b->G > 1 || b->bpi == 1 ? k.images * b->P : (k.oh1 - k.oh0) * s->OW;
+    return k;
+}
+
+/* im2col of a block into col (Kd, ld); columns [ncols, ld) are zeroed (read by edge tiles). */
+static void block_im2col(float *col, size_t ld, const float *x, const nn_conv *s, const conv_plan *b,
+                         const conv_block *k) {
+    size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
+    for (int g = 0; g < k->images; g++)
+        for (int c = 0; c < s->C; c++)
+            im2col_channel(col + (size_t)c * kk * ld + (size_t)g * b->P, ld, x + ((size_t)(k->n0 + g) * s->C + c) * hw,
+                           s->H, s->W, s->KH, s->KW, s->stride, s->pad, k->oh0, k->oh1, s->OW);
+    if ((size_t)k->ncols < ld)
+        for (int i = 0; i < b->Kd; i++) memset(col + i * ld + k->ncols, 0, (ld - k->ncols) * sizeof(float));
+}
+
+/* dY of a block as rows (OC, ld), columns past ncols zeroed. */
+static void block_gather_dy(float *m, size_t ld, const float *dy, const nn_conv *s, const conv_plan *b,
+                            const conv_block *k) {
+    size_t P = (size_t)b->P;
+    for (int oc = 0; oc < s->OC; oc++) {
+        float *row = m + oc * ld;
+        for (int g = 0; g < k->images; g++)
+            memcpy(row + g * P, dy + ((size_t)(k->n0 + g) * s->OC + oc) * P + k->p0,
+                   (size_t)(k->ncols / k->images) * sizeof(float));
+        memset(row + k->ncols, 0, (ld - k->ncols) * sizeof(float));
+    }
+}
+
+/* Panel of mr rows: dst[k*mr + r] = src[r*ld + k] for r < m (zero rows up to mr), k < kc.
+ * k outermost: mr read streams, one sequential write stream. */
+static void pack_rows(float *restrict dst, const float *restrict src, size_t ld, int m, int kc, int mr) {
+    for (int k = 0; k < kc; k++, dst += mr) {
+        int r = 0;
+        for (; r < m; r++) dst[r] = src[(size_t)r * ld + k];
+        for (; r < mr; r++) dst[r] = 0.0f;
+    }
+}
+
+/* Panel of nr columns: dst[k*nr + j] = src[k*ld + j] for j < n (zero up to nr), k < kc. */
+static void pack_cols(float *restrict dst, const float *restrict src, size_t ld, int kc, int n, int nr) {
+    for (int k = 0; k < kc; k++) {
+        memcpy(dst + (size_t)k * nr, src + (size_t)k * ld, (size_t)n * sizeof(float));
+        for (int j = n; j < nr; j++) dst[(size_t)k * nr + j] = 0.0f;
+    }
+}
+
+/* k is taken CONV_KC rows at a time, so the part of B that the mp tiles share stays in L1. */
+#define CONV_KC 256
+
+/* Tiles i < mp of one column panel: ct[i] (mr x nr) = rows i*mr .. of A times B (kc rows,
+ * ldb apart). A is packed panels (lda 0: panel i holds kc rows of mr) or rows lda apart. */
+static void panel_product(const nn_tile_kernel *tk, int mp, int kc, const float *A, size_t lda, const float *B,
+                          size_t ldb, float *ct) {
+    const int mr = tk->mr, nr = tk->nr;
+    for (int k0 = 0; k0 < kc; k0 += CONV_KC) {
+        int kb = T2I_MIN(CONV_KC, kc - k0);
+        for (int i = 0; i < mp; i++) {
+            const float *a = lda ? A + (size_t)i * mr * lda + k0 : A + ((size_t)i * kc + k0) * mr;
+            tk->tile(kb, a, lda, B + (size_t)k0 * ldb, ldb, ct + (size_t)i * mr * nr, k0 > 0);
+        }
+    }
+}
+
+static int conv_threads(void) { return T2I_MAX(1, T2I_MIN(t2i_get_threads(), conv_slots())); }
+
+/* out = conv(inp, w) + b, or out += conv(inp, w) when add (b is then NULL). */
+static void conv2d_forward_run(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                               const nn_conv *s, int add) {
+    const nn_tile_kernel *tk = nn_tile_kernel_get();
+    const int mr = tk->mr, nr = tk->nr, nt = conv_threads();
+    conv_plan pl = conv_plan_for(s, nt);
+    const int Kd = pl.Kd, P = pl.P, mp = (s->OC + mr - 1) / mr;
+    float *Ap = scratch; /* mp panels of (Kd, mr) */
+    float *slots = scratch + conv_shared_floats(s, &pl);
+    size_t per = conv_slot_floats(s, &pl), ct_at = per - conv_tiles_floats(s, &pl);
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < mp; i++)
+            pack_rows(Ap + (size_t)i * Kd * mr, w + (size_t)i * mr * Kd, (size_t)Kd, T2I_MIN(mr, s->OC - i * mr), Kd,
+                      mr);
+        float *col = slots + (size_t)t2i_thread_id() * per, *ct = col + ct_at;
+#pragma omp for schedule(static)
+        for (int t = 0; t < pl.groups * pl.bpi; t++) {
+            conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
+            size_t kld = round_up((size_t)k.ncols, (size_t)nr);
+            block_im2col(col, kld, inp, s, &pl, &k);
+            for (int c0 = 0; c0 < k.ncols; c0 += nr) {
+                int n = T2I_MIN(nr, k.ncols - c0);
+                panel_product(tk, mp, Kd, Ap, 0, col + c0, kld, ct);
+                /* columns c0 .. c0+n of the block, in runs within one image */
+                for (int c = c0; c < c0 + n;) {
+                    int q = k.p0 + c, img = k.n0 + q / P, p = q % P, run = T2I_MIN(c0 + n - c, P - p);
+                    for (int oc = 0; oc < s->OC; oc++) {
+                        float bv = b ? b[oc] : 0.0f, *dst = out + ((size_t)img * s->OC + oc) * P + p;
+                        const float *src = ct + (size_t)oc * nr + (c - c0); /* tile oc/mr, row oc%mr */
+                        if (add)
+                            for (int j = 0; j < run; j++) dst[j] += src[j];
+                        else
+                            for (int j = 0; j < run; j++) dst[j] = src[j] + bv;
+                    }
+                    c += run;
+                }
+            }
+        }
+    }
+}
 
 void nn_conv2d_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
                        const nn_conv *s) {
-    int G = group_size(s->N, conv2d_per_image(s));
-    size_t ohw = (size_t)s->OH * s->OW;
-    int ckk = s->C * s->KH * s->KW;
-    float *col = scratch;
-    float *y = scratch + (size_t)ckk * G * ohw;
-    for (int n0 = 0; n0 < s->N; n0 += G) {
-        int g = T2I_MIN(G, s->N - n0);
-        int cols = (int)(g * ohw);
-        im2col_group(col, inp, n0, g, s->C, s->H, s->W, s->KH, s->KW, s->stride, s->pad, s->OH, s->OW);
-        nn_gemm(0, 0, s->OC, cols, ckk, 1.0f, w, ckk, col, cols, 0.0f, y, cols);
-        scatter_cm(out, y, b, n0, g, s->OC, ohw, 0);
+    conv2d_forward_run(out, scratch, inp, w, b, s, 0);
+}
+
+/* dinp += col2im(W^T dY), by image groups (a thread owns its images' pixels). */
+static void conv2d_backward_data(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
+                                 const nn_tile_kernel *tk, int nt) {
+    const int mr = tk->mr, nr = tk->nr;
+    conv_plan pl = conv_plan_for(s, nt);
+    const int Kd = pl.Kd, mp = (Kd + mr - 1) / mr;
+    float *Ap = scratch; /* mp panels of (OC, mr): W^T */
+    float *slots = scratch + conv_shared_floats(s, &pl);
+    size_t per = conv_slot_floats(s, &pl), ct_at = per - conv_tiles_floats(s, &pl);
+    size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < mp; i++)
+            pack_cols(Ap + (size_t)i * s->OC * mr, w + (size_t)i * mr, (size_t)Kd, s->OC, T2I_MIN(mr, Kd - i * mr), mr);
+        float *dyb = slots + (size_t)t2i_thread_id() * per, *ct = dyb + ct_at;
+#pragma omp for schedule(static)
+        for (int g = 0; g < pl.groups; g++)
+            for (int r = 0; r < pl.bpi; r++) {
+                conv_block k = block_at(s, &pl, g, r);
+                size_t kld = round_up((size_t)k.ncols, (size_t)nr);
+                float *dcol = dyb + (size_t)s->OC * kld;
+                block_gather_dy(dyb, kld, dout, s, &pl, &k);
+                for (int c0 = 0; c0 < k.ncols; c0 += nr) {
+                    int n = T2I_MIN(nr, k.ncols - c0);
+                    panel_product(tk, mp, s->OC, Ap, 0, dyb + c0, kld, ct);
+                    for (int row = 0; row < Kd; row++)
+                        memcpy(dcol + (size_t)row * kld + c0, ct + (size_t)row * nr, (size_t)n * sizeof(float));
+                }
+                for (int im = 0; im < k.images; im++)
+                    for (int c = 0; c < s->C; c++)
+                        col2im_channel(dinp + ((size_t)(k.n0 + im) * s->C + c) * hw,
+                                       dcol + (size_t)c * kk * kld + (size_t)im * pl.P, kld, s->H, s->W, s->KH, s->KW,
+                                       s->stride, s->pad, k.oh0, k.oh1, s->OW);
+            }
+    }
+}
+
+/* dw += dY col^T, summed in CONV_WSPLIT fixed chunks of blocks (each into its own copy,
+ * the copies then added in order: no dependence on the thread count).
+ * The product of a block is (OC, cols) x (cols, Kd), the columns being the sum index. One
+ * side is read in place as the tiles' rows (lda = its row length), the other packed into
+ * panels of nr rows: the tiles are (taps x channels), so the large im2col side needs no
+ * packing, unless there are so few channels (OC < nr/2: an output layer of 3) that a panel
+ * of them would be mostly padding; then the tiles are (channels x taps). */
+static void conv2d_backward_weight(float *dw, float *scratch, const float *dout, const float *inp, const nn_conv *s,
+                                   const nn_tile_kernel *tk, int nt) {
+    const int mr = tk->mr, nr = tk->nr;
+    conv_plan pl = conv_plan_for(s, CONV_WSPLIT); /* blocks that do not depend on nt */
+    const int Kd = pl.Kd, OC = s->OC, taps_rows = 2 * OC >= nr;
+    const int M = taps_rows ? Kd : OC, Nn = taps_rows ? OC : Kd, mp = (M + mr - 1) / mr, np = (Nn + nr - 1) / nr;
+    const int T = pl.groups * pl.bpi;
+    float *part = scratch; /* CONV_WSPLIT copies of (M, Nn): dW, or dW^T for taps_rows */
+    float *slots = scratch + conv_shared_floats(s, &pl);
+    size_t per = conv_slot_floats(s, &pl), ct_at = per - conv_tiles_floats(s, &pl);
+    size_t nw = (size_t)OC * Kd, cp = (size_t)pl.cols + NN_TILE_MAX_NR;
+    /* a slot: col (Kd + mr rows), dY rows (OC + mr), the packed side, the tiles */
+    size_t o_dy = (size_t)(Kd + NN_TILE_MAX_MR) * cp, o_pk = o_dy + (size_t)(OC + NN_TILE_MAX_MR) * cp;
+#pragma omp parallel num_threads(nt)
+    {
+        float *col = slots + (size_t)t2i_thread_id() * per;
+        float *dyb = col + o_dy, *Ypk = col + o_pk, *ct = col + ct_at;
+#pragma omp for schedule(static)
+        for (int chunk = 0; chunk < CONV_WSPLIT; chunk++) {
+            float *acc = part + (size_t)chunk * nw;
+            memset(acc, 0, nw * sizeof(float));
+            for (int t = chunk * T / CONV_WSPLIT; t < (chunk + 1) * T / CONV_WSPLIT; t++) {
+                conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
+                size_t kld = (size_t)k.ncols;
+                int kc = k.ncols;
+                block_im2col(col, kld, inp, s, &pl, &k);
+                block_gather_dy(dyb, kld, dout, s, &pl, &k);
+                float *X = taps_rows ? col : dyb;
+                const float *Y = taps_rows ? dyb : col;
+                memset(X + (size_t)M * kld, 0, (size_t)mr * kld * sizeof(float)); /* rows a last tile reads */
+                for (int j = 0; j < np; j++)
+                    pack_rows(Ypk + (size_t)j * nr * kc, Y + (size_t)j * nr * kld, kld, T2I_MIN(nr, Nn - j * nr), kc,
+                              nr);
+                for (int j = 0; j < np; j++) {
+                    int n = T2I_MIN(nr, Nn - j * nr);
+                    panel_product(tk, mp, kc, X, kld, Ypk + (size_t)j * nr * kc, (size_t)nr, ct);
+                    for (int row = 0; row < M; row++) {
+                        const float *src = ct + (size_t)row * nr;
+                        float *d = acc + (size_t)row * Nn + j * nr;
+                        for (int jj = 0; jj < n; jj++) d[jj] += src[jj];
+                    }
+                }
+            }
+        }
+#pragma omp for schedule(static)
+        for (size_t e = 0; e < nw; e++) {
+            size_t at = taps_rows ? e % Kd * OC + e / Kd : e; /* dW (OC, Kd) from dW^T (Kd, OC) */
+            float v = 0.0f;
+            for (int chunk = 0; chunk < CONV_WSPLIT; chunk++) v += part[(size_t)chunk * nw + at];
+            dw[e] += v;
+        }
     }
 }
 
 void nn_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, const float *dout,
                         const float *inp, const float *w, const nn_conv *s) {
-    int G = group_size(s->N, conv2d_per_image(s));
-    size_t ohw = (size_t)s->OH * s->OW;
-    int ckk = s->C * s->KH * s->KW;
-    float *col = scratch;
-    float *dy = scratch + (size_t)ckk * G * ohw;
-    if (db) add_channel_sums(db, dout, s->N, s->OC, ohw);
-    if (!dw && !dinp) return;
-    for (int n0 = 0; n0 < s->N; n0 += G) {
-        int g = T2I_MIN(G, s->N - n0);
-        int cols = (int)(g * ohw);
-        gather_cm(dy, dout, n0, g, s->OC, ohw);
-        if (dw) {
-            im2col_group(col, inp, n0, g, s->C, s->H, s->W, s->KH, s->KW, s->stride, s->pad, s->OH, s->OW);
-            nn_gemm(0, 1, s->OC, ckk, cols, 1.0f, dy, cols, col, cols, 1.0f, dw, ckk);
-        }
-        if (dinp) {
-            nn_gemm(1, 0, ckk, cols, s->OC, 1.0f, w, ckk, dy, cols, 0.0f, col, cols);
-            col2im_group(dinp, col, n0, g, s->C, s->H, s->W, s->KH, s->KW, s->stride, s->pad, s->OH, s->OW);
-        }
-    }
+    const nn_tile_kernel *tk = nn_tile_kernel_get();
+    int nt = conv_threads();
+    if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
+    if (dw) conv2d_backward_weight(dw, scratch, dout, inp, s, tk, nt);
+    if (dinp) conv2d_backward_data(dinp, scratch, dout, w, s, tk, nt);
 }
 
 /* ------------------------------------------------------------------ ConvTranspose2d */
 
-static size_t convt_per_image(const nn_conv *s) {
-    size_t hw = (size_t)s->H * s->W;
-    return ((size_t)s->OC * s->KH * s->KW + (size_t)s->C) * hw;
+/* ConvTranspose2d (C -> OC, H -> OH) is the adjoint of the Conv2d (OC -> C, OH -> H) with the
+ * same kernel, stride and padding, whose weight layout (C, OC, KH, KW) is the transpose's
+ * own. So its forward pass is that Conv2d's backward-data (into an output that starts as
+ * the bias), its backward-data that Conv2d's forward pass, and its weight gradient that
+ * Conv2d's with the roles of input and output gradient exchanged. (OH + 2 pad - K) / stride
+ * + 1 = H holds for any out_pad < stride, so the adjoint's shape is exact. */
+static nn_conv convt_adjoint(const nn_conv *s) {
+    nn_conv a = {s->N, s->OC, s->OH, s->OW, s->C, s->H, s->W, s->KH, s->KW, s->stride, s->pad};
+    return a;
 }
 
 size_t nn_conv_transpose2d_scratch(const nn_conv *s) {
-    return (size_t)group_size(s->N, convt_per_image(s)) * convt_per_image(s);
+    nn_conv a = convt_adjoint(s);
+    return nn_conv2d_scratch(&a);
 }
 
 void nn_conv_transpose2d_forward(float *out, float *scratch, const float *inp, const float *w,
                                  const float *b, const nn_conv *s) {
-    int G = group_size(s->N, convt_per_image(s));
-    size_t hw = (size_t)s->H * s->W, ohw = (size_t)s->OH * s->OW;
-    int okk = s->OC * s->KH * s->KW;
-    float *col = scratch;
-    float *xm = scratch + (size_t)okk * G * hw;
-    for (int n0 = 0; n0 < s->N; n0 += G) {
-        int g = T2I_MIN(G, s->N - n0);
-        int cols = (int)(g * hw);
-        gather_cm(xm, inp, n0, g, s->C, hw);
-        nn_gemm(1, 0, okk, cols, s->C, 1.0f, w, okk, xm, cols, 0.0f, col, cols);
-        /* out starts as the bias, then col2im scatters the contributions */
+    nn_conv a = convt_adjoint(s);
+    size_t ohw = (size_t)s->OH * s->OW;
 #pragma omp parallel for collapse(2) schedule(static)
-        for (int i = 0; i < g; i++)
-            for (int c = 0; c < s->OC; c++) {
-                float *o = out + ((size_t)(n0 + i) * s->OC + c) * ohw;
-                float bv = b ? b[c] : 0.0f;
-                for (size_t k = 0; k < ohw; k++) o[k] = bv;
-            }
-        /* the output plays the image, the input grid the columns */
-        col2im_group(out, col, n0, g, s->OC, s->OH, s->OW, s->KH, s->KW, s->stride, s->pad, s->H, s->W);
-    }
+    for (int i = 0; i < s->N; i++)
+        for (int c = 0; c < s->OC; c++) {
+            float *o = out + ((size_t)i * s->OC + c) * ohw, bv = b ? b[c] : 0.0f;
+            for (size_t k = 0; k < ohw; k++) o[k] = bv;
+        }
+    conv2d_backward_data(out, scratch, inp, w, &a, nn_tile_kernel_get(), conv_threads());
 }
 
 void nn_conv_transpose2d_backward(float *dinp, float *dw, float *db, float *scratch,
                                   const float *dout, const float *inp, const float *w,
                                   const nn_conv *s) {
-    int G = group_size(s->N, convt_per_image(s));
-    size_t hw = (size_t)s->H * s->W, ohw = (size_t)s->OH * s->OW;
-    int okk = s->OC * s->KH * s->KW;
-    float *col = scratch;
-    float *xm = scratch + (size_t)okk * G * hw;
-    if (db) add_channel_sums(db, dout, s->N, s->OC, ohw);
-    if (!dw && !dinp) return;
-    for (int n0 = 0; n0 < s->N; n0 += G) {
-        int g = T2I_MIN(G, s->N - n0);
-        int cols = (int)(g * hw);
-        im2col_group(col, dout, n0, g, s->OC, s->OH, s->OW, s->KH, s->KW, s->stride, s->pad, s->H, s->W);
-        if (dw) {
-            gather_cm(xm, inp, n0, g, s->C, hw);
-            nn_gemm(0, 1, s->C, okk, cols, 1.0f, xm, cols, col, cols, 1.0f, dw, okk);
-        }
-        if (dinp) {
-            nn_gemm(0, 0, s->C, cols, okk, 1.0f, w, okk, col, cols, 0.0f, xm, cols);
-            scatter_cm(dinp, xm, NULL, n0, g, s->C, hw, 1);
-        }
-    }
+    nn_conv a = convt_adjoint(s);
+    if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
+    if (dw) conv2d_backward_weight(dw, scratch, inp, dout, &a, nn_tile_kernel_get(), conv_threads());
+    if (dinp) conv2d_forward_run(dinp, scratch, dout, w, NULL, &a, 1);
 }

@@ -102,24 +102,23 @@ static void test_conv2d(void **state) {
     check_conv("conv k3 s1 p0", nn_conv2d_shape(2, 2, 6, 7, 3, 3, 1, 0), 0);
     check_conv("conv k5 s1 p2", nn_conv2d_shape(2, 2, 5, 6, 3, 5, 1, 2), 0);
     check_conv("conv k3 s2 p0", nn_conv2d_shape(1, 2, 7, 6, 3, 3, 2, 0), 0);
-    /* tiny budget: one image per GEMM group exercises the grouping loop */
-    nn_set_conv_scratch_budget(1);
-    check_conv("conv k3 s1 p1 grouped", nn_conv2d_shape(3, 2, 5, 5, 3, 3, 1, 1), 0);
-    nn_set_conv_scratch_budget(0);
+    /* tiny blocks: bands of one or two output rows instead of whole images */
+    nn_set_conv_block_floats(1);
+    check_conv("conv k3 s1 p1 bands", nn_conv2d_shape(3, 2, 5, 5, 3, 3, 1, 1), 0);
+    nn_set_conv_block_floats(0);
 }
-/* Forward values against a direct sum over taps (stride 1 takes the shifted-GEMM path,
- * stride 2 im2col): shapes with and without padding, odd and even kernels, one and many
- * images per GEMM group. */
-static void check_conv_direct(nn_conv s, size_t budget) {
+/* Forward values against a direct sum over taps: shapes with and without padding, stride
+ * 1 and 2, odd and even kernels, blocks of whole images and (block 1) bands of rows. */
+static void check_conv_direct(nn_conv s, size_t block) {
     t2i_rng r;
     t2i_rng_seed(&r, 11);
     size_t nx = (size_t)s.N * s.C * s.H * s.W, ny = (size_t)s.N * s.OC * s.OH * s.OW;
     float *x = tu_randn(&r, nx, 1.0f), *w = tu_randn(&r, (size_t)s.OC * s.C * s.KH * s.KW, 1.0f);
     float *b = tu_randn(&r, (size_t)s.OC, 1.0f), *y = tu_zeros(ny);
-    nn_set_conv_scratch_budget(budget);
+    nn_set_conv_block_floats(block);
     float *scratch = tu_zeros(nn_conv2d_scratch(&s));
     nn_conv2d_forward(y, scratch, x, w, b, &s);
-    nn_set_conv_scratch_budget(0);
+    nn_set_conv_block_floats(0);
     double worst = 0;
     for (int n = 0; n < s.N; n++)
         for (int o = 0; o < s.OC; o++)
@@ -156,9 +155,9 @@ static void test_conv_transpose2d(void **state) {
     check_conv("convT k4 s2 p1", nn_conv_transpose2d_shape(2, 3, 4, 4, 2, 4, 2, 1, 0), 1);
     check_conv("convT k3 s1 p1", nn_conv_transpose2d_shape(2, 2, 5, 4, 3, 3, 1, 1, 0), 1);
     check_conv("convT k3 s2 p1 op1", nn_conv_transpose2d_shape(1, 2, 3, 3, 2, 3, 2, 1, 1), 1);
-    nn_set_conv_scratch_budget(1);
-    check_conv("convT k4 s2 p1 grouped", nn_conv_transpose2d_shape(3, 2, 3, 3, 2, 4, 2, 1, 0), 1);
-    nn_set_conv_scratch_budget(0);
+    nn_set_conv_block_floats(1);
+    check_conv("convT k4 s2 p1 bands", nn_conv_transpose2d_shape(3, 2, 3, 3, 2, 4, 2, 1, 0), 1);
+    nn_set_conv_block_floats(0);
 }
 
 /* ---------------------------------------------------------------- norms */

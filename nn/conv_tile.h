@@ -1,0 +1,23 @@
+/* conv_tile.h - register-tile kernels for the convolutions (conv_tile.c), private to nn/.
+ * C (mr x nr) = (acc ? C : 0) + A (packed, mr per k, when lda is 0; else rows lda apart) x B (nr columns, rows ldb apart) over kc terms. */
+#ifndef T2I_CONV_TILE_H
+#define T2I_CONV_TILE_H
+
+#include <stddef.h>
+
+#include "base.h"
+
+/* The largest tile of any path (scratch tiles are sized by these). */
+#define NN_TILE_MAX_MR 8
+#define NN_TILE_MAX_NR 32
+
+typedef struct {
+    int mr, nr;
+    t2i_cpu_level level;
+    void (*tile)(int kc, const float *A, size_t lda, const float *B, size_t ldb, float *C, int acc);
+} nn_tile_kernel;
+
+/* The kernel of the current path (t2i_cpu_path()). */
+const nn_tile_kernel *nn_tile_kernel_get(void);
+
+#endif
