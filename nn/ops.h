@@ -73,7 +73,7 @@ nn_conv nn_conv_transpose2d_shape(int N, int C, int H, int W, int OC, int K, int
 /* Floats of scratch needed by forward and backward (the same bound serves both), for
  * the thread count of the first call (a later rise in threads is not used by them). */
 size_t nn_conv2d_scratch(const nn_conv *s);
-/* Floats of one im2col block of Conv2d (0 restores the default, 96K: within L2); a
+/* Floats of one im2col block of Conv2d (0 restores the default, 256K); a
  * smaller one splits images into bands of rows. Tests lower it to exercise the bands.
  * Set before sizing scratch. */
 void nn_set_conv_block_floats(size_t floats);

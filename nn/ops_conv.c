@@ -140,7 +140,7 @@ nn_conv nn_conv_transpose2d_shape(int N, int C, int H, int W, int OC, int K, int
  * Backward-weights accumulates dW += dY col^T in fixed chunks of blocks (CONV_WSPLIT). No
  * result depends on the thread count. */
 
-#define CONV_BLOCK_FLOATS ((size_t)96 << 10) /* an im2col block: 384 KiB */
+#define CONV_BLOCK_FLOATS ((size_t)256 << 10) /* an im2col block: 1 MiB (the tiles stream it in L1-sized parts) */
 static size_t conv_block_floats = CONV_BLOCK_FLOATS;
 
 void nn_set_conv_block_floats(size_t floats) { conv_block_floats = floats ? floats : CONV_BLOCK_FLOATS; }
@@ -169,7 +169,9 @@ static conv_plan conv_plan_for(const nn_conv *s, int nt) {
     b.Kd = s->C * s->KH * s->KW;
     b.P = s->OH * s->OW;
     b.nt = nt;
-    size_t cap = T2I_MAX(conv_block_floats / (size_t)b.Kd, (size_t)NN_TILE_MAX_NR);
+    /* at least 4 tile widths (unless tests ask for less): a block of few columns loses much
+     * to its last, partial tile */
+    size_t cap = T2I_MAX(conv_block_floats / (size_t)b.Kd, T2I_MIN((size_t)4 * NN_TILE_MAX_NR, conv_block_floats));
     if ((size_t)b.P <= cap) {
         b.G = (int)T2I_MIN((size_t)s->N, cap / (size_t)b.P);
         b.G = T2I_MIN(b.G, (s->N + nt - 1) / nt); /* enough groups for every thread */
