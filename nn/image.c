@@ -9,8 +9,8 @@
  *     libjpeg-turbo with its default settings (the ISLOW IDCT and fancy upsampling, as
  *     PIL), so pixels match PIL's exactly: gray stays gray, YCbCr and RGB give RGB, CMYK
  *     and YCCK are converted to RGB as PIL does; every libjpeg warning about damaged or
- *     missing data is an error (a truncated file is refused, not filled with grey), and
- *     more than JPEG_MAX_SCANS progressive scans are refused. Anything else is offered to
+ *     missing data is an error (a truncated file is refused, not filled with grey);
+ *     arithmetic coding and more than JPEG_MAX_SCANS progressive scans are refused. Anything else is offered to
  *     stb_image, compiled with BMP, GIF, TGA and PNM only (its JPEG decoder was not
  *     robust against corrupt data; PSD, PIC and HDR are not formats of photo folders).
  *     16-bit samples are reduced to 8 bits with rounding,
@@ -321,7 +321,8 @@ typedef struct {
     struct jpeg_decompress_struct d;
     jmp_buf jmp;
     char msg[JMSG_LENGTH_MAX + 64];
-    int error_set; /* t2i_error_set was called already (pixel limit); msg is unused */
+    const char *name; /* for messages */
+    int error_set;    /* t2i_error_set was called already (pixel limit, unsupported); msg unused */
     int w, h, c;   /* what the caller receives: c = 1 (gray) or 3 (RGB; CMYK converted) */
     int cmyk;      /* libjpeg delivers 4-channel Adobe CMYK rows into row */
     uint8_t *px;   /* (h, w, c) */
@@ -359,19 +360,28 @@ static void jpeg_progress_cb(j_common_ptr cinfo) {
     }
 }
 
+/* Refuses a file libjpeg could read, with a complete message. */
+static _Noreturn void jpeg_unsupported(jpeg_ctx *j, const char *what) {
+    t2i_error_set("%s: unsupported JPEG (%s)", j->name, what);
+    j->error_set = 1;
+    longjmp(j->jmp, 1);
+}
+
 /* Reads the header and chooses the output: gray stays gray, YCbCr and RGB give RGB,
- * CMYK and YCCK give CMYK rows that jpeg_cmyk_to_rgb converts. */
+ * CMYK and YCCK give CMYK rows that jpeg_cmyk_to_rgb converts. Arithmetic coding is
+ * refused: libjpeg's arithmetic decoder reads zeros past the end of the data without a
+ * warning, so a truncated file would decode to a silently wrong image (and a few bytes
+ * could announce a whole image of them); browsers do not read such files either. */
 static void jpeg_header(jpeg_ctx *j) {
     jpeg_read_header(&j->d, TRUE);
+    if (j->d.arith_code) jpeg_unsupported(j, "arithmetic coding");
     switch (j->d.jpeg_color_space) {
     case JCS_GRAYSCALE: j->d.out_color_space = JCS_GRAYSCALE, j->c = 1; break;
     case JCS_YCbCr:
     case JCS_RGB: j->d.out_color_space = JCS_RGB, j->c = 3; break;
     case JCS_CMYK:
     case JCS_YCCK: j->d.out_color_space = JCS_CMYK, j->c = 3, j->cmyk = 1; break;
-    default:
-        snprintf(j->msg, sizeof j->msg, "unsupported colour space of %d components", j->d.num_components);
-        longjmp(j->jmp, 1);
+    default: jpeg_unsupported(j, j->d.num_components == 2 ? "colour space of 2 components" : "unknown colour space");
     }
     j->w = (int)j->d.image_width, j->h = (int)j->d.image_height;
 }
@@ -429,6 +439,7 @@ static int jpeg_run(jpeg_ctx *j, const uint8_t *data, size_t len, FILE *f, const
 /* Decodes (pixels = 1) or reads the header of a JPEG; on success the caller owns j->px. */
 static int jpeg_decode(jpeg_ctx *j, const uint8_t *data, size_t len, FILE *f, const char *name, int pixels) {
     memset(j, 0, sizeof *j);
+    j->name = name;
     j->d.err = jpeg_std_error(&j->err);
     j->err.error_exit = jpeg_error_exit_cb;
     j->err.emit_message = jpeg_emit_message_cb;
