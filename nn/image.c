@@ -5,8 +5,15 @@
  * What it implements (declared in image.h):
  *   - Decoding. The format is chosen from the first bytes, never from the file name:
  *     PNG goes through libpng (every colour type, bit depths 1-16, Adam7 interlacing,
- *     palette and tRNS transparency); anything else is offered to stb_image (JPEG, BMP,
- *     GIF, TGA, PNM, PSD, PIC). 16-bit samples are reduced to 8 bits with rounding,
+ *     palette and tRNS transparency); JPEG (SOI marker FF D8 first) through
+ *     libjpeg-turbo with its default settings (the ISLOW IDCT and fancy upsampling, as
+ *     PIL), so pixels match PIL's exactly: gray stays gray, YCbCr and RGB give RGB, CMYK
+ *     and YCCK are converted to RGB as PIL does; every libjpeg warning about damaged or
+ *     missing data is an error (a truncated file is refused, not filled with grey);
+ *     arithmetic coding and more than JPEG_MAX_SCANS progressive scans are refused. Anything else is offered to
+ *     stb_image, compiled with BMP, GIF, TGA and PNM only (its JPEG decoder was not
+ *     robust against corrupt data; PSD, PIC and HDR are not formats of photo folders).
+ *     16-bit samples are reduced to 8 bits with rounding,
  *     v8 = (v16 * 255 + 32767) / 65535. Dimensions are checked against
  *     T2I_IMAGE_MAX_PIXELS before any pixel buffer is allocated.
  *   - Channel conversion (t2i_image_convert, and want_c of the loaders):
@@ -29,8 +36,8 @@
  * oversized file; they never abort on bad data. Everything else only asserts its
  * contract (sizes, channel counts) and cannot fail.
  *
- * Thread safety: decoding keeps all state on the stack or in its own libpng structs;
- * stb_image's failure reason is thread-local in the packaged version (2.27).
+ * Thread safety: decoding keeps all state on the stack or in its own libpng and libjpeg
+ * structs; stb_image's failure reason is thread-local in the packaged version (2.27).
  */
 #include "image.h"
 
@@ -46,6 +53,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jpeglib.h> /* after stdio.h: it uses FILE */
+#include <jerror.h>
 #include <png.h>
 #include <zlib.h>
 
@@ -63,6 +72,9 @@
 #pragma GCC diagnostic ignored "-Wtype-limits"
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_JPEG /* libjpeg-turbo decodes JPEG */
+#define STBI_NO_PSD
+#define STBI_NO_PIC
 #define STBI_NO_HDR
 #define STBI_NO_LINEAR
 #include <stb_image.h>
@@ -293,16 +305,168 @@ static int png_header(png_structp png, png_infop info, png_src *s, const char *n
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* JPEG through libjpeg-turbo                                                            */
+
+/* A progressive file may hold any number of scans, and each scan may revisit every block
+ * of the image for a few bytes of input (one end-of-band run covers 32767 blocks), so a
+ * small file could cost minutes. Encoders write about 10 (libjpeg's default script) and
+ * rarely more than a few dozen; more than this many is refused. */
+#define JPEG_MAX_SCANS 256
+
+/* One decoder and what it allocated: the function calling setjmp modifies none of its own
+ * locals afterwards, and everything to free after a longjmp is reachable from here. */
+typedef struct {
+    struct jpeg_error_mgr err; /* first: the callbacks find the rest from cinfo->err */
+    struct jpeg_progress_mgr progress;
+    struct jpeg_decompress_struct d;
+    jmp_buf jmp;
+    char msg[JMSG_LENGTH_MAX + 64];
+    const char *name; /* for messages */
+    int error_set;    /* t2i_error_set was called already (pixel limit, unsupported); msg unused */
+    int w, h, c;   /* what the caller receives: c = 1 (gray) or 3 (RGB; CMYK converted) */
+    int cmyk;      /* libjpeg delivers 4-channel Adobe CMYK rows into row */
+    uint8_t *px;   /* (h, w, c) */
+    uint8_t *row;
+} jpeg_ctx;
+
+static void jpeg_error_exit_cb(j_common_ptr cinfo) {
+    jpeg_ctx *j = (jpeg_ctx *)(void *)cinfo->err;
+    (*cinfo->err->format_message)(cinfo, j->msg);
+    longjmp(j->jmp, 1);
+}
+
+/* Warnings stop decoding: libjpeg goes on after damaged or missing data (filling what is
+ * missing with grey, or a bad Huffman code with zeros), which would be a silently wrong
+ * image. Only warnings that leave every pixel as the file encodes it are ignored: bytes
+ * skipped between segments after a scan was complete, an unknown Adobe transform code or
+ * JFIF version, a damaged ICC profile (not used). Trace messages (level >= 0) are dropped;
+ * nothing is printed. */
+static void jpeg_emit_message_cb(j_common_ptr cinfo, int level) {
+    if (level >= 0) return;
+    switch (cinfo->err->msg_code) {
+    case JWRN_EXTRANEOUS_DATA:
+    case JWRN_ADOBE_XFORM:
+    case JWRN_JFIF_MAJOR:
+    case JWRN_BOGUS_ICC: return;
+    default: (*cinfo->err->error_exit)(cinfo);
+    }
+}
+
+static void jpeg_progress_cb(j_common_ptr cinfo) {
+    jpeg_ctx *j = (jpeg_ctx *)(void *)cinfo->err;
+    if (j->d.progressive_mode && j->d.input_scan_number > JPEG_MAX_SCANS) {
+        snprintf(j->msg, sizeof j->msg, "more than %d progressive scans", JPEG_MAX_SCANS);
+        longjmp(j->jmp, 1);
+    }
+}
+
+/* Refuses a file libjpeg could read, with a complete message. */
+static _Noreturn void jpeg_unsupported(jpeg_ctx *j, const char *what) {
+    t2i_error_set("%s: unsupported JPEG (%s)", j->name, what);
+    j->error_set = 1;
+    longjmp(j->jmp, 1);
+}
+
+/* Reads the header and chooses the output: gray stays gray, YCbCr and RGB give RGB,
+ * CMYK and YCCK give CMYK rows that jpeg_cmyk_to_rgb converts. Arithmetic coding is
+ * refused: libjpeg's arithmetic decoder reads zeros past the end of the data without a
+ * warning, so a truncated file would decode to a silently wrong image (and a few bytes
+ * could announce a whole image of them); browsers do not read such files either. */
+static void jpeg_header(jpeg_ctx *j) {
+    jpeg_read_header(&j->d, TRUE);
+    if (j->d.arith_code) jpeg_unsupported(j, "arithmetic coding");
+    switch (j->d.jpeg_color_space) {
+    case JCS_GRAYSCALE: j->d.out_color_space = JCS_GRAYSCALE, j->c = 1; break;
+    case JCS_YCbCr:
+    case JCS_RGB: j->d.out_color_space = JCS_RGB, j->c = 3; break;
+    case JCS_CMYK:
+    case JCS_YCCK: j->d.out_color_space = JCS_CMYK, j->c = 3, j->cmyk = 1; break;
+    default: jpeg_unsupported(j, j->d.num_components == 2 ? "colour space of 2 components" : "unknown colour space");
+    }
+    j->w = (int)j->d.image_width, j->h = (int)j->d.image_height;
+}
+
+/* CMYK as Adobe (Photoshop) writes it, inverted (255 = no ink), which PIL assumes for every
+ * CMYK JPEG; then PIL's convert("RGB"): v = (255 - K) - round(C * (255 - K) / 255), with
+ * its rounding of the product, (t + (t >> 8)) >> 8 for t = a * b + 128. */
+static void jpeg_cmyk_to_rgb(uint8_t *dst, const uint8_t *src, int w) {
+    for (int x = 0; x < w; x++, src += 4, dst += 3) {
+        unsigned nk = src[3]; /* 255 - K, stored inverted */
+        for (int k = 0; k < 3; k++) {
+            unsigned t = (255u - src[k]) * nk + 128u;
+            dst[k] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+        }
+    }
+}
+
+static void jpeg_pixels(jpeg_ctx *j) {
+    jpeg_start_decompress(&j->d);
+    size_t stride = (size_t)j->w * (size_t)j->c;
+    T2I_ASSERT((int)j->d.output_width == j->w && (int)j->d.output_height == j->h &&
+               j->d.output_components == (j->cmyk ? 4 : j->c));
+    j->px = t2i_malloc(stride * (size_t)j->h);
+    if (j->cmyk) j->row = t2i_malloc((size_t)j->w * 4);
+    while (j->d.output_scanline < j->d.output_height) {
+        uint8_t *dst = j->px + (size_t)j->d.output_scanline * stride;
+        JSAMPROW r = j->cmyk ? j->row : dst;
+        if (jpeg_read_scanlines(&j->d, &r, 1) != 1) { /* only a suspending source returns 0 */
+            snprintf(j->msg, sizeof j->msg, "decoder returned no row");
+            longjmp(j->jmp, 1);
+        }
+        if (j->cmyk) jpeg_cmyk_to_rgb(dst, j->row, j->w);
+    }
+    jpeg_finish_decompress(&j->d); /* reads up to EOI: a file cut after its pixels is refused too */
+}
+
+/* setjmp lives here; the source is memory (data, len) or the file f. */
+static int jpeg_run(jpeg_ctx *j, const uint8_t *data, size_t len, FILE *f, const char *name, int pixels) {
+    if (setjmp(j->jmp)) return -1;
+    jpeg_create_decompress(&j->d);
+    j->d.progress = &j->progress;
+    if (f)
+        jpeg_stdio_src(&j->d, f);
+    else
+        jpeg_mem_src(&j->d, data, (unsigned long)len);
+    jpeg_header(j);
+    if (check_pixels(name, "JPEG", j->w, j->h) != 0) {
+        j->error_set = 1;
+        return -1;
+    }
+    if (pixels) jpeg_pixels(j);
+    return 0;
+}
+
+/* Decodes (pixels = 1) or reads the header of a JPEG; on success the caller owns j->px. */
+static int jpeg_decode(jpeg_ctx *j, const uint8_t *data, size_t len, FILE *f, const char *name, int pixels) {
+    memset(j, 0, sizeof *j);
+    j->name = name;
+    j->d.err = jpeg_std_error(&j->err);
+    j->err.error_exit = jpeg_error_exit_cb;
+    j->err.emit_message = jpeg_emit_message_cb;
+    j->progress.progress_monitor = jpeg_progress_cb;
+    int bad = jpeg_run(j, data, len, f, name, pixels);
+    jpeg_destroy_decompress(&j->d);
+    free(j->row);
+    j->row = NULL;
+    if (!bad) return 0;
+    free(j->px);
+    j->px = NULL;
+    if (j->error_set) return -1;
+    return t2i_error_set("%s: corrupt JPEG (%s)", name, j->msg[0] ? j->msg : "unknown libjpeg error");
+}
+
+static int is_jpeg(const uint8_t *p, size_t n) { return n >= 2 && p[0] == 0xFF && p[1] == 0xD8; }
+
+/* ------------------------------------------------------------------------------------ */
 /* Loading                                                                               */
 
-/* Names the format from its magic bytes, for messages (stb_image itself tries every
- * decoder in turn, so its failure reason for a damaged JPEG is often "unknown image
- * type"). NULL when the bytes match nothing that has a signature (TGA has none). */
+/* Names the format stb_image is given from its magic bytes, for messages (stb_image
+ * itself tries every decoder in turn, so its failure reason for a damaged file is often
+ * "unknown image type"). NULL when the bytes match nothing that has a signature (TGA has
+ * none). */
 static const char *sniff_format(const uint8_t *p, size_t n) {
-    if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return "JPEG";
     if (n >= 2 && p[0] == 'B' && p[1] == 'M') return "BMP";
     if (n >= 4 && !memcmp(p, "GIF8", 4)) return "GIF";
-    if (n >= 4 && !memcmp(p, "8BPS", 4)) return "PSD";
     if (n >= 2 && p[0] == 'P' && (p[1] == '5' || p[1] == '6')) return "PNM";
     return NULL;
 }
@@ -357,63 +521,13 @@ static int check_pnm_header(const uint8_t *p, size_t n, size_t total, const char
     return 0;
 }
 
-/* stb_image 2.27 trusts the code counts of a JPEG Huffman table (DHT segment): more than
- * 256 codes write past the end of its tables (memory corruption, reached by stbi_info as
- * well as by decoding). The file's segments are walked as stb walks them (marker, fill
- * bytes, 16-bit length; entropy-coded data after SOS up to the next marker other than a
- * stuffed byte or RSTn) and every table of every DHT segment is checked first, reading
- * as stb does (tables while the length lasts, zeros past the end of the file). */
-static int check_jpeg_tables(const uint8_t *p, size_t n, const char *name) {
-    size_t i = 0; /* stb takes any number of 0xFF before SOI */
-    while (i < n && p[i] == 0xFF) i++;
-    if (i == 0 || i >= n || p[i] != 0xD8) return 0; /* not a JPEG for stb */
-    i++;
-    while (i < n) {
-        if (p[i++] != 0xFF) continue; /* not a marker: stb skips or stops */
-        while (i < n && p[i] == 0xFF) i++;
-        if (i + 3 > n) break;
-        uint8_t m = p[i++];
-        if (m == 0xD9) break;
-        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no length */
-        long len = p[i] << 8 | p[i + 1], left = len - 2;
-        for (size_t j = i + 2; m == 0xC4 && left > 0;) {
-            unsigned codes = 0;
-            for (size_t k = j + 1; k <= j + 16; k++) codes += k < n ? p[k] : 0;
-            if (codes > 256)
-                return t2i_error_set("%s: corrupt JPEG (a Huffman table of %u codes, at most 256)", name, codes);
-            j += 17 + codes;
-            left -= 17 + (long)codes;
-        }
-        i += (size_t)len;
-        if (m != 0xDA) continue;
-        while (i + 1 < n) { /* entropy-coded data */
-            if (p[i] != 0xFF) {
-                i++;
-                continue;
-            }
-            size_t q = i + 1;
-            while (q < n && p[q] == 0xFF) q++;
-            if (q < n && (p[q] == 0 || (p[q] >= 0xD0 && p[q] <= 0xD7))) {
-                i = q + 1;
-                continue;
-            }
-            break; /* a marker: the loop above reads it */
-        }
-    }
-    return 0;
-}
-
 /* stb_image reads past the end of a TGA as zeros too, so a 20-byte file could announce
  * 40 Mpixels of run-length data and decode to a black image (the fuzzer's slowest
  * inputs). TGA has no signature: this applies to what stb accepted and no other format
- * claimed (PIC and JPEG after fill bytes excepted). The pixels start after the 18-byte header, the image id and the colour map; a
+ * claimed. The pixels start after the 18-byte header, the image id and the colour map; a
  * raw image needs w * h pixels, a run-length one at least a packet byte and a pixel per
  * 128 pixels. */
 static int check_tga_length(const uint8_t *p, size_t n, const char *name) {
-    size_t i = 0;
-    while (i < n && p[i] == 0xFF) i++;
-    if (i > 0 && i < n && p[i] == 0xD8) return 0;                   /* a JPEG after fill bytes */
-    if (n >= 4 && !memcmp(p, "S\x80\xf6\x34", 4)) return 0;           /* PIC: stb's own check */
     if (n < 18) /* stb reads the missing header bytes as zeros too */
         return t2i_error_set("%s: truncated TGA (%zu bytes, its header needs 18)", name, n);
     int type = p[2], rle = type >= 9;
@@ -426,7 +540,9 @@ static int check_tga_length(const uint8_t *p, size_t n, const char *name) {
 }
 
 static int stb_fail(const char *name, const char *fmt) {
-    if (!fmt) return t2i_error_set("%s: not a supported image (%s)", name, stbi_failure_reason());
+    if (!fmt)
+        return t2i_error_set("%s: not a supported image (%s; t2i reads PNG, JPEG, BMP, GIF, PNM and TGA)", name,
+                             stbi_failure_reason());
     return t2i_error_set("%s: corrupt %s (%s)", name, fmt, stbi_failure_reason());
 }
 
@@ -437,11 +553,16 @@ int t2i_image_load_mem(t2i_image *img, const void *data, size_t len, const char 
     memset(img, 0, sizeof *img);
     if (len == 0) return t2i_error_set("%s: empty file", name);
     if (len >= 8 && memcmp(data, png_magic, 8) == 0) return load_png_mem(img, data, len, name, want_c);
+    if (is_jpeg(data, len)) {
+        jpeg_ctx j;
+        if (jpeg_decode(&j, data, len, NULL, name, 1) != 0) return -1;
+        finish_image(img, j.px, j.w, j.h, j.c, want_c);
+        return 0;
+    }
     if (len > INT_MAX) return t2i_error_set("%s: file too large for the image decoder", name);
     const char *fmt = sniff_format(data, len);
     int w, h, c, done;
     if (fmt && strcmp(fmt, "PNM") == 0 && check_pnm_header(data, len, len, name, &done) != 0) return -1;
-    if (check_jpeg_tables(data, len, name) != 0) return -1;
     if (!stbi_info_from_memory(data, (int)len, &w, &h, &c)) return stb_fail(name, fmt);
     if (check_pixels(name, fmt, w, h) != 0) return -1;
     if (fmt && strcmp(fmt, "BMP") == 0 && check_bmp_length(data, len, name) != 0) return -1;
@@ -506,13 +627,11 @@ int t2i_image_info(const char *path, int *w, int *h, int *c) {
         int bad = png_header(png, info, &s, path, w, h, c);
         png_destroy_read_struct(&png, &info, NULL);
         if (bad) rc = png_fail(&s, path);
-    } else if (head[0] == 0xFF) { /* a JPEG for stb: its tables are checked before stb reads them */
-        size_t len = 0;
-        char *data = t2i_read_file(path, &len, IMAGE_MAX_FILE_BYTES);
-        if (!data || check_jpeg_tables((const uint8_t *)data, len, path) != 0) rc = -1;
-        else if (len > INT_MAX || !stbi_info_from_memory((const stbi_uc *)data, (int)len, w, h, c)) rc = stb_fail(path, fmt);
-        else rc = check_pixels(path, fmt, *w, *h);
-        free(data);
+    } else if (is_jpeg(head, got)) { /* the header only: the pixels are not read */
+        jpeg_ctx j;
+        rewind(f);
+        rc = jpeg_decode(&j, NULL, 0, f, path, 0);
+        if (rc == 0) *w = j.w, *h = j.h, *c = j.c;
     } else {
         rewind(f);
         if (!stbi_info_from_file(f, w, h, c))

@@ -2,7 +2,8 @@
  * conversions; image_resize.c: resizing and crops; image_grid.c: tensors and grids).
  *
  * Reading: PNG through libpng (gray, gray+alpha, RGB, RGBA, palette, 1/2/4/8/16-bit,
- * interlaced), JPEG (and other formats stb_image knows) through stb_image. Writing: PNG
+ * interlaced), JPEG through libjpeg-turbo (baseline, progressive, gray, CMYK; pixels as
+ * PIL's), BMP, GIF, TGA and PNM through stb_image. Writing: PNG
  * through stb_image_write, atomically (temporary file, rename), with the written size
  * checked. A file that is missing, corrupt, truncated, or has more pixels than
  * T2I_IMAGE_MAX_PIXELS gives -1 and an error naming the file and the problem.

@@ -5,8 +5,9 @@
                empty tensors, metadata, unaligned offsets and typical defects (overlaps,
                holes), so the fuzzer starts from inputs that reach deep into the validator;
   image        the small PNGs and JPEGs of tests/data/img (every PNG colour type and
-               depth, Adam7, tRNS; gray, 4:2:0 and 4:4:4 JPEG) and tiny BMP, GIF, PGM,
-               16-bit PPM and TGA files written here, plus truncated ones;
+               depth, Adam7, tRNS; gray, 4:2:0, 4:4:4, progressive and CMYK JPEG) and tiny
+               BMP, GIF, PGM, 16-bit PPM and TGA files written here, plus truncated ones
+               and a JPEG with garbage entropy-coded data;
   metadata     metadata.jsonl and metadata.csv texts naming the fuzz folder's files
                (a.png, b.jpg, sub/c.png), with quoting, CRLF, a byte-order mark, errors;
   tokenizer    captions with HTML entities, contractions, special tokens, accents, CJK,
@@ -19,6 +20,7 @@ Standard library only.
 Usage: python3 tests/fuzz/gen_corpus.py   (rewrites the corpus folders' seed_* files)
 """
 import glob
+import hashlib
 import json
 import os
 import struct
@@ -104,6 +106,18 @@ def image_seeds():
         data = open(path, "rb").read()
         if len(data) <= 4096:
             seeds[os.path.splitext(os.path.basename(path))[0]] = data
+    # damaged JPEGs, each refused by the decoder: cut inside the entropy-coded data (baseline,
+    # and progressive between scans), and one whose entropy-coded data is replaced after 32
+    # bytes by runs of stuffed 0xFF 0x00 and pseudo-random bytes (stb_image's JPEG decoder
+    # shifted by a negative bit count on such data; the fuzzer found it in CI)
+    seeds["jpeg_truncated"] = seeds["jpeg_rgb420"][:len(seeds["jpeg_rgb420"]) // 2]
+    seeds["jpeg_progressive_truncated"] = seeds["jpeg_progressive"][:len(seeds["jpeg_progressive"]) * 2 // 3]
+    base = seeds["jpeg_rgb420"]
+    sos = base.index(b"\xff\xda")
+    data = sos + 2 + (base[sos + 2] << 8 | base[sos + 3])
+    noise = b"".join(hashlib.sha256(b"t2i jpeg %d" % i).digest() for i in range(8))
+    seeds["jpeg_corrupt_entropy"] = (base[:data + 32] + b"\xff\x00" * 160 + noise + b"\xff\x00" * 40 + noise[::-1]
+                                     + b"\xff\xd9")
     rgba16 = b"".join(b"\0" + bytes(range(y * 16, y * 16 + 16)) for y in range(3))  # 2x3, 8 bytes a pixel
     seeds["png_rgba16"] = png(2, 3, 6, 16, rgba16)
     seeds["png_rgb8_filters"] = png(2, 2, 2, 8, b"\1" + bytes(6) + b"\4" + bytes(range(6)))

@@ -10,7 +10,8 @@ Writes tests/data/img/:
                (16-bit colour, interlacing, 2/4-bit gray, tRNS colour keys).
   png_*.expect.gz what the loader must return, four blocks concatenated: want_c = 0 (the
                file's own channels), 1, 3, 4 - raw u8, row-major HWC, gzipped.
-  jpeg_*.jpg   JPEGs and *.expect.gz, PIL's (libjpeg-turbo) decode as RGB / L.
+  jpeg_*.jpg   JPEGs (4:2:0, 4:4:4, gray, progressive, Adobe CMYK) and *.expect.gz, PIL's
+               (libjpeg-turbo) decode as RGB / L (CMYK converted by PIL's convert("RGB")).
   rs_*.png     source images and PIL.Image.resize outputs (BICUBIC, BILINEAR, NEAREST).
   f_*.f32      raw little-endian float32 planes: a mode "F" source and its resizes.
   clip_*.png   a 300x200 image and the CLIP-style preprocessing: torchvision
@@ -265,18 +266,27 @@ def gen_png():
 
 
 def gen_jpeg():
-    H, W = 48, 64
-    rgb = smooth_noise(H, W, 3, 12)
+    rgb = smooth_noise(48, 64, 3, 12)
+    # CMYK as ink amounts from the RGB noise (K = the darkest part), 32x24 so that the file
+    # stays under 4 KB (a fuzz seed); PIL writes it with an Adobe marker, inverted, and
+    # reads every CMYK JPEG as inverted.
+    cmy = 255 - rgb[:24, :32].astype(np.int64)
+    k = cmy.min(axis=2, keepdims=True)
+    cmyk = np.concatenate([cmy - k, k], axis=2).astype(np.uint8)
     for name, im, kw in (("jpeg_rgb420", Image.fromarray(rgb, "RGB"), {"quality": 85}),
                          ("jpeg_rgb444", Image.fromarray(rgb, "RGB"), {"quality": 92, "subsampling": 0}),
-                         ("jpeg_gray", Image.fromarray(pil_gray(rgb), "L"), {"quality": 85})):
+                         ("jpeg_gray", Image.fromarray(pil_gray(rgb), "L"), {"quality": 85}),
+                         ("jpeg_progressive", Image.fromarray(rgb, "RGB"), {"quality": 80, "progressive": True}),
+                         ("jpeg_cmyk", Image.fromarray(cmyk, "CMYK"), {"quality": 90})):
         p = os.path.join(OUT, name + ".jpg")
         im.save(p, **kw)
-        dec = np.asarray(Image.open(p))
+        dec = Image.open(p)
+        assert dec.mode == im.mode
+        dec = np.asarray(dec.convert("RGB") if dec.mode == "CMYK" else dec)  # t2i reads CMYK as RGB
         dec = dec[..., None] if dec.ndim == 2 else dec
         write_gz(name + ".expect.gz", dec.tobytes())
-        index["jpeg"].append({"file": name + ".jpg", "expect": name + ".expect.gz", "w": W, "h": H,
-                              "c": dec.shape[2]})
+        index["jpeg"].append({"file": name + ".jpg", "expect": name + ".expect.gz", "w": dec.shape[1],
+                              "h": dec.shape[0], "c": dec.shape[2]})
 
 
 FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
