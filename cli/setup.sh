@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config git
-      libopenblas-openmp-dev libpng-dev zlib1g-dev libstb-dev libcjson-dev libcmocka-dev
+      libopenblas-openmp-dev libpng-dev libwebp-dev zlib1g-dev libstb-dev libcjson-dev libcmocka-dev
       libutf8proc-dev libmicrohttpd-dev libopenmpi-dev openmpi-bin
       curl  # tests/cli_serve.sh talks to `t2i serve` with it
       dataset-fashion-mnist mate-backgrounds
