@@ -152,7 +152,23 @@ typedef struct {
     char **files; /* sorted paths */
     int *heldout; /* per file: 1 if held out by the rule */
 } sr_filelist;
-/* Lists the image files directly in dir, sorted; -1 if dir is missing or has none. */
+/* Where photos come from; each field a colon-separated list (NULL or "" for none).
+ *   data: folders (walked recursively, sorted bytewise; symbolic links to folders are
+ *         entered once; an unreadable sub-folder is skipped with a note) or image files;
+ *   packages: Debian packages, each expanded to its image files by `dpkg -L NAME`;
+ *   holdout_packages / holdout_dirs: sources whose every image is held out (validation,
+ *         `sr eval`) and never trained on, even when another source lists it too.
+ * Files are listed source by source (data, packages, held-out packages, held-out
+ * folders), each source sorted; a file listed twice (same real path) counts once. Without
+ * held-out sources the old rule holds within each source: its sorted index i is held out
+ * when i % 6 == 5 (so one folder gives the old list exactly). Image files: png, jpg,
+ * jpeg, bmp, ppm, webp (by extension, any case). */
+typedef struct {
+    const char *data, *packages, *holdout_packages, *holdout_dirs;
+} sr_sources;
+/* -1 with a message naming the source when one is missing, unreadable or has no images. */
+int sr_list_sources(sr_filelist *fl, const sr_sources *src);
+/* sr_list_sources of the one folder dir (recursive). */
 int sr_list_images(sr_filelist *fl, const char *dir);
 void sr_filelist_free(sr_filelist *fl);
 
@@ -161,6 +177,18 @@ void sr_filelist_free(sr_filelist *fl);
 void sr_make_lr(float *lr, const float *hr, int H, int W, int scale);
 /* Rounds x (n) to the 256 levels of an 8-bit image, in [-1, 1]. */
 void sr_quantize(float *x, size_t n);
+/* Training degradations (--degrade): bicubic = sr_make_lr only (the eval degradation, no
+ * RNG draw); mix = per crop, one draw u from the run's RNG picks
+ *   u < 0.55 bicubic antialiased | < 0.70 bilinear antialiased (Pillow's BILINEAR) |
+ *   < 0.85 area (mean of each s x s block) | else a Gaussian blur of sigma ~ U(0.05, 1)
+ *   HR pixels (a second draw; radius ceil(3 sigma), border repeated) then bicubic,
+ * always rounded to 8 bits. Deterministic given the RNG state, so resumable exactly. */
+typedef enum { SR_DEGRADE_BICUBIC, SR_DEGRADE_MIX } sr_degrade;
+typedef enum { SR_LR_BICUBIC, SR_LR_BILINEAR, SR_LR_AREA, SR_LR_BLUR_BICUBIC } sr_degrade_kind;
+/* hr (3, H, W) -> lr (3, H/s, W/s); returns the kind used. */
+sr_degrade_kind sr_make_lr_degraded(float *lr, const float *hr, int H, int W, int scale, sr_degrade mode, t2i_rng *rng);
+/* "bicubic" / "mix" -> mode; -1 with a message otherwise. */
+int sr_degrade_parse(const char *name, sr_degrade *mode);
 
 /* ---- training steps (sr_train.c) ---- */
 typedef struct {
