@@ -14,6 +14,7 @@ pkgs=(build-essential cmake pkg-config git
       libutf8proc-dev libmicrohttpd-dev libopenmpi-dev openmpi-bin
       curl  # tests/cli_serve.sh talks to `t2i serve` with it
       dataset-fashion-mnist mate-backgrounds
+      gnome-backgrounds ukui-wallpapers lomiri-wallpapers lomiri-wallpapers-20.04  # sr train's photos, held out by package
       chromium chromium-driver  # tests/serve_browser.py drives the page of t2i serve in headless Chromium
       python3)  # the shell tests check JSON output with python3's json module (not in a minimal Debian)
 missing=()

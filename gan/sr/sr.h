@@ -17,9 +17,12 @@
  * a (P/16 x P/16) map of logits, each patch counted as one sample; spectral norm optional.
  * Kaiming-normal init (LeakyReLU gain; biases 0), so that D sees its input from the start.
  *
- * Data (`t2i sr train --data DIR`): the image files directly in DIR (png, jpg, jpeg, bmp,
- * ppm), sorted by name (byte order). HELD-OUT RULE: the files at 0-based sorted index i
- * with i % 6 == 5 are held out - never trained on - and are what `t2i sr eval` and the
+ * Data (`t2i sr train --data DIR`): the image files under DIR (png, jpg, jpeg, bmp, ppm,
+ * webp; recursive), sorted by path (byte order); several --data folders and Debian
+ * packages (--package NAME: its files by `dpkg -L`) may be given (sr_sources below).
+ * HELD-OUT RULE: with --holdout-package / --holdout, every image of those is held out and
+ * nothing else; without, the files at 0-based sorted index i (within each source) with
+ * i % 6 == 5 are held out - never trained on - and are what `t2i sr eval` and the
  * training's validation use; the others are trained on. For
  * /usr/share/backgrounds/mate/nature (12 photos, Debian package mate-backgrounds) the
  * held-out photos are GreenMeadow.jpg and YellowFlower.jpg. Photos are decoded once and
@@ -29,7 +32,9 @@
  * 4) one of K such crops is kept, with probability proportional to its bicubic error, so
  * that steps are not spent on the photos' large out-of-focus areas. The LR input is the crop downscaled
  * by bicubic with antialias (t2i_resize_chw, = Pillow's BICUBIC) and rounded to 8-bit
- * levels, like a saved image.
+ * levels, like a saved image; --degrade mix varies the downscaling per crop
+ * (sr_make_lr_degraded). Validation crops that bicubic reproduces exactly (flat areas:
+ * infinite PSNR) are left out of the validation mean.
  *
  * Training: G starts as bilinear upsampling (sr_init_interp; --init pytorch for the
  * default init); phase 1 (--steps) minimises L1(G(lr), hr) with Adam (default lr 3e-4,
