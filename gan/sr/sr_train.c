@@ -16,7 +16,9 @@
  *     ga_i = (sigmoid(a_i) - t_r) / 2n,  gb_j = (sigmoid(b_j) - t_f) / 2n
  *     dL/dr_k = ga_k - sum_j gb_j / n,   dL/df_k = gb_k - sum_i ga_i / n.
  *
- * Run folder (--out): config.json, metrics.jsonl (training lines every --log-every steps;
+ * Run folder (--out): config.json (with several sources, --package, a held-out source or
+ * --degrade mix also "train_files" and "heldout_files", the exact lists, which --resume
+ * requires unchanged; a one-folder bicubic run writes the old keys only), metrics.jsonl (training lines every --log-every steps;
  * validation lines with the EMA's PSNR and bicubic's on fixed held-out crops),
  * checkpoint.safetensors (G, D, EMA, both Adam states, RNG, step: resumable),
  * l1.safetensors (inference checkpoint of the EMA when phase 1 ends; with --steps 0 the
