@@ -10,10 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config git
-      libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev libstb-dev libcjson-dev libcmocka-dev
+      libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev libwebp-dev zlib1g-dev libstb-dev libcjson-dev libcmocka-dev
       libutf8proc-dev libmicrohttpd-dev libopenmpi-dev openmpi-bin
       curl  # tests/cli_serve.sh talks to `t2i serve` with it
       dataset-fashion-mnist mate-backgrounds
+      gnome-backgrounds ukui-wallpapers lomiri-wallpapers lomiri-wallpapers-20.04  # sr train's photos, held out by package
       chromium chromium-driver  # tests/serve_browser.py drives the page of t2i serve in headless Chromium
       python3)  # the shell tests check JSON output with python3's json module (not in a minimal Debian)
 missing=()

@@ -143,7 +143,7 @@ static int is_image_name(const char *n) {
     if (!dot) return 0;
     char e[8] = {0};
     for (int i = 0; i < 7 && dot[1 + i]; i++) e[i] = (char)tolower((unsigned char)dot[1 + i]);
-    const char *ok[] = {"png", "jpg", "jpeg", "bmp", "gif", "tga", "ppm"};
+    const char *ok[] = {"png", "jpg", "jpeg", "bmp", "gif", "tga", "ppm", "webp"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (strcmp(e, ok[i]) == 0) return 1;
     return 0;
@@ -663,7 +663,7 @@ static int cmd_rerank(int argc, char **argv) {
     if (n < 0) return t2i_fail_err();
     if (n == 0) {
         free(files);
-        return t2i_fail("clip rerank: no image files (png, jpg, jpeg, bmp, gif, tga, ppm) in %s%s", cmd.pos[0],
+        return t2i_fail("clip rerank: no image files (png, jpg, jpeg, bmp, gif, tga, ppm, webp) in %s%s", cmd.pos[0],
                         cmd.npos > 1 ? " and the other arguments" : "");
     }
     clip_model *m = open_model(ckpt, vocab);

@@ -9,7 +9,7 @@
  *   - IDX files (gzip or raw), e.g. Fashion-MNIST from Debian's dataset-fashion-mnist
  *     (/usr/share/datasets/fashion-mnist, override with T2I_FASHION_MNIST_DIR); held in
  *     memory as 8-bit pixels;
- *   - an image folder (recursive; .png .jpg .jpeg .bmp .gif .tga .ppm), decoded on demand
+ *   - an image folder (recursive; .png .jpg .jpeg .bmp .gif .tga .ppm .pgm .webp), decoded on demand
  *     and brought to (H, W) by resizing the shorter side (bicubic, antialiased) and centre
  *     cropping;
  *   - class folders: one sub-folder per class (sorted names give labels 0..K-1);

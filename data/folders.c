@@ -5,7 +5,7 @@
  *   - Image folders are walked recursively; names starting with '.' are skipped, and so
  *     is grid.png (the overview every t2i sampling command writes beside its images, which
  *     would otherwise count as one more sample); image files are recognised by extension
- *     (.png .jpg .jpeg .bmp .gif .tga .ppm .pgm, any case); paths are sorted bytewise so
+ *     (.png .jpg .jpeg .bmp .gif .tga .ppm .pgm .webp, any case); paths are sorted bytewise so
  *     the item order never depends on the file system.
  *     Every file's header is checked with t2i_image_info when the folder is opened.
  *   - Class folders: every sub-folder is a class, even an empty one (so that a partial
@@ -74,7 +74,7 @@ static char *path_join(const char *dir, const char *name) {
 }
 
 static int is_image_name(const char *name) {
-    static const char *const exts[] = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm"};
+    static const char *const exts[] = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm", ".webp"};
     if (strcmp(name, "grid.png") == 0) return 0; /* the overview t2i writes beside its samples */
     const char *dot = strrchr(name, '.');
     if (!dot || dot == name) return 0;

@@ -50,11 +50,18 @@ static void make_pair(const t2i_image *img, int s, t2i_image *hr, t2i_image *lr)
 /* ---------------------------------------------------------------- eval */
 
 int sr_cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = "/usr/share/backgrounds/mate/nature", *split = "heldout";
+    const char *ckpt = NULL, *split = "heldout";
+    t2i_strs data = {0}, packages = {0}, hold_packages = {0}, hold_dirs = {0};
     int scale = 0, crop = 1024, tile = 256, threads = 0;
     t2i_flag flags[] = {
         {"--ckpt", T2I_STR, &ckpt, "SR checkpoint"},
-        {"--data", T2I_STR, &data, "folder of photos (held-out rule: sorted index i % 6 == 5)"},
+        {"--data", T2I_STRS, &data,
+         "folders of photos (recursive) or image files, repeatable or ':'-separated (default "
+         "/usr/share/backgrounds/mate/nature; held-out rule: sorted index i % 6 == 5 per source)"},
+        {"--package", T2I_STRS, &packages, "Debian packages whose image files (dpkg -L) are photos; repeatable"},
+        {"--holdout-package", T2I_STRS, &hold_packages,
+         "packages whose every image is held out (as sr train's flag: the held-out split)"},
+        {"--holdout", T2I_STRS, &hold_dirs, "folders whose every image is held out"},
         {"--scale", T2I_INT, &scale, "expected scale of the model (0 = the model's)"},
         {"--split", T2I_STR, &split, "heldout, train or all"},
         {"--crop", T2I_INT, &crop, "evaluate the centre N x N HR pixels of each photo (0 = the whole photo; slower)"},
@@ -73,7 +80,10 @@ int sr_cmd_eval(int argc, char **argv) {
                    "RGB in [0, 1]), SSIM on Y (Gaussian window 11, sigma 1.5). Default: the held-out photos\n"
                    "(GreenMeadow.jpg and YellowFlower.jpg of the default folder), their centre 1024 x 1024\n"
                    "pixels (LR 256 x 256 at x4: seconds); --crop 0 evaluates the whole photos (LR = the whole\n"
-                   "photo at 1/4 resolution: about 2.6 times longer)."};
+                   "photo at 1/4 resolution: about 2.6 times longer). A model held out by package:\n"
+                   "  t2i sr eval --ckpt C --holdout-package lomiri-wallpapers --holdout-package lomiri-wallpapers-20.04\n"
+                   "(give the same data flags as sr train for --split train/all). Images too small to\n"
+                   "evaluate are skipped with a note; the same file listed twice counts once."};
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (!ckpt) return t2i_fail("sr eval: --ckpt is required"), 2;
@@ -95,20 +105,40 @@ int sr_cmd_eval(int argc, char **argv) {
         sr_model_free(&m);
         return 1;
     }
+    /* the flags' values joined with ':' (sr_sources takes colon-separated lists) */
+    t2i_strs *lists[4] = {&data, &packages, &hold_packages, &hold_dirs};
+    char *joined[4];
+    for (int k = 0; k < 4; k++) {
+        joined[k] = t2i_strdup("");
+        for (int i = 0; i < lists[k]->n; i++) {
+            char *j = t2i_asprintf("%s%s%s", joined[k], i ? ":" : "", lists[k]->v[i]);
+            free(joined[k]);
+            joined[k] = j;
+        }
+    }
+    const char *where = data.n == 1 && !packages.n && !hold_packages.n && !hold_dirs.n ? data.v[0] : "the photos";
+    if (!data.n && !packages.n && !hold_packages.n && !hold_dirs.n) {
+        free(joined[0]);
+        joined[0] = t2i_strdup("/usr/share/backgrounds/mate/nature");
+        where = joined[0];
+    }
+    sr_sources src = {joined[0], joined[1], joined[2], joined[3]};
     sr_filelist fl;
-    if (sr_list_images(&fl, data) != 0) {
+    int lrc = sr_list_sources(&fl, &src);
+    if (lrc != 0) {
+        for (int k = 0; k < 4; k++) free(joined[k]);
         sr_model_free(&m);
         return t2i_fail_err();
     }
     int count = 0;
     for (int i = 0; i < fl.n; i++) count += want < 0 || fl.heldout[i] == want;
     if (count == 0) {
-        t2i_fail("%s: no %s images (%d files; held out are sorted indices 5, 11, ...: use --split all)", data, split,
+        t2i_fail("%s: no %s images (%d files; held out are sorted indices 5, 11, ...: use --split all)", where, split,
                  fl.n);
         goto out;
     }
     double sum[6] = {0};
-    int done = 0;
+    int done = 0, small = 0;
     double t0 = t2i_now();
     printf("%-28s %9s  %8s %8s %7s   %8s %8s %7s\n", "image (HR size)", "", "PSNR", "PSNR-Y", "SSIM-Y", "PSNR",
            "PSNR-Y", "SSIM-Y");
@@ -126,9 +156,11 @@ int sr_cmd_eval(int argc, char **argv) {
             img = c;
         }
         if (img.w < 3 * s + 11 || img.h < 3 * s + 11) {
-            t2i_fail("%s: %dx%d is too small to evaluate at x%d", fl.files[i], img.w, img.h, s);
+            fprintf(stderr, "t2i: note: %s: %dx%d is too small to evaluate at x%d; skipped\n", fl.files[i], img.w,
+                    img.h, s);
             t2i_image_free(&img);
-            goto out;
+            small++;
+            continue;
         }
         make_pair(&img, s, &hr, &lr);
         t2i_image_free(&img);
@@ -146,6 +178,10 @@ int sr_cmd_eval(int argc, char **argv) {
         done++;
         t2i_image_free(&hr), t2i_image_free(&lr), t2i_image_free(&sr), t2i_image_free(&bic);
     }
+    if (done == 0) {
+        t2i_fail("%s: all %d %s images are too small to evaluate at x%d", where, small, split, s);
+        goto out;
+    }
     for (int k = 0; k < 6; k++) sum[k] /= done;
     printf("%-38s  %8.3f %8.3f %7.4f   %8.3f %8.3f %7.4f\n", "mean", sum[0], sum[1], sum[2], sum[3], sum[4], sum[5]);
     printf("gain over bicubic: %+.3f dB (RGB), %+.3f dB (Y), %+.4f SSIM; %.1f s\n", sum[0] - sum[3], sum[1] - sum[4],
@@ -155,6 +191,7 @@ int sr_cmd_eval(int argc, char **argv) {
            s, done, split, crop, sum[0], sum[1], sum[2], sum[3], sum[4], sum[5]);
     rc = 0;
 out:
+    for (int k = 0; k < 4; k++) free(joined[k]);
     sr_filelist_free(&fl);
     sr_model_free(&m);
     return rc;

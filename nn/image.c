@@ -5,7 +5,8 @@
  * What it implements (declared in image.h):
  *   - Decoding. The format is chosen from the first bytes, never from the file name:
  *     PNG goes through libpng (every colour type, bit depths 1-16, Adam7 interlacing,
- *     palette and tRNS transparency); JPEG (SOI marker FF D8 first) through
+ *     palette and tRNS transparency); WebP ("RIFF" <size> "WEBP") through libwebp (lossy
+ *     and lossless, still images only; alpha kept as a 4th channel like PNG's); JPEG (SOI marker FF D8 first) through
  *     libjpeg-turbo with its default settings (the ISLOW IDCT and fancy upsampling, as
  *     PIL), so pixels match PIL's exactly: gray stays gray, YCbCr and RGB give RGB, CMYK
  *     and YCCK are converted to RGB as PIL does; every libjpeg warning about damaged or
@@ -56,6 +57,7 @@
 #include <jpeglib.h> /* after stdio.h: it uses FILE */
 #include <jerror.h>
 #include <png.h>
+#include <webp/decode.h>
 #include <zlib.h>
 
 /* stb is compiled here, privately (static functions), so other files may include it
@@ -458,6 +460,59 @@ static int jpeg_decode(jpeg_ctx *j, const uint8_t *data, size_t len, FILE *f, co
 static int is_jpeg(const uint8_t *p, size_t n) { return n >= 2 && p[0] == 0xFF && p[1] == 0xD8; }
 
 /* ------------------------------------------------------------------------------------ */
+/* WebP through libwebp                                                                  */
+
+static int is_webp(const uint8_t *p, size_t n) { return n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4); }
+
+static const char *webp_status(VP8StatusCode st) {
+    switch (st) {
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "bitstream error";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_SUSPENDED: return "suspended";
+    case VP8_STATUS_USER_ABORT: return "aborted";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "file is truncated";
+    default: return "unknown libwebp error";
+    }
+}
+
+/* Width, height and channels (3, or 4 with alpha) from the header, the pixel limit
+ * checked; animations are refused (only their first frame would be decodable). */
+static int webp_header(const uint8_t *data, size_t len, const char *name, int *w, int *h, int *c) {
+    WebPBitstreamFeatures f;
+    VP8StatusCode st = WebPGetFeatures(data, len, &f);
+    if (st != VP8_STATUS_OK) return t2i_error_set("%s: corrupt WebP (%s)", name, webp_status(st));
+    if (f.has_animation) return t2i_error_set("%s: animated WebP is not supported", name);
+    if (check_pixels(name, "WebP", f.width, f.height) != 0) return -1;
+    *w = f.width, *h = f.height, *c = f.has_alpha ? 4 : 3;
+    return 0;
+}
+
+static int load_webp_mem(t2i_image *img, const uint8_t *data, size_t len, const char *name, int want_c) {
+    int w, h, c;
+    if (webp_header(data, len, name, &w, &h, &c) != 0) return -1;
+    size_t stride = (size_t)w * (size_t)c, size = stride * (size_t)h;
+    uint8_t *px = t2i_malloc(size);
+    uint8_t *ok = c == 4 ? WebPDecodeRGBAInto(data, len, px, size, (int)stride)
+                         : WebPDecodeRGBInto(data, len, px, size, (int)stride);
+    if (!ok) {
+        free(px);
+        /* the decoder says only "failed": a short file is the usual reason */
+        WebPDecoderConfig cfg;
+        VP8StatusCode st = VP8_STATUS_BITSTREAM_ERROR;
+        if (WebPInitDecoderConfig(&cfg)) {
+            cfg.options.use_threads = 0;
+            st = WebPDecode(data, len, &cfg);
+            WebPFreeDecBuffer(&cfg.output);
+        }
+        return t2i_error_set("%s: corrupt WebP (%s)", name, webp_status(st == VP8_STATUS_OK ? VP8_STATUS_BITSTREAM_ERROR : st));
+    }
+    finish_image(img, px, w, h, c, want_c);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Loading                                                                               */
 
 /* Names the format stb_image is given from its magic bytes, for messages (stb_image
@@ -541,7 +596,7 @@ static int check_tga_length(const uint8_t *p, size_t n, const char *name) {
 
 static int stb_fail(const char *name, const char *fmt) {
     if (!fmt)
-        return t2i_error_set("%s: not a supported image (%s; t2i reads PNG, JPEG, BMP, GIF, PNM and TGA)", name,
+        return t2i_error_set("%s: not a supported image (%s; t2i reads PNG, JPEG, WebP, BMP, GIF, PNM and TGA)", name,
                              stbi_failure_reason());
     return t2i_error_set("%s: corrupt %s (%s)", name, fmt, stbi_failure_reason());
 }
@@ -553,6 +608,7 @@ int t2i_image_load_mem(t2i_image *img, const void *data, size_t len, const char 
     memset(img, 0, sizeof *img);
     if (len == 0) return t2i_error_set("%s: empty file", name);
     if (len >= 8 && memcmp(data, png_magic, 8) == 0) return load_png_mem(img, data, len, name, want_c);
+    if (is_webp(data, len)) return load_webp_mem(img, data, len, name, want_c);
     if (is_jpeg(data, len)) {
         jpeg_ctx j;
         if (jpeg_decode(&j, data, len, NULL, name, 1) != 0) return -1;
@@ -627,6 +683,8 @@ int t2i_image_info(const char *path, int *w, int *h, int *c) {
         int bad = png_header(png, info, &s, path, w, h, c);
         png_destroy_read_struct(&png, &info, NULL);
         if (bad) rc = png_fail(&s, path);
+    } else if (is_webp(head, got)) { /* the header is within the first bytes (VP8X / VP8 / VP8L chunk) */
+        rc = webp_header(head, got, path, w, h, c);
     } else if (is_jpeg(head, got)) { /* the header only: the pixels are not read */
         jpeg_ctx j;
         rewind(f);

@@ -169,6 +169,7 @@ int t2i_parse(t2i_cmd *cmd, int argc, char **argv) {
             return T2I_PARSE_ERROR;
         }
         const t2i_flag *f = &cmd->flags[found];
+        int again = found < 64 && ((cmd->seen >> found) & 1);
         if (found < 64) cmd->seen |= 1ul << found;
         if (f->type == T2I_BOOL) {
             if (eq) {
@@ -185,8 +186,10 @@ int t2i_parse(t2i_cmd *cmd, int argc, char **argv) {
         }
         if (f->type == T2I_STRS) {
             t2i_strs *s = f->dst;
-            s->v = parse_array(argc);
-            s->n = 0;
+            if (!again) { /* given again: the values add to the list (the array holds argc of them) */
+                s->v = parse_array(argc);
+                s->n = 0;
+            }
             if (eq) s->v[s->n++] = eq + 1;
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) s->v[s->n++] = argv[++i];
             if (s->n == 0) {

@@ -13,7 +13,8 @@
  *     if (rc != T2I_PARSE_OK) return rc == T2I_PARSE_HELP ? 0 : 2;
  *
  * Positional arguments are collected in cmd.pos / cmd.npos. T2I_STRS flags take every
- * following argument up to the next one that starts with "--" (for --labels a b c).
+ * following argument up to the next one that starts with "--" (for --labels a b c); given
+ * again, such a flag adds to its list (--data a --data b is --data a b).
  * "--flag=value" is accepted too. Errors print "t2i: ..." on stderr.
  *
  * cmd.pos and the T2I_STRS arrays belong to args.c, not to the command: t2i_dispatch frees

@@ -7,8 +7,11 @@
 # starts from it unchanged; a run stopped with --stop-after in phase 1 and again in phase 2
 # and resumed twice ends with a checkpoint byte-identical to the uninterrupted run's;
 # upscale writes an image scale times larger (tiled and untiled identical here); eval
-# prints PSNR/SSIM lines and one JSON line; compare writes the side-by-side strip; bad
-# inputs (empty folder, missing folder, missing or non-SR checkpoint, an existing run
+# prints PSNR/SSIM lines and one JSON line; several --data folders (recursive, a WebP, a
+# link loop) with a --holdout folder and --degrade mix record their file lists in
+# config.json, resume bit for bit and refuse a changed list; --degrade bicubic is the
+# default byte for byte; compare writes the side-by-side strip; bad
+# inputs (empty folder, missing folder, unknown package, bad --degrade, missing or non-SR checkpoint, an existing run
 # without --resume, --init-from a different architecture, bad flags) exit non-zero with one "t2i: ..." line on stderr.
 source "$(dirname "$0")/lib.sh"
 IMG=$ROOT/tests/data/img
@@ -105,6 +108,54 @@ out=$("$T2I" sr eval --ckpt "$TMP/runA/checkpoint.safetensors" --data "$TMP/phot
 [ $rc -eq 0 ] || fail "eval --split all: exit $rc"
 grep -q '"images":6' <<<"$out" || fail "eval --split all: not 6 images"
 
+# several folders (one walked recursively, with a WebP photo and a symbolic-link loop), a
+# held-out folder, --degrade mix: the lists in config.json, the held-out count, a resume that
+# refuses a changed list and otherwise continues bit for bit
+mkdir -p "$TMP/photos2/sub" "$TMP/held"
+cp "$IMG/webp_lossless_rgb_48x40.webp" "$TMP/photos2/sub/w.webp"
+cp "$IMG/rs_src_rgb64.png" "$TMP/photos2/g.png"
+ln -s "$TMP/photos2" "$TMP/photos2/sub/loop"
+cp "$IMG/clip_out_224.png" "$TMP/held/h1.png"
+cp "$IMG/rs_src_rgb64.png" "$TMP/held/h2.png"
+MULTI=(--data "$TMP/photos" --data "$TMP/photos2" --holdout "$TMP/held" --degrade mix --scale 2 --preset custom
+       --width 8 --blocks 1 --crop 32 --batch 2 --steps 4 --val-every 2 --ckpt-every 100 --log-every 1 --seed 7 --threads 2)
+out=$("$T2I" sr train "${MULTI[@]}" --out "$TMP/runM" 2>"$TMP/err"); rc=$?
+[ $rc -eq 0 ] || fail "multi-folder train: exit $rc: $(cat "$TMP/err")"
+grep -q '7 training photos, 2 held out' <<<"$out" || fail "multi-folder train: counts: $out"
+python3 - "$TMP" <<'PY' || fail "multi-folder config.json lists"
+import json, sys
+t = sys.argv[1]
+c = json.load(open(t + "/runM/config.json"))
+want_train = [t + "/photos/%s.png" % n for n in "abcdef"]
+want_train += [t + "/photos2/g.png", t + "/photos2/sub/w.webp"]
+assert c["train_files"] == want_train, c["train_files"]
+assert c["heldout_files"] == [t + "/held/h1.png", t + "/held/h2.png"], c["heldout_files"]
+assert c["train"]["degrade"] == "mix" and c["train"]["holdout_dirs"] == t + "/held", c["train"]
+PY
+"$T2I" sr train "${MULTI[@]}" --out "$TMP/runN" --stop-after 2 >/dev/null 2>"$TMP/err" || fail "multi stop-after: $(cat "$TMP/err")"
+cp "$IMG/rs_src_rgb64.png" "$TMP/photos2/new.png"
+expect_error_early() {
+    "$@" >/dev/null 2>"$TMP/err" && fail "resume with a changed list: exit 0"
+    grep -q "^t2i: sr train --resume: the training files changed since the run started: .*new.png" "$TMP/err" \
+        || fail "resume with a changed list: $(cat "$TMP/err")"
+}
+expect_error_early "$T2I" sr train --out "$TMP/runN" --resume --threads 2
+rm "$TMP/photos2/new.png"
+"$T2I" sr train --out "$TMP/runN" --resume --threads 2 >/dev/null 2>"$TMP/err" || fail "multi resume: $(cat "$TMP/err")"
+cmp -s "$TMP/runM/checkpoint.safetensors" "$TMP/runN/checkpoint.safetensors" \
+    || fail "--degrade mix: the resumed run's checkpoint differs from the uninterrupted run's"
+out=$("$T2I" sr eval --ckpt "$TMP/runM/checkpoint.safetensors" --data "$TMP/photos" --data "$TMP/photos2" \
+      --holdout "$TMP/held" --crop 64 2>"$TMP/err"); rc=$?
+[ $rc -eq 0 ] || fail "eval --holdout: exit $rc: $(cat "$TMP/err")"
+grep -q '^h1.png' <<<"$out" && grep -q '^h2.png' <<<"$out" && grep -q '"images":2' <<<"$out" \
+    || fail "eval --holdout: not the two held-out photos: $out"
+# --degrade bicubic is the old path byte for byte; mix is not
+"$T2I" sr train "${TRAIN[@]}" --degrade bicubic --out "$TMP/runD" >/dev/null 2>"$TMP/err" || fail "bicubic: $(cat "$TMP/err")"
+cmp -s "$TMP/runA/checkpoint.safetensors" "$TMP/runD/checkpoint.safetensors" || fail "--degrade bicubic differs from the default"
+cmp -s "$TMP/runA/config.json" "$TMP/runD/config.json" || fail "--degrade bicubic: config.json differs from the default's"
+"$T2I" sr train "${TRAIN[@]}" --degrade mix --out "$TMP/runX" >/dev/null 2>"$TMP/err" || fail "mix: $(cat "$TMP/err")"
+cmp -s "$TMP/runA/checkpoint.safetensors" "$TMP/runX/checkpoint.safetensors" && fail "--degrade mix trained like bicubic"
+
 # compare
 out=$("$T2I" sr compare --image "$IMG/clip_src_300x200.png" --ckpt "$TMP/runA/l1.safetensors" \
       "$TMP/runA/checkpoint.safetensors" --size 64 --out "$TMP/cmp.png" 2>"$TMP/err"); rc=$?
@@ -136,6 +187,10 @@ expect_error "eval no held-out" "no heldout images" "$T2I" sr eval --ckpt "$TMP/
 expect_error "missing input image" "$TMP/missing.png" "$T2I" sr upscale --ckpt "$TMP/runA/l1.safetensors" "$TMP/missing.png" "$TMP/x.png"
 expect_error "--init-from another architecture" "width-8" "$T2I" sr train --data "$TMP/photos" --scale 2 --preset custom \
     --width 16 --crop 32 --init-from "$TMP/runA/l1.safetensors" --out "$TMP/runW"
+expect_error "bad degrade" "--degrade must be bicubic or mix, got 'gauss'" "$T2I" sr train --data "$TMP/photos" --degrade gauss --out "$TMP/runDG"
+expect_error "unknown package" "--package no-such-pkg-t2i: not an installed Debian package" \
+    "$T2I" sr train --package no-such-pkg-t2i --out "$TMP/runP"
+expect_error "only held-out" "no training images" "$T2I" sr train --holdout "$TMP/held" --scale 2 --crop 32 --out "$TMP/runH"
 expect_error "bad scale" "scale must be 2 or 4" "$T2I" sr train --data "$TMP/photos" --scale 3 --out "$TMP/runS"
 expect_error "narrow interp" "needs --width >= 6" "$T2I" sr train --data "$TMP/photos" --preset custom --width 4 --out "$TMP/runW"
 expect_error "crop too large" "no training images of at least 512x512" \

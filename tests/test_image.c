@@ -219,6 +219,55 @@ static void test_jpeg(void **state) {
     }
 }
 
+/* WebP (libwebp): two lossless 5x3 files made with cwebp 1.2.4 (Debian package webp,
+ * `cwebp -lossless [-exact]` from a PPM / PAM written by a few lines of Python) whose
+ * pixels are R = 40x + 10, G = 60y + 5, B = (17xy + 3) % 256, A = 255 - 50x (the RGBA
+ * one; -exact keeps the colour under partial alpha). Lossless, so exact. */
+static void test_webp(void **state) {
+    (void)state;
+    for (int with_alpha = 0; with_alpha < 2; with_alpha++) {
+        const char *name = with_alpha ? "webp_lossless_rgba_5x3.webp" : "webp_lossless_rgb_5x3.webp";
+        t2i_image img;
+        load_ok(&img, name, 0);
+        assert_int_equal(img.w, 5);
+        assert_int_equal(img.h, 3);
+        assert_int_equal(img.c, with_alpha ? 4 : 3);
+        for (int y = 0; y < 3; y++)
+            for (int x = 0; x < 5; x++) {
+                const uint8_t *px = img.px + ((size_t)y * 5 + x) * img.c;
+                assert_int_equal(px[0], 40 * x + 10);
+                assert_int_equal(px[1], 60 * y + 5);
+                assert_int_equal(px[2], (17 * x * y + 3) % 256);
+                if (with_alpha) assert_int_equal(px[3], 255 - 50 * x);
+            }
+        t2i_image_free(&img);
+        /* to RGB: alpha composited on black, as for PNG */
+        load_ok(&img, name, 3);
+        assert_int_equal(img.c, 3);
+        int x = 4, y = 2, a = with_alpha ? 255 - 50 * x : 255;
+        assert_int_equal(img.px[((size_t)y * 5 + x) * 3], ((40 * x + 10) * a + 127) / 255);
+        t2i_image_free(&img);
+        int iw, ih, ic;
+        char *p = img_path(name);
+        assert_int_equal(t2i_image_info(p, &iw, &ih, &ic), 0);
+        assert_true(iw == 5 && ih == 3 && ic == (with_alpha ? 4 : 3));
+        /* truncated: every prefix fails with a message naming the file, never a crash */
+        size_t len;
+        char *data = t2i_read_file(p, &len, 0);
+        assert_non_null(data);
+        for (size_t n = 1; n < len; n++) {
+            t2i_error_clear();
+            assert_int_equal(t2i_image_load_mem(&img, data, n, "cut.webp", 3), -1);
+            assert_non_null(strstr(t2i_error_msg(), "cut.webp: "));
+        }
+        t2i_error_clear();
+        assert_int_equal(t2i_image_load_mem(&img, data, len - 10, "cut.webp", 3), -1);
+        assert_non_null(strstr(t2i_error_msg(), "cut.webp: corrupt WebP"));
+        free(data);
+        free(p);
+    }
+}
+
 static t2i_resize_filter filter_of(const char *name) {
     if (!strcmp(name, "bicubic")) return T2I_RESIZE_BICUBIC;
     if (!strcmp(name, "bilinear")) return T2I_RESIZE_BILINEAR;
@@ -848,7 +897,8 @@ static int teardown_all(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_png_variants),  cmocka_unit_test(test_load_mem),
-        cmocka_unit_test(test_jpeg),          cmocka_unit_test(test_resize_u8),
+        cmocka_unit_test(test_jpeg),          cmocka_unit_test(test_webp),
+        cmocka_unit_test(test_resize_u8),
         cmocka_unit_test(test_resize_float),  cmocka_unit_test(test_clip_preprocess),
         cmocka_unit_test(test_center_crop),   cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_save_roundtrip), cmocka_unit_test(test_chw),

@@ -17,9 +17,17 @@
  *                  image close to bilinear upsampling
  *   ckpt           training and inference checkpoints round-trip; wrong files are refused
  *                  with a one-line error naming the file
+ *   sources        photo lists (sr_list_sources): recursive, sorted, hidden names and
+ *                  non-images skipped, a symbolic-link loop entered once, the i % 6 rule
+ *                  per source, --holdout folders held out even when another source lists
+ *                  them, a Debian package's files through dpkg -L, one-line errors
+ *   degrade        --degrade: bicubic is sr_make_lr and draws nothing; mix is reproducible
+ *                  from the seed, uses every kind, keeps bicubic >= 50%, and its area /
+ *                  blurred LRs differ from bicubic's; area is the block mean
  */
 #include <math.h>
 #include <setjmp.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -453,6 +461,146 @@ static void test_ckpt(void **state) {
 
 /* `t2i sr upscale` streams rows of tiles into the PNG: the file holds exactly the pixels
  * of the in-memory path, for tiles that do and do not divide the image. */
+
+static void touch(const char *dir, const char *name) {
+    char *p = t2i_asprintf("%s/%s", dir, name);
+    tu_write_bytes(p, "x", 1);
+    free(p);
+}
+
+static void test_sources(void **state) {
+    (void)state;
+    char *dir = tu_tmpdir();
+    char *a = t2i_asprintf("%s/a", dir), *sub = t2i_asprintf("%s/a/sub", dir), *h = t2i_asprintf("%s/h", dir);
+    assert_int_equal(t2i_mkdirs(sub), 0);
+    assert_int_equal(t2i_mkdirs(h), 0);
+    /* 13 images in a (two in sub), a hidden one, a text file, a loop back to a */
+    const char *names[] = {"p00.png", "p01.jpg", "p02.JPEG", "p03.bmp", "p04.ppm", "p05.webp", "p06.png",
+                           "p07.png", "p08.png", "p09.png", "p10.png"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) touch(a, names[i]);
+    touch(sub, "q1.png"), touch(sub, "q2.webp"), touch(a, ".hidden.png"), touch(a, "notes.txt");
+    char *loop = t2i_asprintf("%s/loop", sub);
+    assert_int_equal(symlink(a, loop), 0);
+    touch(h, "z.png");
+    sr_filelist fl;
+    sr_sources src = {.data = a};
+    assert_int_equal(sr_list_sources(&fl, &src), 0);
+    assert_int_equal(fl.n, 13); /* the loop adds nothing: a is entered once */
+    char *want = t2i_asprintf("%s/p05.webp", a);
+    assert_string_equal(fl.files[5], want);
+    free(want);
+    want = t2i_asprintf("%s/sub/q2.webp", a);
+    assert_string_equal(fl.files[12], want); /* "p..." < "sub/...": sorted by whole path */
+    free(want);
+    for (int i = 0; i < fl.n; i++)
+        if (fl.heldout[i] != (i == 5 || i == 11)) fail_msg("%s: heldout %d", fl.files[i], fl.heldout[i]);
+    sr_filelist_free(&fl);
+    /* two sources: the rule per source (h's single file is index 0: trained on) */
+    char *both = t2i_asprintf("%s:%s", a, h);
+    src.data = both;
+    assert_int_equal(sr_list_sources(&fl, &src), 0);
+    assert_int_equal(fl.n, 14);
+    assert_int_equal(fl.heldout[13], 0);
+    sr_filelist_free(&fl);
+    /* --holdout sub: its files held out although a lists them too, nothing else held out
+     * (without the loop, through which sub would reach all of a) */
+    assert_int_equal(unlink(loop), 0);
+    src.data = a, src.holdout_dirs = sub;
+    assert_int_equal(sr_list_sources(&fl, &src), 0);
+    assert_int_equal(fl.n, 13);
+    int held = 0;
+    for (int i = 0; i < fl.n; i++) {
+        held += fl.heldout[i];
+        if (fl.heldout[i] != tu_contains(fl.files[i], "/sub/")) fail_msg("%s: heldout %d", fl.files[i], fl.heldout[i]);
+    }
+    assert_int_equal(held, 2);
+    sr_filelist_free(&fl);
+    /* errors name the source */
+    char *nope = t2i_asprintf("%s/nope", dir);
+    sr_sources bad = {.data = nope};
+    assert_int_equal(sr_list_sources(&fl, &bad), -1);
+    tu_assert_error_contains("nope: cannot open folder");
+    sr_sources badpkg = {.packages = "no-such-package-t2i"};
+    assert_int_equal(sr_list_sources(&fl, &badpkg), -1);
+    tu_assert_error_contains("--package no-such-package-t2i: not an installed Debian package");
+    sr_sources quote = {.packages = "x'; rm -rf /"};
+    assert_int_equal(sr_list_sources(&fl, &quote), -1);
+    tu_assert_error_contains("not a Debian package name");
+    /* a package (setup.sh installs mate-backgrounds): its images under /usr/share/backgrounds/mate,
+     * GreenMeadow.jpg among them; held out whole */
+    sr_sources pkg = {.holdout_packages = "mate-backgrounds"};
+    assert_int_equal(sr_list_sources(&fl, &pkg), 0);
+    assert_true(fl.n >= 12);
+    int meadow = 0;
+    for (int i = 0; i < fl.n; i++) {
+        assert_true(strncmp(fl.files[i], "/usr/share/backgrounds/mate/", 28) == 0);
+        assert_int_equal(fl.heldout[i], 1);
+        meadow += strcmp(fl.files[i], "/usr/share/backgrounds/mate/nature/GreenMeadow.jpg") == 0;
+        if (i) assert_true(strcmp(fl.files[i - 1], fl.files[i]) < 0);
+    }
+    assert_int_equal(meadow, 1);
+    sr_filelist_free(&fl);
+    free(nope), free(both), free(loop), free(a), free(sub), free(h);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_degrade(void **state) {
+    (void)state;
+    enum { P = 32, S = 4, L = P / S };
+    size_t hn = (size_t)3 * P * P, ln = (size_t)3 * L * L;
+    t2i_rng r;
+    t2i_rng_seed(&r, 7);
+    float *hr = tu_randn(&r, hn, 0.4f), *a = t2i_malloc(ln * sizeof(float)), *b = t2i_malloc(ln * sizeof(float));
+    /* bicubic: sr_make_lr bit for bit, and no draw */
+    t2i_rng r1, r2;
+    t2i_rng_seed(&r1, 3), t2i_rng_seed(&r2, 3);
+    sr_make_lr(a, hr, P, P, S);
+    assert_int_equal(sr_make_lr_degraded(b, hr, P, P, S, SR_DEGRADE_BICUBIC, &r1), SR_LR_BICUBIC);
+    assert_memory_equal(a, b, ln * sizeof(float));
+    assert_true(t2i_rng_uniform(&r1) == t2i_rng_uniform(&r2));
+    /* mix: the same seed gives the same kinds and pixels; every kind appears; bicubic most */
+    int count[4] = {0}, differ[4] = {0};
+    t2i_rng_seed(&r1, 11), t2i_rng_seed(&r2, 11);
+    for (int k = 0; k < 400; k++) {
+        sr_degrade_kind k1 = sr_make_lr_degraded(a, hr, P, P, S, SR_DEGRADE_MIX, &r1);
+        sr_degrade_kind k2 = sr_make_lr_degraded(b, hr, P, P, S, SR_DEGRADE_MIX, &r2);
+        assert_int_equal(k1, k2);
+        assert_memory_equal(a, b, ln * sizeof(float));
+        count[k1]++;
+        sr_make_lr(b, hr, P, P, S);
+        differ[k1] += memcmp(a, b, ln * sizeof(float)) != 0;
+    }
+    for (int k = 0; k < 4; k++) assert_true(count[k] > 20);
+    assert_true(count[SR_LR_BICUBIC] >= 180 && count[SR_LR_BICUBIC] <= 260); /* 55% of 400, +-4 sigma */
+    assert_int_equal(differ[SR_LR_BICUBIC], 0);
+    assert_int_equal(differ[SR_LR_AREA], count[SR_LR_AREA]);
+    assert_int_equal(differ[SR_LR_BILINEAR], count[SR_LR_BILINEAR]);
+    /* a blur of sigma near 0.05 changes no 8-bit level; most do */
+    assert_true(differ[SR_LR_BLUR_BICUBIC] > count[SR_LR_BLUR_BICUBIC] / 2);
+    /* area: each LR pixel is the rounded mean of its 4 x 4 block */
+    for (;;) {
+        if (sr_make_lr_degraded(a, hr, P, P, S, SR_DEGRADE_MIX, &r1) == SR_LR_AREA) break;
+    }
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < L; y++)
+            for (int x = 0; x < L; x++) {
+                double m = 0.0;
+                for (int dy = 0; dy < S; dy++)
+                    for (int dx = 0; dx < S; dx++) m += hr[((size_t)c * P + y * S + dy) * P + x * S + dx];
+                m /= S * S;
+                float q = (float)m;
+                sr_quantize(&q, 1);
+                assert_true(fabsf(a[((size_t)c * L + y) * L + x] - q) < 1e-6f);
+            }
+    sr_degrade d;
+    assert_int_equal(sr_degrade_parse("mix", &d), 0);
+    assert_int_equal(d, SR_DEGRADE_MIX);
+    assert_int_equal(sr_degrade_parse("gauss", &d), -1);
+    tu_assert_error_contains("--degrade must be bicubic or mix, got 'gauss'");
+    free(hr), free(a), free(b);
+}
+
 static void test_upscale_png(void **state) {
     (void)state;
     sr_config c;
@@ -494,7 +642,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics), cmocka_unit_test(test_b4_shape), cmocka_unit_test(test_config_table), cmocka_unit_test(test_torch_model),
         cmocka_unit_test(test_tiled),   cmocka_unit_test(test_ragan),    cmocka_unit_test(test_interp_init),
-        cmocka_unit_test(test_ckpt),    cmocka_unit_test(test_upscale_png),
+        cmocka_unit_test(test_ckpt),    cmocka_unit_test(test_upscale_png), cmocka_unit_test(test_sources),
+        cmocka_unit_test(test_degrade),
     };
     return cmocka_run_group_tests(tests, setup, tu_ref_teardown);
 }

@@ -17,9 +17,12 @@
  * a (P/16 x P/16) map of logits, each patch counted as one sample; spectral norm optional.
  * Kaiming-normal init (LeakyReLU gain; biases 0), so that D sees its input from the start.
  *
- * Data (`t2i sr train --data DIR`): the image files directly in DIR (png, jpg, jpeg, bmp,
- * ppm), sorted by name (byte order). HELD-OUT RULE: the files at 0-based sorted index i
- * with i % 6 == 5 are held out - never trained on - and are what `t2i sr eval` and the
+ * Data (`t2i sr train --data DIR`): the image files under DIR (png, jpg, jpeg, bmp, ppm,
+ * webp; recursive), sorted by path (byte order); several --data folders and Debian
+ * packages (--package NAME: its files by `dpkg -L`) may be given (sr_sources below).
+ * HELD-OUT RULE: with --holdout-package / --holdout, every image of those is held out and
+ * nothing else; without, the files at 0-based sorted index i (within each source) with
+ * i % 6 == 5 are held out - never trained on - and are what `t2i sr eval` and the
  * training's validation use; the others are trained on. For
  * /usr/share/backgrounds/mate/nature (12 photos, Debian package mate-backgrounds) the
  * held-out photos are GreenMeadow.jpg and YellowFlower.jpg. Photos are decoded once and
@@ -29,7 +32,9 @@
  * 4) one of K such crops is kept, with probability proportional to its bicubic error, so
  * that steps are not spent on the photos' large out-of-focus areas. The LR input is the crop downscaled
  * by bicubic with antialias (t2i_resize_chw, = Pillow's BICUBIC) and rounded to 8-bit
- * levels, like a saved image.
+ * levels, like a saved image; --degrade mix varies the downscaling per crop
+ * (sr_make_lr_degraded). Validation crops that bicubic reproduces exactly (flat areas:
+ * infinite PSNR) are left out of the validation mean.
  *
  * Training: G starts as bilinear upsampling (sr_init_interp; --init pytorch for the
  * default init); phase 1 (--steps) minimises L1(G(lr), hr) with Adam (default lr 3e-4,
@@ -152,7 +157,23 @@ typedef struct {
     char **files; /* sorted paths */
     int *heldout; /* per file: 1 if held out by the rule */
 } sr_filelist;
-/* Lists the image files directly in dir, sorted; -1 if dir is missing or has none. */
+/* Where photos come from; each field a colon-separated list (NULL or "" for none).
+ *   data: folders (walked recursively, sorted bytewise; symbolic links to folders are
+ *         entered once; an unreadable sub-folder is skipped with a note) or image files;
+ *   packages: Debian packages, each expanded to its image files by `dpkg -L NAME`;
+ *   holdout_packages / holdout_dirs: sources whose every image is held out (validation,
+ *         `sr eval`) and never trained on, even when another source lists it too.
+ * Files are listed source by source (data, packages, held-out packages, held-out
+ * folders), each source sorted; a file listed twice (same real path) counts once. Without
+ * held-out sources the old rule holds within each source: its sorted index i is held out
+ * when i % 6 == 5 (so one folder gives the old list exactly). Image files: png, jpg,
+ * jpeg, bmp, ppm, webp (by extension, any case). */
+typedef struct {
+    const char *data, *packages, *holdout_packages, *holdout_dirs;
+} sr_sources;
+/* -1 with a message naming the source when one is missing, unreadable or has no images. */
+int sr_list_sources(sr_filelist *fl, const sr_sources *src);
+/* sr_list_sources of the one folder dir (recursive). */
 int sr_list_images(sr_filelist *fl, const char *dir);
 void sr_filelist_free(sr_filelist *fl);
 
@@ -161,6 +182,18 @@ void sr_filelist_free(sr_filelist *fl);
 void sr_make_lr(float *lr, const float *hr, int H, int W, int scale);
 /* Rounds x (n) to the 256 levels of an 8-bit image, in [-1, 1]. */
 void sr_quantize(float *x, size_t n);
+/* Training degradations (--degrade): bicubic = sr_make_lr only (the eval degradation, no
+ * RNG draw); mix = per crop, one draw u from the run's RNG picks
+ *   u < 0.55 bicubic antialiased | < 0.70 bilinear antialiased (Pillow's BILINEAR) |
+ *   < 0.85 area (mean of each s x s block) | else a Gaussian blur of sigma ~ U(0.05, 1)
+ *   HR pixels (a second draw; radius ceil(3 sigma), border repeated) then bicubic,
+ * always rounded to 8 bits. Deterministic given the RNG state, so resumable exactly. */
+typedef enum { SR_DEGRADE_BICUBIC, SR_DEGRADE_MIX } sr_degrade;
+typedef enum { SR_LR_BICUBIC, SR_LR_BILINEAR, SR_LR_AREA, SR_LR_BLUR_BICUBIC } sr_degrade_kind;
+/* hr (3, H, W) -> lr (3, H/s, W/s); returns the kind used. */
+sr_degrade_kind sr_make_lr_degraded(float *lr, const float *hr, int H, int W, int scale, sr_degrade mode, t2i_rng *rng);
+/* "bicubic" / "mix" -> mode; -1 with a message otherwise. */
+int sr_degrade_parse(const char *name, sr_degrade *mode);
 
 /* ---- training steps (sr_train.c) ---- */
 typedef struct {

@@ -16,7 +16,9 @@
  *     ga_i = (sigmoid(a_i) - t_r) / 2n,  gb_j = (sigmoid(b_j) - t_f) / 2n
  *     dL/dr_k = ga_k - sum_j gb_j / n,   dL/df_k = gb_k - sum_i ga_i / n.
  *
- * Run folder (--out): config.json, metrics.jsonl (training lines every --log-every steps;
+ * Run folder (--out): config.json (with several sources, --package, a held-out source or
+ * --degrade mix also "train_files" and "heldout_files", the exact lists, which --resume
+ * requires unchanged; a one-folder bicubic run writes the old keys only), metrics.jsonl (training lines every --log-every steps;
  * validation lines with the EMA's PSNR and bicubic's on fixed held-out crops),
  * checkpoint.safetensors (G, D, EMA, both Adam states, RNG, step: resumable),
  * l1.safetensors (inference checkpoint of the EMA when phase 1 ends; with --steps 0 the
@@ -51,6 +53,8 @@
 #include "trainer.h"
 #include "image_quality.h"
 #include "sr.h"
+
+#define SR_DEFAULT_DATA "/usr/share/backgrounds/mate/nature"
 
 /* ---------------------------------------------------------------- losses and steps */
 
@@ -241,19 +245,19 @@ static double bicubic_error(const float *hr, const float *lr, float *up, int P, 
  * candidate crops, one kept with probability proportional to its bicubic error (the
  * smooth, out-of-focus parts of photos teach little; this spends steps on detail).
  * cand: scratch for K candidates (K * 3 * P * P + K * 3 * (P/s)^2 + 3 * P * P floats). */
-static void training_item(float *hr, float *lr, const photo_set *ps, int P, int s, int focus, float *cand,
-                          t2i_rng *rng) {
+static void training_item(float *hr, float *lr, const photo_set *ps, int P, int s, int focus, sr_degrade degrade,
+                          float *cand, t2i_rng *rng) {
     size_t hs = (size_t)3 * P * P, ls = hs / (s * s);
     if (focus <= 1) {
         random_crop(hr, ps, P, rng);
-        sr_make_lr(lr, hr, P, P, s);
+        sr_make_lr_degraded(lr, hr, P, P, s, degrade, rng);
         return;
     }
     float *ch = cand, *cl = cand + focus * hs, *up = cl + focus * ls;
     double e[64], tot = 0.0;
     for (int k = 0; k < focus; k++) {
         random_crop(ch + k * hs, ps, P, rng);
-        sr_make_lr(cl + k * ls, ch + k * hs, P, P, s);
+        sr_make_lr_degraded(cl + k * ls, ch + k * hs, P, P, s, degrade, rng);
         e[k] = bicubic_error(ch + k * hs, cl + k * ls, up, P, s) + 1e-6;
         tot += e[k];
     }
@@ -295,9 +299,11 @@ static void val_build(val_set *v, const photo_set *ps, int scale) {
     v->bic = t2i_malloc(v->n * hs * sizeof(float));
     uint8_t *ua = t2i_malloc(hs), *ub = t2i_malloc(hs);
     double sum = 0.0;
-    for (int k = 0; k < v->n; k++) {
-        const t2i_image *im = &ps->img[k / 3];
-        int q = k % 3; /* centre, upper-left quarter, lower-right quarter */
+    int kept = 0, flat = 0;
+    for (int j = 0; j < 3 * ps->n; j++) {
+        int k = kept;
+        const t2i_image *im = &ps->img[j / 3];
+        int q = j % 3; /* centre, upper-left quarter, lower-right quarter */
         double fx = q == 0 ? 0.5 : q == 1 ? 0.25 : 0.75;
         int x0 = (int)(fx * (im->w - S)), y0 = (int)(fx * (im->h - S));
         float *hr = v->hr + k * hs;
@@ -308,9 +314,19 @@ static void val_build(val_set *v, const photo_set *ps, int scale) {
                         (float)im->px[((size_t)(y0 + y) * im->w + x0 + x) * 3 + c] / 127.5f - 1.0f;
         sr_make_lr(v->lr + k * ls, hr, S, S, scale);
         t2i_resize_chw(v->bic + k * hs, v->lr + k * ls, 3, S / scale, S / scale, S, S, T2I_RESIZE_BICUBIC);
-        sum += psnr_float(v->bic + k * hs, hr, S, scale, ua, ub);
+        double p = psnr_float(v->bic + k * hs, hr, S, scale, ua, ub);
+        /* a flat crop that bicubic reproduces exactly has an infinite PSNR, which would make
+         * the mean infinite: such crops are left out (the last one stays if all are) */
+        if (isinf(p) && !(j == 3 * ps->n - 1 && kept == 0)) {
+            flat++;
+            continue;
+        }
+        sum += p;
+        kept++;
     }
+    v->n = kept;
     v->psnr_bicubic = sum / v->n;
+    if (flat) printf("sr train: %d validation crop%s left out: bicubic reproduces them exactly\n", flat, flat > 1 ? "s" : "");
     free(ua), free(ub);
 }
 
@@ -350,7 +366,9 @@ static double val_run(const sr_model *m, const val_set *v, const char *sample_pa
 /* ---------------------------------------------------------------- the trainer */
 
 typedef struct {
-    char data[512];
+    char data[512];                                            /* --data roots, colon-separated */
+    char packages[1024], holdout_packages[512], holdout_dirs[1024]; /* colon-separated; "" = none */
+    int degrade;                                               /* sr_degrade */
     int batch;
     float lr, lr_min, lr_gan, lr_d, beta1, beta2;
     long warmup;
@@ -362,7 +380,8 @@ typedef struct {
 /* The command's own part of the run (t2i_trainer holds the common one). */
 typedef struct {
     /* flags (a new run's; with --resume only the lengths) */
-    const char *data, *preset, *gan_loss, *init, *init_from;
+    t2i_strs data, packages, holdout_packages, holdout_dirs;
+    const char *preset, *gan_loss, *init, *init_from, *degrade;
     int focus, scale, width, blocks, crop, batch, d_width, d_sn;
     long steps, gan_steps, warmup;
     float lr, lr_min, lr_gan, lr_d, beta1, beta2, l1_weight, adv_weight, ema;
@@ -378,6 +397,7 @@ typedef struct {
     int have_src;
     char *l1_path;
     sr_filelist fl;
+    int nopts_base; /* the options written when the data options are the defaults (old runs' table) */
     photo_set train, held;
     int nheld, val_from_train;
     val_set val;
@@ -456,6 +476,37 @@ static int init_config(sr_trainer *g, t2i_trainer *t, sr_config *cfg) {
     return 0;
 }
 
+/* Joins a repeatable flag's values (each possibly a colon-separated list) with ':'. */
+static int join_flag(char *dst, size_t cap, const t2i_strs *v, const char *flag) {
+    dst[0] = 0;
+    size_t n = 0;
+    for (int i = 0; i < v->n; i++) {
+        size_t len = strlen(v->v[i]);
+        if (n + len + 2 > cap) return t2i_fail("%s: the list is longer than %zu characters", flag, cap - 1), 2;
+        if (n) dst[n++] = ':';
+        memcpy(dst + n, v->v[i], len + 1);
+        n += len;
+    }
+    return 0;
+}
+
+/* The data options of a new run from the flags; the default folder when no source is given. */
+static int data_options(sr_trainer *g) {
+    sr_train_opts *o = &g->o;
+    int rc;
+    if ((rc = join_flag(o->data, sizeof o->data, &g->data, "--data")) != 0 ||
+        (rc = join_flag(o->packages, sizeof o->packages, &g->packages, "--package")) != 0 ||
+        (rc = join_flag(o->holdout_packages, sizeof o->holdout_packages, &g->holdout_packages, "--holdout-package")) != 0 ||
+        (rc = join_flag(o->holdout_dirs, sizeof o->holdout_dirs, &g->holdout_dirs, "--holdout")) != 0)
+        return rc;
+    if (!o->data[0] && !o->packages[0] && !o->holdout_packages[0] && !o->holdout_dirs[0])
+        strcpy(o->data, SR_DEFAULT_DATA);
+    sr_degrade d;
+    if (sr_degrade_parse(g->degrade, &d) != 0) return t2i_fail_err(), 2;
+    o->degrade = (int)d;
+    return 0;
+}
+
 static int new_run(sr_trainer *g, t2i_trainer *t) {
     sr_config cfg;
     int from_ckpt = init_from_ckpt(g), rc;
@@ -485,8 +536,7 @@ static int new_run(sr_trainer *g, t2i_trainer *t) {
         t2i_check_range_i("--focus", g->focus, 1, 64) || t2i_check_range_i("--warmup", g->warmup, 0, 100000000) ||
         (g->lr_min >= 0 && t2i_check_range_f("--lr-min", g->lr_min, 0, g->lr)))
         return 2;
-    if (strlen(g->data) >= sizeof o->data) return t2i_fail("--data: path too long"), 2;
-    strcpy(o->data, g->data);
+    if ((rc = data_options(g)) != 0) return rc;
     if (strcmp(g->init, "interp") == 0 && !g->init_from && cfg.width < 6)
         return t2i_fail("--init interp needs --width >= 6 (it carries the input in 6 channels), got %d; use --init "
                         "pytorch",
@@ -531,6 +581,8 @@ static int new_run(sr_trainer *g, t2i_trainer *t) {
     return 0;
 }
 
+static int check_same_files(sr_trainer *g, t2i_trainer *t);
+
 static int sr_tr_setup(void *self, t2i_trainer *t) {
     sr_trainer *g = self;
     int rc = t->resume ? resumed_lengths(g, t) : new_run(g, t);
@@ -541,21 +593,87 @@ static int sr_tr_setup(void *self, t2i_trainer *t) {
     g->l1_path = t2i_asprintf("%s/l1.safetensors", t->out);
     /* data */
     int P = g->m.cfg.crop;
-    if (sr_list_images(&g->fl, g->o.data) != 0 || photos_load(&g->train, &g->fl, g->o.data, 0, P, 1) != 0)
-        return t2i_fail_err();
+    const sr_train_opts *o = &g->o;
+    /* the old runs' options table unless a data option differs from its default */
+    if (!o->packages[0] && !o->holdout_packages[0] && !o->holdout_dirs[0] && o->degrade == SR_DEGRADE_BICUBIC &&
+        !strchr(o->data, ':'))
+        t->nopts = g->nopts_base;
+    sr_sources src = {o->data, o->packages, o->holdout_packages, o->holdout_dirs};
+    const char *label = o->data[0] && t->nopts == g->nopts_base ? o->data : "--data/--package";
+    double t0 = t2i_now();
+    if (sr_list_sources(&g->fl, &src) != 0) return t2i_fail_err();
+    if (t->resume && (rc = check_same_files(g, t)) != 0) return rc;
+    if (photos_load(&g->train, &g->fl, label, 0, P, 1) != 0) return t2i_fail_err();
     for (int i = 0; i < g->fl.n; i++) g->nheld += g->fl.heldout[i];
     g->val_from_train = g->nheld == 0;
     /* a held-out photo that cannot be read must not silently turn validation into training data */
-    if (!g->val_from_train && photos_load(&g->held, &g->fl, g->o.data, 1, 32, 0) != 0) return t2i_fail_err();
+    if (!g->val_from_train && photos_load(&g->held, &g->fl, label, 1, 32, 0) != 0) return t2i_fail_err();
+    if (t->nopts != g->nopts_base) {
+        size_t px = 0;
+        for (int i = 0; i < g->train.n; i++) px += (size_t)g->train.img[i].w * g->train.img[i].h;
+        for (int i = 0; i < g->held.n; i++) px += (size_t)g->held.img[i].w * g->held.img[i].h;
+        printf("sr train: %d files listed, %d training + %d held-out photos decoded (%.1f Mpixel) in %.1f s\n", g->fl.n,
+               g->train.n, g->held.n, px / 1e6, t2i_now() - t0);
+    }
     val_build(&g->val, g->val_from_train ? &g->train : &g->held, g->m.cfg.scale);
     return 0;
 }
 
+/* The file lists as config.json keys: ,"train_files":[...],"heldout_files":[...]. */
+static char *file_lists_json(const sr_filelist *fl) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *tr = cJSON_AddArrayToObject(o, "train_files"), *ho = cJSON_AddArrayToObject(o, "heldout_files");
+    for (int i = 0; i < fl->n; i++) cJSON_AddItemToArray(fl->heldout[i] ? ho : tr, cJSON_CreateString(fl->files[i]));
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *out = t2i_asprintf(",%s", text + 1); /* without the object's braces */
+    out[strlen(out) - 1] = 0;
+    cJSON_free(text);
+    return out;
+}
+
+/* --resume: the files listed now must be the ones the run's config.json recorded. */
+static int check_same_files(sr_trainer *g, t2i_trainer *t) {
+    if (t->nopts == g->nopts_base) return 0; /* one folder, the old runs: no list recorded */
+    char *path = t2i_asprintf("%s/config.json", t->out);
+    size_t len;
+    char *text = t2i_read_file(path, &len, 0);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    int rc = 0;
+    const char *keys[2] = {"train_files", "heldout_files"};
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        const cJSON *a = j ? cJSON_GetObjectItemCaseSensitive(j, keys[k]) : NULL;
+        if (!cJSON_IsArray(a)) {
+            rc = t2i_fail("%s: no '%s' list to check the data against", path, keys[k]);
+            break;
+        }
+        int want = k == 1, i = 0;
+        const cJSON *e = a->child;
+        for (; i < g->fl.n && rc == 0; i++) {
+            if (g->fl.heldout[i] != want) continue;
+            if (!e || !cJSON_IsString(e) || strcmp(e->valuestring, g->fl.files[i]) != 0)
+                rc = t2i_fail("sr train --resume: the %s files changed since the run started: %s %s (%s lists %s)",
+                              want ? "held-out" : "training", e ? "found" : "new file", g->fl.files[i], path,
+                              e && cJSON_IsString(e) ? e->valuestring : "fewer");
+            else e = e->next;
+        }
+        if (rc == 0 && e)
+            rc = t2i_fail("sr train --resume: the %s files changed since the run started: %s is no longer listed",
+                          want ? "held-out" : "training", cJSON_IsString(e) ? e->valuestring : "?");
+    }
+    cJSON_Delete(j);
+    free(path);
+    return rc;
+}
+
 static char *sr_tr_config(void *self, t2i_trainer *t) {
     sr_trainer *g = self;
-    char mid[48];
-    snprintf(mid, sizeof mid, ",\"gan_steps\":%ld", g->phase2);
-    return t2i_trainer_config(t, sr_config_to_json(&g->m.cfg), g->phase1, mid, NULL);
+    char *lists = t->nopts != g->nopts_base ? file_lists_json(&g->fl) : t2i_strdup("");
+    char *mid = t2i_asprintf(",\"gan_steps\":%ld%s", g->phase2, lists);
+    char *c = t2i_trainer_config(t, sr_config_to_json(&g->m.cfg), g->phase1, mid, NULL);
+    free(lists), free(mid);
+    return c;
 }
 
 /* The validation PSNR of the EMA as a metrics line (and the sample grids when step > 0). */
@@ -567,6 +685,21 @@ static void validate(sr_trainer *g, t2i_trainer *t, int phase) {
     snprintf(line, sizeof line, "{\"step\":%ld,\"phase\":%d,\"val_psnr\":%.4f,\"val_psnr_bicubic\":%.4f}", t->step,
              phase, g->last_val, g->val.psnr_bicubic);
     t2i_run_metrics(&t->run, line);
+}
+
+/* "DIR" for one folder, else the sources by kind (for the start line). */
+static char *sources_desc(const sr_train_opts *o) {
+    const char *names[4] = {"data ", "packages ", "held out: packages ", "held out: folders "};
+    const char *vals[4] = {o->data, o->packages, o->holdout_packages, o->holdout_dirs};
+    if (!vals[1][0] && !vals[2][0] && !vals[3][0]) return t2i_strdup(o->data);
+    char *d = t2i_strdup("");
+    for (int k = 0; k < 4; k++) {
+        if (!vals[k][0]) continue;
+        char *n = t2i_asprintf("%s%s%s%s", d, d[0] ? "; " : "", names[k], vals[k]);
+        free(d);
+        d = n;
+    }
+    return d;
 }
 
 static int sr_tr_start(void *self, t2i_trainer *t) {
@@ -584,11 +717,13 @@ static int sr_tr_start(void *self, t2i_trainer *t) {
     g->hr = t2i_malloc_aligned((size_t)B * 3 * P * P * sizeof(float));
     g->lrb = t2i_malloc_aligned((size_t)B * 3 * lp * lp * sizeof(float));
     if (o->focus > 1) g->cand = t2i_malloc(((size_t)o->focus * 3 * (P * P + lp * lp) + (size_t)3 * P * P) * sizeof(float));
+    char *desc = sources_desc(o);
     printf("sr train: %s, %d training photos, %d held out%s; %s x%d (width %d, %d blocks, G %zu / D %zu parameters), "
            "crop %d, batch %d, %ld L1 + %ld GAN steps, %d threads\n",
-           o->data, g->train.n, g->nheld, g->val_from_train ? " (validating on training photos)" : "", cfg->preset, s,
+           desc, g->train.n, g->nheld, g->val_from_train ? " (validating on training photos)" : "", cfg->preset, s,
            cfg->width, cfg->blocks, nn_params_count(&g->m.gp, 1), nn_params_count(&g->m.dp, 1), P, B, g->phase1,
            g->phase2, t2i_get_threads());
+    free(desc);
     printf("sr train: validation on %d crops of %dx%d: bicubic PSNR %.3f dB\n", g->val.n, g->val.size, g->val.size,
            g->val.psnr_bicubic);
     g->last_val = NAN;
@@ -619,7 +754,7 @@ static int sr_tr_step(void *self, t2i_trainer *t) {
      * and trains on its rows [lo, hi) */
     for (int b = 0; b < B; b++)
         training_item(g->hr + (size_t)b * 3 * P * P, g->lrb + (size_t)b * 3 * lp * lp, &g->train, P, s, o->focus,
-                      g->cand, &t->rng);
+                      (sr_degrade)o->degrade, g->cand, &t->rng);
     int lo = t->size > 1 ? t->lo : 0, nb = t->size > 1 ? t->hi - t->lo : B;
     const float *hr = g->hr + (size_t)lo * 3 * P * P, *lrb = g->lrb + (size_t)lo * 3 * lp * lp;
     g->lr_now = g->phase == 1 ? nn_schedule_lr(&g->sched, t->step) : o->lr_gan;
@@ -719,10 +854,8 @@ static const t2i_trainer_ops sr_ops = {
     .release = sr_tr_release,
 };
 
-#define SR_DEFAULT_DATA "/usr/share/backgrounds/mate/nature"
-
 int sr_cmd_train(int argc, char **argv) {
-    sr_trainer g = {.data = SR_DEFAULT_DATA, .preset = "b4", .gan_loss = "ragan", .init = "interp", .focus = 4,
+    sr_trainer g = {.degrade = "bicubic", .preset = "b4", .gan_loss = "ragan", .init = "interp", .focus = 4,
                     .scale = 4, .width = 64, .blocks = 8, .batch = 16, .d_width = 64, .steps = -1, .gan_steps = -1,
                     .warmup = 100, .lr = 3e-4f, .lr_min = 1e-6f, .lr_gan = 1e-4f, .lr_d = 1e-4f, .beta1 = 0.9f,
                     .beta2 = 0.999f, .l1_weight = 1.0f, .adv_weight = 5e-3f, .ema = 0.999f};
@@ -733,6 +866,7 @@ int sr_cmd_train(int argc, char **argv) {
     t.every_max = 1000000, t.stop_after_max = 100000000;
     t.samples = "samples";
     sr_train_opts *o = &g.o;
+    static const char *const degrade_names[] = {"bicubic", "mix", NULL};
     nn_field sf[] = {NN_F_LONG("step", t.step),            NN_F_LONG("steps", g.phase1),
                      NN_F_LONG("gan_steps", g.phase2),     NN_F_RNG("rng", t.rng),
                      NN_F_LONG("opt_g_step", g.opt_g_step), NN_F_LONG("opt_d_step", g.opt_d_step),
@@ -751,10 +885,24 @@ int sr_cmd_train(int argc, char **argv) {
                      NN_F_FLOAT_IN("adv_weight", o->adv_weight, 0, 1000),
                      NN_F_FLOAT_IN("ema", o->ema, 0, 0.99999),
                      NN_F_STR("gan_loss", g.loss_name),
-                     NN_F_SEED("seed", t.seed)};
+                     NN_F_SEED("seed", t.seed),
+                     /* written only when a data option is not its default (t.nopts cut to
+                      * nopts_base), so a one-folder bicubic run keeps the old files */
+                     NN_F_STR_DEF("packages", o->packages),
+                     NN_F_STR_DEF("holdout_packages", o->holdout_packages),
+                     NN_F_STR_DEF("holdout_dirs", o->holdout_dirs),
+                     NN_F_ENUM_DEF("degrade", o->degrade, degrade_names, 0)};
+    g.nopts_base = NN_NFIELDS(of) - 4;
     t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
-        {"--data", T2I_STR, &g.data, "folder of photos (held-out rule: sorted index i % 6 == 5)"},
+        {"--data", T2I_STRS, &g.data,
+         "folders of photos (recursive) or image files; repeat or separate with ':' (default " SR_DEFAULT_DATA ")"},
+        {"--package", T2I_STRS, &g.packages, "Debian packages whose image files (dpkg -L) are photos; repeatable"},
+        {"--holdout-package", T2I_STRS, &g.holdout_packages,
+         "hold out every image of these packages (validation, sr eval); repeatable"},
+        {"--holdout", T2I_STRS, &g.holdout_dirs, "hold out every image under these folders; repeatable"},
+        {"--degrade", T2I_STR, &g.degrade,
+         "LR synthesis: bicubic (antialiased, as eval) or mix (bicubic 55%, bilinear, area, blur + bicubic)"},
         {"--scale", T2I_INT, &g.scale, "upscaling factor, 2 or 4"},
         {"--preset", T2I_STR, &g.preset, "b4 (bench/README.md B4: width 64, 8 blocks) or custom"},
         {"--width", T2I_INT, &g.width, "generator width (custom preset)"},
@@ -797,11 +945,18 @@ int sr_cmd_train(int argc, char **argv) {
                    "[options]",
                    flags,
                    (int)(sizeof flags / sizeof flags[0]),
-                   "Data: the images directly in --data, sorted by name; those at sorted index i with\n"
-                   "i % 6 == 5 are HELD OUT (never trained on; used for validation and `t2i sr eval`). For\n"
-                   "the default folder (Debian's mate-backgrounds nature photos) these are GreenMeadow.jpg\n"
-                   "and YellowFlower.jpg. Each step draws random HR crops (uniform over positions, one of 8\n"
-                   "flips/transposes); the LR input is the bicubic-antialiased downscale rounded to 8 bits.\n"
+                   "Data: the images (png, jpg, jpeg, bmp, ppm, webp) under each --data folder (recursive)\n"
+                   "and of each --package (`dpkg -L`), each source sorted by path. Without --holdout-package\n"
+                   "or --holdout, the files at sorted index i with i % 6 == 5 of each source are HELD OUT\n"
+                   "(never trained on; used for validation and `t2i sr eval`): for the default folder\n"
+                   "(Debian's mate-backgrounds nature photos) GreenMeadow.jpg and YellowFlower.jpg. With\n"
+                   "them, exactly their images are held out, e.g. held out by package:\n"
+                   "  --package mate-backgrounds --package gnome-backgrounds --package ukui-wallpapers\n"
+                   "  --holdout-package lomiri-wallpapers --holdout-package lomiri-wallpapers-20.04\n"
+                   "config.json then lists train_files and heldout_files, and --resume refuses a changed\n"
+                   "list. Images smaller than the crop are skipped with a note. Each step draws random HR\n"
+                   "crops (uniform over positions, one of 8 flips/transposes); the LR input is the\n"
+                   "bicubic-antialiased downscale rounded to 8 bits (--degrade mix: varied downscaling).\n"
                    "Phase 1 minimises L1; phase 2 starts from the phase-1 EMA and adds a relativistic patch\n"
                    "GAN loss. The run folder gets checkpoint.safetensors (resumable), l1.safetensors (the\n"
                    "phase-1 EMA model), metrics.jsonl, config.json and samples/ (bicubic | model | original)."};

@@ -102,7 +102,8 @@ def png(w, h, color, depth, rows):
 def image_seeds():
     seeds = {}
     for path in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "img", "*.png"))
-                       + glob.glob(os.path.join(ROOT, "tests", "data", "img", "*.jpg"))):
+                       + glob.glob(os.path.join(ROOT, "tests", "data", "img", "*.jpg"))
+                       + glob.glob(os.path.join(ROOT, "tests", "data", "img", "*.webp"))):
         data = open(path, "rb").read()
         if len(data) <= 4096:
             seeds[os.path.splitext(os.path.basename(path))[0]] = data
@@ -122,6 +123,7 @@ def image_seeds():
     seeds["png_rgba16"] = png(2, 3, 6, 16, rgba16)
     seeds["png_rgb8_filters"] = png(2, 2, 2, 8, b"\1" + bytes(6) + b"\4" + bytes(range(6)))
     seeds["png_truncated"] = seeds["png_rgba16"][:45]
+    seeds["webp_truncated"] = seeds["webp_lossless_rgba_5x3"][:60]  # the WebPs: cwebp -lossless (package webp)
     w, h = 3, 2  # BMP: 24-bit bottom-up rows padded to 4 bytes
     row = bytes(range(9)) + b"\0\0\0"
     dib = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, len(row) * h, 2835, 2835, 0, 0)
