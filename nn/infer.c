@@ -402,7 +402,7 @@ void nn_infer_plan(nn_infer *w, const nn_seq *s, int N, int H, int W) {
             st->kernel = conv_kernel(w, l, r);
             if (st->kernel == NN_INFER_RAN_GEMM) {
                 nn_conv c = nn_conv2d_shape(N, st->C, st->H, st->W, l->OC, l->k, l->stride, l->pad);
-                scratch = T2I_MAX(scratch, nn_conv2d_scratch(&c));
+                scratch = T2I_MAX(scratch, nn_conv2d_forward_scratch(&c));
                 wt = T2I_MAX(wt, wsn);
                 break;
             }
@@ -423,7 +423,7 @@ void nn_infer_plan(nn_infer *w, const nn_seq *s, int N, int H, int W) {
         case NN_L_CONVT: {
             st->kernel = NN_INFER_RAN_GEMM;
             nn_conv c = nn_conv_transpose2d_shape(N, st->C, st->H, st->W, l->OC, l->k, l->stride, l->pad, l->out_pad);
-            scratch = T2I_MAX(scratch, nn_conv_transpose2d_scratch(&c));
+            scratch = T2I_MAX(scratch, nn_conv_transpose2d_forward_scratch(&c));
             break;
         }
         case NN_L_CBN:

@@ -73,6 +73,8 @@ nn_conv nn_conv_transpose2d_shape(int N, int C, int H, int W, int OC, int K, int
 /* Floats of scratch needed by forward and backward (the same bound serves both), for
  * the thread count of the first call (a later rise in threads is not used by them). */
 size_t nn_conv2d_scratch(const nn_conv *s);
+/* The smaller scratch of the forward pass alone (inference). */
+size_t nn_conv2d_forward_scratch(const nn_conv *s);
 /* Floats of one im2col block of Conv2d (0 restores the default, 256K); a
  * smaller one splits images into bands of rows. Tests lower it to exercise the bands.
  * Set before sizing scratch. */
@@ -80,6 +82,7 @@ void nn_set_conv_block_floats(size_t floats);
 /* The code path Conv2d's tile kernels take now: "baseline", "avx2" or "avx512". */
 const char *nn_conv_path(void);
 size_t nn_conv_transpose2d_scratch(const nn_conv *s);
+size_t nn_conv_transpose2d_forward_scratch(const nn_conv *s);
 
 /* inp (N, C, H, W), w (OC, C, KH, KW), b (OC) or NULL -> out (N, OC, OH, OW) */
 void nn_conv2d_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,

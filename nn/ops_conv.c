@@ -192,30 +192,43 @@ static size_t conv_tiles_floats(const nn_conv *s, const conv_plan *b) {
     return ((size_t)T2I_MAX(s->OC, b->Kd) + NN_TILE_MAX_MR) * NN_TILE_MAX_NR;
 }
 
-/* Floats of one thread's slot, for any path (blocks of b's width). */
-static size_t conv_slot_floats(const nn_conv *s, const conv_plan *b) {
-    size_t cp = (size_t)b->cols + NN_TILE_MAX_NR, Kd = (size_t)b->Kd, OC = (size_t)s->OC;
-    size_t fwd = Kd * cp;
-    size_t bwd_data = (OC + Kd) * cp;
-    size_t bwd_w = (Kd + OC + 2 * NN_TILE_MAX_MR) * cp + (T2I_MAX(OC, Kd) + NN_TILE_MAX_NR) * (size_t)b->cols;
-    return round_up(T2I_MAX(fwd, T2I_MAX(bwd_data, bwd_w)) + conv_tiles_floats(s, b), 16);
-}
+/* The three passes lay out their scratch alike: a part shared by the call's threads,
+ * then one slot per thread (its blocks, packed panels, and the tiles at its end). */
+typedef enum { PASS_FWD, PASS_BWD_DATA, PASS_BWD_WEIGHT } conv_pass;
 
 /* Backward-weights sums its blocks in this many fixed chunks, each into its own copy of
  * dW, and adds the copies in chunk order: the same bits for any thread count. */
 #define CONV_WSPLIT 8
 
-/* Shared by a call's threads: the packed weights (forward, backward-data) or the chunks'
- * copies of dW (backward-weights). */
-static size_t conv_shared_floats(const nn_conv *s, const conv_plan *b) {
-    size_t packed = ((size_t)s->OC + NN_TILE_MAX_NR) * ((size_t)b->Kd + NN_TILE_MAX_NR);
-    return round_up(T2I_MAX(packed, (size_t)CONV_WSPLIT * s->OC * b->Kd), 16);
+/* Floats of one thread's slot for a pass, on any path (blocks of b's width). */
+static size_t conv_slot_floats(const nn_conv *s, const conv_plan *b, conv_pass pass) {
+    size_t cp = (size_t)b->cols + NN_TILE_MAX_NR, Kd = (size_t)b->Kd, OC = (size_t)s->OC, n;
+    if (pass == PASS_FWD) n = Kd * cp; /* im2col */
+    else if (pass == PASS_BWD_DATA) n = (OC + Kd) * cp; /* dY rows, dcol */
+    else /* im2col and dY rows (each with a tile of rows to spare), the packed side */
+        n = (Kd + OC + 2 * NN_TILE_MAX_MR) * cp + (T2I_MAX(OC, Kd) + NN_TILE_MAX_NR) * (size_t)b->cols;
+    return round_up(n + conv_tiles_floats(s, b), 16);
+}
+
+/* The shared part: the packed weights (forward, backward-data) or the chunks' copies of
+ * dW (backward-weights). */
+static size_t conv_shared_floats(const nn_conv *s, const conv_plan *b, conv_pass pass) {
+    if (pass == PASS_BWD_WEIGHT) return round_up((size_t)CONV_WSPLIT * s->OC * b->Kd, 16);
+    return round_up(((size_t)s->OC + NN_TILE_MAX_NR) * ((size_t)b->Kd + NN_TILE_MAX_NR), 16);
+}
+
+/* One thread has the widest blocks, so the sizes at one thread fit any count. */
+static size_t conv_pass_floats(const nn_conv *s, conv_pass pass) {
+    conv_plan b = conv_plan_for(s, 1);
+    return conv_shared_floats(s, &b, pass) + (size_t)conv_slots() * conv_slot_floats(s, &b, pass);
 }
 
 size_t nn_conv2d_scratch(const nn_conv *s) {
-    conv_plan b = conv_plan_for(s, 1); /* one thread has the widest blocks: any count fits */
-    return conv_shared_floats(s, &b) + (size_t)conv_slots() * conv_slot_floats(s, &b);
+    size_t f = conv_pass_floats(s, PASS_FWD), d = conv_pass_floats(s, PASS_BWD_DATA);
+    return T2I_MAX(f, T2I_MAX(d, conv_pass_floats(s, PASS_BWD_WEIGHT)));
 }
+
+size_t nn_conv2d_forward_scratch(const nn_conv *s) { return conv_pass_floats(s, PASS_FWD); }
 
 const char *nn_conv_path(void) { return t2i_cpu_name(nn_tile_kernel_get()->level); }
 
@@ -306,8 +319,8 @@ static void conv2d_forward_run(float *out, float *scratch, const float *inp, con
     conv_plan pl = conv_plan_for(s, nt);
     const int Kd = pl.Kd, P = pl.P, mp = (s->OC + mr - 1) / mr;
     float *Ap = scratch; /* mp panels of (Kd, mr) */
-    float *slots = scratch + conv_shared_floats(s, &pl);
-    size_t per = conv_slot_floats(s, &pl), ct_at = per - conv_tiles_floats(s, &pl);
+    float *slots = scratch + conv_shared_floats(s, &pl, PASS_FWD);
+    size_t per = conv_slot_floats(s, &pl, PASS_FWD), ct_at = per - conv_tiles_floats(s, &pl);
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(static)
@@ -353,8 +366,8 @@ static void conv2d_backward_data(float *dinp, float *scratch, const float *dout,
     conv_plan pl = conv_plan_for(s, nt);
     const int Kd = pl.Kd, mp = (Kd + mr - 1) / mr;
     float *Ap = scratch; /* mp panels of (OC, mr): W^T */
-    float *slots = scratch + conv_shared_floats(s, &pl);
-    size_t per = conv_slot_floats(s, &pl), ct_at = per - conv_tiles_floats(s, &pl);
+    float *slots = scratch + conv_shared_floats(s, &pl, PASS_BWD_DATA);
+    size_t per = conv_slot_floats(s, &pl, PASS_BWD_DATA), ct_at = per - conv_tiles_floats(s, &pl);
     size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
 #pragma omp parallel num_threads(nt)
     {
@@ -399,8 +412,8 @@ static void conv2d_backward_weight(float *dw, float *scratch, const float *dout,
     const int M = taps_rows ? Kd : OC, Nn = taps_rows ? OC : Kd, mp = (M + mr - 1) / mr, np = (Nn + nr - 1) / nr;
     const int T = pl.groups * pl.bpi;
     float *part = scratch; /* CONV_WSPLIT copies of (M, Nn): dW, or dW^T for taps_rows */
-    float *slots = scratch + conv_shared_floats(s, &pl);
-    size_t per = conv_slot_floats(s, &pl), ct_at = per - conv_tiles_floats(s, &pl);
+    float *slots = scratch + conv_shared_floats(s, &pl, PASS_BWD_WEIGHT);
+    size_t per = conv_slot_floats(s, &pl, PASS_BWD_WEIGHT), ct_at = per - conv_tiles_floats(s, &pl);
     size_t nw = (size_t)OC * Kd, cp = (size_t)pl.cols + NN_TILE_MAX_NR;
     /* a slot: col (Kd + mr rows), dY rows (OC + mr), the packed side, the tiles */
     size_t o_dy = (size_t)(Kd + NN_TILE_MAX_MR) * cp, o_pk = o_dy + (size_t)(OC + NN_TILE_MAX_MR) * cp;
@@ -470,6 +483,11 @@ static nn_conv convt_adjoint(const nn_conv *s) {
 size_t nn_conv_transpose2d_scratch(const nn_conv *s) {
     nn_conv a = convt_adjoint(s);
     return nn_conv2d_scratch(&a);
+}
+
+size_t nn_conv_transpose2d_forward_scratch(const nn_conv *s) {
+    nn_conv a = convt_adjoint(s);
+    return conv_pass_floats(&a, PASS_BWD_DATA);
 }
 
 void nn_conv_transpose2d_forward(float *out, float *scratch, const float *inp, const float *w,

@@ -330,7 +330,7 @@ float *nn_seq_forward(nn_seq *s, nn_tape *t, nn_arena *a, const float *x, int N,
             } else {
                 nn_conv c = nn_conv2d_shape(N, l->C, l->H, l->W, l->OC, l->k, l->stride, l->pad);
                 size_t mark = nn_arena_mark(a);
-                float *scratch = nn_arena_floats(a, nn_conv2d_scratch(&c));
+                float *scratch = nn_arena_floats(a, nn_conv2d_forward_scratch(&c));
                 nn_conv2d_forward(y, scratch, cur, w, b, &c);
                 nn_arena_rewind(a, mark);
             }
@@ -340,7 +340,7 @@ float *nn_seq_forward(nn_seq *s, nn_tape *t, nn_arena *a, const float *x, int N,
             y = nn_arena_floats(a, no);
             nn_conv c = nn_conv_transpose2d_shape(N, l->C, l->H, l->W, l->OC, l->k, l->stride, l->pad, l->out_pad);
             size_t mark = nn_arena_mark(a);
-            float *scratch = nn_arena_floats(a, nn_conv_transpose2d_scratch(&c));
+            float *scratch = nn_arena_floats(a, nn_conv_transpose2d_forward_scratch(&c));
             nn_conv_transpose2d_forward(y, scratch, cur, nn_params_val(ps, l->iw),
                                         l->ib >= 0 ? nn_params_val(ps, l->ib) : NULL, &c);
             nn_arena_rewind(a, mark);
