@@ -4,7 +4,8 @@
 #   bash bench/run_all.sh [--threads 2] [--rounds 2] [NAME...]     (default: all)
 #
 # For each NAME (core b1 b2 b3 b4 b5) it runs `build/t2i bench NAME` and
-# `bench/torch_NAME.py` alternately --rounds times (so drifting machine load hits both),
+# `bench/torch_NAME.py` (for core, b4 and b5 through bench/torch_fastest.py: the better of
+# NCHW and channels_last, figure by figure) alternately --rounds times (so drifting machine load hits both),
 # keeps every JSON line in bench/results.jsonl (with a timestamp) and prints, per figure,
 # the median of t2i's runs, the median of PyTorch's runs and their ratio (t2i / PyTorch:
 # below 1 means t2i is faster for times, slower for rates).
@@ -27,7 +28,12 @@ for name in "${names[@]}"; do
   for r in $(seq "$rounds"); do
     build/t2i bench "$name" --threads "$threads" | tail -n 1 | sed "s/^{/{\"impl\":\"t2i\",\"round\":$r,\"time\":\"$stamp\",/" >> "$tmp"
     if [ "$name" = b1 ]; then args="bench"; else args=""; fi
-    /usr/bin/python3 "bench/torch_$name.py" --threads "$threads" $args | tail -n 1 | sed "s/^{/{\"round\":$r,\"time\":\"$stamp\",/" >> "$tmp"
+    case "$name" in
+      # twins with convolutions: the better of NCHW and channels_last (bench/torch_fastest.py)
+      core|b4|b5) twin=(bench/torch_fastest.py "$name") ;;
+      *) twin=("bench/torch_$name.py") ;;
+    esac
+    /usr/bin/python3 "${twin[@]}" --threads "$threads" $args | tail -n 1 | sed "s/^{/{\"round\":$r,\"time\":\"$stamp\",/" >> "$tmp"
   done
 done
 cat "$tmp" >> "$out"

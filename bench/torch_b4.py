@@ -30,6 +30,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--warmup", type=int, default=2)
+ap.add_argument("--memory-format", choices=["nchw", "channels_last"], default="nchw",
+                help="layout of the model and its images (bench/torch_fastest.py tries both)")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(4)
@@ -57,11 +59,12 @@ def timeit(fn):
     return statistics.median(ts)
 
 
-g = SRGenerator()
+mf = torch.channels_last if a.memory_format == "channels_last" else torch.contiguous_format
+g = SRGenerator().to(memory_format=mf)
 nparams = sum(p.numel() for p in g.parameters())
-x = torch.rand(1, 3, 128, 128) * 2 - 1
-lr = torch.rand(16, 3, 32, 32) * 2 - 1
-hr = torch.rand(16, 3, 128, 128) * 2 - 1
+x = (torch.rand(1, 3, 128, 128) * 2 - 1).contiguous(memory_format=mf)
+lr = (torch.rand(16, 3, 32, 32) * 2 - 1).contiguous(memory_format=mf)
+hr = (torch.rand(16, 3, 128, 128) * 2 - 1).contiguous(memory_format=mf)
 opt = torch.optim.Adam(g.parameters(), lr=1e-4)
 
 
@@ -83,7 +86,7 @@ ti = timeit(infer)
 print(f"infer 128x128 -> 512x512: {ti * 1e3:.1f} ms ({infer_flop / ti * 1e-9:.1f} GFLOP/s)")
 tt = timeit(train)
 print(f"train step, batch 16 (32x32 -> 128x128), L1, Adam: {tt * 1e3:.1f} ms ({train_flop / tt * 1e-9:.1f} GFLOP/s)")
-print(json.dumps({"bench": "b4", "impl": "pytorch", "threads": a.threads,
+print(json.dumps({"bench": "b4", "impl": "pytorch", "threads": a.threads, "memory_format": a.memory_format,
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   "gflops": round((infer_flop + train_flop) / (ti + tt) * 1e-9, 1),
                   "infer_ms": round(ti * 1e3, 2), "train_ms_per_step": round(tt * 1e3, 2),

@@ -36,17 +36,21 @@ ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--batch", type=int, default=64)
 ap.add_argument("--encode-n", type=int, default=1024)
+ap.add_argument("--memory-format", choices=["nchw", "channels_last"], default="nchw",
+                help="layout of the model and its images (bench/torch_fastest.py tries both)")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 
-model = VQ()
+mf = torch.channels_last if a.memory_format == "channels_last" else torch.contiguous_format
+model = VQ().to(memory_format=mf)
 n_params = sum(p.numel() for p in model.parameters())
 opt = torch.optim.Adam(model.parameters(), lr=3e-4)
 
 rng = np.random.default_rng(42)
 x = blob_images(max(a.batch, a.encode_n), rng)
-xb = x[:a.batch].contiguous()
+x = x.contiguous(memory_format=mf)
+xb = x[:a.batch].contiguous(memory_format=mf)
 
 with torch.no_grad():
     z0 = rows(model.encode(xb))
@@ -112,7 +116,7 @@ print(f"train step (batch {a.batch}): {t_train * 1e3:.1f} ms ({train_flop / t_tr
 t_enc = timeit(encode)
 print(f"encode {a.encode_n} images: {t_enc * 1e3:.1f} ms ({a.encode_n / t_enc:.0f} images/s, "
       f"{f_enc * a.encode_n / t_enc * 1e-9:.1f} GFLOP/s)")
-print(json.dumps({"bench": "b5", "impl": "pytorch", "threads": a.threads,
+print(json.dumps({"bench": "b5", "impl": "pytorch", "threads": a.threads, "memory_format": a.memory_format,
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   "gflops": round(train_flop / t_train * 1e-9, 1),
                   "train_ms_per_step": round(t_train * 1e3, 2),

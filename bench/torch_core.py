@@ -10,6 +10,8 @@ import torch
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--reps", type=int, default=10)
+ap.add_argument("--memory-format", choices=["nchw", "channels_last"], default="nchw",
+                help="layout of the conv shapes' tensors (bench/torch_fastest.py tries both)")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -109,13 +111,14 @@ SHAPES = [
 ]
 shape_ms = {}
 print("conv2d shapes (ms; fwd, bwd-data, bwd-weight):")
+mf = torch.channels_last if a.memory_format == "channels_last" else torch.contiguous_format
 for name, N, Ci, H, W, OC, K, st, pd, bd in SHAPES:
-    x = torch.rand(N, Ci, H, W) * 2 - 1
-    w = torch.rand(OC, Ci, K, K) * 2 - 1
+    x = (torch.rand(N, Ci, H, W) * 2 - 1).contiguous(memory_format=mf)
+    w = (torch.rand(OC, Ci, K, K) * 2 - 1).contiguous(memory_format=mf)
     b = torch.rand(OC) * 2 - 1
     with torch.no_grad():
         y = torch.nn.functional.conv2d(x, w, b, st, pd)
-    g = torch.rand_like(y) * 2 - 1
+    g = (torch.rand_like(y) * 2 - 1).contiguous(memory_format=mf)
 
     def back(mask):
         torch.ops.aten.convolution_backward(g, x, w, [OC], [st, st], [pd, pd], [1, 1], False, [0, 0], 1, mask)
@@ -129,7 +132,7 @@ for name, N, Ci, H, W, OC, K, st, pd, bd in SHAPES:
           f"{f_*1e3:8.3f} {d_*1e3:8.3f} {w_*1e3:8.3f}")
 total = 3 * cflop + 3 * tflop + 3 * aflop
 tt = cf + cb + tf + tb + af + ab
-print(json.dumps({"bench": "core", "impl": "pytorch", "threads": a.threads,
+print(json.dumps({"bench": "core", "impl": "pytorch", "threads": a.threads, "memory_format": a.memory_format,
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   "gflops": round(total / tt * 1e-9, 1), "sgemm_gflops": round(peak, 1),
                   "conv_fwd_ms": round(cf * 1e3, 3), "conv_bwd_ms": round(cb * 1e3, 3),
