@@ -159,6 +159,11 @@ t2i_cpu_level t2i_cpu_path(void) {
     if (e && *e) {
         t2i_cpu_level cap = !strcmp(e, "baseline") ? T2I_CPU_BASELINE : !strcmp(e, "avx2") ? T2I_CPU_AVX2
                                                                                           : T2I_CPU_AVX512;
+        if (cap == T2I_CPU_AVX512 && strcmp(e, "avx512") != 0) {
+            static int warned; /* a typo must not pass unnoticed, nor stop the run */
+            if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+                fprintf(stderr, "t2i: T2I_CPU=%s is not one of baseline, avx2, avx512; ignored\n", e);
+        }
         if (cap < l) l = cap;
     }
     return l;
