@@ -195,7 +195,7 @@ sr_degrade_kind sr_make_lr_degraded(float *lr, const float *hr, int H, int W, in
 /* "bicubic" / "mix" -> mode; -1 with a message otherwise. */
 int sr_degrade_parse(const char *name, sr_degrade *mode);
 
-/* ---- training steps (sr_train.c) ---- */
+/* ---- training steps (sr_step.c) ---- */
 typedef struct {
     float loss_l1, loss_g_adv, loss_d;
     float d_real, d_fake; /* mean sigmoid of D's patch logits */

@@ -1,20 +1,8 @@
-/* sr_train.c - SR training data, the L1 and GAN steps, and `t2i sr train`.
+/* sr_train.c - SR training data and `t2i sr train` (the steps are sr_step.c's).
  *
  * Data: see sr.h (held-out rule, crops, LR synthesis). One RNG draw picks the crop
  * uniformly among all crop positions of all training photos (so large photos are seen
  * in proportion to their area), a second picks one of the 8 symmetries of the square.
- *
- * Steps (B items, P x P HR crops, LR P/s x P/s):
- *   L1:  loss = mean |G(lr) - hr|; Adam on G.
- *   GAN: G update: fake = G(lr); D (frozen, no power iteration) on hr and on fake;
- *        loss = l1_weight * L1(fake, hr) + adv_weight * L_G(D(hr), D(fake)); Adam on G.
- *        D update: D on [hr; fake] as one batch of 2B (D has no normalisation, so this
- *        equals two calls), loss = L_D, Adam on D. fake is the output computed before
- *        G's update (detached), as ESRGAN/BasicSR do.
- *   Relativistic average loss derivative (a_i = r_i - mean f, b_j = f_j - mean r, n
- *   patches each, t_r/t_f the targets 1/0 for D and 0/1 for G):
- *     ga_i = (sigmoid(a_i) - t_r) / 2n,  gb_j = (sigmoid(b_j) - t_f) / 2n
- *     dL/dr_k = ga_k - sum_j gb_j / n,   dL/df_k = gb_k - sum_i ga_i / n.
  *
  * Run folder (--out): config.json (with several sources, --package, a held-out source or
  * --degrade mix also "train_files" and "heldout_files", the exact lists, which --resume
@@ -53,315 +41,9 @@
 #include "trainer.h"
 #include "image_quality.h"
 #include "sr.h"
+#include "sr_photos.h"
 
 #define SR_DEFAULT_DATA "/usr/share/backgrounds/mate/nature"
-
-/* ---------------------------------------------------------------- losses and steps */
-
-static double softplus(double z) { return (z > 0 ? z : 0) + log1p(exp(-fabs(z))); }
-static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
-
-float sr_ragan_loss(const float *lr, const float *lf, int n, float *dr, float *df, int for_g, float scale) {
-    double mr = 0.0, mf = 0.0;
-    for (int i = 0; i < n; i++) mr += lr[i], mf += lf[i];
-    mr /= n, mf /= n;
-    /* data-parallel (run/dist.h): the means, the loss and the mean-terms of the gradient are
-     * the global batch's (means of the ranks' means over equal slices); each rank's gradient
-     * keeps the local 1/n, which is the rank count times its share, as every rank's is */
-    int ranks = t2i_dist_size();
-    if (ranks > 1) {
-        double m2[2] = {mr, mf};
-        t2i_dist_mean(m2, 2);
-        mr = m2[0], mf = m2[1];
-    }
-    double tr = for_g ? 0.0 : 1.0, tf = for_g ? 1.0 : 0.0;
-    double loss = 0.0, sga = 0.0, sgb = 0.0;
-    for (int i = 0; i < n; i++) {
-        double a = lr[i] - mf, b = lf[i] - mr;
-        /* BCE(z, 1) = softplus(-z), BCE(z, 0) = softplus(z) */
-        loss += tr > 0.5 ? softplus(-a) : softplus(a);
-        loss += tf > 0.5 ? softplus(-b) : softplus(b);
-        sga += (sigmoid(a) - tr) / (2.0 * n);
-        sgb += (sigmoid(b) - tf) / (2.0 * n);
-    }
-    if (ranks > 1) {
-        double v[3] = {loss, sga, sgb};
-        t2i_dist_mean(v, 3);
-        loss = v[0], sga = v[1], sgb = v[2];
-    }
-    for (int k = 0; k < n; k++) {
-        if (dr) dr[k] += (float)(scale * ((sigmoid(lr[k] - mf) - tr) / (2.0 * n) - sgb / n));
-        if (df) df[k] += (float)(scale * ((sigmoid(lf[k] - mr) - tf) / (2.0 * n) - sga / n));
-    }
-    return (float)(loss / (2.0 * n));
-}
-
-float sr_l1_step(sr_model *m, nn_optim *og, nn_arena *a, const float *lr, const float *hr, int B, float lr_now) {
-    nn_arena_reset(a);
-    nn_params_zero_grad(&m->gp);
-    nn_tape t;
-    memset(&t, 0, sizeof t);
-    float *y = nn_seq_forward(&m->g, &t, a, lr, B, 1);
-    size_t n = (size_t)B * nn_seq_out_size(&m->g);
-    float *dy = nn_arena_zeros(a, n);
-    float loss = nn_l1(dy, y, hr, n, 1.0f);
-    nn_seq_backward(&m->g, &t, a, dy, 0);
-    nn_optim_step(og, &m->gp, lr_now);
-    return loss;
-}
-
-static float mean_sigmoid(const float *l, int n) {
-    double s = 0.0;
-    for (int i = 0; i < n; i++) s += sigmoid(l[i]);
-    return (float)(s / n);
-}
-
-void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_loss loss, float l1_weight,
-                 float adv_weight, const float *lr, const float *hr, int B, sr_step_stats *st) {
-    nn_arena_reset(a);
-    size_t item = nn_seq_out_size(&m->g), n = (size_t)B * item;
-    int P = B * (int)nn_seq_out_size(&m->d); /* patch logits per batch */
-    /* ---- G update ---- */
-    nn_params_zero_grad(&m->gp);
-    nn_tape tg, tr, tf;
-    memset(&tg, 0, sizeof tg), memset(&tr, 0, sizeof tr), memset(&tf, 0, sizeof tf);
-    float *fake = nn_seq_forward(&m->g, &tg, a, lr, B, 1);
-    m->d.frozen = 1;
-    float *lreal = nn_seq_forward(&m->d, &tr, a, hr, B, 0);
-    float *lfake = nn_seq_forward(&m->d, &tf, a, fake, B, 0);
-    float *dlf = nn_arena_zeros(a, (size_t)P);
-    if (loss == SR_GAN_RAGAN)
-        st->loss_g_adv = sr_ragan_loss(lreal, lfake, P, NULL, dlf, 1, adv_weight);
-    else
-        st->loss_g_adv = nn_bce_logits_const(dlf, lfake, 1.0f, (size_t)P, adv_weight);
-    float *dfake = nn_seq_backward(&m->d, &tf, a, dlf, 1);
-    m->d.frozen = 0;
-    st->loss_l1 = nn_l1(dfake, fake, hr, n, l1_weight);
-    nn_seq_backward(&m->g, &tg, a, dfake, 0);
-    nn_optim_step(og, &m->gp, og->lr);
-    /* ---- D update on [hr; fake] ---- */
-    nn_params_zero_grad(&m->dp);
-    float *both = nn_arena_floats(a, 2 * n);
-    memcpy(both, hr, n * sizeof(float));
-    memcpy(both + n, fake, n * sizeof(float));
-    nn_tape td;
-    memset(&td, 0, sizeof td);
-    float *l2 = nn_seq_forward(&m->d, &td, a, both, 2 * B, 1);
-    float *dl = nn_arena_zeros(a, (size_t)2 * P);
-    if (loss == SR_GAN_RAGAN) {
-        st->loss_d = sr_ragan_loss(l2, l2 + P, P, dl, dl + P, 0, 1.0f);
-    } else {
-        st->loss_d = nn_bce_logits_const(dl, l2, 1.0f, (size_t)P, 1.0f);
-        st->loss_d += nn_bce_logits_const(dl + P, l2 + P, 0.0f, (size_t)P, 1.0f);
-    }
-    nn_seq_backward(&m->d, &td, a, dl, 0);
-    nn_optim_step(od, &m->dp, od->lr);
-    st->d_real = mean_sigmoid(l2, P);
-    st->d_fake = mean_sigmoid(l2 + P, P);
-}
-
-/* ---------------------------------------------------------------- training photos */
-
-typedef struct {
-    int n;
-    t2i_image *img;      /* 8-bit RGB, full size */
-    uint64_t *positions; /* crop positions per photo: (w - P + 1) * (h - P + 1) */
-    uint64_t total;
-} photo_set;
-
-static void photos_free(photo_set *ps) {
-    for (int i = 0; i < ps->n; i++) t2i_image_free(&ps->img[i]);
-    free(ps->img);
-    free(ps->positions);
-    memset(ps, 0, sizeof *ps);
-}
-
-/* Loads the files with heldout[i] == want_heldout; photos smaller than P are skipped
- * with a note. Returns -1 on a decode error or when no photo is usable. */
-static int photos_load(photo_set *ps, const sr_filelist *fl, const char *dir, int want_heldout, int P, int verbose) {
-    memset(ps, 0, sizeof *ps);
-    int skipped = 0, first_skipped = -1;
-    ps->img = t2i_calloc((size_t)fl->n, sizeof *ps->img);
-    ps->positions = t2i_calloc((size_t)fl->n, sizeof *ps->positions);
-    for (int i = 0; i < fl->n; i++) {
-        if (fl->heldout[i] != want_heldout) continue;
-        t2i_image im;
-        if (t2i_image_load(&im, fl->files[i], 3) != 0) {
-            photos_free(ps);
-            return -1;
-        }
-        if (im.w < P || im.h < P) {
-            if (!skipped++) first_skipped = i;
-            t2i_image_free(&im);
-            continue;
-        }
-        ps->img[ps->n] = im;
-        ps->positions[ps->n] = (uint64_t)(im.w - P + 1) * (uint64_t)(im.h - P + 1);
-        ps->total += ps->positions[ps->n];
-        ps->n++;
-    }
-    if (ps->n == 0) {
-        photos_free(ps);
-        return t2i_error_set("%s: no %s images of at least %dx%d pixels", dir, want_heldout ? "held-out" : "training",
-                             P, P);
-    }
-    if (skipped && verbose)
-        fprintf(stderr, "t2i: note: %d image%s smaller than the %dx%d crop skipped (first: %s)\n", skipped,
-                skipped > 1 ? "s" : "", P, P, fl->files[first_skipped]);
-    return 0;
-}
-
-/* One random HR crop (3, P, P) in [-1, 1] with a random symmetry of the square. */
-static void random_crop(float *dst, const photo_set *ps, int P, t2i_rng *rng) {
-    uint64_t k = t2i_rng_below(rng, ps->total);
-    int i = 0;
-    while (k >= ps->positions[i]) k -= ps->positions[i++];
-    const t2i_image *im = &ps->img[i];
-    int nx = im->w - P + 1;
-    int x0 = (int)(k % (uint64_t)nx), y0 = (int)(k / (uint64_t)nx);
-    int sym = (int)t2i_rng_below(rng, 8);
-    int tr = sym & 1, fh = sym & 2, fv = sym & 4;
-    size_t plane = (size_t)P * P;
-    for (int y = 0; y < P; y++)
-        for (int x = 0; x < P; x++) {
-            int sy = tr ? x : y, sx = tr ? y : x;
-            if (fh) sx = P - 1 - sx;
-            if (fv) sy = P - 1 - sy;
-            const uint8_t *px = im->px + ((size_t)(y0 + sy) * im->w + (size_t)(x0 + sx)) * 3;
-            for (int c = 0; c < 3; c++) dst[c * plane + (size_t)y * P + x] = (float)px[c] / 127.5f - 1.0f;
-        }
-}
-
-/* Mean |hr - bicubic(lr)| of one item: how much a model can gain on it over bicubic. */
-static double bicubic_error(const float *hr, const float *lr, float *up, int P, int s) {
-    t2i_resize_chw(up, lr, 3, P / s, P / s, P, P, T2I_RESIZE_BICUBIC);
-    double e = 0.0;
-    size_t n = (size_t)3 * P * P;
-    for (size_t i = 0; i < n; i++) e += fabs(hr[i] - up[i]);
-    return e / (double)n;
-}
-
-/* One training item (hr, lr). focus <= 1: a uniform random crop. focus = K > 1: K
- * candidate crops, one kept with probability proportional to its bicubic error (the
- * smooth, out-of-focus parts of photos teach little; this spends steps on detail).
- * cand: scratch for K candidates (K * 3 * P * P + K * 3 * (P/s)^2 + 3 * P * P floats). */
-static void training_item(float *hr, float *lr, const photo_set *ps, int P, int s, int focus, sr_degrade degrade,
-                          float *cand, t2i_rng *rng) {
-    size_t hs = (size_t)3 * P * P, ls = hs / (s * s);
-    if (focus <= 1) {
-        random_crop(hr, ps, P, rng);
-        sr_make_lr_degraded(lr, hr, P, P, s, degrade, rng);
-        return;
-    }
-    float *ch = cand, *cl = cand + focus * hs, *up = cl + focus * ls;
-    double e[64], tot = 0.0;
-    for (int k = 0; k < focus; k++) {
-        random_crop(ch + k * hs, ps, P, rng);
-        sr_make_lr_degraded(cl + k * ls, ch + k * hs, P, P, s, degrade, rng);
-        e[k] = bicubic_error(ch + k * hs, cl + k * ls, up, P, s) + 1e-6;
-        tot += e[k];
-    }
-    double u = t2i_rng_uniform(rng) * tot;
-    int pick = 0;
-    while (pick < focus - 1 && u >= e[pick]) u -= e[pick++];
-    memcpy(hr, ch + pick * hs, hs * sizeof(float));
-    memcpy(lr, cl + pick * ls, ls * sizeof(float));
-}
-
-/* ---------------------------------------------------------------- validation */
-
-#define VAL_SIZE 256
-
-typedef struct {
-    int n, size, scale;
-    float *hr, *lr; /* (n, 3, S, S), (n, 3, S/s, S/s) */
-    float *bic;     /* bicubic upscaled LR (n, 3, S, S) */
-    double psnr_bicubic;
-} val_set;
-
-/* PSNR (RGB, border = scale) of float images via 8-bit rounding, as saved images. */
-static double psnr_float(const float *a, const float *b, int S, int border, uint8_t *ua, uint8_t *ub) {
-    t2i_chw_to_u8(ua, a, 3, S, S);
-    t2i_chw_to_u8(ub, b, 3, S, S);
-    return t2i_psnr_rgb(ua, ub, S, S, border);
-}
-
-/* Three fixed crops per photo (centre and the two quarter points of the diagonal). */
-static void val_build(val_set *v, const photo_set *ps, int scale) {
-    memset(v, 0, sizeof *v);
-    int S = VAL_SIZE;
-    for (int i = 0; i < ps->n; i++) S = T2I_MIN(S, T2I_MIN(ps->img[i].w, ps->img[i].h));
-    S -= S % 16;
-    v->size = S, v->scale = scale, v->n = 3 * ps->n;
-    size_t hs = (size_t)3 * S * S, ls = hs / (scale * scale);
-    v->hr = t2i_malloc(v->n * hs * sizeof(float));
-    v->lr = t2i_malloc(v->n * ls * sizeof(float));
-    v->bic = t2i_malloc(v->n * hs * sizeof(float));
-    uint8_t *ua = t2i_malloc(hs), *ub = t2i_malloc(hs);
-    double sum = 0.0;
-    int kept = 0, flat = 0;
-    for (int j = 0; j < 3 * ps->n; j++) {
-        int k = kept;
-        const t2i_image *im = &ps->img[j / 3];
-        int q = j % 3; /* centre, upper-left quarter, lower-right quarter */
-        double fx = q == 0 ? 0.5 : q == 1 ? 0.25 : 0.75;
-        int x0 = (int)(fx * (im->w - S)), y0 = (int)(fx * (im->h - S));
-        float *hr = v->hr + k * hs;
-        for (int c = 0; c < 3; c++)
-            for (int y = 0; y < S; y++)
-                for (int x = 0; x < S; x++)
-                    hr[(size_t)c * S * S + (size_t)y * S + x] =
-                        (float)im->px[((size_t)(y0 + y) * im->w + x0 + x) * 3 + c] / 127.5f - 1.0f;
-        sr_make_lr(v->lr + k * ls, hr, S, S, scale);
-        t2i_resize_chw(v->bic + k * hs, v->lr + k * ls, 3, S / scale, S / scale, S, S, T2I_RESIZE_BICUBIC);
-        double p = psnr_float(v->bic + k * hs, hr, S, scale, ua, ub);
-        /* a flat crop that bicubic reproduces exactly has an infinite PSNR, which would make
-         * the mean infinite: such crops are left out (the last one stays if all are) */
-        if (isinf(p) && !(j == 3 * ps->n - 1 && kept == 0)) {
-            flat++;
-            continue;
-        }
-        sum += p;
-        kept++;
-    }
-    v->n = kept;
-    v->psnr_bicubic = sum / v->n;
-    if (flat) printf("sr train: %d validation crop%s left out: bicubic reproduces them exactly\n", flat, flat > 1 ? "s" : "");
-    free(ua), free(ub);
-}
-
-static void val_free(val_set *v) {
-    free(v->hr), free(v->lr), free(v->bic);
-    memset(v, 0, sizeof *v);
-}
-
-/* Mean PSNR of the EMA on the validation crops; writes a sample grid when path given. */
-static double val_run(const sr_model *m, const val_set *v, const char *sample_path, const char *latest_path) {
-    int S = v->size, s = v->scale;
-    size_t hs = (size_t)3 * S * S, ls = hs / (s * s);
-    float *out = t2i_malloc(v->n * hs * sizeof(float));
-    uint8_t *ua = t2i_malloc(hs), *ub = t2i_malloc(hs);
-    double sum = 0.0;
-    for (int k = 0; k < v->n; k++) {
-        sr_upscale_image(&m->ema, s, v->lr + k * ls, S / s, S / s, out + k * hs, 0, 0);
-        sum += psnr_float(out + k * hs, v->hr + k * hs, S, s, ua, ub);
-    }
-    if (sample_path) {
-        int rows = T2I_MIN(2, v->n);
-        float *grid = t2i_malloc((size_t)rows * 3 * hs * sizeof(float));
-        for (int r = 0; r < rows; r++) {
-            memcpy(grid + (size_t)(3 * r) * hs, v->bic + r * hs, hs * sizeof(float));
-            memcpy(grid + (size_t)(3 * r + 1) * hs, out + r * hs, hs * sizeof(float));
-            memcpy(grid + (size_t)(3 * r + 2) * hs, v->hr + r * hs, hs * sizeof(float));
-        }
-        if (t2i_save_grid(sample_path, grid, 3 * rows, 3, S, S, 3) != 0 ||
-            t2i_save_grid(latest_path, grid, 3 * rows, 3, S, S, 3) != 0)
-            fprintf(stderr, "t2i: warning: %s\n", t2i_error_msg());
-        free(grid);
-    }
-    free(out), free(ua), free(ub);
-    return sum / v->n;
-}
 
 /* ---------------------------------------------------------------- the trainer */
 
@@ -603,11 +285,11 @@ static int sr_tr_setup(void *self, t2i_trainer *t) {
     double t0 = t2i_now();
     if (sr_list_sources(&g->fl, &src) != 0) return t2i_fail_err();
     if (t->resume && (rc = check_same_files(g, t)) != 0) return rc;
-    if (photos_load(&g->train, &g->fl, label, 0, P, 1) != 0) return t2i_fail_err();
+    if (sr_photos_load(&g->train, &g->fl, label, 0, P, 1) != 0) return t2i_fail_err();
     for (int i = 0; i < g->fl.n; i++) g->nheld += g->fl.heldout[i];
     g->val_from_train = g->nheld == 0;
     /* a held-out photo that cannot be read must not silently turn validation into training data */
-    if (!g->val_from_train && photos_load(&g->held, &g->fl, label, 1, 32, 0) != 0) return t2i_fail_err();
+    if (!g->val_from_train && sr_photos_load(&g->held, &g->fl, label, 1, 32, 0) != 0) return t2i_fail_err();
     if (t->nopts != g->nopts_base) {
         size_t px = 0;
         for (int i = 0; i < g->train.n; i++) px += (size_t)g->train.img[i].w * g->train.img[i].h;
@@ -615,7 +297,7 @@ static int sr_tr_setup(void *self, t2i_trainer *t) {
         printf("sr train: %d files listed, %d training + %d held-out photos decoded (%.1f Mpixel) in %.1f s\n", g->fl.n,
                g->train.n, g->held.n, px / 1e6, t2i_now() - t0);
     }
-    val_build(&g->val, g->val_from_train ? &g->train : &g->held, g->m.cfg.scale);
+    sr_val_build(&g->val, g->val_from_train ? &g->train : &g->held, g->m.cfg.scale);
     return 0;
 }
 
@@ -679,7 +361,7 @@ static char *sr_tr_config(void *self, t2i_trainer *t) {
 /* The validation PSNR of the EMA as a metrics line (and the sample grids when step > 0). */
 static void validate(sr_trainer *g, t2i_trainer *t, int phase) {
     char *sp = t->step ? t2i_trainer_sample_path(t) : NULL, *lp = t->step ? t2i_trainer_latest_path(t) : NULL;
-    g->last_val = val_run(&g->m, &g->val, sp, lp);
+    g->last_val = sr_val_run(&g->m, &g->val, sp, lp);
     free(sp), free(lp);
     char line[256];
     snprintf(line, sizeof line, "{\"step\":%ld,\"phase\":%d,\"val_psnr\":%.4f,\"val_psnr_bicubic\":%.4f}", t->step,
@@ -753,7 +435,7 @@ static int sr_tr_step(void *self, t2i_trainer *t) {
     /* every rank draws the whole global batch's crops (the single process's random sequence)
      * and trains on its rows [lo, hi) */
     for (int b = 0; b < B; b++)
-        training_item(g->hr + (size_t)b * 3 * P * P, g->lrb + (size_t)b * 3 * lp * lp, &g->train, P, s, o->focus,
+        sr_training_item(g->hr + (size_t)b * 3 * P * P, g->lrb + (size_t)b * 3 * lp * lp, &g->train, P, s, o->focus,
                       (sr_degrade)o->degrade, g->cand, &t->rng);
     int lo = t->size > 1 ? t->lo : 0, nb = t->size > 1 ? t->hi - t->lo : B;
     const float *hr = g->hr + (size_t)lo * 3 * P * P, *lrb = g->lrb + (size_t)lo * 3 * lp * lp;
@@ -829,8 +511,8 @@ static void sr_tr_release(void *self) {
     sr_trainer *g = self;
     nn_arena_free(&g->arena);
     t2i_free(g->hr), t2i_free(g->lrb), free(g->cand);
-    val_free(&g->val);
-    photos_free(&g->train), photos_free(&g->held);
+    sr_val_free(&g->val);
+    sr_photos_free(&g->train), sr_photos_free(&g->held);
     sr_filelist_free(&g->fl);
     if (g->have_model) sr_model_free(&g->m);
     if (g->have_src) sr_model_free(&g->src);
