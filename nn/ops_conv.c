@@ -161,14 +161,12 @@ static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 typedef struct {
     int Kd, P, G, rb, bpi; /* G images per block, or (G == 1) bands of rb rows, bpi bands per image */
     int cols, groups;      /* most columns of a block; image groups (G images, or 1 image of bpi bands) */
-    int nt;                /* threads */
 } conv_plan;
 
 static conv_plan conv_plan_for(const nn_conv *s, int nt) {
     conv_plan b;
     b.Kd = s->C * s->KH * s->KW;
     b.P = s->OH * s->OW;
-    b.nt = nt;
     /* at least 4 tile widths (unless tests ask for less): a block of few columns loses much
      * to its last, partial tile */
     size_t cap = T2I_MAX(conv_block_floats / (size_t)b.Kd, T2I_MIN((size_t)4 * NN_TILE_MAX_NR, conv_block_floats));
