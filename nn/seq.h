@@ -16,6 +16,10 @@
  *     nn_tape t; float *y = nn_seq_forward(&g, &t, &arena, x, N, 1);
  *     float *dx = nn_seq_backward(&g, &t, &arena, dy, 1);
  *
+ * Memory: ReLU/LeakyReLU after a layer whose output no backward reads run in place, and
+ * the backward pass reuses a small pool of gradient buffers (seq.c, "memory of a training
+ * pass"); values are the same as with a buffer per activation and per gradient.
+ *
  * The forward pass records what backward needs in an nn_tape (pointers into the arena),
  * so a network can run several forward passes before their backward passes (D on real
  * and on fake images, each with its own BatchNorm statistics, as PyTorch does).
@@ -92,6 +96,8 @@ typedef struct {
     float *aux2[NN_SEQ_MAX];
     float *aux3[NN_SEQ_MAX];
     float sigma[NN_SEQ_MAX];      /* spectral norm of each SN layer's weight */
+    int keep_all;                 /* no in-place activation, a new buffer per gradient
+                                   * (the plain reference the memory plan is tested against) */
 } nn_tape;
 
 void nn_seq_init(nn_seq *s, nn_params *ps, const char *prefix, int C, int H, int W);

@@ -230,12 +230,103 @@ static void test_frozen(void **state) {
     nn_params_free(&ps);
 }
 
+/* One training pass with the memory plan (in-place ReLU, pooled gradient buffers) and one
+ * with tape.keep_all: output, input gradient and every parameter gradient equal bit for
+ * bit, the caller's dy unchanged, and the planned pass needs less arena. The network has
+ * what the plan treats specially: ReLU and LeakyReLU after convolutions, BatchNorm, a pixel
+ * shuffle, a residual sum and a dropout; ReLU right after a RES_BEGIN (whose input is the
+ * skip, so it must not run in place); nested blocks with scales 1 and 0.5; a final ReLU. */
+static float *plan_pass(nn_seq *s, nn_params *ps, nn_arena *a, const float *x, const float *dy, int N, int keep_all,
+                        float **dx_out, size_t *peak) {
+    nn_arena_reset(a);
+    a->peak = a->live;
+    nn_params_zero_grad(ps);
+    t2i_rng r;
+    t2i_rng_seed(&r, 11);
+    nn_tape t;
+    memset(&t, 0, sizeof t);
+    t.rng = &r;
+    t.keep_all = keep_all;
+    float *y = nn_seq_forward(s, &t, a, x, N, 1);
+    size_t ny = (size_t)N * nn_seq_out_size(s);
+    float *yc = tu_zeros(ny);
+    memcpy(yc, y, ny * sizeof(float));
+    float *dx = nn_seq_backward(s, &t, a, dy, 1);
+    size_t nx = (size_t)N * s->in_C * s->in_H * s->in_W;
+    *dx_out = tu_zeros(nx);
+    memcpy(*dx_out, dx, nx * sizeof(float));
+    *peak = a->peak;
+    return yc;
+}
+
+static void test_memory_plan(void **state) {
+    (void)state;
+    nn_params ps;
+    nn_params_init(&ps);
+    nn_seq s;
+    nn_seq_init(&s, &ps, "p", 3, 8, 8);
+    nn_seq_conv(&s, 8, 3, 1, 1, 1);
+    nn_seq_act(&s, NN_ACT_LEAKY_RELU, 0.2f);
+    nn_seq_res_begin(&s);
+    nn_seq_act(&s, NN_ACT_RELU, 0); /* input is the skip (with negative values): not in place */
+    nn_seq_conv(&s, 8, 3, 1, 1, 1);
+    nn_seq_bn(&s);
+    nn_seq_act(&s, NN_ACT_LEAKY_RELU, 0.1f);
+    nn_seq_res_begin(&s);
+    nn_seq_conv(&s, 8, 3, 1, 1, 0);
+    nn_seq_res_end(&s, 1.0f);
+    nn_seq_dropout(&s, 0.3f);
+    nn_seq_act(&s, NN_ACT_RELU, 0);
+    nn_seq_conv(&s, 8, 3, 1, 1, 1);
+    nn_seq_res_end(&s, 0.5f);
+    nn_seq_act(&s, NN_ACT_RELU, 0);
+    nn_seq_conv(&s, 16, 3, 1, 1, 1);
+    nn_seq_pixel_shuffle(&s, 2);
+    nn_seq_act(&s, NN_ACT_RELU, 0);
+    nn_seq_conv(&s, 3, 3, 1, 1, 1);
+    nn_seq_act(&s, NN_ACT_RELU, 0);
+    nn_params_alloc(&ps);
+    t2i_rng r;
+    t2i_rng_seed(&r, 8);
+    nn_seq_init_params(&s, &r, NN_INIT_PYTORCH);
+    int N = 32;
+    nn_set_conv_block_floats(2048); /* so that activations, not convolution scratch, fill the arena */
+    size_t nx = (size_t)N * 3 * 64, ny = (size_t)N * nn_seq_out_size(&s);
+    float *x = tu_randn(&r, nx, 1.0f), *dy = tu_randn(&r, ny, 1.0f), *dy0 = tu_zeros(ny);
+    memcpy(dy0, dy, ny * sizeof(float));
+    /* the running statistics move in each pass: start both from the same values */
+    float *vals = tu_zeros(ps.total);
+    memcpy(vals, ps.data, ps.total * sizeof(float));
+    nn_arena a;
+    nn_arena_init(&a);
+    float *dxp, *dxk;
+    size_t peak_p, peak_k;
+    float *yp = plan_pass(&s, &ps, &a, x, dy, N, 0, &dxp, &peak_p);
+    float *gp = tu_zeros(ps.total);
+    memcpy(gp, ps.grad, ps.total * sizeof(float));
+    memcpy(ps.data, vals, ps.total * sizeof(float));
+    float *yk = plan_pass(&s, &ps, &a, x, dy, N, 1, &dxk, &peak_k);
+    assert_memory_equal(yp, yk, ny * sizeof(float));
+    assert_memory_equal(dxp, dxk, nx * sizeof(float));
+    assert_memory_equal(gp, ps.grad, ps.total * sizeof(float));
+    assert_memory_equal(dy, dy0, ny * sizeof(float));
+    double g2 = 0;
+    for (size_t i = 0; i < ps.total; i++) g2 += (double)gp[i] * gp[i];
+    assert_true(g2 > 1e-6); /* gradients are there, not zeros on both sides */
+    assert_true(peak_p < peak_k * 3 / 4);
+    nn_set_conv_block_floats(0);
+    free(x), free(dy), free(dy0), free(vals), free(dxp), free(dxk), free(yp), free(yk), free(gp);
+    nn_arena_free(&a);
+    nn_params_free(&ps);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_residual_bn),
         cmocka_unit_test(test_cbn_generator),
         cmocka_unit_test(test_sn_gn_dropout),
         cmocka_unit_test(test_frozen),
+        cmocka_unit_test(test_memory_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
