@@ -7,7 +7,8 @@
 # with one synchronisation switched off (T2I_DIST_BREAK, run/dist.h) must NOT compare equal,
 # which shows that the tolerance would catch a wrong gradient average or an unsynchronised
 # BatchNorm ("scale" sums the gradients without dividing by the rank count: Adam all but
-# absorbs that in the weights, not in its moments, which the checkpoints hold). Skipped (77)
+# absorbs that in the weights, not in its moments, which the checkpoints hold). Rank 1 runs
+# in a working folder of its own, which must stay empty: only rank 0 writes. Skipped (77)
 # when mpirun is missing or t2i was built without MPI.
 source "$(dirname "$0")/lib.sh"
 export T2I_PROGRESS_SECONDS=1000
@@ -26,14 +27,26 @@ MPI_ASAN=${MPI_ASAN//detect_leaks=1/detect_leaks=0}
 mpi2() { ASAN_OPTIONS=$MPI_ASAN mpirun -np 2 -x T2I_PROGRESS_SECONDS -x T2I_DIST_BREAK -x ASAN_OPTIONS -x UBSAN_OPTIONS \
   "$T2I" "$@"; }
 export T2I_DIST_BREAK=
+# mpi2w DIR1 ARGS...: 2 ranks as mpi2, but rank 1 in a working folder of its own, DIR1 (made
+# empty), while rank 0 runs in $TMP: with a relative --out, anything rank 1 writes lands in
+# DIR1, which must stay empty (only rank 0 writes config, metrics, samples, checkpoints)
+mpi2w() {
+  local d1=$1
+  shift
+  rm -rf "$d1" && mkdir -p "$d1"
+  ASAN_OPTIONS=$MPI_ASAN mpirun -x T2I_PROGRESS_SECONDS -x T2I_DIST_BREAK -x ASAN_OPTIONS -x UBSAN_OPTIONS \
+    -np 1 -wdir "$TMP" "$T2I" "$@" : -np 1 -wdir "$d1" "$T2I" "$@"
+}
 
 # same() NAME CMD...: CMD run once alone (--out $TMP/NAME.1) and with 2 ranks (--out $TMP/NAME.2)
-# must agree; with each BREAK in $BREAKS it must not.
+# must agree, and rank 1 must write nothing; with each BREAK in $BREAKS they must not agree.
 same() {
   local name=$1
   shift
   "$T2I" "$@" --out "$TMP/$name.1" >"$TMP/$name.1.log" 2>&1 || { fail "$name: one process: $(tail -3 "$TMP/$name.1.log")"; return; }
-  mpi2 "$@" --out "$TMP/$name.2" >"$TMP/$name.2.log" 2>&1 || { fail "$name: 2 ranks: $(tail -3 "$TMP/$name.2.log")"; return; }
+  mpi2w "$TMP/$name.w1" "$@" --out "$name.2" >"$TMP/$name.2.log" 2>&1 || { fail "$name: 2 ranks: $(tail -3 "$TMP/$name.2.log")"; return; }
+  [ -s "$TMP/$name.2/checkpoint.safetensors" ] || fail "$name: 2 ranks: rank 0 wrote no checkpoint"
+  [ -z "$(ls -A "$TMP/$name.w1")" ] || fail "$name: rank 1 wrote files: $(cd "$TMP/$name.w1" && find . -type f | head -5)"
   $CLOSE $CLOSE_ARGS "$TMP/$name.1" "$TMP/$name.2" >"$TMP/$name.cmp" || fail "$name: 2 ranks differ from 1: $(cat "$TMP/$name.cmp")"
   # rank 0's stdout is the single process's plus its line on communication; ranks above 0 print nothing
   [ "$(grep -v ' ranks; rank 0 spent ' "$TMP/$name.2.log" | grep -c "^$name train:")" = \
