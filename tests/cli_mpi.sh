@@ -74,9 +74,10 @@ CLOSE_ARGS="" BREAKS="grad scale codebook" same vq vq train --preset custom --wi
 # DALL-E: caption drops drawn for the global batch; codes from the VQ run above
 "$T2I" vq encode --ckpt "$TMP/vq.1/checkpoint.safetensors" --data fashion-captions --limit 256 --threads 1 \
   --out "$TMP/codes.safetensors" >/dev/null 2>&1 || fail "vq encode"
-CLOSE_ARGS="" BREAKS="grad scale" same dalle dalle train --codes "$TMP/codes.safetensors" --preset custom --width 32 --layers 1 \
-  --heads 2 --text-len 12 --text-vocab 600 --batch 8 --warmup 5 --lr 3e-3 --cond-drop 0.5 --sample-every 10 \
-  --ckpt-every 10 --log-every 1 --threads 1 --steps 4
+DALLE=(dalle train --codes "$TMP/codes.safetensors" --preset custom --width 32 --layers 1 --heads 2 --text-len 12
+       --text-vocab 600 --batch 8 --warmup 5 --lr 3e-3 --cond-drop 0.5 --sample-every 10 --ckpt-every 10 --log-every 1
+       --threads 1)
+CLOSE_ARGS="" BREAKS="grad scale" same dalle "${DALLE[@]}" --steps 4
 
 # SR: crops drawn for the global batch, an L1 phase then RaGAN steps (relativistic means over
 # the global batch). Its D has no BatchNorm, so no parameter has a true gradient of zero whose
@@ -87,9 +88,9 @@ cp "$ROOT/tests/data/img/clip_src_300x200.png" "$TMP/photos/a.png"
 cp "$ROOT/tests/data/img/rs_src_rgb64.png" "$TMP/photos/b.png"
 cp "$ROOT/tests/data/img/clip_out_224.png" "$TMP/photos/c.png"
 cp "$ROOT/tests/data/img/png_rgb8.png" "$TMP/photos/d.png"
-CLOSE_ARGS="--wtol 1e-4" BREAKS="grad scale ragan" same sr sr train --data "$TMP/photos" --scale 2 --preset custom --width 8 --blocks 1 \
-  --crop 32 --batch 4 --d-width 8 --steps 3 --gan-steps 3 --val-every 3 --ckpt-every 100 --log-every 1 --seed 7 \
-  --threads 1
+SR=(sr train --data "$TMP/photos" --scale 2 --preset custom --width 8 --blocks 1 --crop 32 --batch 4 --d-width 8
+    --steps 3 --gan-steps 3 --val-every 3 --ckpt-every 100 --log-every 1 --seed 7 --threads 1)
+CLOSE_ARGS="--wtol 1e-4" BREAKS="grad scale ragan" same sr "${SR[@]}"
 
 # CLIP: the contrastive loss over the global batch (embeddings gathered from the ranks);
 # the control "loss" is the per-rank loss over each rank's 4 pairs
@@ -130,6 +131,24 @@ mpi2 clip train --data "$TMP/fc" --res 16 --patch 8 --vision-width 16 --vision-l
 mpi2 clip train --resume --threads 1 --out "$TMP/rc" >/dev/null 2>&1 || fail "MPI clip resume"
 cmp -s "$TMP/clip.2/checkpoint.safetensors" "$TMP/rc/checkpoint.safetensors" ||
   fail "clip: MPI run stopped and resumed differs from the uninterrupted MPI run"
+# DALL-E (caption drops from the run RNG; 4 steps inside the warm-up, so --steps 2 plans the
+# same learning rates) and SR (--stop-after 4: one step into phase 2, its crops, RaGAN and
+# l1.safetensors): stopped and resumed under MPI equals the uninterrupted MPI run bit for bit,
+# and the MPI checkpoint resumed in one process equals the single-process run
+mpi2 "${DALLE[@]}" --steps 2 --out "$TMP/rd" >/dev/null 2>&1 || fail "MPI dalle run of 2 steps"
+cp -r "$TMP/rd" "$TMP/rdone"
+mpi2 dalle train --resume --steps 4 --threads 1 --out "$TMP/rd" >/dev/null 2>&1 || fail "MPI dalle resume"
+cmp -s "$TMP/dalle.2/checkpoint.safetensors" "$TMP/rd/checkpoint.safetensors" ||
+  fail "dalle: MPI run resumed differs from the uninterrupted MPI run"
+"$T2I" dalle train --resume --steps 4 --threads 1 --out "$TMP/rdone" >/dev/null 2>&1 || fail "single-process dalle resume"
+$CLOSE --weights-only "$TMP/dalle.1" "$TMP/rdone" >"$TMP/rdone.cmp" || fail "dalle: MPI checkpoint resumed alone: $(cat "$TMP/rdone.cmp")"
+mpi2 "${SR[@]}" --stop-after 4 --out "$TMP/rs" >/dev/null 2>&1 || fail "MPI sr run with --stop-after 4"
+cp -r "$TMP/rs" "$TMP/rsone"
+mpi2 sr train --resume --threads 1 --out "$TMP/rs" >/dev/null 2>&1 || fail "MPI sr resume"
+cmp -s "$TMP/sr.2/checkpoint.safetensors" "$TMP/rs/checkpoint.safetensors" ||
+  fail "sr: MPI run stopped and resumed differs from the uninterrupted MPI run"
+"$T2I" sr train --resume --threads 1 --out "$TMP/rsone" >/dev/null 2>&1 || fail "single-process sr resume"
+$CLOSE --weights-only --wtol 1e-4 "$TMP/sr.1" "$TMP/rsone" >"$TMP/rsone.cmp" || fail "sr: MPI checkpoint resumed alone: $(cat "$TMP/rsone.cmp")"
 
 # ---- a rank that dies ends the job: non-zero exit, a message naming the rank, the last
 # checkpoint intact (written atomically by rank 0)
