@@ -21,8 +21,10 @@
  * wrong, so that the tests can show that their comparison would catch it):
  *   T2I_DIST_BREAK=bn     BatchNorm keeps per-rank statistics
  *   T2I_DIST_BREAK=grad   gradients are not averaged over the ranks
+ *   T2I_DIST_BREAK=scale  gradients are summed over the ranks but not divided by their number
  *   T2I_DIST_BREAK=loss   CLIP's contrastive loss is per rank (no gathered embeddings)
  *   T2I_DIST_BREAK=codebook  the VQ codebook's EMA and restarts use the rank's rows alone
+ *   T2I_DIST_BREAK=ragan  SR's relativistic means are the rank's rows' alone
  */
 #ifndef T2I_DIST_H
 #define T2I_DIST_H
@@ -41,7 +43,8 @@ int t2i_dist_rank(void);
 int t2i_dist_size(void);
 /* Was this build made with MPI? */
 int t2i_dist_available(void);
-/* A test switch of T2I_DIST_BREAK ("bn", "grad", "loss", "codebook") is on (never in one process). */
+/* A test switch of T2I_DIST_BREAK ("bn", "grad", "scale", "loss", "codebook", "ragan") is on (never in one
+ * process). */
 int t2i_dist_broken(const char *what);
 
 /* Rank r's rows [lo, hi) of a global batch of B items: ranks take consecutive equal shares

@@ -157,7 +157,8 @@ static int loop(t2i_trainer *t) {
     long stop_at = t->stop_after <= 0 ? -1 : t->stop_session ? t->start_step + t->stop_after : t->stop_after;
     while (t->step < t->target) {
         double t0 = t2i_now();
-        t2i_dist_step_begin(t2i_dist_broken("grad") ? 1.0f : 1.0f / (float)t->size);
+        /* the mean over the global batch: each rank's loss is the mean over its equal slice */
+        t2i_dist_step_begin(t2i_dist_broken("grad") || t2i_dist_broken("scale") ? 1.0f : 1.0f / (float)t->size);
         int src = ops->step(t->self, t);
         t2i_dist_step_end();
         t->step++;

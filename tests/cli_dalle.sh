@@ -74,6 +74,7 @@ run init "$T2I" dalle train --codes "$TMP/codes.safetensors" --init "$CK" --step
     --min-lr 0 --warmup 0 --sample-every 0 --threads 1 --out "$TMP/di"
 grep -q "starting from $CK" "$TMP/init.out" || fail "--init: $(cat "$TMP/init.out")"
 grep -q '"init":' "$TMP/di/config.json" || fail "--init: config.json lacks init"
+/usr/bin/python3 "$ROOT/tests/helpers/fresh_adam.py" "$TMP/di/checkpoint.safetensors" >/dev/null || fail "--init: the optimizer did not start fresh"
 /usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$CK" "$TMP/di/checkpoint.safetensors" 1e-6 --meta vocab,vq,config \
     >/dev/null || fail "--init did not start from the checkpoint's weights, vocabulary and VQ"
 run fresh "$T2I" "${TR[@]}" --steps 1 --seed 9 --out "$TMP/d5"

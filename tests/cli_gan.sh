@@ -91,6 +91,7 @@ grep -q "missing.safetensors" "$TMP/err" || fail "missing file not named"
     --batch 8 --threads 2 --sample-every 1 --out "$TMP/init" >"$TMP/out" 2>"$TMP/err" || fail "gan train --init: $(cat "$TMP/err")"
 grep -q "starting from $TMP/a/checkpoint.safetensors" "$TMP/out" || fail "gan train --init: $(cat "$TMP/out")"
 grep -q '"init":' "$TMP/init/config.json" || fail "gan train --init: config.json lacks init"
+/usr/bin/python3 "$ROOT/tests/helpers/fresh_adam.py" "$TMP/init/checkpoint.safetensors" >/dev/null || fail "gan train --init: the optimizers did not start fresh"
 /usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/a/checkpoint.safetensors" "$TMP/init/checkpoint.safetensors" \
     1e-6 --only g.,d. --skip running_ --meta config >/dev/null || fail "gan train --init: G and D are not the checkpoint's"
 "$T2I" gan train --data fashion-mnist --steps 1 $small --init normal --seed 9 --out "$TMP/fresh" >/dev/null 2>&1 ||

@@ -72,6 +72,7 @@ grep -q '"phase":2' "$TMP/runG/metrics.jsonl" || fail "--init-from: no phase-2 s
 "$T2I" sr train --data "$TMP/photos" --init "$TMP/runA/checkpoint.safetensors" --steps 1 --gan-steps 0 --lr 1e-7 --lr-min -1 \
     --batch 2 --threads 2 --out "$TMP/runI" >"$TMP/out" 2>"$TMP/err" || fail "sr train --init: $(cat "$TMP/err")"
 grep -q "starting from $TMP/runA/checkpoint.safetensors (G, D and EMA)" "$TMP/out" || fail "sr train --init: $(cat "$TMP/out")"
+/usr/bin/python3 "$ROOT/tests/helpers/fresh_adam.py" "$TMP/runI/checkpoint.safetensors" >/dev/null || fail "sr train --init: the optimizers did not start fresh"
 /usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/runA/checkpoint.safetensors" "$TMP/runI/checkpoint.safetensors" \
     1e-6 --only g.,d. --skip running_ --meta config >/dev/null || fail "sr train --init: G and D are not the checkpoint's"
 "$T2I" sr train "${SMALL[@]}" --steps 1 --gan-steps 0 --init pytorch --seed 9 --out "$TMP/runFresh" >/dev/null 2>&1 ||

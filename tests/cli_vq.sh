@@ -51,6 +51,7 @@ if ! "$T2I" vq train --init "$CK" --limit 64 --batch 8 --restart-every 0 --lr 1e
 fi
 grep -q "starting from $CK" "$TMP/out" || fail "vq train --init: $(cat "$TMP/out")"
 grep -q '"init":' "$TMP/init/config.json" || fail "vq train --init: config.json lacks init"
+/usr/bin/python3 "$ROOT/tests/helpers/fresh_adam.py" "$TMP/init/checkpoint.safetensors" >/dev/null || fail "vq train --init: the optimizer did not start fresh"
 /usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$CK" "$TMP/init/checkpoint.safetensors" 1e-6 --skip vq. \
     --meta config >/dev/null || fail "vq train --init: the weights are not the checkpoint's"
 /usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$CK" "$TMP/init/checkpoint.safetensors" 0.05 --only vq.codebook \

@@ -33,7 +33,7 @@ float sr_ragan_loss(const float *lr, const float *lf, int n, float *dr, float *d
     /* data-parallel (run/dist.h): the means, the loss and the mean-terms of the gradient are
      * the global batch's (means of the ranks' means over equal slices); each rank's gradient
      * keeps the local 1/n, which is the rank count times its share, as every rank's is */
-    int ranks = t2i_dist_size();
+    int ranks = t2i_dist_broken("ragan") ? 1 : t2i_dist_size(); /* the test switch: per-rank means (wrong) */
     if (ranks > 1) {
         double m2[2] = {mr, mf};
         t2i_dist_mean(m2, 2);
