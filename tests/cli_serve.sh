@@ -4,7 +4,8 @@
 # rank files for the same request and seed; rerank and classify agreeing with `t2i clip
 # rerank`/`classify`; a job followed by its events; a job cancelled mid-way; every error
 # status (400 for each kind of bad input, 401, 404, 405, 408, 413, 429) with the server
-# still answering afterwards; SIGTERM -> exit 0.
+# still answering afterwards; SIGTERM -> exit 0; SIGINT while a job runs, a generation
+# waits and an event stream is open -> each is ended, exit 0.
 # Usage: cli_serve.sh PATH/TO/t2i   (needs curl and python3)
 source "$(dirname "$0")/lib.sh"
 export T2I_THREADS=2
@@ -322,7 +323,34 @@ req GET /v1/models && expect 401 "no key"
 req GET /v1/models "" -H 'Authorization: Bearer wrong' && expect 401 "wrong key"
 req GET /v1/models "" -H 'Authorization: Bearer s3cret' && expect 200 "right key"
 req GET /health && expect 200 "health needs no key"
+
+# ---- SIGINT while busy: the running job is cancelled, a waiting generation gets 503, an
+# event stream ends with "cancelled", and the server exits 0 ----
+printf '{"prompt":"a green bag","n":2,"candidates":2048}' >"$TMP/long.json"
+req POST /v1/jobs "$TMP/long.json" -H 'Authorization: Bearer s3cret' && expect 202 "long job (auth)"
+LONG=$(py 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/body")
+for _ in $(seq 1 600); do
+    req GET "/v1/jobs/$LONG" "" -H 'Authorization: Bearer s3cret'
+    grep -q '"state":"running"' "$TMP/body" && break
+    sleep 0.1
+done
+curl -sN --max-time 120 -H 'Authorization: Bearer s3cret' "$URL/v1/jobs/$LONG/events" >"$TMP/stop_events" &
+EV=$!
+curl -s --max-time 120 -o "$TMP/stop_sync" -w '%{http_code}' -H 'Authorization: Bearer s3cret' \
+    --data-binary @"$TMP/long.json" "$URL/v1/images/generations" >"$TMP/stop_sync_code" &
+SY=$!
+for _ in $(seq 1 100); do # the waiting generation is queued
+    curl -s "$URL/health" | grep -q '"queue":1' && break
+    sleep 0.1
+done
 kill -INT "$PID_auth"
-wait "$PID_auth" || fail "SIGINT: exit $?"
+wait "$PID_auth"
+rc=$?
+[ "$rc" -eq 0 ] || fail "SIGINT while busy: exit $rc, expected 0: $(tail -3 "$TMP/auth.err")"
+wait "$EV" "$SY"
+[ "$(grep '^event: ' "$TMP/stop_events" | tail -1)" = "event: cancelled" ] ||
+    fail "the event stream did not end with cancelled: $(tail -c 300 "$TMP/stop_events")"
+[ "$(cat "$TMP/stop_sync_code")" = 503 ] || fail "the waiting generation got HTTP $(cat "$TMP/stop_sync_code"), not 503"
+grep -q '"type":"unavailable"' "$TMP/stop_sync" || fail "the waiting generation's answer: $(head -c 300 "$TMP/stop_sync")"
 
 finish
