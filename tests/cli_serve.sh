@@ -317,12 +317,29 @@ rc=$?
 [ "$rc" -eq 0 ] || fail "SIGTERM: exit $rc, expected 0: $(tail -3 "$TMP/main.err")"
 
 # ---- an API key ----
-T2I_API_KEY=s3cret start_server auth --batch 8
+# (this server also runs both generators and the upscaler: their PNGs are the CLI's too)
+T2I_API_KEY=s3cret start_server auth --batch 8 --generator both --upscale "$M/sr.safetensors"
 URL=$URL_auth
 req GET /v1/models && expect 401 "no key"
 req GET /v1/models "" -H 'Authorization: Bearer wrong' && expect 401 "wrong key"
 req GET /v1/models "" -H 'Authorization: Bearer s3cret' && expect 200 "right key"
+py 'import json,sys
+k={m["kind"]: m["resolution"] for m in json.load(open(sys.argv[1]))["data"]}
+assert k["gan"] == 32 and k["upscale"] == 128, k' "$TMP/body" || fail "models (both, upscale): $(cat "$TMP/body")"
 req GET /health && expect 200 "health needs no key"
+printf '{"prompt":"a red sneaker","n":3,"candidates":8,"seed":5,"size":"128x128"}' >"$TMP/gen.json"
+req POST /v1/images/generations "$TMP/gen.json" -H 'Authorization: Bearer s3cret' && expect 200 "generation (both, upscaled)"
+"$T2I" generate --prompt "a red sneaker" --generator both --gan "$M/gan.safetensors" --upscale "$M/sr.safetensors" \
+    --candidates 8 --top 3 --seed 5 --batch 8 --out "$TMP/cli_up" >/dev/null 2>&1 || fail "t2i generate --upscale failed"
+py 'import json,sys,base64
+a=json.load(open(sys.argv[1]))["data"]; s=json.load(open(sys.argv[2]+"/a_red_sneaker/scores.json"))
+assert len(a) == 3 and {x["source"] for x in a} == {"dalle", "gan"}, a
+for i,(x,y) in enumerate(zip(a,s)):
+    png=base64.b64decode(x["b64_json"])
+    assert png[16:24] == bytes([0,0,0,128,0,0,0,128]), "rank %d is not 128x128" % i
+    assert png == open(sys.argv[2]+"/a_red_sneaker/rank_%03d.png" % i,"rb").read(), "rank %d bytes differ" % i
+    assert x["candidate"] == y["candidate"] and x["source"] == y["source"], (x, y)' "$TMP/body" "$TMP/cli_up" ||
+    fail "the upscaled generation of both generators differs from t2i generate's"
 
 # ---- SIGINT while busy: the running job is cancelled, a waiting generation gets 503, an
 # event stream ends with "cancelled", and the server exits 0 ----
@@ -339,8 +356,8 @@ EV=$!
 curl -s --max-time 120 -o "$TMP/stop_sync" -w '%{http_code}' -H 'Authorization: Bearer s3cret' \
     --data-binary @"$TMP/long.json" "$URL/v1/images/generations" >"$TMP/stop_sync_code" &
 SY=$!
-for _ in $(seq 1 100); do # the waiting generation is queued
-    curl -s "$URL/health" | grep -q '"queue":1' && break
+for _ in $(seq 1 300); do # the stream has its first event and the generation waits in the queue
+    grep -q '^event: progress$' "$TMP/stop_events" && curl -s "$URL/health" | grep -q '"queue":1' && break
     sleep 0.1
 done
 kill -INT "$PID_auth"
