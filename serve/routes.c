@@ -650,6 +650,9 @@ enum MHD_Result serve_handle(void *cls, struct MHD_Connection *c, const char *ur
         cn->start = t2i_now();
         cn->route = route;
         *con_cls = cn;
+        pthread_mutex_lock(&serve_g.mu);
+        serve_g.inflight++;
+        pthread_mutex_unlock(&serve_g.mu);
         serve_conn_mark(c, 1);
         /* answered before the body is read: unknown path, wrong method, no key, too large */
         if (route == R_OTHER) {
@@ -714,6 +717,12 @@ void serve_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum M
     (void)cls, (void)toe;
     serve_conn_mark(c, 0); /* the next request's headers are due within --timeout */
     conn *cn = *con_cls;
-    if (cn) free(cn->body), free(cn);
+    if (cn) {
+        free(cn->body), free(cn);
+        pthread_mutex_lock(&serve_g.mu);
+        serve_g.inflight--;
+        pthread_cond_broadcast(&serve_g.cv);
+        pthread_mutex_unlock(&serve_g.mu);
+    }
     *con_cls = NULL;
 }

@@ -152,6 +152,18 @@ int serve_cmd(int argc, char **argv) {
     pthread_cond_broadcast(&serve_g.cv);
     pthread_mutex_unlock(&serve_g.mu);
     pthread_join(wt, NULL);
+    /* the answers already decided (a waiting generation's 503, an event stream's last
+     * event) go out before the connections are closed; a client that stalls is not waited
+     * for more than 2 s */
+    pthread_mutex_lock(&serve_g.mu);
+    for (double until = t2i_now() + 2.0; serve_g.inflight > 0 && t2i_now() < until;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&serve_g.cv, &serve_g.mu, &ts);
+    }
+    pthread_mutex_unlock(&serve_g.mu);
     if (d) MHD_stop_daemon(d);
     serve_conn_watch_stop();
     for (job *j = serve_g.jobs, *next; j; j = next) {

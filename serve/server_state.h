@@ -90,6 +90,7 @@ typedef struct {
     long next_id;
     int queued;               /* jobs waiting */
     int stopping;
+    int inflight;             /* requests begun and not yet completed (answers being sent) */
     /* metrics */
     unsigned long requests[SERVE_N_ROUTES][SERVE_N_STATUS];
     unsigned long jobs_ended[5], images_generated;

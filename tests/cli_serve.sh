@@ -4,7 +4,8 @@
 # rank files for the same request and seed; rerank and classify agreeing with `t2i clip
 # rerank`/`classify`; a job followed by its events; a job cancelled mid-way; every error
 # status (400 for each kind of bad input, 401, 404, 405, 408, 413, 429) with the server
-# still answering afterwards; SIGTERM -> exit 0.
+# still answering afterwards; SIGTERM -> exit 0; SIGINT while a job runs, a generation
+# waits and an event stream is open -> each is ended, exit 0.
 # Usage: cli_serve.sh PATH/TO/t2i   (needs curl and python3)
 source "$(dirname "$0")/lib.sh"
 export T2I_THREADS=2
@@ -316,13 +317,57 @@ rc=$?
 [ "$rc" -eq 0 ] || fail "SIGTERM: exit $rc, expected 0: $(tail -3 "$TMP/main.err")"
 
 # ---- an API key ----
-T2I_API_KEY=s3cret start_server auth --batch 8
+# (this server also runs both generators and the upscaler: their PNGs are the CLI's too)
+T2I_API_KEY=s3cret start_server auth --batch 8 --generator both --upscale "$M/sr.safetensors"
 URL=$URL_auth
 req GET /v1/models && expect 401 "no key"
 req GET /v1/models "" -H 'Authorization: Bearer wrong' && expect 401 "wrong key"
 req GET /v1/models "" -H 'Authorization: Bearer s3cret' && expect 200 "right key"
+py 'import json,sys
+k={m["kind"]: m["resolution"] for m in json.load(open(sys.argv[1]))["data"]}
+assert k["gan"] == 32 and k["upscale"] == 128, k' "$TMP/body" || fail "models (both, upscale): $(cat "$TMP/body")"
 req GET /health && expect 200 "health needs no key"
+printf '{"prompt":"a red sneaker","n":3,"candidates":8,"seed":5,"size":"128x128"}' >"$TMP/gen.json"
+req POST /v1/images/generations "$TMP/gen.json" -H 'Authorization: Bearer s3cret' && expect 200 "generation (both, upscaled)"
+"$T2I" generate --prompt "a red sneaker" --generator both --gan "$M/gan.safetensors" --upscale "$M/sr.safetensors" \
+    --candidates 8 --top 3 --seed 5 --batch 8 --out "$TMP/cli_up" >/dev/null 2>&1 || fail "t2i generate --upscale failed"
+py 'import json,sys,base64
+a=json.load(open(sys.argv[1]))["data"]; s=json.load(open(sys.argv[2]+"/a_red_sneaker/scores.json"))
+assert len(a) == 3 and {x["source"] for x in a} == {"dalle", "gan"}, a
+for i,(x,y) in enumerate(zip(a,s)):
+    png=base64.b64decode(x["b64_json"])
+    assert png[16:24] == bytes([0,0,0,128,0,0,0,128]), "rank %d is not 128x128" % i
+    assert png == open(sys.argv[2]+"/a_red_sneaker/rank_%03d.png" % i,"rb").read(), "rank %d bytes differ" % i
+    assert x["candidate"] == y["candidate"] and x["source"] == y["source"], (x, y)' "$TMP/body" "$TMP/cli_up" ||
+    fail "the upscaled generation of both generators differs from t2i generate's"
+
+# ---- SIGINT while busy: the running job is cancelled, a waiting generation gets 503, an
+# event stream ends with "cancelled", and the server exits 0 ----
+printf '{"prompt":"a green bag","n":2,"candidates":2048}' >"$TMP/long.json"
+req POST /v1/jobs "$TMP/long.json" -H 'Authorization: Bearer s3cret' && expect 202 "long job (auth)"
+LONG=$(py 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/body")
+for _ in $(seq 1 600); do
+    req GET "/v1/jobs/$LONG" "" -H 'Authorization: Bearer s3cret'
+    grep -q '"state":"running"' "$TMP/body" && break
+    sleep 0.1
+done
+curl -sN --max-time 120 -H 'Authorization: Bearer s3cret' "$URL/v1/jobs/$LONG/events" >"$TMP/stop_events" &
+EV=$!
+curl -s --max-time 120 -o "$TMP/stop_sync" -w '%{http_code}' -H 'Authorization: Bearer s3cret' \
+    --data-binary @"$TMP/long.json" "$URL/v1/images/generations" >"$TMP/stop_sync_code" &
+SY=$!
+for _ in $(seq 1 300); do # the stream has its first event and the generation waits in the queue
+    grep -q '^event: progress$' "$TMP/stop_events" && curl -s "$URL/health" | grep -q '"queue":1' && break
+    sleep 0.1
+done
 kill -INT "$PID_auth"
-wait "$PID_auth" || fail "SIGINT: exit $?"
+wait "$PID_auth"
+rc=$?
+[ "$rc" -eq 0 ] || fail "SIGINT while busy: exit $rc, expected 0: $(tail -3 "$TMP/auth.err")"
+wait "$EV" "$SY"
+[ "$(grep '^event: ' "$TMP/stop_events" | tail -1)" = "event: cancelled" ] ||
+    fail "the event stream did not end with cancelled: $(tail -c 300 "$TMP/stop_events")"
+[ "$(cat "$TMP/stop_sync_code")" = 503 ] || fail "the waiting generation got HTTP $(cat "$TMP/stop_sync_code"), not 503"
+grep -q '"type":"unavailable"' "$TMP/stop_sync" || fail "the waiting generation's answer: $(head -c 300 "$TMP/stop_sync")"
 
 finish

@@ -13,7 +13,11 @@ HTTP API with urllib (python3's standard library only). Then, as a person would:
      the recent-jobs list says so too, and the server still answers;
   3. on the CLIP tab picks a PNG the test writes, types labels: probabilities appear and sum
      to 1; types a caption: a rerank score appears;
-  4. at phone width (375x800) the page does not scroll sideways, with results shown.
+  4. clicks the best image: it opens full size (an overlay larger than the grid's image,
+     captioned as rank 1 with its score), and Escape closes it;
+  5. at phone width (375x800) the page does not scroll sideways, with results shown;
+  6. generates for a caption with a word the shipped transformer never saw: the page names
+     that word (and no other) in its warnings, and still shows the images.
 --screenshot FILE saves the page with results at 1280x900 (samples/serve_page.png is one).
 Exit 0 when every check passes, 1 on a failed check, 77 (CTest's SKIP_RETURN_CODE) when
 chromium or chromedriver is not installed.
@@ -252,6 +256,45 @@ def generate_and_check(wd):
     check(final_m >= 64 and final_v == final_m, f"progress ended at {final_v}/{final_m}, want all of >= 64")
     check(events >= 1, "no progress event reached the page")
     check(between or any(v == 0 for v, _ in seen), f"the progress bar did not move: {seen}")
+    check(wd.js("return document.getElementById('warnings').hidden"),
+          "warnings shown for a caption the model knows: " + wd.js("return document.getElementById('warnings').textContent"))
+
+
+def fullsize_check(wd):
+    thumb, score = wd.js("const c = document.querySelector('#results .result');"
+                         "return [c.querySelector('img').getBoundingClientRect().width,"
+                         "        Number(c.querySelector('.score').dataset.score)]")
+    wd.click("#results .result")
+    wd.wait("the full-size view", "const i = document.getElementById('overlay-img');"
+            "return !document.getElementById('overlay').hidden && i.complete && i.naturalWidth > 0", 15)
+    w, nat, cap = wd.js("const i = document.getElementById('overlay-img');"
+                        "return [i.getBoundingClientRect().width, i.naturalWidth,"
+                        "        document.getElementById('overlay-cap').textContent]")
+    log(f"full-size view: {w:.0f} px shown ({nat} px image; {thumb:.0f} px in the grid): {cap}")
+    check(nat == 32, f"the full-size image is {nat} px wide, want the PNG's 32")
+    check(w > thumb, f"the full-size view ({w} px) is not larger than the grid's image ({thumb} px)")
+    check(cap.startswith("#1 of 32") and f"score {score:.4f}" in cap, f"the full-size caption says {cap!r}")
+    wd.s("POST", "/actions", {"actions": [{"type": "key", "id": "kb", "actions": [
+        {"type": "keyDown", "value": "\uE00C"}, {"type": "keyUp", "value": "\uE00C"}]}]})
+    wd.wait("Escape to close the full-size view", "return document.getElementById('overlay').hidden", 5)
+
+
+def warnings_check(wd):
+    wd.click("#tab-generate")
+    wd.type("#prompt", "a red giraffe sneaker")
+    wd.type("#candidates", "8")
+    wd.type("#top", "4")
+    wd.click("#generate")
+    wd.wait("the job with an unknown word to finish", "return ['done','failed','cancelled']"
+            ".includes(document.getElementById('state').dataset.state)", 300)
+    state = wd.js("return document.getElementById('state').dataset.state")
+    check(state == "done", f"the job with an unknown word ended '{state}'")
+    wd.wait("4 images", "return document.querySelectorAll('#results .result img').length === 4", 60)
+    hidden, text = wd.js("const w = document.getElementById('warnings'); return [w.hidden, w.textContent]")
+    log(f"warnings: {text}")
+    check(not hidden, "the page shows no warning for 'giraffe', a word the model never saw")
+    check("never saw the word giraffe" in text and "sneaker" not in text.split("never saw")[1],
+          f"the warning does not name exactly 'giraffe': {text!r}")
 
 
 def cancel_and_check(wd, url):
@@ -353,9 +396,11 @@ def run(args, tmp):
             wd.js("window.scrollTo(0, 0)")
             wd.screenshot(args.screenshot)
             log(f"screenshot {args.screenshot}")
+        fullsize_check(wd)
         cancel_and_check(wd, url)
         clip_and_check(wd, tmp)
         phone_check(wd)
+        warnings_check(wd)
         check(server.poll() is None, f"t2i serve exited with {server.returncode} during the test")
     finally:
         if wd:
