@@ -64,6 +64,7 @@ int bench_b3(int argc, char **argv) {
     t2i_rng r;
     t2i_rng_seed(&r, 42);
     clip_model_init(m, &r);
+    clip_text_pack(m); /* as clip_load does for every model loaded for inference */
     printf("ViT-B/32: %zu parameters\n", nn_params_count(&m->ps, 1));
 
     b3_ctx c = {m, NULL, NULL, NULL, batch};

@@ -553,6 +553,7 @@ clip_model *clip_load_ex(const char *path, const char *vocab, int allow_no_vocab
         clip_free(m);
         return NULL;
     }
+    clip_text_pack(m); /* loaded for inference */
     return m;
 }
 

@@ -185,6 +185,8 @@ void clip_model_init(clip_model *m, t2i_rng *rng) {
     *VAL(m, logit_scale) = CLIP_LOGIT_SCALE_INIT;
 }
 
+void clip_text_pack(clip_model *m) { nn_tf_pack_forward(&m->txt); }
+
 void clip_model_free(clip_model *m) {
     nn_tf_free(&m->vis);
     nn_tf_free(&m->txt);

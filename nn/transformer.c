@@ -27,6 +27,7 @@ void nn_tf_init(nn_transformer *tf, nn_params *ps, const char *prefix, const nn_
     tf->cfg = *cfg;
     tf->ps = ps;
     tf->packed = NULL;
+    tf->packed_forward = 0;
     tf->idx = t2i_calloc((size_t)cfg->n_layer, sizeof *tf->idx);
     int C = cfg->width, Hd = cfg->mlp_ratio * C;
     char name[NN_NAME_MAX];
@@ -92,6 +93,10 @@ void nn_tf_init_params(nn_transformer *tf, t2i_rng *rng, nn_tf_init_kind kind) {
 #define P(l, k) nn_params_val(tf->ps, tf->idx[l][k])
 #define G(l, k) nn_params_grad(tf->ps, tf->idx[l][k])
 
+enum { PK_QKV, PK_PROJ, PK_FC, PK_FCP, PK_N };
+static void cached_linear(float *out, const float *in, const nn_packed *pk, const float *w, const float *b, size_t N,
+                          int IN, int OUT, int accumulate);
+
 static float **ptrs(nn_arena *a, int n) { return nn_arena_bytes(a, (size_t)n * sizeof(float *)); }
 
 float *nn_tf_forward(nn_transformer *tf, nn_tf_tape *tp, nn_arena *a, const float *x, int B, int T) {
@@ -123,18 +128,20 @@ float *nn_tf_forward(nn_transformer *tf, nn_tf_tape *tp, nn_arena *a, const floa
         float *fch = nn_arena_floats(a, N * Hd), *fca = nn_arena_floats(a, N * Hd);
         float *out = tp ? nn_arena_floats(a, N * C) : (res1 == ping ? pong : ping);
         nn_layernorm_forward(ln1, m1, r1, cur, P(l, NN_TF_LN1W), P(l, NN_TF_LN1B), N, C, c->ln_eps);
-        nn_linear_forward(qkv, ln1, P(l, NN_TF_QKVW), P(l, NN_TF_QKVB), N, C, 3 * C);
+        /* the packed copies (nn_tf_pack_forward) in inference, else the parameters */
+        const nn_packed *pk = !tp && tf->packed_forward && tf->packed ? tf->packed + (size_t)l * PK_N : NULL;
+#define PKF(k) (pk ? &pk[k] : NULL)
+        cached_linear(qkv, ln1, PKF(PK_QKV), P(l, NN_TF_QKVW), P(l, NN_TF_QKVB), N, C, 3 * C, 0);
         nn_attention_forward(atty, att, NULL, qkv, B, T, C, NH, c->causal);
-        /* res1 = cur + atty W^T + b: start from cur, GEMM accumulates */
+        /* res1 = cur + atty W^T + b: start from cur, the product accumulates */
         if (res1 != cur) memcpy(res1, cur, N * C * sizeof(float));
-        nn_add_bias_rows(res1, P(l, NN_TF_PROJB), N, C);
-        nn_gemm(0, 1, (int)N, C, C, 1.0f, atty, C, P(l, NN_TF_PROJW), C, 1.0f, res1, C);
+        cached_linear(res1, atty, PKF(PK_PROJ), P(l, NN_TF_PROJW), P(l, NN_TF_PROJB), N, C, C, 1);
         nn_layernorm_forward(ln2, m2, r2, res1, P(l, NN_TF_LN2W), P(l, NN_TF_LN2B), N, C, c->ln_eps);
-        nn_linear_forward(fch, ln2, P(l, NN_TF_FCW), P(l, NN_TF_FCB), N, C, Hd);
+        cached_linear(fch, ln2, PKF(PK_FC), P(l, NN_TF_FCW), P(l, NN_TF_FCB), N, C, Hd, 0);
         nn_act_forward(fca, fch, N * Hd, c->act, 0.0f);
         memcpy(out, res1, N * C * sizeof(float));
-        nn_add_bias_rows(out, P(l, NN_TF_FCPB), N, C);
-        nn_gemm(0, 1, (int)N, C, Hd, 1.0f, fca, Hd, P(l, NN_TF_FCPW), Hd, 1.0f, out, C);
+        cached_linear(out, fca, PKF(PK_FCP), P(l, NN_TF_FCPW), P(l, NN_TF_FCPB), N, Hd, C, 1);
+#undef PKF
         if (tp) {
             tp->x[l] = (float *)cur, tp->ln1[l] = ln1, tp->ln1_mean[l] = m1, tp->ln1_rstd[l] = r1;
             tp->qkv[l] = qkv, tp->att[l] = att, tp->atty[l] = atty, tp->res1[l] = res1;
@@ -228,8 +235,6 @@ void nn_tf_cache_free(nn_tf_cache *cc) {
     memset(cc, 0, sizeof *cc);
 }
 
-enum { PK_QKV, PK_PROJ, PK_FC, PK_FCP, PK_N };
-
 void nn_tf_pack(nn_transformer *tf) {
     const nn_tf_config *c = &tf->cfg;
     int C = c->width, Hd = c->mlp_ratio * C;
@@ -244,7 +249,13 @@ void nn_tf_pack(nn_transformer *tf) {
     }
 }
 
+void nn_tf_pack_forward(nn_transformer *tf) {
+    nn_tf_pack(tf);
+    tf->packed_forward = 1;
+}
+
 void nn_tf_unpack(nn_transformer *tf) {
+    tf->packed_forward = 0;
     if (!tf->packed) return;
     for (int i = 0; i < tf->cfg.n_layer * PK_N; i++) nn_packed_free(&tf->packed[i]);
     free(tf->packed);

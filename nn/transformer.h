@@ -40,6 +40,7 @@ typedef struct {
     nn_params *ps;
     int (*idx)[NN_TF_NPARAM];  /* per layer: parameter indices in ps */
     nn_packed *packed;         /* NULL, or per layer qkv, proj, fc, fc-proj packed (nn_tf_pack) */
+    int packed_forward;        /* nn_tf_forward without a tape uses them too (nn_tf_pack_forward) */
 } nn_transformer;
 
 /* Per-call activations (arena pointers), one set per layer. */
@@ -73,6 +74,12 @@ float *nn_tf_backward(nn_transformer *tf, nn_tf_tape *tape, nn_arena *a, const f
  * later changes to the weights. */
 void nn_tf_pack(nn_transformer *tf);
 void nn_tf_unpack(nn_transformer *tf);
+/* Packs as nn_tf_pack, and nn_tf_forward without a tape (inference) then multiplies by the
+ * packed copies too: for a stack that serves many few-row inference passes, such as
+ * CLIP's text tower on one caption (16 rows), where a BLAS GEMM spends most of its time
+ * re-packing the weights at every call. Costs a second copy of the weight matrices;
+ * results differ from the BLAS products by float rounding. */
+void nn_tf_pack_forward(nn_transformer *tf);
 
 /* Key/value cache for all layers. */
 typedef struct {

@@ -347,10 +347,16 @@ static void test_checkpoint_roundtrip(void **state) {
     if (!l) fail_msg("%s", t2i_error_msg());
     assert_int_equal(l->ps.total, m.ps.total);
     assert_memory_equal(l->ps.data, m.ps.data, m.ps.total * sizeof(float));
-    float e1[16], e2[16];
+    /* a loaded model is packed for inference: the same features as the packed original */
+    assert_int_equal(l->txt.packed_forward, 1);
+    float e1[16], e2[16], e0[16];
+    assert_int_equal(clip_embed_texts(&m, corpus, 2, e0), 0);
+    clip_text_pack(&m);
     assert_int_equal(clip_embed_texts(&m, corpus, 2, e1), 0);
+    nn_tf_unpack(&m.txt);
     assert_int_equal(clip_embed_texts(l, corpus, 2, e2), 0);
     assert_memory_equal(e1, e2, sizeof e1);
+    tu_assert_close("packed text features", e1, e0, 16, 1e-5f, 1e-4f);
     clip_free(l);
     l = clip_load(p16, NULL);
     assert_non_null(l);

@@ -140,11 +140,55 @@ static void test_kv_cache(void **s) {
     nn_params_free(&ps);
 }
 
+/* nn_tf_pack_forward: an inference forward (no tape) reads the packed copies - with the
+ * originals zeroed it still gives the unpacked result, within rounding -, a training
+ * forward (with a tape) still reads the parameters, and nn_tf_unpack goes back to them. */
+static void test_packed_forward(void **s) {
+    (void)s;
+    nn_params ps;
+    nn_transformer tf;
+    build(&tf, &ps, 1, NN_ACT_QUICK_GELU, 2);
+    int B = 2, T = 7, C = 8;
+    size_t n = (size_t)B * T * C;
+    t2i_rng r;
+    t2i_rng_seed(&r, 9);
+    float *x = tu_randn(&r, n, 1.0f), *ref = tu_zeros(n), *y = tu_zeros(n);
+    nn_arena a;
+    nn_arena_init(&a);
+    memcpy(ref, nn_tf_forward(&tf, NULL, &a, x, B, T), n * sizeof(float));
+    nn_tf_pack_forward(&tf);
+    static const int mats[] = {NN_TF_QKVW, NN_TF_PROJW, NN_TF_FCW, NN_TF_FCPW};
+    for (int l = 0; l < tf.cfg.n_layer; l++)
+        for (int k = 0; k < 4; k++) {
+            int ix = tf.idx[l][mats[k]];
+            memset(nn_params_val(&ps, ix), 0, ps.p[ix].numel * sizeof(float));
+        }
+    nn_arena_reset(&a);
+    tu_assert_close("packed inference == unpacked", nn_tf_forward(&tf, NULL, &a, x, B, T), ref, n, 2e-5f, 1e-4f);
+    /* a training pass reads the (now zero) parameters: far from ref */
+    nn_tf_tape tape;
+    memset(&tape, 0, sizeof tape);
+    nn_arena_reset(&a);
+    memcpy(y, nn_tf_forward(&tf, &tape, &a, x, B, T), n * sizeof(float));
+    double d = 0;
+    for (size_t i = 0; i < n; i++) d += fabs(y[i] - ref[i]);
+    assert_true(d / n > 1e-2);
+    nn_tf_unpack(&tf);
+    assert_int_equal(tf.packed_forward, 0);
+    nn_arena_reset(&a);
+    assert_memory_equal(nn_tf_forward(&tf, NULL, &a, x, B, T), y, n * sizeof(float));
+    free(x), free(ref), free(y);
+    nn_arena_free(&a);
+    nn_tf_free(&tf);
+    nn_params_free(&ps);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_causal_quickgelu),
         cmocka_unit_test(test_grad_full_gelu),
         cmocka_unit_test(test_kv_cache),
+        cmocka_unit_test(test_packed_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
