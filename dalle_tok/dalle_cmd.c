@@ -133,7 +133,7 @@ int dalle_cmd_sample(int argc, char **argv) {
     int32_t *codes = t2i_malloc((size_t)batch * IL * sizeof(int32_t));
     nn_arena a;
     nn_arena_init(&a);
-    FILE *meta = NULL;
+    char *meta = NULL; /* metadata.jsonl, built whole then written atomically */
     if (t2i_mkdirs(out) != 0) {
         t2i_fail_err();
         goto done;
@@ -166,13 +166,9 @@ int dalle_cmd_sample(int argc, char **argv) {
         t2i_fail_err();
         goto done;
     }
-    char *mp = t2i_asprintf("%s/metadata.jsonl", out);
-    meta = fopen(mp, "w");
-    if (!meta) {
-        t2i_fail("%s: cannot open for writing", mp);
-        free(mp);
-        goto done;
-    }
+    /* metadata.jsonl is written atomically like the images: a signal or a full disk never
+     * leaves it cut short, and an older one stays whole until the new one is complete */
+    size_t len = 0, cap = 0;
     for (int i = 0; i < n; i++) {
         cJSON *j = cJSON_CreateObject();
         char fn[64];
@@ -182,23 +178,30 @@ int dalle_cmd_sample(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "seed", (double)seed);
         cJSON_AddNumberToObject(j, "candidate", (double)(first + i));
         char *s = cJSON_PrintUnformatted(j);
-        fprintf(meta, "%s\n", s);
+        T2I_ASSERT(s);
+        size_t l = strlen(s);
+        if (len + l + 1 > cap) {
+            cap = 2 * cap + l + 1;
+            meta = t2i_realloc(meta, cap);
+        }
+        memcpy(meta + len, s, l);
+        len += l;
+        meta[len++] = '\n';
         cJSON_free(s);
         cJSON_Delete(j);
     }
-    if (fclose(meta) != 0) {
-        meta = NULL;
-        t2i_fail("%s: write failed", mp);
-        free(mp);
+    char *mp = t2i_asprintf("%s/metadata.jsonl", out);
+    int mrc = t2i_write_file_atomic(mp, meta, len);
+    free(mp);
+    if (mrc != 0) {
+        t2i_fail_err();
         goto done;
     }
-    meta = NULL;
-    free(mp);
     printf("dalle sample: %d images in %.2f s (%s) -> %s/sample_%04ld.png .. and grid.png\n", n, dt,
            so.cached ? "cached" : "uncached", out, first);
     rc = 0;
 done:
-    if (meta) fclose(meta);
+    free(meta);
     nn_arena_free(&a);
     free(grid), free(imgs), free(codes), free(text);
     vq_model_free(&vq);

@@ -278,8 +278,9 @@ static int write_all(int fd, const char *p, size_t left) {
 int t2i_write_parts_atomic(const char *path, const void *const *parts, const size_t *lens, int n) {
     char *target = NULL, *tmp = t2i_atomic_tmp(path, &target);
     if (!tmp) return -1;
-    t2i_tmp_track(tmp);
+    t2i_tmp_create_begin(tmp);
     int rc = -1, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    t2i_tmp_create_end();
     if (fd < 0) {
         t2i_error_set("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
         t2i_tmp_untrack(tmp);

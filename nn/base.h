@@ -99,8 +99,8 @@ int t2i_write_parts_atomic(const char *path, const void *const *parts, const siz
 /* The first step of such a write: the temp file's path (heap) and in *target (heap) the
  * file it will replace (path, or a symbolic link's target); NULL with the error set when
  * path is not a file that may be replaced. Temp files of target left by dead writers are
- * removed (t2i_tmp_remove_stale). The caller tracks tmp (t2i_tmp_track) before creating it;
- * t2i_commit_file and t2i_tmp_discard end the tracking. */
+ * removed (t2i_tmp_remove_stale). The caller creates tmp between t2i_tmp_create_begin and
+ * t2i_tmp_create_end; t2i_commit_file and t2i_tmp_discard end the tracking. */
 char *t2i_atomic_tmp(const char *path, char **target);
 /* The last step of such a write for a temp file written (and fsynced) by the caller:
  * renames tmp over path and fsyncs the folder; on failure removes tmp. Either way tmp is
@@ -117,6 +117,14 @@ void t2i_tmp_discard(const char *tmp);
 void t2i_tmp_track(const char *tmp);
 void t2i_tmp_untrack(const char *tmp);
 void t2i_tmp_unlink_tracked(void);
+/* Creating a temp file: t2i_tmp_create_begin tracks tmp and must be followed, right after
+ * the open (whatever its result), by t2i_tmp_create_end. t2i_tmp_end_process, for signal
+ * handlers that end the process (async-signal-safe): no thread creates a temp file any
+ * more, those being created are waited for (at most 2 s), then every tracked file is
+ * unlinked. Without it a writer thread could create a file after the unlinking. */
+void t2i_tmp_create_begin(const char *tmp);
+void t2i_tmp_create_end(void);
+void t2i_tmp_end_process(void);
 void t2i_tmp_cleanup_on_signals(void);
 void t2i_tmp_remove_stale(const char *path);
 /* Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points

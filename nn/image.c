@@ -620,8 +620,9 @@ t2i_png_writer *t2i_png_writer_open(const char *path, int w, int h, int c) {
     }
     pw->path = t2i_strdup(path);
     pw->w = w, pw->h = h, pw->c = c;
-    t2i_tmp_track(pw->tmp);
+    t2i_tmp_create_begin(pw->tmp);
     pw->f = fopen(pw->tmp, "wb");
+    t2i_tmp_create_end();
     if (!pw->f) {
         t2i_error_set("%s: cannot create temporary file %s: %s", path, pw->tmp, strerror(errno));
         t2i_tmp_untrack(pw->tmp);

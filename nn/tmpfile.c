@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- in-progress temp files ---- */
@@ -57,8 +58,41 @@ void t2i_tmp_unlink_tracked(void) {
     }
 }
 
-static void on_ending_signal(int sig) {
+/* The race of several writer threads with the handler: while one thread's handler unlinks
+ * the tracked files, another thread may create a new one, which the process's death then
+ * leaves behind (`t2i data`'s 8 writers left one in half the SIGTERMs). So a file is
+ * created inside a window (t2i_tmp_create_begin / _end, counted in `creating`), and the
+ * handler first sets `ending` - after which no thread enters the window: it blocks for the
+ * little time the process has left - then waits for the threads already inside (bounded,
+ * not counting its own thread's) before it unlinks. Both are sequentially consistent
+ * atomics: either the handler sees a writer's count, or the writer sees `ending`. */
+static atomic_int creating, ending;
+static _Thread_local int creating_here;
+
+void t2i_tmp_create_begin(const char *tmp) {
+    atomic_fetch_add(&creating, 1);
+    if (atomic_load(&ending)) {
+        atomic_fetch_sub(&creating, 1);
+        for (;;) pause(); /* the process is ending by a signal */
+    }
+    creating_here++;
+    t2i_tmp_track(tmp);
+}
+
+void t2i_tmp_create_end(void) {
+    creating_here--;
+    atomic_fetch_sub(&creating, 1);
+}
+
+void t2i_tmp_end_process(void) {
+    atomic_store(&ending, 1);
+    const struct timespec ms = {0, 1000000};
+    for (int i = 0; i < 2000 && atomic_load(&creating) > creating_here; i++) nanosleep(&ms, NULL);
     t2i_tmp_unlink_tracked();
+}
+
+static void on_ending_signal(int sig) {
+    t2i_tmp_end_process();
     signal(sig, SIG_DFL);
     raise(sig); /* delivered when the handler returns: the process ends as the signal says */
 }

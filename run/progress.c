@@ -16,7 +16,7 @@ volatile sig_atomic_t t2i_interrupted = 0;
 
 static void on_sigint(int sig) {
     if (t2i_interrupted) {
-        t2i_tmp_unlink_tracked();
+        t2i_tmp_end_process();
         signal(sig, SIG_DFL);
         raise(sig);
     }

@@ -10,7 +10,10 @@ that includes one header of every other library M:
   - M below L (reachable through L's DEPS): the include must compile (the method works);
   - M above or beside L: the include must fail with the header not found.
 It also checks that no source includes a project header by a path ("gan/x.h", "../x.h"),
-which would step around the include paths. Exit 0 when every case behaves, 1 otherwise.
+which would step around the include paths, and that no library calls a function (or uses
+a variable) defined in a library above or beside it (nm of each BUILD_DIR/libNAME.a): a
+prototype written by hand instead of an include would otherwise link in the t2i command,
+where every library is on the line. Exit 0 when every case behaves, 1 otherwise.
 """
 import json
 import os
@@ -70,6 +73,23 @@ def a_header(src_dir, folder):
     return hs[0] if hs else None
 
 
+def symbol_uses(build, layers):
+    """For each library: the global symbols it defines and the ones it uses undefined."""
+    defined, used = {}, {}
+    for name in layers:
+        lib = os.path.join(build, f"lib{name}.a")
+        r = subprocess.run(["nm", "-g", lib], capture_output=True, text=True)
+        if r.returncode != 0:
+            return None, f"nm {lib}: {r.stderr.strip()}"
+        for line in r.stdout.splitlines():
+            f = line.split()
+            if len(f) == 2 and f[0] == "U":
+                used.setdefault(name, set()).add(f[1])
+            elif len(f) == 3 and f[1] in "TDBRCVWGS":
+                defined.setdefault(f[2], set()).add(name)
+    return (defined, used), None
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
@@ -115,6 +135,23 @@ def main():
                         failed += 1
                         print(f"FAIL {folder}/{fn}:{no}: includes \"{m.group(1)}\" by a path; "
                               "name the header alone and declare the dependency in CMakeLists.txt")
+    syms, err = symbol_uses(build, layers)
+    if syms is None:
+        failed += 1
+        print(f"FAIL {err}")
+    else:
+        defined, used = syms
+        for name in sorted(layers):
+            allowed = closure(layers, name) | {name}
+            bad = 0
+            for sym in sorted(used.get(name, ())):
+                owners = defined.get(sym, set())
+                if owners and not owners & allowed:
+                    bad += 1
+                    print(f"FAIL {name} ({layers[name][0]}/) uses {sym} of {', '.join(sorted(owners))}, "
+                          "a library above or beside it")
+            failed += bad
+            passed += bad == 0
     print(f"layers: {len(layers)} libraries checked against each other")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -123,6 +123,15 @@ run convert2 "$T2I" ckpt convert "$TMP/ship.safetensors" "$TMP/ship2.safetensors
 "$T2I" ckpt info --json "$TMP/ship2.safetensors" | grep -q '"converted_from":"runs/origin"' || fail "--meta converted_from ignored"
 (cd "$TMP" && "$T2I" dalle sample --ckpt ship.safetensors --prompt "a red sneaker" --n 2 --threads 1 --out s5 >/dev/null 2>"$TMP/s5.err") ||
     fail "sampling a converted copy with a relative vq: $(cat "$TMP/s5.err")"
+# metadata.jsonl is replaced by a rename, never rewritten in place: a file hard-linked to
+# the old one keeps its bytes (an in-place write would cut it short on a signal or full disk)
+printf 'old\n' >"$TMP/s5_keep"
+ln -f "$TMP/s5_keep" "$TMP/s5/metadata.jsonl"
+(cd "$TMP" && "$T2I" dalle sample --ckpt ship.safetensors --prompt "a red sneaker" --n 2 --threads 1 --out s5 >/dev/null 2>"$TMP/s5.err") ||
+    fail "sampling again into s5: $(cat "$TMP/s5.err")"
+[ "$(cat "$TMP/s5_keep")" = old ] || fail "dalle sample wrote metadata.jsonl in place (its hard link changed)"
+[ "$(grep -c '"file_name":"sample_000[01].png","text":"a red sneaker","seed":1,"candidate":[01]}' "$TMP/s5/metadata.jsonl")" = 2 ] ||
+    fail "dalle sample metadata.jsonl: $(cat "$TMP/s5/metadata.jsonl")"
 for bad in "format=x" "vq" "a=1 a=2"; do
     # shellcheck disable=SC2086
     if "$T2I" ckpt convert "$CK" "$TMP/bad.safetensors" --meta $bad >/dev/null 2>"$TMP/meta.err"; then

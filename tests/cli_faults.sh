@@ -1,8 +1,9 @@
 #!/bin/bash
 # cli_faults.sh - faults from outside: signals, kill -9 and a full disk, on commands that write.
-#   1. SIGINT and SIGTERM while `sr upscale` writes a large image and while `generate` writes
-#      its many candidates: the process ends by that signal (status 130 / 143), no temporary
-#      file is left and no output appears.
+#   1. SIGINT and SIGTERM while `sr upscale` writes a large image, while `generate` and
+#      `dalle sample` write their many candidates and while `data` writes its images: the
+#      process ends by that signal (status 130 / 143), no temporary file is left and no
+#      output appears (no image of sr upscale, no metadata.jsonl of the others).
 #   2. SIGTERM to a trainer saves a checkpoint and exits 143, like Ctrl-C (130).
 #   3. kill -9 while a save is under way (the process frozen with SIGSTOP when its temp file
 #      exists), then at random moments of a short `vq train` that saves every step (the
@@ -67,7 +68,8 @@ signal_mid_write() {
 }
 
 echo "[${SECONDS}s] signals while writing"
-# ---- 1. signals while writing: sr upscale of a large image, generate with many candidates
+# ---- 1. signals while writing: sr upscale of a large image, generate and dalle sample with
+# many candidates, data
 python3 - "$TMP/large.png" <<'EOF'
 import random, struct, sys, zlib
 w = h = 320  # noise: its upscaled PNG does not compress below the full-disk test's space
@@ -87,6 +89,20 @@ for sig in INT TERM; do
     signal_mid_write $sig "$want" "generate" "$TMP/gen/$sig/a_red_sneaker/*.tmp.*" \
         "$T2I" generate --prompt "a red sneaker" --candidates 64 --top 64 --batch 64 --threads 2 \
         --out "$TMP/gen/$sig"
+    rm -rf "$TMP/ds/$sig"
+    signal_mid_write $sig "$want" "dalle sample" "$TMP/ds/$sig/*.tmp.*" \
+        "$T2I" dalle sample --ckpt "$ROOT/samples/models/dalle.safetensors" --prompt "a red sneaker" \
+        --n 256 --batch 64 --threads 2 --out "$TMP/ds/$sig"
+    [ -e "$TMP/ds/$sig/metadata.jsonl" ] && fail "dalle sample: SIG$sig left a metadata.jsonl"
+    # data writes with 8 threads: another thread could create a temp file after the handler
+    # had removed the tracked ones (left in about half the tries before nn/tmpfile.c's
+    # creation window), hence three tries
+    for try in 1 2 3; do
+        rm -rf "$TMP/data/$sig"
+        signal_mid_write $sig "$want" "data (try $try)" "$TMP/data/$sig/*.tmp.*" \
+            "$T2I" data fashion-captions --split test --out "$TMP/data/$sig"
+        [ -e "$TMP/data/$sig/metadata.jsonl" ] && fail "data: SIG$sig left a metadata.jsonl"
+    done
 done
 
 echo "[${SECONDS}s] SIGTERM to a trainer"

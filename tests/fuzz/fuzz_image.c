@@ -2,9 +2,9 @@
  *
  * Each input is a whole image file given to t2i_image_load_mem, the function t2i_image_load
  * calls after reading the file: the format is chosen from the magic bytes (PNG through
- * libpng, JPEG through libjpeg-turbo, BMP, GIF, PNM, TGA through stb_image; the libraries
- * are not instrumented, nn/image.c's checks around them are), the pixel limit T2I_IMAGE_MAX_PIXELS is
- * checked before any pixel buffer exists. The last byte picks want_c (0-4), so the channel
+ * libpng, JPEG through libjpeg-turbo, WebP through libwebp, BMP, GIF, PNM, TGA through
+ * stb_image; the libraries are not instrumented, nn/image.c's checks around them are), the
+ * pixel limit T2I_IMAGE_MAX_PIXELS is checked before any pixel buffer exists. The last byte picks want_c (0-4), so the channel
  * conversions run on decoded pixels too.
  *
  * Invariants checked with __builtin_trap: a refused file leaves the image zeroed and one
