@@ -120,8 +120,9 @@ void nn_embedding_backward(float *dw, const float *dout, const int *ids, size_t 
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
-/* The GELU/sigmoid family's forward over a range, compiled twice: for AVX2 (eight lanes;
- * no FMA contraction, so both copies give the same bits) and for the baseline. Elements
+/* The GELU/sigmoid family's forward over a range, compiled three times: for AVX-512
+ * (sixteen lanes), AVX2 (eight lanes) and the baseline, without FMA contraction, so all
+ * copies give the same bits; the CPU path picks one (T2I_CPU caps it). Elements
  * are independent, also in place (out == inp): ACT_SIMD vectorises without alias checks. */
 #define ACT_SIMD _Pragma("omp simd")
 #define ACT_SMOOTH(NAME)                                                                                  \
@@ -153,9 +154,23 @@ ACT_SMOOTH(act_smooth_base)
 #pragma GCC target("avx2")
 ACT_SMOOTH(act_smooth_avx2)
 #pragma GCC pop_options
+/* sixteen lanes; AVX-512F has FMA, so contraction is turned off to keep the bits */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,prefer-vector-width=512")
+#pragma GCC optimize("fp-contract=off")
+ACT_SMOOTH(act_smooth_avx512)
+#pragma GCC pop_options
 #else
 #define act_smooth_avx2 act_smooth_base
+#define act_smooth_avx512 act_smooth_base
 #endif
+
+typedef void (*act_fwd_fn)(float *, const float *, size_t, nn_act);
+/* The copy for the CPU path (base.h: t2i_cpu_path). */
+static act_fwd_fn act_smooth_for_path(void) {
+    t2i_cpu_level l = t2i_cpu_path();
+    return l >= T2I_CPU_AVX512 ? act_smooth_avx512 : l >= T2I_CPU_AVX2 ? act_smooth_avx2 : act_smooth_base;
+}
 
 void nn_act_forward(float *out, const float *inp, size_t n, nn_act act, float slope) {
     switch (act) {
@@ -174,7 +189,7 @@ void nn_act_forward(float *out, const float *inp, size_t n, nn_act act, float sl
     case NN_ACT_GELU_ERF:
     case NN_ACT_QUICK_GELU:
     case NN_ACT_SILU: {
-        void (*fn)(float *, const float *, size_t, nn_act) = t2i_cpu_avx2_fma() ? act_smooth_avx2 : act_smooth_base;
+        act_fwd_fn fn = act_smooth_for_path();
 #pragma omp parallel if (n > PAR_MIN)
         {
             size_t lo, hi;
@@ -263,9 +278,21 @@ ACT_SMOOTH_BWD(act_smooth_bwd_base)
 #pragma GCC target("avx2")
 ACT_SMOOTH_BWD(act_smooth_bwd_avx2)
 #pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,prefer-vector-width=512")
+#pragma GCC optimize("fp-contract=off")
+ACT_SMOOTH_BWD(act_smooth_bwd_avx512)
+#pragma GCC pop_options
 #else
 #define act_smooth_bwd_avx2 act_smooth_bwd_base
+#define act_smooth_bwd_avx512 act_smooth_bwd_base
 #endif
+
+typedef void (*act_bwd_fn)(float *, const float *, const float *, size_t, nn_act, int);
+static act_bwd_fn act_smooth_bwd_for_path(void) {
+    t2i_cpu_level l = t2i_cpu_path();
+    return l >= T2I_CPU_AVX512 ? act_smooth_bwd_avx512 : l >= T2I_CPU_AVX2 ? act_smooth_bwd_avx2 : act_smooth_bwd_base;
+}
 
 void nn_act_backward(float *dinp, const float *dout, const float *inp, size_t n, nn_act act,
                      float slope) {
@@ -280,8 +307,7 @@ void nn_act_backward(float *dinp, const float *dout, const float *inp, size_t n,
     case NN_ACT_GELU_ERF:
     case NN_ACT_QUICK_GELU:
     case NN_ACT_SILU: {
-        void (*fn)(float *, const float *, const float *, size_t, nn_act, int) =
-            t2i_cpu_avx2_fma() ? act_smooth_bwd_avx2 : act_smooth_bwd_base;
+        act_bwd_fn fn = act_smooth_bwd_for_path();
         int add = dinp != dout;
 #pragma omp parallel if (n > PAR_MIN)
         {

@@ -92,6 +92,19 @@ static void test_embedding(void **state) {
 
 /* ---------------------------------------------------------------- activations */
 
+/* Caps the CPU path at lv (T2I_CPU) and returns 1, or reports a path this CPU lacks as not
+ * tested (once, when say) and returns 0. */
+static int act_path(int lv, int say) {
+    if (t2i_cpu_best() < (t2i_cpu_level)lv) {
+        if (say)
+            print_message("activations, path %s: NOT TESTED, this CPU lacks it (best: %s)\n",
+                          t2i_cpu_name((t2i_cpu_level)lv), t2i_cpu_name(t2i_cpu_best()));
+        return 0;
+    }
+    setenv("T2I_CPU", t2i_cpu_name((t2i_cpu_level)lv), 1);
+    return 1;
+}
+
 static void test_activations(void **state) {
     (void)state;
     static const struct {
@@ -120,11 +133,13 @@ static void test_activations(void **state) {
         nn_act_forward(buf, buf, n, acts[a].act, acts[a].slope);
         snprintf(label, sizeof label, "act %s y in place", acts[a].name);
         tu_close_fwd(label, buf, ry, n);
-        /* the baseline copy of the vectorised activations gives the same bits */
-        setenv("T2I_NO_AVX2", "1", 1);
-        nn_act_forward(buf, x, n, acts[a].act, acts[a].slope);
-        unsetenv("T2I_NO_AVX2");
-        assert_memory_equal(buf, y, n * sizeof(float));
+        /* every copy of the vectorised activations (one per CPU path) gives the same bits */
+        for (int lv = T2I_CPU_BASELINE; lv <= T2I_CPU_AVX512; lv++) {
+            if (!act_path(lv, a == 0)) continue;
+            nn_act_forward(buf, x, n, acts[a].act, acts[a].slope);
+            unsetenv("T2I_CPU");
+            assert_memory_equal(buf, y, n * sizeof(float));
+        }
 
         memset(dx, 0, n * sizeof(float));
         nn_act_backward(dx, dy, x, n, acts[a].act, acts[a].slope);
@@ -137,16 +152,19 @@ static void test_activations(void **state) {
         nn_act_backward(buf, buf, x, n, acts[a].act, acts[a].slope);
         snprintf(label, sizeof label, "act %s dx in place", acts[a].name);
         tu_close_grad(label, buf, rdx, n);
-        /* the baseline copy gives the same bits, accumulating and in place */
+        /* every path's copy gives the same bits, accumulating and in place */
         float *base = tu_zeros(n), *base_in = tu_zeros(n);
-        memcpy(base_in, dy, n * sizeof(float));
-        setenv("T2I_NO_AVX2", "1", 1);
-        nn_act_backward(base, dy, x, n, acts[a].act, acts[a].slope);
-        nn_act_backward(base, dy, x, n, acts[a].act, acts[a].slope);
-        nn_act_backward(base_in, base_in, x, n, acts[a].act, acts[a].slope);
-        unsetenv("T2I_NO_AVX2");
-        assert_memory_equal(base, dx, n * sizeof(float));
-        assert_memory_equal(base_in, buf, n * sizeof(float));
+        for (int lv = T2I_CPU_BASELINE; lv <= T2I_CPU_AVX512; lv++) {
+            if (!act_path(lv, 0)) continue;
+            memset(base, 0, n * sizeof(float));
+            memcpy(base_in, dy, n * sizeof(float));
+            nn_act_backward(base, dy, x, n, acts[a].act, acts[a].slope);
+            nn_act_backward(base, dy, x, n, acts[a].act, acts[a].slope);
+            nn_act_backward(base_in, base_in, x, n, acts[a].act, acts[a].slope);
+            unsetenv("T2I_CPU");
+            assert_memory_equal(base, dx, n * sizeof(float));
+            assert_memory_equal(base_in, buf, n * sizeof(float));
+        }
         free(base), free(base_in);
         free(ry), free(rdx);
     }
