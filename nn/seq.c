@@ -372,7 +372,8 @@ static void pool_release(grad_pool *g, const float *p) {
     }
 }
 
-/* cur may be updated in place: a pooled buffer with no other holder */
+/* cur may be updated in place: a pooled buffer with no other holder (never with keep_all,
+ * which pools nothing) */
 static int pool_sole(const grad_pool *g, const float *p) {
     int k = pool_find(g, p);
     return k >= 0 && g->refs[k] == 1;
@@ -602,7 +603,7 @@ float *nn_seq_backward(nn_seq *s, nn_tape *t, nn_arena *a, const float *dy, int 
             break;
         case NN_L_ACT:
             if (want) {
-                int inplace = pool_sole(&gp, cur) && !gp.off && (l->act == NN_ACT_RELU || l->act == NN_ACT_LEAKY_RELU);
+                int inplace = pool_sole(&gp, cur) && (l->act == NN_ACT_RELU || l->act == NN_ACT_LEAKY_RELU);
                 dx = inplace ? (float *)cur : pool_get(&gp, a, ni);
                 nn_act_backward(dx, cur, x, ni, l->act, l->slope);
             }
@@ -649,7 +650,7 @@ float *nn_seq_backward(nn_seq *s, nn_tape *t, nn_arena *a, const float *dy, int 
         case NN_L_RES_BEGIN:
             T2I_ASSERT(skipg[i]);
             if (want) {
-                dx = cur != skipg[i] && pool_sole(&gp, cur) && !gp.off ? (float *)cur : pool_get(&gp, a, ni);
+                dx = cur != skipg[i] && pool_sole(&gp, cur) ? (float *)cur : pool_get(&gp, a, ni);
                 nn_add_forward(dx, cur, skipg[i], ni);
             }
             pool_release(&gp, skipg[i]);
