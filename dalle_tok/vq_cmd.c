@@ -101,7 +101,7 @@ static int count_alive(const vq_model *m, float threshold) {
 /* ------------------------------------------------------------------- train ---- */
 
 typedef struct {
-    float lr, beta1, beta2;
+    float lr, min_lr, beta1, beta2; /* min_lr < 0: the lr throughout; else a cosine from lr to it over the run */
     int batch;
     long restart_every;
     float restart_threshold;
@@ -116,7 +116,7 @@ typedef struct {
     const char *data, *preset, *init;
     int width1, width2, res_hidden, n_res, code_dim, n_codes, res, channels, batch;
     long restart_every, limit;
-    float lr, beta1, beta2, beta, decay, restart_threshold;
+    float lr, min_lr, beta1, beta2, beta, decay, restart_threshold;
     /* options and state saved in the checkpoint, besides the trainer's (its RNG draws the restarts) */
     train_opts o;
     long loader_epoch, opt_step;
@@ -128,6 +128,7 @@ typedef struct {
     t2i_dataset ds;
     t2i_loader L;
     nn_optim opt;
+    nn_schedule sched;
     nn_arena arena;
     float *x, *xfix; /* a batch; fixed images for the reconstruction grids */
     int nfix, restarted;
@@ -178,6 +179,7 @@ static int init_model(vq_trainer *v, t2i_trainer *t) {
 /* A new run's options and configuration from the flags. */
 static int new_run(vq_trainer *v, t2i_trainer *t) {
     if (t2i_check_range_f("--lr", v->lr, NN_LR_MIN, NN_LR_MAX) || t2i_check_range_f("--beta1", v->beta1, 0, NN_BETA1_MAX) ||
+        (v->min_lr != -1 && t2i_check_range_f("--min-lr", v->min_lr, 0, v->lr)) ||
         t2i_check_range_f("--beta2", v->beta2, 0, NN_BETA2_MAX) || t2i_check_range_i("--batch", v->batch, 1, 4096) ||
         t2i_check_range_i("--restart-every", v->restart_every, 0, 1L << 30) ||
         t2i_check_range_f("--restart-threshold", v->restart_threshold, 0, 1e6) ||
@@ -207,7 +209,7 @@ static int new_run(vq_trainer *v, t2i_trainer *t) {
     train_opts *o = &v->o;
     if (strlen(v->data) >= sizeof o->data) return t2i_fail("--data: path too long"), 2;
     strcpy(o->data, v->data);
-    o->lr = v->lr, o->beta1 = v->beta1, o->beta2 = v->beta2, o->batch = v->batch, o->restart_every = v->restart_every;
+    o->lr = v->lr, o->min_lr = v->min_lr, o->beta1 = v->beta1, o->beta2 = v->beta2, o->batch = v->batch, o->restart_every = v->restart_every;
     o->restart_threshold = v->restart_threshold, o->limit = v->limit;
     return 0;
 }
@@ -255,6 +257,8 @@ static int vq_tr_start(void *self, t2i_trainer *t) {
         return t2i_fail("%s: %s", t->ckpt_path, t2i_error_msg());
     v->opt = nn_adam(v->o.lr, v->o.beta1, v->o.beta2, 1e-8f, 0.0f);
     v->opt.step = v->opt_step;
+    /* the cosine runs over the planned length (extending a run stretches it) */
+    v->sched = v->o.min_lr < 0 ? nn_schedule_constant(v->o.lr) : nn_schedule_cosine(v->o.lr, 0, t->target, v->o.min_lr);
     int B = v->o.batch;
     size_t item = (size_t)cfg->channels * cfg->res * cfg->res;
     v->x = t2i_malloc_aligned((size_t)B * item * sizeof(float));
@@ -283,6 +287,7 @@ static int vq_tr_step(void *self, t2i_trainer *t) {
     /* under MPI: this rank's rows of the global batch (restarts draw from all of them, vq.c) */
     int lo = t->size > 1 ? t->lo : 0, b = t->size > 1 ? t->hi - t->lo : v->o.batch;
     size_t item = (size_t)v->cfg.channels * v->cfg.res * v->cfg.res;
+    v->opt.lr = nn_schedule_lr(&v->sched, t->step);
     vq_train_step(&v->m, &v->opt, &v->arena, v->x + (size_t)lo * item, b, restart, v->o.restart_threshold, &t->rng,
                   &v->s);
     v->restarted += v->s.restarted;
@@ -297,11 +302,11 @@ static int vq_tr_metrics(void *self, t2i_trainer *t, char *buf, size_t n) {
     const vq_stats *s = &v->s;
     double dt = t->step_seconds;
     int len = snprintf(buf, n,
-                       "{\"step\":%ld,\"epoch\":%.3f,\"loss\":%.6f,\"recon\":%.6f,\"commit\":%.6f,\"psnr\":%.3f,"
+                       "{\"step\":%ld,\"epoch\":%.3f,\"loss\":%.6f,\"recon\":%.6f,\"commit\":%.6f,\"psnr\":%.3f,\"lr\":%.3g,"
                        "\"perplexity\":%.2f,\"codes_used\":%d,\"codes_alive\":%d,\"restarted\":%d,\"step_ms\":%.1f,"
                        "\"images_per_s\":%.1f}",
                        t->step, (double)v->L.epoch + (double)v->L.pos / v->ds.n, s->loss, s->recon, s->commit, psnr(s),
-                       s->perplexity, s->codes_used, count_alive(&v->m, v->o.restart_threshold), v->restarted,
+                       (double)v->opt.lr, s->perplexity, s->codes_used, count_alive(&v->m, v->o.restart_threshold), v->restarted,
                        dt * 1e3, v->o.batch / dt);
     v->restarted = 0;
     return len;
@@ -370,7 +375,7 @@ static const t2i_trainer_ops vq_ops = {
 static int cmd_train(int argc, char **argv) {
     vq_trainer v = {.data = "fashion-captions", .preset = "b5", .width1 = 64, .width2 = 128, .res_hidden = 128,
                     .n_res = 2, .code_dim = 64, .n_codes = 512, .res = 32, .channels = 3, .batch = 64,
-                    .restart_every = 20, .lr = 3e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .beta = 0.25f, .decay = 0.99f,
+                    .restart_every = 20, .lr = 3e-4f, .min_lr = -1, .beta1 = 0.9f, .beta2 = 0.999f, .beta = 0.25f, .decay = 0.99f,
                     .restart_threshold = 1.0f};
     nn_arena_init(&v.arena);
     t2i_trainer t;
@@ -384,6 +389,7 @@ static int cmd_train(int argc, char **argv) {
                      NN_F_INT("loader_pos", v.loader_pos), NN_F_LONG("opt_step", v.opt_step)};
     nn_field of[] = {NN_F_STR("data", o->data),
                      NN_F_FLOAT_IN("lr", o->lr, NN_LR_MIN, NN_LR_MAX),
+                     NN_F_FLOAT_DEF_IN("min_lr", o->min_lr, -1, -1, NN_LR_MAX),
                      NN_F_FLOAT_IN("beta1", o->beta1, 0, NN_BETA1_MAX),
                      NN_F_FLOAT_IN("beta2", o->beta2, 0, NN_BETA2_MAX),
                      NN_F_INT_IN("batch", o->batch, 1, 4096),
@@ -411,6 +417,7 @@ static int cmd_train(int argc, char **argv) {
         {"--beta", T2I_FLOAT, &v.beta, "custom: commitment weight"},
         {"--decay", T2I_FLOAT, &v.decay, "custom: EMA decay of the codebook"},
         {"--lr", T2I_FLOAT, &v.lr, "learning rate (Adam)"},
+        {"--min-lr", T2I_FLOAT, &v.min_lr, "decay the learning rate along a cosine to this over --steps (-1: no decay)"},
         {"--beta1", T2I_FLOAT, &v.beta1, "Adam beta1"},
         {"--beta2", T2I_FLOAT, &v.beta2, "Adam beta2"},
         {"--batch", T2I_INT, &v.batch, "batch size"},

@@ -36,6 +36,22 @@ cmp -s "$TMP/a/checkpoint.safetensors" "$TMP/b/checkpoint.safetensors" ||
     fail "3 + resumed 3 steps differ from 6 uninterrupted steps"
 [ "$(wc -l <"$TMP/b/metrics.jsonl")" -eq 6 ] || fail "resumed run's metrics.jsonl does not have 6 lines"
 
+# ---- --min-lr: the lr of step s (1-based) is the cosine from --lr to --min-lr at (s-1)/steps;
+# without it the lr stays --lr
+"$T2I" vq train "${TINY[@]}" --steps 5 --lr 1e-3 --min-lr 1e-4 --out "$TMP/cos" >/dev/null 2>"$TMP/err" ||
+    fail "vq train --min-lr: $(cat "$TMP/err")"
+/usr/bin/python3 - "$TMP/cos/metrics.jsonl" "$TMP/a/metrics.jsonl" <<'PY' || fail "vq train --min-lr: the learning rates are not the cosine's"
+import json, math, sys
+cos = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in cos] == [1, 2, 3, 4, 5], cos
+for r in cos:
+    want = 1e-4 + (1e-3 - 1e-4) * 0.5 * (1 + math.cos(math.pi * (r["step"] - 1) / 5))
+    assert abs(r["lr"] - want) < 1e-3 * want, (r["step"], r["lr"], want)
+assert all(json.loads(l)["lr"] == 3e-4 for l in open(sys.argv[2]))
+PY
+grep -q '"min_lr":0.0001' "$TMP/cos/config.json" || fail "vq train --min-lr: config.json lacks min_lr"
+check_error "--min-lr" "$T2I" vq train "${TINY[@]}" --steps 5 --lr 1e-3 --min-lr 2e-3 --out "$TMP/badcos"
+
 # ---- errors: exactly one stderr line naming the problem, non-zero exit
 check_error "--resume" "$T2I" vq train "${TINY[@]}" --steps 6 --out "$TMP/a"
 check_error "preset custom" "$T2I" vq train --preset b5 --codes 100 --out "$TMP/bad"
