@@ -159,14 +159,7 @@ static int data_fashion_captions(int argc, char **argv) {
         cJSON_AddStringToObject(o, "class", fc32_class_names[cls]);
         char *line = cJSON_PrintUnformatted(o);
         T2I_ASSERT(line);
-        size_t l = strlen(line);
-        if (len + l + 2 > cap) {
-            cap = 2 * cap + l + 2;
-            meta = t2i_realloc(meta, cap);
-        }
-        memcpy(meta + len, line, l);
-        len += l;
-        meta[len++] = '\n';
+        t2i_text_append_line(&meta, &len, &cap, line);
         cJSON_free(line);
         cJSON_Delete(o);
     }

@@ -179,14 +179,7 @@ int dalle_cmd_sample(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "candidate", (double)(first + i));
         char *s = cJSON_PrintUnformatted(j);
         T2I_ASSERT(s);
-        size_t l = strlen(s);
-        if (len + l + 1 > cap) {
-            cap = 2 * cap + l + 1;
-            meta = t2i_realloc(meta, cap);
-        }
-        memcpy(meta + len, s, l);
-        len += l;
-        meta[len++] = '\n';
+        t2i_text_append_line(&meta, &len, &cap, s);
         cJSON_free(s);
         cJSON_Delete(j);
     }

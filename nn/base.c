@@ -301,6 +301,17 @@ out:
     return rc;
 }
 
+void t2i_text_append_line(char **buf, size_t *len, size_t *cap, const char *line) {
+    size_t l = strlen(line);
+    if (*len + l + 1 > *cap) {
+        *cap = 2 * *cap + l + 1;
+        *buf = t2i_realloc(*buf, *cap);
+    }
+    memcpy(*buf + *len, line, l);
+    *len += l;
+    (*buf)[(*len)++] = '\n';
+}
+
 int t2i_write_file_atomic(const char *path, const void *data, size_t len) {
     return t2i_write_parts_atomic(path, &data, &len, 1);
 }

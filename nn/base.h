@@ -94,6 +94,10 @@ char *t2i_read_file(const char *path, size_t *len, size_t max_bytes);
  * is written through (its target is replaced, the link stays); a folder, device, pipe or
  * socket at path is an error, never replaced. */
 int t2i_write_file_atomic(const char *path, const void *data, size_t len);
+/* Appends line and a newline to the growing heap text *buf (*len bytes used, *cap
+ * allocated; start from NULL, 0, 0): how a JSON-lines file is built before one atomic
+ * write. The text is not NUL-terminated. */
+void t2i_text_append_line(char **buf, size_t *len, size_t *cap, const char *line);
 /* The same for a file made of n buffers written in turn (no joined copy is made). */
 int t2i_write_parts_atomic(const char *path, const void *const *parts, const size_t *lens, int n);
 /* The first step of such a write: the temp file's path (heap) and in *target (heap) the
