@@ -58,12 +58,14 @@ job *serve_job_find(const char *name) {
     return NULL;
 }
 
-/* Adds j to the queue (the caller keeps one reference). 0, or -1 when the queue is full. */
+/* Adds j to the queue (the caller keeps one reference). 0; -1 when the queue is full; -2
+ * when the server is stopping. */
 int serve_job_enqueue(job *j) {
     pthread_mutex_lock(&serve_g.mu);
     if (serve_g.queued >= serve_g.queue_cap || serve_g.stopping) {
+        int rc = serve_g.stopping ? -2 : -1;
         pthread_mutex_unlock(&serve_g.mu);
-        return -1;
+        return rc;
     }
     j->id = ++serve_g.next_id;
     snprintf(j->name, sizeof j->name, "job-%ld", j->id);

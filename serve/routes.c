@@ -318,17 +318,24 @@ static void wait_end(job *j) {
     while (j->state <= JS_RUNNING && !serve_g.stopping) pthread_cond_wait(&serve_g.cv, &serve_g.mu);
 }
 
+/* Queues j (0), or frees it and answers: 429 when the queue is full, 503 when the server
+ * is stopping (-1). */
+static int enqueue_or_answer(struct MHD_Connection *c, int route, job *j, enum MHD_Result *ret) {
+    int rc = serve_job_enqueue(j);
+    if (rc == 0) return 0;
+    serve_job_free(j);
+    if (rc == -2) *ret = send_error(c, route, 503, NULL, "the server is stopping");
+    else *ret = send_error(c, route, 429, NULL, "the queue is full (%d jobs waiting); try again later", serve_g.queue_cap);
+    return -1;
+}
+
 /* A generation request validated and queued (the caller holds one reference), or NULL
  * after answering (400, 429). */
 static job *submit_gen(struct MHD_Connection *c, int route, const conn *cn, int for_job, enum MHD_Result *ret) {
     job *j = gen_job(c, route, cn, for_job, ret);
     if (!j) return NULL;
     j->kind = JOB_GEN, j->listed = 1;
-    if (serve_job_enqueue(j) != 0) {
-        serve_job_free(j);
-        *ret = send_error(c, route, 429, NULL, "the queue is full (%d jobs waiting); try again later", serve_g.queue_cap);
-        return NULL;
-    }
+    if (enqueue_or_answer(c, route, j, ret) != 0) return NULL;
     return j;
 }
 
@@ -533,11 +540,7 @@ static int decode_images(struct MHD_Connection *c, int route, const serve_blob *
 
 /* Runs a rerank/classify job on the worker and waits; 0 with j done, else answered. */
 static int run_clip_job(struct MHD_Connection *c, int route, job *j, enum MHD_Result *ret) {
-    if (serve_job_enqueue(j) != 0) {
-        serve_job_free(j);
-        *ret = send_error(c, route, 429, NULL, "the queue is full (%d jobs waiting); try again later", serve_g.queue_cap);
-        return -1;
-    }
+    if (enqueue_or_answer(c, route, j, ret) != 0) return -1;
     pthread_mutex_lock(&serve_g.mu);
     wait_end(j);
     serve_table_remove(j);

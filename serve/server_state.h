@@ -109,7 +109,8 @@ void serve_job_unref(job *j);        /* under the lock; frees an unreferenced jo
 void serve_table_remove(job *j);     /* under the lock */
 void serve_table_evict(void);        /* under the lock: keeps the newest SERVE_KEEP_JOBS finished jobs */
 job *serve_job_find(const char *name); /* under the lock; listed jobs only */
-/* Adds j to the queue (the caller keeps one reference). 0, or -1 when the queue is full. */
+/* Adds j to the queue (the caller keeps one reference). 0; -1 when the queue is full; -2
+ * when the server is stopping. */
 int serve_job_enqueue(job *j);
 void *serve_worker(void *arg);       /* the worker thread: runs queued jobs in order until stopping */
 void serve_add_warnings(cJSON *o, const job *j);
