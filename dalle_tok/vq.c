@@ -403,7 +403,7 @@ void vq_loss_backward(vq_model *m, nn_arena *a, const float *x, int N, int resta
     float *zr = nn_arena_floats(a, nz);
     vq_nchw_to_rows(zr, z, N, D, S);
     memset(st, 0, sizeof *st);
-    if (restart != VQ_RESTART_NONE) {
+    if (restart != VQ_RESTART_NONE && !m->decoder_only) {
         T2I_ASSERT(rng);
         /* rows from the global batch: every rank draws the same ones */
         const float *zall = zr;
@@ -432,19 +432,20 @@ void vq_loss_backward(vq_model *m, nn_arena *a, const float *x, int N, int resta
     float *xr = nn_seq_forward(&m->dec, &td, a, q, N, 1);
     float *dxr = nn_arena_zeros(a, nx);
     st->recon = nn_mse(dxr, xr, x, nx, 1.0f);
-    float *dq = nn_seq_backward(&m->dec, &td, a, dxr, 1);
+    int enc = !m->decoder_only;
+    float *dq = nn_seq_backward(&m->dec, &td, a, dxr, enc);
     /* straight-through: the decoder's input gradient goes to z unchanged */
-    float *dz = nn_arena_floats(a, nz);
+    float *dz = enc ? nn_arena_floats(a, nz) : NULL;
     float coef = 2.0f * c->beta / (float)nz;
     double cs = 0.0;
     for (size_t i = 0; i < nz; i++) {
         float d = z[i] - q[i];
         cs += (double)d * d;
-        dz[i] = dq[i] + coef * d;
+        if (enc) dz[i] = dq[i] + coef * d;
     }
     st->commit = (float)(c->beta * (cs / (double)nz));
     st->loss = st->recon + st->commit;
-    nn_seq_backward(&m->enc, &te, a, dz, 0);
+    if (enc) nn_seq_backward(&m->enc, &te, a, dz, 0);
 
     float *counts = nn_arena_zeros(a, (size_t)K);
     for (size_t i = 0; i < M; i++) counts[idx[i]] += 1.0f;
@@ -470,6 +471,7 @@ void vq_train_step(vq_model *m, nn_optim *opt, nn_arena *a, const float *x, int 
     vq_pass p;
     vq_loss_backward(m, a, x, N, restart, threshold, rng, st, &p);
     nn_optim_step(opt, &m->ps, opt->lr);
+    if (m->decoder_only) return;
     int D = m->cfg.code_dim, K = m->cfg.n_codes;
     size_t M = (size_t)N * m->grid * m->grid;
     float *bc = nn_arena_floats(a, (size_t)K), *bs = nn_arena_floats(a, (size_t)K * D);

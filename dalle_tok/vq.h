@@ -93,6 +93,10 @@ typedef struct {
      * NN_INFER_FAST selects the banded convolutions instead. They hold the plans only:
      * each call's buffers come from the caller's arena (nn_infer_run_in) */
     nn_infer enc_ws, dec_ws;
+    /* training updates the decoder only (set by the trainer, not saved with the model): the
+     * encoder gets no gradient, the codebook no restart and no EMA update, so every image
+     * keeps its codes and a transformer trained on them stays valid */
+    int decoder_only;
 } vq_model;
 
 void vq_config_b5(vq_config *c);
@@ -163,7 +167,8 @@ typedef struct {
 void vq_loss_backward(vq_model *m, nn_arena *a, const float *x, int N, int restart, float threshold, t2i_rng *rng,
                       vq_stats *st, vq_pass *pass);
 /* One training step: arena reset, zero grad, vq_loss_backward, optimizer update of the
- * encoder and decoder, EMA update of the codebook. */
+ * encoder and decoder, EMA update of the codebook (m->decoder_only: the decoder's update
+ * alone; the encoder's gradients stay zero, so a fresh Adam leaves it unchanged). */
 void vq_train_step(vq_model *m, nn_optim *opt, nn_arena *a, const float *x, int N, int restart, float threshold,
                    t2i_rng *rng, vq_stats *st);
 

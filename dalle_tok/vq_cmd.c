@@ -103,6 +103,7 @@ static int count_alive(const vq_model *m, float threshold) {
 typedef struct {
     float lr, min_lr, beta1, beta2; /* min_lr < 0: the lr throughout; else a cosine from lr to it over the run */
     int batch;
+    int decoder_only; /* train the decoder alone (the codes of every image stay) */
     long restart_every;
     float restart_threshold;
     long limit;
@@ -114,6 +115,7 @@ typedef struct {
 typedef struct {
     /* flags of a new run */
     const char *data, *preset, *init;
+    int decoder_only;
     int width1, width2, res_hidden, n_res, code_dim, n_codes, res, channels, batch;
     long restart_every, limit;
     float lr, min_lr, beta1, beta2, beta, decay, restart_threshold;
@@ -146,6 +148,10 @@ static int vq_tr_load(void *self, const char *path, char **state_json) {
 static int vq_tr_check_flags(void *self, t2i_trainer *t) {
     vq_trainer *v = self;
     if (t->resume && v->init) return t2i_fail("vq train: --init starts a new run; --resume continues the one in --out"), 2;
+    if (!t->resume && v->decoder_only && !v->init)
+        return t2i_fail("vq train: --decoder-only fine-tunes the decoder of a trained VQ: give it with --init"), 2;
+    if (t->resume && t2i_flag_given(t->cmd, "--decoder-only"))
+        return t2i_fail("vq train: --decoder-only is an option of a new run (--resume keeps the run's)"), 2;
     return 0;
 }
 
@@ -210,7 +216,7 @@ static int new_run(vq_trainer *v, t2i_trainer *t) {
     if (strlen(v->data) >= sizeof o->data) return t2i_fail("--data: path too long"), 2;
     strcpy(o->data, v->data);
     o->lr = v->lr, o->min_lr = v->min_lr, o->beta1 = v->beta1, o->beta2 = v->beta2, o->batch = v->batch, o->restart_every = v->restart_every;
-    o->restart_threshold = v->restart_threshold, o->limit = v->limit;
+    o->restart_threshold = v->restart_threshold, o->limit = v->limit, o->decoder_only = v->decoder_only;
     return 0;
 }
 
@@ -257,6 +263,7 @@ static int vq_tr_start(void *self, t2i_trainer *t) {
         return t2i_fail("%s: %s", t->ckpt_path, t2i_error_msg());
     v->opt = nn_adam(v->o.lr, v->o.beta1, v->o.beta2, 1e-8f, 0.0f);
     v->opt.step = v->opt_step;
+    v->m.decoder_only = v->o.decoder_only;
     /* the cosine runs over the planned length (extending a run stretches it) */
     v->sched = v->o.min_lr < 0 ? nn_schedule_constant(v->o.lr) : nn_schedule_cosine(v->o.lr, 0, t->target, v->o.min_lr);
     int B = v->o.batch;
@@ -281,7 +288,8 @@ static int vq_tr_step(void *self, t2i_trainer *t) {
     if (got == 0) got = t2i_loader_next(&v->L, v->x, NULL, NULL, NULL);
     if (got < 0) return t2i_fail_err(), T2I_STEP_FAILED;
     /* a new model's first step draws its codebook from data; a fine-tuned one keeps its own */
-    int restart = t->step == 0 && !v->init                                       ? VQ_RESTART_ALL
+    int restart = v->o.decoder_only                                               ? VQ_RESTART_NONE
+                  : t->step == 0 && !v->init                                       ? VQ_RESTART_ALL
                   : v->o.restart_every > 0 && t->step % v->o.restart_every == 0 ? VQ_RESTART_DEAD
                                                                                  : VQ_RESTART_NONE;
     /* under MPI: this rank's rows of the global batch (restarts draw from all of them, vq.c) */
@@ -393,6 +401,7 @@ static int cmd_train(int argc, char **argv) {
                      NN_F_FLOAT_IN("beta1", o->beta1, 0, NN_BETA1_MAX),
                      NN_F_FLOAT_IN("beta2", o->beta2, 0, NN_BETA2_MAX),
                      NN_F_INT_IN("batch", o->batch, 1, 4096),
+                     NN_F_BOOL_DEF("decoder_only", o->decoder_only, 0),
                      NN_F_LONG_IN("restart_every", o->restart_every, 0, 1L << 30),
                      NN_F_FLOAT_IN("restart_threshold", o->restart_threshold, 0, 1e6),
                      NN_F_LONG_IN("limit", o->limit, 0, 1L << 30),
@@ -406,6 +415,8 @@ static int cmd_train(int argc, char **argv) {
         {"--preset", T2I_STR, &v.preset, "b5 (bench/README.md B5 exactly) or custom (the size flags below)"},
         {"--init", T2I_STR, &v.init, "start from this VQ checkpoint's weights and codebook (fine-tuning; architecture "
                                      "from it, fresh optimizer)"},
+        {"--decoder-only", T2I_BOOL, &v.decoder_only, "with --init: train the decoder alone (encoder and codebook "
+                                                      "stay, so every image keeps its codes)"},
         {"--res", T2I_INT, &v.res, "custom: image side (multiple of 4; codes are res/4 per side)"},
         {"--channels", T2I_INT, &v.channels, "custom: image channels (1 or 3)"},
         {"--width1", T2I_INT, &v.width1, "custom: channels of the first convolution"},

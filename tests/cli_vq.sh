@@ -76,6 +76,19 @@ grep -q '"init":' "$TMP/init/config.json" || fail "vq train --init: config.json 
 /usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/fresh/checkpoint.safetensors" "$TMP/init/checkpoint.safetensors" \
     1e-3 --skip vq. >/dev/null && fail "st_close cannot tell a fresh VQ from a fine-tuned one"
 check_error "--init starts a new run" "$T2I" vq train --init "$CK" --resume --out "$TMP/a"
+# ---- --decoder-only: 3 steps at a large lr with restarts due every step: the encoder and
+# the codebook (and its EMA buffers) stay bit for bit (difference below 1e-30), the decoder moves
+"$T2I" vq train --init "$CK" --decoder-only --limit 64 --batch 8 --restart-every 1 --lr 1e-2 --steps 3 \
+    --out "$TMP/deconly" >/dev/null 2>"$TMP/err" || fail "vq train --decoder-only: $(cat "$TMP/err")"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$CK" "$TMP/deconly/checkpoint.safetensors" 1e-30 --only enc.,vq. \
+    >/dev/null || fail "vq train --decoder-only: the encoder or the codebook changed"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$CK" "$TMP/deconly/checkpoint.safetensors" 1e-4 --only dec. \
+    >/dev/null && fail "vq train --decoder-only: the decoder did not move"
+"$T2I" vq train --resume --steps 4 --out "$TMP/deconly" >/dev/null 2>"$TMP/err" || fail "vq train --decoder-only resume: $(cat "$TMP/err")"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$CK" "$TMP/deconly/checkpoint.safetensors" 1e-30 --only enc.,vq. \
+    >/dev/null || fail "vq train --decoder-only: the resumed run changed the encoder or the codebook"
+check_error "give it with --init" "$T2I" vq train "${TINY[@]}" --decoder-only --steps 1 --out "$TMP/bad"
+check_error "option of a new run" "$T2I" vq train --resume --decoder-only --out "$TMP/deconly"
 check_error "--width1 16 does not match" "$T2I" vq train --init "$CK" --preset custom --width1 16 --out "$TMP/bad"
 # ---- encode 20 test items
 "$T2I" vq encode --ckpt "$CK" --data fashion-captions:test --limit 20 --out "$TMP/codes.safetensors" >"$TMP/out" 2>"$TMP/err" ||
