@@ -118,3 +118,143 @@ const nn_tile_kernel *nn_tile_kernel_get(void) {
         if (kernels[i].level <= l) best = &kernels[i];
     return best;
 }
+
+/* ------------------------------------------------------------------ dot-product blocks
+ *
+ * S (ra x rb) = row-by-row dot products over segments (conv_tile.h: nn_dot_kernel). Each
+ * pair keeps one vector of partial sums (lane l sums the positions p = l mod lanes of every
+ * segment; a last partial vector is read under a mask), added across lanes at the end:
+ *   avx512  4 x 6: 24 zmm sums, 4 + 6 loads per 24 fused multiply-adds;
+ *   avx2    3 x 4: 12 ymm sums, 3 + 4 loads per 12;
+ *   baseline 2 x 4: 8 lanes in plain loops (vectorised by gcc). */
+
+static void dot_base(int nseg, int len, const float *const *A, size_t sa, const float *const *B, size_t sb,
+                     float *S) {
+    float c[2][4][8];
+    memset(c, 0, sizeof c);
+    for (int g = 0; g < nseg; g++) {
+        const float *a[2], *b[4];
+        for (int i = 0; i < 2; i++) a[i] = A[i] + (size_t)g * sa;
+        for (int j = 0; j < 4; j++) b[j] = B[j] + (size_t)g * sb;
+        int p = 0;
+        for (; p + 8 <= len; p += 8)
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 4; j++)
+                    for (int l = 0; l < 8; l++) c[i][j][l] += a[i][p + l] * b[j][p + l];
+        for (int l = 0; p + l < len; l++)
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 4; j++) c[i][j][l] += a[i][p + l] * b[j][p + l];
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            float s = 0.0f;
+            for (int l = 0; l < 8; l++) s += c[i][j][l];
+            S[i * 4 + j] = s;
+        }
+}
+
+#if TILE_X86
+__attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+__attribute__((target("avx2,fma"))) static void dot_avx2(int nseg, int len, const float *const *A, size_t sa,
+                                                         const float *const *B, size_t sb, float *S) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+    const int full = len & ~7;
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(len & 7), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+#define COL(j, y) c0##j = _mm256_fmadd_ps(x0, y, c0##j), c1##j = _mm256_fmadd_ps(x1, y, c1##j), \
+                  c2##j = _mm256_fmadd_ps(x2, y, c2##j);
+    for (int g = 0; g < nseg; g++) {
+        const float *a0 = A[0] + (size_t)g * sa, *a1 = A[1] + (size_t)g * sa, *a2 = A[2] + (size_t)g * sa;
+        const float *b0 = B[0] + (size_t)g * sb, *b1 = B[1] + (size_t)g * sb, *b2 = B[2] + (size_t)g * sb,
+                    *b3 = B[3] + (size_t)g * sb;
+        for (int p = 0; p < full; p += 8) {
+            __m256 x0 = _mm256_loadu_ps(a0 + p), x1 = _mm256_loadu_ps(a1 + p), x2 = _mm256_loadu_ps(a2 + p), y;
+            y = _mm256_loadu_ps(b0 + p);
+            COL(0, y) y = _mm256_loadu_ps(b1 + p);
+            COL(1, y) y = _mm256_loadu_ps(b2 + p);
+            COL(2, y) y = _mm256_loadu_ps(b3 + p);
+            COL(3, y)
+        }
+        if (len & 7) {
+            int p = full;
+            __m256 x0 = _mm256_maskload_ps(a0 + p, tail), x1 = _mm256_maskload_ps(a1 + p, tail);
+            __m256 x2 = _mm256_maskload_ps(a2 + p, tail), y;
+            y = _mm256_maskload_ps(b0 + p, tail);
+            COL(0, y) y = _mm256_maskload_ps(b1 + p, tail);
+            COL(1, y) y = _mm256_maskload_ps(b2 + p, tail);
+            COL(2, y) y = _mm256_maskload_ps(b3 + p, tail);
+            COL(3, y)
+        }
+    }
+#undef COL
+#define OUT(i) S[i * 4] = hsum256(c##i##0), S[i * 4 + 1] = hsum256(c##i##1), S[i * 4 + 2] = hsum256(c##i##2), \
+               S[i * 4 + 3] = hsum256(c##i##3);
+    OUT(0) OUT(1) OUT(2)
+#undef OUT
+}
+
+__attribute__((target("avx512f"))) static void dot_avx512(int nseg, int len, const float *const *A, size_t sa,
+                                                          const float *const *B, size_t sb, float *S) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c04 = c00, c05 = c00;
+    __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00, c14 = c00, c15 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c24 = c00, c25 = c00;
+    __m512 c30 = c00, c31 = c00, c32 = c00, c33 = c00, c34 = c00, c35 = c00;
+    const int full = len & ~15;
+    const __mmask16 tail = (__mmask16)((1u << (len & 15)) - 1);
+#define COL(j, y) c0##j = _mm512_fmadd_ps(x0, y, c0##j), c1##j = _mm512_fmadd_ps(x1, y, c1##j), \
+                  c2##j = _mm512_fmadd_ps(x2, y, c2##j), c3##j = _mm512_fmadd_ps(x3, y, c3##j);
+#define STEP(LOAD)                                                                                   \
+    {                                                                                                \
+        __m512 x0 = LOAD(a0), x1 = LOAD(a1), x2 = LOAD(a2), x3 = LOAD(a3), y;                        \
+        y = LOAD(b0);                                                                                \
+        COL(0, y) y = LOAD(b1);                                                                      \
+        COL(1, y) y = LOAD(b2);                                                                      \
+        COL(2, y) y = LOAD(b3);                                                                      \
+        COL(3, y) y = LOAD(b4);                                                                      \
+        COL(4, y) y = LOAD(b5);                                                                      \
+        COL(5, y)                                                                                    \
+    }
+#define FULL(r) _mm512_loadu_ps(r + p)
+#define PART(r) _mm512_maskz_loadu_ps(tail, r + p)
+    for (int g = 0; g < nseg; g++) {
+        const float *a0 = A[0] + (size_t)g * sa, *a1 = A[1] + (size_t)g * sa, *a2 = A[2] + (size_t)g * sa,
+                    *a3 = A[3] + (size_t)g * sa;
+        const float *b0 = B[0] + (size_t)g * sb, *b1 = B[1] + (size_t)g * sb, *b2 = B[2] + (size_t)g * sb,
+                    *b3 = B[3] + (size_t)g * sb, *b4 = B[4] + (size_t)g * sb, *b5 = B[5] + (size_t)g * sb;
+        int p = 0;
+        for (; p < full; p += 16) STEP(FULL)
+        if (tail) STEP(PART)
+    }
+#undef FULL
+#undef PART
+#undef STEP
+#undef COL
+#define OUT(i)                                                                                                \
+    S[i * 6] = _mm512_reduce_add_ps(c##i##0), S[i * 6 + 1] = _mm512_reduce_add_ps(c##i##1),                   \
+    S[i * 6 + 2] = _mm512_reduce_add_ps(c##i##2), S[i * 6 + 3] = _mm512_reduce_add_ps(c##i##3),               \
+    S[i * 6 + 4] = _mm512_reduce_add_ps(c##i##4), S[i * 6 + 5] = _mm512_reduce_add_ps(c##i##5);
+    OUT(0) OUT(1) OUT(2) OUT(3)
+#undef OUT
+}
+#endif
+
+static const nn_dot_kernel dot_kernels[] = {
+    {2, 4, T2I_CPU_BASELINE, dot_base},
+#if TILE_X86
+    {3, 4, T2I_CPU_AVX2, dot_avx2},
+    {4, 6, T2I_CPU_AVX512, dot_avx512},
+#endif
+};
+
+const nn_dot_kernel *nn_dot_kernel_get(void) {
+    t2i_cpu_level l = t2i_cpu_path();
+    const nn_dot_kernel *best = &dot_kernels[0];
+    for (size_t i = 0; i < sizeof dot_kernels / sizeof dot_kernels[0]; i++)
+        if (dot_kernels[i].level <= l) best = &dot_kernels[i];
+    return best;
+}

@@ -20,4 +20,18 @@ typedef struct {
 /* The kernel of the current path (t2i_cpu_path()). */
 const nn_tile_kernel *nn_tile_kernel_get(void);
 
+/* Dot-product blocks for a weight gradient with a short side (few taps or few channels):
+ *   S[i*rb + j] = sum over g < nseg, p < len of  A[i][g*sa + p] * B[j][g*sb + p]
+ * for i < ra, j < rb: ra rows of A and rb rows of B (pointers; a row may repeat), each of
+ * nseg segments of len floats, the segments sa (sb) floats apart. The long index p runs in
+ * vector lanes, so neither side is packed or transposed. */
+typedef struct {
+    int ra, rb;
+    t2i_cpu_level level;
+    void (*dot)(int nseg, int len, const float *const *A, size_t sa, const float *const *B, size_t sb, float *S);
+} nn_dot_kernel;
+
+/* The dot kernel of the current path (t2i_cpu_path()). */
+const nn_dot_kernel *nn_dot_kernel_get(void);
+
 #endif

@@ -92,17 +92,43 @@ void nn_im2col_rows(float *col, const float *x, const nn_conv *s, int oh0, int o
                        s->stride, s->pad, oh0, oh1, s->OW);
 }
 
-/* Per-channel sums of dy (N, C, S) added into db. */
-static void add_channel_sums(float *db, const float *dy, int N, int C, size_t S) {
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        double s = 0.0;
-        for (int n = 0; n < N; n++) {
-            const float *p = dy + ((size_t)n * C + c) * S;
-            for (size_t i = 0; i < S; i++) s += p[i];
-        }
-        db[c] += (float)s;
+/* Per-channel sums of dy (N, C, S) added into db, in double. One running sum would be a
+ * chain of dependent additions (4 cycles a float); eight sums, lane l taking the elements
+ * i = l mod 8 of each plane, are independent and vectorise, and being in double they round
+ * to the same float as the single sum but for a last-bit tie. The same code is compiled
+ * per CPU path (same order of additions, so the same bits on every path). */
+#define CHANNEL_SUMS(name)                                                                                 \
+    static void name(float *db, const float *dy, int N, int C, size_t S) {                                 \
+        _Pragma("omp parallel for schedule(static)") for (int c = 0; c < C; c++) {                         \
+            double lane[8] = {0};                                                                          \
+            for (int n = 0; n < N; n++) {                                                                  \
+                const float *p = dy + ((size_t)n * C + c) * S;                                             \
+                size_t i = 0;                                                                              \
+                for (; i + 8 <= S; i += 8)                                                                 \
+                    for (int l = 0; l < 8; l++) lane[l] += p[i + l];                                       \
+                for (int l = 0; i < S; i++, l++) lane[l] += p[i];                                          \
+            }                                                                                              \
+            db[c] += (float)(((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))); \
+        }                                                                                                  \
     }
+CHANNEL_SUMS(channel_sums_base)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC target("avx2")
+CHANNEL_SUMS(channel_sums_avx2)
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,prefer-vector-width=512")
+CHANNEL_SUMS(channel_sums_avx512)
+#pragma GCC pop_options
+#else
+#define channel_sums_avx2 channel_sums_base
+#define channel_sums_avx512 channel_sums_base
+#endif
+
+static void add_channel_sums(float *db, const float *dy, int N, int C, size_t S) {
+    t2i_cpu_level l = t2i_cpu_path();
+    (l >= T2I_CPU_AVX512 ? channel_sums_avx512 : l >= T2I_CPU_AVX2 ? channel_sums_avx2 : channel_sums_base)(db, dy, N, C, S);
 }
 
 /* ------------------------------------------------------------------ Conv2d */
@@ -211,7 +237,7 @@ static size_t conv_slot_floats(const nn_conv *s, const conv_plan *b, conv_pass p
 /* The shared part: the packed weights (forward, backward-data) or the chunks' copies of
  * dW (backward-weights). */
 static size_t conv_shared_floats(const nn_conv *s, const conv_plan *b, conv_pass pass) {
-    if (pass == PASS_BWD_WEIGHT) return round_up((size_t)CONV_WSPLIT * s->OC * b->Kd, 16);
+    if (pass == PASS_BWD_WEIGHT) return round_up((size_t)CONV_WSPLIT * s->OC * (b->Kd + 1), 16); /* + db */
     return round_up(((size_t)s->OC + NN_TILE_MAX_NR) * ((size_t)b->Kd + NN_TILE_MAX_NR), 16);
 }
 
@@ -456,12 +482,87 @@ static void conv2d_backward_weight(float *dw, float *scratch, const float *dout,
     }
 }
 
+/* dw += dY col^T and db += the sums of dY, as dot products over output positions
+ * (nn_dot_kernel), for a weight gradient with a short side: a first layer's few taps
+ * (Kd = C*KH*KW of 9 to 48) or an output layer's few channels. The tiles would pad that
+ * side to a panel and pack or transpose the long one; here dY is read in place (one
+ * segment per image of the block) against the rows of the block's im2col, and only ra x rb
+ * sums leave the registers per pair of row blocks. db comes from one more tap row of ones:
+ * dY is read once for both (a separate pass over it for db costs as much as the product).
+ * Same chunks, copies and order of the sum as the tiles: no dependence on the thread
+ * count. */
+static void conv2d_backward_weight_dot(float *dw, float *db, float *scratch, const float *dout, const float *inp,
+                                       const nn_conv *s, const nn_dot_kernel *dk, int nt) {
+    conv_plan pl = conv_plan_for(s, CONV_WSPLIT);
+    const int Kd = pl.Kd, OC = s->OC, T = pl.groups * pl.bpi, ra = dk->ra, rb = dk->rb;
+    const int Kt = Kd + (db != NULL); /* tap rows, with the row of ones */
+    const size_t P = (size_t)pl.P, nw = (size_t)OC * Kt;
+    /* the orientation that pads less: channels as the ra side, or taps */
+    size_t pad_c = round_up((size_t)OC, (size_t)ra) * round_up((size_t)Kt, (size_t)rb);
+    size_t pad_t = round_up((size_t)Kt, (size_t)ra) * round_up((size_t)OC, (size_t)rb);
+    const int taps_a = pad_t < pad_c, MA = taps_a ? Kt : OC, MB = taps_a ? OC : Kt;
+    float *part = scratch; /* CONV_WSPLIT copies of (OC, Kt): dW, and db as its last column */
+    float *slots = scratch + conv_shared_floats(s, &pl, PASS_BWD_WEIGHT);
+    size_t per = conv_slot_floats(s, &pl, PASS_BWD_WEIGHT);
+#pragma omp parallel num_threads(nt)
+    {
+        float *col = slots + (size_t)t2i_thread_id() * per;
+#pragma omp for schedule(static)
+        for (int chunk = 0; chunk < CONV_WSPLIT; chunk++) {
+            float *acc = part + (size_t)chunk * nw;
+            memset(acc, 0, nw * sizeof(float));
+            for (int t = chunk * T / CONV_WSPLIT; t < (chunk + 1) * T / CONV_WSPLIT; t++) {
+                conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
+                size_t kld = (size_t)k.ncols;
+                block_im2col(col, kld, inp, s, &pl, &k);
+                for (size_t i = (size_t)Kd * kld; i < (size_t)Kt * kld; i++) col[i] = 1.0f;
+                const float *dy0 = dout + (size_t)k.n0 * OC * P + k.p0; /* channel oc at + oc*P */
+                const float *rows[2] = {taps_a ? col : dy0, taps_a ? dy0 : col};
+                const size_t rstep[2] = {taps_a ? kld : P, taps_a ? P : kld};         /* between rows */
+                const size_t sstep[2] = {taps_a ? P : OC * P, taps_a ? OC * P : P}; /* between images */
+                for (int i0 = 0; i0 < MA; i0 += ra)
+                    for (int j0 = 0; j0 < MB; j0 += rb) {
+                        const float *ap[8], *bp[8];
+                        float S[64];
+                        for (int i = 0; i < ra; i++) ap[i] = rows[0] + (size_t)T2I_MIN(i0 + i, MA - 1) * rstep[0];
+                        for (int j = 0; j < rb; j++) bp[j] = rows[1] + (size_t)T2I_MIN(j0 + j, MB - 1) * rstep[1];
+                        dk->dot(k.images, k.ncols / k.images, ap, sstep[0], bp, sstep[1], S);
+                        for (int i = 0; i < T2I_MIN(ra, MA - i0); i++)
+                            for (int j = 0; j < T2I_MIN(rb, MB - j0); j++) {
+                                size_t a = (size_t)(i0 + i), b = (size_t)(j0 + j);
+                                acc[taps_a ? b * Kt + a : a * Kt + b] += S[i * rb + j];
+                            }
+                    }
+            }
+        }
+#pragma omp for schedule(static)
+        for (size_t e = 0; e < nw; e++) {
+            float v = 0.0f;
+            for (int chunk = 0; chunk < CONV_WSPLIT; chunk++) v += part[(size_t)chunk * nw + e];
+            size_t oc = e / (size_t)Kt, tap = e % (size_t)Kt;
+            if (tap < (size_t)Kd) dw[oc * Kd + tap] += v;
+            else db[oc] += v;
+        }
+    }
+}
+
+/* dw += dY col^T, db += the sums of dY (either may be NULL): a weight gradient with a
+ * short side (few taps, few channels) by dot products, the rest by tiles. */
+static void conv2d_weight_grad(float *dw, float *db, float *scratch, const float *dout, const float *inp,
+                               const nn_conv *s, int nt) {
+    if (dw && (s->C * s->KH * s->KW <= 64 || s->OC < 8)) {
+        conv2d_backward_weight_dot(dw, db, scratch, dout, inp, s, nn_dot_kernel_get(), nt);
+        return;
+    }
+    if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
+    if (dw) conv2d_backward_weight(dw, scratch, dout, inp, s, nn_tile_kernel_get(), nt);
+}
+
 void nn_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, const float *dout,
                         const float *inp, const float *w, const nn_conv *s) {
     const nn_tile_kernel *tk = nn_tile_kernel_get();
     int nt = conv_threads();
-    if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
-    if (dw) conv2d_backward_weight(dw, scratch, dout, inp, s, tk, nt);
+    conv2d_weight_grad(dw, db, scratch, dout, inp, s, nt);
     if (dinp) conv2d_backward_data(dinp, scratch, dout, w, s, tk, nt);
 }
 
@@ -506,6 +607,6 @@ void nn_conv_transpose2d_backward(float *dinp, float *dw, float *db, float *scra
                                   const nn_conv *s) {
     nn_conv a = convt_adjoint(s);
     if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
-    if (dw) conv2d_backward_weight(dw, scratch, inp, dout, &a, nn_tile_kernel_get(), conv_threads());
+    conv2d_weight_grad(dw, NULL, scratch, inp, dout, &a, conv_threads());
     if (dinp) conv2d_forward_run(dinp, scratch, dout, w, NULL, &a, 1);
 }
