@@ -258,3 +258,89 @@ const nn_dot_kernel *nn_dot_kernel_get(void) {
         if (dot_kernels[i].level <= l) best = &dot_kernels[i];
     return best;
 }
+
+/* ------------------------------------------------------------------ im2col from a padded plane
+ *
+ * Rows of OW values at stride 1 or 2 (conv_tile.h: nn_im2col_fn). The planes of the
+ * benchmarks are small (OW of 7 to 32), so a row is one or two vectors: the AVX paths load
+ * whole vectors (stride 2: two, of which the even lanes are kept) and store under a mask,
+ * with no per-row bounds logic; the baseline copies. Copies only: every path gives the
+ * same values. */
+
+static void im2col_base(float *col, size_t ld, const float *pad, int PW, int KH, int KW, int stride, int rows,
+                        int OW) {
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                const float *src = pad + (size_t)(oh * stride + kh) * PW + kw;
+                float *dst = row + (size_t)oh * OW;
+                if (stride == 1) memcpy(dst, src, (size_t)OW * sizeof(float));
+                else
+                    for (int ow = 0; ow < OW; ow++) dst[ow] = src[ow * stride];
+            }
+        }
+}
+
+#if TILE_X86
+__attribute__((target("avx2,fma"))) static void im2col_avx2(float *col, size_t ld, const float *pad, int PW, int KH,
+                                                            int KW, int stride, int rows, int OW) {
+    if (stride > 2) {
+        im2col_base(col, ld, pad, PW, KH, KW, stride, rows, OW);
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                const float *src = pad + (size_t)(oh * stride + kh) * PW + kw;
+                float *dst = row + (size_t)oh * OW;
+                for (int j = 0; j < OW; j += 8) {
+                    __m256 v;
+                    if (stride == 1) {
+                        v = _mm256_loadu_ps(src + j);
+                    } else { /* even lanes of 16: [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pairs in order */
+                        __m256 a = _mm256_loadu_ps(src + 2 * j), b = _mm256_loadu_ps(src + 2 * j + 8);
+                        v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+                    }
+                    if (OW - j >= 8) _mm256_storeu_ps(dst + j, v);
+                    else _mm256_maskstore_ps(dst + j, _mm256_cmpgt_epi32(_mm256_set1_epi32(OW - j), lane), v);
+                }
+            }
+        }
+}
+
+__attribute__((target("avx512f"))) static void im2col_avx512(float *col, size_t ld, const float *pad, int PW, int KH,
+                                                             int KW, int stride, int rows, int OW) {
+    if (stride > 2) {
+        im2col_base(col, ld, pad, PW, KH, KW, stride, rows, OW);
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                const float *src = pad + (size_t)(oh * stride + kh) * PW + kw;
+                float *dst = row + (size_t)oh * OW;
+                for (int j = 0; j < OW; j += 16) {
+                    __m512 v = stride == 1 ? _mm512_loadu_ps(src + j)
+                                           : _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * j), even,
+                                                                    _mm512_loadu_ps(src + 2 * j + 16));
+                    _mm512_mask_storeu_ps(dst + j, OW - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (OW - j)) - 1),
+                                          v);
+                }
+            }
+        }
+}
+#endif
+
+nn_im2col_fn nn_im2col_get(void) {
+#if TILE_X86
+    t2i_cpu_level l = t2i_cpu_path();
+    if (l >= T2I_CPU_AVX512) return im2col_avx512;
+    if (l >= T2I_CPU_AVX2) return im2col_avx2;
+#endif
+    return im2col_base;
+}

@@ -34,4 +34,16 @@ typedef struct {
 /* The dot kernel of the current path (t2i_cpu_path()). */
 const nn_dot_kernel *nn_dot_kernel_get(void);
 
+/* im2col rows of one channel from its zero-padded plane: for each tap (kh, kw), row
+ * col + (kh*KW + kw)*ld gets, for output rows oh < rows, the OW values
+ * pad[(oh*stride + kh)*PW + kw + ow*stride] at columns oh*OW + ow. The copies are whole
+ * vectors: pad must stay readable NN_IM2COL_SLACK floats past the last value read (the
+ * extra lanes are never stored). */
+#define NN_IM2COL_SLACK 64
+typedef void (*nn_im2col_fn)(float *col, size_t ld, const float *pad, int PW, int KH, int KW, int stride, int rows,
+                             int OW);
+
+/* The copy of the current path (t2i_cpu_path()). */
+nn_im2col_fn nn_im2col_get(void);
+
 #endif

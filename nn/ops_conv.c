@@ -224,13 +224,21 @@ typedef enum { PASS_FWD, PASS_BWD_DATA, PASS_BWD_WEIGHT } conv_pass;
  * dW, and adds the copies in chunk order: the same bits for any thread count. */
 #define CONV_WSPLIT 8
 
-/* Floats of one thread's slot for a pass, on any path (blocks of b's width). */
+/* The zero-padded rows of one input channel that a block's im2col reads (block_im2col),
+ * with the slack its vector loads may read past them. */
+static size_t conv_plane_floats(const nn_conv *s, const conv_plan *b) {
+    return (size_t)((b->rb - 1) * s->stride + s->KH) * (size_t)(s->W + 2 * s->pad) + NN_IM2COL_SLACK;
+}
+
+/* Floats of one thread's slot for a pass, on any path (blocks of b's width). The padded
+ * plane of the passes that build im2col blocks sits just before the tiles. */
 static size_t conv_slot_floats(const nn_conv *s, const conv_plan *b, conv_pass pass) {
-    size_t cp = (size_t)b->cols + NN_TILE_MAX_NR, Kd = (size_t)b->Kd, OC = (size_t)s->OC, n;
-    if (pass == PASS_FWD) n = Kd * cp; /* im2col */
-    else if (pass == PASS_BWD_DATA) n = (OC + Kd) * cp; /* dY rows, dcol */
+    size_t cp = (size_t)b->cols + NN_TILE_MAX_NR, Kd = (size_t)b->Kd, OC = (size_t)s->OC;
+    size_t n = pass == PASS_BWD_DATA ? 0 : conv_plane_floats(s, b);
+    if (pass == PASS_FWD) n += Kd * cp; /* im2col */
+    else if (pass == PASS_BWD_DATA) n += (OC + Kd) * cp; /* dY rows, dcol */
     else /* im2col and dY rows (each with a tile of rows to spare), the packed side */
-        n = (Kd + OC + 2 * NN_TILE_MAX_MR) * cp + (T2I_MAX(OC, Kd) + NN_TILE_MAX_NR) * (size_t)b->cols;
+        n += (Kd + OC + 2 * NN_TILE_MAX_MR) * cp + (T2I_MAX(OC, Kd) + NN_TILE_MAX_NR) * (size_t)b->cols;
     return round_up(n + conv_tiles_floats(s, b), 16);
 }
 
@@ -273,14 +281,32 @@ static conv_block block_at(const nn_conv *s, const conv_plan *b, int g, int r) {
     return k;
 }
 
-/* im2col of a block into col (Kd, ld); columns [ncols, ld) are zeroed (read by edge tiles). */
-static void block_im2col(float *col, size_t ld, const float *x, const nn_conv *s, const conv_plan *b,
+/* im2col of a block into col (Kd, ld); columns [ncols, ld) are zeroed (read by edge tiles).
+ * Each channel's rows are first copied with their zero padding into plane
+ * (conv_plane_floats), so that the copies of im2col (nn_im2col_fn) are whole vectors
+ * with no bounds to test: the planes are small, and per-row bounds logic and short
+ * memcpy calls cost more than the copying. */
+static void block_im2col(float *col, size_t ld, float *plane, const float *x, const nn_conv *s, const conv_plan *b,
                          const conv_block *k) {
-    size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
+    const nn_im2col_fn copy = nn_im2col_get();
+    const size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
+    const int PW = s->W + 2 * s->pad, rows = k->oh1 - k->oh0, prows = (rows - 1) * s->stride + s->KH;
+    const int ih0 = k->oh0 * s->stride - s->pad; /* input row of the plane's first row */
     for (int g = 0; g < k->images; g++)
-        for (int c = 0; c < s->C; c++)
-            im2col_channel(col + (size_t)c * kk * ld + (size_t)g * b->P, ld, x + ((size_t)(k->n0 + g) * s->C + c) * hw,
-                           s->H, s->W, s->KH, s->KW, s->stride, s->pad, k->oh0, k->oh1, s->OW);
+        for (int c = 0; c < s->C; c++) {
+            const float *img = x + ((size_t)(k->n0 + g) * s->C + c) * hw;
+            for (int r = 0; r < prows; r++) {
+                float *d = plane + (size_t)r * PW;
+                int ih = ih0 + r;
+                if (ih < 0 || ih >= s->H) {
+                    memset(d, 0, (size_t)PW * sizeof(float));
+                    continue;
+                }
+                for (int i = 0; i < s->pad; i++) d[i] = 0.0f, d[s->pad + s->W + i] = 0.0f;
+                memcpy(d + s->pad, img + (size_t)ih * s->W, (size_t)s->W * sizeof(float));
+            }
+            copy(col + (size_t)c * kk * ld + (size_t)g * b->P, ld, plane, PW, s->KH, s->KW, s->stride, rows, s->OW);
+        }
     if ((size_t)k->ncols < ld)
         for (int i = 0; i < b->Kd; i++) memset(col + i * ld + k->ncols, 0, (ld - k->ncols) * sizeof(float));
 }
@@ -352,11 +378,12 @@ static void conv2d_forward_run(float *out, float *scratch, const float *inp, con
             pack_rows(Ap + (size_t)i * Kd * mr, w + (size_t)i * mr * Kd, (size_t)Kd, T2I_MIN(mr, s->OC - i * mr), Kd,
                       mr);
         float *col = slots + (size_t)t2i_thread_id() * per, *ct = col + ct_at;
+        float *plane = ct - conv_plane_floats(s, &pl);
 #pragma omp for schedule(static)
         for (int t = 0; t < pl.groups * pl.bpi; t++) {
             conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
             size_t kld = round_up((size_t)k.ncols, (size_t)nr);
-            block_im2col(col, kld, inp, s, &pl, &k);
+            block_im2col(col, kld, plane, inp, s, &pl, &k);
             for (int c0 = 0; c0 < k.ncols; c0 += nr) {
                 int n = T2I_MIN(nr, k.ncols - c0);
                 panel_product(tk, mp, Kd, Ap, 0, col + c0, kld, ct);
@@ -444,7 +471,7 @@ static void conv2d_backward_weight(float *dw, float *scratch, const float *dout,
 #pragma omp parallel num_threads(nt)
     {
         float *col = slots + (size_t)t2i_thread_id() * per;
-        float *dyb = col + o_dy, *Ypk = col + o_pk, *ct = col + ct_at;
+        float *dyb = col + o_dy, *Ypk = col + o_pk, *ct = col + ct_at, *plane = ct - conv_plane_floats(s, &pl);
 #pragma omp for schedule(static)
         for (int chunk = 0; chunk < CONV_WSPLIT; chunk++) {
             float *acc = part + (size_t)chunk * nw;
@@ -453,7 +480,7 @@ static void conv2d_backward_weight(float *dw, float *scratch, const float *dout,
                 conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
                 size_t kld = (size_t)k.ncols;
                 int kc = k.ncols;
-                block_im2col(col, kld, inp, s, &pl, &k);
+                block_im2col(col, kld, plane, inp, s, &pl, &k);
                 block_gather_dy(dyb, kld, dout, s, &pl, &k);
                 float *X = taps_rows ? col : dyb;
                 const float *Y = taps_rows ? dyb : col;
@@ -507,6 +534,7 @@ static void conv2d_backward_weight_dot(float *dw, float *db, float *scratch, con
 #pragma omp parallel num_threads(nt)
     {
         float *col = slots + (size_t)t2i_thread_id() * per;
+        float *plane = col + per - conv_tiles_floats(s, &pl) - conv_plane_floats(s, &pl);
 #pragma omp for schedule(static)
         for (int chunk = 0; chunk < CONV_WSPLIT; chunk++) {
             float *acc = part + (size_t)chunk * nw;
@@ -514,7 +542,7 @@ static void conv2d_backward_weight_dot(float *dw, float *db, float *scratch, con
             for (int t = chunk * T / CONV_WSPLIT; t < (chunk + 1) * T / CONV_WSPLIT; t++) {
                 conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
                 size_t kld = (size_t)k.ncols;
-                block_im2col(col, kld, inp, s, &pl, &k);
+                block_im2col(col, kld, plane, inp, s, &pl, &k);
                 for (size_t i = (size_t)Kd * kld; i < (size_t)Kt * kld; i++) col[i] = 1.0f;
                 const float *dy0 = dout + (size_t)k.n0 * OC * P + k.p0; /* channel oc at + oc*P */
                 const float *rows[2] = {taps_a ? col : dy0, taps_a ? dy0 : col};
