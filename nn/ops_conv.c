@@ -6,7 +6,11 @@
  *   backward-weights dW (OC, Kd) += sum over n of dY_n col(X_n)^T,   db += sum over n, P of dY
  * ConvTranspose2d is the adjoint of a Conv2d (see its section below) and runs on the same
  * three passes. How the products are blocked, threaded and tiled is described above
- * nn_conv2d_forward; the tile kernels, one per CPU path, are conv_tile.c's.
+ * nn_conv2d_forward; the tile kernels, one per CPU path, are conv_tile.c's. Two shapes take
+ * other roads: a 1x1 convolution of stride 1 without padding multiplies NCHW in place
+ * (products_per_image; its weight gradient by dot products on the input's planes), and a
+ * weight gradient with a short side (few taps or few channels) runs as dot products over
+ * output positions (conv2d_backward_weight_dot).
  */
 #include "ops.h"
 
@@ -361,13 +365,48 @@ static void panel_product(const nn_tile_kernel *tk, int mp, int kc, const float 
 
 static int conv_threads(void) { return T2I_MAX(1, T2I_MIN(t2i_get_threads(), conv_slots())); }
 
+/* A 1x1 convolution of stride 1 without padding is a product per image on NCHW as it is:
+ * out_n (M, P) = (add ? out_n : bias) + A (M, K) in_n (K, P), A packed in panels of mr rows.
+ * The tiles read in_n in place (rows P apart); only a last partial panel of an image is
+ * copied (zero-padded to nr columns) into the thread's slot. No im2col, no col2im. */
+static int conv_is_1x1(const nn_conv *s) { return s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0; }
+
+static void products_per_image(float *out, const float *in, const float *Ap, const float *bias, int add, int N,
+                               int M, int K, int P, const nn_tile_kernel *tk, float *slots, size_t per, size_t ct_at,
+                               int nt) {
+    const int nr = tk->nr, mp = (M + tk->mr - 1) / tk->mr, panels = (P + nr - 1) / nr;
+#pragma omp parallel num_threads(nt)
+    {
+        float *buf = slots + (size_t)t2i_thread_id() * per, *ct = buf + ct_at;
+#pragma omp for schedule(static)
+        for (int t = 0; t < N * panels; t++) {
+            int n = t / panels, c0 = t % panels * nr, w = T2I_MIN(nr, P - c0);
+            const float *B = in + (size_t)n * K * P + c0;
+            size_t ldb = (size_t)P;
+            if (w < nr) {
+                pack_cols(buf, B, (size_t)P, K, w, nr);
+                B = buf, ldb = (size_t)nr;
+            }
+            panel_product(tk, mp, K, Ap, 0, B, ldb, ct);
+            for (int m = 0; m < M; m++) {
+                float *dst = out + ((size_t)n * M + m) * P + c0;
+                const float *src = ct + (size_t)m * nr;
+                if (add)
+                    for (int j = 0; j < w; j++) dst[j] += src[j];
+                else
+                    for (int j = 0; j < w; j++) dst[j] = src[j] + (bias ? bias[m] : 0.0f);
+            }
+        }
+    }
+}
+
 /* out = conv(inp, w) + b, or out += conv(inp, w) when add (b is then NULL). */
 static void conv2d_forward_run(float *out, float *scratch, const float *inp, const float *w, const float *b,
                                const nn_conv *s, int add) {
     const nn_tile_kernel *tk = nn_tile_kernel_get();
     const int mr = tk->mr, nr = tk->nr, nt = conv_threads();
     conv_plan pl = conv_plan_for(s, nt);
-    const int Kd = pl.Kd, P = pl.P, mp = (s->OC + mr - 1) / mr;
+    const int Kd = pl.Kd, P = pl.P, mp = (s->OC + mr - 1) / mr, direct = conv_is_1x1(s);
     float *Ap = scratch; /* mp panels of (Kd, mr) */
     float *slots = scratch + conv_shared_floats(s, &pl, PASS_FWD);
     size_t per = conv_slot_floats(s, &pl, PASS_FWD), ct_at = per - conv_tiles_floats(s, &pl);
@@ -380,7 +419,7 @@ static void conv2d_forward_run(float *out, float *scratch, const float *inp, con
         float *col = slots + (size_t)t2i_thread_id() * per, *ct = col + ct_at;
         float *plane = ct - conv_plane_floats(s, &pl);
 #pragma omp for schedule(static)
-        for (int t = 0; t < pl.groups * pl.bpi; t++) {
+        for (int t = 0; t < (direct ? 0 : pl.groups * pl.bpi); t++) {
             conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
             size_t kld = round_up((size_t)k.ncols, (size_t)nr);
             block_im2col(col, kld, plane, inp, s, &pl, &k);
@@ -403,6 +442,7 @@ static void conv2d_forward_run(float *out, float *scratch, const float *inp, con
             }
         }
     }
+    if (direct) products_per_image(out, inp, Ap, b, add, s->N, s->OC, Kd, P, tk, slots, per, ct_at, nt);
 }
 
 void nn_conv2d_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
@@ -415,7 +455,7 @@ static void conv2d_backward_data(float *dinp, float *scratch, const float *dout,
                                  const nn_tile_kernel *tk, int nt) {
     const int mr = tk->mr, nr = tk->nr;
     conv_plan pl = conv_plan_for(s, nt);
-    const int Kd = pl.Kd, mp = (Kd + mr - 1) / mr;
+    const int Kd = pl.Kd, mp = (Kd + mr - 1) / mr, direct = conv_is_1x1(s);
     float *Ap = scratch; /* mp panels of (OC, mr): W^T */
     float *slots = scratch + conv_shared_floats(s, &pl, PASS_BWD_DATA);
     size_t per = conv_slot_floats(s, &pl, PASS_BWD_DATA), ct_at = per - conv_tiles_floats(s, &pl);
@@ -427,7 +467,7 @@ static void conv2d_backward_data(float *dinp, float *scratch, const float *dout,
             pack_cols(Ap + (size_t)i * s->OC * mr, w + (size_t)i * mr, (size_t)Kd, s->OC, T2I_MIN(mr, Kd - i * mr), mr);
         float *dyb = slots + (size_t)t2i_thread_id() * per, *ct = dyb + ct_at;
 #pragma omp for schedule(static)
-        for (int g = 0; g < pl.groups; g++)
+        for (int g = 0; g < (direct ? 0 : pl.groups); g++)
             for (int r = 0; r < pl.bpi; r++) {
                 conv_block k = block_at(s, &pl, g, r);
                 size_t kld = round_up((size_t)k.ncols, (size_t)nr);
@@ -446,6 +486,7 @@ static void conv2d_backward_data(float *dinp, float *scratch, const float *dout,
                                        s->stride, s->pad, k.oh0, k.oh1, s->OW);
             }
     }
+    if (direct) products_per_image(dinp, dout, Ap, NULL, 1, s->N, Kd, s->OC, pl.P, tk, slots, per, ct_at, nt);
 }
 
 /* dw += dY col^T, summed in CONV_WSPLIT fixed chunks of blocks (each into its own copy,
@@ -522,6 +563,7 @@ static void conv2d_backward_weight_dot(float *dw, float *db, float *scratch, con
                                        const nn_conv *s, const nn_dot_kernel *dk, int nt) {
     conv_plan pl = conv_plan_for(s, CONV_WSPLIT);
     const int Kd = pl.Kd, OC = s->OC, T = pl.groups * pl.bpi, ra = dk->ra, rb = dk->rb;
+    const int direct = conv_is_1x1(s); /* the im2col rows are the input's planes */
     const int Kt = Kd + (db != NULL); /* tap rows, with the row of ones */
     const size_t P = (size_t)pl.P, nw = (size_t)OC * Kt;
     /* the orientation that pads less: channels as the ra side, or taps */
@@ -542,12 +584,18 @@ static void conv2d_backward_weight_dot(float *dw, float *db, float *scratch, con
             for (int t = chunk * T / CONV_WSPLIT; t < (chunk + 1) * T / CONV_WSPLIT; t++) {
                 conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
                 size_t kld = (size_t)k.ncols;
-                block_im2col(col, kld, plane, inp, s, &pl, &k);
-                for (size_t i = (size_t)Kd * kld; i < (size_t)Kt * kld; i++) col[i] = 1.0f;
                 const float *dy0 = dout + (size_t)k.n0 * OC * P + k.p0; /* channel oc at + oc*P */
-                const float *rows[2] = {taps_a ? col : dy0, taps_a ? dy0 : col};
-                const size_t rstep[2] = {taps_a ? kld : P, taps_a ? P : kld};         /* between rows */
-                const size_t sstep[2] = {taps_a ? P : OC * P, taps_a ? OC * P : P}; /* between images */
+                const float *x0 = col;
+                size_t xrow = kld, ximg = P; /* the im2col rows: between rows, between images */
+                if (direct) {
+                    x0 = inp + (size_t)k.n0 * Kd * P + k.p0, xrow = P, ximg = (size_t)Kd * P;
+                } else {
+                    block_im2col(col, kld, plane, inp, s, &pl, &k);
+                    for (size_t i = (size_t)Kd * kld; i < (size_t)Kt * kld; i++) col[i] = 1.0f;
+                }
+                const float *rows[2] = {taps_a ? x0 : dy0, taps_a ? dy0 : x0};
+                const size_t rstep[2] = {taps_a ? xrow : P, taps_a ? P : xrow};         /* between rows */
+                const size_t sstep[2] = {taps_a ? ximg : OC * P, taps_a ? OC * P : ximg}; /* between images */
                 for (int i0 = 0; i0 < MA; i0 += ra)
                     for (int j0 = 0; j0 < MB; j0 += rb) {
                         const float *ap[8], *bp[8];
@@ -578,6 +626,11 @@ static void conv2d_backward_weight_dot(float *dw, float *db, float *scratch, con
  * short side (few taps, few channels) by dot products, the rest by tiles. */
 static void conv2d_weight_grad(float *dw, float *db, float *scratch, const float *dout, const float *inp,
                                const nn_conv *s, int nt) {
+    if (dw && conv_is_1x1(s)) { /* in place: no row of ones, so db apart */
+        if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
+        conv2d_backward_weight_dot(dw, NULL, scratch, dout, inp, s, nn_dot_kernel_get(), nt);
+        return;
+    }
     if (dw && (s->C * s->KH * s->KW <= 64 || s->OC < 8)) {
         conv2d_backward_weight_dot(dw, db, scratch, dout, inp, s, nn_dot_kernel_get(), nt);
         return;

@@ -147,6 +147,9 @@ static void check_conv_path(t2i_cpu_level level) {
          * blocks on each path (taps as the A side: 3 or 4 tap rows against 6 or 4 channels) */
         {5, 3, 15, 13, 64, 3, 1, 1}, {2, 3, 7, 9, 6, 1, 1, 0}, {2, 2, 9, 7, 4, 1, 1, 0},
         {2, 1, 5, 6, 4, 1, 1, 0},    {2, 20, 21, 19, 3, 3, 1, 1}, /* an output layer of 3 channels */
+        /* 1x1 stride 1 without padding: products on NCHW in place (images of 35 and 63
+         * positions: partial panels copied), and a 1x1 of stride 2 that still takes im2col */
+        {3, 40, 5, 7, 36, 1, 1, 0},  {2, 24, 7, 9, 20, 1, 1, 0},  {2, 5, 9, 9, 7, 1, 2, 0},
     };
     t2i_rng r;
     t2i_rng_seed(&r, 7);
@@ -226,10 +229,10 @@ static void check_conv_path(t2i_cpu_level level) {
 
 /* Results do not depend on the thread count (ARCHITECTURE.md promises it): forward,
  * backward-data and backward-weights at 1 thread and at 2 are the same bits. */
-static void check_threads_same_bits(int N, int C, int H, int W, int OC, int K) {
+static void check_threads_same_bits(int N, int C, int H, int W, int OC, int K, int pad) {
     t2i_rng r;
     t2i_rng_seed(&r, 9);
-    nn_conv s = nn_conv2d_shape(N, C, H, W, OC, K, 1, 1);
+    nn_conv s = nn_conv2d_shape(N, C, H, W, OC, K, 1, pad);
     size_t nx = (size_t)s.N * s.C * s.H * s.W, ny = (size_t)s.N * s.OC * s.OH * s.OW;
     size_t nw = (size_t)s.OC * s.C * s.KH * s.KW;
     float *x = tu_randn(&r, nx, 1.0f), *w = tu_randn(&r, nw, 0.3f), *b = tu_randn(&r, s.OC, 1.0f);
@@ -253,8 +256,9 @@ static void check_threads_same_bits(int N, int C, int H, int W, int OC, int K) {
 
 static void test_conv_threads_same_bits(void **state) {
     (void)state;
-    check_threads_same_bits(7, 12, 11, 10, 20, 3); /* dW by tiles */
-    check_threads_same_bits(9, 3, 10, 11, 16, 3);  /* dW and db by dot products */
+    check_threads_same_bits(7, 12, 11, 10, 20, 3, 1); /* dW by tiles */
+    check_threads_same_bits(9, 3, 10, 11, 16, 3, 1);  /* dW and db by dot products */
+    check_threads_same_bits(9, 24, 7, 9, 20, 1, 0);   /* 1x1: products in place */
 }
 
 static void test_conv_path_baseline(void **state) {
