@@ -344,3 +344,155 @@ nn_im2col_fn nn_im2col_get(void) {
 #endif
     return im2col_base;
 }
+
+/* ------------------------------------------------------------------ col2im into a padded plane
+ *
+ * The adjoint of the copies above (conv_tile.h: nn_col2im_fn). At stride 1 the KW taps of
+ * one plane row are summed in registers (from 0.0, kw in order) and added to the row once:
+ * taps added one by one into memory would store and reload overlapping vectors one float
+ * apart, which stalls store-to-load forwarding. At stride 2 each tap is added in turn,
+ * a vector's values spread over the even lanes of two (zeros in the odd ones, kept out of
+ * memory by the masks). Every path adds in the same order, so the paths agree exactly. */
+
+static void col2im_base(float *pad, const float *col, size_t ld, int PW, int KH, int KW, int stride, int rows,
+                        int OW) {
+    for (int kh = 0; kh < KH; kh++) {
+        if (stride == 1) { /* a row's KW taps summed first, then added once (col2im_s1) */
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh + kh) * PW;
+                const float *src = col + (size_t)kh * KW * ld + (size_t)oh * OW;
+                for (int q = 0; q < OW + KW - 1; q++) {
+                    float acc = 0.0f;
+                    for (int kw = 0; kw < KW; kw++)
+                        if (q - kw >= 0 && q - kw < OW) acc += src[(size_t)kw * ld + q - kw];
+                    dst[q] += acc;
+                }
+            }
+            continue;
+        }
+        for (int kw = 0; kw < KW; kw++) {
+            const float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh * stride + kh) * PW + kw;
+                const float *src = row + (size_t)oh * OW;
+                for (int ow = 0; ow < OW; ow++) dst[ow * stride] += src[ow];
+            }
+        }
+    }
+}
+
+#if TILE_X86
+__attribute__((target("avx2,fma"))) static void col2im_avx2(float *pad, const float *col, size_t ld, int PW, int KH,
+                                                            int KW, int stride, int rows, int OW) {
+    if (stride > 2) {
+        col2im_base(pad, col, ld, PW, KH, KW, stride, rows, OW);
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 zero = _mm256_setzero_ps();
+    if (stride == 1) {
+        for (int kh = 0; kh < KH; kh++)
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh + kh) * PW;
+                const float *src = col + (size_t)kh * KW * ld + (size_t)oh * OW;
+                for (int j = 0; j < OW + KW - 1; j += 8) {
+                    __m256 acc = zero;
+                    for (int kw = 0; kw < KW; kw++) { /* lanes l with 0 <= j + l - kw < OW */
+                        __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(OW + kw - j), lane),
+                                                     _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(kw - j - 1)));
+                        acc = _mm256_add_ps(acc, _mm256_maskload_ps(src + (size_t)kw * ld + j - kw, m));
+                    }
+                    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(OW + KW - 1 - j), lane);
+                    _mm256_maskstore_ps(dst + j, m, _mm256_add_ps(_mm256_maskload_ps(dst + j, m), acc));
+                }
+            }
+        return;
+    }
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            const float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh * stride + kh) * PW + kw;
+                const float *src = row + (size_t)oh * OW;
+                for (int j = 0; j < OW; j += 8) {
+                    int n = T2I_MIN(8, OW - j);
+                    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+                    __m256 v = _mm256_maskload_ps(src + j, m);
+                    if (stride == 1) {
+                        _mm256_maskstore_ps(dst + j, m, _mm256_add_ps(_mm256_maskload_ps(dst + j, m), v));
+                    } else { /* [v0 0 v1 0 v2 0 v3 0], [v4 0 .. v7 0]; 2n - 1 lanes are written */
+                        __m256 lo = _mm256_unpacklo_ps(v, zero), hi = _mm256_unpackhi_ps(v, zero);
+                        __m256 e0 = _mm256_permute2f128_ps(lo, hi, 0x20), e1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+                        __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 1), lane);
+                        __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 9), lane);
+                        float *d = dst + 2 * j;
+                        _mm256_maskstore_ps(d, m0, _mm256_add_ps(_mm256_maskload_ps(d, m0), e0));
+                        _mm256_maskstore_ps(d + 8, m1, _mm256_add_ps(_mm256_maskload_ps(d + 8, m1), e1));
+                    }
+                }
+            }
+        }
+}
+
+__attribute__((target("avx512f"))) static void col2im_avx512(float *pad, const float *col, size_t ld, int PW, int KH,
+                                                             int KW, int stride, int rows, int OW) {
+    if (stride > 2) {
+        col2im_base(pad, col, ld, PW, KH, KW, stride, rows, OW);
+        return;
+    }
+    if (stride == 1) {
+        for (int kh = 0; kh < KH; kh++)
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh + kh) * PW;
+                const float *src = col + (size_t)kh * KW * ld + (size_t)oh * OW;
+                for (int j = 0; j < OW + KW - 1; j += 16) {
+                    __m512 acc = _mm512_setzero_ps();
+                    for (int kw = 0; kw < KW; kw++) { /* lanes l with 0 <= j + l - kw < OW */
+                        int lo = T2I_MAX(0, kw - j), hi = T2I_MIN(16, OW + kw - j);
+                        __mmask16 m = (__mmask16)(hi > lo ? ((1u << hi) - 1) & ~((1u << lo) - 1) : 0);
+                        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, src + (size_t)kw * ld + j - kw));
+                    }
+                    int n = T2I_MIN(16, OW + KW - 1 - j);
+                    __mmask16 m = (__mmask16)((1u << n) - 1);
+                    _mm512_mask_storeu_ps(dst + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + j), acc));
+                }
+            }
+        return;
+    }
+    const __m512i lo_idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i hi_idx = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            const float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh * stride + kh) * PW + kw;
+                const float *src = row + (size_t)oh * OW;
+                for (int j = 0; j < OW; j += 16) {
+                    int n = T2I_MIN(16, OW - j);
+                    __mmask16 m = (__mmask16)((1u << n) - 1);
+                    __m512 v = _mm512_maskz_loadu_ps(m, src + j);
+                    if (stride == 1) {
+                        _mm512_mask_storeu_ps(dst + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + j), v));
+                    } else { /* v's values at the even lanes of two vectors; lanes < 2n - 1 are written */
+                        __m512 e0 = _mm512_maskz_permutexvar_ps(0x5555, lo_idx, v);
+                        __m512 e1 = _mm512_maskz_permutexvar_ps(0x5555, hi_idx, v);
+                        __mmask16 m0 = (__mmask16)(2 * n - 1 >= 16 ? 0xFFFF : (1u << (2 * n - 1)) - 1);
+                        __mmask16 m1 = (__mmask16)(2 * n - 1 <= 16 ? 0 : (1u << (2 * n - 17)) - 1);
+                        float *d = dst + 2 * j;
+                        _mm512_mask_storeu_ps(d, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), e0));
+                        _mm512_mask_storeu_ps(d + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), e1));
+                    }
+                }
+            }
+        }
+}
+#endif
+
+nn_col2im_fn nn_col2im_get(void) {
+#if TILE_X86
+    t2i_cpu_level l = t2i_cpu_path();
+    if (l >= T2I_CPU_AVX512) return col2im_avx512;
+    if (l >= T2I_CPU_AVX2) return col2im_avx2;
+#endif
+    return col2im_base;
+}

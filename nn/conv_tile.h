@@ -46,4 +46,13 @@ typedef void (*nn_im2col_fn)(float *col, size_t ld, const float *pad, int PW, in
 /* The copy of the current path (t2i_cpu_path()). */
 nn_im2col_fn nn_im2col_get(void);
 
+/* The adjoint of nn_im2col_fn: pad[(oh*stride + kh)*PW + kw + ow*stride] += the row values,
+ * tap by tap in order (kh, kw), rows oh in order. Loads and stores stay inside the values
+ * written (under masks), so pad needs no slack. */
+typedef void (*nn_col2im_fn)(float *pad, const float *col, size_t ld, int PW, int KH, int KW, int stride, int rows,
+                             int OW);
+
+/* The scatter of the current path (t2i_cpu_path()). */
+nn_col2im_fn nn_col2im_get(void);
+
 #endif

@@ -235,10 +235,10 @@ static size_t conv_plane_floats(const nn_conv *s, const conv_plan *b) {
 }
 
 /* Floats of one thread's slot for a pass, on any path (blocks of b's width). The padded
- * plane of the passes that build im2col blocks sits just before the tiles. */
+ * plane (block_im2col, block_col2im) sits just before the tiles. */
 static size_t conv_slot_floats(const nn_conv *s, const conv_plan *b, conv_pass pass) {
     size_t cp = (size_t)b->cols + NN_TILE_MAX_NR, Kd = (size_t)b->Kd, OC = (size_t)s->OC;
-    size_t n = pass == PASS_BWD_DATA ? 0 : conv_plane_floats(s, b);
+    size_t n = conv_plane_floats(s, b);
     if (pass == PASS_FWD) n += Kd * cp; /* im2col */
     else if (pass == PASS_BWD_DATA) n += (OC + Kd) * cp; /* dY rows, dcol */
     else /* im2col and dY rows (each with a tile of rows to spare), the packed side */
@@ -313,6 +313,36 @@ static void block_im2col(float *col, size_t ld, float *plane, const float *x, co
         }
     if ((size_t)k->ncols < ld)
         for (int i = 0; i < b->Kd; i++) memset(col + i * ld + k->ncols, 0, (ld - k->ncols) * sizeof(float));
+}
+
+/* dinp += col2im of a block's dcol (Kd, ld). A block of whole images goes channel by
+ * channel through the padded plane: its taps are added there first (nn_col2im_fn, whole
+ * vectors, no bounds to test), then its inner pixels into dinp, so a pixel's taps are
+ * summed before they reach dinp. A band of rows adds straight into dinp (col2im_channel):
+ * its plane would repeat the rows it shares with the next band. */
+static void block_col2im(float *dinp, float *plane, const float *dcol, size_t ld, const nn_conv *s,
+                         const conv_plan *b, const conv_block *k) {
+    const nn_col2im_fn scatter = nn_col2im_get();
+    const size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
+    const int PW = s->W + 2 * s->pad, rows = k->oh1 - k->oh0, prows = (rows - 1) * s->stride + s->KH;
+    const int ih0 = k->oh0 * s->stride - s->pad; /* input row of the plane's first row */
+    const int r0 = T2I_MAX(0, -ih0), r1 = T2I_MIN(prows, s->H - ih0); /* plane rows inside the image */
+    for (int g = 0; g < k->images; g++)
+        for (int c = 0; c < s->C; c++) {
+            float *img = dinp + ((size_t)(k->n0 + g) * s->C + c) * hw;
+            const float *dc = dcol + (size_t)c * kk * ld + (size_t)g * b->P;
+            if (b->bpi > 1) {
+                col2im_channel(img, dc, ld, s->H, s->W, s->KH, s->KW, s->stride, s->pad, k->oh0, k->oh1, s->OW);
+                continue;
+            }
+            memset(plane, 0, (size_t)prows * PW * sizeof(float));
+            scatter(plane, dc, ld, PW, s->KH, s->KW, s->stride, rows, s->OW);
+            for (int r = r0; r < r1; r++) {
+                const float *src = plane + (size_t)r * PW + s->pad;
+                float *dst = img + (size_t)(ih0 + r) * s->W;
+                for (int iw = 0; iw < s->W; iw++) dst[iw] += src[iw];
+            }
+        }
 }
 
 /* dY of a block as rows (OC, ld), columns past ncols zeroed. */
@@ -459,13 +489,13 @@ static void conv2d_backward_data(float *dinp, float *scratch, const float *dout,
     float *Ap = scratch; /* mp panels of (OC, mr): W^T */
     float *slots = scratch + conv_shared_floats(s, &pl, PASS_BWD_DATA);
     size_t per = conv_slot_floats(s, &pl, PASS_BWD_DATA), ct_at = per - conv_tiles_floats(s, &pl);
-    size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(static)
         for (int i = 0; i < mp; i++)
             pack_cols(Ap + (size_t)i * s->OC * mr, w + (size_t)i * mr, (size_t)Kd, s->OC, T2I_MIN(mr, Kd - i * mr), mr);
         float *dyb = slots + (size_t)t2i_thread_id() * per, *ct = dyb + ct_at;
+        float *plane = ct - conv_plane_floats(s, &pl);
 #pragma omp for schedule(static)
         for (int g = 0; g < (direct ? 0 : pl.groups); g++)
             for (int r = 0; r < pl.bpi; r++) {
@@ -479,11 +509,7 @@ static void conv2d_backward_data(float *dinp, float *scratch, const float *dout,
                     for (int row = 0; row < Kd; row++)
                         memcpy(dcol + (size_t)row * kld + c0, ct + (size_t)row * nr, (size_t)n * sizeof(float));
                 }
-                for (int im = 0; im < k.images; im++)
-                    for (int c = 0; c < s->C; c++)
-                        col2im_channel(dinp + ((size_t)(k.n0 + im) * s->C + c) * hw,
-                                       dcol + (size_t)c * kk * kld + (size_t)im * pl.P, kld, s->H, s->W, s->KH, s->KW,
-                                       s->stride, s->pad, k.oh0, k.oh1, s->OW);
+                block_col2im(dinp, plane, dcol, kld, s, &pl, &k);
             }
     }
     if (direct) products_per_image(dinp, dout, Ap, NULL, 1, s->N, Kd, s->OC, pl.P, tk, slots, per, ct_at, nt);
