@@ -118,3 +118,381 @@ const nn_tile_kernel *nn_tile_kernel_get(void) {
         if (kernels[i].level <= l) best = &kernels[i];
     return best;
 }
+
+/* ------------------------------------------------------------------ dot-product blocks
+ *
+ * S (ra x rb) = row-by-row dot products over segments (conv_tile.h: nn_dot_kernel). Each
+ * pair keeps one vector of partial sums (lane l sums the positions p = l mod lanes of every
+ * segment; a last partial vector is read under a mask), added across lanes at the end:
+ *   avx512  4 x 6: 24 zmm sums, 4 + 6 loads per 24 fused multiply-adds;
+ *   avx2    3 x 4: 12 ymm sums, 3 + 4 loads per 12;
+ *   baseline 2 x 4: 8 lanes in plain loops (vectorised by gcc). */
+
+static void dot_base(int nseg, int len, const float *const *A, size_t sa, const float *const *B, size_t sb,
+                     float *S) {
+    float c[2][4][8];
+    memset(c, 0, sizeof c);
+    for (int g = 0; g < nseg; g++) {
+        const float *a[2], *b[4];
+        for (int i = 0; i < 2; i++) a[i] = A[i] + (size_t)g * sa;
+        for (int j = 0; j < 4; j++) b[j] = B[j] + (size_t)g * sb;
+        int p = 0;
+        for (; p + 8 <= len; p += 8)
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 4; j++)
+                    for (int l = 0; l < 8; l++) c[i][j][l] += a[i][p + l] * b[j][p + l];
+        for (int l = 0; p + l < len; l++)
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 4; j++) c[i][j][l] += a[i][p + l] * b[j][p + l];
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            float s = 0.0f;
+            for (int l = 0; l < 8; l++) s += c[i][j][l];
+            S[i * 4 + j] = s;
+        }
+}
+
+#if TILE_X86
+__attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+__attribute__((target("avx2,fma"))) static void dot_avx2(int nseg, int len, const float *const *A, size_t sa,
+                                                         const float *const *B, size_t sb, float *S) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+    const int full = len & ~7;
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(len & 7), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+#define COL(j, y) c0##j = _mm256_fmadd_ps(x0, y, c0##j), c1##j = _mm256_fmadd_ps(x1, y, c1##j), \
+                  c2##j = _mm256_fmadd_ps(x2, y, c2##j);
+    for (int g = 0; g < nseg; g++) {
+        const float *a0 = A[0] + (size_t)g * sa, *a1 = A[1] + (size_t)g * sa, *a2 = A[2] + (size_t)g * sa;
+        const float *b0 = B[0] + (size_t)g * sb, *b1 = B[1] + (size_t)g * sb, *b2 = B[2] + (size_t)g * sb,
+                    *b3 = B[3] + (size_t)g * sb;
+        for (int p = 0; p < full; p += 8) {
+            __m256 x0 = _mm256_loadu_ps(a0 + p), x1 = _mm256_loadu_ps(a1 + p), x2 = _mm256_loadu_ps(a2 + p), y;
+            y = _mm256_loadu_ps(b0 + p);
+            COL(0, y) y = _mm256_loadu_ps(b1 + p);
+            COL(1, y) y = _mm256_loadu_ps(b2 + p);
+            COL(2, y) y = _mm256_loadu_ps(b3 + p);
+            COL(3, y)
+        }
+        if (len & 7) {
+            int p = full;
+            __m256 x0 = _mm256_maskload_ps(a0 + p, tail), x1 = _mm256_maskload_ps(a1 + p, tail);
+            __m256 x2 = _mm256_maskload_ps(a2 + p, tail), y;
+            y = _mm256_maskload_ps(b0 + p, tail);
+            COL(0, y) y = _mm256_maskload_ps(b1 + p, tail);
+            COL(1, y) y = _mm256_maskload_ps(b2 + p, tail);
+            COL(2, y) y = _mm256_maskload_ps(b3 + p, tail);
+            COL(3, y)
+        }
+    }
+#undef COL
+#define OUT(i) S[i * 4] = hsum256(c##i##0), S[i * 4 + 1] = hsum256(c##i##1), S[i * 4 + 2] = hsum256(c##i##2), \
+               S[i * 4 + 3] = hsum256(c##i##3);
+    OUT(0) OUT(1) OUT(2)
+#undef OUT
+}
+
+__attribute__((target("avx512f"))) static void dot_avx512(int nseg, int len, const float *const *A, size_t sa,
+                                                          const float *const *B, size_t sb, float *S) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c04 = c00, c05 = c00;
+    __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00, c14 = c00, c15 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c24 = c00, c25 = c00;
+    __m512 c30 = c00, c31 = c00, c32 = c00, c33 = c00, c34 = c00, c35 = c00;
+    const int full = len & ~15;
+    const __mmask16 tail = (__mmask16)((1u << (len & 15)) - 1);
+#define COL(j, y) c0##j = _mm512_fmadd_ps(x0, y, c0##j), c1##j = _mm512_fmadd_ps(x1, y, c1##j), \
+                  c2##j = _mm512_fmadd_ps(x2, y, c2##j), c3##j = _mm512_fmadd_ps(x3, y, c3##j);
+#define STEP(LOAD)                                                                                   \
+    {                                                                                                \
+        __m512 x0 = LOAD(a0), x1 = LOAD(a1), x2 = LOAD(a2), x3 = LOAD(a3), y;                        \
+        y = LOAD(b0);                                                                                \
+        COL(0, y) y = LOAD(b1);                                                                      \
+        COL(1, y) y = LOAD(b2);                                                                      \
+        COL(2, y) y = LOAD(b3);                                                                      \
+        COL(3, y) y = LOAD(b4);                                                                      \
+        COL(4, y) y = LOAD(b5);                                                                      \
+        COL(5, y)                                                                                    \
+    }
+#define FULL(r) _mm512_loadu_ps(r + p)
+#define PART(r) _mm512_maskz_loadu_ps(tail, r + p)
+    for (int g = 0; g < nseg; g++) {
+        const float *a0 = A[0] + (size_t)g * sa, *a1 = A[1] + (size_t)g * sa, *a2 = A[2] + (size_t)g * sa,
+                    *a3 = A[3] + (size_t)g * sa;
+        const float *b0 = B[0] + (size_t)g * sb, *b1 = B[1] + (size_t)g * sb, *b2 = B[2] + (size_t)g * sb,
+                    *b3 = B[3] + (size_t)g * sb, *b4 = B[4] + (size_t)g * sb, *b5 = B[5] + (size_t)g * sb;
+        int p = 0;
+        for (; p < full; p += 16) STEP(FULL)
+        if (tail) STEP(PART)
+    }
+#undef FULL
+#undef PART
+#undef STEP
+#undef COL
+#define OUT(i)                                                                                                \
+    S[i * 6] = _mm512_reduce_add_ps(c##i##0), S[i * 6 + 1] = _mm512_reduce_add_ps(c##i##1),                   \
+    S[i * 6 + 2] = _mm512_reduce_add_ps(c##i##2), S[i * 6 + 3] = _mm512_reduce_add_ps(c##i##3),               \
+    S[i * 6 + 4] = _mm512_reduce_add_ps(c##i##4), S[i * 6 + 5] = _mm512_reduce_add_ps(c##i##5);
+    OUT(0) OUT(1) OUT(2) OUT(3)
+#undef OUT
+}
+#endif
+
+static const nn_dot_kernel dot_kernels[] = {
+    {2, 4, T2I_CPU_BASELINE, dot_base},
+#if TILE_X86
+    {3, 4, T2I_CPU_AVX2, dot_avx2},
+    {4, 6, T2I_CPU_AVX512, dot_avx512},
+#endif
+};
+
+const nn_dot_kernel *nn_dot_kernel_get(void) {
+    t2i_cpu_level l = t2i_cpu_path();
+    const nn_dot_kernel *best = &dot_kernels[0];
+    for (size_t i = 0; i < sizeof dot_kernels / sizeof dot_kernels[0]; i++)
+        if (dot_kernels[i].level <= l) best = &dot_kernels[i];
+    return best;
+}
+
+/* ------------------------------------------------------------------ im2col from a padded plane
+ *
+ * Rows of OW values at stride 1 or 2 (conv_tile.h: nn_im2col_fn). The planes of the
+ * benchmarks are small (OW of 7 to 32), so a row is one or two vectors: the AVX paths load
+ * whole vectors (stride 2: two, of which the even lanes are kept) and store under a mask,
+ * with no per-row bounds logic; the baseline copies. Copies only: every path gives the
+ * same values. */
+
+static void im2col_base(float *col, size_t ld, const float *pad, int PW, int KH, int KW, int stride, int rows,
+                        int OW) {
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                const float *src = pad + (size_t)(oh * stride + kh) * PW + kw;
+                float *dst = row + (size_t)oh * OW;
+                if (stride == 1) memcpy(dst, src, (size_t)OW * sizeof(float));
+                else
+                    for (int ow = 0; ow < OW; ow++) dst[ow] = src[ow * stride];
+            }
+        }
+}
+
+#if TILE_X86
+__attribute__((target("avx2,fma"))) static void im2col_avx2(float *col, size_t ld, const float *pad, int PW, int KH,
+                                                            int KW, int stride, int rows, int OW) {
+    if (stride > 2) {
+        im2col_base(col, ld, pad, PW, KH, KW, stride, rows, OW);
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                const float *src = pad + (size_t)(oh * stride + kh) * PW + kw;
+                float *dst = row + (size_t)oh * OW;
+                for (int j = 0; j < OW; j += 8) {
+                    __m256 v;
+                    if (stride == 1) {
+                        v = _mm256_loadu_ps(src + j);
+                    } else { /* even lanes of 16: [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pairs in order */
+                        __m256 a = _mm256_loadu_ps(src + 2 * j), b = _mm256_loadu_ps(src + 2 * j + 8);
+                        v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+                    }
+                    if (OW - j >= 8) _mm256_storeu_ps(dst + j, v);
+                    else _mm256_maskstore_ps(dst + j, _mm256_cmpgt_epi32(_mm256_set1_epi32(OW - j), lane), v);
+                }
+            }
+        }
+}
+
+__attribute__((target("avx512f"))) static void im2col_avx512(float *col, size_t ld, const float *pad, int PW, int KH,
+                                                             int KW, int stride, int rows, int OW) {
+    if (stride > 2) {
+        im2col_base(col, ld, pad, PW, KH, KW, stride, rows, OW);
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                const float *src = pad + (size_t)(oh * stride + kh) * PW + kw;
+                float *dst = row + (size_t)oh * OW;
+                for (int j = 0; j < OW; j += 16) {
+                    __m512 v = stride == 1 ? _mm512_loadu_ps(src + j)
+                                           : _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * j), even,
+                                                                    _mm512_loadu_ps(src + 2 * j + 16));
+                    _mm512_mask_storeu_ps(dst + j, OW - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (OW - j)) - 1),
+                                          v);
+                }
+            }
+        }
+}
+#endif
+
+nn_im2col_fn nn_im2col_get(void) {
+#if TILE_X86
+    t2i_cpu_level l = t2i_cpu_path();
+    if (l >= T2I_CPU_AVX512) return im2col_avx512;
+    if (l >= T2I_CPU_AVX2) return im2col_avx2;
+#endif
+    return im2col_base;
+}
+
+/* ------------------------------------------------------------------ col2im into a padded plane
+ *
+ * The adjoint of the copies above (conv_tile.h: nn_col2im_fn). At stride 1 the KW taps of
+ * one plane row are summed in registers (from 0.0, kw in order) and added to the row once:
+ * taps added one by one into memory would store and reload overlapping vectors one float
+ * apart, which stalls store-to-load forwarding. At stride 2 each tap is added in turn,
+ * a vector's values spread over the even lanes of two (zeros in the odd ones, kept out of
+ * memory by the masks). Every path adds in the same order, so the paths agree exactly. */
+
+static void col2im_base(float *pad, const float *col, size_t ld, int PW, int KH, int KW, int stride, int rows,
+                        int OW) {
+    for (int kh = 0; kh < KH; kh++) {
+        if (stride == 1) { /* a row's KW taps summed first, then added once (col2im_s1) */
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh + kh) * PW;
+                const float *src = col + (size_t)kh * KW * ld + (size_t)oh * OW;
+                for (int q = 0; q < OW + KW - 1; q++) {
+                    float acc = 0.0f;
+                    for (int kw = 0; kw < KW; kw++)
+                        if (q - kw >= 0 && q - kw < OW) acc += src[(size_t)kw * ld + q - kw];
+                    dst[q] += acc;
+                }
+            }
+            continue;
+        }
+        for (int kw = 0; kw < KW; kw++) {
+            const float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh * stride + kh) * PW + kw;
+                const float *src = row + (size_t)oh * OW;
+                for (int ow = 0; ow < OW; ow++) dst[ow * stride] += src[ow];
+            }
+        }
+    }
+}
+
+#if TILE_X86
+__attribute__((target("avx2,fma"))) static void col2im_avx2(float *pad, const float *col, size_t ld, int PW, int KH,
+                                                            int KW, int stride, int rows, int OW) {
+    if (stride > 2) {
+        col2im_base(pad, col, ld, PW, KH, KW, stride, rows, OW);
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 zero = _mm256_setzero_ps();
+    if (stride == 1) {
+        for (int kh = 0; kh < KH; kh++)
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh + kh) * PW;
+                const float *src = col + (size_t)kh * KW * ld + (size_t)oh * OW;
+                for (int j = 0; j < OW + KW - 1; j += 8) {
+                    __m256 acc = zero;
+                    for (int kw = 0; kw < KW; kw++) { /* lanes l with 0 <= j + l - kw < OW */
+                        __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(OW + kw - j), lane),
+                                                     _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(kw - j - 1)));
+                        acc = _mm256_add_ps(acc, _mm256_maskload_ps(src + (size_t)kw * ld + j - kw, m));
+                    }
+                    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(OW + KW - 1 - j), lane);
+                    _mm256_maskstore_ps(dst + j, m, _mm256_add_ps(_mm256_maskload_ps(dst + j, m), acc));
+                }
+            }
+        return;
+    }
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            const float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh * stride + kh) * PW + kw;
+                const float *src = row + (size_t)oh * OW;
+                for (int j = 0; j < OW; j += 8) {
+                    int n = T2I_MIN(8, OW - j);
+                    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+                    __m256 v = _mm256_maskload_ps(src + j, m);
+                    if (stride == 1) {
+                        _mm256_maskstore_ps(dst + j, m, _mm256_add_ps(_mm256_maskload_ps(dst + j, m), v));
+                    } else { /* [v0 0 v1 0 v2 0 v3 0], [v4 0 .. v7 0]; 2n - 1 lanes are written */
+                        __m256 lo = _mm256_unpacklo_ps(v, zero), hi = _mm256_unpackhi_ps(v, zero);
+                        __m256 e0 = _mm256_permute2f128_ps(lo, hi, 0x20), e1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+                        __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 1), lane);
+                        __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 9), lane);
+                        float *d = dst + 2 * j;
+                        _mm256_maskstore_ps(d, m0, _mm256_add_ps(_mm256_maskload_ps(d, m0), e0));
+                        _mm256_maskstore_ps(d + 8, m1, _mm256_add_ps(_mm256_maskload_ps(d + 8, m1), e1));
+                    }
+                }
+            }
+        }
+}
+
+__attribute__((target("avx512f"))) static void col2im_avx512(float *pad, const float *col, size_t ld, int PW, int KH,
+                                                             int KW, int stride, int rows, int OW) {
+    if (stride > 2) {
+        col2im_base(pad, col, ld, PW, KH, KW, stride, rows, OW);
+        return;
+    }
+    if (stride == 1) {
+        for (int kh = 0; kh < KH; kh++)
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh + kh) * PW;
+                const float *src = col + (size_t)kh * KW * ld + (size_t)oh * OW;
+                for (int j = 0; j < OW + KW - 1; j += 16) {
+                    __m512 acc = _mm512_setzero_ps();
+                    for (int kw = 0; kw < KW; kw++) { /* lanes l with 0 <= j + l - kw < OW */
+                        int lo = T2I_MAX(0, kw - j), hi = T2I_MIN(16, OW + kw - j);
+                        __mmask16 m = (__mmask16)(hi > lo ? ((1u << hi) - 1) & ~((1u << lo) - 1) : 0);
+                        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, src + (size_t)kw * ld + j - kw));
+                    }
+                    int n = T2I_MIN(16, OW + KW - 1 - j);
+                    __mmask16 m = (__mmask16)((1u << n) - 1);
+                    _mm512_mask_storeu_ps(dst + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + j), acc));
+                }
+            }
+        return;
+    }
+    const __m512i lo_idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i hi_idx = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            const float *row = col + (size_t)(kh * KW + kw) * ld;
+            for (int oh = 0; oh < rows; oh++) {
+                float *dst = pad + (size_t)(oh * stride + kh) * PW + kw;
+                const float *src = row + (size_t)oh * OW;
+                for (int j = 0; j < OW; j += 16) {
+                    int n = T2I_MIN(16, OW - j);
+                    __mmask16 m = (__mmask16)((1u << n) - 1);
+                    __m512 v = _mm512_maskz_loadu_ps(m, src + j);
+                    if (stride == 1) {
+                        _mm512_mask_storeu_ps(dst + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + j), v));
+                    } else { /* v's values at the even lanes of two vectors; lanes < 2n - 1 are written */
+                        __m512 e0 = _mm512_maskz_permutexvar_ps(0x5555, lo_idx, v);
+                        __m512 e1 = _mm512_maskz_permutexvar_ps(0x5555, hi_idx, v);
+                        __mmask16 m0 = (__mmask16)(2 * n - 1 >= 16 ? 0xFFFF : (1u << (2 * n - 1)) - 1);
+                        __mmask16 m1 = (__mmask16)(2 * n - 1 <= 16 ? 0 : (1u << (2 * n - 17)) - 1);
+                        float *d = dst + 2 * j;
+                        _mm512_mask_storeu_ps(d, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), e0));
+                        _mm512_mask_storeu_ps(d + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), e1));
+                    }
+                }
+            }
+        }
+}
+#endif
+
+nn_col2im_fn nn_col2im_get(void) {
+#if TILE_X86
+    t2i_cpu_level l = t2i_cpu_path();
+    if (l >= T2I_CPU_AVX512) return col2im_avx512;
+    if (l >= T2I_CPU_AVX2) return col2im_avx2;
+#endif
+    return col2im_base;
+}

@@ -20,4 +20,39 @@ typedef struct {
 /* The kernel of the current path (t2i_cpu_path()). */
 const nn_tile_kernel *nn_tile_kernel_get(void);
 
+/* Dot-product blocks for a weight gradient with a short side (few taps or few channels):
+ *   S[i*rb + j] = sum over g < nseg, p < len of  A[i][g*sa + p] * B[j][g*sb + p]
+ * for i < ra, j < rb: ra rows of A and rb rows of B (pointers; a row may repeat), each of
+ * nseg segments of len floats, the segments sa (sb) floats apart. The long index p runs in
+ * vector lanes, so neither side is packed or transposed. */
+typedef struct {
+    int ra, rb;
+    t2i_cpu_level level;
+    void (*dot)(int nseg, int len, const float *const *A, size_t sa, const float *const *B, size_t sb, float *S);
+} nn_dot_kernel;
+
+/* The dot kernel of the current path (t2i_cpu_path()). */
+const nn_dot_kernel *nn_dot_kernel_get(void);
+
+/* im2col rows of one channel from its zero-padded plane: for each tap (kh, kw), row
+ * col + (kh*KW + kw)*ld gets, for output rows oh < rows, the OW values
+ * pad[(oh*stride + kh)*PW + kw + ow*stride] at columns oh*OW + ow. The copies are whole
+ * vectors: pad must stay readable NN_IM2COL_SLACK floats past the last value read (the
+ * extra lanes are never stored). */
+#define NN_IM2COL_SLACK 64
+typedef void (*nn_im2col_fn)(float *col, size_t ld, const float *pad, int PW, int KH, int KW, int stride, int rows,
+                             int OW);
+
+/* The copy of the current path (t2i_cpu_path()). */
+nn_im2col_fn nn_im2col_get(void);
+
+/* The adjoint of nn_im2col_fn: pad[(oh*stride + kh)*PW + kw + ow*stride] += the row values,
+ * tap by tap in order (kh, kw), rows oh in order. Loads and stores stay inside the values
+ * written (under masks), so pad needs no slack. */
+typedef void (*nn_col2im_fn)(float *pad, const float *col, size_t ld, int PW, int KH, int KW, int stride, int rows,
+                             int OW);
+
+/* The scatter of the current path (t2i_cpu_path()). */
+nn_col2im_fn nn_col2im_get(void);
+
 #endif

@@ -6,7 +6,11 @@
  *   backward-weights dW (OC, Kd) += sum over n of dY_n col(X_n)^T,   db += sum over n, P of dY
  * ConvTranspose2d is the adjoint of a Conv2d (see its section below) and runs on the same
  * three passes. How the products are blocked, threaded and tiled is described above
- * nn_conv2d_forward; the tile kernels, one per CPU path, are conv_tile.c's.
+ * nn_conv2d_forward; the tile kernels, one per CPU path, are conv_tile.c's. Two shapes take
+ * other roads: a 1x1 convolution of stride 1 without padding multiplies NCHW in place
+ * (products_per_image; its weight gradient by dot products on the input's planes), and a
+ * weight gradient with a short side (few taps or few channels) runs as dot products over
+ * output positions (conv2d_backward_weight_dot).
  */
 #include "ops.h"
 
@@ -92,17 +96,43 @@ void nn_im2col_rows(float *col, const float *x, const nn_conv *s, int oh0, int o
                        s->stride, s->pad, oh0, oh1, s->OW);
 }
 
-/* Per-channel sums of dy (N, C, S) added into db. */
-static void add_channel_sums(float *db, const float *dy, int N, int C, size_t S) {
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        double s = 0.0;
-        for (int n = 0; n < N; n++) {
-            const float *p = dy + ((size_t)n * C + c) * S;
-            for (size_t i = 0; i < S; i++) s += p[i];
-        }
-        db[c] += (float)s;
+/* Per-channel sums of dy (N, C, S) added into db, in double. One running sum would be a
+ * chain of dependent additions (4 cycles a float); eight sums, lane l taking the elements
+ * i = l mod 8 of each plane, are independent and vectorise, and being in double they round
+ * to the same float as the single sum but for a last-bit tie. The same code is compiled
+ * per CPU path (same order of additions, so the same bits on every path). */
+#define CHANNEL_SUMS(name)                                                                                 \
+    static void name(float *db, const float *dy, int N, int C, size_t S) {                                 \
+        _Pragma("omp parallel for schedule(static)") for (int c = 0; c < C; c++) {                         \
+            double lane[8] = {0};                                                                          \
+            for (int n = 0; n < N; n++) {                                                                  \
+                const float *p = dy + ((size_t)n * C + c) * S;                                             \
+                size_t i = 0;                                                                              \
+                for (; i + 8 <= S; i += 8)                                                                 \
+                    for (int l = 0; l < 8; l++) lane[l] += p[i + l];                                       \
+                for (int l = 0; i < S; i++, l++) lane[l] += p[i];                                          \
+            }                                                                                              \
+            db[c] += (float)(((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))); \
+        }                                                                                                  \
     }
+CHANNEL_SUMS(channel_sums_base)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC target("avx2")
+CHANNEL_SUMS(channel_sums_avx2)
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,prefer-vector-width=512")
+CHANNEL_SUMS(channel_sums_avx512)
+#pragma GCC pop_options
+#else
+#define channel_sums_avx2 channel_sums_base
+#define channel_sums_avx512 channel_sums_base
+#endif
+
+static void add_channel_sums(float *db, const float *dy, int N, int C, size_t S) {
+    t2i_cpu_level l = t2i_cpu_path();
+    (l >= T2I_CPU_AVX512 ? channel_sums_avx512 : l >= T2I_CPU_AVX2 ? channel_sums_avx2 : channel_sums_base)(db, dy, N, C, S);
 }
 
 /* ------------------------------------------------------------------ Conv2d */
@@ -198,20 +228,28 @@ typedef enum { PASS_FWD, PASS_BWD_DATA, PASS_BWD_WEIGHT } conv_pass;
  * dW, and adds the copies in chunk order: the same bits for any thread count. */
 #define CONV_WSPLIT 8
 
-/* Floats of one thread's slot for a pass, on any path (blocks of b's width). */
+/* The zero-padded rows of one input channel that a block's im2col reads (block_im2col),
+ * with the slack its vector loads may read past them. */
+static size_t conv_plane_floats(const nn_conv *s, const conv_plan *b) {
+    return (size_t)((b->rb - 1) * s->stride + s->KH) * (size_t)(s->W + 2 * s->pad) + NN_IM2COL_SLACK;
+}
+
+/* Floats of one thread's slot for a pass, on any path (blocks of b's width). The padded
+ * plane (block_im2col, block_col2im) sits just before the tiles. */
 static size_t conv_slot_floats(const nn_conv *s, const conv_plan *b, conv_pass pass) {
-    size_t cp = (size_t)b->cols + NN_TILE_MAX_NR, Kd = (size_t)b->Kd, OC = (size_t)s->OC, n;
-    if (pass == PASS_FWD) n = Kd * cp; /* im2col */
-    else if (pass == PASS_BWD_DATA) n = (OC + Kd) * cp; /* dY rows, dcol */
+    size_t cp = (size_t)b->cols + NN_TILE_MAX_NR, Kd = (size_t)b->Kd, OC = (size_t)s->OC;
+    size_t n = conv_plane_floats(s, b);
+    if (pass == PASS_FWD) n += Kd * cp; /* im2col */
+    else if (pass == PASS_BWD_DATA) n += (OC + Kd) * cp; /* dY rows, dcol */
     else /* im2col and dY rows (each with a tile of rows to spare), the packed side */
-        n = (Kd + OC + 2 * NN_TILE_MAX_MR) * cp + (T2I_MAX(OC, Kd) + NN_TILE_MAX_NR) * (size_t)b->cols;
+        n += (Kd + OC + 2 * NN_TILE_MAX_MR) * cp + (T2I_MAX(OC, Kd) + NN_TILE_MAX_NR) * (size_t)b->cols;
     return round_up(n + conv_tiles_floats(s, b), 16);
 }
 
 /* The shared part: the packed weights (forward, backward-data) or the chunks' copies of
  * dW (backward-weights). */
 static size_t conv_shared_floats(const nn_conv *s, const conv_plan *b, conv_pass pass) {
-    if (pass == PASS_BWD_WEIGHT) return round_up((size_t)CONV_WSPLIT * s->OC * b->Kd, 16);
+    if (pass == PASS_BWD_WEIGHT) return round_up((size_t)CONV_WSPLIT * s->OC * (b->Kd + 1), 16); /* + db */
     return round_up(((size_t)s->OC + NN_TILE_MAX_NR) * ((size_t)b->Kd + NN_TILE_MAX_NR), 16);
 }
 
@@ -247,16 +285,64 @@ static conv_block block_at(const nn_conv *s, const conv_plan *b, int g, int r) {
     return k;
 }
 
-/* im2col of a block into col (Kd, ld); columns [ncols, ld) are zeroed (read by edge tiles). */
-static void block_im2col(float *col, size_t ld, const float *x, const nn_conv *s, const conv_plan *b,
+/* im2col of a block into col (Kd, ld); columns [ncols, ld) are zeroed (read by edge tiles).
+ * Each channel's rows are first copied with their zero padding into plane
+ * (conv_plane_floats), so that the copies of im2col (nn_im2col_fn) are whole vectors
+ * with no bounds to test: the planes are small, and per-row bounds logic and short
+ * memcpy calls cost more than the copying. */
+static void block_im2col(float *col, size_t ld, float *plane, const float *x, const nn_conv *s, const conv_plan *b,
                          const conv_block *k) {
-    size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
+    const nn_im2col_fn copy = nn_im2col_get();
+    const size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
+    const int PW = s->W + 2 * s->pad, rows = k->oh1 - k->oh0, prows = (rows - 1) * s->stride + s->KH;
+    const int ih0 = k->oh0 * s->stride - s->pad; /* input row of the plane's first row */
     for (int g = 0; g < k->images; g++)
-        for (int c = 0; c < s->C; c++)
-            im2col_channel(col + (size_t)c * kk * ld + (size_t)g * b->P, ld, x + ((size_t)(k->n0 + g) * s->C + c) * hw,
-                           s->H, s->W, s->KH, s->KW, s->stride, s->pad, k->oh0, k->oh1, s->OW);
+        for (int c = 0; c < s->C; c++) {
+            const float *img = x + ((size_t)(k->n0 + g) * s->C + c) * hw;
+            for (int r = 0; r < prows; r++) {
+                float *d = plane + (size_t)r * PW;
+                int ih = ih0 + r;
+                if (ih < 0 || ih >= s->H) {
+                    memset(d, 0, (size_t)PW * sizeof(float));
+                    continue;
+                }
+                for (int i = 0; i < s->pad; i++) d[i] = 0.0f, d[s->pad + s->W + i] = 0.0f;
+                memcpy(d + s->pad, img + (size_t)ih * s->W, (size_t)s->W * sizeof(float));
+            }
+            copy(col + (size_t)c * kk * ld + (size_t)g * b->P, ld, plane, PW, s->KH, s->KW, s->stride, rows, s->OW);
+        }
     if ((size_t)k->ncols < ld)
         for (int i = 0; i < b->Kd; i++) memset(col + i * ld + k->ncols, 0, (ld - k->ncols) * sizeof(float));
+}
+
+/* dinp += col2im of a block's dcol (Kd, ld). A block of whole images goes channel by
+ * channel through the padded plane: its taps are added there first (nn_col2im_fn, whole
+ * vectors, no bounds to test), then its inner pixels into dinp, so a pixel's taps are
+ * summed before they reach dinp. A band of rows adds straight into dinp (col2im_channel):
+ * its plane would repeat the rows it shares with the next band. */
+static void block_col2im(float *dinp, float *plane, const float *dcol, size_t ld, const nn_conv *s,
+                         const conv_plan *b, const conv_block *k) {
+    const nn_col2im_fn scatter = nn_col2im_get();
+    const size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
+    const int PW = s->W + 2 * s->pad, rows = k->oh1 - k->oh0, prows = (rows - 1) * s->stride + s->KH;
+    const int ih0 = k->oh0 * s->stride - s->pad; /* input row of the plane's first row */
+    const int r0 = T2I_MAX(0, -ih0), r1 = T2I_MIN(prows, s->H - ih0); /* plane rows inside the image */
+    for (int g = 0; g < k->images; g++)
+        for (int c = 0; c < s->C; c++) {
+            float *img = dinp + ((size_t)(k->n0 + g) * s->C + c) * hw;
+            const float *dc = dcol + (size_t)c * kk * ld + (size_t)g * b->P;
+            if (b->bpi > 1) {
+                col2im_channel(img, dc, ld, s->H, s->W, s->KH, s->KW, s->stride, s->pad, k->oh0, k->oh1, s->OW);
+                continue;
+            }
+            memset(plane, 0, (size_t)prows * PW * sizeof(float));
+            scatter(plane, dc, ld, PW, s->KH, s->KW, s->stride, rows, s->OW);
+            for (int r = r0; r < r1; r++) {
+                const float *src = plane + (size_t)r * PW + s->pad;
+                float *dst = img + (size_t)(ih0 + r) * s->W;
+                for (int iw = 0; iw < s->W; iw++) dst[iw] += src[iw];
+            }
+        }
 }
 
 /* dY of a block as rows (OC, ld), columns past ncols zeroed. */
@@ -309,13 +395,48 @@ static void panel_product(const nn_tile_kernel *tk, int mp, int kc, const float 
 
 static int conv_threads(void) { return T2I_MAX(1, T2I_MIN(t2i_get_threads(), conv_slots())); }
 
+/* A 1x1 convolution of stride 1 without padding is a product per image on NCHW as it is:
+ * out_n (M, P) = (add ? out_n : bias) + A (M, K) in_n (K, P), A packed in panels of mr rows.
+ * The tiles read in_n in place (rows P apart); only a last partial panel of an image is
+ * copied (zero-padded to nr columns) into the thread's slot. No im2col, no col2im. */
+static int conv_is_1x1(const nn_conv *s) { return s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0; }
+
+static void products_per_image(float *out, const float *in, const float *Ap, const float *bias, int add, int N,
+                               int M, int K, int P, const nn_tile_kernel *tk, float *slots, size_t per, size_t ct_at,
+                               int nt) {
+    const int nr = tk->nr, mp = (M + tk->mr - 1) / tk->mr, panels = (P + nr - 1) / nr;
+#pragma omp parallel num_threads(nt)
+    {
+        float *buf = slots + (size_t)t2i_thread_id() * per, *ct = buf + ct_at;
+#pragma omp for schedule(static)
+        for (int t = 0; t < N * panels; t++) {
+            int n = t / panels, c0 = t % panels * nr, w = T2I_MIN(nr, P - c0);
+            const float *B = in + (size_t)n * K * P + c0;
+            size_t ldb = (size_t)P;
+            if (w < nr) {
+                pack_cols(buf, B, (size_t)P, K, w, nr);
+                B = buf, ldb = (size_t)nr;
+            }
+            panel_product(tk, mp, K, Ap, 0, B, ldb, ct);
+            for (int m = 0; m < M; m++) {
+                float *dst = out + ((size_t)n * M + m) * P + c0;
+                const float *src = ct + (size_t)m * nr;
+                if (add)
+                    for (int j = 0; j < w; j++) dst[j] += src[j];
+                else
+                    for (int j = 0; j < w; j++) dst[j] = src[j] + (bias ? bias[m] : 0.0f);
+            }
+        }
+    }
+}
+
 /* out = conv(inp, w) + b, or out += conv(inp, w) when add (b is then NULL). */
 static void conv2d_forward_run(float *out, float *scratch, const float *inp, const float *w, const float *b,
                                const nn_conv *s, int add) {
     const nn_tile_kernel *tk = nn_tile_kernel_get();
     const int mr = tk->mr, nr = tk->nr, nt = conv_threads();
     conv_plan pl = conv_plan_for(s, nt);
-    const int Kd = pl.Kd, P = pl.P, mp = (s->OC + mr - 1) / mr;
+    const int Kd = pl.Kd, P = pl.P, mp = (s->OC + mr - 1) / mr, direct = conv_is_1x1(s);
     float *Ap = scratch; /* mp panels of (Kd, mr) */
     float *slots = scratch + conv_shared_floats(s, &pl, PASS_FWD);
     size_t per = conv_slot_floats(s, &pl, PASS_FWD), ct_at = per - conv_tiles_floats(s, &pl);
@@ -326,11 +447,12 @@ static void conv2d_forward_run(float *out, float *scratch, const float *inp, con
             pack_rows(Ap + (size_t)i * Kd * mr, w + (size_t)i * mr * Kd, (size_t)Kd, T2I_MIN(mr, s->OC - i * mr), Kd,
                       mr);
         float *col = slots + (size_t)t2i_thread_id() * per, *ct = col + ct_at;
+        float *plane = ct - conv_plane_floats(s, &pl);
 #pragma omp for schedule(static)
-        for (int t = 0; t < pl.groups * pl.bpi; t++) {
+        for (int t = 0; t < (direct ? 0 : pl.groups * pl.bpi); t++) {
             conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
             size_t kld = round_up((size_t)k.ncols, (size_t)nr);
-            block_im2col(col, kld, inp, s, &pl, &k);
+            block_im2col(col, kld, plane, inp, s, &pl, &k);
             for (int c0 = 0; c0 < k.ncols; c0 += nr) {
                 int n = T2I_MIN(nr, k.ncols - c0);
                 panel_product(tk, mp, Kd, Ap, 0, col + c0, kld, ct);
@@ -350,6 +472,7 @@ static void conv2d_forward_run(float *out, float *scratch, const float *inp, con
             }
         }
     }
+    if (direct) products_per_image(out, inp, Ap, b, add, s->N, s->OC, Kd, P, tk, slots, per, ct_at, nt);
 }
 
 void nn_conv2d_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
@@ -362,19 +485,19 @@ static void conv2d_backward_data(float *dinp, float *scratch, const float *dout,
                                  const nn_tile_kernel *tk, int nt) {
     const int mr = tk->mr, nr = tk->nr;
     conv_plan pl = conv_plan_for(s, nt);
-    const int Kd = pl.Kd, mp = (Kd + mr - 1) / mr;
+    const int Kd = pl.Kd, mp = (Kd + mr - 1) / mr, direct = conv_is_1x1(s);
     float *Ap = scratch; /* mp panels of (OC, mr): W^T */
     float *slots = scratch + conv_shared_floats(s, &pl, PASS_BWD_DATA);
     size_t per = conv_slot_floats(s, &pl, PASS_BWD_DATA), ct_at = per - conv_tiles_floats(s, &pl);
-    size_t kk = (size_t)s->KH * s->KW, hw = (size_t)s->H * s->W;
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(static)
         for (int i = 0; i < mp; i++)
             pack_cols(Ap + (size_t)i * s->OC * mr, w + (size_t)i * mr, (size_t)Kd, s->OC, T2I_MIN(mr, Kd - i * mr), mr);
         float *dyb = slots + (size_t)t2i_thread_id() * per, *ct = dyb + ct_at;
+        float *plane = ct - conv_plane_floats(s, &pl);
 #pragma omp for schedule(static)
-        for (int g = 0; g < pl.groups; g++)
+        for (int g = 0; g < (direct ? 0 : pl.groups); g++)
             for (int r = 0; r < pl.bpi; r++) {
                 conv_block k = block_at(s, &pl, g, r);
                 size_t kld = round_up((size_t)k.ncols, (size_t)nr);
@@ -386,13 +509,10 @@ static void conv2d_backward_data(float *dinp, float *scratch, const float *dout,
                     for (int row = 0; row < Kd; row++)
                         memcpy(dcol + (size_t)row * kld + c0, ct + (size_t)row * nr, (size_t)n * sizeof(float));
                 }
-                for (int im = 0; im < k.images; im++)
-                    for (int c = 0; c < s->C; c++)
-                        col2im_channel(dinp + ((size_t)(k.n0 + im) * s->C + c) * hw,
-                                       dcol + (size_t)c * kk * kld + (size_t)im * pl.P, kld, s->H, s->W, s->KH, s->KW,
-                                       s->stride, s->pad, k.oh0, k.oh1, s->OW);
+                block_col2im(dinp, plane, dcol, kld, s, &pl, &k);
             }
     }
+    if (direct) products_per_image(dinp, dout, Ap, NULL, 1, s->N, Kd, s->OC, pl.P, tk, slots, per, ct_at, nt);
 }
 
 /* dw += dY col^T, summed in CONV_WSPLIT fixed chunks of blocks (each into its own copy,
@@ -418,7 +538,7 @@ static void conv2d_backward_weight(float *dw, float *scratch, const float *dout,
 #pragma omp parallel num_threads(nt)
     {
         float *col = slots + (size_t)t2i_thread_id() * per;
-        float *dyb = col + o_dy, *Ypk = col + o_pk, *ct = col + ct_at;
+        float *dyb = col + o_dy, *Ypk = col + o_pk, *ct = col + ct_at, *plane = ct - conv_plane_floats(s, &pl);
 #pragma omp for schedule(static)
         for (int chunk = 0; chunk < CONV_WSPLIT; chunk++) {
             float *acc = part + (size_t)chunk * nw;
@@ -427,7 +547,7 @@ static void conv2d_backward_weight(float *dw, float *scratch, const float *dout,
                 conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
                 size_t kld = (size_t)k.ncols;
                 int kc = k.ncols;
-                block_im2col(col, kld, inp, s, &pl, &k);
+                block_im2col(col, kld, plane, inp, s, &pl, &k);
                 block_gather_dy(dyb, kld, dout, s, &pl, &k);
                 float *X = taps_rows ? col : dyb;
                 const float *Y = taps_rows ? dyb : col;
@@ -456,12 +576,100 @@ static void conv2d_backward_weight(float *dw, float *scratch, const float *dout,
     }
 }
 
+/* dw += dY col^T and db += the sums of dY, as dot products over output positions
+ * (nn_dot_kernel), for a weight gradient with a short side: a first layer's few taps
+ * (Kd = C*KH*KW of 9 to 48) or an output layer's few channels. The tiles would pad that
+ * side to a panel and pack or transpose the long one; here dY is read in place (one
+ * segment per image of the block) against the rows of the block's im2col, and only ra x rb
+ * sums leave the registers per pair of row blocks. db comes from one more tap row of ones:
+ * dY is read once for both (a separate pass over it for db costs as much as the product).
+ * Same chunks, copies and order of the sum as the tiles: no dependence on the thread
+ * count. */
+static void conv2d_backward_weight_dot(float *dw, float *db, float *scratch, const float *dout, const float *inp,
+                                       const nn_conv *s, const nn_dot_kernel *dk, int nt) {
+    conv_plan pl = conv_plan_for(s, CONV_WSPLIT);
+    const int Kd = pl.Kd, OC = s->OC, T = pl.groups * pl.bpi, ra = dk->ra, rb = dk->rb;
+    const int direct = conv_is_1x1(s); /* the im2col rows are the input's planes */
+    const int Kt = Kd + (db != NULL); /* tap rows, with the row of ones */
+    const size_t P = (size_t)pl.P, nw = (size_t)OC * Kt;
+    /* the orientation that pads less: channels as the ra side, or taps */
+    size_t pad_c = round_up((size_t)OC, (size_t)ra) * round_up((size_t)Kt, (size_t)rb);
+    size_t pad_t = round_up((size_t)Kt, (size_t)ra) * round_up((size_t)OC, (size_t)rb);
+    const int taps_a = pad_t < pad_c, MA = taps_a ? Kt : OC, MB = taps_a ? OC : Kt;
+    float *part = scratch; /* CONV_WSPLIT copies of (OC, Kt): dW, and db as its last column */
+    float *slots = scratch + conv_shared_floats(s, &pl, PASS_BWD_WEIGHT);
+    size_t per = conv_slot_floats(s, &pl, PASS_BWD_WEIGHT);
+#pragma omp parallel num_threads(nt)
+    {
+        float *col = slots + (size_t)t2i_thread_id() * per;
+        float *plane = col + per - conv_tiles_floats(s, &pl) - conv_plane_floats(s, &pl);
+#pragma omp for schedule(static)
+        for (int chunk = 0; chunk < CONV_WSPLIT; chunk++) {
+            float *acc = part + (size_t)chunk * nw;
+            memset(acc, 0, nw * sizeof(float));
+            for (int t = chunk * T / CONV_WSPLIT; t < (chunk + 1) * T / CONV_WSPLIT; t++) {
+                conv_block k = block_at(s, &pl, t / pl.bpi, t % pl.bpi);
+                size_t kld = (size_t)k.ncols;
+                const float *dy0 = dout + (size_t)k.n0 * OC * P + k.p0; /* channel oc at + oc*P */
+                const float *x0 = col;
+                size_t xrow = kld, ximg = P; /* the im2col rows: between rows, between images */
+                if (direct) {
+                    x0 = inp + (size_t)k.n0 * Kd * P + k.p0, xrow = P, ximg = (size_t)Kd * P;
+                } else {
+                    block_im2col(col, kld, plane, inp, s, &pl, &k);
+                    for (size_t i = (size_t)Kd * kld; i < (size_t)Kt * kld; i++) col[i] = 1.0f;
+                }
+                const float *rows[2] = {taps_a ? x0 : dy0, taps_a ? dy0 : x0};
+                const size_t rstep[2] = {taps_a ? xrow : P, taps_a ? P : xrow};         /* between rows */
+                const size_t sstep[2] = {taps_a ? ximg : OC * P, taps_a ? OC * P : ximg}; /* between images */
+                for (int i0 = 0; i0 < MA; i0 += ra)
+                    for (int j0 = 0; j0 < MB; j0 += rb) {
+                        const float *ap[8], *bp[8];
+                        float S[64];
+                        for (int i = 0; i < ra; i++) ap[i] = rows[0] + (size_t)T2I_MIN(i0 + i, MA - 1) * rstep[0];
+                        for (int j = 0; j < rb; j++) bp[j] = rows[1] + (size_t)T2I_MIN(j0 + j, MB - 1) * rstep[1];
+                        dk->dot(k.images, k.ncols / k.images, ap, sstep[0], bp, sstep[1], S);
+                        for (int i = 0; i < T2I_MIN(ra, MA - i0); i++)
+                            for (int j = 0; j < T2I_MIN(rb, MB - j0); j++) {
+                                size_t a = (size_t)(i0 + i), b = (size_t)(j0 + j);
+                                acc[taps_a ? b * Kt + a : a * Kt + b] += S[i * rb + j];
+                            }
+                    }
+            }
+        }
+#pragma omp for schedule(static)
+        for (size_t e = 0; e < nw; e++) {
+            float v = 0.0f;
+            for (int chunk = 0; chunk < CONV_WSPLIT; chunk++) v += part[(size_t)chunk * nw + e];
+            size_t oc = e / (size_t)Kt, tap = e % (size_t)Kt;
+            if (tap < (size_t)Kd) dw[oc * Kd + tap] += v;
+            else db[oc] += v;
+        }
+    }
+}
+
+/* dw += dY col^T, db += the sums of dY (either may be NULL): a weight gradient with a
+ * short side (few taps, few channels) by dot products, the rest by tiles. */
+static void conv2d_weight_grad(float *dw, float *db, float *scratch, const float *dout, const float *inp,
+                               const nn_conv *s, int nt) {
+    if (dw && conv_is_1x1(s)) { /* in place: no row of ones, so db apart */
+        if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
+        conv2d_backward_weight_dot(dw, NULL, scratch, dout, inp, s, nn_dot_kernel_get(), nt);
+        return;
+    }
+    if (dw && (s->C * s->KH * s->KW <= 64 || s->OC < 8)) {
+        conv2d_backward_weight_dot(dw, db, scratch, dout, inp, s, nn_dot_kernel_get(), nt);
+        return;
+    }
+    if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
+    if (dw) conv2d_backward_weight(dw, scratch, dout, inp, s, nn_tile_kernel_get(), nt);
+}
+
 void nn_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, const float *dout,
                         const float *inp, const float *w, const nn_conv *s) {
     const nn_tile_kernel *tk = nn_tile_kernel_get();
     int nt = conv_threads();
-    if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
-    if (dw) conv2d_backward_weight(dw, scratch, dout, inp, s, tk, nt);
+    conv2d_weight_grad(dw, db, scratch, dout, inp, s, nt);
     if (dinp) conv2d_backward_data(dinp, scratch, dout, w, s, tk, nt);
 }
 
@@ -506,6 +714,6 @@ void nn_conv_transpose2d_backward(float *dinp, float *dw, float *db, float *scra
                                   const nn_conv *s) {
     nn_conv a = convt_adjoint(s);
     if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
-    if (dw) conv2d_backward_weight(dw, scratch, inp, dout, &a, nn_tile_kernel_get(), conv_threads());
+    conv2d_weight_grad(dw, NULL, scratch, inp, dout, &a, conv_threads());
     if (dinp) conv2d_forward_run(dinp, scratch, dout, w, NULL, &a, 1);
 }

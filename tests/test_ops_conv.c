@@ -141,7 +141,15 @@ static void check_conv_path(t2i_cpu_level level) {
         /* N, C, H, W, OC, K, stride, pad */
         {3, 5, 9, 11, 7, 3, 1, 1},  {5, 6, 14, 14, 10, 4, 2, 1}, {4, 16, 8, 8, 12, 1, 1, 0},
         {2, 3, 17, 13, 5, 5, 2, 2}, {2, 9, 30, 33, 33, 3, 1, 1}, {1, 2, 6, 40, 3, 3, 1, 0},
-        {3, 1, 12, 12, 40, 3, 1, 1}, /* 9 taps, 40 channels: dW's tiles run over taps (flipped) */
+        {3, 1, 12, 12, 40, 3, 1, 1}, /* 9 taps, 40 channels: dW by dot products */
+        /* dW by dot products (few taps or few channels; nn_dot_kernel), with db as a row of
+         * ones: images of 195 positions (partial vectors), both orientations of the row
+         * blocks on each path (taps as the A side: 3 or 4 tap rows against 6 or 4 channels) */
+        {5, 3, 15, 13, 64, 3, 1, 1}, {2, 3, 7, 9, 6, 1, 1, 0}, {2, 2, 9, 7, 4, 1, 1, 0},
+        {2, 1, 5, 6, 4, 1, 1, 0},    {2, 20, 21, 19, 3, 3, 1, 1}, /* an output layer of 3 channels */
+        /* 1x1 stride 1 without padding: products on NCHW in place (images of 35 and 63
+         * positions: partial panels copied), and a 1x1 of stride 2 that still takes im2col */
+        {3, 40, 5, 7, 36, 1, 1, 0},  {2, 24, 7, 9, 20, 1, 1, 0},  {2, 5, 9, 9, 7, 1, 2, 0},
     };
     t2i_rng r;
     t2i_rng_seed(&r, 7);
@@ -172,6 +180,12 @@ static void check_conv_path(t2i_cpu_level level) {
                 tu_assert_close(label, dw, rdw, nw, 1e-3f, 1e-4f);
                 tu_assert_close(label, db, rdb, s.OC, 1e-3f, 1e-4f);
             }
+            /* dW alone (no row of ones for db: another blocking of the dot products) adds the
+             * reference's once more */
+            nn_conv2d_backward(NULL, dw, NULL, scratch, dy, x, w, &s);
+            for (size_t i = 0; i < nw; i++) rdw[i] *= 1.5f;
+            snprintf(label, sizeof label, "%s shape %zu%s dw alone", t2i_cpu_name(level), si, banded ? " bands" : "");
+            tu_assert_close(label, dw, rdw, nw, 1e-3f, 1e-4f);
             free(x), free(w), free(b), free(dy), free(scratch), free(y), free(ry), free(dx), free(rdx);
             free(dw), free(rdw), free(db), free(rdb);
         }
@@ -215,29 +229,36 @@ static void check_conv_path(t2i_cpu_level level) {
 
 /* Results do not depend on the thread count (ARCHITECTURE.md promises it): forward,
  * backward-data and backward-weights at 1 thread and at 2 are the same bits. */
-static void test_conv_threads_same_bits(void **state) {
-    (void)state;
+static void check_threads_same_bits(int N, int C, int H, int W, int OC, int K, int pad) {
     t2i_rng r;
     t2i_rng_seed(&r, 9);
-    nn_conv s = nn_conv2d_shape(7, 12, 11, 10, 20, 3, 1, 1);
+    nn_conv s = nn_conv2d_shape(N, C, H, W, OC, K, 1, pad);
     size_t nx = (size_t)s.N * s.C * s.H * s.W, ny = (size_t)s.N * s.OC * s.OH * s.OW;
     size_t nw = (size_t)s.OC * s.C * s.KH * s.KW;
     float *x = tu_randn(&r, nx, 1.0f), *w = tu_randn(&r, nw, 0.3f), *b = tu_randn(&r, s.OC, 1.0f);
     float *dy = tu_randn(&r, ny, 1.0f), *scratch = tu_zeros(nn_conv2d_scratch(&s));
-    float *out[2][3];
+    float *out[2][4];
     int before = t2i_get_threads();
     for (int i = 0; i < 2; i++) {
         t2i_set_threads(i + 1);
-        out[i][0] = tu_zeros(ny), out[i][1] = tu_zeros(nx), out[i][2] = tu_zeros(nw);
+        out[i][0] = tu_zeros(ny), out[i][1] = tu_zeros(nx), out[i][2] = tu_zeros(nw), out[i][3] = tu_zeros(OC);
         nn_conv2d_forward(out[i][0], scratch, x, w, b, &s);
-        nn_conv2d_backward(out[i][1], out[i][2], NULL, scratch, dy, x, w, &s);
+        nn_conv2d_backward(out[i][1], out[i][2], out[i][3], scratch, dy, x, w, &s);
     }
     t2i_set_threads(before);
     assert_memory_equal(out[0][0], out[1][0], ny * sizeof(float));
     assert_memory_equal(out[0][1], out[1][1], nx * sizeof(float));
     assert_memory_equal(out[0][2], out[1][2], nw * sizeof(float));
-    for (int i = 0; i < 2; i++) free(out[i][0]), free(out[i][1]), free(out[i][2]);
+    assert_memory_equal(out[0][3], out[1][3], OC * sizeof(float));
+    for (int i = 0; i < 2; i++) free(out[i][0]), free(out[i][1]), free(out[i][2]), free(out[i][3]);
     free(x), free(w), free(b), free(dy), free(scratch);
+}
+
+static void test_conv_threads_same_bits(void **state) {
+    (void)state;
+    check_threads_same_bits(7, 12, 11, 10, 20, 3, 1); /* dW by tiles */
+    check_threads_same_bits(9, 3, 10, 11, 16, 3, 1);  /* dW and db by dot products */
+    check_threads_same_bits(9, 24, 7, 9, 20, 1, 0);   /* 1x1: products in place */
 }
 
 static void test_conv_path_baseline(void **state) {
