@@ -11,7 +11,8 @@
  * trimmed on the right and bottom to a multiple of the scale; LR = sr_make_lr(HR) (bicubic antialiased, 8-bit);
  * SR = the model's EMA generator on LR, tiled (exact); bicubic = LR upscaled with
  * 8-bit bicubic. PSNR RGB, PSNR Y and SSIM Y with `scale` border pixels cropped. The
- * mean over photos is reported (per-photo lines, then one JSON line).
+ * mean over photos is reported (per-photo lines, then one JSON line); a photo whose region
+ * bicubic (or the model) reproduces exactly (a flat crop: infinite PSNR) is left out, with a note.
  *
  * `t2i sr compare` makes side-by-side crops: bicubic | each model | original for an HR
  * box of the photo. LR is made from the whole (trimmed) photo exactly as in eval, and
@@ -138,7 +139,7 @@ int sr_cmd_eval(int argc, char **argv) {
         goto out;
     }
     double sum[6] = {0};
-    int done = 0, small = 0;
+    int done = 0, small = 0, flat = 0;
     double t0 = t2i_now();
     printf("%-28s %9s  %8s %8s %7s   %8s %8s %7s\n", "image (HR size)", "", "PSNR", "PSNR-Y", "SSIM-Y", "PSNR",
            "PSNR-Y", "SSIM-Y");
@@ -170,6 +171,15 @@ int sr_cmd_eval(int argc, char **argv) {
                        t2i_ssim_y(sr.px, hr.px, hr.h, hr.w, s),   t2i_psnr_rgb(bic.px, hr.px, hr.h, hr.w, s),
                        t2i_psnr_y(bic.px, hr.px, hr.h, hr.w, s),  t2i_ssim_y(bic.px, hr.px, hr.h, hr.w, s)};
         const char *base = strrchr(fl.files[i], '/');
+        if (!isfinite(v[0]) || !isfinite(v[3])) {
+            /* a flat region: bicubic (or the model) reproduces it exactly, its PSNR is
+             * infinite and would make the means (and the JSON) meaningless */
+            fprintf(stderr, "t2i: note: %s: %s reproduces the %dx%d region exactly (flat): left out of the means\n",
+                    fl.files[i], isfinite(v[3]) ? "the model" : "bicubic", hr.w, hr.h);
+            t2i_image_free(&hr), t2i_image_free(&lr), t2i_image_free(&sr), t2i_image_free(&bic);
+            flat++;
+            continue;
+        }
         char label[64];
         snprintf(label, sizeof label, "%s (%dx%d)", base ? base + 1 : fl.files[i], hr.w, hr.h);
         printf("%-38s  %8.3f %8.3f %7.4f   %8.3f %8.3f %7.4f\n", label, v[0], v[1], v[2], v[3], v[4], v[5]);
@@ -179,7 +189,11 @@ int sr_cmd_eval(int argc, char **argv) {
         t2i_image_free(&hr), t2i_image_free(&lr), t2i_image_free(&sr), t2i_image_free(&bic);
     }
     if (done == 0) {
-        t2i_fail("%s: all %d %s images are too small to evaluate at x%d", where, small, split, s);
+        if (flat)
+            t2i_fail("%s: all %d %s images are too small or flat (reproduced exactly by bicubic at x%d): nothing to "
+                     "compare", where, small + flat, split, s);
+        else
+            t2i_fail("%s: all %d %s images are too small to evaluate at x%d", where, small, split, s);
         goto out;
     }
     for (int k = 0; k < 6; k++) sum[k] /= done;

@@ -7,7 +7,8 @@
 # starts from it unchanged; a run stopped with --stop-after in phase 1 and again in phase 2
 # and resumed twice ends with a checkpoint byte-identical to the uninterrupted run's;
 # upscale writes an image scale times larger (tiled and untiled identical here); eval
-# prints PSNR/SSIM lines and one JSON line; several --data folders (recursive, a WebP, a
+# prints PSNR/SSIM lines and one JSON line (a flat photo, which bicubic reproduces exactly, left
+# out with a note); several --data folders (recursive, a WebP, a
 # link loop) with a --holdout folder and --degrade mix record their file lists in
 # config.json, resume bit for bit and refuse a changed list; --degrade bicubic is the
 # default byte for byte; compare writes the side-by-side strip; bad
@@ -108,6 +109,18 @@ tail -1 <<<"$out" | grep -q '^{"eval":"sr","scale":2,"images":1,"split":"heldout
 out=$("$T2I" sr eval --ckpt "$TMP/runA/checkpoint.safetensors" --data "$TMP/photos" --split all --crop 64 2>&1); rc=$?
 [ $rc -eq 0 ] || fail "eval --split all: exit $rc"
 grep -q '"images":6' <<<"$out" || fail "eval --split all: not 6 images"
+# a flat photo (bicubic reproduces it exactly: infinite PSNR) is left out of the means with a
+# note, never averaged in as inf; a folder of flat photos only is an error
+mkdir -p "$TMP/flat" "$TMP/flatonly"
+{ printf 'P6\n64 48\n255\n'; head -c $((64 * 48 * 3)) /dev/zero | tr '\0' '\200'; } >"$TMP/flatonly/grey.ppm"
+cp "$TMP/flatonly/grey.ppm" "$TMP/flat/a_grey.ppm"
+cp "$TMP/photos/a.png" "$TMP/flat/b.png"
+out=$("$T2I" sr eval --ckpt "$TMP/runA/checkpoint.safetensors" --data "$TMP/flat" --split all --crop 0 2>"$TMP/err"); rc=$?
+[ $rc -eq 0 ] || fail "eval with a flat photo: exit $rc: $(cat "$TMP/err")"
+tail -1 <<<"$out" | grep -q '"images":1,' || fail "eval with a flat photo: not 1 image: $(tail -1 <<<"$out")"
+grep -qi 'inf' <<<"$out" && fail "eval with a flat photo: an infinite figure: $out"
+grep -q 'a_grey.ppm: bicubic reproduces the 64x48 region exactly' "$TMP/err" || fail "eval: no note for the flat photo: $(cat "$TMP/err")"
+expect_error "eval flat photos only" "too small or flat" "$T2I" sr eval --ckpt "$TMP/runA/checkpoint.safetensors" --data "$TMP/flatonly" --split all --crop 0
 
 # several folders (one walked recursively, with a WebP photo and a symbolic-link loop), a
 # held-out folder, --degrade mix: the lists in config.json, the held-out count, a resume that
