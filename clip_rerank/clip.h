@@ -106,7 +106,8 @@ void clip_model_free(clip_model *m);
 /* For inference: packs the text tower's weight matrices once (nn_tf_pack_forward), so a
  * caption's few rows stream each weight once instead of BLAS re-packing it at every
  * product (a caption is 1.4x faster at one thread on ViT-B/32; one more copy of the text
- * tower's matrices in memory). clip_load does it; a model about to be trained must not be
+ * tower's matrices in memory, as bf16 when the model was loaded from a bf16 checkpoint:
+ * half the bytes to store and to read, the same features). clip_load does it; a model about to be trained must not be
  * packed (the copy would not follow the updates). Features differ from the unpacked
  * pass's by float rounding. */
 void clip_text_pack(clip_model *m);

@@ -41,12 +41,19 @@ void nn_gemm_serial(int ta, int tb, int M, int N, int K, float alpha, const floa
 
 /* ---- Packed weights (packed.c) ----
  * A Linear's weight w (N out, K in) packed once for many products with few rows (the
- * decode steps of sampling): out (M, N) = (accumulate ? out : 0) + bias + in (M, K) w^T;
- * bias may be NULL. Uses all threads when the product is large enough; the packed copy
- * does not follow later changes to w. */
+ * decode steps of sampling, a caption through CLIP's text tower):
+ * out (M, N) = (accumulate ? out : 0) + bias + in (M, K) w^T; bias may be NULL. Uses all
+ * threads when the product is large enough; the packed copy does not follow later changes
+ * to w. When every weight is exactly a bf16 (a model loaded from a bf16 checkpoint) or
+ * a finite f16 (OpenAI's fp16 weights), the copy keeps them in that form, half the bytes
+ * to read, and widens them in registers: the results are the same bits as from an f32
+ * copy. */
+typedef enum { NN_PK_F32, NN_PK_BF16, NN_PK_F16 } nn_pk_dtype;
 typedef struct {
-    int N, K, np; /* np panels */
-    float *w;
+    int N, K, np;      /* np panels */
+    nn_pk_dtype dtype; /* how the panels are stored */
+    float *w;          /* (np, K, 48) f32 panels, or NULL when w16 holds them */
+    uint16_t *w16;     /* the same as bf16 or f16 */
 } nn_packed;
 void nn_pack_weights(nn_packed *p, const float *w, int N, int K);
 void nn_packed_free(nn_packed *p);

@@ -77,8 +77,9 @@ void nn_tf_unpack(nn_transformer *tf);
 /* Packs as nn_tf_pack, and nn_tf_forward without a tape (inference) then multiplies by the
  * packed copies too: for a stack that serves many few-row inference passes, such as
  * CLIP's text tower on one caption (16 rows), where a BLAS GEMM spends most of its time
- * re-packing the weights at every call. Costs a second copy of the weight matrices;
- * results differ from the BLAS products by float rounding. */
+ * re-packing the weights at every call. Costs a second copy of the weight matrices (half
+ * their size when their values are bf16, nn_pack_weights); results differ from the BLAS
+ * products by float rounding. */
 void nn_tf_pack_forward(nn_transformer *tf);
 
 /* Key/value cache for all layers. */

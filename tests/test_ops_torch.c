@@ -93,11 +93,11 @@ static void test_embedding(void **state) {
 /* ---------------------------------------------------------------- activations */
 
 /* Caps the CPU path at lv (T2I_CPU) and returns 1, or reports a path this CPU lacks as not
- * tested (once, when say) and returns 0. */
-static int act_path(int lv, int say) {
+ * tested (once, when say, naming what) and returns 0. */
+static int cpu_path_cap(int lv, const char *what, int say) {
     if (t2i_cpu_best() < (t2i_cpu_level)lv) {
         if (say)
-            print_message("activations, path %s: NOT TESTED, this CPU lacks it (best: %s)\n",
+            print_message("%s, path %s: NOT TESTED, this CPU lacks it (best: %s)\n", what,
                           t2i_cpu_name((t2i_cpu_level)lv), t2i_cpu_name(t2i_cpu_best()));
         return 0;
     }
@@ -135,7 +135,7 @@ static void test_activations(void **state) {
         tu_close_fwd(label, buf, ry, n);
         /* every copy of the vectorised activations (one per CPU path) gives the same bits */
         for (int lv = T2I_CPU_BASELINE; lv <= T2I_CPU_AVX512; lv++) {
-            if (!act_path(lv, a == 0)) continue;
+            if (!cpu_path_cap(lv, "activations", a == 0)) continue;
             nn_act_forward(buf, x, n, acts[a].act, acts[a].slope);
             unsetenv("T2I_CPU");
             assert_memory_equal(buf, y, n * sizeof(float));
@@ -155,7 +155,7 @@ static void test_activations(void **state) {
         /* every path's copy gives the same bits, accumulating and in place */
         float *base = tu_zeros(n), *base_in = tu_zeros(n);
         for (int lv = T2I_CPU_BASELINE; lv <= T2I_CPU_AVX512; lv++) {
-            if (!act_path(lv, 0)) continue;
+            if (!cpu_path_cap(lv, "activations", 0)) continue;
             memset(base, 0, n * sizeof(float));
             memcpy(base_in, dy, n * sizeof(float));
             nn_act_backward(base, dy, x, n, acts[a].act, acts[a].slope);
@@ -264,39 +264,79 @@ static void test_optimizers(void **state) {
 
 /* ---------------------------------------------------------------- production sizes */
 
-/* The packed few-row GEMM against the naive Linear: row counts below, at and above the
- * 4-row tile and not multiples of it, output widths with a partial last 24-column panel,
- * with and without bias, accumulating onto existing values, on the AVX2 and baseline
- * kernels. A dropped tail row/column, a wrong panel offset or bias counted twice fails. */
+/* What every fused-multiply-add copy of the packed GEMM must give, bit for bit: each sum a
+ * chain of fmaf over k in order, then (out or 0) + bias + sum. */
+static void packed_fma_ref(float *y, const float *x, const float *w, const float *b, int M, int N, int K,
+                           int accumulate) {
+    for (int r = 0; r < M; r++)
+        for (int j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s = fmaf(x[(size_t)r * K + k], w[(size_t)j * K + k], s);
+            float *o = &y[(size_t)r * N + j];
+            *o = (accumulate ? *o : 0.0f) + (b ? b[j] : 0.0f) + s;
+        }
+}
+
+/* The packed few-row GEMM against the naive Linear on every CPU path the machine has: row
+ * counts below, at and above the 4- and 8-row tiles, output widths with a partial last
+ * 48-column panel and partial 12/24-column tile parts, with and without bias, accumulating
+ * onto existing values; weights as f32 panels and, rounded to bf16 or to f16 (with f16
+ * subnormals among them), as bf16 or f16 panels. A dropped tail row/column, a wrong panel
+ * or part offset, bias counted twice or a wrong widening fails. The AVX2 and AVX-512
+ * copies must equal a chain of fmaf bit for bit (so they equal each other, and 16-bit
+ * panels equal f32 panels of the same values). */
 static void test_packed_gemm(void **state) {
     (void)state;
-    const int cases[][3] = {{1, 7, 5}, {3, 24, 33}, {4, 50, 37}, {5, 256, 96}, {32, 1, 300}, {64, 73, 256}}; /* M N K */
+    const int cases[][3] = {{1, 7, 5},    {3, 24, 33},  {4, 50, 37},  {5, 256, 96}, {8, 13, 64},
+                            {9, 100, 20}, {16, 48, 512}, {17, 73, 40}, {32, 1, 300}, {64, 73, 256}}; /* M N K */
     t2i_rng r;
     t2i_rng_seed(&r, 17);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         int M = cases[ci][0], N = cases[ci][1], K = cases[ci][2];
+        size_t MN = (size_t)M * N;
         float *x = tu_randn(&r, (size_t)M * K, 1.0f), *w = tu_init_w(&r, (size_t)N * K, K), *b = tu_init_w(&r, N, K);
-        float *ry = tu_zeros((size_t)M * N), *y = tu_zeros((size_t)M * N), *base = tu_randn(&r, (size_t)M * N, 1.0f);
-        nn_ref_linear_forward(ry, x, w, b, M, K, N);
-        nn_packed p;
-        nn_pack_weights(&p, w, N, K);
-        for (int avx = 1; avx >= 0; avx--) {
-            if (!avx) setenv("T2I_NO_AVX2", "1", 1);
-            for (size_t i = 0; i < (size_t)M * N; i++) y[i] = 1e9f; /* overwritten, not added to */
-            nn_packed_gemm(y, x, &p, b, M, 0);
-            tu_assert_close(avx ? "packed y" : "packed y (baseline)", y, ry, (size_t)M * N, 1e-5f, 1e-4f);
-            for (int with_bias = 0; with_bias < 2; with_bias++) {
-                memcpy(y, base, (size_t)M * N * sizeof(float));
-                nn_packed_gemm(y, x, &p, with_bias ? b : NULL, M, 1);
-                for (size_t i = 0; i < (size_t)M * N; i++) {
-                    float want = base[i] + ry[i] - (with_bias ? 0.0f : b[i % N]);
-                    assert_true(fabsf(y[i] - want) <= 1e-5f + 1e-4f * fabsf(want));
-                }
+        float *ry = tu_zeros(MN), *y = tu_zeros(MN), *base = tu_randn(&r, MN, 1.0f), *fy = tu_zeros(MN);
+        float *w0 = tu_zeros((size_t)N * K);
+        memcpy(w0, w, (size_t)N * K * sizeof(float));
+        for (int half = 0; half < 3; half++) { /* f32, bf16, f16 */
+            for (size_t i = 0; i < (size_t)N * K; i++) {
+                float v = i % 7 == 3 ? w0[i] * 1e-5f : w0[i]; /* some f16 subnormals */
+                w[i] = half == 1 ? t2i_bf16_to_f32(t2i_f32_to_bf16(w0[i])) : half == 2 ? t2i_f16_to_f32(t2i_f32_to_f16(v)) : w0[i];
             }
-            unsetenv("T2I_NO_AVX2");
+            nn_ref_linear_forward(ry, x, w, b, M, K, N);
+            nn_packed p;
+            nn_pack_weights(&p, w, N, K);
+            /* 16-bit panels exactly when lossless */
+            assert_int_equal(p.dtype, half == 1 ? NN_PK_BF16 : half == 2 ? NN_PK_F16 : NN_PK_F32);
+            assert_true(half ? p.w16 && !p.w : p.w && !p.w16);
+            for (int lv = T2I_CPU_BASELINE; lv <= T2I_CPU_AVX512; lv++) {
+                if (!cpu_path_cap(lv, "packed gemm", ci == 0 && half == 0)) continue;
+                for (size_t i = 0; i < MN; i++) y[i] = 1e9f; /* overwritten, not added to */
+                nn_packed_gemm(y, x, &p, b, M, 0);
+                tu_assert_close(half == 1 ? "packed y (bf16)" : half == 2 ? "packed y (f16)" : "packed y", y, ry, MN, 1e-5f,
+                                1e-4f);
+                if (lv > T2I_CPU_BASELINE) {
+                    packed_fma_ref(fy, x, w, b, M, N, K, 0);
+                    assert_memory_equal(y, fy, MN * sizeof(float));
+                }
+                for (int with_bias = 0; with_bias < 2; with_bias++) {
+                    memcpy(y, base, MN * sizeof(float));
+                    nn_packed_gemm(y, x, &p, with_bias ? b : NULL, M, 1);
+                    for (size_t i = 0; i < MN; i++) {
+                        float want = base[i] + ry[i] - (with_bias ? 0.0f : b[i % N]);
+                        assert_true(fabsf(y[i] - want) <= 1e-5f + 1e-4f * fabsf(want));
+                    }
+                    if (lv > T2I_CPU_BASELINE) {
+                        memcpy(fy, base, MN * sizeof(float));
+                        packed_fma_ref(fy, x, w, with_bias ? b : NULL, M, N, K, 1);
+                        assert_memory_equal(y, fy, MN * sizeof(float));
+                    }
+                }
+                unsetenv("T2I_CPU");
+            }
+            nn_packed_free(&p);
         }
-        nn_packed_free(&p);
-        free(x), free(w), free(b), free(ry), free(y), free(base);
+        free(x), free(w), free(w0), free(b), free(ry), free(y), free(base), free(fy);
     }
 }
 
