@@ -150,6 +150,9 @@ static void check_conv_path(t2i_cpu_level level) {
         /* 1x1 stride 1 without padding: products on NCHW in place (images of 35 and 63
          * positions: partial panels copied), and a 1x1 of stride 2 that still takes im2col */
         {3, 40, 5, 7, 36, 1, 1, 0},  {2, 24, 7, 9, 20, 1, 1, 0},  {2, 5, 9, 9, 7, 1, 2, 0},
+        /* forward by gathered tiles (conv_gather.c) on every path: 72 and 128 taps, 20 and
+         * 24 channels (a partial panel), images of 35 pixels sharing tiles, stride 2 */
+        {3, 8, 5, 7, 20, 3, 1, 1},   {2, 8, 10, 10, 24, 4, 2, 1},
     };
     t2i_rng r;
     t2i_rng_seed(&r, 7);

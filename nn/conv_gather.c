@@ -1,0 +1,162 @@
+/* conv_gather.c - Conv2d forward by gathered tiles (conv_gather.h).
+ *
+ *   y_n (OC, P) = W (OC, Kd) col(x_n) (Kd, P),   Kd = C*KH*KW taps, P = OH*OW
+ * computed as its transpose, pixels by channels: a tile is mr output pixels (any, even of
+ * two images) by nr channels, summed over the Kd taps. Pixel r's tap (c, kh, kw) is
+ * pad[base_r + off[k]], pad being a zero-padded copy of the input's rows, base_r the
+ * pixel's top-left corner there and off[k] = c*PH*PW + kh*PW + kw the same for every
+ * pixel: the tile broadcasts it straight from there (conv_tile.c: gathered tiles), where
+ * the im2col road first copies KH*KW values per input value into a matrix. The weights are
+ * packed once per call into panels of nr channels (Kd rows of nr). A tile's sums are
+ * written transposed into NCHW with the bias.
+ *
+ * Blocks: G whole images when their padded copy is small, else bands of output rows of
+ * one image, so that the padded copy (pad_block_floats) stays in L2 while its tiles read
+ * it. Each thread takes whole blocks with its own padded copy; no result depends on the
+ * thread count. */
+#include "conv_gather.h"
+
+#include <string.h>
+
+#include "base.h"
+#include "conv_tile.h"
+
+#define PAD_BLOCK_FLOATS ((size_t)64 << 10) /* a block's padded input: 256 KiB */
+static size_t pad_block_floats = PAD_BLOCK_FLOATS;
+
+void nn_conv_gather_set_block_floats(size_t floats) { pad_block_floats = floats ? floats : PAD_BLOCK_FLOATS; }
+
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+typedef struct {
+    int Kd, P, PW, PH;   /* taps, pixels per image, the padded copy's row length and rows per image/band */
+    int G, rb, bpi;      /* G images per block, or (G == 1) bands of rb output rows, bpi per image */
+    int groups;          /* image groups */
+    size_t img;          /* floats of one image's (or band's) padded copy: C*PH*PW */
+} gather_plan;
+
+static gather_plan plan_for(const nn_conv *s, int nt) {
+    gather_plan g;
+    g.Kd = s->C * s->KH * s->KW;
+    g.P = s->OH * s->OW;
+    g.PW = s->W + 2 * s->pad;
+    size_t whole = (size_t)s->C * ((size_t)(s->OH - 1) * s->stride + s->KH) * g.PW;
+    if (whole <= pad_block_floats) {
+        g.G = (int)T2I_MIN((size_t)s->N, pad_block_floats / whole);
+        g.G = T2I_MIN(g.G, (s->N + nt - 1) / nt); /* enough groups for every thread */
+        g.rb = s->OH, g.bpi = 1;
+    } else {
+        size_t row = (size_t)s->C * s->stride * g.PW; /* each further output row */
+        size_t first = (size_t)s->C * s->KH * g.PW;
+        g.G = 1;
+        g.rb = first >= pad_block_floats ? 1 : (int)T2I_MIN((size_t)s->OH, 1 + (pad_block_floats - first) / row);
+        g.bpi = (s->OH + g.rb - 1) / g.rb;
+    }
+    g.PH = (g.rb - 1) * s->stride + s->KH;
+    g.img = (size_t)s->C * g.PH * g.PW;
+    g.groups = (s->N + g.G - 1) / g.G;
+    return g;
+}
+
+int nn_conv_gather_serves(const nn_conv *s) {
+    const nn_gather_kernel *gk = nn_gather_kernel_get();
+    /* enough channels to fill most of a panel, and enough taps per tile to pay for its
+     * transposed write */
+    return s->OC >= gk->nr / 2 && s->C * s->KH * s->KW >= 64;
+}
+
+/* Shared: the packed weights and the offset table; then per slot the padded copy and a tile. */
+static size_t shared_floats(const nn_conv *s, const gather_plan *g, int nr) {
+    return round_up(round_up((size_t)s->OC, (size_t)nr) * g->Kd + (size_t)g->Kd, 16);
+}
+
+static size_t slot_floats(const gather_plan *g) {
+    return round_up((size_t)g->G * g->img + (size_t)NN_TILE_MAX_MR * NN_TILE_MAX_NR, 16);
+}
+
+size_t nn_conv_gather_scratch(const nn_conv *s, int nslots) {
+    gather_plan g = plan_for(s, 1); /* one thread has the largest blocks */
+    return shared_floats(s, &g, NN_TILE_MAX_NR) + (size_t)nslots * slot_floats(&g);
+}
+
+/* The padded copy of images n0 .. n0+images-1, input rows from ih0 on (PH rows each). */
+static void fill_padded(float *pad, const float *x, const nn_conv *s, const gather_plan *g, int n0, int images,
+                        int ih0, int prows) {
+    const size_t hw = (size_t)s->H * s->W;
+    for (int i = 0; i < images; i++)
+        for (int c = 0; c < s->C; c++) {
+            const float *img = x + ((size_t)(n0 + i) * s->C + c) * hw;
+            float *plane = pad + (size_t)i * g->img + (size_t)c * g->PH * g->PW;
+            for (int r = 0; r < prows; r++) {
+                float *d = plane + (size_t)r * g->PW;
+                int ih = ih0 + r;
+                if (ih < 0 || ih >= s->H) {
+                    memset(d, 0, (size_t)g->PW * sizeof(float));
+                    continue;
+                }
+                for (int j = 0; j < s->pad; j++) d[j] = 0.0f, d[s->pad + s->W + j] = 0.0f;
+                memcpy(d + s->pad, img + (size_t)ih * s->W, (size_t)s->W * sizeof(float));
+            }
+        }
+}
+
+void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                            const nn_conv *s, int add, int nt) {
+    const nn_gather_kernel *gk = nn_gather_kernel_get();
+    const int mr = gk->mr, nr = gk->nr;
+    gather_plan g = plan_for(s, nt);
+    const int Kd = g.Kd, P = g.P, OC = s->OC, np = (OC + nr - 1) / nr;
+    float *Bp = scratch; /* np panels of (Kd, nr) */
+    int *off = (int *)(scratch + round_up((size_t)OC, (size_t)nr) * Kd);
+    float *slots = scratch + shared_floats(s, &g, nr);
+    const size_t per = slot_floats(&g);
+    const int T = g.groups * g.bpi;
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int j = 0; j < np; j++) {
+            int n = T2I_MIN(nr, OC - j * nr);
+            float *d = Bp + (size_t)j * Kd * nr;
+            const float *src = w + (size_t)j * nr * Kd;
+            for (int k = 0; k < Kd; k++, d += nr) {
+                int r = 0;
+                for (; r < n; r++) d[r] = src[(size_t)r * Kd + k];
+                for (; r < nr; r++) d[r] = 0.0f;
+            }
+        }
+#pragma omp for schedule(static)
+        for (int k = 0; k < Kd; k++) {
+            int c = k / (s->KH * s->KW), t = k % (s->KH * s->KW);
+            off[k] = (c * g.PH + t / s->KW) * g.PW + t % s->KW;
+        }
+        float *pad = slots + (size_t)t2i_thread_id() * per, *ct = pad + (size_t)g.G * g.img;
+#pragma omp for schedule(static)
+        for (int t = 0; t < T; t++) {
+            int n0 = t / g.bpi * g.G, images = T2I_MIN(g.G, s->N - n0);
+            int oh0 = t % g.bpi * g.rb, oh1 = T2I_MIN(s->OH, oh0 + g.rb), rows = oh1 - oh0;
+            int per_img = rows * s->OW, ncols = images * per_img;
+            fill_padded(pad, inp, s, &g, n0, images, oh0 * s->stride - s->pad, (rows - 1) * s->stride + s->KH);
+            for (int c0 = 0; c0 < ncols; c0 += mr) {
+                const float *a[NN_TILE_MAX_MR];
+                float *o[NN_TILE_MAX_MR]; /* pixel r's value of channel 0 in out */
+                int m = T2I_MIN(mr, ncols - c0);
+                for (int r = 0; r < mr; r++) {
+                    int q = c0 + T2I_MIN(r, m - 1), i = q / per_img, l = q % per_img, oh = l / s->OW, ow = l % s->OW;
+                    a[r] = pad + (size_t)i * g.img + (size_t)oh * s->stride * g.PW + (size_t)ow * s->stride;
+                    o[r] = out + (size_t)(n0 + i) * OC * P + (size_t)(oh0 + oh) * s->OW + ow;
+                }
+                for (int j = 0; j < np; j++) {
+                    gk->tile(Kd, a, off, Bp + (size_t)j * Kd * nr, ct);
+                    for (int jj = 0; jj < T2I_MIN(nr, OC - j * nr); jj++) {
+                        size_t at = (size_t)(j * nr + jj) * P;
+                        float bv = b ? b[j * nr + jj] : 0.0f;
+                        if (add)
+                            for (int r = 0; r < m; r++) o[r][at] += ct[r * nr + jj];
+                        else
+                            for (int r = 0; r < m; r++) o[r][at] = ct[r * nr + jj] + bv;
+                    }
+                }
+            }
+        }
+    }
+}

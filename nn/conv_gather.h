@@ -1,0 +1,30 @@
+/* conv_gather.h - Conv2d forward by gathered tiles (conv_gather.c), private to nn/.
+ *
+ * An implicit im2col: the tiles (conv_tile.h: nn_gather_kernel) take mr output pixels as
+ * their rows and nr output channels as their columns, read each pixel's taps by offsets
+ * into a zero-padded copy of the input and the weights as packed panels of nr channels.
+ * No im2col matrix is written; each tile's sum over taps is the one of ops_conv.c's tiles
+ * (k in order from 0, then the bias), so the outputs are the same bits. */
+#ifndef T2I_CONV_GATHER_H
+#define T2I_CONV_GATHER_H
+
+#include <stddef.h>
+
+#include "ops.h"
+
+/* Whether the gathered forward serves conv s (ops_conv.c keeps the others). */
+int nn_conv_gather_serves(const nn_conv *s);
+
+/* The most floats of a block's padded input (0: the default); tests make it small to
+ * reach bands of one row. Call before sizing scratch. */
+void nn_conv_gather_set_block_floats(size_t floats);
+
+/* Floats of scratch for nslots threads. */
+size_t nn_conv_gather_scratch(const nn_conv *s, int nslots);
+
+/* out = conv(inp, w) + b, or out += conv(inp, w) when add (b is then NULL), on nt <= nslots
+ * threads (the scratch was sized for nslots). */
+void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                            const nn_conv *s, int add, int nt);
+
+#endif
