@@ -100,8 +100,11 @@ static void fill_padded(float *pad, const float *x, const nn_conv *s, const gath
         }
 }
 
-void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
-                            const nn_conv *s, int add, int nt) {
+/* out (+)= conv s of inp. flip: s is the adjoint of a stride-1 conv whose weights w are
+ * (s->C, s->OC, KH, KW), so the weights of s are w's, channels exchanged and the kernel
+ * turned by half a turn (see nn_conv_gather_backward_data). */
+static void gather_run(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                       const nn_conv *s, int add, int nt, int flip) {
     const nn_gather_kernel *gk = nn_gather_kernel_get();
     const int mr = gk->mr, nr = gk->nr;
     gather_plan g = plan_for(s, nt);
@@ -118,9 +121,14 @@ void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const 
             int n = T2I_MIN(nr, OC - j * nr);
             float *d = Bp + (size_t)j * Kd * nr;
             const float *src = w + (size_t)j * nr * Kd;
+            const int kk = s->KH * s->KW;
             for (int k = 0; k < Kd; k++, d += nr) {
                 int r = 0;
-                for (; r < n; r++) d[r] = src[(size_t)r * Kd + k];
+                if (flip) /* w[c][j*nr + r][kk - 1 - t] for tap k = (c, t) */
+                    for (const float *f = w + ((size_t)(k / kk) * OC + j * nr) * kk + kk - 1 - k % kk; r < n; r++)
+                        d[r] = f[(size_t)r * kk];
+                else
+                    for (; r < n; r++) d[r] = src[(size_t)r * Kd + k];
                 for (; r < nr; r++) d[r] = 0.0f;
             }
         }
@@ -159,4 +167,35 @@ void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const 
             }
         }
     }
+}
+
+void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                            const nn_conv *s, int add, int nt) {
+    gather_run(out, scratch, inp, w, b, s, add, nt, 0);
+}
+
+/* Backward-data of a stride-1 conv s is a conv of dY: dx[c][ih][iw] = sum over oc, kh, kw of
+ * dy[oc][ih + pad - kh][iw + pad - kw] w[oc][c][kh][kw]; with kh' = KH-1-kh it is the
+ * stride-1 conv (OC -> C) of dY padded by KH-1-pad with weights w'[c][oc][kh'][kw'] =
+ * w[oc][c][KH-1-kh'][KW-1-kw'], whose output is H x W again. */
+static nn_conv adjoint_s1(const nn_conv *s) {
+    nn_conv a = {s->N, s->OC, s->OH, s->OW, s->C, s->H, s->W, s->KH, s->KW, 1, s->KH - 1 - s->pad};
+    return a;
+}
+
+int nn_conv_gather_serves_data(const nn_conv *s) {
+    if (s->stride != 1 || s->KH != s->KW || s->pad > s->KH - 1) return 0;
+    nn_conv a = adjoint_s1(s);
+    return nn_conv_gather_serves(&a);
+}
+
+size_t nn_conv_gather_data_scratch(const nn_conv *s, int nslots) {
+    nn_conv a = adjoint_s1(s);
+    return nn_conv_gather_scratch(&a, nslots);
+}
+
+void nn_conv_gather_backward_data(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
+                                  int nt) {
+    nn_conv a = adjoint_s1(s);
+    gather_run(dinp, scratch, dout, w, NULL, &a, 1, nt, 1);
 }

@@ -27,4 +27,12 @@ size_t nn_conv_gather_scratch(const nn_conv *s, int nslots);
 void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
                             const nn_conv *s, int add, int nt);
 
+/* Backward-data of a stride-1 conv s with a square kernel and pad < KH, as the forward
+ * conv of dY by the turned, transposed kernel: dinp += conv'(dout). serves_data says
+ * whether it serves s, data_scratch its scratch. */
+int nn_conv_gather_serves_data(const nn_conv *s);
+size_t nn_conv_gather_data_scratch(const nn_conv *s, int nslots);
+void nn_conv_gather_backward_data(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
+                                  int nt);
+
 #endif

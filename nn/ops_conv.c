@@ -263,7 +263,10 @@ static size_t conv_shared_floats(const nn_conv *s, const conv_plan *b, conv_pass
 static size_t conv_pass_floats(const nn_conv *s, conv_pass pass) {
     conv_plan b = conv_plan_for(s, 1);
     size_t n = conv_shared_floats(s, &b, pass) + (size_t)conv_slots() * conv_slot_floats(s, &b, pass);
-    return pass == PASS_FWD ? T2I_MAX(n, nn_conv_gather_scratch(s, conv_slots())) : n;
+    if (pass == PASS_FWD) return T2I_MAX(n, nn_conv_gather_scratch(s, conv_slots()));
+    if (pass == PASS_BWD_DATA && nn_conv_gather_serves_data(s))
+        return T2I_MAX(n, nn_conv_gather_data_scratch(s, conv_slots()));
+    return n;
 }
 
 size_t nn_conv2d_scratch(const nn_conv *s) {
@@ -495,6 +498,10 @@ void nn_conv2d_forward(float *out, float *scratch, const float *inp, const float
 static void conv2d_backward_data(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
                                  const nn_tile_kernel *tk, int nt) {
     const int mr = tk->mr, nr = tk->nr;
+    if (!conv_is_1x1(s) && nn_conv_gather_serves_data(s)) {
+        nn_conv_gather_backward_data(dinp, scratch, dout, w, s, nt);
+        return;
+    }
     conv_plan pl = conv_plan_for(s, nt);
     const int Kd = pl.Kd, mp = (Kd + mr - 1) / mr, direct = conv_is_1x1(s);
     float *Ap = scratch; /* mp panels of (OC, mr): W^T */

@@ -153,6 +153,9 @@ static void check_conv_path(t2i_cpu_level level) {
         /* forward by gathered tiles (conv_gather.c) on every path: 72 and 128 taps, 20 and
          * 24 channels (a partial panel), images of 35 pixels sharing tiles, stride 2 */
         {3, 8, 5, 7, 20, 3, 1, 1},   {2, 8, 10, 10, 24, 4, 2, 1},
+        /* backward-data of stride 1 by gathered tiles (the turned kernel over dY): 16 and
+         * 20 input channels, 3x3 and 5x5 with pad 2 */
+        {2, 16, 6, 9, 12, 3, 1, 1},  {2, 20, 9, 8, 10, 5, 1, 2},
     };
     t2i_rng r;
     t2i_rng_seed(&r, 7);
