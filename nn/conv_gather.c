@@ -16,6 +16,7 @@
  * thread count. */
 #include "conv_gather.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "base.h"
@@ -35,6 +36,18 @@ typedef struct {
     size_t img;          /* floats of one image's (or band's) padded copy: C*PH*PW */
 } gather_plan;
 
+/* Of the group sizes up to G, the one whose groups spread over nt workers leaves the
+ * busiest with the fewest images (the largest such): 64 images at most 5 a group on 2
+ * threads take groups of 4 (8 each, 32 images) rather than 5 (7 and 6: 35 and 29). */
+static int balanced_group(int N, int G, int nt) {
+    int best = G, load = INT_MAX;
+    for (int g = G; g >= 1 && 2 * g >= G; g--) {
+        int l = ((N + g - 1) / g + nt - 1) / nt * g;
+        if (l < load) best = g, load = l;
+    }
+    return best;
+}
+
 static gather_plan plan_for(const nn_conv *s, int nt) {
     gather_plan g;
     g.Kd = s->C * s->KH * s->KW;
@@ -43,7 +56,7 @@ static gather_plan plan_for(const nn_conv *s, int nt) {
     size_t whole = (size_t)s->C * ((size_t)(s->OH - 1) * s->stride + s->KH) * g.PW;
     if (whole <= pad_block_floats) {
         g.G = (int)T2I_MIN((size_t)s->N, pad_block_floats / whole);
-        g.G = T2I_MIN(g.G, (s->N + nt - 1) / nt); /* enough groups for every thread */
+        g.G = balanced_group(s->N, T2I_MIN(g.G, (s->N + nt - 1) / nt), nt); /* groups for every thread */
         g.rb = s->OH, g.bpi = 1;
     } else {
         size_t row = (size_t)s->C * s->stride * g.PW; /* each further output row */
@@ -80,22 +93,22 @@ size_t nn_conv_gather_scratch(const nn_conv *s, int nslots) {
 }
 
 /* The padded copy of images n0 .. n0+images-1, input rows from ih0 on (PH rows each). */
-static void fill_padded(float *pad, const float *x, const nn_conv *s, const gather_plan *g, int n0, int images,
+static void fill_padded(float *pad, const float *x, const nn_conv *s, int PW, int PH, size_t img, int n0, int images,
                         int ih0, int prows) {
     const size_t hw = (size_t)s->H * s->W;
     for (int i = 0; i < images; i++)
         for (int c = 0; c < s->C; c++) {
-            const float *img = x + ((size_t)(n0 + i) * s->C + c) * hw;
-            float *plane = pad + (size_t)i * g->img + (size_t)c * g->PH * g->PW;
+            const float *src = x + ((size_t)(n0 + i) * s->C + c) * hw;
+            float *plane = pad + (size_t)i * img + (size_t)c * PH * PW;
             for (int r = 0; r < prows; r++) {
-                float *d = plane + (size_t)r * g->PW;
+                float *d = plane + (size_t)r * PW;
                 int ih = ih0 + r;
                 if (ih < 0 || ih >= s->H) {
-                    memset(d, 0, (size_t)g->PW * sizeof(float));
+                    memset(d, 0, (size_t)PW * sizeof(float));
                     continue;
                 }
                 for (int j = 0; j < s->pad; j++) d[j] = 0.0f, d[s->pad + s->W + j] = 0.0f;
-                memcpy(d + s->pad, img + (size_t)ih * s->W, (size_t)s->W * sizeof(float));
+                memcpy(d + s->pad, src + (size_t)ih * s->W, (size_t)s->W * sizeof(float));
             }
         }
 }
@@ -143,7 +156,8 @@ static void gather_run(float *out, float *scratch, const float *inp, const float
             int n0 = t / g.bpi * g.G, images = T2I_MIN(g.G, s->N - n0);
             int oh0 = t % g.bpi * g.rb, oh1 = T2I_MIN(s->OH, oh0 + g.rb), rows = oh1 - oh0;
             int per_img = rows * s->OW, ncols = images * per_img;
-            fill_padded(pad, inp, s, &g, n0, images, oh0 * s->stride - s->pad, (rows - 1) * s->stride + s->KH);
+            fill_padded(pad, inp, s, g.PW, g.PH, g.img, n0, images, oh0 * s->stride - s->pad,
+                        (rows - 1) * s->stride + s->KH);
             for (int c0 = 0; c0 < ncols; c0 += mr) {
                 const float *a[NN_TILE_MAX_MR];
                 float *o[NN_TILE_MAX_MR]; /* pixel r's value of channel 0 in out */
@@ -198,4 +212,139 @@ void nn_conv_gather_backward_data(float *dinp, float *scratch, const float *dout
                                   int nt) {
     nn_conv a = adjoint_s1(s);
     gather_run(dinp, scratch, dout, w, NULL, &a, 1, nt, 1);
+}
+
+/* ------------------------------------------------------------------ weight gradient
+ *
+ * dW (OC, Kd) += dY (OC, cols) col(x)^T (cols, Kd), by blocks of columns: tiles of mr taps
+ * by nr channels summed over all the block's pixels, tap r read at pad[tapoff_r + pixoff[k]]
+ * (the gathered kernel with the roles of its offsets exchanged: the rows are taps, the sum
+ * runs over pixels), dY packed transposed in panels of nr channels. No im2col, so a block
+ * holds only its padded input and packed dY, and can be long: each tile's sum runs over
+ * many pixels before it is added into dW (blocks of the im2col road are 4 to 8 times
+ * shorter for these shapes). The blocks are summed in WSPLIT fixed chunks, each into its
+ * own copy of dW (a tile's columns are written as rows of dW), the copies then added in
+ * chunk order: no dependence on the thread count. */
+
+#define WSPLIT 8
+
+typedef struct {
+    int G, rb, bpi, T; /* G images per block, or (G == 1) bands of rb rows, bpi per image; T blocks */
+} wplan;
+
+/* Floats of a block of the given images and output rows: padded input, packed dY, offsets. */
+static size_t wblock_floats(const nn_conv *s, int images, int rows, int nr) {
+    size_t pad = (size_t)s->C * ((size_t)(rows - 1) * s->stride + s->KH) * (s->W + 2 * s->pad);
+    size_t cols = (size_t)images * rows * s->OW;
+    return round_up((size_t)images * pad, 16) + round_up((size_t)s->OC, (size_t)nr) * cols + cols + 16;
+}
+
+static wplan wplan_for(const nn_conv *s, int nr) {
+    wplan p;
+    size_t budget = 2 * pad_block_floats, one = wblock_floats(s, 1, s->OH, nr);
+    if (one <= budget) {
+        p.G = (int)T2I_MIN((size_t)s->N, budget / one);
+        p.G = balanced_group(s->N, T2I_MIN(p.G, (s->N + WSPLIT - 1) / WSPLIT), WSPLIT); /* a block per chunk at least */
+        p.rb = s->OH, p.bpi = 1;
+    } else {
+        p.G = 1, p.rb = s->OH;
+        while (p.rb > 1 && wblock_floats(s, 1, p.rb, nr) > budget) p.rb = (p.rb + 1) / 2;
+        p.bpi = (s->OH + p.rb - 1) / p.rb;
+    }
+    p.T = (s->N + p.G - 1) / p.G * p.bpi;
+    return p;
+}
+
+int nn_conv_gather_serves_weight(const nn_conv *s) {
+    /* ops_conv.c takes few taps or few channels by dot products, and 1x1 in place; the
+     * tiles here want a panel of channels mostly filled */
+    const int Kd = s->C * s->KH * s->KW;
+    return Kd > 64 && 2 * s->OC >= nn_gather_kernel_get()->nr &&
+           !(s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0);
+}
+
+size_t nn_conv_gather_weight_scratch(const nn_conv *s, int nslots) {
+    const int nr = NN_TILE_MAX_NR;
+    wplan p = wplan_for(s, nr);
+    size_t slot = round_up(wblock_floats(s, p.G, p.rb, nr) + (size_t)NN_TILE_MAX_MR * nr, 16);
+    return round_up((size_t)WSPLIT * s->OC * s->C * s->KH * s->KW, 16) + (size_t)nslots * slot;
+}
+
+/* acc (OC, Kd) += the block of images n0 .. n0+images-1, output rows [oh0, oh1) (= when
+ * first). */
+static void wblock(float *acc, float *buf, float *ct, const float *inp, const float *dout, const nn_conv *s,
+                   const nn_gather_kernel *gk, int n0, int images, int oh0, int oh1, int first) {
+    const int mr = gk->mr, nr = gk->nr, OC = s->OC, np = (OC + nr - 1) / nr, kk = s->KH * s->KW;
+    const int Kd = s->C * kk, rows = oh1 - oh0, per_img = rows * s->OW, cols = images * per_img;
+    const int PW = s->W + 2 * s->pad, PH = (rows - 1) * s->stride + s->KH;
+    const size_t img = (size_t)s->C * PH * PW, P = (size_t)s->OH * s->OW;
+    float *pad = buf, *Ypk = buf + round_up((size_t)images * img, 16);
+    int *pixoff = (int *)(Ypk + (size_t)np * nr * cols);
+    fill_padded(pad, inp, s, PW, PH, img, n0, images, oh0 * s->stride - s->pad, PH);
+    for (int c = 0; c < cols; c++) {
+        int g = c / per_img, l = c % per_img;
+        pixoff[c] = (int)((size_t)g * img) + l / s->OW * s->stride * PW + l % s->OW * s->stride;
+    }
+    for (int j = 0; j < np; j++) {
+        float *d = Ypk + (size_t)j * nr * cols;
+        int n = T2I_MIN(nr, OC - j * nr);
+        for (int g = 0; g < images; g++)
+            for (int jj = 0; jj < nr; jj++) {
+                const float *src = dout + ((size_t)(n0 + g) * OC + j * nr + jj) * P + (size_t)oh0 * s->OW;
+                float *dst = d + (size_t)g * per_img * nr + jj;
+                if (jj < n)
+                    for (int l = 0; l < per_img; l++) dst[(size_t)l * nr] = src[l];
+                else
+                    for (int l = 0; l < per_img; l++) dst[(size_t)l * nr] = 0.0f;
+            }
+    }
+    for (int i0 = 0; i0 < Kd; i0 += mr) {
+        const float *a[NN_TILE_MAX_MR];
+        int m = T2I_MIN(mr, Kd - i0);
+        for (int r = 0; r < mr; r++) {
+            int k = i0 + T2I_MIN(r, m - 1), c = k / kk, t = k % kk;
+            a[r] = pad + ((size_t)c * PH + t / s->KW) * PW + t % s->KW;
+        }
+        for (int j = 0; j < np; j++) {
+            int n = T2I_MIN(nr, OC - j * nr);
+            gk->tile(cols, a, pixoff, Ypk + (size_t)j * nr * cols, ct);
+            for (int jj = 0; jj < n; jj++) { /* the tile's column jj: m taps of channel j*nr + jj */
+                float *d = acc + (size_t)(j * nr + jj) * Kd + i0;
+                if (first)
+                    for (int r = 0; r < m; r++) d[r] = ct[r * nr + jj];
+                else
+                    for (int r = 0; r < m; r++) d[r] += ct[r * nr + jj];
+            }
+        }
+    }
+}
+
+void nn_conv_gather_backward_weight(float *dw, float *scratch, const float *dout, const float *inp, const nn_conv *s,
+                                    int nt) {
+    const nn_gather_kernel *gk = nn_gather_kernel_get();
+    wplan p = wplan_for(s, gk->nr);
+    const size_t Kd = (size_t)s->C * s->KH * s->KW, nw = Kd * s->OC;
+    float *part = scratch, *slots = scratch + round_up((size_t)WSPLIT * nw, 16);
+    const size_t per = round_up(wblock_floats(s, p.G, p.rb, gk->nr) + (size_t)gk->mr * gk->nr, 16);
+#pragma omp parallel num_threads(nt)
+    {
+        float *buf = slots + (size_t)t2i_thread_id() * per, *ct = buf + per - (size_t)gk->mr * gk->nr;
+#pragma omp for schedule(static)
+        for (int chunk = 0; chunk < WSPLIT; chunk++) {
+            float *acc = part + (size_t)chunk * nw;
+            int t0 = chunk * p.T / WSPLIT, t1 = (chunk + 1) * p.T / WSPLIT;
+            if (t0 == t1) memset(acc, 0, nw * sizeof(float));
+            for (int t = t0; t < t1; t++) {
+                int n0 = t / p.bpi * p.G, oh0 = t % p.bpi * p.rb;
+                wblock(acc, buf, ct, inp, dout, s, gk, n0, T2I_MIN(p.G, s->N - n0), oh0, T2I_MIN(s->OH, oh0 + p.rb),
+                       t == t0);
+            }
+        }
+#pragma omp for schedule(static)
+        for (size_t e = 0; e < nw; e++) {
+            float v = 0.0f;
+            for (int chunk = 0; chunk < WSPLIT; chunk++) v += part[(size_t)chunk * nw + e];
+            dw[e] += v;
+        }
+    }
 }

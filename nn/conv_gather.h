@@ -35,4 +35,11 @@ size_t nn_conv_gather_data_scratch(const nn_conv *s, int nslots);
 void nn_conv_gather_backward_data(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
                                   int nt);
 
+/* dw += the weight gradient of conv s (not db), for a conv with more than 64 taps and
+ * channels that fill half a panel at least (serves_weight), not 1x1 of stride 1. */
+int nn_conv_gather_serves_weight(const nn_conv *s);
+size_t nn_conv_gather_weight_scratch(const nn_conv *s, int nslots);
+void nn_conv_gather_backward_weight(float *dw, float *scratch, const float *dout, const float *inp, const nn_conv *s,
+                                    int nt);
+
 #endif

@@ -266,6 +266,8 @@ static size_t conv_pass_floats(const nn_conv *s, conv_pass pass) {
     if (pass == PASS_FWD) return T2I_MAX(n, nn_conv_gather_scratch(s, conv_slots()));
     if (pass == PASS_BWD_DATA && nn_conv_gather_serves_data(s))
         return T2I_MAX(n, nn_conv_gather_data_scratch(s, conv_slots()));
+    if (pass == PASS_BWD_WEIGHT && nn_conv_gather_serves_weight(s))
+        return T2I_MAX(n, nn_conv_gather_weight_scratch(s, conv_slots()));
     return n;
 }
 
@@ -680,7 +682,8 @@ static void conv2d_weight_grad(float *dw, float *db, float *scratch, const float
         return;
     }
     if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
-    if (dw) conv2d_backward_weight(dw, scratch, dout, inp, s, nn_tile_kernel_get(), nt);
+    if (dw && nn_conv_gather_serves_weight(s)) nn_conv_gather_backward_weight(dw, scratch, dout, inp, s, nt);
+    else if (dw) conv2d_backward_weight(dw, scratch, dout, inp, s, nn_tile_kernel_get(), nt);
 }
 
 void nn_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, const float *dout,
