@@ -214,6 +214,129 @@ void nn_conv_gather_backward_data(float *dinp, float *scratch, const float *dout
     gather_run(dinp, scratch, dout, w, NULL, &a, 1, nt, 1);
 }
 
+/* ------------------------------------------------------------------ strided backward-data
+ *
+ * At stride S, dx[c][ih][iw] takes the taps kh with ih + pad - kh a multiple of S, from
+ * dY row oh = (ih + pad - kh) / S. The input pixels split into S x S phases (ih mod S,
+ * iw mod S); in phase (ph, pw) the taps are kh = kh0 + S*i (kh0 = (ph + pad) mod S) and
+ * oh = a + qh - i for pixel row ih = ph + S*a (qh = (ph + pad) div S): a stride-1
+ * convolution of dY by a kernel of about K/S x K/S taps. Each phase runs as gathered tiles
+ * over dY padded by M = K/S + 1 on every side (rows outside dY read zeros), its taps at
+ * offsets oc*PH*PW - i*PW - j from the pixel's (a + qh, b + qw); the weights of each
+ * phase packed in panels of nr input channels. Whole images per block only. */
+
+typedef struct {
+    int M, PW, PH, G, groups;
+    size_t img; /* floats of one image's padded dY */
+} sdata_plan;
+
+static sdata_plan sdata_plan_for(const nn_conv *s, int nt) {
+    sdata_plan p;
+    p.M = (s->KH + s->stride - 1) / s->stride + 1;
+    p.PW = s->OW + 2 * p.M, p.PH = s->OH + 2 * p.M;
+    p.img = (size_t)s->OC * p.PH * p.PW;
+    p.G = p.img <= pad_block_floats ? (int)T2I_MIN((size_t)s->N, pad_block_floats / p.img) : 1;
+    p.G = balanced_group(s->N, T2I_MIN(p.G, (s->N + nt - 1) / nt), nt);
+    p.groups = (s->N + p.G - 1) / p.G;
+    return p;
+}
+
+int nn_conv_gather_serves_sdata(const nn_conv *s) {
+    const int S = s->stride;
+    if (S < 2 || s->KH != s->KW || s->KH < S || 2 * s->C < nn_gather_kernel_get()->nr ||
+        s->OC * s->KH * s->KW < 64 * S * S)
+        return 0;
+    sdata_plan p = sdata_plan_for(s, 1);
+    return p.img <= pad_block_floats; /* whole images only */
+}
+
+size_t nn_conv_gather_sdata_scratch(const nn_conv *s, int nslots) {
+    sdata_plan p = sdata_plan_for(s, 1);
+    size_t taps = (size_t)s->OC * s->KH * s->KW, nr = NN_TILE_MAX_NR;
+    size_t shared = round_up(round_up((size_t)s->C, nr) * taps + taps + 16 * (size_t)s->stride * s->stride, 16);
+    return shared + (size_t)nslots * round_up((size_t)p.G * p.img + (size_t)NN_TILE_MAX_MR * nr, 16);
+}
+
+/* The taps of phase row ph: first kh0, count n, row shift q. */
+static void phase_taps(const nn_conv *s, int ph, int *kh0, int *n, int *q) {
+    *kh0 = (ph + s->pad) % s->stride;
+    *n = *kh0 < s->KH ? (s->KH - *kh0 + s->stride - 1) / s->stride : 0;
+    *q = (ph + s->pad) / s->stride;
+}
+
+void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
+                                   int nt) {
+    const nn_gather_kernel *gk = nn_gather_kernel_get();
+    const int mr = gk->mr, nr = gk->nr, S = s->stride, K = s->KH, C = s->C, OC = s->OC, np = (C + nr - 1) / nr;
+    sdata_plan p = sdata_plan_for(s, nt);
+    const size_t HW = (size_t)s->H * s->W, taps = (size_t)OC * K * K;
+    float *Bp = scratch; /* per phase: np panels of (its taps, nr) */
+    int *off = (int *)(scratch + round_up((size_t)C, (size_t)nr) * taps);
+    float *slots = scratch + round_up(round_up((size_t)C, (size_t)nr) * taps + taps + 16 * (size_t)S * S, 16);
+    const size_t per = round_up((size_t)p.G * p.img + (size_t)mr * nr, 16);
+    const nn_conv f = {s->N, OC, s->OH, s->OW, 0, 0, 0, K, K, 1, p.M}; /* dY as an input padded by M */
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp single
+        { /* phases in order (ph, pw); each one's taps (oc, i, j) */
+            size_t at = 0;
+            for (int ph = 0; ph < S; ph++)
+                for (int pw = 0; pw < S; pw++) {
+                    int kh0, nh, qh, kw0, nw, qw;
+                    phase_taps(s, ph, &kh0, &nh, &qh), phase_taps(s, pw, &kw0, &nw, &qw);
+                    int kd = OC * nh * nw;
+                    for (int k = 0; k < kd; k++) {
+                        int oc = k / (nh * nw), i = k / nw % nh, j = k % nw;
+                        off[at + k] = (oc * p.PH - i) * p.PW - j;
+                        for (int jp = 0; jp < np; jp++)
+                            for (int r = 0; r < nr; r++) {
+                                int c = jp * nr + r;
+                                Bp[(at * np + (size_t)jp * kd + k) * nr + r] =
+                                    c < C ? w[(((size_t)oc * C + c) * K + kh0 + S * i) * K + kw0 + S * j] : 0.0f;
+                            }
+                    }
+                    at += (size_t)kd;
+                }
+        }
+        float *pad = slots + (size_t)t2i_thread_id() * per, *ct = pad + (size_t)p.G * p.img;
+#pragma omp for schedule(static)
+        for (int t = 0; t < p.groups; t++) {
+            int n0 = t * p.G, images = T2I_MIN(p.G, s->N - n0);
+            fill_padded(pad, dout, &f, p.PW, p.PH, p.img, n0, images, -p.M, p.PH);
+            size_t at = 0;
+            for (int ph = 0; ph < S; ph++)
+                for (int pw = 0; pw < S; pw++) {
+                    int kh0, nh, qh, kw0, nw, qw;
+                    phase_taps(s, ph, &kh0, &nh, &qh), phase_taps(s, pw, &kw0, &nw, &qw);
+                    int kd = OC * nh * nw, Ah = (s->H - ph + S - 1) / S, Aw = (s->W - pw + S - 1) / S;
+                    int per_img = Ah * Aw, ncols = images * per_img;
+                    const float *bp = Bp + at * np * nr;
+                    const int *po = off + at;
+                    at += (size_t)kd;
+                    if (kd == 0) continue;
+                    for (int c0 = 0; c0 < ncols; c0 += mr) {
+                        const float *a[NN_TILE_MAX_MR];
+                        float *o[NN_TILE_MAX_MR];
+                        int m = T2I_MIN(mr, ncols - c0);
+                        for (int r = 0; r < mr; r++) {
+                            int q = c0 + T2I_MIN(r, m - 1), g = q / per_img, l = q % per_img;
+                            int ya = l / Aw, xb = l % Aw;
+                            a[r] = pad + (size_t)g * p.img + (size_t)(ya + qh + p.M) * p.PW + xb + qw + p.M;
+                            o[r] = dinp + (size_t)(n0 + g) * C * HW + (size_t)(ph + S * ya) * s->W + pw + S * xb;
+                        }
+                        for (int jp = 0; jp < np; jp++) {
+                            gk->tile(kd, a, po, bp + (size_t)jp * kd * nr, ct);
+                            for (int jj = 0; jj < T2I_MIN(nr, C - jp * nr); jj++) {
+                                size_t cofs = (size_t)(jp * nr + jj) * HW;
+                                for (int r = 0; r < m; r++) o[r][cofs] += ct[r * nr + jj];
+                            }
+                        }
+                    }
+                }
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ weight gradient
  *
  * dW (OC, Kd) += dY (OC, cols) col(x)^T (cols, Kd), by blocks of columns: tiles of mr taps

@@ -35,6 +35,14 @@ size_t nn_conv_gather_data_scratch(const nn_conv *s, int nslots);
 void nn_conv_gather_backward_data(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
                                   int nt);
 
+/* Backward-data of a conv of stride 2 or more with a square kernel of K >= stride, by
+ * phases of the input pixels (ih, iw mod stride), each a small stride-1 gathered conv of
+ * dY: dinp += conv'(dout). */
+int nn_conv_gather_serves_sdata(const nn_conv *s);
+size_t nn_conv_gather_sdata_scratch(const nn_conv *s, int nslots);
+void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
+                                   int nt);
+
 /* dw += the weight gradient of conv s (not db), for a conv with more than 64 taps and
  * channels that fill half a panel at least (serves_weight), not 1x1 of stride 1. */
 int nn_conv_gather_serves_weight(const nn_conv *s);

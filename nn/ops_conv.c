@@ -266,6 +266,8 @@ static size_t conv_pass_floats(const nn_conv *s, conv_pass pass) {
     if (pass == PASS_FWD) return T2I_MAX(n, nn_conv_gather_scratch(s, conv_slots()));
     if (pass == PASS_BWD_DATA && nn_conv_gather_serves_data(s))
         return T2I_MAX(n, nn_conv_gather_data_scratch(s, conv_slots()));
+    if (pass == PASS_BWD_DATA && nn_conv_gather_serves_sdata(s))
+        return T2I_MAX(n, nn_conv_gather_sdata_scratch(s, conv_slots()));
     if (pass == PASS_BWD_WEIGHT && nn_conv_gather_serves_weight(s))
         return T2I_MAX(n, nn_conv_gather_weight_scratch(s, conv_slots()));
     return n;
@@ -502,6 +504,10 @@ static void conv2d_backward_data(float *dinp, float *scratch, const float *dout,
     const int mr = tk->mr, nr = tk->nr;
     if (!conv_is_1x1(s) && nn_conv_gather_serves_data(s)) {
         nn_conv_gather_backward_data(dinp, scratch, dout, w, s, nt);
+        return;
+    }
+    if (nn_conv_gather_serves_sdata(s)) {
+        nn_conv_gather_backward_sdata(dinp, scratch, dout, w, s, nt);
         return;
     }
     conv_plan pl = conv_plan_for(s, nt);

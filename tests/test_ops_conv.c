@@ -156,6 +156,9 @@ static void check_conv_path(t2i_cpu_level level) {
         /* backward-data of stride 1 by gathered tiles (the turned kernel over dY): 16 and
          * 20 input channels, 3x3 and 5x5 with pad 2 */
         {2, 16, 6, 9, 12, 3, 1, 1},  {2, 20, 9, 8, 10, 5, 1, 2},
+        /* backward-data of stride 2 by phases of gathered tiles: k4 on odd sizes, k3 (phases
+         * of one and two taps a side) */
+        {2, 16, 9, 11, 20, 4, 2, 1}, {3, 16, 9, 9, 32, 3, 2, 1},
     };
     t2i_rng r;
     t2i_rng_seed(&r, 7);
