@@ -364,7 +364,7 @@ static size_t wblock_floats(const nn_conv *s, int images, int rows, int nr) {
 
 static wplan wplan_for(const nn_conv *s, int nr) {
     wplan p;
-    size_t budget = 2 * pad_block_floats, one = wblock_floats(s, 1, s->OH, nr);
+    size_t budget = 4 * pad_block_floats, one = wblock_floats(s, 1, s->OH, nr); /* 1 MiB, as an im2col block */
     if (one <= budget) {
         p.G = (int)T2I_MIN((size_t)s->N, budget / one);
         p.G = balanced_group(s->N, T2I_MIN(p.G, (s->N + WSPLIT - 1) / WSPLIT), WSPLIT); /* a block per chunk at least */
