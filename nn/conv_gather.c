@@ -1,5 +1,8 @@
-/* conv_gather.c - Conv2d forward by gathered tiles (conv_gather.h).
+/* conv_gather.c - Conv2d by gathered tiles (conv_gather.h): the forward pass (below),
+ * backward-data (stride 1: the forward of dY by the turned kernel; larger strides: by
+ * phases) and the weight gradient (taps as the tiles' rows), each in its section.
  *
+ * Forward:
  *   y_n (OC, P) = W (OC, Kd) col(x_n) (Kd, P),   Kd = C*KH*KW taps, P = OH*OW
  * computed as its transpose, pixels by channels: a tile is mr output pixels (any, even of
  * two images) by nr channels, summed over the Kd taps. Pixel r's tap (c, kh, kw) is

@@ -1,10 +1,12 @@
-/* conv_gather.h - Conv2d forward by gathered tiles (conv_gather.c), private to nn/.
+/* conv_gather.h - Conv2d by gathered tiles (conv_gather.c), private to nn/: forward,
+ * backward-data and weight gradient of the convolutions with enough taps and channels
+ * (ops_conv.c asks each serves_* function and keeps its im2col road for the others).
  *
  * An implicit im2col: the tiles (conv_tile.h: nn_gather_kernel) take mr output pixels as
  * their rows and nr output channels as their columns, read each pixel's taps by offsets
  * into a zero-padded copy of the input and the weights as packed panels of nr channels.
- * No im2col matrix is written; each tile's sum over taps is the one of ops_conv.c's tiles
- * (k in order from 0, then the bias), so the outputs are the same bits. */
+ * No im2col matrix is written; in the forward pass each tile's sum over taps is the one of
+ * ops_conv.c's tiles (k in order from 0, then the bias), so the outputs are the same bits. */
 #ifndef T2I_CONV_GATHER_H
 #define T2I_CONV_GATHER_H
 
