@@ -119,6 +119,79 @@ const nn_tile_kernel *nn_tile_kernel_get(void) {
     return best;
 }
 
+/* ------------------------------------------------------------------ gathered tiles
+ *
+ * The tiles above with A read through row pointers and an offset table (conv_tile.h:
+ * nn_gather_kernel): each k costs one more scalar load (the offset), and each broadcast
+ * reads a[r] + off[k]. Same shapes per path: avx512 8 x 32, avx2 6 x 16, baseline 4 x 8. */
+
+static void gather_base(int kc, const float *const *a, const int *off, const float *restrict B, float *restrict C) {
+    float c[4][8];
+    memset(c, 0, sizeof c);
+    for (int k = 0; k < kc; k++, B += 8)
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < 8; j++) c[r][j] += a[r][off[k]] * B[j];
+    memcpy(C, c, sizeof c);
+}
+
+#if TILE_X86
+__attribute__((target("avx2,fma"))) static void gather_avx2(int kc, const float *const *a, const int *off,
+                                                            const float *restrict B, float *restrict C) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+#define ROW(r)                                                                                                         \
+    x = _mm256_broadcast_ss(a##r + o);                                                                                 \
+    c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                                         \
+    c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);
+    for (int k = 0; k < kc; k++, B += 16) {
+        int o = off[k];
+        __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8), x;
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+    }
+#undef ROW
+#define STORE(r) _mm256_storeu_ps(C + r * 16, c##r##0), _mm256_storeu_ps(C + r * 16 + 8, c##r##1);
+    STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5)
+#undef STORE
+}
+
+__attribute__((target("avx512f"))) static void gather_avx512(int kc, const float *const *a, const int *off,
+                                                             const float *restrict B, float *restrict C) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5], *a6 = a[6], *a7 = a[7];
+#define ROW(r)                                                                                                         \
+    x = _mm512_set1_ps(a##r[o]);                                                                                       \
+    c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                                                                         \
+    c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);
+    for (int k = 0; k < kc; k++, B += 32) {
+        int o = off[k];
+        __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16), x;
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7)
+    }
+#undef ROW
+#define STORE(r) _mm512_storeu_ps(C + r * 32, c##r##0), _mm512_storeu_ps(C + r * 32 + 16, c##r##1);
+    STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7)
+#undef STORE
+}
+#endif
+
+static const nn_gather_kernel gather_kernels[] = {
+    {4, 8, T2I_CPU_BASELINE, gather_base},
+#if TILE_X86
+    {6, 16, T2I_CPU_AVX2, gather_avx2},
+    {8, 32, T2I_CPU_AVX512, gather_avx512},
+#endif
+};
+
+const nn_gather_kernel *nn_gather_kernel_get(void) {
+    t2i_cpu_level l = t2i_cpu_path();
+    const nn_gather_kernel *best = &gather_kernels[0];
+    for (size_t i = 0; i < sizeof gather_kernels / sizeof gather_kernels[0]; i++)
+        if (gather_kernels[i].level <= l) best = &gather_kernels[i];
+    return best;
+}
+
 /* ------------------------------------------------------------------ dot-product blocks
  *
  * S (ra x rb) = row-by-row dot products over segments (conv_tile.h: nn_dot_kernel). Each

@@ -20,6 +20,21 @@ typedef struct {
 /* The kernel of the current path (t2i_cpu_path()). */
 const nn_tile_kernel *nn_tile_kernel_get(void);
 
+/* Gathered tiles (an implicit im2col): C (mr x nr, row-major) = sum over k < kc of
+ * a[r][off[k]] * B[k*nr + j]. Row r of A is read through its own base pointer a[r] and the
+ * offset table off (the same for every row), so a tile's rows can be any output pixels of
+ * a zero-padded input, each tap (c, kh, kw) an offset from the pixel's corner; B is a packed
+ * panel of nr columns (kc rows of nr). The sum runs over k in order from 0, one fused
+ * multiply-add per term on the AVX paths, as in nn_tile_kernel. */
+typedef struct {
+    int mr, nr;
+    t2i_cpu_level level;
+    void (*tile)(int kc, const float *const *a, const int *off, const float *B, float *C);
+} nn_gather_kernel;
+
+/* The gathered kernel of the current path (t2i_cpu_path()). */
+const nn_gather_kernel *nn_gather_kernel_get(void);
+
 /* Dot-product blocks for a weight gradient with a short side (few taps or few channels):
  *   S[i*rb + j] = sum over g < nseg, p < len of  A[i][g*sa + p] * B[j][g*sb + p]
  * for i < ra, j < rb: ra rows of A and rb rows of B (pointers; a row may repeat), each of

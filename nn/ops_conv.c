@@ -10,13 +10,16 @@
  * other roads: a 1x1 convolution of stride 1 without padding multiplies NCHW in place
  * (products_per_image; its weight gradient by dot products on the input's planes), and a
  * weight gradient with a short side (few taps or few channels) runs as dot products over
- * output positions (conv2d_backward_weight_dot).
+ * output positions (conv2d_backward_weight_dot). A forward pass with enough taps and
+ * channels runs without im2col, by tiles that read the taps from a padded copy of the
+ * input through an offset table (conv_gather.c; the same sums, so the same bits).
  */
 #include "ops.h"
 
 #include <string.h>
 
 #include "base.h"
+#include "conv_gather.h"
 #include "conv_tile.h"
 
 /* ------------------------------------------------------------------ im2col / col2im */
@@ -173,7 +176,10 @@ nn_conv nn_conv_transpose2d_shape(int N, int C, int H, int W, int OC, int K, int
 #define CONV_BLOCK_FLOATS ((size_t)256 << 10) /* an im2col block: 1 MiB (the tiles stream it in L1-sized parts) */
 static size_t conv_block_floats = CONV_BLOCK_FLOATS;
 
-void nn_set_conv_block_floats(size_t floats) { conv_block_floats = floats ? floats : CONV_BLOCK_FLOATS; }
+void nn_set_conv_block_floats(size_t floats) {
+    conv_block_floats = floats ? floats : CONV_BLOCK_FLOATS;
+    nn_conv_gather_set_block_floats(floats);
+}
 
 /* Scratch slots: the thread count when convolution scratch was first sized; a later
  * rise in threads leaves convolutions at that many (never past their scratch). */
@@ -256,7 +262,15 @@ static size_t conv_shared_floats(const nn_conv *s, const conv_plan *b, conv_pass
 /* One thread has the widest blocks, so the sizes at one thread fit any count. */
 static size_t conv_pass_floats(const nn_conv *s, conv_pass pass) {
     conv_plan b = conv_plan_for(s, 1);
-    return conv_shared_floats(s, &b, pass) + (size_t)conv_slots() * conv_slot_floats(s, &b, pass);
+    size_t n = conv_shared_floats(s, &b, pass) + (size_t)conv_slots() * conv_slot_floats(s, &b, pass);
+    if (pass == PASS_FWD) return T2I_MAX(n, nn_conv_gather_scratch(s, conv_slots()));
+    if (pass == PASS_BWD_DATA && nn_conv_gather_serves_data(s))
+        return T2I_MAX(n, nn_conv_gather_data_scratch(s, conv_slots()));
+    if (pass == PASS_BWD_DATA && nn_conv_gather_serves_sdata(s))
+        return T2I_MAX(n, nn_conv_gather_sdata_scratch(s, conv_slots()));
+    if (pass == PASS_BWD_WEIGHT && nn_conv_gather_serves_weight(s))
+        return T2I_MAX(n, nn_conv_gather_weight_scratch(s, conv_slots()));
+    return n;
 }
 
 size_t nn_conv2d_scratch(const nn_conv *s) {
@@ -435,6 +449,10 @@ static void conv2d_forward_run(float *out, float *scratch, const float *inp, con
                                const nn_conv *s, int add) {
     const nn_tile_kernel *tk = nn_tile_kernel_get();
     const int mr = tk->mr, nr = tk->nr, nt = conv_threads();
+    if (!conv_is_1x1(s) && nn_conv_gather_serves(s)) {
+        nn_conv_gather_forward(out, scratch, inp, w, b, s, add, nt);
+        return;
+    }
     conv_plan pl = conv_plan_for(s, nt);
     const int Kd = pl.Kd, P = pl.P, mp = (s->OC + mr - 1) / mr, direct = conv_is_1x1(s);
     float *Ap = scratch; /* mp panels of (Kd, mr) */
@@ -484,6 +502,14 @@ void nn_conv2d_forward(float *out, float *scratch, const float *inp, const float
 static void conv2d_backward_data(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
                                  const nn_tile_kernel *tk, int nt) {
     const int mr = tk->mr, nr = tk->nr;
+    if (!conv_is_1x1(s) && nn_conv_gather_serves_data(s)) {
+        nn_conv_gather_backward_data(dinp, scratch, dout, w, s, nt);
+        return;
+    }
+    if (nn_conv_gather_serves_sdata(s)) {
+        nn_conv_gather_backward_sdata(dinp, scratch, dout, w, s, nt);
+        return;
+    }
     conv_plan pl = conv_plan_for(s, nt);
     const int Kd = pl.Kd, mp = (Kd + mr - 1) / mr, direct = conv_is_1x1(s);
     float *Ap = scratch; /* mp panels of (OC, mr): W^T */
@@ -662,7 +688,8 @@ static void conv2d_weight_grad(float *dw, float *db, float *scratch, const float
         return;
     }
     if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
-    if (dw) conv2d_backward_weight(dw, scratch, dout, inp, s, nn_tile_kernel_get(), nt);
+    if (dw && nn_conv_gather_serves_weight(s)) nn_conv_gather_backward_weight(dw, scratch, dout, inp, s, nt);
+    else if (dw) conv2d_backward_weight(dw, scratch, dout, inp, s, nn_tile_kernel_get(), nt);
 }
 
 void nn_conv2d_backward(float *dinp, float *dw, float *db, float *scratch, const float *dout,

@@ -150,6 +150,15 @@ static void check_conv_path(t2i_cpu_level level) {
         /* 1x1 stride 1 without padding: products on NCHW in place (images of 35 and 63
          * positions: partial panels copied), and a 1x1 of stride 2 that still takes im2col */
         {3, 40, 5, 7, 36, 1, 1, 0},  {2, 24, 7, 9, 20, 1, 1, 0},  {2, 5, 9, 9, 7, 1, 2, 0},
+        /* forward by gathered tiles (conv_gather.c) on every path: 72 and 128 taps, 20 and
+         * 24 channels (a partial panel), images of 35 pixels sharing tiles, stride 2 */
+        {3, 8, 5, 7, 20, 3, 1, 1},   {2, 8, 10, 10, 24, 4, 2, 1},
+        /* backward-data of stride 1 by gathered tiles (the turned kernel over dY): 16 and
+         * 20 input channels, 3x3 and 5x5 with pad 2 */
+        {2, 16, 6, 9, 12, 3, 1, 1},  {2, 20, 9, 8, 10, 5, 1, 2},
+        /* backward-data of stride 2 by phases of gathered tiles: k4 on odd sizes, k3 (phases
+         * of one and two taps a side) */
+        {2, 16, 9, 11, 20, 4, 2, 1}, {3, 16, 9, 9, 32, 3, 2, 1},
     };
     t2i_rng r;
     t2i_rng_seed(&r, 7);

@@ -1,0 +1,476 @@
+/* conv_gather.c - Conv2d by gathered tiles (conv_gather.h): the forward pass (below),
+ * backward-data (stride 1: the forward of dY by the turned kernel; larger strides: by
+ * phases) and the weight gradient (taps as the tiles' rows), each in its section.
+ *
+ * Forward:
+ *   y_n (OC, P) = W (OC, Kd) col(x_n) (Kd, P),   Kd = C*KH*KW taps, P = OH*OW
+ * computed as its transpose, pixels by channels: a tile is mr output pixels (any, even of
+ * two images) by nr channels, summed over the Kd taps. Pixel r's tap (c, kh, kw) is
+ * pad[base_r + off[k]], pad being a zero-padded copy of the input's rows, base_r the
+ * pixel's top-left corner there and off[k] = c*PH*PW + kh*PW + kw the same for every
+ * pixel: the tile broadcasts it straight from there (conv_tile.c: gathered tiles), where
+ * the im2col road first copies KH*KW values per input value into a matrix. The weights are
+ * packed once per call into panels of nr channels (Kd rows of nr). A tile's sums are
+ * written transposed into NCHW with the bias.
+ *
+ * Blocks: G whole images when their padded copy is small, else bands of output rows of
+ * one image, so that the padded copy (pad_block_floats) stays in L2 while its tiles read
+ * it. Each thread takes whole blocks with its own padded copy; no result depends on the
+ * thread count. */
+#include "conv_gather.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include "base.h"
+#include "conv_tile.h"
+
+#define PAD_BLOCK_FLOATS ((size_t)64 << 10) /* a block's padded input: 256 KiB */
+static size_t pad_block_floats = PAD_BLOCK_FLOATS;
+
+void nn_conv_gather_set_block_floats(size_t floats) { pad_block_floats = floats ? floats : PAD_BLOCK_FLOATS; }
+
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+typedef struct {
+    int Kd, P, PW, PH;   /* taps, pixels per image, the padded copy's row length and rows per image/band */
+    int G, rb, bpi;      /* G images per block, or (G == 1) bands of rb output rows, bpi per image */
+    int groups;          /* image groups */
+    size_t img;          /* floats of one image's (or band's) padded copy: C*PH*PW */
+} gather_plan;
+
+/* Of the group sizes up to G, the one whose groups spread over nt workers leaves the
+ * busiest with the fewest images (the largest such): 64 images at most 5 a group on 2
+ * threads take groups of 4 (8 each, 32 images) rather than 5 (7 and 6: 35 and 29). */
+static int balanced_group(int N, int G, int nt) {
+    int best = G, load = INT_MAX;
+    for (int g = G; g >= 1 && 2 * g >= G; g--) {
+        int l = ((N + g - 1) / g + nt - 1) / nt * g;
+        if (l < load) best = g, load = l;
+    }
+    return best;
+}
+
+static gather_plan plan_for(const nn_conv *s, int nt) {
+    gather_plan g;
+    g.Kd = s->C * s->KH * s->KW;
+    g.P = s->OH * s->OW;
+    g.PW = s->W + 2 * s->pad;
+    size_t whole = (size_t)s->C * ((size_t)(s->OH - 1) * s->stride + s->KH) * g.PW;
+    if (whole <= pad_block_floats) {
+        g.G = (int)T2I_MIN((size_t)s->N, pad_block_floats / whole);
+        g.G = balanced_group(s->N, T2I_MIN(g.G, (s->N + nt - 1) / nt), nt); /* groups for every thread */
+        g.rb = s->OH, g.bpi = 1;
+    } else {
+        size_t row = (size_t)s->C * s->stride * g.PW; /* each further output row */
+        size_t first = (size_t)s->C * s->KH * g.PW;
+        g.G = 1;
+        g.rb = first >= pad_block_floats ? 1 : (int)T2I_MIN((size_t)s->OH, 1 + (pad_block_floats - first) / row);
+        g.bpi = (s->OH + g.rb - 1) / g.rb;
+    }
+    g.PH = (g.rb - 1) * s->stride + s->KH;
+    g.img = (size_t)s->C * g.PH * g.PW;
+    g.groups = (s->N + g.G - 1) / g.G;
+    return g;
+}
+
+int nn_conv_gather_serves(const nn_conv *s) {
+    const nn_gather_kernel *gk = nn_gather_kernel_get();
+    /* enough channels to fill most of a panel, and enough taps per tile to pay for its
+     * transposed write */
+    return s->OC >= gk->nr / 2 && s->C * s->KH * s->KW >= 64;
+}
+
+/* Shared: the packed weights and the offset table; then per slot the padded copy and a tile. */
+static size_t shared_floats(const nn_conv *s, const gather_plan *g, int nr) {
+    return round_up(round_up((size_t)s->OC, (size_t)nr) * g->Kd + (size_t)g->Kd, 16);
+}
+
+static size_t slot_floats(const gather_plan *g) {
+    return round_up((size_t)g->G * g->img + (size_t)NN_TILE_MAX_MR * NN_TILE_MAX_NR, 16);
+}
+
+size_t nn_conv_gather_scratch(const nn_conv *s, int nslots) {
+    gather_plan g = plan_for(s, 1); /* one thread has the largest blocks */
+    return shared_floats(s, &g, NN_TILE_MAX_NR) + (size_t)nslots * slot_floats(&g);
+}
+
+/* The padded copy of images n0 .. n0+images-1, input rows from ih0 on (PH rows each). */
+static void fill_padded(float *pad, const float *x, const nn_conv *s, int PW, int PH, size_t img, int n0, int images,
+                        int ih0, int prows) {
+    const size_t hw = (size_t)s->H * s->W;
+    for (int i = 0; i < images; i++)
+        for (int c = 0; c < s->C; c++) {
+            const float *src = x + ((size_t)(n0 + i) * s->C + c) * hw;
+            float *plane = pad + (size_t)i * img + (size_t)c * PH * PW;
+            for (int r = 0; r < prows; r++) {
+                float *d = plane + (size_t)r * PW;
+                int ih = ih0 + r;
+                if (ih < 0 || ih >= s->H) {
+                    memset(d, 0, (size_t)PW * sizeof(float));
+                    continue;
+                }
+                for (int j = 0; j < s->pad; j++) d[j] = 0.0f, d[s->pad + s->W + j] = 0.0f;
+                memcpy(d + s->pad, src + (size_t)ih * s->W, (size_t)s->W * sizeof(float));
+            }
+        }
+}
+
+/* out (+)= conv s of inp. flip: s is the adjoint of a stride-1 conv whose weights w are
+ * (s->C, s->OC, KH, KW), so the weights of s are w's, channels exchanged and the kernel
+ * turned by half a turn (see nn_conv_gather_backward_data). */
+static void gather_run(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                       const nn_conv *s, int add, int nt, int flip) {
+    const nn_gather_kernel *gk = nn_gather_kernel_get();
+    const int mr = gk->mr, nr = gk->nr;
+    gather_plan g = plan_for(s, nt);
+    const int Kd = g.Kd, P = g.P, OC = s->OC, np = (OC + nr - 1) / nr;
+    float *Bp = scratch; /* np panels of (Kd, nr) */
+    int *off = (int *)(scratch + round_up((size_t)OC, (size_t)nr) * Kd);
+    float *slots = scratch + shared_floats(s, &g, nr);
+    const size_t per = slot_floats(&g);
+    const int T = g.groups * g.bpi;
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int j = 0; j < np; j++) {
+            int n = T2I_MIN(nr, OC - j * nr);
+            float *d = Bp + (size_t)j * Kd * nr;
+            const float *src = w + (size_t)j * nr * Kd;
+            const int kk = s->KH * s->KW;
+            for (int k = 0; k < Kd; k++, d += nr) {
+                int r = 0;
+                if (flip) /* w[c][j*nr + r][kk - 1 - t] for tap k = (c, t) */
+                    for (const float *f = w + ((size_t)(k / kk) * OC + j * nr) * kk + kk - 1 - k % kk; r < n; r++)
+                        d[r] = f[(size_t)r * kk];
+                else
+                    for (; r < n; r++) d[r] = src[(size_t)r * Kd + k];
+                for (; r < nr; r++) d[r] = 0.0f;
+            }
+        }
+#pragma omp for schedule(static)
+        for (int k = 0; k < Kd; k++) {
+            int c = k / (s->KH * s->KW), t = k % (s->KH * s->KW);
+            off[k] = (c * g.PH + t / s->KW) * g.PW + t % s->KW;
+        }
+        float *pad = slots + (size_t)t2i_thread_id() * per, *ct = pad + (size_t)g.G * g.img;
+#pragma omp for schedule(static)
+        for (int t = 0; t < T; t++) {
+            int n0 = t / g.bpi * g.G, images = T2I_MIN(g.G, s->N - n0);
+            int oh0 = t % g.bpi * g.rb, oh1 = T2I_MIN(s->OH, oh0 + g.rb), rows = oh1 - oh0;
+            int per_img = rows * s->OW, ncols = images * per_img;
+            fill_padded(pad, inp, s, g.PW, g.PH, g.img, n0, images, oh0 * s->stride - s->pad,
+                        (rows - 1) * s->stride + s->KH);
+            for (int c0 = 0; c0 < ncols; c0 += mr) {
+                const float *a[NN_TILE_MAX_MR];
+                float *o[NN_TILE_MAX_MR]; /* pixel r's value of channel 0 in out */
+                int m = T2I_MIN(mr, ncols - c0);
+                for (int r = 0; r < mr; r++) {
+                    int q = c0 + T2I_MIN(r, m - 1), i = q / per_img, l = q % per_img, oh = l / s->OW, ow = l % s->OW;
+                    a[r] = pad + (size_t)i * g.img + (size_t)oh * s->stride * g.PW + (size_t)ow * s->stride;
+                    o[r] = out + (size_t)(n0 + i) * OC * P + (size_t)(oh0 + oh) * s->OW + ow;
+                }
+                for (int j = 0; j < np; j++) {
+                    gk->tile(Kd, a, off, Bp + (size_t)j * Kd * nr, ct);
+                    for (int jj = 0; jj < T2I_MIN(nr, OC - j * nr); jj++) {
+                        size_t at = (size_t)(j * nr + jj) * P;
+                        float bv = b ? b[j * nr + jj] : 0.0f;
+                        if (add)
+                            for (int r = 0; r < m; r++) o[r][at] += ct[r * nr + jj];
+                        else
+                            for (int r = 0; r < m; r++) o[r][at] = ct[r * nr + jj] + bv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                            const nn_conv *s, int add, int nt) {
+    gather_run(out, scratch, inp, w, b, s, add, nt, 0);
+}
+
+/* Backward-data of a stride-1 conv s is a conv of dY: dx[c][ih][iw] = sum over oc, kh, kw of
+ * dy[oc][ih + pad - kh][iw + pad - kw] w[oc][c][kh][kw]; with kh' = KH-1-kh it is the
+ * stride-1 conv (OC -> C) of dY padded by KH-1-pad with weights w'[c][oc][kh'][kw'] =
+ * w[oc][c][KH-1-kh'][KW-1-kw'], whose output is H x W again. */
+static nn_conv adjoint_s1(const nn_conv *s) {
+    nn_conv a = {s->N, s->OC, s->OH, s->OW, s->C, s->H, s->W, s->KH, s->KW, 1, s->KH - 1 - s->pad};
+    return a;
+}
+
+int nn_conv_gather_serves_data(const nn_conv *s) {
+    if (s->stride != 1 || s->KH != s->KW || s->pad > s->KH - 1) return 0;
+    nn_conv a = adjoint_s1(s);
+    return nn_conv_gather_serves(&a);
+}
+
+size_t nn_conv_gather_data_scratch(const nn_conv *s, int nslots) {
+    nn_conv a = adjoint_s1(s);
+    return nn_conv_gather_scratch(&a, nslots);
+}
+
+void nn_conv_gather_backward_data(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
+                                  int nt) {
+    nn_conv a = adjoint_s1(s);
+    gather_run(dinp, scratch, dout, w, NULL, &a, 1, nt, 1);
+}
+
+/* ------------------------------------------------------------------ strided backward-data
+ *
+ * At stride S, dx[c][ih][iw] takes the taps kh with ih + pad - kh a multiple of S, from
+ * dY row oh = (ih + pad - kh) / S. The input pixels split into S x S phases (ih mod S,
+ * iw mod S); in phase (ph, pw) the taps are kh = kh0 + S*i (kh0 = (ph + pad) mod S) and
+ * oh = a + qh - i for pixel row ih = ph + S*a (qh = (ph + pad) div S): a stride-1
+ * convolution of dY by a kernel of about K/S x K/S taps. Each phase runs as gathered tiles
+ * over dY padded by M = K/S + 1 on every side (rows outside dY read zeros), its taps at
+ * offsets oc*PH*PW - i*PW - j from the pixel's (a + qh, b + qw); the weights of each
+ * phase packed in panels of nr input channels. Whole images per block only. */
+
+typedef struct {
+    int M, PW, PH, G, groups;
+    size_t img; /* floats of one image's padded dY */
+} sdata_plan;
+
+static sdata_plan sdata_plan_for(const nn_conv *s, int nt) {
+    sdata_plan p;
+    p.M = (s->KH + s->stride - 1) / s->stride + 1;
+    p.PW = s->OW + 2 * p.M, p.PH = s->OH + 2 * p.M;
+    p.img = (size_t)s->OC * p.PH * p.PW;
+    p.G = p.img <= pad_block_floats ? (int)T2I_MIN((size_t)s->N, pad_block_floats / p.img) : 1;
+    p.G = balanced_group(s->N, T2I_MIN(p.G, (s->N + nt - 1) / nt), nt);
+    p.groups = (s->N + p.G - 1) / p.G;
+    return p;
+}
+
+int nn_conv_gather_serves_sdata(const nn_conv *s) {
+    const int S = s->stride;
+    if (S < 2 || s->KH != s->KW || s->KH < S || 2 * s->C < nn_gather_kernel_get()->nr ||
+        s->OC * s->KH * s->KW < 64 * S * S)
+        return 0;
+    sdata_plan p = sdata_plan_for(s, 1);
+    return p.img <= pad_block_floats; /* whole images only */
+}
+
+size_t nn_conv_gather_sdata_scratch(const nn_conv *s, int nslots) {
+    sdata_plan p = sdata_plan_for(s, 1);
+    size_t taps = (size_t)s->OC * s->KH * s->KW, nr = NN_TILE_MAX_NR;
+    size_t shared = round_up(round_up((size_t)s->C, nr) * taps + taps + 16 * (size_t)s->stride * s->stride, 16);
+    return shared + (size_t)nslots * round_up((size_t)p.G * p.img + (size_t)NN_TILE_MAX_MR * nr, 16);
+}
+
+/* The taps of phase row ph: first kh0, count n, row shift q. */
+static void phase_taps(const nn_conv *s, int ph, int *kh0, int *n, int *q) {
+    *kh0 = (ph + s->pad) % s->stride;
+    *n = *kh0 < s->KH ? (s->KH - *kh0 + s->stride - 1) / s->stride : 0;
+    *q = (ph + s->pad) / s->stride;
+}
+
+void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
+                                   int nt) {
+    const nn_gather_kernel *gk = nn_gather_kernel_get();
+    const int mr = gk->mr, nr = gk->nr, S = s->stride, K = s->KH, C = s->C, OC = s->OC, np = (C + nr - 1) / nr;
+    sdata_plan p = sdata_plan_for(s, nt);
+    const size_t HW = (size_t)s->H * s->W, taps = (size_t)OC * K * K;
+    float *Bp = scratch; /* per phase: np panels of (its taps, nr) */
+    int *off = (int *)(scratch + round_up((size_t)C, (size_t)nr) * taps);
+    float *slots = scratch + round_up(round_up((size_t)C, (size_t)nr) * taps + taps + 16 * (size_t)S * S, 16);
+    const size_t per = round_up((size_t)p.G * p.img + (size_t)mr * nr, 16);
+    const nn_conv f = {s->N, OC, s->OH, s->OW, 0, 0, 0, K, K, 1, p.M}; /* dY as an input padded by M */
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp single
+        { /* phases in order (ph, pw); each one's taps (oc, i, j) */
+            size_t at = 0;
+            for (int ph = 0; ph < S; ph++)
+                for (int pw = 0; pw < S; pw++) {
+                    int kh0, nh, qh, kw0, nw, qw;
+                    phase_taps(s, ph, &kh0, &nh, &qh), phase_taps(s, pw, &kw0, &nw, &qw);
+                    int kd = OC * nh * nw;
+                    for (int k = 0; k < kd; k++) {
+                        int oc = k / (nh * nw), i = k / nw % nh, j = k % nw;
+                        off[at + k] = (oc * p.PH - i) * p.PW - j;
+                        for (int jp = 0; jp < np; jp++)
+                            for (int r = 0; r < nr; r++) {
+                                int c = jp * nr + r;
+                                Bp[(at * np + (size_t)jp * kd + k) * nr + r] =
+                                    c < C ? w[(((size_t)oc * C + c) * K + kh0 + S * i) * K + kw0 + S * j] : 0.0f;
+                            }
+                    }
+                    at += (size_t)kd;
+                }
+        }
+        float *pad = slots + (size_t)t2i_thread_id() * per, *ct = pad + (size_t)p.G * p.img;
+#pragma omp for schedule(static)
+        for (int t = 0; t < p.groups; t++) {
+            int n0 = t * p.G, images = T2I_MIN(p.G, s->N - n0);
+            fill_padded(pad, dout, &f, p.PW, p.PH, p.img, n0, images, -p.M, p.PH);
+            size_t at = 0;
+            for (int ph = 0; ph < S; ph++)
+                for (int pw = 0; pw < S; pw++) {
+                    int kh0, nh, qh, kw0, nw, qw;
+                    phase_taps(s, ph, &kh0, &nh, &qh), phase_taps(s, pw, &kw0, &nw, &qw);
+                    int kd = OC * nh * nw, Ah = (s->H - ph + S - 1) / S, Aw = (s->W - pw + S - 1) / S;
+                    int per_img = Ah * Aw, ncols = images * per_img;
+                    const float *bp = Bp + at * np * nr;
+                    const int *po = off + at;
+                    at += (size_t)kd;
+                    if (kd == 0) continue;
+                    for (int c0 = 0; c0 < ncols; c0 += mr) {
+                        const float *a[NN_TILE_MAX_MR];
+                        float *o[NN_TILE_MAX_MR];
+                        int m = T2I_MIN(mr, ncols - c0);
+                        for (int r = 0; r < mr; r++) {
+                            int q = c0 + T2I_MIN(r, m - 1), g = q / per_img, l = q % per_img;
+                            int ya = l / Aw, xb = l % Aw;
+                            a[r] = pad + (size_t)g * p.img + (size_t)(ya + qh + p.M) * p.PW + xb + qw + p.M;
+                            o[r] = dinp + (size_t)(n0 + g) * C * HW + (size_t)(ph + S * ya) * s->W + pw + S * xb;
+                        }
+                        for (int jp = 0; jp < np; jp++) {
+                            gk->tile(kd, a, po, bp + (size_t)jp * kd * nr, ct);
+                            for (int jj = 0; jj < T2I_MIN(nr, C - jp * nr); jj++) {
+                                size_t cofs = (size_t)(jp * nr + jj) * HW;
+                                for (int r = 0; r < m; r++) o[r][cofs] += ct[r * nr + jj];
+                            }
+                        }
+                    }
+                }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ weight gradient
+ *
+ * dW (OC, Kd) += dY (OC, cols) col(x)^T (cols, Kd), by blocks of columns: tiles of mr taps
+ * by nr channels summed over all the block's pixels, tap r read at pad[tapoff_r + pixoff[k]]
+ * (the gathered kernel with the roles of its offsets exchanged: the rows are taps, the sum
+ * runs over pixels), dY packed transposed in panels of nr channels. No im2col, so a block
+ * holds only its padded input and packed dY, and can be long: each tile's sum runs over
+ * many pixels before it is added into dW (blocks of the im2col road are 4 to 8 times
+ * shorter for these shapes). The blocks are summed in WSPLIT fixed chunks, each into its
+ * own copy of dW (a tile's columns are written as rows of dW), the copies then added in
+ * chunk order: no dependence on the thread count. */
+
+#define WSPLIT 8
+
+typedef struct {
+    int G, rb, bpi, T; /* G images per block, or (G == 1) bands of rb rows, bpi per image; T blocks */
+} wplan;
+
+/* Floats of a block of the given images and output rows: padded input, packed dY, offsets. */
+static size_t wblock_floats(const nn_conv *s, int images, int rows, int nr) {
+    size_t pad = (size_t)s->C * ((size_t)(rows - 1) * s->stride + s->KH) * (s->W + 2 * s->pad);
+    size_t cols = (size_t)images * rows * s->OW;
+    return round_up((size_t)images * pad, 16) + round_up((size_t)s->OC, (size_t)nr) * cols + cols + 16;
+}
+
+static wplan wplan_for(const nn_conv *s, int nr) {
+    wplan p;
+    size_t budget = 4 * pad_block_floats, one = wblock_floats(s, 1, s->OH, nr); /* 1 MiB, as an im2col block */
+    if (one <= budget) {
+        p.G = (int)T2I_MIN((size_t)s->N, budget / one);
+        p.G = balanced_group(s->N, T2I_MIN(p.G, (s->N + WSPLIT - 1) / WSPLIT), WSPLIT); /* a block per chunk at least */
+        p.rb = s->OH, p.bpi = 1;
+    } else {
+        p.G = 1, p.rb = s->OH;
+        while (p.rb > 1 && wblock_floats(s, 1, p.rb, nr) > budget) p.rb = (p.rb + 1) / 2;
+        p.bpi = (s->OH + p.rb - 1) / p.rb;
+    }
+    p.T = (s->N + p.G - 1) / p.G * p.bpi;
+    return p;
+}
+
+int nn_conv_gather_serves_weight(const nn_conv *s) {
+    /* ops_conv.c takes few taps or few channels by dot products, and 1x1 in place; the
+     * tiles here want a panel of channels mostly filled */
+    const int Kd = s->C * s->KH * s->KW;
+    return Kd > 64 && 2 * s->OC >= nn_gather_kernel_get()->nr &&
+           !(s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0);
+}
+
+size_t nn_conv_gather_weight_scratch(const nn_conv *s, int nslots) {
+    const int nr = NN_TILE_MAX_NR;
+    wplan p = wplan_for(s, nr);
+    size_t slot = round_up(wblock_floats(s, p.G, p.rb, nr) + (size_t)NN_TILE_MAX_MR * nr, 16);
+    return round_up((size_t)WSPLIT * s->OC * s->C * s->KH * s->KW, 16) + (size_t)nslots * slot;
+}
+
+/* acc (OC, Kd) += the block of images n0 .. n0+images-1, output rows [oh0, oh1) (= when
+ * first). */
+static void wblock(float *acc, float *buf, float *ct, const float *inp, const float *dout, const nn_conv *s,
+                   const nn_gather_kernel *gk, int n0, int images, int oh0, int oh1, int first) {
+    const int mr = gk->mr, nr = gk->nr, OC = s->OC, np = (OC + nr - 1) / nr, kk = s->KH * s->KW;
+    const int Kd = s->C * kk, rows = oh1 - oh0, per_img = rows * s->OW, cols = images * per_img;
+    const int PW = s->W + 2 * s->pad, PH = (rows - 1) * s->stride + s->KH;
+    const size_t img = (size_t)s->C * PH * PW, P = (size_t)s->OH * s->OW;
+    float *pad = buf, *Ypk = buf + round_up((size_t)images * img, 16);
+    int *pixoff = (int *)(Ypk + (size_t)np * nr * cols);
+    fill_padded(pad, inp, s, PW, PH, img, n0, images, oh0 * s->stride - s->pad, PH);
+    for (int c = 0; c < cols; c++) {
+        int g = c / per_img, l = c % per_img;
+        pixoff[c] = (int)((size_t)g * img) + l / s->OW * s->stride * PW + l % s->OW * s->stride;
+    }
+    for (int j = 0; j < np; j++) {
+        float *d = Ypk + (size_t)j * nr * cols;
+        int n = T2I_MIN(nr, OC - j * nr);
+        for (int g = 0; g < images; g++)
+            for (int jj = 0; jj < nr; jj++) {
+                const float *src = dout + ((size_t)(n0 + g) * OC + j * nr + jj) * P + (size_t)oh0 * s->OW;
+                float *dst = d + (size_t)g * per_img * nr + jj;
+                if (jj < n)
+                    for (int l = 0; l < per_img; l++) dst[(size_t)l * nr] = src[l];
+                else
+                    for (int l = 0; l < per_img; l++) dst[(size_t)l * nr] = 0.0f;
+            }
+    }
+    for (int i0 = 0; i0 < Kd; i0 += mr) {
+        const float *a[NN_TILE_MAX_MR];
+        int m = T2I_MIN(mr, Kd - i0);
+        for (int r = 0; r < mr; r++) {
+            int k = i0 + T2I_MIN(r, m - 1), c = k / kk, t = k % kk;
+            a[r] = pad + ((size_t)c * PH + t / s->KW) * PW + t % s->KW;
+        }
+        for (int j = 0; j < np; j++) {
+            int n = T2I_MIN(nr, OC - j * nr);
+            gk->tile(cols, a, pixoff, Ypk + (size_t)j * nr * cols, ct);
+            for (int jj = 0; jj < n; jj++) { /* the tile's column jj: m taps of channel j*nr + jj */
+                float *d = acc + (size_t)(j * nr + jj) * Kd + i0;
+                if (first)
+                    for (int r = 0; r < m; r++) d[r] = ct[r * nr + jj];
+                else
+                    for (int r = 0; r < m; r++) d[r] += ct[r * nr + jj];
+            }
+        }
+    }
+}
+
+void nn_conv_gather_backward_weight(float *dw, float *scratch, const float *dout, const float *inp, const nn_conv *s,
+                                    int nt) {
+    const nn_gather_kernel *gk = nn_gather_kernel_get();
+    wplan p = wplan_for(s, gk->nr);
+    const size_t Kd = (size_t)s->C * s->KH * s->KW, nw = Kd * s->OC;
+    float *part = scratch, *slots = scratch + round_up((size_t)WSPLIT * nw, 16);
+    const size_t per = round_up(wblock_floats(s, p.G, p.rb, gk->nr) + (size_t)gk->mr * gk->nr, 16);
+#pragma omp parallel num_threads(nt)
+    {
+        float *buf = slots + (size_t)t2i_thread_id() * per, *ct = buf + per - (size_t)gk->mr * gk->nr;
+#pragma omp for schedule(static)
+        for (int chunk = 0; chunk < WSPLIT; chunk++) {
+            float *acc = part + (size_t)chunk * nw;
+            int t0 = chunk * p.T / WSPLIT, t1 = (chunk + 1) * p.T / WSPLIT;
+            if (t0 == t1) memset(acc, 0, nw * sizeof(float));
+            for (int t = t0; t < t1; t++) {
+                int n0 = t / p.bpi * p.G, oh0 = t % p.bpi * p.rb;
+                wblock(acc, buf, ct, inp, dout, s, gk, n0, T2I_MIN(p.G, s->N - n0), oh0, T2I_MIN(s->OH, oh0 + p.rb),
+                       t == t0);
+            }
+        }
+#pragma omp for schedule(static)
+        for (size_t e = 0; e < nw; e++) {
+            float v = 0.0f;
+            for (int chunk = 0; chunk < WSPLIT; chunk++) v += part[(size_t)chunk * nw + e];
+            dw[e] += v;
+        }
+    }
+}
