@@ -81,13 +81,13 @@ static void fixed_inputs(const gan_model *m, uint64_t seed, float *z, float *c, 
 /* The command's own part of the run (t2i_trainer holds the common one). */
 typedef struct {
     /* flags of a new run (with --resume, the checkpoint's config and options count) */
-    const char *data, *arch, *loss, *dnorm, *init, *cond, *text_enc, *vocab;
-    int res, channels, z_dim, g_width, d_width, depth, sn, batch, n_critic, flip;
+    const char *data, *arch, *loss, *dnorm, *init, *cond, *text_enc, *vocab, *augment;
+    int res, channels, z_dim, g_width, d_width, depth, sn, mbstd, batch, n_critic, flip;
     float lr_g, lr_d, beta1, beta2, smooth, ema, mismatch;
     long ema_start;
     /* options and state saved in the checkpoint, besides the trainer's */
     gan_train_opts o;
-    char loss_name[16];
+    char loss_name[16], aug_name[64];
     long loader_epoch, opt_g_step, opt_d_step;
     int loader_pos;
     /* model, data, optimizers and buffers */
@@ -119,7 +119,7 @@ static int gan_tr_check_flags(void *self, t2i_trainer *t) {
     if (t2i_check_range_i("--ema-start", g->ema_start, 0, 1000000000) ||
         t2i_check_range_i("--seed", t->seed_arg, 0, LONG_MAX) || t2i_check_range_i("--z-dim", g->z_dim, 1, 4096) ||
         t2i_check_range_i("--g-width", g->g_width, 4, 1024) || t2i_check_range_i("--d-width", g->d_width, 4, 1024) ||
-        t2i_check_range_i("--depth", g->depth, 0, 4))
+        t2i_check_range_i("--depth", g->depth, 0, 4) || t2i_check_range_i("--mbstd", g->mbstd, 0, 64))
         return 2;
     if (g->res != 0 && g->res != 28 && g->res != 32 && g->res != 64 && g->res != 128)
         return t2i_fail("--res must be 28, 32, 64 or 128 (0: the data's own), got %d", g->res), 2;
@@ -139,6 +139,7 @@ static int gan_tr_check_state(void *self, t2i_trainer *t) {
     gan_trainer *g = self;
     (void)t;
     if (gan_loss_parse(g->loss_name, &g->o.loss) != 0) return t2i_error_set("training state: bad 'loss'");
+    if ((g->o.augment = gan_augment_parse(g->aug_name)) < 0) return t2i_error_set("training state: bad 'augment'");
     return 0;
 }
 
@@ -157,6 +158,9 @@ static int new_opts(gan_trainer *g, t2i_trainer *t) {
     o->smooth = g->smooth, o->ema = g->ema, o->ema_start = g->ema_start, o->mismatch = g->mismatch;
     o->batch = g->batch, o->flip = g->flip, o->seed = t->seed;
     snprintf(g->loss_name, sizeof g->loss_name, "%s", gan_loss_name(o->loss));
+    if ((o->augment = gan_augment_parse(g->augment)) < 0)
+        return t2i_fail("--augment must be none or a comma list of color, translation, cutout, got '%s'", g->augment), 2;
+    gan_augment_name(o->augment, g->aug_name, sizeof g->aug_name);
     if (strcmp(g->cond, "class") == 0) o->cond_classes = 1;
     else if (strcmp(g->cond, "auto") == 0) o->cond_classes = -1; /* decided once the data is open */
     else if (strcmp(g->cond, "none") != 0) return t2i_fail("--cond must be none, class or auto, got '%s'", g->cond), 2;
@@ -180,7 +184,7 @@ static int init_model(gan_trainer *g, t2i_trainer *t) {
     } ints[] = {{"--res", g->res, c->res},           {"--channels", g->channels, c->channels},
                 {"--z-dim", g->z_dim, c->z_dim},     {"--g-width", g->g_width, c->g_width},
                 {"--d-width", g->d_width, c->d_width}, {"--depth", g->depth, c->depth},
-                {"--sn", g->sn, c->d_sn}};
+                {"--sn", g->sn, c->d_sn}, {"--mbstd", g->mbstd, c->d_mbstd}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (t2i_flag_given(t->cmd, ints[i].flag) && ints[i].want != ints[i].have)
             return t2i_fail("gan train: %s %d does not match %s (%d); the architecture comes from --init", ints[i].flag,
@@ -236,14 +240,14 @@ static int new_model(gan_trainer *g, t2i_trainer *t) {
                             ds->source, ds->W, ds->H);
         cfg->channels = ds->C;
         cfg->z_dim = g->z_dim, cfg->g_width = g->g_width, cfg->d_width = g->d_width, cfg->depth = g->depth;
-        cfg->d_sn = g->sn;
+        cfg->d_sn = g->sn, cfg->d_mbstd = g->mbstd;
         cfg->init_normal = strcmp(g->init, "normal") == 0;
         if (strcmp(g->init, "normal") && strcmp(g->init, "pytorch"))
             return t2i_fail("--init must be pytorch or normal, got '%s'", g->init);
         if (strcmp(g->dnorm, "none") == 0) cfg->d_norm = GAN_NORM_NONE;
         else if (strcmp(g->dnorm, "batch") != 0) return t2i_fail("--d-norm must be batch or none, got '%s'", g->dnorm);
-    } else if (g->sn || strcmp(g->dnorm, "batch") || g->depth) {
-        return t2i_fail("--arch b1 is fixed (no --sn, --d-norm or --depth); use --arch dcgan");
+    } else if (g->sn || strcmp(g->dnorm, "batch") || g->depth || g->mbstd) {
+        return t2i_fail("--arch b1 is fixed (no --sn, --d-norm, --depth or --mbstd); use --arch dcgan");
     }
     gan_train_opts *o = &g->o;
     if (o->cond_classes < 0) /* auto: the data's classes, unless B1 or a text encoder decides */
@@ -314,6 +318,11 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
         return t2i_fail("%s: images are %dx%dx%d, the model expects %dx%dx%d", g->ds.source, g->ds.C, g->ds.H, g->ds.W,
                         cfg->channels, cfg->res, cfg->res);
     if ((rc = t2i_trainer_split(t, "--batch", g->o.batch)) != 0) return rc;
+    int slice = t->size > 1 ? t->hi - t->lo : g->o.batch;
+    if (cfg->d_mbstd && slice % T2I_MIN(cfg->d_mbstd, slice) != 0)
+        return t2i_fail("gan train: a batch of %d per process is not whole groups of %d for --mbstd", slice,
+                        cfg->d_mbstd), 2;
+    g->o.aug_rng = &t->rng;
     t->per_epoch = g->ds.n / g->o.batch;
     t->epoch_div = g->o.n_critic;
     t->default_steps = GAN_DEFAULT_STEPS;
@@ -504,7 +513,7 @@ static const t2i_trainer_ops gan_ops = {
 int gan_cmd_train(int argc, char **argv) {
     /* defaults: the toolkit's Fashion-MNIST recipe */
     gan_trainer g = {.data = "fashion-mnist", .arch = "dcgan", .loss = "ns", .dnorm = "batch", .init = "pytorch",
-                     .cond = "auto", .z_dim = 100, .g_width = 32, .d_width = 32, .batch = 64, .n_critic = 1,
+                     .cond = "auto", .augment = "none", .z_dim = 100, .g_width = 32, .d_width = 32, .batch = 64, .n_critic = 1,
                      .lr_g = 2e-4f, .lr_d = 2e-4f, .beta1 = 0.5f, .beta2 = 0.999f, .smooth = 1.0f, .ema = 0.999f,
                      .ema_start = 1000};
     nn_arena_init(&g.arena);
@@ -532,7 +541,8 @@ int gan_cmd_train(int argc, char **argv) {
                      NN_F_INT_IN("batch", o->batch, 2, 4096),
                      NN_F_BOOL("flip", o->flip),
                      NN_F_BOOL("cond_classes", o->cond_classes),
-                     NN_F_SEED("seed", o->seed)};
+                     NN_F_SEED("seed", o->seed),
+                     NN_F_STR_DEF("augment", g.aug_name)};
     t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
         {"--data", T2I_STR, &g.data, "fashion-mnist, fashion-captions, or a folder (images, class folders)"},
@@ -548,6 +558,9 @@ int gan_cmd_train(int argc, char **argv) {
         {"--vocab", T2I_STR, &g.vocab, "BPE vocabulary for the text encoder (if it has none of its own)"},
         {"--loss", T2I_STR, &g.loss, "ns (non-saturating), hinge or ls (least squares)"},
         {"--sn", T2I_BOOL, &g.sn, "spectral normalisation in D"},
+        {"--mbstd", T2I_INT, &g.mbstd, "minibatch-stddev channel in D over groups of N images, then a 3x3 conv (0: none)"},
+        {"--augment", T2I_STR, &g.augment, "augment every image D sees, real and generated, differentiably: none or a "
+                                           "comma list of color, translation, cutout (DiffAugment)"},
         {"--d-norm", T2I_STR, &g.dnorm, "batch or none (normalisation in D)"},
         {"--init", T2I_STR, &g.init, "pytorch (default inits), normal (N(0, 0.02), DCGAN), or a gan checkpoint to "
                                      "fine-tune from (its weights and architecture, fresh optimizers)"},
