@@ -103,6 +103,20 @@ check_error "--g-width 16 does not match" "$T2I" gan train --data fashion-mnist 
     --g-width 16 --out "$TMP/bad"
 check_error "inference copy without the discriminator" "$T2I" gan train --data fashion-mnist --init "$TMP/inf.safetensors" \
     --out "$TMP/bad"
+# minibatch stddev and augmentation: an unconditional run with both resumes bit-exactly
+# (the augmentation draws from the saved generator), keeps both in its files, and samples
+aug="--cond none --mbstd 4 --augment cutout,translation --sample-every 1"
+"$T2I" gan train --data fashion-mnist --steps 4 $small $aug --out "$TMP/m4" >/dev/null 2>&1 || fail "mbstd/augment run"
+"$T2I" gan train --data fashion-mnist --steps 2 $small $aug --out "$TMP/m2" >/dev/null 2>&1 || fail "mbstd/augment half"
+"$T2I" gan train --resume --steps 4 --threads 2 --out "$TMP/m2" >/dev/null 2>&1 || fail "mbstd/augment resume"
+cmp -s "$TMP/m4/checkpoint.safetensors" "$TMP/m2/checkpoint.safetensors" || fail "mbstd/augment resume differs"
+grep -q '"d_mbstd":4' "$TMP/m4/config.json" || fail "config.json lacks d_mbstd: $(cat "$TMP/m4/config.json")"
+grep -q '"augment":"translation,cutout"' "$TMP/m4/config.json" || fail "config.json lacks augment"
+grep -q '"d_mbstd"' "$TMP/a/config.json" && fail "a run without --mbstd writes d_mbstd"
+"$T2I" gan sample --ckpt "$TMP/m4/checkpoint.safetensors" --n 4 --out "$TMP/m4s" >/dev/null 2>&1 || fail "sample an mbstd GAN"
+check_error "--augment must be none or a comma list" "$T2I" gan train --data fashion-mnist --augment flip --out "$TMP/bad"
+check_error "not whole groups of 3 for --mbstd" "$T2I" gan train --data fashion-mnist --mbstd 3 --batch 8 --out "$TMP/bad"
+check_error "--arch b1 is fixed" "$T2I" gan train --data fashion-mnist --arch b1 --mbstd 4 --out "$TMP/bad"
 # bad flag values are refused, not clamped
 if "$T2I" gan train --lr-g -1 --out "$TMP/r3" 2>"$TMP/err"; then fail "negative lr accepted"; fi
 grep -q -- "--lr-g" "$TMP/err" || fail "bad lr message"
