@@ -11,7 +11,10 @@
  * through conditional BatchNorm and by concatenation to the noise, and D through a
  * projection head: logit = w.h + b + (c P).h, with h the trunk features and c the
  * condition (one-hot class, or the vector) - the projection discriminator of Miyato &
- * Koyama. Mismatched-condition negatives (text GANs) are a training option.
+ * Koyama. Mismatched-condition negatives (text GANs) are a training option. For data
+ * without labels D may end in a minibatch-stddev channel and a 3x3 conv (d_mbstd, as in
+ * Karras et al.'s progressive GANs), and training may augment D's inputs (gan_train_opts
+ * augment, DiffAugment).
  */
 #ifndef T2I_GAN_H
 #define T2I_GAN_H

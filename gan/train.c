@@ -5,6 +5,10 @@
  *      and on fake images (each with its own BatchNorm statistics, as two PyTorch calls);
  *      loss = L_real(D(x)) + L_fake(D(fake)) [+ w * L_fake(D(x, wrong condition))]; Adam.
  *   G: fresh z'; loss = L_gen(D(G(z'))) with D frozen (input gradients only); Adam.
+ *   --augment: every image D sees (real, fake, and G's fakes) first goes through random
+ *      colour/translation/cutout with fresh draws per batch (DiffAugment); G's gradient
+ *      comes back through the augmentation's adjoint. --mbstd: D's trunk output gets a
+ *      minibatch-stddev channel (groups of N images) and one more 3x3 conv (model.c).
  *   EMA: ema = decay * ema + (1 - decay) * G after every G update (from --ema-start).
  * Losses on logits l: non-saturating (BCE; real target 1 or the smoothed value), hinge
  * (relu(1 - l), relu(1 + l), -l) and least squares (0.5 (l-1)^2, 0.5 l^2, 0.5 (l-1)^2).
