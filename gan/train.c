@@ -327,6 +327,9 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
         return t2i_fail("gan train: a batch of %d per process is not whole groups of %d for --mbstd", slice,
                         cfg->d_mbstd), 2;
     g->o.aug_rng = &t->rng;
+    /* "augment" is the options' last field: without augmentation it is not written, so
+     * such runs record their options as before it existed (absent reads as none) */
+    if (!g->o.augment && strcmp(t->opts[t->nopts - 1].key, "augment") == 0) t->nopts--;
     t->per_epoch = g->ds.n / g->o.batch;
     t->epoch_div = g->o.n_critic;
     t->default_steps = GAN_DEFAULT_STEPS;
