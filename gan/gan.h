@@ -125,6 +125,8 @@ typedef struct {
     uint64_t seed;
     char data[512];
     int cond_classes;  /* condition on the dataset's labels */
+    int clusters;      /* > 0: those labels are this many balanced k-means clusters of the images
+                        * (t2i_dataset_cluster), not the data's own (0: the data's own) */
     int augment;       /* NN_AUG_* bits: augmentation of every image D sees, real or generated
                         * (0: none) */
     t2i_rng *aug_rng;  /* its draws (the trainer's generator; not saved with the options) */

@@ -10,6 +10,12 @@
  *      comes back through the augmentation's adjoint. --mbstd: D's trunk output gets a
  *      minibatch-stddev channel (groups of N images) and one more 3x3 conv (model.c).
  *   EMA: ema = decay * ema + (1 - decay) * G after every G update (from --ema-start).
+ *   --clusters K (by default 10 when a DCGAN's data has no labels or --cond none leaves them
+ *      unused): before the first step the images are split into K equal-sized balanced
+ *      k-means clusters (data.h t2i_dataset_cluster) and the run is class-conditional on
+ *      them. Sampling draws every class in equal shares, so every cluster - a tenth of
+ *      the data - gets a tenth of the samples: the class mix follows the data's, where an
+ *      unconditional G piles its samples onto a few kinds of image.
  * Losses on logits l: non-saturating (BCE; real target 1 or the smoothed value), hinge
  * (relu(1 - l), relu(1 + l), -l) and least squares (0.5 (l-1)^2, 0.5 l^2, 0.5 (l-1)^2).
  *
@@ -45,6 +51,7 @@
 #include "text_cond.h"
 
 #define GAN_DEFAULT_STEPS 12000 /* the Fashion-MNIST recipe: 12.8 epochs at batch 64 */
+#define GAN_UNLABELLED_CLUSTERS 10 /* unlabelled data: pseudo-classes by default (--clusters) */
 
 /* Mean pairwise L2 distance of N images (sample diversity). */
 static double diversity(const float *x, int N, size_t item) {
@@ -86,7 +93,7 @@ static void fixed_inputs(const gan_model *m, uint64_t seed, float *z, float *c, 
 typedef struct {
     /* flags of a new run (with --resume, the checkpoint's config and options count) */
     const char *data, *arch, *loss, *dnorm, *init, *cond, *text_enc, *vocab, *augment;
-    int res, channels, z_dim, g_width, d_width, depth, sn, mbstd, batch, n_critic, flip;
+    int res, channels, z_dim, g_width, d_width, depth, sn, mbstd, batch, n_critic, flip, clusters;
     float lr_g, lr_d, beta1, beta2, smooth, ema, mismatch;
     long ema_start;
     /* options and state saved in the checkpoint, besides the trainer's */
@@ -168,6 +175,8 @@ static int new_opts(gan_trainer *g, t2i_trainer *t) {
     if (strcmp(g->cond, "class") == 0) o->cond_classes = 1;
     else if (strcmp(g->cond, "auto") == 0) o->cond_classes = -1; /* decided once the data is open */
     else if (strcmp(g->cond, "none") != 0) return t2i_fail("--cond must be none, class or auto, got '%s'", g->cond), 2;
+    if (t2i_check_range_i("--clusters", g->clusters, 0, 1000)) return 2;
+    if (g->clusters == 1) return t2i_fail("--clusters must be 0 (none) or at least 2, got 1"), 2;
     if (strlen(g->data) >= sizeof o->data) return t2i_fail("--data: path too long"), 2;
     strcpy(o->data, g->data);
     return 0;
@@ -286,6 +295,34 @@ static int new_model(gan_trainer *g, t2i_trainer *t) {
     return 0;
 }
 
+/* A new run's pseudo-classes (o->clusters, 0 for none): --clusters K, or by default
+ * GAN_UNLABELLED_CLUSTERS for a DCGAN whose data's labels go unused (--cond none, or data
+ * without them) and that no text conditions, given at least 100 images per cluster. A run
+ * fine-tuned from a class-conditional checkpoint on such data clusters it into as many. */
+static int choose_clusters(gan_trainer *g, t2i_trainer *t, int from_ckpt) {
+    gan_train_opts *o = &g->o;
+    const t2i_dataset *ds = &g->ds;
+    int given = t2i_flag_given(t->cmd, "--clusters");
+    int labels = ds->labels && ds->n_classes >= 2;
+    if (from_ckpt) {
+        int want = g->cfg.n_classes > 0 && (!labels || strcmp(g->cond, "none") == 0) ? g->cfg.n_classes : 0;
+        if (given && g->clusters != want)
+            return t2i_fail("gan train: --clusters %d does not match %s (%d classes)", g->clusters, g->init,
+                            g->cfg.n_classes), 2;
+        o->clusters = want;
+    } else {
+        int dcgan = strcmp(g->arch, "dcgan") == 0, used = o->cond_classes == 1 || (o->cond_classes < 0 && labels);
+        int eligible = dcgan && !g->text_enc && !used;
+        if (given && g->clusters && !eligible)
+            return t2i_fail("--clusters: only for --arch dcgan without --text-encoder, on data whose labels are not "
+                            "used (--cond none, or data without them)"), 2;
+        o->clusters = given ? g->clusters : eligible && ds->n >= 100 * GAN_UNLABELLED_CLUSTERS ? GAN_UNLABELLED_CLUSTERS : 0;
+    }
+    if (o->clusters > ds->n) return t2i_fail("%s: %d images, fewer than --clusters %d", ds->source, ds->n, o->clusters), 2;
+    if (o->clusters) o->cond_classes = 1;
+    return 0;
+}
+
 static int gan_tr_setup(void *self, t2i_trainer *t) {
     gan_trainer *g = self;
     int rc;
@@ -298,6 +335,15 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
     if (t2i_dataset_open(&g->ds, g->o.data, want_c, want_res, want_res) != 0) return t2i_fail_err();
     if (g->ds.n < g->o.batch)
         return t2i_fail("%s: %d images, fewer than one batch of %d", g->ds.source, g->ds.n, g->o.batch);
+    if (!t->resume && (rc = choose_clusters(g, t, from_ckpt)) != 0) return rc;
+    if (g->o.clusters) {
+        /* the data's own labels (if any) give way to the clusters; a resumed run recomputes
+         * the same ones from the seed */
+        double t0 = t2i_now();
+        if (t2i_dataset_cluster(&g->ds, g->o.clusters, g->o.seed) != 0) return t2i_fail_err();
+        printf("gan train: conditioned on %d balanced k-means clusters of the images (%.1f s)\n", g->o.clusters,
+               t2i_now() - t0);
+    }
     if (!t->resume && (rc = new_model(g, t)) != 0) return rc;
     const gan_config *cfg = &g->cfg;
     if (cfg->text_encoder[0]) {
@@ -327,8 +373,10 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
         return t2i_fail("gan train: a batch of %d per process is not whole groups of %d for --mbstd", slice,
                         cfg->d_mbstd), 2;
     g->o.aug_rng = &t->rng;
-    /* "augment" is the options' last field: without augmentation it is not written, so
-     * such runs record their options as before it existed (absent reads as none) */
+    /* "augment" and "clusters" are the options' last fields: unset, they are not written
+     * (from the end), so runs without them record their options as before they existed
+     * (absent reads as none) */
+    if (!g->o.clusters && strcmp(t->opts[t->nopts - 1].key, "clusters") == 0) t->nopts--;
     if (!g->o.augment && strcmp(t->opts[t->nopts - 1].key, "augment") == 0) t->nopts--;
     t->per_epoch = g->ds.n / g->o.batch;
     t->epoch_div = g->o.n_critic;
@@ -549,7 +597,8 @@ int gan_cmd_train(int argc, char **argv) {
                      NN_F_BOOL("flip", o->flip),
                      NN_F_BOOL("cond_classes", o->cond_classes),
                      NN_F_SEED("seed", o->seed),
-                     NN_F_STR_DEF("augment", g.aug_name)};
+                     NN_F_STR_DEF("augment", g.aug_name),
+                     NN_F_INT_DEF_IN("clusters", o->clusters, 0, 0, 1000)};
     t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
         {"--data", T2I_STR, &g.data, "fashion-mnist, fashion-captions, or a folder (images, class folders)"},
@@ -560,7 +609,11 @@ int gan_cmd_train(int argc, char **argv) {
         {"--g-width", T2I_INT, &g.g_width, "G base width"},
         {"--d-width", T2I_INT, &g.d_width, "D base width"},
         {"--depth", T2I_INT, &g.depth, "extra 3x3 convolutions per stage"},
-        {"--cond", T2I_STR, &g.cond, "none, class (condition on the data's class labels) or auto (class if labelled)"},
+        {"--cond", T2I_STR, &g.cond, "none (the data's labels go unused: it counts as unlabelled), class (condition on "
+                                     "the data's class labels) or auto (class if labelled)"},
+        {"--clusters", T2I_INT, &g.clusters, "unlabelled data: condition on K equal-sized k-means clusters of the "
+                                             "images (0: an unconditional GAN; default 10 for a dcgan with 100 images "
+                                             "per cluster or more)"},
         {"--text-encoder", T2I_STR, &g.text_enc, "CLIP checkpoint: condition on the captions' text embeddings"},
         {"--vocab", T2I_STR, &g.vocab, "BPE vocabulary for the text encoder (if it has none of its own)"},
         {"--loss", T2I_STR, &g.loss, "ns (non-saturating), hinge or ls (least squares)"},
