@@ -14,8 +14,8 @@
  *      unused): before the first step the images are split into K equal-sized balanced
  *      k-means clusters (data.h t2i_dataset_cluster) and the run is class-conditional on
  *      them. Sampling draws every class in equal shares, so every cluster - 1/K of the
- *      data - gets 1/K of the samples: the class mix follows the data's, where an
- *      unconditional G piles its samples onto a few kinds of image.
+ *      data - gets 1/K of the samples, where an unconditional G is free to pile its
+ *      samples onto a few kinds of image.
  * Losses on logits l: non-saturating (BCE; real target 1 or the smoothed value), hinge
  * (relu(1 - l), relu(1 + l), -l) and least squares (0.5 (l-1)^2, 0.5 l^2, 0.5 (l-1)^2).
  *
