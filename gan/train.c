@@ -10,8 +10,8 @@
  *      comes back through the augmentation's adjoint. --mbstd: D's trunk output gets a
  *      minibatch-stddev channel (groups of N images) and one more 3x3 conv (model.c).
  *   EMA: ema = decay * ema + (1 - decay) * G after every G update (from --ema-start).
- *   --clusters K (for a DCGAN whose data has no labels or whose labels --cond none leaves
- *      unused): before the first step the images are split into K equal-sized balanced
+ *   --clusters K (by default 10 for a DCGAN whose data has no labels or whose labels --cond
+ *      none leaves unused, with 100 images per cluster or more): before the first step the images are split into K equal-sized balanced
  *      k-means clusters (data.h t2i_dataset_cluster) and the run is class-conditional on
  *      them. Sampling draws every class in equal shares, so every cluster - 1/K of the
  *      data - gets 1/K of the samples, where an unconditional G is free to pile its
@@ -51,6 +51,7 @@
 #include "text_cond.h"
 
 #define GAN_DEFAULT_STEPS 12000 /* the Fashion-MNIST recipe: 12.8 epochs at batch 64 */
+#define GAN_UNLABELLED_CLUSTERS 10 /* unlabelled data: pseudo-classes by default (--clusters) */
 
 /* Mean pairwise L2 distance of N images (sample diversity). */
 static double diversity(const float *x, int N, size_t item) {
@@ -294,10 +295,10 @@ static int new_model(gan_trainer *g, t2i_trainer *t) {
     return 0;
 }
 
-/* A new run's pseudo-classes (o->clusters, 0 for none): --clusters K, for a DCGAN whose
- * data's labels go unused (--cond none, or data without them) and that no text conditions.
- * A run fine-tuned from a class-conditional checkpoint on such data clusters it into as
- * many. */
+/* A new run's pseudo-classes (o->clusters, 0 for none): --clusters K, or by default
+ * GAN_UNLABELLED_CLUSTERS for a DCGAN whose data's labels go unused (--cond none, or data
+ * without them) and that no text conditions, given at least 100 images per cluster. A run
+ * fine-tuned from a class-conditional checkpoint on such data clusters it into as many. */
 static int choose_clusters(gan_trainer *g, t2i_trainer *t, int from_ckpt) {
     gan_train_opts *o = &g->o;
     const t2i_dataset *ds = &g->ds;
@@ -312,10 +313,12 @@ static int choose_clusters(gan_trainer *g, t2i_trainer *t, int from_ckpt) {
     } else {
         int dcgan = strcmp(g->arch, "dcgan") == 0, used = o->cond_classes == 1 || (o->cond_classes < 0 && labels);
         int eligible = dcgan && !g->text_enc && !used;
-        if (g->clusters && !eligible)
+        if (given && g->clusters && !eligible)
             return t2i_fail("--clusters: only for --arch dcgan without --text-encoder, on data whose labels are not "
                             "used (--cond none, or data without them)"), 2;
-        o->clusters = g->clusters;
+        o->clusters = given                                                 ? g->clusters
+                      : eligible && ds->n >= 100 * GAN_UNLABELLED_CLUSTERS ? GAN_UNLABELLED_CLUSTERS
+                                                                           : 0;
     }
     if (o->clusters > ds->n) return t2i_fail("%s: %d images, fewer than --clusters %d", ds->source, ds->n, o->clusters), 2;
     if (o->clusters) o->cond_classes = 1;
@@ -611,7 +614,8 @@ int gan_cmd_train(int argc, char **argv) {
         {"--cond", T2I_STR, &g.cond, "none (the data's labels go unused: it counts as unlabelled), class (condition on "
                                      "the data's class labels) or auto (class if labelled)"},
         {"--clusters", T2I_INT, &g.clusters, "unlabelled data: condition on K equal-sized k-means clusters of the "
-                                             "images (0: an unconditional GAN)"},
+                                             "images (0: an unconditional GAN; default 10 for a dcgan with 100 images "
+                                             "per cluster or more)"},
         {"--text-encoder", T2I_STR, &g.text_enc, "CLIP checkpoint: condition on the captions' text embeddings"},
         {"--vocab", T2I_STR, &g.vocab, "BPE vocabulary for the text encoder (if it has none of its own)"},
         {"--loss", T2I_STR, &g.loss, "ns (non-saturating), hinge or ls (least squares)"},
@@ -643,9 +647,9 @@ int gan_cmd_train(int argc, char **argv) {
                    "The defaults are the toolkit's Fashion-MNIST recipe: a DCGAN 32 wide in G and D,\n"
                    "conditioned on the classes when the data has them (--cond auto), EMA of G from step\n"
                    "1000, 12000 steps (33 min on 2 cores; FID in bench/RESULTS.md). Fashion-MNIST is\n"
-                   "read from Debian's dataset-fashion-mnist. Without labels (or with --cond none),\n"
-                   "--clusters 10 conditions on equal-sized k-means clusters of the images instead\n"
-                   "(experimental). With --resume, the architecture and training options come from\n"
-                   "the checkpoint; --steps/--epochs may extend the run."};
+                   "read from Debian's dataset-fashion-mnist. Without labels (or with --cond none) the\n"
+                   "recipe conditions on 10 equal-sized k-means clusters of the images instead\n"
+                   "(--clusters; FID in bench/RESULTS.md). With --resume, the architecture and training\n"
+                   "options come from the checkpoint; --steps/--epochs may extend the run."};
     return t2i_trainer_main(&t, &cmd, argc, argv);
 }
