@@ -62,6 +62,11 @@ int t2i_dataset_captions(t2i_dataset *ds, const char *dir, int C, int H, int W);
 int t2i_dataset_open(t2i_dataset *ds, const char *spec, int C, int H, int W);
 /* Item i as (C, H, W) floats in [-1, 1]. Thread-safe. Returns -1 on a decode error. */
 int t2i_dataset_get(const t2i_dataset *ds, int i, float *dst);
+/* Replaces the labels (if any) by K pseudo-classes of equal size (within one): balanced
+ * k-means (nn/kmeans.h) on the images average-pooled to a side of 14-27 pixels, seeded by
+ * seed; the same for any thread count. The class names go. Returns -1 with a message on
+ * an unreadable image or K outside 2..n. */
+int t2i_dataset_cluster(t2i_dataset *ds, int K, uint64_t seed);
 void t2i_dataset_free(t2i_dataset *ds);
 
 typedef struct {

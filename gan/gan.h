@@ -11,7 +11,10 @@
  * through conditional BatchNorm and by concatenation to the noise, and D through a
  * projection head: logit = w.h + b + (c P).h, with h the trunk features and c the
  * condition (one-hot class, or the vector) - the projection discriminator of Miyato &
- * Koyama. Mismatched-condition negatives (text GANs) are a training option.
+ * Koyama. Mismatched-condition negatives (text GANs) are a training option. For data
+ * without labels D may end in a minibatch-stddev channel and a 3x3 conv (d_mbstd, as in
+ * Karras et al.'s progressive GANs), and training may augment D's inputs (gan_train_opts
+ * augment, DiffAugment).
  */
 #ifndef T2I_GAN_H
 #define T2I_GAN_H
@@ -34,6 +37,8 @@ typedef struct {
     int n_classes;       /* > 0: class-conditional (condition = one-hot) */
     int cond_dim;        /* > 0: conditioned on a vector of this size (e.g. a text embedding) */
     int d_sn;            /* spectral norm in D */
+    int d_mbstd;         /* > 0: minibatch-stddev channel over groups of this many images, then
+                          * a 3x3 conv, at the end of D's trunk (0: none) */
     gan_dnorm d_norm;
     int init_normal;     /* N(0, 0.02) init (DCGAN) instead of PyTorch's defaults */
     /* caption conditioning (cond_dim > 0): the frozen CLIP whose text embeddings are the
@@ -49,6 +54,7 @@ typedef struct {
     gan_config cfg;
     nn_params gp, dp, ep;  /* G, D, EMA-of-G parameter stores */
     nn_seq g, d, ema;      /* ema has the same layers as g over ep */
+    nn_seq dmb;            /* with d_mbstd: the conv after the stddev channel ("d.mb." in dp) */
     int head_w, head_b, head_proj; /* D head parameters in dp (head_proj -1 if unconditional) */
     int feat;              /* D trunk feature size */
     int inference_only;    /* loaded from a shipped copy without D (see gan_load) */
@@ -70,12 +76,20 @@ int gan_config_from_json(gan_config *c, const char *json);
 void gan_model_build(gan_model *m, const gan_config *cfg, t2i_rng *rng);
 void gan_model_free(gan_model *m);
 
+/* What one D forward leaves for its backward: the trunk's tape and, with d_mbstd, the
+ * stddev layer's input and deviations and the last conv's tape. Zero it before use. */
+typedef struct {
+    nn_tape trunk, mb;
+    const float *mb_in;
+    float *mb_sd;
+} gan_d_tape;
+
 /* D on N images x with condition c (N, cond size) or NULL: logits (N) in the arena. */
-float *gan_d_forward(gan_model *m, nn_tape *t, nn_arena *a, const float *x, const float *c, int N, int training,
+float *gan_d_forward(gan_model *m, gan_d_tape *t, nn_arena *a, const float *x, const float *c, int N, int training,
                      float **feat_out);
 /* Backward of gan_d_forward given dlogits (N): returns dL/dx when need_dx. Adds into D's
  * gradients unless m->d.frozen. dc (N, cond) receives the condition's gradient if set. */
-float *gan_d_backward(gan_model *m, nn_tape *t, nn_arena *a, const float *x_unused, const float *c,
+float *gan_d_backward(gan_model *m, gan_d_tape *t, nn_arena *a, const float *x_unused, const float *c,
                       const float *feat, const float *dlogits, float *dc, int N, int need_dx);
 /* G (or the EMA copy) on noise z (N, z_dim) and condition c: images (N, C, R, R). */
 float *gan_g_forward(gan_model *m, nn_seq *g, nn_tape *t, nn_arena *a, const float *z, const float *c, int N,
@@ -111,7 +125,17 @@ typedef struct {
     uint64_t seed;
     char data[512];
     int cond_classes;  /* condition on the dataset's labels */
+    int clusters;      /* > 0: those labels are this many balanced k-means clusters of the images
+                        * (t2i_dataset_cluster), not the data's own (0: the data's own) */
+    int augment;       /* NN_AUG_* bits: augmentation of every image D sees, real or generated
+                        * (0: none) */
+    t2i_rng *aug_rng;  /* its draws (the trainer's generator; not saved with the options) */
 } gan_train_opts;
+
+/* The augmentation policy from a comma list of color, translation, cutout (or "none");
+ * -1 if a name is unknown. gan_augment_name writes it back (canonical order). */
+int gan_augment_parse(const char *s);
+void gan_augment_name(int policy, char *buf, size_t n);
 
 
 typedef struct {

@@ -56,6 +56,7 @@ static const char *const gan_inits[] = {"pytorch", "normal0.02", NULL}; /* init_
                      NN_F_INT_IN("n_classes", (c)->n_classes, 0, 10000),                                   \
                      NN_F_INT_IN("cond_dim", (c)->cond_dim, 0, 4096),                                      \
                      NN_F_BOOL_DEF("d_sn", (c)->d_sn, 0),                                                  \
+                     NN_F_INT_DEF_IN("d_mbstd", (c)->d_mbstd, 0, 0, 64),                                   \
                      NN_F_ENUM_DEF("d_norm", (c)->d_norm, gan_dnorms, GAN_NORM_BN),                        \
                      NN_F_ENUM_DEF("init", (c)->init_normal, gan_inits, 0),                                \
                      NN_F_STR_DEF("text_encoder", (c)->text_encoder),                                      \
@@ -85,7 +86,14 @@ char *gan_config_to_json(const gan_config *c) {
     gan_config k = *c;
     CONFIG_FIELDS(&k);
     int caption = c->cond_dim > 0 && c->text_encoder[0];
-    return nn_fields_to_json(cf, NN_NFIELDS(cf) - (caption ? 0 : CAPTION_FIELDS));
+    size_t n = NN_NFIELDS(cf) - (caption ? 0 : CAPTION_FIELDS);
+    if (!c->d_mbstd) { /* absent means 0: configs without it stay as they were written */
+        size_t i = 0;
+        while (strcmp(cf[i].key, "d_mbstd") != 0) i++;
+        memmove(&cf[i], &cf[i + 1], (n - i - 1) * sizeof cf[0]);
+        n--;
+    }
+    return nn_fields_to_json(cf, n);
 }
 
 int gan_config_from_json(gan_config *c, const char *json) {
@@ -147,6 +155,15 @@ static void build_g(nn_seq *g, nn_params *ps, const gan_config *c) {
     }
 }
 
+/* The minibatch-stddev tail of D: the trunk's output plus one channel, through a 3x3 conv
+ * back to the trunk's width (StyleGAN's placement: D's last layers see the statistic). */
+static void build_dmb(nn_seq *s, nn_params *ps, const gan_config *c, const nn_seq *d) {
+    nn_seq_init(s, ps, "d.mb", d->C + 1, d->H, d->W);
+    s->sn_next = c->d_sn;
+    nn_seq_conv(s, d->C, 3, 1, 1, 1);
+    nn_seq_act(s, NN_ACT_LEAKY_RELU, 0.2f);
+}
+
 static void build_d(nn_seq *d, nn_params *ps, const gan_config *c) {
     int S = n_stages(c->res);
     nn_seq_init(d, ps, "d", c->channels, c->res, c->res);
@@ -175,6 +192,7 @@ void gan_model_build(gan_model *m, const gan_config *cfg, t2i_rng *rng) {
     build_g(&m->g, &m->gp, cfg);
     build_g(&m->ema, &m->ep, cfg);
     build_d(&m->d, &m->dp, cfg);
+    if (cfg->d_mbstd) build_dmb(&m->dmb, &m->dp, cfg, &m->d);
     m->feat = (int)nn_seq_out_size(&m->d);
     m->head_w = nn_params_add(&m->dp, "d.head.weight", 2, (int[]){1, m->feat}, NN_TRAIN);
     m->head_b = nn_params_add(&m->dp, "d.head.bias", 1, (int[]){1}, NN_TRAIN);
@@ -186,6 +204,7 @@ void gan_model_build(gan_model *m, const gan_config *cfg, t2i_rng *rng) {
     nn_init_kind ik = cfg->init_normal ? NN_INIT_NORMAL002 : NN_INIT_PYTORCH;
     nn_seq_init_params(&m->g, rng, ik);
     nn_seq_init_params(&m->d, rng, ik);
+    if (cfg->d_mbstd) nn_seq_init_params(&m->dmb, rng, ik);
     if (ik == NN_INIT_PYTORCH) {
         nn_init_pytorch_uniform(nn_params_val(&m->dp, m->head_w), (size_t)m->feat, m->feat, rng);
         nn_init_pytorch_uniform(nn_params_val(&m->dp, m->head_b), 1, m->feat, rng);
@@ -227,9 +246,19 @@ static const float *head_vector(gan_model *m, nn_arena *a, float *norm_out) {
     return wn;
 }
 
-float *gan_d_forward(gan_model *m, nn_tape *t, nn_arena *a, const float *x, const float *c, int N, int training,
+float *gan_d_forward(gan_model *m, gan_d_tape *t, nn_arena *a, const float *x, const float *c, int N, int training,
                      float **feat_out) {
-    float *h = nn_seq_forward(&m->d, t, a, x, N, training);
+    float *h = nn_seq_forward(&m->d, &t->trunk, a, x, N, training);
+    if (m->cfg.d_mbstd) {
+        const nn_seq *d = &m->d;
+        int S = d->H * d->W, G = N < m->cfg.d_mbstd ? N : m->cfg.d_mbstd;
+        T2I_ASSERTF(N % G == 0, "D: %d images are not groups of %d for the minibatch stddev", N, G);
+        float *hs = nn_arena_floats(a, (size_t)N * (d->C + 1) * S);
+        t->mb_in = h;
+        t->mb_sd = nn_arena_floats(a, (size_t)(N / G) * d->C * S);
+        nn_mbstd_forward(hs, t->mb_sd, h, N, d->C, S, G);
+        h = nn_seq_forward(&m->dmb, &t->mb, a, hs, N, training);
+    }
     float nrm;
     const float *w = head_vector(m, a, &nrm);
     float b = nn_params_val(&m->dp, m->head_b)[0];
@@ -251,7 +280,7 @@ float *gan_d_forward(gan_model *m, nn_tape *t, nn_arena *a, const float *x, cons
     return logits;
 }
 
-float *gan_d_backward(gan_model *m, nn_tape *t, nn_arena *a, const float *x_unused, const float *c,
+float *gan_d_backward(gan_model *m, gan_d_tape *t, nn_arena *a, const float *x_unused, const float *c,
                       const float *feat, const float *dlogits, float *dc, int N, int need_dx) {
     (void)x_unused;
     int F = m->feat, cond = gan_cond_size(&m->cfg), frozen = m->d.frozen;
@@ -290,7 +319,16 @@ float *gan_d_backward(gan_model *m, nn_tape *t, nn_arena *a, const float *x_unus
         nn_linear_backward(dc, frozen ? NULL : nn_params_grad(&m->dp, m->head_proj), NULL, dproj, c,
                            nn_params_val(&m->dp, m->head_proj), (size_t)N, cond, F);
     }
-    return nn_seq_backward(&m->d, t, a, dh, need_dx);
+    if (m->cfg.d_mbstd) {
+        const nn_seq *d = &m->d;
+        int S = d->H * d->W, G = N < m->cfg.d_mbstd ? N : m->cfg.d_mbstd;
+        m->dmb.frozen = frozen;
+        float *dhs = nn_seq_backward(&m->dmb, &t->mb, a, dh, 1);
+        m->dmb.frozen = 0;
+        dh = nn_arena_zeros(a, (size_t)N * d->C * S);
+        nn_mbstd_backward(dh, dhs, t->mb_in, t->mb_sd, N, d->C, S, G);
+    }
+    return nn_seq_backward(&m->d, &t->trunk, a, dh, need_dx);
 }
 
 float *gan_g_forward(gan_model *m, nn_seq *g, nn_tape *t, nn_arena *a, const float *z, const float *c, int N,

@@ -50,6 +50,47 @@ float gan_objective(gan_loss loss, int kind, const float *l, float *dl, int N, f
     return 0.0f;
 }
 
+static const char *const aug_names[] = {"color", "translation", "cutout"}; /* NN_AUG_* bit order */
+
+int gan_augment_parse(const char *s) {
+    if (strcmp(s, "none") == 0 || !s[0]) return 0;
+    int policy = 0;
+    const char *p = s;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        int bit = -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen(aug_names[i]) == len && strncmp(p, aug_names[i], len) == 0) bit = i;
+        if (bit < 0) return -1;
+        policy |= 1 << bit;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return policy;
+}
+
+void gan_augment_name(int policy, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < 3; i++)
+        if (policy & (1 << i)) k += (size_t)snprintf(buf + k, k < n ? n - k : 0, "%s%s", k ? "," : "", aug_names[i]);
+    if (!policy) snprintf(buf, n, "none");
+}
+
+/* D's view of images x (N, C, H, W): x itself, or an augmented copy whose draws go to *p
+ * (for the backward pass) when p is set. */
+static const float *augmented(const gan_model *m, nn_arena *a, const gan_train_opts *o, const float *x, int N,
+                              nn_aug_item **p) {
+    if (!o->augment) return x;
+    const gan_config *c = &m->cfg;
+    nn_aug_item *q = nn_arena_bytes(a, sizeof(nn_aug_item) * (size_t)N);
+    nn_augment_draw(q, N, c->res, c->res, o->augment, o->aug_rng);
+    float *y = nn_arena_floats(a, (size_t)N * c->channels * c->res * c->res);
+    nn_augment_forward(y, x, q, N, c->channels, c->res, c->res);
+    if (p) *p = q;
+    return y;
+}
+
 static float mean_sigmoid(const float *l, int N) {
     double s = 0.0;
     for (int i = 0; i < N; i++) s += 1.0 / (1.0 + exp(-l[i]));
@@ -65,12 +106,14 @@ void gan_d_step(gan_model *m, nn_optim *od, nn_arena *a, const gan_train_opts *o
     int cs = gan_cond_size(&m->cfg);
     nn_arena_reset(a);
     nn_params_zero_grad(&m->dp);
-    nn_tape tg, tr, tf, tw;
+    nn_tape tg;
+    gan_d_tape tr, tf, tw;
     memset(&tg, 0, sizeof tg), memset(&tr, 0, sizeof tr), memset(&tf, 0, sizeof tf), memset(&tw, 0, sizeof tw);
     float *fake = gan_g_forward(m, &m->g, &tg, a, z, c, B, 1);
     float *fr, *ff, *fw;
-    float *lr = gan_d_forward(m, &tr, a, x, c, B, 1, &fr);
-    float *lf = gan_d_forward(m, &tf, a, fake, c, B, 1, &ff);
+    const float *xa = augmented(m, a, o, x, B, NULL), *fa = augmented(m, a, o, fake, B, NULL);
+    float *lr = gan_d_forward(m, &tr, a, xa, c, B, 1, &fr);
+    float *lf = gan_d_forward(m, &tf, a, fa, c, B, 1, &ff);
     float *dl = nn_arena_zeros(a, (size_t)B);
     float loss = gan_objective(o->loss, 0, lr, dl, B, o->smooth, 1.0f);
     gan_d_backward(m, &tr, a, x, c, fr, dl, NULL, B, 0);
@@ -79,7 +122,7 @@ void gan_d_step(gan_model *m, nn_optim *od, nn_arena *a, const gan_train_opts *o
     gan_d_backward(m, &tf, a, fake, c, ff, dl, NULL, B, 0);
     if (cs && o->mismatch > 0) {
         /* real images paired with the next item's condition (cw, gan_mismatched_conds) count as fake */
-        float *lw = gan_d_forward(m, &tw, a, x, cw, B, 1, &fw);
+        float *lw = gan_d_forward(m, &tw, a, xa, cw, B, 1, &fw);
         dl = nn_arena_zeros(a, (size_t)B);
         loss += o->mismatch * gan_objective(o->loss, 1, lw, dl, B, 1.0f, o->mismatch);
         gan_d_backward(m, &tw, a, x, cw, fw, dl, NULL, B, 0);
@@ -94,16 +137,25 @@ void gan_g_step(gan_model *m, nn_optim *og, nn_arena *a, const gan_train_opts *o
                 int B, gan_step_stats *st) {
     nn_arena_reset(a);
     nn_params_zero_grad(&m->gp);
-    nn_tape tg, td;
+    nn_tape tg;
+    gan_d_tape td;
     memset(&tg, 0, sizeof tg), memset(&td, 0, sizeof td);
     float *fake = gan_g_forward(m, &m->g, &tg, a, z, c, B, 1);
     float *fd;
-    float *lf = gan_d_forward(m, &td, a, fake, c, B, 1, &fd);
+    nn_aug_item *aug = NULL;
+    const float *fa = augmented(m, a, o, fake, B, &aug);
+    float *lf = gan_d_forward(m, &td, a, fa, c, B, 1, &fd);
     float *dl = nn_arena_zeros(a, (size_t)B);
     st->loss_g = gan_objective(o->loss, 2, lf, dl, B, 1.0f, 1.0f);
     m->d.frozen = 1; /* D's weights get no gradient in the G step */
     float *dimg = gan_d_backward(m, &td, a, fake, c, fd, dl, NULL, B, 1);
     m->d.frozen = 0;
+    if (aug) {
+        const gan_config *g = &m->cfg;
+        float *df = nn_arena_zeros(a, (size_t)B * g->channels * g->res * g->res);
+        nn_augment_backward(df, dimg, aug, B, g->channels, g->res, g->res);
+        dimg = df;
+    }
     nn_seq_backward(&m->g, &tg, a, dimg, 0);
     nn_optim_step(og, &m->gp, og->lr);
 }

@@ -5,7 +5,17 @@
  *      and on fake images (each with its own BatchNorm statistics, as two PyTorch calls);
  *      loss = L_real(D(x)) + L_fake(D(fake)) [+ w * L_fake(D(x, wrong condition))]; Adam.
  *   G: fresh z'; loss = L_gen(D(G(z'))) with D frozen (input gradients only); Adam.
+ *   --augment: every image D sees (real, fake, and G's fakes) first goes through random
+ *      colour/translation/cutout with fresh draws per batch (DiffAugment); G's gradient
+ *      comes back through the augmentation's adjoint. --mbstd: D's trunk output gets a
+ *      minibatch-stddev channel (groups of N images) and one more 3x3 conv (model.c).
  *   EMA: ema = decay * ema + (1 - decay) * G after every G update (from --ema-start).
+ *   --clusters K (by default 10 for a DCGAN whose data has no labels or whose labels --cond
+ *      none leaves unused, with 100 images per cluster or more): before the first step the images are split into K equal-sized balanced
+ *      k-means clusters (data.h t2i_dataset_cluster) and the run is class-conditional on
+ *      them. Sampling draws every class in equal shares, so every cluster - 1/K of the
+ *      data - gets 1/K of the samples, where an unconditional G is free to pile its
+ *      samples onto a few kinds of image.
  * Losses on logits l: non-saturating (BCE; real target 1 or the smoothed value), hinge
  * (relu(1 - l), relu(1 + l), -l) and least squares (0.5 (l-1)^2, 0.5 l^2, 0.5 (l-1)^2).
  *
@@ -41,6 +51,7 @@
 #include "text_cond.h"
 
 #define GAN_DEFAULT_STEPS 12000 /* the Fashion-MNIST recipe: 12.8 epochs at batch 64 */
+#define GAN_UNLABELLED_CLUSTERS 10 /* unlabelled data: pseudo-classes by default (--clusters) */
 
 /* Mean pairwise L2 distance of N images (sample diversity). */
 static double diversity(const float *x, int N, size_t item) {
@@ -81,13 +92,13 @@ static void fixed_inputs(const gan_model *m, uint64_t seed, float *z, float *c, 
 /* The command's own part of the run (t2i_trainer holds the common one). */
 typedef struct {
     /* flags of a new run (with --resume, the checkpoint's config and options count) */
-    const char *data, *arch, *loss, *dnorm, *init, *cond, *text_enc, *vocab;
-    int res, channels, z_dim, g_width, d_width, depth, sn, batch, n_critic, flip;
+    const char *data, *arch, *loss, *dnorm, *init, *cond, *text_enc, *vocab, *augment;
+    int res, channels, z_dim, g_width, d_width, depth, sn, mbstd, batch, n_critic, flip, clusters;
     float lr_g, lr_d, beta1, beta2, smooth, ema, mismatch;
     long ema_start;
     /* options and state saved in the checkpoint, besides the trainer's */
     gan_train_opts o;
-    char loss_name[16];
+    char loss_name[16], aug_name[64];
     long loader_epoch, opt_g_step, opt_d_step;
     int loader_pos;
     /* model, data, optimizers and buffers */
@@ -119,7 +130,7 @@ static int gan_tr_check_flags(void *self, t2i_trainer *t) {
     if (t2i_check_range_i("--ema-start", g->ema_start, 0, 1000000000) ||
         t2i_check_range_i("--seed", t->seed_arg, 0, LONG_MAX) || t2i_check_range_i("--z-dim", g->z_dim, 1, 4096) ||
         t2i_check_range_i("--g-width", g->g_width, 4, 1024) || t2i_check_range_i("--d-width", g->d_width, 4, 1024) ||
-        t2i_check_range_i("--depth", g->depth, 0, 4))
+        t2i_check_range_i("--depth", g->depth, 0, 4) || t2i_check_range_i("--mbstd", g->mbstd, 0, 64))
         return 2;
     if (g->res != 0 && g->res != 28 && g->res != 32 && g->res != 64 && g->res != 128)
         return t2i_fail("--res must be 28, 32, 64 or 128 (0: the data's own), got %d", g->res), 2;
@@ -139,6 +150,7 @@ static int gan_tr_check_state(void *self, t2i_trainer *t) {
     gan_trainer *g = self;
     (void)t;
     if (gan_loss_parse(g->loss_name, &g->o.loss) != 0) return t2i_error_set("training state: bad 'loss'");
+    if ((g->o.augment = gan_augment_parse(g->aug_name)) < 0) return t2i_error_set("training state: bad 'augment'");
     return 0;
 }
 
@@ -157,9 +169,14 @@ static int new_opts(gan_trainer *g, t2i_trainer *t) {
     o->smooth = g->smooth, o->ema = g->ema, o->ema_start = g->ema_start, o->mismatch = g->mismatch;
     o->batch = g->batch, o->flip = g->flip, o->seed = t->seed;
     snprintf(g->loss_name, sizeof g->loss_name, "%s", gan_loss_name(o->loss));
+    if ((o->augment = gan_augment_parse(g->augment)) < 0)
+        return t2i_fail("--augment must be none or a comma list of color, translation, cutout, got '%s'", g->augment), 2;
+    gan_augment_name(o->augment, g->aug_name, sizeof g->aug_name);
     if (strcmp(g->cond, "class") == 0) o->cond_classes = 1;
     else if (strcmp(g->cond, "auto") == 0) o->cond_classes = -1; /* decided once the data is open */
     else if (strcmp(g->cond, "none") != 0) return t2i_fail("--cond must be none, class or auto, got '%s'", g->cond), 2;
+    if (t2i_check_range_i("--clusters", g->clusters, 0, 1000)) return 2;
+    if (g->clusters == 1) return t2i_fail("--clusters must be 0 (none) or at least 2, got 1"), 2;
     if (strlen(g->data) >= sizeof o->data) return t2i_fail("--data: path too long"), 2;
     strcpy(o->data, g->data);
     return 0;
@@ -180,7 +197,7 @@ static int init_model(gan_trainer *g, t2i_trainer *t) {
     } ints[] = {{"--res", g->res, c->res},           {"--channels", g->channels, c->channels},
                 {"--z-dim", g->z_dim, c->z_dim},     {"--g-width", g->g_width, c->g_width},
                 {"--d-width", g->d_width, c->d_width}, {"--depth", g->depth, c->depth},
-                {"--sn", g->sn, c->d_sn}};
+                {"--sn", g->sn, c->d_sn}, {"--mbstd", g->mbstd, c->d_mbstd}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (t2i_flag_given(t->cmd, ints[i].flag) && ints[i].want != ints[i].have)
             return t2i_fail("gan train: %s %d does not match %s (%d); the architecture comes from --init", ints[i].flag,
@@ -236,14 +253,14 @@ static int new_model(gan_trainer *g, t2i_trainer *t) {
                             ds->source, ds->W, ds->H);
         cfg->channels = ds->C;
         cfg->z_dim = g->z_dim, cfg->g_width = g->g_width, cfg->d_width = g->d_width, cfg->depth = g->depth;
-        cfg->d_sn = g->sn;
+        cfg->d_sn = g->sn, cfg->d_mbstd = g->mbstd;
         cfg->init_normal = strcmp(g->init, "normal") == 0;
         if (strcmp(g->init, "normal") && strcmp(g->init, "pytorch"))
             return t2i_fail("--init must be pytorch or normal, got '%s'", g->init);
         if (strcmp(g->dnorm, "none") == 0) cfg->d_norm = GAN_NORM_NONE;
         else if (strcmp(g->dnorm, "batch") != 0) return t2i_fail("--d-norm must be batch or none, got '%s'", g->dnorm);
-    } else if (g->sn || strcmp(g->dnorm, "batch") || g->depth) {
-        return t2i_fail("--arch b1 is fixed (no --sn, --d-norm or --depth); use --arch dcgan");
+    } else if (g->sn || strcmp(g->dnorm, "batch") || g->depth || g->mbstd) {
+        return t2i_fail("--arch b1 is fixed (no --sn, --d-norm, --depth or --mbstd); use --arch dcgan");
     }
     gan_train_opts *o = &g->o;
     if (o->cond_classes < 0) /* auto: the data's classes, unless B1 or a text encoder decides */
@@ -278,6 +295,36 @@ static int new_model(gan_trainer *g, t2i_trainer *t) {
     return 0;
 }
 
+/* A new run's pseudo-classes (o->clusters, 0 for none): --clusters K, or by default
+ * GAN_UNLABELLED_CLUSTERS for a DCGAN whose data's labels go unused (--cond none, or data
+ * without them) and that no text conditions, given at least 100 images per cluster. A run
+ * fine-tuned from a class-conditional checkpoint on such data clusters it into as many. */
+static int choose_clusters(gan_trainer *g, t2i_trainer *t, int from_ckpt) {
+    gan_train_opts *o = &g->o;
+    const t2i_dataset *ds = &g->ds;
+    int given = t2i_flag_given(t->cmd, "--clusters");
+    int labels = ds->labels && ds->n_classes >= 2;
+    if (from_ckpt) {
+        int want = g->cfg.n_classes > 0 && (!labels || strcmp(g->cond, "none") == 0) ? g->cfg.n_classes : 0;
+        if (given && g->clusters != want)
+            return t2i_fail("gan train: --clusters %d does not match %s (%d classes)", g->clusters, g->init,
+                            g->cfg.n_classes), 2;
+        o->clusters = want;
+    } else {
+        int dcgan = strcmp(g->arch, "dcgan") == 0, used = o->cond_classes == 1 || (o->cond_classes < 0 && labels);
+        int eligible = dcgan && !g->text_enc && !used;
+        if (given && g->clusters && !eligible)
+            return t2i_fail("--clusters: only for --arch dcgan without --text-encoder, on data whose labels are not "
+                            "used (--cond none, or data without them)"), 2;
+        o->clusters = given                                                 ? g->clusters
+                      : eligible && ds->n >= 100 * GAN_UNLABELLED_CLUSTERS ? GAN_UNLABELLED_CLUSTERS
+                                                                           : 0;
+    }
+    if (o->clusters > ds->n) return t2i_fail("%s: %d images, fewer than --clusters %d", ds->source, ds->n, o->clusters), 2;
+    if (o->clusters) o->cond_classes = 1;
+    return 0;
+}
+
 static int gan_tr_setup(void *self, t2i_trainer *t) {
     gan_trainer *g = self;
     int rc;
@@ -290,6 +337,15 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
     if (t2i_dataset_open(&g->ds, g->o.data, want_c, want_res, want_res) != 0) return t2i_fail_err();
     if (g->ds.n < g->o.batch)
         return t2i_fail("%s: %d images, fewer than one batch of %d", g->ds.source, g->ds.n, g->o.batch);
+    if (!t->resume && (rc = choose_clusters(g, t, from_ckpt)) != 0) return rc;
+    if (g->o.clusters) {
+        /* the data's own labels (if any) give way to the clusters; a resumed run recomputes
+         * the same ones from the seed */
+        double t0 = t2i_now();
+        if (t2i_dataset_cluster(&g->ds, g->o.clusters, g->o.seed) != 0) return t2i_fail_err();
+        printf("gan train: conditioned on %d balanced k-means clusters of the images (%.1f s)\n", g->o.clusters,
+               t2i_now() - t0);
+    }
     if (!t->resume && (rc = new_model(g, t)) != 0) return rc;
     const gan_config *cfg = &g->cfg;
     if (cfg->text_encoder[0]) {
@@ -314,6 +370,16 @@ static int gan_tr_setup(void *self, t2i_trainer *t) {
         return t2i_fail("%s: images are %dx%dx%d, the model expects %dx%dx%d", g->ds.source, g->ds.C, g->ds.H, g->ds.W,
                         cfg->channels, cfg->res, cfg->res);
     if ((rc = t2i_trainer_split(t, "--batch", g->o.batch)) != 0) return rc;
+    int slice = t->size > 1 ? t->hi - t->lo : g->o.batch;
+    if (cfg->d_mbstd && slice % T2I_MIN(cfg->d_mbstd, slice) != 0)
+        return t2i_fail("gan train: a batch of %d per process is not whole groups of %d for --mbstd", slice,
+                        cfg->d_mbstd), 2;
+    g->o.aug_rng = &t->rng;
+    /* "augment" and "clusters" are the options' last fields: unset, they are not written
+     * (from the end), so runs without them record their options as before they existed
+     * (absent reads as none) */
+    if (!g->o.clusters && strcmp(t->opts[t->nopts - 1].key, "clusters") == 0) t->nopts--;
+    if (!g->o.augment && strcmp(t->opts[t->nopts - 1].key, "augment") == 0) t->nopts--;
     t->per_epoch = g->ds.n / g->o.batch;
     t->epoch_div = g->o.n_critic;
     t->default_steps = GAN_DEFAULT_STEPS;
@@ -504,7 +570,7 @@ static const t2i_trainer_ops gan_ops = {
 int gan_cmd_train(int argc, char **argv) {
     /* defaults: the toolkit's Fashion-MNIST recipe */
     gan_trainer g = {.data = "fashion-mnist", .arch = "dcgan", .loss = "ns", .dnorm = "batch", .init = "pytorch",
-                     .cond = "auto", .z_dim = 100, .g_width = 32, .d_width = 32, .batch = 64, .n_critic = 1,
+                     .cond = "auto", .augment = "none", .z_dim = 100, .g_width = 32, .d_width = 32, .batch = 64, .n_critic = 1,
                      .lr_g = 2e-4f, .lr_d = 2e-4f, .beta1 = 0.5f, .beta2 = 0.999f, .smooth = 1.0f, .ema = 0.999f,
                      .ema_start = 1000};
     nn_arena_init(&g.arena);
@@ -532,7 +598,9 @@ int gan_cmd_train(int argc, char **argv) {
                      NN_F_INT_IN("batch", o->batch, 2, 4096),
                      NN_F_BOOL("flip", o->flip),
                      NN_F_BOOL("cond_classes", o->cond_classes),
-                     NN_F_SEED("seed", o->seed)};
+                     NN_F_SEED("seed", o->seed),
+                     NN_F_STR_DEF("augment", g.aug_name),
+                     NN_F_INT_DEF_IN("clusters", o->clusters, 0, 0, 1000)};
     t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
         {"--data", T2I_STR, &g.data, "fashion-mnist, fashion-captions, or a folder (images, class folders)"},
@@ -543,11 +611,18 @@ int gan_cmd_train(int argc, char **argv) {
         {"--g-width", T2I_INT, &g.g_width, "G base width"},
         {"--d-width", T2I_INT, &g.d_width, "D base width"},
         {"--depth", T2I_INT, &g.depth, "extra 3x3 convolutions per stage"},
-        {"--cond", T2I_STR, &g.cond, "none, class (condition on the data's class labels) or auto (class if labelled)"},
+        {"--cond", T2I_STR, &g.cond, "none (the data's labels go unused: it counts as unlabelled), class (condition on "
+                                     "the data's class labels) or auto (class if labelled)"},
+        {"--clusters", T2I_INT, &g.clusters, "unlabelled data: condition on K equal-sized k-means clusters of the "
+                                             "images (0: an unconditional GAN; default 10 for a dcgan with 100 images "
+                                             "per cluster or more)"},
         {"--text-encoder", T2I_STR, &g.text_enc, "CLIP checkpoint: condition on the captions' text embeddings"},
         {"--vocab", T2I_STR, &g.vocab, "BPE vocabulary for the text encoder (if it has none of its own)"},
         {"--loss", T2I_STR, &g.loss, "ns (non-saturating), hinge or ls (least squares)"},
         {"--sn", T2I_BOOL, &g.sn, "spectral normalisation in D"},
+        {"--mbstd", T2I_INT, &g.mbstd, "minibatch-stddev channel in D over groups of N images, then a 3x3 conv (0: none)"},
+        {"--augment", T2I_STR, &g.augment, "augment every image D sees, real and generated, differentiably: none or a "
+                                           "comma list of color, translation, cutout (DiffAugment)"},
         {"--d-norm", T2I_STR, &g.dnorm, "batch or none (normalisation in D)"},
         {"--init", T2I_STR, &g.init, "pytorch (default inits), normal (N(0, 0.02), DCGAN), or a gan checkpoint to "
                                      "fine-tune from (its weights and architecture, fresh optimizers)"},
@@ -572,7 +647,9 @@ int gan_cmd_train(int argc, char **argv) {
                    "The defaults are the toolkit's Fashion-MNIST recipe: a DCGAN 32 wide in G and D,\n"
                    "conditioned on the classes when the data has them (--cond auto), EMA of G from step\n"
                    "1000, 12000 steps (33 min on 2 cores; FID in bench/RESULTS.md). Fashion-MNIST is\n"
-                   "read from Debian's dataset-fashion-mnist. With --resume, the architecture and\n"
-                   "training options come from the checkpoint; --steps/--epochs may extend the run."};
+                   "read from Debian's dataset-fashion-mnist. Without labels (or with --cond none) the\n"
+                   "recipe conditions on 10 equal-sized k-means clusters of the images instead\n"
+                   "(--clusters; FID in bench/RESULTS.md). With --resume, the architecture and training\n"
+                   "options come from the checkpoint; --steps/--epochs may extend the run."};
     return t2i_trainer_main(&t, &cmd, argc, argv);
 }

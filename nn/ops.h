@@ -21,7 +21,8 @@
  *
  * Files, by family: ops.c (GEMM, Linear, Embedding, activations, dropout), ops_conv.c,
  * ops_norm.c, ops_shape.c (adds, concat, pixel shuffle, upsampling, pooling),
- * ops_attention.c (softmax, attention), ops_loss.c; each backward's derivation is in its file.
+ * ops_attention.c (softmax, attention), ops_loss.c, ops_augment.c (minibatch stddev,
+ * augmentation); each backward's derivation is in its file.
  */
 #ifndef T2I_OPS_H
 #define T2I_OPS_H
@@ -191,6 +192,28 @@ void nn_upsample_nearest_backward(float *dinp, const float *dout, int N, int C, 
 void nn_avgpool2d_forward(float *out, const float *inp, int N, int C, int H, int W, int k, int stride);
 void nn_avgpool2d_backward(float *dinp, const float *dout, int N, int C, int H, int W, int k,
                            int stride);
+
+/* ---- GAN discriminator helpers (ops_augment.c) ----
+ * Minibatch standard deviation: inp (N, C, S) in groups of G consecutive items (N a
+ * multiple of G) -> out (N, C + 1, S), the extra channel holding the group's mean over
+ * (C, S) of the per-feature standard deviation across the group; sd (N/G, C*S) saves
+ * those deviations for backward. */
+void nn_mbstd_forward(float *out, float *sd, const float *inp, int N, int C, int S, int G);
+void nn_mbstd_backward(float *dinp, const float *dout, const float *inp, const float *sd, int N, int C, int S, int G);
+/* Differentiable augmentation (DiffAugment's colour, translation and cutout) of images
+ * (N, C, H, W) with per-item draws; each is affine in the image, so gradients reach
+ * whatever made it (the generator). nn_augment_draw draws the parameters of N items for
+ * a policy (NN_AUG_* bits; an unset bit leaves that step the identity); forward must not
+ * alias out and inp; backward adds into dinp. */
+enum { NN_AUG_COLOR = 1, NN_AUG_TRANSLATION = 2, NN_AUG_CUTOUT = 4 };
+typedef struct {
+    float bright, sat, contrast; /* x + bright; saturation and contrast factors (1: none) */
+    int tx, ty;                  /* shift in pixels (right, down); zeros come in */
+    int cx, cy, cw, ch;          /* cutout box: columns [cx, cx + cw), rows [cy, cy + ch); cw 0: none */
+} nn_aug_item;
+void nn_augment_draw(nn_aug_item *p, int N, int H, int W, int policy, t2i_rng *rng);
+void nn_augment_forward(float *out, const float *inp, const nn_aug_item *p, int N, int C, int H, int W);
+void nn_augment_backward(float *dinp, const float *dout, const nn_aug_item *p, int N, int C, int H, int W);
 
 /* ---- Softmax over the last dimension ----  x (N, C). */
 void nn_softmax_forward(float *out, const float *inp, size_t N, int C);

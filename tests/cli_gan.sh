@@ -76,6 +76,30 @@ grep -q "zz_broken.png" "$TMP/err" || fail "broken image not named: $(cat "$TMP/
 "$T2I" gan sample --ckpt "$TMP/c/checkpoint.safetensors" --class 3 --n 2 --out "$TMP/cs" >/dev/null || fail "sample --class"
 if "$T2I" gan sample --ckpt "$TMP/c/checkpoint.safetensors" --class 99 --out "$TMP/cs" 2>"$TMP/err"; then fail "class 99 accepted"; fi
 
+# unlabelled data: pseudo-classes from balanced k-means (--clusters); a run with them resumes
+# bit-exactly (they are recomputed from the seed) and records them; a folder of 20 images
+# is too small for the default (100 images per cluster) and trains unconditionally
+mkdir -p "$TMP/flat"
+cp "$TMP"/cls/*/*.png "$TMP/flat/"
+cl="--data $TMP/flat --res 28 --channels 1 --clusters 4 $small"
+"$T2I" gan train $cl --steps 4 --out "$TMP/k4" >/dev/null 2>&1 || fail "clusters run"
+"$T2I" gan train $cl --steps 2 --out "$TMP/k2" >/dev/null 2>&1 || fail "clusters half"
+"$T2I" gan train --resume --steps 4 --threads 2 --out "$TMP/k2" >/dev/null 2>&1 || fail "clusters resume"
+cmp -s "$TMP/k4/checkpoint.safetensors" "$TMP/k2/checkpoint.safetensors" || fail "clusters resume differs"
+grep -q '"n_classes":4,.*"cond_classes":true,.*"clusters":4' "$TMP/k4/config.json" || fail "config: $(cat "$TMP/k4/config.json")"
+"$T2I" gan sample --ckpt "$TMP/k4/checkpoint.safetensors" --class 3 --n 2 --out "$TMP/k4s" >/dev/null || fail "sample a cluster"
+"$T2I" gan train --data "$TMP/flat" --res 28 --channels 1 $small --steps 1 --out "$TMP/k0" >/dev/null 2>&1 || fail "small folder"
+grep -q '"n_classes":0,.*"cond_classes":false' "$TMP/k0/config.json" || fail "small folder: $(cat "$TMP/k0/config.json")"
+grep -q '"clusters"' "$TMP/k0/config.json" "$TMP/a/config.json" && fail "a run without clusters records them"
+# Fashion-MNIST with its labels unused gets the default 10 clusters
+"$T2I" gan train --data fashion-mnist --cond none $small --steps 1 --out "$TMP/k10" >"$TMP/out" 2>&1 || fail "cond none"
+grep -q "10 balanced k-means clusters" "$TMP/out" || fail "cond none: $(cat "$TMP/out")"
+grep -q '"n_classes":10,.*"clusters":10' "$TMP/k10/config.json" || fail "cond none config: $(cat "$TMP/k10/config.json")"
+check_error "--clusters must be 0 (none) or at least 2" "$T2I" gan train $cl --clusters 1 --out "$TMP/bad"
+check_error "fewer than --clusters 30" "$T2I" gan train $cl --clusters 30 --out "$TMP/bad"
+check_error "--clusters: only for --arch dcgan" "$T2I" gan train --data fashion-mnist --cond class --clusters 5 --out "$TMP/bad"
+check_error "--clusters: only for --arch dcgan" "$T2I" gan train --data fashion-mnist --arch b1 --clusters 5 --out "$TMP/bad"
+
 # checkpoints of another kind are refused by name
 if "$T2I" gan sample --ckpt "$T2I_SOURCE_DIR/tests/data/ops_ref.safetensors" --out "$TMP/x" 2>"$TMP/err"; then
   fail "non-t2i file accepted"; fi
@@ -103,6 +127,20 @@ check_error "--g-width 16 does not match" "$T2I" gan train --data fashion-mnist 
     --g-width 16 --out "$TMP/bad"
 check_error "inference copy without the discriminator" "$T2I" gan train --data fashion-mnist --init "$TMP/inf.safetensors" \
     --out "$TMP/bad"
+# minibatch stddev and augmentation: an unconditional run with both resumes bit-exactly
+# (the augmentation draws from the saved generator), keeps both in its files, and samples
+aug="--cond none --clusters 0 --mbstd 4 --augment cutout,translation --sample-every 1"
+"$T2I" gan train --data fashion-mnist --steps 4 $small $aug --out "$TMP/m4" >/dev/null 2>&1 || fail "mbstd/augment run"
+"$T2I" gan train --data fashion-mnist --steps 2 $small $aug --out "$TMP/m2" >/dev/null 2>&1 || fail "mbstd/augment half"
+"$T2I" gan train --resume --steps 4 --threads 2 --out "$TMP/m2" >/dev/null 2>&1 || fail "mbstd/augment resume"
+cmp -s "$TMP/m4/checkpoint.safetensors" "$TMP/m2/checkpoint.safetensors" || fail "mbstd/augment resume differs"
+grep -q '"d_mbstd":4' "$TMP/m4/config.json" || fail "config.json lacks d_mbstd: $(cat "$TMP/m4/config.json")"
+grep -q '"augment":"translation,cutout"' "$TMP/m4/config.json" || fail "config.json lacks augment"
+grep -q '"d_mbstd"\|"augment"' "$TMP/a/config.json" && fail "a run without --mbstd/--augment writes d_mbstd or augment"
+"$T2I" gan sample --ckpt "$TMP/m4/checkpoint.safetensors" --n 4 --out "$TMP/m4s" >/dev/null 2>&1 || fail "sample an mbstd GAN"
+check_error "--augment must be none or a comma list" "$T2I" gan train --data fashion-mnist --augment flip --out "$TMP/bad"
+check_error "not whole groups of 3 for --mbstd" "$T2I" gan train --data fashion-mnist --mbstd 3 --batch 8 --out "$TMP/bad"
+check_error "--arch b1 is fixed" "$T2I" gan train --data fashion-mnist --arch b1 --mbstd 4 --out "$TMP/bad"
 # bad flag values are refused, not clamped
 if "$T2I" gan train --lr-g -1 --out "$TMP/r3" 2>"$TMP/err"; then fail "negative lr accepted"; fi
 grep -q -- "--lr-g" "$TMP/err" || fail "bad lr message"

@@ -124,7 +124,7 @@ typedef struct {
 static void head_fwd(void *p) {
     head_ctx *h = p;
     nn_arena_reset(h->a);
-    nn_tape t;
+    gan_d_tape t;
     memset(&t, 0, sizeof t);
     float *l = gan_d_forward(h->m, &t, h->a, h->x, h->c, h->N, 1, NULL);
     memcpy(h->y, l, (size_t)h->N * sizeof(float));
@@ -133,7 +133,7 @@ static void head_fwd(void *p) {
 static void head_bwd(void *p) {
     head_ctx *h = p;
     nn_arena_reset(h->a);
-    nn_tape t;
+    gan_d_tape t;
     memset(&t, 0, sizeof t);
     float *feat;
     gan_d_forward(h->m, &t, h->a, h->x, h->c, h->N, 1, &feat);
@@ -141,14 +141,13 @@ static void head_bwd(void *p) {
     for (int i = 0; i < h->N * 3 * 32 * 32; i++) h->dx[i] += dx[i];
 }
 
-static void test_projection_head(void **state) {
-    (void)state;
+static void check_d(int mbstd) {
     /* vector-conditioned D with spectral norm (no BatchNorm: its batch coupling and SN's
      * power iteration would both move between finite-difference evaluations) */
     gan_config cfg;
     gan_config_default(&cfg);
     cfg.res = 32, cfg.channels = 3, cfg.g_width = 4, cfg.d_width = 4, cfg.cond_dim = 5;
-    cfg.d_norm = GAN_NORM_NONE;
+    cfg.d_norm = GAN_NORM_NONE, cfg.d_mbstd = mbstd;
     t2i_rng r;
     t2i_rng_seed(&r, 3);
     gan_model m;
@@ -171,9 +170,30 @@ static void test_projection_head(void **state) {
         {"x", h.x, h.dx, (size_t)N * 3 * 32 * 32},
     };
     assert_int_equal(tu_gradcheck("projection D", &h, head_fwd, head_bwd, v, 4, h.y, h.dy, N, 1e-2f, 3e-3f, 3e-2f), 0);
+    if (mbstd) {
+        /* the x gradient above went through the stddev channel; the channel's effect: the
+         * logit of an item changes when another item of its group does */
+        assert_true(nn_params_find(&m.dp, "d.mb.0.weight") >= 0);
+        head_fwd(&h);
+        float l0 = h.y[0];
+        for (int i = 3 * 32 * 32; i < 2 * 3 * 32 * 32; i++) h.x[i] *= 3.0f;
+        head_fwd(&h);
+        assert_true(fabsf(h.y[0] - l0) > 1e-4f);
+    }
     free(h.x), free(h.c), free(h.dc), free(h.dx), free(h.y), free(h.dy);
     nn_arena_free(&a);
     gan_model_free(&m);
+}
+
+static void test_projection_head(void **state) {
+    (void)state;
+    check_d(0);
+}
+
+/* D with the minibatch-stddev tail (groups of 3 = the whole batch) */
+static void test_mbstd_d(void **state) {
+    (void)state;
+    check_d(3);
 }
 
 static void test_config_json(void **state) {
@@ -238,7 +258,7 @@ static void test_config_table(void **state) {
         assert_memory_equal(&d, &c[k], sizeof d);
         char *j2 = gan_config_to_json(&d);
         assert_string_equal(j2, j);
-        tu_config_refusals(j, read_gan_config, "d_sn d_norm init text_encoder text_vocab");
+        tu_config_refusals(j, read_gan_config, "d_sn d_mbstd d_norm init text_encoder text_vocab");
         free(j), free(j2);
     }
     /* a config built from flags is checked by the same table */
@@ -255,6 +275,7 @@ int main(void) {
         cmocka_unit_test(test_steps_match_pytorch),
         cmocka_unit_test(test_objectives),
         cmocka_unit_test(test_projection_head),
+        cmocka_unit_test(test_mbstd_d),
         cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_config_table),
     };

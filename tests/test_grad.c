@@ -358,6 +358,77 @@ static void test_structural(void **state) {
     check_struct("dropout", 5, 2, 3, 4, 4, 1);
 }
 
+/* ---------------------------------------------------------------- GAN D helpers */
+typedef struct {
+    int op; /* 0 minibatch stddev, 1 augmentation */
+    int N, C, H, W, G;
+    size_t nx, ny;
+    float *x, *y, *dx, *dy, *sd;
+    nn_aug_item *aug;
+} gd_ctx;
+static void gd_fwd(void *p) {
+    gd_ctx *c = p;
+    if (c->op == 0) nn_mbstd_forward(c->y, c->sd, c->x, c->N, c->C, c->H * c->W, c->G);
+    else nn_augment_forward(c->y, c->x, c->aug, c->N, c->C, c->H, c->W);
+}
+static void gd_bwd(void *p) {
+    gd_ctx *c = p;
+    if (c->op == 0) nn_mbstd_backward(c->dx, c->dy, c->x, c->sd, c->N, c->C, c->H * c->W, c->G);
+    else nn_augment_backward(c->dx, c->dy, c->aug, c->N, c->C, c->H, c->W);
+}
+static void check_gd(const char *what, int op, int N, int C, int H, int W, int G, int policy) {
+    gd_ctx c = {op, N, C, H, W, G};
+    c.nx = (size_t)N * C * H * W;
+    c.ny = op == 0 ? (size_t)N * (C + 1) * H * W : c.nx;
+    c.x = tu_randn(&rng, c.nx, 1), c.dx = tu_zeros(c.nx), c.y = tu_zeros(c.ny), c.dy = tu_zeros(c.ny);
+    c.sd = tu_zeros(c.nx);
+    c.aug = calloc((size_t)N, sizeof *c.aug);
+    nn_augment_draw(c.aug, N, H, W, policy, &rng);
+    tu_var v[] = {{"x", c.x, c.dx, c.nx}};
+    assert_int_equal(tu_gradcheck(what, &c, gd_fwd, gd_bwd, v, 1, c.y, c.dy, c.ny, STEP, ATOL, RTOL), 0);
+    /* backward adds: a second call doubles the gradient */
+    float *g1 = tu_zeros(c.nx);
+    memcpy(g1, c.dx, c.nx * sizeof(float));
+    gd_bwd(&c);
+    for (size_t i = 0; i < c.nx; i++) assert_float_equal(c.dx[i], 2 * g1[i], 1e-5 + 1e-5 * fabsf(g1[i]));
+    free(g1), free(c.x), free(c.dx), free(c.y), free(c.dy), free(c.sd), free(c.aug);
+}
+static void test_gan_d_ops(void **state) {
+    (void)state;
+    check_gd("mbstd", 0, 8, 3, 2, 2, 4, 0);
+    check_gd("mbstd_whole_batch", 0, 5, 2, 3, 1, 5, 0);
+    for (int rep = 0; rep < 3; rep++) {
+        check_gd("augment_rgb", 1, 4, 3, 8, 8, 1, NN_AUG_COLOR | NN_AUG_TRANSLATION | NN_AUG_CUTOUT);
+        check_gd("augment_gray", 1, 4, 1, 7, 9, 1, NN_AUG_COLOR | NN_AUG_TRANSLATION | NN_AUG_CUTOUT);
+        check_gd("augment_colour", 1, 3, 3, 4, 4, 1, NN_AUG_COLOR);
+    }
+
+    /* values by hand. mbstd: two items of two features, (1, 3) and (3, 3): deviations
+     * over the group 1 and sqrt(1e-8) -> m = (1 + 1e-4) / 2 on the extra channel */
+    float x[4] = {1, 3, 3, 3}, y[8], sd[2];
+    nn_mbstd_forward(y, sd, x, 2, 1, 2, 2);
+    const float want_mb[8] = {1, 3, 0.50005f, 0.50005f, 3, 3, 0.50005f, 0.50005f};
+    for (int i = 0; i < 8; i++) assert_float_equal(y[i], want_mb[i], 1e-6);
+
+    /* augmentation: a 1x3x4 image shifted right by one and down by one, a 2x2 box cut at
+     * column 2, row 1; brightness +0.5 and contrast 2 around the mean */
+    float img[12], out[12];
+    for (int i = 0; i < 12; i++) img[i] = (float)i;
+    nn_aug_item a = {0};
+    a.sat = 1, a.contrast = 1, a.tx = 1, a.ty = 1;
+    nn_augment_forward(out, img, &a, 1, 1, 3, 4);
+    const float want[12] = {0, 0, 0, 0, 0, 0, 1, 2, 0, 4, 5, 6};
+    for (int i = 0; i < 12; i++) assert_float_equal(out[i], want[i], 0);
+    a.cx = 2, a.cy = 1, a.cw = 2, a.ch = 2;
+    nn_augment_forward(out, img, &a, 1, 1, 3, 4);
+    const float want_cut[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0};
+    for (int i = 0; i < 12; i++) assert_float_equal(out[i], want_cut[i], 0);
+    nn_aug_item b = {0};
+    b.bright = 0.5f, b.sat = 0.3f, b.contrast = 2;
+    nn_augment_forward(out, img, &b, 1, 1, 3, 4);
+    for (int i = 0; i < 12; i++) assert_float_equal(out[i], (i - 5.5f) * 2 + 6.0f, 1e-5);
+}
+
 /* ---------------------------------------------------------------- attention */
 typedef struct {
     int B, T, C, NH, causal;
@@ -446,7 +517,7 @@ int main(void) {
         cmocka_unit_test(test_linear),     cmocka_unit_test(test_conv2d),     cmocka_unit_test(test_conv2d_direct),     cmocka_unit_test(test_conv_transpose2d),
         cmocka_unit_test(test_norms),      cmocka_unit_test(test_activations), cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_embedding),  cmocka_unit_test(test_structural), cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_losses),     cmocka_unit_test(test_gan_d_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
