@@ -26,6 +26,20 @@
 #include "conv_tile.h"
 
 #define PAD_BLOCK_FLOATS ((size_t)64 << 10) /* a block's padded input: 256 KiB */
+
+void nn_conv_pad_rows(float *d, const float *src, int H, int W, int pad, int ih0, int prows) {
+    const int PW = W + 2 * pad;
+    for (int r = 0; r < prows; r++, d += PW) {
+        int ih = ih0 + r;
+        if (ih < 0 || ih >= H) {
+            memset(d, 0, (size_t)PW * sizeof(float));
+            continue;
+        }
+        for (int j = 0; j < pad; j++) d[j] = 0.0f, d[pad + W + j] = 0.0f;
+        memcpy(d + pad, src + (size_t)ih * W, (size_t)W * sizeof(float));
+    }
+}
+
 static size_t pad_block_floats = PAD_BLOCK_FLOATS;
 
 void nn_conv_gather_set_block_floats(size_t floats) { pad_block_floats = floats ? floats : PAD_BLOCK_FLOATS; }
@@ -98,21 +112,13 @@ size_t nn_conv_gather_scratch(const nn_conv *s, int nslots) {
 /* The padded copy of images n0 .. n0+images-1, input rows from ih0 on (PH rows each). */
 static void fill_padded(float *pad, const float *x, const nn_conv *s, int PW, int PH, size_t img, int n0, int images,
                         int ih0, int prows) {
+    T2I_ASSERT(PW == s->W + 2 * s->pad);
     const size_t hw = (size_t)s->H * s->W;
     for (int i = 0; i < images; i++)
         for (int c = 0; c < s->C; c++) {
             const float *src = x + ((size_t)(n0 + i) * s->C + c) * hw;
             float *plane = pad + (size_t)i * img + (size_t)c * PH * PW;
-            for (int r = 0; r < prows; r++) {
-                float *d = plane + (size_t)r * PW;
-                int ih = ih0 + r;
-                if (ih < 0 || ih >= s->H) {
-                    memset(d, 0, (size_t)PW * sizeof(float));
-                    continue;
-                }
-                for (int j = 0; j < s->pad; j++) d[j] = 0.0f, d[s->pad + s->W + j] = 0.0f;
-                memcpy(d + s->pad, src + (size_t)ih * s->W, (size_t)s->W * sizeof(float));
-            }
+            nn_conv_pad_rows(plane, src, s->H, s->W, s->pad, ih0, prows);
         }
 }
 

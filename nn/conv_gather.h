@@ -15,6 +15,11 @@
 #include "ops.h"
 
 /* Whether the gathered forward serves conv s (ops_conv.c keeps the others). */
+/* Rows ih0 .. ih0+prows-1 of one channel plane src (H x W) into d, rows of PW = W + 2*pad
+ * floats: zero columns either side, zero rows where ih is outside 0..H-1 (the padded copy
+ * both convolution roads read their taps from). */
+void nn_conv_pad_rows(float *d, const float *src, int H, int W, int pad, int ih0, int prows);
+
 int nn_conv_gather_serves(const nn_conv *s);
 
 /* The most floats of a block's padded input (0: the default); tests make it small to

@@ -313,16 +313,7 @@ static void block_im2col(float *col, size_t ld, float *plane, const float *x, co
     for (int g = 0; g < k->images; g++)
         for (int c = 0; c < s->C; c++) {
             const float *img = x + ((size_t)(k->n0 + g) * s->C + c) * hw;
-            for (int r = 0; r < prows; r++) {
-                float *d = plane + (size_t)r * PW;
-                int ih = ih0 + r;
-                if (ih < 0 || ih >= s->H) {
-                    memset(d, 0, (size_t)PW * sizeof(float));
-                    continue;
-                }
-                for (int i = 0; i < s->pad; i++) d[i] = 0.0f, d[s->pad + s->W + i] = 0.0f;
-                memcpy(d + s->pad, img + (size_t)ih * s->W, (size_t)s->W * sizeof(float));
-            }
+            nn_conv_pad_rows(plane, img, s->H, s->W, s->pad, ih0, prows);
             copy(col + (size_t)c * kk * ld + (size_t)g * b->P, ld, plane, PW, s->KH, s->KW, s->stride, rows, s->OW);
         }
     if ((size_t)k->ncols < ld)
