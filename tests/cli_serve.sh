@@ -327,13 +327,15 @@ py 'import json,sys
 k={m["kind"]: m["resolution"] for m in json.load(open(sys.argv[1]))["data"]}
 assert k["gan"] == 32 and k["upscale"] == 128, k' "$TMP/body" || fail "models (both, upscale): $(cat "$TMP/body")"
 req GET /health && expect 200 "health needs no key"
-printf '{"prompt":"a red sneaker","n":3,"candidates":8,"seed":5,"size":"128x128"}' >"$TMP/gen.json"
+# every candidate of both generators is kept (n = 16 of 8 + 8), so both sources are in the
+# answer whichever ranks higher
+printf '{"prompt":"a red sneaker","n":16,"candidates":8,"seed":5,"size":"128x128"}' >"$TMP/gen.json"
 req POST /v1/images/generations "$TMP/gen.json" -H 'Authorization: Bearer s3cret' && expect 200 "generation (both, upscaled)"
 "$T2I" generate --prompt "a red sneaker" --generator both --gan "$M/gan.safetensors" --upscale "$M/sr.safetensors" \
-    --candidates 8 --top 3 --seed 5 --batch 8 --out "$TMP/cli_up" >/dev/null 2>&1 || fail "t2i generate --upscale failed"
+    --candidates 8 --top 16 --seed 5 --batch 8 --out "$TMP/cli_up" >/dev/null 2>&1 || fail "t2i generate --upscale failed"
 py 'import json,sys,base64
 a=json.load(open(sys.argv[1]))["data"]; s=json.load(open(sys.argv[2]+"/a_red_sneaker/scores.json"))
-assert len(a) == 3 and {x["source"] for x in a} == {"dalle", "gan"}, a
+assert len(a) == 16 and sorted(x["source"] for x in a) == ["dalle"] * 8 + ["gan"] * 8, [x["source"] for x in a]
 for i,(x,y) in enumerate(zip(a,s)):
     png=base64.b64decode(x["b64_json"])
     assert png[16:24] == bytes([0,0,0,128,0,0,0,128]), "rank %d is not 128x128" % i
