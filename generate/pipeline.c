@@ -154,20 +154,37 @@ void gen_call_defaults(const gen_pipeline *p, gen_call *k) {
     k->upscale = p->have_sr;
 }
 
-/* Replaces each kept image by its upscaled version (grey images are upscaled as RGB). */
+/* Replaces each kept image by its upscaled version (grey images are upscaled as RGB). The
+ * kept images of one size go through sr_upscale_batch together (small images run one per
+ * thread there); the generators may draw different sizes, hence the groups. */
 static void upscale_ranked(const sr_model *m, gen_ranked *r) {
     int s = m->cfg.scale;
-    for (int i = 0; i < r->n; i++) {
-        int C = r->C[i], H = r->H[i], W = r->W[i];
-        size_t hw = (size_t)H * W;
-        float *rgb = t2i_malloc(3 * hw * sizeof(float));
-        for (int c = 0; c < 3; c++) memcpy(rgb + c * hw, r->images[i] + (size_t)(C == 3 ? c : 0) * hw, hw * sizeof(float));
-        float *up = t2i_malloc(3 * hw * (size_t)s * s * sizeof(float));
-        sr_upscale_batch(m, rgb, 1, H, W, up);
-        free(rgb), free(r->images[i]);
-        r->images[i] = up;
-        r->C[i] = 3, r->H[i] = H * s, r->W[i] = W * s;
+    int *group = t2i_malloc((size_t)(r->n > 0 ? r->n : 1) * sizeof(int));
+    char *done = t2i_calloc((size_t)(r->n > 0 ? r->n : 1), 1);
+    for (int first = 0; first < r->n; first++) {
+        if (done[first]) continue;
+        int H = r->H[first], W = r->W[first], n = 0;
+        for (int i = first; i < r->n; i++)
+            if (!done[i] && r->H[i] == H && r->W[i] == W) group[n++] = i, done[i] = 1;
+        size_t hw = (size_t)H * W, osz = 3 * hw * (size_t)s * s;
+        float *rgb = t2i_malloc((size_t)n * 3 * hw * sizeof(float)), *up = t2i_malloc((size_t)n * osz * sizeof(float));
+        for (int g = 0; g < n; g++) {
+            int i = group[g];
+            for (int c = 0; c < 3; c++)
+                memcpy(rgb + ((size_t)g * 3 + c) * hw, r->images[i] + (size_t)(r->C[i] == 3 ? c : 0) * hw,
+                       hw * sizeof(float));
+        }
+        sr_upscale_batch(m, rgb, n, H, W, up);
+        for (int g = 0; g < n; g++) {
+            int i = group[g];
+            free(r->images[i]);
+            r->images[i] = t2i_malloc(osz * sizeof(float));
+            memcpy(r->images[i], up + (size_t)g * osz, osz * sizeof(float));
+            r->C[i] = 3, r->H[i] = H * s, r->W[i] = W * s;
+        }
+        free(rgb), free(up);
     }
+    free(group), free(done);
 }
 
 int gen_pipeline_prompt_shape(const gen_pipeline *p, int *C, int *R, int *g) {
