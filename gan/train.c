@@ -646,7 +646,7 @@ int gan_cmd_train(int argc, char **argv) {
                    (int)(sizeof flags / sizeof flags[0]),
                    "The defaults are the toolkit's Fashion-MNIST recipe: a DCGAN 32 wide in G and D,\n"
                    "conditioned on the classes when the data has them (--cond auto), EMA of G from step\n"
-                   "1000, 12000 steps (33 min on 2 cores; FID in bench/RESULTS.md). Fashion-MNIST is\n"
+                   "1000, 12000 steps (8-33 min on 2 cores, by CPU; FID in bench/RESULTS.md). Fashion-MNIST is\n"
                    "read from Debian's dataset-fashion-mnist. Without labels (or with --cond none) the\n"
                    "recipe conditions on 10 equal-sized k-means clusters of the images instead\n"
                    "(--clusters; FID in bench/RESULTS.md). With --resume, the architecture and training\n"
