@@ -11,7 +11,8 @@
  * pixel: the tile broadcasts it straight from there (conv_tile.c: gathered tiles), where
  * the im2col road first copies KH*KW values per input value into a matrix. The weights are
  * packed once per call into panels of nr channels (Kd rows of nr). A tile's sums are
- * written transposed into NCHW with the bias.
+ * written transposed into NCHW with the bias (nn_gather_kernel.put: on avx512 a channel's
+ * pixels of the tile as one vector, per run of pixels within one image).
  *
  * Blocks: G whole images when their padded copy is small, else bands of output rows of
  * one image, so that the padded copy (pad_block_floats) stays in L2 while its tiles read
@@ -20,6 +21,7 @@
 #include "conv_gather.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "base.h"
@@ -169,23 +171,21 @@ static void gather_run(float *out, float *scratch, const float *inp, const float
                         (rows - 1) * s->stride + s->KH);
             for (int c0 = 0; c0 < ncols; c0 += mr) {
                 const float *a[NN_TILE_MAX_MR];
-                float *o[NN_TILE_MAX_MR]; /* pixel r's value of channel 0 in out */
+                float *o[NN_TILE_MAX_MR + 1]; /* run e's channel 0 in out, as if it began at row 0 */
+                int at[NN_TILE_MAX_MR + 1], runs = 0; /* rows at[e] .. at[e+1]-1: run e, within one image */
                 int m = T2I_MIN(mr, ncols - c0);
                 for (int r = 0; r < mr; r++) {
                     int q = c0 + T2I_MIN(r, m - 1), i = q / per_img, l = q % per_img, oh = l / s->OW, ow = l % s->OW;
                     a[r] = pad + (size_t)i * g.img + (size_t)oh * s->stride * g.PW + (size_t)ow * s->stride;
-                    o[r] = out + (size_t)(n0 + i) * OC * P + (size_t)(oh0 + oh) * s->OW + ow;
+                    if (r < m && (r == 0 || l == 0)) /* a band's (or image's) pixels are consecutive in NCHW */
+                        at[runs] = r, o[runs++] = out + (ptrdiff_t)((size_t)(n0 + i) * OC * P + (size_t)oh0 * s->OW + l) - r;
                 }
+                at[runs] = m;
                 for (int j = 0; j < np; j++) {
                     gk->tile(Kd, a, off, Bp + (size_t)j * Kd * nr, ct);
-                    for (int jj = 0; jj < T2I_MIN(nr, OC - j * nr); jj++) {
-                        size_t at = (size_t)(j * nr + jj) * P;
-                        float bv = b ? b[j * nr + jj] : 0.0f;
-                        if (add)
-                            for (int r = 0; r < m; r++) o[r][at] += ct[r * nr + jj];
-                        else
-                            for (int r = 0; r < m; r++) o[r][at] = ct[r * nr + jj] + bv;
-                    }
+                    for (int e = 0; e < runs; e++)
+                        gk->put(ct, at[e], at[e + 1], T2I_MIN(nr, OC - j * nr), o[e] + (size_t)j * nr * P, P, 1,
+                                b ? b + j * nr : NULL, add);
                 }
             }
         }
@@ -195,6 +195,97 @@ static void gather_run(float *out, float *scratch, const float *inp, const float
 void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
                             const nn_conv *s, int add, int nt) {
     gather_run(out, scratch, inp, w, b, s, add, nt, 0);
+}
+
+/* ------------------------------------------------------------------ forward by row tiles
+ *
+ * A stride-1 conv with few taps (a first layer: 27 taps of 3 channels) would pay the
+ * gathered tiles' transposed write for every 27 terms of a sum. Turned round
+ * (conv_tile.h: nn_row_kernel), a tile is mr output channels by nr consecutive output
+ * pixels of one row: tap k of those pixels is the nr floats at pad + off[k] from the
+ * first pixel's corner (off[k] = (c*PH + kh)*PW + kw), loaded as they are, and the tile's
+ * rows are the output's own rows in NCHW, stored straight from the registers. The weights
+ * are packed once per call into panels of mr channels. Blocks: bands of output rows of one
+ * image (the whole image when its padded copy fits pad_block_floats), each thread its own
+ * padded copy. The sums are the im2col road's (k in order from 0, then the bias): the same
+ * bits. */
+
+typedef struct {
+    int PW, PH, rb, bpi; /* padded row length and rows per band; bands of rb output rows, bpi per image */
+    size_t img;          /* floats of a band's padded copy: C*PH*PW */
+} rows_plan;
+
+static rows_plan rows_plan_for(const nn_conv *s) {
+    rows_plan p;
+    p.PW = s->W + 2 * s->pad;
+    size_t row = (size_t)s->C * p.PW; /* each further output row */
+    long fit = (long)T2I_MIN((size_t)s->OH + s->KH, pad_block_floats / row) - (s->KH - 1); /* rows of a band */
+    p.rb = (int)T2I_MAX(1, T2I_MIN((long)s->OH, fit));
+    p.bpi = (s->OH + p.rb - 1) / p.rb;
+    p.PH = p.rb + s->KH - 1;
+    p.img = (size_t)s->C * p.PH * p.PW;
+    return p;
+}
+
+int nn_conv_rows_serves(const nn_conv *s) {
+    const nn_row_kernel *rk = nn_row_kernel_get();
+    /* stride 1; the taps the gathered forward leaves; channels for a panel; rows of half a
+     * tile at least (a narrower row would leave most lanes idle) */
+    return s->stride == 1 && s->C * s->KH * s->KW < 64 && s->OC >= rk->mr && 2 * s->OW >= rk->nr &&
+           !(s->KH == 1 && s->KW == 1 && s->pad == 0);
+}
+
+static size_t rows_shared_floats(const nn_conv *s) {
+    size_t Kd = (size_t)s->C * s->KH * s->KW;
+    return round_up(((size_t)s->OC + NN_TILE_MAX_MR) * Kd + Kd, 16); /* panels of mr | 4, 6 or 8 */
+}
+
+static size_t rows_slot_floats(const rows_plan *p) { return round_up(p->img + NN_TILE_MAX_NR, 16); }
+
+size_t nn_conv_rows_scratch(const nn_conv *s, int nslots) {
+    rows_plan p = rows_plan_for(s);
+    return rows_shared_floats(s) + (size_t)nslots * rows_slot_floats(&p);
+}
+
+void nn_conv_rows_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                          const nn_conv *s, int add, int nt) {
+    const nn_row_kernel *rk = nn_row_kernel_get();
+    const int mr = rk->mr, nr = rk->nr, OC = s->OC, Kd = s->C * s->KH * s->KW, mp = (OC + mr - 1) / mr;
+    const rows_plan p = rows_plan_for(s);
+    const size_t P = (size_t)s->OH * s->OW, per = rows_slot_floats(&p);
+    float *Ap = scratch; /* mp panels of (Kd, mr) */
+    int *off = (int *)(scratch + ((size_t)OC + NN_TILE_MAX_MR) * Kd);
+    float *slots = scratch + rows_shared_floats(s);
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < mp; i++) {
+            int m = T2I_MIN(mr, OC - i * mr);
+            float *d = Ap + (size_t)i * Kd * mr;
+            for (int k = 0; k < Kd; k++, d += mr)
+                for (int r = 0; r < mr; r++) d[r] = r < m ? w[(size_t)(i * mr + r) * Kd + k] : 0.0f;
+        }
+#pragma omp for schedule(static)
+        for (int k = 0; k < Kd; k++) {
+            int c = k / (s->KH * s->KW), t = k % (s->KH * s->KW);
+            off[k] = (c * p.PH + t / s->KW) * p.PW + t % s->KW;
+        }
+        float *pad = slots + (size_t)t2i_thread_id() * per;
+#pragma omp for schedule(static)
+        for (int t = 0; t < s->N * p.bpi; t++) {
+            int n = t / p.bpi, oh0 = t % p.bpi * p.rb, rows = T2I_MIN(p.rb, s->OH - oh0);
+            fill_padded(pad, inp, s, p.PW, p.PH, p.img, n, 1, oh0 - s->pad, p.PH);
+            memset(pad + p.img, 0, NN_TILE_MAX_NR * sizeof(float)); /* read by a last panel's idle lanes */
+            for (int oh = 0; oh < rows; oh++)
+                for (int ow0 = 0; ow0 < s->OW; ow0 += nr) {
+                    const float *x = pad + (size_t)oh * p.PW + ow0;
+                    float *o = out + (size_t)n * OC * P + (size_t)(oh0 + oh) * s->OW + ow0;
+                    for (int i = 0; i < mp; i++)
+                        rk->tile(Kd, Ap + (size_t)i * Kd * mr, x, off, o + (size_t)i * mr * P, P,
+                                 T2I_MIN(mr, OC - i * mr), T2I_MIN(nr, s->OW - ow0), b ? b + i * mr : NULL, add);
+                }
+        }
+    }
 }
 
 /* Backward-data of a stride-1 conv s is a conv of dY: dx[c][ih][iw] = sum over oc, kh, kw of
@@ -325,20 +416,25 @@ void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dou
                     if (kd == 0) continue;
                     for (int c0 = 0; c0 < ncols; c0 += mr) {
                         const float *a[NN_TILE_MAX_MR];
-                        float *o[NN_TILE_MAX_MR];
+                        float *o[NN_TILE_MAX_MR + 1]; /* run e's channel 0 in dinp, as if it began at row 0 */
+                        int ra[NN_TILE_MAX_MR + 1], runs = 0; /* rows ra[e] .. ra[e+1]-1: run e, in one pixel row */
                         int m = T2I_MIN(mr, ncols - c0);
                         for (int r = 0; r < mr; r++) {
                             int q = c0 + T2I_MIN(r, m - 1), g = q / per_img, l = q % per_img;
                             int ya = l / Aw, xb = l % Aw;
                             a[r] = pad + (size_t)g * p.img + (size_t)(ya + qh + p.M) * p.PW + xb + qw + p.M;
-                            o[r] = dinp + (size_t)(n0 + g) * C * HW + (size_t)(ph + S * ya) * s->W + pw + S * xb;
+                            if (r < m && (r == 0 || xb == 0)) /* the phase's pixels of a row are S apart */
+                                ra[runs] = r, o[runs++] = dinp +
+                                                          (ptrdiff_t)((size_t)(n0 + g) * C * HW +
+                                                                      (size_t)(ph + S * ya) * s->W + pw + S * xb) -
+                                                          S * r;
                         }
+                        ra[runs] = m;
                         for (int jp = 0; jp < np; jp++) {
                             gk->tile(kd, a, po, bp + (size_t)jp * kd * nr, ct);
-                            for (int jj = 0; jj < T2I_MIN(nr, C - jp * nr); jj++) {
-                                size_t cofs = (size_t)(jp * nr + jj) * HW;
-                                for (int r = 0; r < m; r++) o[r][cofs] += ct[r * nr + jj];
-                            }
+                            for (int e = 0; e < runs; e++)
+                                gk->put(ct, ra[e], ra[e + 1], T2I_MIN(nr, C - jp * nr), o[e] + (size_t)jp * nr * HW,
+                                        HW, S, NULL, 1);
                         }
                     }
                 }
@@ -417,18 +513,14 @@ static void wblock(float *acc, float *buf, float *ct, const float *inp, const fl
         int g = c / per_img, l = c % per_img;
         pixoff[c] = (int)((size_t)g * img) + l / s->OW * s->stride * PW + l % s->OW * s->stride;
     }
+    const nn_transpose_fn transpose = nn_transpose_get();
     for (int j = 0; j < np; j++) {
         float *d = Ypk + (size_t)j * nr * cols;
         int n = T2I_MIN(nr, OC - j * nr);
+        if (n < nr) memset(d, 0, (size_t)nr * cols * sizeof(float)); /* the panel's channels past OC */
         for (int g = 0; g < images; g++)
-            for (int jj = 0; jj < nr; jj++) {
-                const float *src = dout + ((size_t)(n0 + g) * OC + j * nr + jj) * P + (size_t)oh0 * s->OW;
-                float *dst = d + (size_t)g * per_img * nr + jj;
-                if (jj < n)
-                    for (int l = 0; l < per_img; l++) dst[(size_t)l * nr] = src[l];
-                else
-                    for (int l = 0; l < per_img; l++) dst[(size_t)l * nr] = 0.0f;
-            }
+            transpose(d + (size_t)g * per_img * nr, (size_t)nr,
+                      dout + ((size_t)(n0 + g) * OC + j * nr) * P + (size_t)oh0 * s->OW, P, n, per_img);
     }
     for (int i0 = 0; i0 < Kd; i0 += mr) {
         const float *a[NN_TILE_MAX_MR];
@@ -440,13 +532,9 @@ static void wblock(float *acc, float *buf, float *ct, const float *inp, const fl
         for (int j = 0; j < np; j++) {
             int n = T2I_MIN(nr, OC - j * nr);
             gk->tile(cols, a, pixoff, Ypk + (size_t)j * nr * cols, ct);
-            for (int jj = 0; jj < n; jj++) { /* the tile's column jj: m taps of channel j*nr + jj */
-                float *d = acc + (size_t)(j * nr + jj) * Kd + i0;
-                if (first)
-                    for (int r = 0; r < m; r++) d[r] = ct[r * nr + jj];
-                else
-                    for (int r = 0; r < m; r++) d[r] += ct[r * nr + jj];
-            }
+            /* the tile's column jj: m taps of channel j*nr + jj (a first block's -0 becomes
+             * +0, which the chunks' sum makes of it anyway) */
+            gk->put(ct, 0, m, n, acc + (size_t)j * nr * Kd + i0, (size_t)Kd, 1, NULL, !first);
         }
     }
 }

@@ -34,6 +34,15 @@ size_t nn_conv_gather_scratch(const nn_conv *s, int nslots);
 void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
                             const nn_conv *s, int add, int nt);
 
+/* The forward of a stride-1 conv with few taps (a first layer) by row tiles
+ * (conv_tile.h: nn_row_kernel): rows_serves says whether it serves s, rows_scratch its
+ * scratch; out = conv(inp, w) + b, or out += conv(inp, w) when add (b NULL). The same
+ * sums as the im2col road. */
+int nn_conv_rows_serves(const nn_conv *s);
+size_t nn_conv_rows_scratch(const nn_conv *s, int nslots);
+void nn_conv_rows_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                          const nn_conv *s, int add, int nt);
+
 /* Backward-data of a stride-1 conv s with a square kernel and pad < KH, as the forward
  * conv of dY by the turned, transposed kernel: dinp += conv'(dout). serves_data says
  * whether it serves s, data_scratch its scratch. */

@@ -12,7 +12,9 @@
  * weight gradient with a short side (few taps or few channels) runs as dot products over
  * output positions (conv2d_backward_weight_dot). A forward pass with enough taps and
  * channels runs without im2col, by tiles that read the taps from a padded copy of the
- * input through an offset table (conv_gather.c; the same sums, so the same bits).
+ * input through an offset table (conv_gather.c; the same sums, so the same bits), and so
+ * does a stride-1 forward pass with few taps (a first layer), by tiles of channels by
+ * consecutive pixels (conv_gather.c: row tiles; also the same bits).
  */
 #include "ops.h"
 
@@ -263,6 +265,7 @@ static size_t conv_shared_floats(const nn_conv *s, const conv_plan *b, conv_pass
 static size_t conv_pass_floats(const nn_conv *s, conv_pass pass) {
     conv_plan b = conv_plan_for(s, 1);
     size_t n = conv_shared_floats(s, &b, pass) + (size_t)conv_slots() * conv_slot_floats(s, &b, pass);
+    if (pass == PASS_FWD && nn_conv_rows_serves(s)) n = T2I_MAX(n, nn_conv_rows_scratch(s, conv_slots()));
     if (pass == PASS_FWD) return T2I_MAX(n, nn_conv_gather_scratch(s, conv_slots()));
     if (pass == PASS_BWD_DATA && nn_conv_gather_serves_data(s))
         return T2I_MAX(n, nn_conv_gather_data_scratch(s, conv_slots()));
@@ -442,6 +445,10 @@ static void conv2d_forward_run(float *out, float *scratch, const float *inp, con
     const int mr = tk->mr, nr = tk->nr, nt = conv_threads();
     if (!conv_is_1x1(s) && nn_conv_gather_serves(s)) {
         nn_conv_gather_forward(out, scratch, inp, w, b, s, add, nt);
+        return;
+    }
+    if (nn_conv_rows_serves(s)) {
+        nn_conv_rows_forward(out, scratch, inp, w, b, s, add, nt);
         return;
     }
     conv_plan pl = conv_plan_for(s, nt);
