@@ -125,18 +125,33 @@ const nn_tile_kernel *nn_tile_kernel_get(void) {
  * nn_gather_kernel): each k costs one more scalar load (the offset), and each broadcast
  * reads a[r] + off[k]. Same shapes per path: avx512 8 x 32, avx2 6 x 16, baseline 4 x 8. */
 
-static void gather_base(int kc, const float *const *a, const int *off, const float *restrict B, float *restrict C) {
+/* Each kernel is written once with B's row k at B + k*nr, or (sel) at B + bk[k]: the
+ * second form takes a subset of a packed panel's rows (the taps that are not padding). */
+static inline void gather_base_impl(int kc, const float *const *a, const int *off, const int *bk,
+                                    const float *restrict B, float *restrict C, int sel) {
     float c[4][8];
     memset(c, 0, sizeof c);
-    for (int k = 0; k < kc; k++, B += 8)
+    for (int k = 0; k < kc; k++) {
+        const float *b = sel ? B + bk[k] : B + (size_t)k * 8;
         for (int r = 0; r < 4; r++)
-            for (int j = 0; j < 8; j++) c[r][j] += a[r][off[k]] * B[j];
+            for (int j = 0; j < 8; j++) c[r][j] += a[r][off[k]] * b[j];
+    }
     memcpy(C, c, sizeof c);
 }
 
+static void gather_base(int kc, const float *const *a, const int *off, const float *restrict B, float *restrict C) {
+    gather_base_impl(kc, a, off, NULL, B, C, 0);
+}
+
+static void gather_sel_base(int kc, const float *const *a, const int *off, const int *bk, const float *restrict B,
+                            float *restrict C) {
+    gather_base_impl(kc, a, off, bk, B, C, 1);
+}
+
 #if TILE_X86
-__attribute__((target("avx2,fma"))) static void gather_avx2(int kc, const float *const *a, const int *off,
-                                                            const float *restrict B, float *restrict C) {
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+gather_avx2_impl(int kc, const float *const *a, const int *off, const int *bk, const float *restrict B,
+                 float *restrict C, int sel) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
@@ -144,9 +159,10 @@ __attribute__((target("avx2,fma"))) static void gather_avx2(int kc, const float 
     x = _mm256_broadcast_ss(a##r + o);                                                                                 \
     c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                                         \
     c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);
-    for (int k = 0; k < kc; k++, B += 16) {
+    for (int k = 0; k < kc; k++) {
         int o = off[k];
-        __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8), x;
+        const float *b = sel ? B + bk[k] : B + (size_t)k * 16;
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
         ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
     }
 #undef ROW
@@ -155,8 +171,20 @@ __attribute__((target("avx2,fma"))) static void gather_avx2(int kc, const float 
 #undef STORE
 }
 
-__attribute__((target("avx512f"))) static void gather_avx512(int kc, const float *const *a, const int *off,
-                                                             const float *restrict B, float *restrict C) {
+__attribute__((target("avx2,fma"))) static void gather_avx2(int kc, const float *const *a, const int *off,
+                                                            const float *restrict B, float *restrict C) {
+    gather_avx2_impl(kc, a, off, NULL, B, C, 0);
+}
+
+__attribute__((target("avx2,fma"))) static void gather_sel_avx2(int kc, const float *const *a, const int *off,
+                                                                const int *bk, const float *restrict B,
+                                                                float *restrict C) {
+    gather_avx2_impl(kc, a, off, bk, B, C, 1);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+gather_avx512_impl(int kc, const float *const *a, const int *off, const int *bk, const float *restrict B,
+                   float *restrict C, int sel) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5], *a6 = a[6], *a7 = a[7];
@@ -164,9 +192,10 @@ __attribute__((target("avx512f"))) static void gather_avx512(int kc, const float
     x = _mm512_set1_ps(a##r[o]);                                                                                       \
     c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                                                                         \
     c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);
-    for (int k = 0; k < kc; k++, B += 32) {
+    for (int k = 0; k < kc; k++) {
         int o = off[k];
-        __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16), x;
+        const float *b = sel ? B + bk[k] : B + (size_t)k * 32;
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), x;
         ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7)
     }
 #undef ROW
@@ -174,44 +203,62 @@ __attribute__((target("avx512f"))) static void gather_avx512(int kc, const float
     STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7)
 #undef STORE
 }
+
+__attribute__((target("avx512f"))) static void gather_avx512(int kc, const float *const *a, const int *off,
+                                                             const float *restrict B, float *restrict C) {
+    gather_avx512_impl(kc, a, off, NULL, B, C, 0);
+}
+
+__attribute__((target("avx512f"))) static void gather_sel_avx512(int kc, const float *const *a, const int *off,
+                                                                 const int *bk, const float *restrict B,
+                                                                 float *restrict C) {
+    gather_avx512_impl(kc, a, off, bk, B, C, 1);
+}
 #endif
 
 /* Transposed writes of a tile (conv_tile.h: nn_gather_kernel.put): a channel's values of
  * the tile's rows (pixels, or taps of the weight gradient) lie ds apart in the
- * destination. The baseline and avx2 paths write them one by one; avx512 transposes its
- * 8 x 32 tile in registers, 16 channels at a time, and writes each channel's 8 values as
- * one vector under the mask of rows r0 .. r1-1 (at ds 2 spread over the even lanes of
- * 16; a larger ds one by one). Copies and one addition per value: the paths write the
- * same values. */
-static inline void put_scalar(const float *C, int nr, int r0, int r1, int n, float *o, size_t cs, int ds,
-                              const float *bias, int add) {
-    for (int j = 0; j < n; j++) {
-        float *d = o + (size_t)j * cs, bv = bias ? bias[j] : 0.0f;
-        if (add)
-            for (int r = r0; r < r1; r++) d[(size_t)r * ds] += C[r * nr + j];
-        else
-            for (int r = r0; r < r1; r++) d[(size_t)r * ds] = C[r * nr + j] + bv;
-    }
+ * destination, in runs. The baseline and avx2 paths write them one by one; avx512
+ * transposes its 8 x 32 tile in registers, 16 channels at a time, and writes each
+ * channel's values of a run as one vector under the mask of its rows (at ds 2 spread over
+ * the even lanes of 16; a larger ds one by one). Copies and one addition per value: the
+ * paths write the same values. */
+static inline void put_scalar(const float *C, int nr, int runs, const int *ra, float *const *o, int n, size_t cs,
+                              int ds, const float *bias, int add) {
+    for (int e = 0; e < runs; e++)
+        for (int j = 0; j < n; j++) {
+            float *d = o[e] + (size_t)j * cs, bv = bias ? bias[j] : 0.0f;
+            if (add)
+                for (int r = ra[e]; r < ra[e + 1]; r++) d[(size_t)r * ds] += C[r * nr + j];
+            else
+                for (int r = ra[e]; r < ra[e + 1]; r++) d[(size_t)r * ds] = C[r * nr + j] + bv;
+        }
 }
 
-static void put_base(const float *C, int r0, int r1, int n, float *o, size_t cs, int ds, const float *bias, int add) {
-    put_scalar(C, 8, r0, r1, n, o, cs, ds, bias, add);
+static void put_base(const float *C, int runs, const int *ra, float *const *o, int n, size_t cs, int ds,
+                     const float *bias, int add) {
+    put_scalar(C, 8, runs, ra, o, n, cs, ds, bias, add);
 }
 
 #if TILE_X86
-static void put_avx2(const float *C, int r0, int r1, int n, float *o, size_t cs, int ds, const float *bias, int add) {
-    put_scalar(C, 16, r0, r1, n, o, cs, ds, bias, add);
+static void put_avx2(const float *C, int runs, const int *ra, float *const *o, int n, size_t cs, int ds,
+                     const float *bias, int add) {
+    put_scalar(C, 16, runs, ra, o, n, cs, ds, bias, add);
 }
 
-__attribute__((target("avx512f,avx512vl,avx512dq"))) static void put_avx512(const float *C, int r0, int r1, int n,
-                                                                              float *o, size_t cs, int ds,
-                                                                              const float *bias, int add) {
+__attribute__((target("avx512f,avx512vl,avx512dq"))) static void put_avx512(const float *C, int runs, const int *ra,
+                                                                              float *const *o, int n, size_t cs,
+                                                                              int ds, const float *bias, int add) {
     if (ds > 2) {
-        put_scalar(C, 32, r0, r1, n, o, cs, ds, bias, add);
+        put_scalar(C, 32, runs, ra, o, n, cs, ds, bias, add);
         return;
     }
-    const __mmask8 rows = (__mmask8)(((1u << r1) - 1) & ~((1u << r0) - 1));
-    const __mmask16 even = (__mmask16)((((1u << 2 * r1) - 1) & ~((1u << 2 * r0) - 1)) & 0x5555u);
+    __mmask8 rows[NN_TILE_MAX_MR];
+    __mmask16 even[NN_TILE_MAX_MR];
+    for (int e = 0; e < runs; e++) {
+        rows[e] = (__mmask8)(((1u << ra[e + 1]) - 1) & ~((1u << ra[e]) - 1));
+        even[e] = (__mmask16)((((1u << 2 * ra[e + 1]) - 1) & ~((1u << 2 * ra[e]) - 1)) & 0x5555u);
+    }
     const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     /* after the first two steps, u[q] holds in its 128-bit lane L rows 0-3 of channel
      * 4L + q and u[4 + q] rows 4-7; the last step pairs those lanes: x0 = channels q and
@@ -234,22 +281,25 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) static void put_avx512(cons
             u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
             u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
         }
-        float *oh = o + (size_t)16 * h * cs;
+        __m256 v[16];
         for (int q = 0; q < 4; q++) {
             __m512 x0 = _mm512_permutex2var_ps(u[q], lo, u[4 + q]), x1 = _mm512_permutex2var_ps(u[q], hi, u[4 + q]);
-            const int ch[4] = {q, 4 + q, 8 + q, 12 + q};
-            const __m256 v[4] = {_mm512_castps512_ps256(x0), _mm512_extractf32x8_ps(x0, 1),
-                                 _mm512_castps512_ps256(x1), _mm512_extractf32x8_ps(x1, 1)};
-            for (int i = 0; i < 4; i++) {
-                if (ch[i] >= nh) continue;
-                float *d = oh + (size_t)ch[i] * cs;
-                if (ds == 1) {
-                    __m256 w = add ? _mm256_add_ps(_mm256_maskz_loadu_ps(rows, d), v[i]) : v[i];
-                    _mm256_mask_storeu_ps(d, rows, w);
+            v[q] = _mm512_castps512_ps256(x0), v[4 + q] = _mm512_extractf32x8_ps(x0, 1);
+            v[8 + q] = _mm512_castps512_ps256(x1), v[12 + q] = _mm512_extractf32x8_ps(x1, 1);
+        }
+        for (int e = 0; e < runs; e++) {
+            float *oh = o[e] + (size_t)16 * h * cs;
+            for (int ch = 0; ch < nh; ch++) {
+                float *d = oh + (size_t)ch * cs;
+                if (ds == 1 && rows[e] == 0xFF) {
+                    _mm256_storeu_ps(d, add ? _mm256_add_ps(_mm256_loadu_ps(d), v[ch]) : v[ch]);
+                } else if (ds == 1) {
+                    __m256 w = add ? _mm256_add_ps(_mm256_maskz_loadu_ps(rows[e], d), v[ch]) : v[ch];
+                    _mm256_mask_storeu_ps(d, rows[e], w);
                 } else {
-                    __m512 w = _mm512_permutexvar_ps(twice, _mm512_castps256_ps512(v[i]));
-                    if (add) w = _mm512_add_ps(_mm512_maskz_loadu_ps(even, d), w);
-                    _mm512_mask_storeu_ps(d, even, w);
+                    __m512 w = _mm512_permutexvar_ps(twice, _mm512_castps256_ps512(v[ch]));
+                    if (add) w = _mm512_add_ps(_mm512_maskz_loadu_ps(even[e], d), w);
+                    _mm512_mask_storeu_ps(d, even[e], w);
                 }
             }
         }
@@ -258,10 +308,10 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) static void put_avx512(cons
 #endif
 
 static const nn_gather_kernel gather_kernels[] = {
-    {4, 8, T2I_CPU_BASELINE, gather_base, put_base},
+    {4, 8, T2I_CPU_BASELINE, gather_base, gather_sel_base, put_base},
 #if TILE_X86
-    {6, 16, T2I_CPU_AVX2, gather_avx2, put_avx2},
-    {8, 32, T2I_CPU_AVX512, gather_avx512, put_avx512},
+    {6, 16, T2I_CPU_AVX2, gather_avx2, gather_sel_avx2, put_avx2},
+    {8, 32, T2I_CPU_AVX512, gather_avx512, gather_sel_avx512, put_avx512},
 #endif
 };
 

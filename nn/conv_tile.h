@@ -30,11 +30,16 @@ typedef struct {
     int mr, nr;
     t2i_cpu_level level;
     void (*tile)(int kc, const float *const *a, const int *off, const float *B, float *C);
-    /* A tile's rows r0 <= r < r1, columns j < n written transposed, rows ds apart:
-     * o[j*cs + r*ds] = C[r*nr + j] + (bias ? bias[j] : 0), or += C[r*nr + j] when add
-     * (bias unused). Only the addresses of rows r0 .. r1-1 are touched (o itself may lie
-     * before the first). */
-    void (*put)(const float *C, int r0, int r1, int n, float *o, size_t cs, int ds, const float *bias, int add);
+    /* The same with B's row k at B + bk[k] (a subset of a panel's rows, in order): the
+     * taps of a tile whose pixels all leave the same taps in the padding, those skipped. */
+    void (*tile_sel)(int kc, const float *const *a, const int *off, const int *bk, const float *B, float *C);
+    /* A tile's rows written transposed, rows ds apart, in runs: rows ra[e] <= r < ra[e+1]
+     * of run e < runs go to o[e] (where row 0 would go, which may lie before the run's
+     * first address: only the run's own addresses are touched): for columns j < n,
+     * o[e][j*cs + r*ds] = C[r*nr + j] + (bias ? bias[j] : 0), or += C[r*nr + j] when add
+     * (bias unused). */
+    void (*put)(const float *C, int runs, const int *ra, float *const *o, int n, size_t cs, int ds,
+                const float *bias, int add);
 } nn_gather_kernel;
 
 /* The gathered kernel of the current path (t2i_cpu_path()). */

@@ -163,6 +163,9 @@ static void check_conv_path(t2i_cpu_level level) {
          * rows of 37 and 20 pixels (a short last panel on each path), 20 and 9 channels
          * (partial panels) */
         {2, 3, 9, 37, 20, 3, 1, 1},  {3, 2, 7, 20, 9, 5, 1, 2},
+        /* gathered forward skipping the kernel rows in the padding: pad 3 of a 3x3 kernel
+         * (edge rows with no tap inside: the bias alone) */
+        {2, 8, 4, 5, 16, 3, 1, 3},
     };
     t2i_rng r;
     t2i_rng_seed(&r, 7);
