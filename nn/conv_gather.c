@@ -553,8 +553,9 @@ void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dou
  * dW (OC, Kd) += dY (OC, cols) col(x)^T (cols, Kd), by blocks of columns: tiles of mr taps
  * by nr channels summed over all the block's pixels, tap r read at pad[tapoff_r + pixoff[k]]
  * (the gathered kernel with the roles of its offsets exchanged: the rows are taps, the sum
- * runs over pixels), dY packed transposed in panels of nr channels. No im2col, so a block
- * holds only its padded input and packed dY, and can be long: each tile's sum runs over
+ * runs over pixels), dY packed transposed in panels of nr channels (16 x 16 transposes on
+ * avx512). No im2col, so a block holds only its padded input (a 1x1 conv's whole images:
+ * none, the input is read in place) and packed dY, and can be long: each tile's sum runs over
  * many pixels before it is added into dW (blocks of the im2col road are 4 to 8 times
  * shorter for these shapes). The blocks are summed in WSPLIT fixed chunks, each into its
  * own copy of dW (a tile's columns are written as rows of dW), the copies then added in
@@ -590,11 +591,10 @@ static wplan wplan_for(const nn_conv *s, int nr) {
 }
 
 int nn_conv_gather_serves_weight(const nn_conv *s) {
-    /* ops_conv.c takes few taps or few channels by dot products, and 1x1 in place; the
-     * tiles here want a panel of channels mostly filled */
+    /* ops_conv.c takes few taps or few channels by dot products; the tiles here want a
+     * panel of channels mostly filled */
     const int Kd = s->C * s->KH * s->KW;
-    return Kd > 64 && 2 * s->OC >= nn_gather_kernel_get()->nr &&
-           !(s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0);
+    return Kd > 64 && 2 * s->OC >= nn_gather_kernel_get()->nr;
 }
 
 size_t nn_conv_gather_weight_scratch(const nn_conv *s, int nslots) {
@@ -612,9 +612,13 @@ static void wblock(float *acc, float *buf, float *ct, const float *inp, const fl
     const int Kd = s->C * kk, rows = oh1 - oh0, per_img = rows * s->OW, cols = images * per_img;
     const int PW = s->W + 2 * s->pad, PH = (rows - 1) * s->stride + s->KH;
     const size_t img = (size_t)s->C * PH * PW, P = (size_t)s->OH * s->OW;
-    float *pad = buf, *Ypk = buf + round_up((size_t)images * img, 16);
+    float *Ypk = buf + round_up((size_t)images * img, 16);
     int *pixoff = (int *)(Ypk + (size_t)np * nr * cols);
-    fill_padded(pad, inp, s, PW, PH, img, n0, images, oh0 * s->stride - s->pad, PH);
+    const float *pad = buf;
+    if (s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0 && rows == s->OH)
+        pad = inp + (size_t)n0 * img; /* whole images of a 1x1 conv: the input is its own padded copy */
+    else
+        fill_padded(buf, inp, s, PW, PH, img, n0, images, oh0 * s->stride - s->pad, PH);
     for (int c = 0; c < cols; c++) {
         int g = c / per_img, l = c % per_img;
         pixoff[c] = (int)((size_t)g * img) + l / s->OW * s->stride * PW + l % s->OW * s->stride;

@@ -8,7 +8,8 @@
  * three passes. How the products are blocked, threaded and tiled is described above
  * nn_conv2d_forward; the tile kernels, one per CPU path, are conv_tile.c's. Two shapes take
  * other roads: a 1x1 convolution of stride 1 without padding multiplies NCHW in place
- * (products_per_image; its weight gradient by dot products on the input's planes), and a
+ * (products_per_image; its weight gradient by dot products on the input's planes, or
+ * with more than 64 channels by conv_gather.c's tiles reading the input in place), and a
  * weight gradient with a short side (few taps or few channels) runs as dot products over
  * output positions (conv2d_backward_weight_dot). A forward pass with enough taps and
  * channels runs without im2col, by tiles that read the taps from a padded copy of the
@@ -676,7 +677,7 @@ static void conv2d_backward_weight_dot(float *dw, float *db, float *scratch, con
  * short side (few taps, few channels) by dot products, the rest by tiles. */
 static void conv2d_weight_grad(float *dw, float *db, float *scratch, const float *dout, const float *inp,
                                const nn_conv *s, int nt) {
-    if (dw && conv_is_1x1(s)) { /* in place: no row of ones, so db apart */
+    if (dw && conv_is_1x1(s) && !nn_conv_gather_serves_weight(s)) { /* in place: no row of ones, so db apart */
         if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
         conv2d_backward_weight_dot(dw, NULL, scratch, dout, inp, s, nn_dot_kernel_get(), nt);
         return;

@@ -166,6 +166,9 @@ static void check_conv_path(t2i_cpu_level level) {
         /* gathered forward skipping the kernel rows in the padding: pad 3 of a 3x3 kernel
          * (edge rows with no tap inside: the bias alone) */
         {2, 8, 4, 5, 16, 3, 1, 3},
+        /* a 1x1 weight gradient of 72 channels by gathered tiles, reading the input in
+         * place (bands: from a copy) */
+        {3, 72, 5, 6, 20, 1, 1, 0},
     };
     t2i_rng r;
     t2i_rng_seed(&r, 7);
@@ -276,6 +279,7 @@ static void test_conv_threads_same_bits(void **state) {
     check_threads_same_bits(7, 12, 11, 10, 20, 3, 1); /* dW by tiles */
     check_threads_same_bits(9, 3, 10, 11, 16, 3, 1);  /* dW and db by dot products */
     check_threads_same_bits(5, 3, 6, 40, 16, 3, 1);   /* forward by row tiles */
+    check_threads_same_bits(5, 72, 4, 6, 24, 1, 0);   /* 1x1: dW by gathered tiles on the input in place */
     check_threads_same_bits(9, 24, 7, 9, 20, 1, 0);   /* 1x1: products in place */
 }
 
