@@ -407,16 +407,22 @@ static int conv_threads(void) { return T2I_MAX(1, T2I_MIN(t2i_get_threads(), con
 /* A 1x1 convolution of stride 1 without padding is a product per image on NCHW as it is:
  * out_n (M, P) = (add ? out_n : bias) + A (M, K) in_n (K, P), A packed in panels of mr rows.
  * The tiles read in_n in place (rows P apart); only a last partial panel of an image is
- * copied (zero-padded to nr columns) into the thread's slot. No im2col, no col2im. */
+ * copied (zero-padded to nr columns) into the thread's slot. No im2col, no col2im. Up to
+ * CONV_KC rows of in_n (what the mp tiles of a panel share stays in L1) the tiles are row
+ * tiles (conv_tile.h: nn_row_kernel, the same sums), stored straight into out_n. */
 static int conv_is_1x1(const nn_conv *s) { return s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0; }
 
 static void products_per_image(float *out, const float *in, const float *Ap, const float *bias, int add, int N,
                                int M, int K, int P, const nn_tile_kernel *tk, float *slots, size_t per, size_t ct_at,
                                int nt) {
-    const int nr = tk->nr, mp = (M + tk->mr - 1) / tk->mr, panels = (P + nr - 1) / nr;
+    const int mr = tk->mr, nr = tk->nr, mp = (M + mr - 1) / mr, panels = (P + nr - 1) / nr;
+    const nn_row_kernel *rk = nn_row_kernel_get();
+    T2I_ASSERT(rk->mr == mr && rk->nr == nr); /* the same panels */
 #pragma omp parallel num_threads(nt)
     {
         float *buf = slots + (size_t)t2i_thread_id() * per, *ct = buf + ct_at;
+        int *rows_in = (int *)(buf + (size_t)K * nr), *rows_buf = rows_in + K; /* row k of in_n, of buf */
+        for (int k = 0; k < K; k++) rows_in[k] = k * P, rows_buf[k] = k * nr;
 #pragma omp for schedule(static)
         for (int t = 0; t < N * panels; t++) {
             int n = t / panels, c0 = t % panels * nr, w = T2I_MIN(nr, P - c0);
@@ -425,6 +431,13 @@ static void products_per_image(float *out, const float *in, const float *Ap, con
             if (w < nr) {
                 pack_cols(buf, B, (size_t)P, K, w, nr);
                 B = buf, ldb = (size_t)nr;
+            }
+            if (K <= CONV_KC) {
+                for (int i = 0; i < mp; i++)
+                    rk->tile(K, Ap + (size_t)i * K * mr, B, w < nr ? rows_buf : rows_in,
+                             out + ((size_t)n * M + i * mr) * P + c0, (size_t)P, T2I_MIN(mr, M - i * mr), w,
+                             bias ? bias + i * mr : NULL, add);
+                continue;
             }
             panel_product(tk, mp, K, Ap, 0, B, ldb, ct);
             for (int m = 0; m < M; m++) {
