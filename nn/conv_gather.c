@@ -427,7 +427,7 @@ void nn_conv_gather_backward_data(float *dinp, float *scratch, const float *dout
  * iw mod S); in phase (ph, pw) the taps are kh = kh0 + S*i (kh0 = (ph + pad) mod S) and
  * oh = a + qh - i for pixel row ih = ph + S*a (qh = (ph + pad) div S): a stride-1
  * convolution of dY by a kernel of about K/S x K/S taps. Each phase runs as gathered tiles
- * over dY padded by M = K/S + 1 on every side (rows outside dY read zeros), its taps at
+ * over dY padded by M on every side (sdata_margin: rows outside dY read zeros), its taps at
  * offsets oc*PH*PW - i*PW - j from the pixel's (a + qh, b + qw); the weights of each
  * phase packed in panels of nr input channels. Whole images per block only. */
 
@@ -436,9 +436,25 @@ typedef struct {
     size_t img; /* floats of one image's padded dY */
 } sdata_plan;
 
+static void phase_taps(const nn_conv *s, int ph, int *kh0, int *n, int *q);
+
+/* The margin of zeros around dY that the phases read: phase row ph reads dY rows
+ * a + q - i for its pixel rows a < ceil((H - ph) / S) and taps i < n. */
+static int sdata_margin(const nn_conv *s) {
+    int M = 0;
+    for (int ph = 0; ph < s->stride; ph++) {
+        int k0, n, q;
+        phase_taps(s, ph, &k0, &n, &q);
+        if (n == 0) continue;
+        int ah = (s->H - ph + s->stride - 1) / s->stride, aw = (s->W - ph + s->stride - 1) / s->stride;
+        M = T2I_MAX(M, T2I_MAX(n - 1 - q, T2I_MAX(ah - 1 + q - (s->OH - 1), aw - 1 + q - (s->OW - 1))));
+    }
+    return M;
+}
+
 static sdata_plan sdata_plan_for(const nn_conv *s, int nt) {
     sdata_plan p;
-    p.M = (s->KH + s->stride - 1) / s->stride + 1;
+    p.M = sdata_margin(s);
     p.PW = s->OW + 2 * p.M, p.PH = s->OH + 2 * p.M;
     p.img = (size_t)s->OC * p.PH * p.PW;
     p.G = p.img <= pad_block_floats ? (int)T2I_MIN((size_t)s->N, pad_block_floats / p.img) : 1;
