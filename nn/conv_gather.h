@@ -6,7 +6,9 @@
  * their rows and nr output channels as their columns, read each pixel's taps by offsets
  * into a zero-padded copy of the input and the weights as packed panels of nr channels.
  * No im2col matrix is written; in the forward pass each tile's sum over taps is the one of
- * ops_conv.c's tiles (k in order from 0, then the bias), so the outputs are the same bits. */
+ * ops_conv.c's tiles (k in order from 0, then the bias) less the products with padding
+ * zeros that it skips, so the outputs are the same values (but for the sign of an exact
+ * zero). */
 #ifndef T2I_CONV_GATHER_H
 #define T2I_CONV_GATHER_H
 
@@ -60,7 +62,7 @@ void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dou
                                    int nt);
 
 /* dw += the weight gradient of conv s (not db), for a conv with more than 64 taps and
- * channels that fill half a panel at least (serves_weight), not 1x1 of stride 1. */
+ * channels that fill half a panel at least (serves_weight). */
 int nn_conv_gather_serves_weight(const nn_conv *s);
 size_t nn_conv_gather_weight_scratch(const nn_conv *s, int nslots);
 void nn_conv_gather_backward_weight(float *dw, float *scratch, const float *dout, const float *inp, const nn_conv *s,

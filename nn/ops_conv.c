@@ -13,7 +13,8 @@
  * weight gradient with a short side (few taps or few channels) runs as dot products over
  * output positions (conv2d_backward_weight_dot). A forward pass with enough taps and
  * channels runs without im2col, by tiles that read the taps from a padded copy of the
- * input through an offset table (conv_gather.c; the same sums, so the same bits), and so
+ * input through an offset table (conv_gather.c; the same sums less products with padding
+ * zeros, so the same values but for the sign of an exact zero), and so
  * does a stride-1 forward pass with few taps (a first layer), by tiles of channels by
  * consecutive pixels (conv_gather.c: row tiles; also the same bits).
  */
