@@ -476,7 +476,7 @@ size_t nn_conv_gather_sdata_scratch(const nn_conv *s, int nslots) {
     sdata_plan p = sdata_plan_for(s, 1);
     size_t taps = (size_t)s->OC * s->KH * s->KW, nr = NN_TILE_MAX_NR;
     size_t shared = round_up(round_up((size_t)s->C, nr) * taps + taps + 16 * (size_t)s->stride * s->stride, 16);
-    return shared + (size_t)nslots * round_up((size_t)p.G * p.img + (size_t)NN_TILE_MAX_MR * nr, 16);
+    return shared + (size_t)nslots * round_up((size_t)p.G * p.img + 2 * (size_t)NN_TILE_MAX_MR * nr, 16);
 }
 
 /* The taps of phase row ph: first kh0, count n, row shift q. */
@@ -484,6 +484,39 @@ static void phase_taps(const nn_conv *s, int ph, int *kh0, int *n, int *q) {
     *kh0 = (ph + s->pad) % s->stride;
     *n = *kh0 < s->KH ? (s->KH - *kh0 + s->stride - 1) / s->stride : 0;
     *q = (ph + s->pad) / s->stride;
+}
+
+/* Phase row ph of a group of images, both column phases at once (stride 2, W even: both
+ * on the grid of W/2 columns): for each tile of pixels, the tile of phase (ph, 0) and that
+ * of (ph, 1) (its pixels one column of dY further by qw1 - qw0), added interleaved. The
+ * same tiles and sums as phase by phase. */
+static void sdata_pair(float *dinp, const float *pad, float *ct0, float *ct1, const float *bp0, const int *po0,
+                       const float *bp1, const int *po1, int kd0, int kd1, const nn_conv *s, const sdata_plan *p,
+                       const nn_gather_kernel *gk, int n0, int images, int ph, int qh, int qw0, int qw1) {
+    const int mr = gk->mr, nr = gk->nr, S = 2, C = s->C, np = (C + nr - 1) / nr;
+    const int Ah = (s->H - ph + S - 1) / S, Aw = s->W / S, per_img = Ah * Aw, ncols = images * per_img;
+    const size_t HW = (size_t)s->H * s->W;
+    for (int c0 = 0; c0 < ncols; c0 += mr) {
+        const float *a0[NN_TILE_MAX_MR], *a1[NN_TILE_MAX_MR];
+        float *o[NN_TILE_MAX_MR + 1], *oj[NN_TILE_MAX_MR + 1]; /* run e's row 0 in dinp, phase (ph, 0) */
+        int ra[NN_TILE_MAX_MR + 1], runs = 0; /* rows ra[e] .. ra[e+1]-1: run e, in one pixel row */
+        int m = T2I_MIN(mr, ncols - c0);
+        for (int r = 0; r < mr; r++) {
+            int q = c0 + T2I_MIN(r, m - 1), g = q / per_img, l = q % per_img, ya = l / Aw, xb = l % Aw;
+            a0[r] = pad + (size_t)g * p->img + (size_t)(ya + qh + p->M) * p->PW + xb + qw0 + p->M;
+            a1[r] = a0[r] + (qw1 - qw0);
+            if (r < m && (r == 0 || xb == 0))
+                ra[runs] = r,
+                o[runs++] = dinp + (ptrdiff_t)((size_t)(n0 + g) * C * HW + (size_t)(ph + S * ya) * s->W + S * xb) - S * r;
+        }
+        ra[runs] = m;
+        for (int jp = 0; jp < np; jp++) {
+            gk->tile(kd0, a0, po0, bp0 + (size_t)jp * kd0 * nr, ct0);
+            gk->tile(kd1, a1, po1, bp1 + (size_t)jp * kd1 * nr, ct1);
+            for (int e = 0; e < runs; e++) oj[e] = o[e] + (size_t)jp * nr * HW;
+            gk->put2(ct0, ct1, runs, ra, oj, T2I_MIN(nr, C - jp * nr), HW);
+        }
+    }
 }
 
 void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dout, const float *w, const nn_conv *s,
@@ -495,7 +528,7 @@ void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dou
     float *Bp = scratch; /* per phase: np panels of (its taps, nr) */
     int *off = (int *)(scratch + round_up((size_t)C, (size_t)nr) * taps);
     float *slots = scratch + round_up(round_up((size_t)C, (size_t)nr) * taps + taps + 16 * (size_t)S * S, 16);
-    const size_t per = round_up((size_t)p.G * p.img + (size_t)mr * nr, 16);
+    const size_t per = round_up((size_t)p.G * p.img + 2 * (size_t)NN_TILE_MAX_MR * NN_TILE_MAX_NR, 16);
     const nn_conv f = {s->N, OC, s->OH, s->OW, 0, 0, 0, K, K, 1, p.M}; /* dY as an input padded by M */
 #pragma omp parallel num_threads(nt)
     {
@@ -521,6 +554,7 @@ void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dou
                 }
         }
         float *pad = slots + (size_t)t2i_thread_id() * per, *ct = pad + (size_t)p.G * p.img;
+        float *ct1 = ct + NN_TILE_MAX_MR * NN_TILE_MAX_NR;
 #pragma omp for schedule(static)
         for (int t = 0; t < p.groups; t++) {
             int n0 = t * p.G, images = T2I_MIN(p.G, s->N - n0);
@@ -536,6 +570,19 @@ void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dou
                     const int *po = off + at;
                     at += (size_t)kd;
                     if (kd == 0) continue;
+                    int kw1, nw1, qw1;
+                    phase_taps(s, 1, &kw1, &nw1, &qw1);
+                    if (S == 2 && pw == 0 && s->W % (2 * mr) == 0 && nw1 > 0) {
+                        /* both column phases on one grid of rows of whole tiles: their tiles
+                         * side by side, added interleaved (put2: one vector per channel where
+                         * put adds two). Rows of 7 (b1_d2) measured no faster so: their tiles
+                         * straddle rows, and the pair reads twice the panels per tile */
+                        const int kd1 = OC * nh * nw1;
+                        sdata_pair(dinp, pad, ct, ct1, bp, po, Bp + at * np * nr, off + at, kd, kd1, s, &p, gk, n0,
+                                   images, ph, qh, qw, qw1);
+                        at += (size_t)kd1;
+                        break;
+                    }
                     for (int c0 = 0; c0 < ncols; c0 += mr) {
                         const float *a[NN_TILE_MAX_MR];
                         float *o[NN_TILE_MAX_MR + 1]; /* run e's channel 0 in dinp, as if it began at row 0 */

@@ -240,10 +240,74 @@ static void put_base(const float *C, int runs, const int *ra, float *const *o, i
     put_scalar(C, 8, runs, ra, o, n, cs, ds, bias, add);
 }
 
+/* put2 one tile after the other: the same additions. */
+static inline void put2_scalar(const float *C0, const float *C1, int nr, int runs, const int *ra, float *const *o,
+                               int n, size_t cs) {
+    float *o1[NN_TILE_MAX_MR + 1];
+    for (int e = 0; e < runs; e++) o1[e] = o[e] + 1;
+    put_scalar(C0, nr, runs, ra, o, n, cs, 2, NULL, 1);
+    put_scalar(C1, nr, runs, ra, o1, n, cs, 2, NULL, 1);
+}
+
+static void put2_base(const float *C0, const float *C1, int runs, const int *ra, float *const *o, int n, size_t cs) {
+    put2_scalar(C0, C1, 8, runs, ra, o, n, cs);
+}
+
 #if TILE_X86
 static void put_avx2(const float *C, int runs, const int *ra, float *const *o, int n, size_t cs, int ds,
                      const float *bias, int add) {
     put_scalar(C, 16, runs, ra, o, n, cs, ds, bias, add);
+}
+
+static void put2_avx2(const float *C0, const float *C1, int runs, const int *ra, float *const *o, int n, size_t cs) {
+    put2_scalar(C0, C1, 16, runs, ra, o, n, cs);
+}
+
+/* The 8 x 16 block of columns 16h .. 16h+15 of an avx512 tile, transposed: v[ch] = the 8
+ * rows of column 16h + ch (see put_avx512). */
+__attribute__((target("avx512f,avx512vl,avx512dq"), always_inline)) static inline void
+transpose_8x16(const float *C, int h, __m256 *v) {
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    __m512 R[8], t[8], u[8];
+    for (int r = 0; r < 8; r++) R[r] = _mm512_loadu_ps(C + r * 32 + 16 * h);
+    for (int r = 0; r < 8; r += 2)
+        t[r] = _mm512_unpacklo_ps(R[r], R[r + 1]), t[r + 1] = _mm512_unpackhi_ps(R[r], R[r + 1]);
+    for (int g = 0; g < 8; g += 4) {
+        u[g + 0] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+        u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    for (int q = 0; q < 4; q++) {
+        __m512 x0 = _mm512_permutex2var_ps(u[q], lo, u[4 + q]), x1 = _mm512_permutex2var_ps(u[q], hi, u[4 + q]);
+        v[q] = _mm512_castps512_ps256(x0), v[4 + q] = _mm512_extractf32x8_ps(x0, 1);
+        v[8 + q] = _mm512_castps512_ps256(x1), v[12 + q] = _mm512_extractf32x8_ps(x1, 1);
+    }
+}
+
+/* Both tiles transposed, each column's 8 + 8 values interleaved into 16 consecutive
+ * floats and added under the mask of the run's rows: one vector per column and run where
+ * put at ds 2 adds two. */
+__attribute__((target("avx512f,avx512vl,avx512dq"))) static void put2_avx512(const float *C0, const float *C1, int runs,
+                                                                               const int *ra, float *const *o, int n,
+                                                                               size_t cs) {
+    const __m512i mix = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    __mmask16 lanes[NN_TILE_MAX_MR];
+    for (int e = 0; e < runs; e++)
+        lanes[e] = (__mmask16)(((1u << 2 * ra[e + 1]) - 1) & ~((1u << 2 * ra[e]) - 1));
+    for (int h = 0; h < 2 && n > 16 * h; h++) {
+        const int nh = T2I_MIN(16, n - 16 * h);
+        __m256 v0[16], v1[16];
+        transpose_8x16(C0, h, v0), transpose_8x16(C1, h, v1);
+        for (int ch = 0; ch < nh; ch++) {
+            __m512 w = _mm512_permutex2var_ps(_mm512_castps256_ps512(v0[ch]), mix, _mm512_castps256_ps512(v1[ch]));
+            for (int e = 0; e < runs; e++) {
+                float *d = o[e] + (size_t)(16 * h + ch) * cs;
+                _mm512_mask_storeu_ps(d, lanes[e], _mm512_add_ps(_mm512_maskz_loadu_ps(lanes[e], d), w));
+            }
+        }
+    }
 }
 
 __attribute__((target("avx512f,avx512vl,avx512dq"))) static void put_avx512(const float *C, int runs, const int *ra,
@@ -308,10 +372,10 @@ __attribute__((target("avx512f,avx512vl,avx512dq"))) static void put_avx512(cons
 #endif
 
 static const nn_gather_kernel gather_kernels[] = {
-    {4, 8, T2I_CPU_BASELINE, gather_base, gather_sel_base, put_base},
+    {4, 8, T2I_CPU_BASELINE, gather_base, gather_sel_base, put_base, put2_base},
 #if TILE_X86
-    {6, 16, T2I_CPU_AVX2, gather_avx2, gather_sel_avx2, put_avx2},
-    {8, 32, T2I_CPU_AVX512, gather_avx512, gather_sel_avx512, put_avx512},
+    {6, 16, T2I_CPU_AVX2, gather_avx2, gather_sel_avx2, put_avx2, put2_avx2},
+    {8, 32, T2I_CPU_AVX512, gather_avx512, gather_sel_avx512, put_avx512, put2_avx512},
 #endif
 };
 

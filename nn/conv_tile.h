@@ -40,6 +40,10 @@ typedef struct {
      * (bias unused). */
     void (*put)(const float *C, int runs, const int *ra, float *const *o, int n, size_t cs, int ds,
                 const float *bias, int add);
+    /* Two tiles of the same rows added interleaved, as put with ds 2 would add C0 at o[e]
+     * and C1 at o[e] + 1 (the two column phases of a stride-2 backward-data):
+     * o[e][j*cs + 2r] += C0[r*nr + j], o[e][j*cs + 2r + 1] += C1[r*nr + j]. */
+    void (*put2)(const float *C0, const float *C1, int runs, const int *ra, float *const *o, int n, size_t cs);
 } nn_gather_kernel;
 
 /* The gathered kernel of the current path (t2i_cpu_path()). */

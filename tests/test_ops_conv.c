@@ -159,6 +159,9 @@ static void check_conv_path(t2i_cpu_level level) {
         /* backward-data of stride 2 by phases of gathered tiles: k4 on odd sizes, k3 (phases
          * of one and two taps a side) */
         {2, 16, 9, 11, 20, 4, 2, 1}, {3, 16, 9, 9, 32, 3, 2, 1},
+        /* widths of whole tiles of pixels per phase (24 on every path, 16 on two): both column phases of
+         * a row at once (put2), k4 and k3 (phases of two and one taps a side) */
+        {2, 16, 9, 24, 20, 4, 2, 1}, {3, 16, 8, 16, 32, 3, 2, 1},
         /* forward of few taps by row tiles (channels by consecutive pixels): 27 and 50 taps,
          * rows of 37 and 20 pixels (a short last panel on each path), 20 and 9 channels
          * (partial panels) */
