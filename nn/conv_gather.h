@@ -6,7 +6,9 @@
  * their rows and nr output channels as their columns, read each pixel's taps by offsets
  * into a zero-padded copy of the input and the weights as packed panels of nr channels.
  * No im2col matrix is written; in the forward pass each tile's sum over taps is the one of
- * ops_conv.c's tiles (k in order from 0, then the bias), so the outputs are the same bits. */
+ * ops_conv.c's tiles (k in order from 0, then the bias) less the products with padding
+ * zeros that it skips, so the outputs are the same values (but for the sign of an exact
+ * zero). */
 #ifndef T2I_CONV_GATHER_H
 #define T2I_CONV_GATHER_H
 
@@ -34,6 +36,15 @@ size_t nn_conv_gather_scratch(const nn_conv *s, int nslots);
 void nn_conv_gather_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
                             const nn_conv *s, int add, int nt);
 
+/* The forward of a stride-1 conv with few taps (a first layer) by row tiles
+ * (conv_tile.h: nn_row_kernel): rows_serves says whether it serves s, rows_scratch its
+ * scratch; out = conv(inp, w) + b, or out += conv(inp, w) when add (b NULL). The same
+ * sums as the im2col road. */
+int nn_conv_rows_serves(const nn_conv *s);
+size_t nn_conv_rows_scratch(const nn_conv *s, int nslots);
+void nn_conv_rows_forward(float *out, float *scratch, const float *inp, const float *w, const float *b,
+                          const nn_conv *s, int add, int nt);
+
 /* Backward-data of a stride-1 conv s with a square kernel and pad < KH, as the forward
  * conv of dY by the turned, transposed kernel: dinp += conv'(dout). serves_data says
  * whether it serves s, data_scratch its scratch. */
@@ -51,7 +62,7 @@ void nn_conv_gather_backward_sdata(float *dinp, float *scratch, const float *dou
                                    int nt);
 
 /* dw += the weight gradient of conv s (not db), for a conv with more than 64 taps and
- * channels that fill half a panel at least (serves_weight), not 1x1 of stride 1. */
+ * channels that fill half a panel at least (serves_weight). */
 int nn_conv_gather_serves_weight(const nn_conv *s);
 size_t nn_conv_gather_weight_scratch(const nn_conv *s, int nslots);
 void nn_conv_gather_backward_weight(float *dw, float *scratch, const float *dout, const float *inp, const nn_conv *s,

@@ -125,18 +125,33 @@ const nn_tile_kernel *nn_tile_kernel_get(void) {
  * nn_gather_kernel): each k costs one more scalar load (the offset), and each broadcast
  * reads a[r] + off[k]. Same shapes per path: avx512 8 x 32, avx2 6 x 16, baseline 4 x 8. */
 
-static void gather_base(int kc, const float *const *a, const int *off, const float *restrict B, float *restrict C) {
+/* Each kernel is written once with B's row k at B + k*nr, or (sel) at B + bk[k]: the
+ * second form takes a subset of a packed panel's rows (the taps that are not padding). */
+static inline void gather_base_impl(int kc, const float *const *a, const int *off, const int *bk,
+                                    const float *restrict B, float *restrict C, int sel) {
     float c[4][8];
     memset(c, 0, sizeof c);
-    for (int k = 0; k < kc; k++, B += 8)
+    for (int k = 0; k < kc; k++) {
+        const float *b = sel ? B + bk[k] : B + (size_t)k * 8;
         for (int r = 0; r < 4; r++)
-            for (int j = 0; j < 8; j++) c[r][j] += a[r][off[k]] * B[j];
+            for (int j = 0; j < 8; j++) c[r][j] += a[r][off[k]] * b[j];
+    }
     memcpy(C, c, sizeof c);
 }
 
+static void gather_base(int kc, const float *const *a, const int *off, const float *restrict B, float *restrict C) {
+    gather_base_impl(kc, a, off, NULL, B, C, 0);
+}
+
+static void gather_sel_base(int kc, const float *const *a, const int *off, const int *bk, const float *restrict B,
+                            float *restrict C) {
+    gather_base_impl(kc, a, off, bk, B, C, 1);
+}
+
 #if TILE_X86
-__attribute__((target("avx2,fma"))) static void gather_avx2(int kc, const float *const *a, const int *off,
-                                                            const float *restrict B, float *restrict C) {
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+gather_avx2_impl(int kc, const float *const *a, const int *off, const int *bk, const float *restrict B,
+                 float *restrict C, int sel) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
@@ -144,9 +159,10 @@ __attribute__((target("avx2,fma"))) static void gather_avx2(int kc, const float 
     x = _mm256_broadcast_ss(a##r + o);                                                                                 \
     c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                                         \
     c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);
-    for (int k = 0; k < kc; k++, B += 16) {
+    for (int k = 0; k < kc; k++) {
         int o = off[k];
-        __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8), x;
+        const float *b = sel ? B + bk[k] : B + (size_t)k * 16;
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
         ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
     }
 #undef ROW
@@ -155,8 +171,20 @@ __attribute__((target("avx2,fma"))) static void gather_avx2(int kc, const float 
 #undef STORE
 }
 
-__attribute__((target("avx512f"))) static void gather_avx512(int kc, const float *const *a, const int *off,
-                                                             const float *restrict B, float *restrict C) {
+__attribute__((target("avx2,fma"))) static void gather_avx2(int kc, const float *const *a, const int *off,
+                                                            const float *restrict B, float *restrict C) {
+    gather_avx2_impl(kc, a, off, NULL, B, C, 0);
+}
+
+__attribute__((target("avx2,fma"))) static void gather_sel_avx2(int kc, const float *const *a, const int *off,
+                                                                const int *bk, const float *restrict B,
+                                                                float *restrict C) {
+    gather_avx2_impl(kc, a, off, bk, B, C, 1);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+gather_avx512_impl(int kc, const float *const *a, const int *off, const int *bk, const float *restrict B,
+                   float *restrict C, int sel) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5], *a6 = a[6], *a7 = a[7];
@@ -164,9 +192,10 @@ __attribute__((target("avx512f"))) static void gather_avx512(int kc, const float
     x = _mm512_set1_ps(a##r[o]);                                                                                       \
     c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                                                                         \
     c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);
-    for (int k = 0; k < kc; k++, B += 32) {
+    for (int k = 0; k < kc; k++) {
         int o = off[k];
-        __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16), x;
+        const float *b = sel ? B + bk[k] : B + (size_t)k * 32;
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), x;
         ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7)
     }
 #undef ROW
@@ -174,13 +203,179 @@ __attribute__((target("avx512f"))) static void gather_avx512(int kc, const float
     STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7)
 #undef STORE
 }
+
+__attribute__((target("avx512f"))) static void gather_avx512(int kc, const float *const *a, const int *off,
+                                                             const float *restrict B, float *restrict C) {
+    gather_avx512_impl(kc, a, off, NULL, B, C, 0);
+}
+
+__attribute__((target("avx512f"))) static void gather_sel_avx512(int kc, const float *const *a, const int *off,
+                                                                 const int *bk, const float *restrict B,
+                                                                 float *restrict C) {
+    gather_avx512_impl(kc, a, off, bk, B, C, 1);
+}
+#endif
+
+/* Transposed writes of a tile (conv_tile.h: nn_gather_kernel.put): a channel's values of
+ * the tile's rows (pixels, or taps of the weight gradient) lie ds apart in the
+ * destination, in runs. The baseline and avx2 paths write them one by one; avx512
+ * transposes its 8 x 32 tile in registers, 16 channels at a time, and writes each
+ * channel's values of a run as one vector under the mask of its rows (at ds 2 spread over
+ * the even lanes of 16; a larger ds one by one). Copies and one addition per value: the
+ * paths write the same values. */
+static inline void put_scalar(const float *C, int nr, int runs, const int *ra, float *const *o, int n, size_t cs,
+                              int ds, const float *bias, int add) {
+    for (int e = 0; e < runs; e++)
+        for (int j = 0; j < n; j++) {
+            float *d = o[e] + (size_t)j * cs, bv = bias ? bias[j] : 0.0f;
+            if (add)
+                for (int r = ra[e]; r < ra[e + 1]; r++) d[(size_t)r * ds] += C[r * nr + j];
+            else
+                for (int r = ra[e]; r < ra[e + 1]; r++) d[(size_t)r * ds] = C[r * nr + j] + bv;
+        }
+}
+
+static void put_base(const float *C, int runs, const int *ra, float *const *o, int n, size_t cs, int ds,
+                     const float *bias, int add) {
+    put_scalar(C, 8, runs, ra, o, n, cs, ds, bias, add);
+}
+
+/* put2 one tile after the other: the same additions. */
+static inline void put2_scalar(const float *C0, const float *C1, int nr, int runs, const int *ra, float *const *o,
+                               int n, size_t cs) {
+    float *o1[NN_TILE_MAX_MR + 1];
+    for (int e = 0; e < runs; e++) o1[e] = o[e] + 1;
+    put_scalar(C0, nr, runs, ra, o, n, cs, 2, NULL, 1);
+    put_scalar(C1, nr, runs, ra, o1, n, cs, 2, NULL, 1);
+}
+
+static void put2_base(const float *C0, const float *C1, int runs, const int *ra, float *const *o, int n, size_t cs) {
+    put2_scalar(C0, C1, 8, runs, ra, o, n, cs);
+}
+
+#if TILE_X86
+static void put_avx2(const float *C, int runs, const int *ra, float *const *o, int n, size_t cs, int ds,
+                     const float *bias, int add) {
+    put_scalar(C, 16, runs, ra, o, n, cs, ds, bias, add);
+}
+
+static void put2_avx2(const float *C0, const float *C1, int runs, const int *ra, float *const *o, int n, size_t cs) {
+    put2_scalar(C0, C1, 16, runs, ra, o, n, cs);
+}
+
+/* The 8 x 16 block of columns 16h .. 16h+15 of an avx512 tile, transposed: v[ch] = the 8
+ * rows of column 16h + ch (see put_avx512). */
+__attribute__((target("avx512f,avx512vl,avx512dq"), always_inline)) static inline void
+transpose_8x16(const float *C, int h, __m256 *v) {
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    __m512 R[8], t[8], u[8];
+    for (int r = 0; r < 8; r++) R[r] = _mm512_loadu_ps(C + r * 32 + 16 * h);
+    for (int r = 0; r < 8; r += 2)
+        t[r] = _mm512_unpacklo_ps(R[r], R[r + 1]), t[r + 1] = _mm512_unpackhi_ps(R[r], R[r + 1]);
+    for (int g = 0; g < 8; g += 4) {
+        u[g + 0] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+        u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    for (int q = 0; q < 4; q++) {
+        __m512 x0 = _mm512_permutex2var_ps(u[q], lo, u[4 + q]), x1 = _mm512_permutex2var_ps(u[q], hi, u[4 + q]);
+        v[q] = _mm512_castps512_ps256(x0), v[4 + q] = _mm512_extractf32x8_ps(x0, 1);
+        v[8 + q] = _mm512_castps512_ps256(x1), v[12 + q] = _mm512_extractf32x8_ps(x1, 1);
+    }
+}
+
+/* Both tiles transposed, each column's 8 + 8 values interleaved into 16 consecutive
+ * floats and added under the mask of the run's rows: one vector per column and run where
+ * put at ds 2 adds two. */
+__attribute__((target("avx512f,avx512vl,avx512dq"))) static void put2_avx512(const float *C0, const float *C1, int runs,
+                                                                               const int *ra, float *const *o, int n,
+                                                                               size_t cs) {
+    const __m512i mix = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    __mmask16 lanes[NN_TILE_MAX_MR];
+    for (int e = 0; e < runs; e++)
+        lanes[e] = (__mmask16)(((1u << 2 * ra[e + 1]) - 1) & ~((1u << 2 * ra[e]) - 1));
+    for (int h = 0; h < 2 && n > 16 * h; h++) {
+        const int nh = T2I_MIN(16, n - 16 * h);
+        __m256 v0[16], v1[16];
+        transpose_8x16(C0, h, v0), transpose_8x16(C1, h, v1);
+        for (int ch = 0; ch < nh; ch++) {
+            __m512 w = _mm512_permutex2var_ps(_mm512_castps256_ps512(v0[ch]), mix, _mm512_castps256_ps512(v1[ch]));
+            for (int e = 0; e < runs; e++) {
+                float *d = o[e] + (size_t)(16 * h + ch) * cs;
+                _mm512_mask_storeu_ps(d, lanes[e], _mm512_add_ps(_mm512_maskz_loadu_ps(lanes[e], d), w));
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512vl,avx512dq"))) static void put_avx512(const float *C, int runs, const int *ra,
+                                                                              float *const *o, int n, size_t cs,
+                                                                              int ds, const float *bias, int add) {
+    if (ds > 2) {
+        put_scalar(C, 32, runs, ra, o, n, cs, ds, bias, add);
+        return;
+    }
+    __mmask8 rows[NN_TILE_MAX_MR];
+    __mmask16 even[NN_TILE_MAX_MR];
+    for (int e = 0; e < runs; e++) {
+        rows[e] = (__mmask8)(((1u << ra[e + 1]) - 1) & ~((1u << ra[e]) - 1));
+        even[e] = (__mmask16)((((1u << 2 * ra[e + 1]) - 1) & ~((1u << 2 * ra[e]) - 1)) & 0x5555u);
+    }
+    const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    /* after the first two steps, u[q] holds in its 128-bit lane L rows 0-3 of channel
+     * 4L + q and u[4 + q] rows 4-7; the last step pairs those lanes: x0 = channels q and
+     * 4 + q, x1 = channels 8 + q and 12 + q, rows 0-7 each */
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int h = 0; h < 2 && n > 16 * h; h++) {
+        const int nh = T2I_MIN(16, n - 16 * h);
+        __m512 R[8], t[8], u[8];
+        for (int r = 0; r < 8; r++) R[r] = _mm512_loadu_ps(C + r * 32 + 16 * h);
+        if (!add) {
+            __m512 bv = bias ? _mm512_maskz_loadu_ps((__mmask16)((1u << nh) - 1), bias + 16 * h) : _mm512_setzero_ps();
+            for (int r = 0; r < 8; r++) R[r] = _mm512_add_ps(R[r], bv);
+        }
+        for (int r = 0; r < 8; r += 2)
+            t[r] = _mm512_unpacklo_ps(R[r], R[r + 1]), t[r + 1] = _mm512_unpackhi_ps(R[r], R[r + 1]);
+        for (int g = 0; g < 8; g += 4) {
+            u[g + 0] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+            u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+            u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+            u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+        }
+        __m256 v[16];
+        for (int q = 0; q < 4; q++) {
+            __m512 x0 = _mm512_permutex2var_ps(u[q], lo, u[4 + q]), x1 = _mm512_permutex2var_ps(u[q], hi, u[4 + q]);
+            v[q] = _mm512_castps512_ps256(x0), v[4 + q] = _mm512_extractf32x8_ps(x0, 1);
+            v[8 + q] = _mm512_castps512_ps256(x1), v[12 + q] = _mm512_extractf32x8_ps(x1, 1);
+        }
+        for (int e = 0; e < runs; e++) {
+            float *oh = o[e] + (size_t)16 * h * cs;
+            for (int ch = 0; ch < nh; ch++) {
+                float *d = oh + (size_t)ch * cs;
+                if (ds == 1 && rows[e] == 0xFF) {
+                    _mm256_storeu_ps(d, add ? _mm256_add_ps(_mm256_loadu_ps(d), v[ch]) : v[ch]);
+                } else if (ds == 1) {
+                    __m256 w = add ? _mm256_add_ps(_mm256_maskz_loadu_ps(rows[e], d), v[ch]) : v[ch];
+                    _mm256_mask_storeu_ps(d, rows[e], w);
+                } else {
+                    __m512 w = _mm512_permutexvar_ps(twice, _mm512_castps256_ps512(v[ch]));
+                    if (add) w = _mm512_add_ps(_mm512_maskz_loadu_ps(even[e], d), w);
+                    _mm512_mask_storeu_ps(d, even[e], w);
+                }
+            }
+        }
+    }
+}
 #endif
 
 static const nn_gather_kernel gather_kernels[] = {
-    {4, 8, T2I_CPU_BASELINE, gather_base},
+    {4, 8, T2I_CPU_BASELINE, gather_base, gather_sel_base, put_base, put2_base},
 #if TILE_X86
-    {6, 16, T2I_CPU_AVX2, gather_avx2},
-    {8, 32, T2I_CPU_AVX512, gather_avx512},
+    {6, 16, T2I_CPU_AVX2, gather_avx2, gather_sel_avx2, put_avx2, put2_avx2},
+    {8, 32, T2I_CPU_AVX512, gather_avx512, gather_sel_avx512, put_avx512, put2_avx512},
 #endif
 };
 
@@ -189,6 +384,121 @@ const nn_gather_kernel *nn_gather_kernel_get(void) {
     const nn_gather_kernel *best = &gather_kernels[0];
     for (size_t i = 0; i < sizeof gather_kernels / sizeof gather_kernels[0]; i++)
         if (gather_kernels[i].level <= l) best = &gather_kernels[i];
+    return best;
+}
+
+/* ------------------------------------------------------------------ row tiles
+ *
+ * The gathered tiles turned round (conv_tile.h: nn_row_kernel): the columns are nr
+ * consecutive floats of a padded input read at x + off[k] (output pixels along a row, at
+ * stride 1), the rows mr output channels broadcast from a packed panel of weights. A
+ * channel's pixels are consecutive in NCHW, so the tile goes straight from the registers
+ * into its rows (under a mask for a short last panel): no transposed write. The sum runs
+ * over k in order from 0 (one fused multiply-add per term on the AVX paths), then the bias
+ * is added, as in the im2col road's tiles. Same shapes: avx512 8 x 32, avx2 6 x 16,
+ * baseline 4 x 8. */
+
+static void rows_base(int kc, const float *restrict A, const float *x, const int *off, float *out, size_t ldo, int m,
+                      int n, const float *bias, int add) {
+    float c[4][8];
+    memset(c, 0, sizeof c);
+    for (int k = 0; k < kc; k++, A += 4) {
+        const float *b = x + off[k];
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < 8; j++) c[r][j] += A[r] * b[j];
+    }
+    for (int r = 0; r < m; r++) {
+        float *o = out + (size_t)r * ldo, bv = bias ? bias[r] : 0.0f;
+        for (int j = 0; j < n; j++) o[j] = add ? o[j] + c[r][j] : c[r][j] + bv;
+    }
+}
+
+#if TILE_X86
+__attribute__((target("avx2,fma"))) static void rows_avx2(int kc, const float *restrict A, const float *x,
+                                                          const int *off, float *out, size_t ldo, int m, int n,
+                                                          const float *bias, int add) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#define ROW(r)                                                                                                         \
+    a = _mm256_broadcast_ss(A + r);                                                                                    \
+    c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);                                                                         \
+    c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1);
+    for (int k = 0; k < kc; k++, A += 6) {
+        const float *b = x + off[k];
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), a;
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+    }
+#undef ROW
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
+#define PUT(r)                                                                                                         \
+    if (r < m) {                                                                                                       \
+        float *o = out + (size_t)r * ldo;                                                                              \
+        __m256 v0 = c##r##0, v1 = c##r##1;                                                                             \
+        if (add) {                                                                                                     \
+            v0 = _mm256_add_ps(_mm256_maskload_ps(o, m0), v0);                                                         \
+            v1 = _mm256_add_ps(_mm256_maskload_ps(o + 8, m1), v1);                                                     \
+        } else {                                                                                                       \
+            __m256 bv = _mm256_set1_ps(bias ? bias[r] : 0.0f);                                                         \
+            v0 = _mm256_add_ps(v0, bv), v1 = _mm256_add_ps(v1, bv);                                                    \
+        }                                                                                                              \
+        _mm256_maskstore_ps(o, m0, v0);                                                                                \
+        _mm256_maskstore_ps(o + 8, m1, v1);                                                                            \
+    }
+    PUT(0) PUT(1) PUT(2) PUT(3) PUT(4) PUT(5)
+#undef PUT
+}
+
+__attribute__((target("avx512f"))) static void rows_avx512(int kc, const float *restrict A, const float *x,
+                                                           const int *off, float *out, size_t ldo, int m, int n,
+                                                           const float *bias, int add) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+#define ROW(r)                                                                                                         \
+    a = _mm512_set1_ps(A[r]);                                                                                          \
+    c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);                                                                         \
+    c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1);
+    for (int k = 0; k < kc; k++, A += 8) {
+        const float *b = x + off[k];
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), a;
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7)
+    }
+#undef ROW
+    const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
+    const __mmask16 m1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
+#define PUT(r)                                                                                                         \
+    if (r < m) {                                                                                                       \
+        float *o = out + (size_t)r * ldo;                                                                              \
+        __m512 v0 = c##r##0, v1 = c##r##1;                                                                             \
+        if (add) {                                                                                                     \
+            v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), v0);                                                      \
+            v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16), v1);                                                 \
+        } else {                                                                                                       \
+            __m512 bv = _mm512_set1_ps(bias ? bias[r] : 0.0f);                                                         \
+            v0 = _mm512_add_ps(v0, bv), v1 = _mm512_add_ps(v1, bv);                                                    \
+        }                                                                                                              \
+        _mm512_mask_storeu_ps(o, m0, v0);                                                                              \
+        _mm512_mask_storeu_ps(o + 16, m1, v1);                                                                         \
+    }
+    PUT(0) PUT(1) PUT(2) PUT(3) PUT(4) PUT(5) PUT(6) PUT(7)
+#undef PUT
+}
+#endif
+
+static const nn_row_kernel row_kernels[] = {
+    {4, 8, T2I_CPU_BASELINE, rows_base},
+#if TILE_X86
+    {6, 16, T2I_CPU_AVX2, rows_avx2},
+    {8, 32, T2I_CPU_AVX512, rows_avx512},
+#endif
+};
+
+const nn_row_kernel *nn_row_kernel_get(void) {
+    t2i_cpu_level l = t2i_cpu_path();
+    const nn_row_kernel *best = &row_kernels[0];
+    for (size_t i = 0; i < sizeof row_kernels / sizeof row_kernels[0]; i++)
+        if (row_kernels[i].level <= l) best = &row_kernels[i];
     return best;
 }
 
@@ -568,4 +878,60 @@ nn_col2im_fn nn_col2im_get(void) {
     if (l >= T2I_CPU_AVX2) return col2im_avx2;
 #endif
     return col2im_base;
+}
+
+/* ------------------------------------------------------------------ transposed copies
+ *
+ * conv_tile.h: nn_transpose_fn. avx512 takes blocks of 16 x 16 (rows read, columns
+ * written under masks at the edges) and transposes them in registers: pairs of rows
+ * interleaved, then groups of four, then 128-bit lanes, 64 shuffles per block. The other
+ * paths copy one value at a time. Copies only: the same values on every path. */
+
+static void transpose_base(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
+#if TILE_X86
+__attribute__((target("avx512f"))) static void transpose_avx512(float *dst, size_t ldd, const float *src,
+                                                                size_t lds, int rows, int cols) {
+    for (int r0 = 0; r0 < rows; r0 += 16) {
+        const int nrow = T2I_MIN(16, rows - r0);
+        const __mmask16 wm = (__mmask16)(nrow >= 16 ? 0xFFFF : (1u << nrow) - 1);
+        for (int c0 = 0; c0 < cols; c0 += 16) {
+            const int ncol = T2I_MIN(16, cols - c0);
+            const __mmask16 rm = (__mmask16)(ncol >= 16 ? 0xFFFF : (1u << ncol) - 1);
+            __m512 R[16], t[16], u[16];
+            for (int r = 0; r < 16; r++)
+                R[r] = r < nrow ? _mm512_maskz_loadu_ps(rm, src + (size_t)(r0 + r) * lds + c0) : _mm512_setzero_ps();
+            for (int r = 0; r < 16; r += 2)
+                t[r] = _mm512_unpacklo_ps(R[r], R[r + 1]), t[r + 1] = _mm512_unpackhi_ps(R[r], R[r + 1]);
+            /* u[g + q]: in 128-bit lane L, rows g .. g+3 of column 4L + q */
+            for (int g = 0; g < 16; g += 4) {
+                u[g + 0] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+                u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+                u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+                u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+            }
+            float *d = dst + (size_t)c0 * ldd + r0;
+            for (int q = 0; q < 4; q++) {
+                __m512 a = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88), b = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);
+                __m512 c = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+                __m512 e = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);
+                const int col[4] = {q, 8 + q, 4 + q, 12 + q};
+                const __m512 v[4] = {_mm512_shuffle_f32x4(a, c, 0x88), _mm512_shuffle_f32x4(a, c, 0xDD),
+                                     _mm512_shuffle_f32x4(b, e, 0x88), _mm512_shuffle_f32x4(b, e, 0xDD)};
+                for (int i = 0; i < 4; i++)
+                    if (col[i] < ncol) _mm512_mask_storeu_ps(d + (size_t)col[i] * ldd, wm, v[i]);
+            }
+        }
+    }
+}
+#endif
+
+nn_transpose_fn nn_transpose_get(void) {
+#if TILE_X86
+    if (t2i_cpu_path() >= T2I_CPU_AVX512) return transpose_avx512;
+#endif
+    return transpose_base;
 }

@@ -30,10 +30,41 @@ typedef struct {
     int mr, nr;
     t2i_cpu_level level;
     void (*tile)(int kc, const float *const *a, const int *off, const float *B, float *C);
+    /* The same with B's row k at B + bk[k] (a subset of a panel's rows, in order): the
+     * taps of a tile whose pixels all leave the same taps in the padding, those skipped. */
+    void (*tile_sel)(int kc, const float *const *a, const int *off, const int *bk, const float *B, float *C);
+    /* A tile's rows written transposed, rows ds apart, in runs: rows ra[e] <= r < ra[e+1]
+     * of run e < runs go to o[e] (where row 0 would go, which may lie before the run's
+     * first address: only the run's own addresses are touched): for columns j < n,
+     * o[e][j*cs + r*ds] = C[r*nr + j] + (bias ? bias[j] : 0), or += C[r*nr + j] when add
+     * (bias unused). */
+    void (*put)(const float *C, int runs, const int *ra, float *const *o, int n, size_t cs, int ds,
+                const float *bias, int add);
+    /* Two tiles of the same rows added interleaved, as put with ds 2 would add C0 at o[e]
+     * and C1 at o[e] + 1 (the two column phases of a stride-2 backward-data):
+     * o[e][j*cs + 2r] += C0[r*nr + j], o[e][j*cs + 2r + 1] += C1[r*nr + j]. */
+    void (*put2)(const float *C0, const float *C1, int runs, const int *ra, float *const *o, int n, size_t cs);
 } nn_gather_kernel;
 
 /* The gathered kernel of the current path (t2i_cpu_path()). */
 const nn_gather_kernel *nn_gather_kernel_get(void);
+
+/* Row tiles (the gathered tiles turned round): for r < m, j < n,
+ *   out[r*ldo + j] = sum over k < kc of A[k*mr + r] * x[off[k] + j]  + bias[r] (0 if NULL),
+ * or out[r*ldo + j] += that sum when add (bias unused). A is a packed panel of mr rows (kc
+ * rows of mr), x a padded input whose nr floats from x + off[k] are readable for every k
+ * (also past n): a tile's columns are nr consecutive output pixels of one row at stride 1,
+ * its rows output channels, and it is written straight into NCHW. The sum runs over k in
+ * order from 0 (one fused multiply-add per term on the AVX paths), the bias added after. */
+typedef struct {
+    int mr, nr;
+    t2i_cpu_level level;
+    void (*tile)(int kc, const float *A, const float *x, const int *off, float *out, size_t ldo, int m, int n,
+                 const float *bias, int add);
+} nn_row_kernel;
+
+/* The row kernel of the current path (t2i_cpu_path()). */
+const nn_row_kernel *nn_row_kernel_get(void);
 
 /* Dot-product blocks for a weight gradient with a short side (few taps or few channels):
  *   S[i*rb + j] = sum over g < nseg, p < len of  A[i][g*sa + p] * B[j][g*sb + p]
@@ -69,5 +100,12 @@ typedef void (*nn_col2im_fn)(float *pad, const float *col, size_t ld, int PW, in
 
 /* The scatter of the current path (t2i_cpu_path()). */
 nn_col2im_fn nn_col2im_get(void);
+
+/* A transposed copy: dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols (nothing
+ * else written). */
+typedef void (*nn_transpose_fn)(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols);
+
+/* The copy of the current path (t2i_cpu_path()). */
+nn_transpose_fn nn_transpose_get(void);
 
 #endif

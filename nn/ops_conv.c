@@ -8,11 +8,15 @@
  * three passes. How the products are blocked, threaded and tiled is described above
  * nn_conv2d_forward; the tile kernels, one per CPU path, are conv_tile.c's. Two shapes take
  * other roads: a 1x1 convolution of stride 1 without padding multiplies NCHW in place
- * (products_per_image; its weight gradient by dot products on the input's planes), and a
+ * (products_per_image; its weight gradient by dot products on the input's planes, or
+ * with more than 64 channels by conv_gather.c's tiles reading the input in place), and a
  * weight gradient with a short side (few taps or few channels) runs as dot products over
  * output positions (conv2d_backward_weight_dot). A forward pass with enough taps and
  * channels runs without im2col, by tiles that read the taps from a padded copy of the
- * input through an offset table (conv_gather.c; the same sums, so the same bits).
+ * input through an offset table (conv_gather.c; the same sums less products with padding
+ * zeros, so the same values but for the sign of an exact zero), and so
+ * does a stride-1 forward pass with few taps (a first layer), by tiles of channels by
+ * consecutive pixels (conv_gather.c: row tiles; also the same bits).
  */
 #include "ops.h"
 
@@ -263,6 +267,7 @@ static size_t conv_shared_floats(const nn_conv *s, const conv_plan *b, conv_pass
 static size_t conv_pass_floats(const nn_conv *s, conv_pass pass) {
     conv_plan b = conv_plan_for(s, 1);
     size_t n = conv_shared_floats(s, &b, pass) + (size_t)conv_slots() * conv_slot_floats(s, &b, pass);
+    if (pass == PASS_FWD && nn_conv_rows_serves(s)) n = T2I_MAX(n, nn_conv_rows_scratch(s, conv_slots()));
     if (pass == PASS_FWD) return T2I_MAX(n, nn_conv_gather_scratch(s, conv_slots()));
     if (pass == PASS_BWD_DATA && nn_conv_gather_serves_data(s))
         return T2I_MAX(n, nn_conv_gather_data_scratch(s, conv_slots()));
@@ -403,16 +408,22 @@ static int conv_threads(void) { return T2I_MAX(1, T2I_MIN(t2i_get_threads(), con
 /* A 1x1 convolution of stride 1 without padding is a product per image on NCHW as it is:
  * out_n (M, P) = (add ? out_n : bias) + A (M, K) in_n (K, P), A packed in panels of mr rows.
  * The tiles read in_n in place (rows P apart); only a last partial panel of an image is
- * copied (zero-padded to nr columns) into the thread's slot. No im2col, no col2im. */
+ * copied (zero-padded to nr columns) into the thread's slot. No im2col, no col2im. Up to
+ * CONV_KC rows of in_n (what the mp tiles of a panel share stays in L1) the tiles are row
+ * tiles (conv_tile.h: nn_row_kernel, the same sums), stored straight into out_n. */
 static int conv_is_1x1(const nn_conv *s) { return s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0; }
 
 static void products_per_image(float *out, const float *in, const float *Ap, const float *bias, int add, int N,
                                int M, int K, int P, const nn_tile_kernel *tk, float *slots, size_t per, size_t ct_at,
                                int nt) {
-    const int nr = tk->nr, mp = (M + tk->mr - 1) / tk->mr, panels = (P + nr - 1) / nr;
+    const int mr = tk->mr, nr = tk->nr, mp = (M + mr - 1) / mr, panels = (P + nr - 1) / nr;
+    const nn_row_kernel *rk = nn_row_kernel_get();
+    T2I_ASSERT(rk->mr == mr && rk->nr == nr); /* the same panels */
 #pragma omp parallel num_threads(nt)
     {
         float *buf = slots + (size_t)t2i_thread_id() * per, *ct = buf + ct_at;
+        int *rows_in = (int *)(buf + (size_t)K * nr), *rows_buf = rows_in + K; /* row k of in_n, of buf */
+        for (int k = 0; k < K; k++) rows_in[k] = k * P, rows_buf[k] = k * nr;
 #pragma omp for schedule(static)
         for (int t = 0; t < N * panels; t++) {
             int n = t / panels, c0 = t % panels * nr, w = T2I_MIN(nr, P - c0);
@@ -421,6 +432,13 @@ static void products_per_image(float *out, const float *in, const float *Ap, con
             if (w < nr) {
                 pack_cols(buf, B, (size_t)P, K, w, nr);
                 B = buf, ldb = (size_t)nr;
+            }
+            if (K <= CONV_KC) {
+                for (int i = 0; i < mp; i++)
+                    rk->tile(K, Ap + (size_t)i * K * mr, B, w < nr ? rows_buf : rows_in,
+                             out + ((size_t)n * M + i * mr) * P + c0, (size_t)P, T2I_MIN(mr, M - i * mr), w,
+                             bias ? bias + i * mr : NULL, add);
+                continue;
             }
             panel_product(tk, mp, K, Ap, 0, B, ldb, ct);
             for (int m = 0; m < M; m++) {
@@ -442,6 +460,10 @@ static void conv2d_forward_run(float *out, float *scratch, const float *inp, con
     const int mr = tk->mr, nr = tk->nr, nt = conv_threads();
     if (!conv_is_1x1(s) && nn_conv_gather_serves(s)) {
         nn_conv_gather_forward(out, scratch, inp, w, b, s, add, nt);
+        return;
+    }
+    if (nn_conv_rows_serves(s)) {
+        nn_conv_rows_forward(out, scratch, inp, w, b, s, add, nt);
         return;
     }
     conv_plan pl = conv_plan_for(s, nt);
@@ -669,7 +691,7 @@ static void conv2d_backward_weight_dot(float *dw, float *db, float *scratch, con
  * short side (few taps, few channels) by dot products, the rest by tiles. */
 static void conv2d_weight_grad(float *dw, float *db, float *scratch, const float *dout, const float *inp,
                                const nn_conv *s, int nt) {
-    if (dw && conv_is_1x1(s)) { /* in place: no row of ones, so db apart */
+    if (dw && conv_is_1x1(s) && !nn_conv_gather_serves_weight(s)) { /* in place: no row of ones, so db apart */
         if (db) add_channel_sums(db, dout, s->N, s->OC, (size_t)s->OH * s->OW);
         conv2d_backward_weight_dot(dw, NULL, scratch, dout, inp, s, nn_dot_kernel_get(), nt);
         return;

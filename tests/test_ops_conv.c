@@ -159,6 +159,19 @@ static void check_conv_path(t2i_cpu_level level) {
         /* backward-data of stride 2 by phases of gathered tiles: k4 on odd sizes, k3 (phases
          * of one and two taps a side) */
         {2, 16, 9, 11, 20, 4, 2, 1}, {3, 16, 9, 9, 32, 3, 2, 1},
+        /* widths of whole tiles of pixels per phase (24 on every path, 16 on two): both column phases of
+         * a row at once (put2), k4 and k3 (phases of two and one taps a side) */
+        {2, 16, 9, 24, 20, 4, 2, 1}, {3, 16, 8, 16, 32, 3, 2, 1},
+        /* forward of few taps by row tiles (channels by consecutive pixels): 27 and 50 taps,
+         * rows of 37 and 20 pixels (a short last panel on each path), 20 and 9 channels
+         * (partial panels) */
+        {2, 3, 9, 37, 20, 3, 1, 1},  {3, 2, 7, 20, 9, 5, 1, 2},
+        /* gathered forward skipping the kernel rows in the padding: pad 3 of a 3x3 kernel
+         * (edge rows with no tap inside: the bias alone) */
+        {2, 8, 4, 5, 16, 3, 1, 3},
+        /* a 1x1 weight gradient of 72 channels by gathered tiles, reading the input in
+         * place (bands: from a copy) */
+        {3, 72, 5, 6, 20, 1, 1, 0},
     };
     t2i_rng r;
     t2i_rng_seed(&r, 7);
@@ -206,6 +219,7 @@ static void check_conv_path(t2i_cpu_level level) {
         {2, 6, 5, 7, 5, 4, 2, 1, 0},
         {3, 4, 4, 4, 33, 3, 2, 1, 1},
         {2, 40, 3, 3, 3, 3, 1, 1, 0},
+        {2, 24, 5, 18, 3, 3, 1, 1, 0}, /* backward-data: row tiles adding into dx */
     };
     for (size_t si = 0; si < sizeof tshapes / sizeof tshapes[0]; si++) {
         const int *q = tshapes[si];
@@ -267,6 +281,8 @@ static void test_conv_threads_same_bits(void **state) {
     (void)state;
     check_threads_same_bits(7, 12, 11, 10, 20, 3, 1); /* dW by tiles */
     check_threads_same_bits(9, 3, 10, 11, 16, 3, 1);  /* dW and db by dot products */
+    check_threads_same_bits(5, 3, 6, 40, 16, 3, 1);   /* forward by row tiles */
+    check_threads_same_bits(5, 72, 4, 6, 24, 1, 0);   /* 1x1: dW by gathered tiles on the input in place */
     check_threads_same_bits(9, 24, 7, 9, 20, 1, 0);   /* 1x1: products in place */
 }
 
