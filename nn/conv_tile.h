@@ -1,4 +1,5 @@
-/* conv_tile.h - register-tile kernels for the convolutions (conv_tile.c), private to nn/.
+/* conv_tile.h - register-tile kernels for the convolutions (conv_tile.c; row tiles and
+ * transposed copies in conv_rows.c), private to nn/.
  * C (mr x nr) = (acc ? C : 0) + A (packed, mr per k, when lda is 0; else rows lda apart) x B (nr columns, rows ldb apart) over kc terms. */
 #ifndef T2I_CONV_TILE_H
 #define T2I_CONV_TILE_H
@@ -45,6 +46,14 @@ typedef struct {
      * o[e][j*cs + 2r] += C0[r*nr + j], o[e][j*cs + 2r + 1] += C1[r*nr + j]. */
     void (*put2)(const float *C0, const float *C1, int runs, const int *ra, float *const *o, int n, size_t cs);
 } nn_gather_kernel;
+
+/* The row of a kernel table for the current path (t2i_cpu_path()): the table's rows are
+ * in ascending level from the baseline, and the last whose level the CPU has is taken.
+ * NN_KERNEL_FOR_PATH(table, type) with table an array of a type with a `level` field. */
+const void *nn_kernel_for_path(const void *table, size_t n, size_t size, size_t level_at);
+#define NN_KERNEL_FOR_PATH(table, type)                                                                 \
+    ((const type *)nn_kernel_for_path((table), sizeof(table) / sizeof((table)[0]), sizeof((table)[0]), \
+                                      offsetof(type, level)))
 
 /* The gathered kernel of the current path (t2i_cpu_path()). */
 const nn_gather_kernel *nn_gather_kernel_get(void);
