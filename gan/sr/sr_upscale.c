@@ -72,15 +72,21 @@ static void run_tile_row(const nn_seq *g, nn_infer *ws, int s, const float *xf, 
     }
 }
 
-/* The whole image into yf (floats) or yu (8-bit). */
-static void run_tiles(const nn_seq *g, int s, const float *xf, const uint8_t *xu, int h, int w, float *yf, uint8_t *yu,
-                      int tile, int overlap) {
+/* The whole image into yf (floats) or yu (8-bit), in the workspace ws. */
+static void run_tiles_in(const nn_seq *g, nn_infer *ws, int s, const float *xf, const uint8_t *xu, int h, int w,
+                         float *yf, uint8_t *yu, int tile, int overlap) {
     if (tile <= 0) tile = T2I_MAX(h, w);
     if (overlap < 0) overlap = sr_receptive_radius(g);
+    long done = 0;
+    for (int ty = 0; ty < h; ty += tile) run_tile_row(g, ws, s, xf, xu, h, w, ty, tile, overlap, yf, yu, 0, NULL, &done);
+}
+
+/* The same in a workspace of its own. */
+static void run_tiles(const nn_seq *g, int s, const float *xf, const uint8_t *xu, int h, int w, float *yf, uint8_t *yu,
+                      int tile, int overlap) {
     nn_infer ws;
     nn_infer_init(&ws, NN_INFER_FAST);
-    long done = 0;
-    for (int ty = 0; ty < h; ty += tile) run_tile_row(g, &ws, s, xf, xu, h, w, ty, tile, overlap, yf, yu, 0, NULL, &done);
+    run_tiles_in(g, &ws, s, xf, xu, h, w, yf, yu, tile, overlap);
     nn_infer_free(&ws);
 }
 
@@ -91,17 +97,15 @@ void sr_upscale_image(const nn_seq *g, int scale, const float *x, int h, int w, 
 
 /* Images up to this many LR pixels are run one per thread (each thread its own workspace,
  * planned for one thread); larger ones one after the other, each with every thread on its
- * bands. A 32x32 image is a single band, so banding cannot use a second thread: 32 of them
- * (t2i generate --upscale) took 9.5 s one after the other at 2 threads and 2.9 s at one
- * thread on the AVX-512 EPYC, the extra threads only contending in the small GEMMs. */
+ * bands. A 32x32 image is a single band, so banding cannot use a second thread: on the
+ * AVX-512 EPYC `t2i sr upscale` of one took 0.3 s at 2 threads and 0.1 s at one (the extra
+ * thread only contends in the small GEMMs), and `t2i generate --upscale` of 32 of them
+ * went from 14.8-15.4 s to 8.1-9.5 s with one image per thread. */
 #define SR_BATCH_PARALLEL_PIXELS (128 * 128)
 
 static void upscale_one(const sr_model *m, nn_infer *ws, const float *x, int h, int w, float *y) {
-    int s = m->cfg.scale, overlap = sr_receptive_radius(&m->ema);
-    size_t out = (size_t)3 * h * w * s * s;
-    long done = 0;
-    for (int ty = 0; ty < h; ty += SR_TILE_DEFAULT)
-        run_tile_row(&m->ema, ws, s, x, NULL, h, w, ty, SR_TILE_DEFAULT, overlap, y, NULL, 0, NULL, &done);
+    size_t out = (size_t)3 * h * w * m->cfg.scale * m->cfg.scale;
+    run_tiles_in(&m->ema, ws, m->cfg.scale, x, NULL, h, w, y, NULL, SR_TILE_DEFAULT, -1);
     for (size_t k = 0; k < out; k++) y[k] = y[k] < -1.0f ? -1.0f : y[k] > 1.0f ? 1.0f : y[k];
 }
 
