@@ -19,6 +19,19 @@
  * EOT features are exactly those of a full-context pass, while a short caption costs
  * T_eff/context of it (8/77 for "a photo of a cat").
  *
+ * Convolutional stem (vision_stem = C > 0, a t2i extension; OpenAI's files never have it):
+ * the patch embedding conv1 is replaced by 3x3 convolutions, each followed by BatchNorm
+ * and ReLU: one at stride 1 to C channels, then log2(P) at stride 2 doubling the channels
+ * (capped at W_v), then a 1x1 convolution with bias to W_v; the (W_v, R/P, R/P) map it
+ * gives is read as the same G = (R/P)^2 tokens, row-major, as the patches were ("Early
+ * convolutions help transformers see better", Xiao et al. 2021). P must be a power of
+ * two. Its parameters are "visual.stem.<i>.weight" etc. (nn/seq.h names, BatchNorm
+ * running statistics as buffers). A forward with a tape (training) normalises by the
+ * batch's statistics and updates the running ones; without one (inference) it uses the
+ * running statistics, as PyTorch's train() / eval(). The stem's cost does not depend on
+ * the token count, so a small grid (patch 8 at 32x32: 16 tokens) keeps the transformer
+ * cheap while every pixel still passes through a learned local filter bank.
+ *
  * Parameter names are OpenAI's state_dict keys (visual.conv1.weight, visual.proj,
  * transformer.resblocks.N.attn.in_proj_weight, text_projection, logit_scale, ...), so an
  * OpenAI file loads by name and t2i checkpoints (model "clip") carry the same names.
@@ -48,6 +61,7 @@
 #include "ops.h"
 #include "params.h"
 #include "rng.h"
+#include "seq.h"
 #include "tokenizer.h"
 #include "transformer.h"
 
@@ -60,6 +74,8 @@ typedef struct {
     int mlp_ratio;                                    /* 4 in every CLIP */
     nn_act act;                                       /* NN_ACT_QUICK_GELU or NN_ACT_GELU_ERF */
     float ln_eps;                                     /* 1e-5 */
+    int vision_stem;  /* 0: OpenAI's patch embedding (conv1); C > 0: a convolutional stem
+                       * of base width C in its place (see "Convolutional stem" below) */
 } clip_config;
 
 /* The toolkit's small model for FC32 (32x32 images, learned BPE vocabulary). */
@@ -81,7 +97,8 @@ typedef struct clip_model {
     clip_config cfg;
     nn_params ps;
     nn_transformer vis, txt;
-    /* indices into ps */
+    nn_seq stem;      /* the convolutional stem (cfg.vision_stem > 0), else unused */
+    /* indices into ps (conv1 is -1 with a stem) */
     int conv1, cls, vpos, ln_pre_w, ln_pre_b, ln_post_w, ln_post_b, proj;
     int tok_emb, tpos, ln_final_w, ln_final_b, text_proj, logit_scale;
     clip_tok *tok;    /* tokenizer, or NULL until one is attached */
@@ -123,6 +140,7 @@ void clip_resample_grid(const float *src, int g0, float *dst, int g1, int W);
  * Tapes hold the activations backward needs (arena memory); pass NULL for inference. */
 typedef struct {
     int N, G, T;              /* images, patches per image, positions G + 1 */
+    nn_tape stem;             /* the convolutional stem's (when the model has one) */
     float *patches;           /* (N*G, 3*P*P) */
     float *conv1_out;         /* (N*G, W) patch embeddings (row n*G + gy*(R/P) + gx) */
     float *emb;               /* (N, T, W) [class; conv1_out] + positions (ln_pre's input) */

@@ -65,7 +65,8 @@ void clip_config_vit_b32(clip_config *c) {
                      NN_F_INT_IN("transformer_layers", (c)->transformer_layers, 1, 256),                \
                      NN_F_INT_IN("mlp_ratio", (c)->mlp_ratio, 1, 64),                                   \
                      NN_F_ACT("act", (c)->act),                                                         \
-                     NN_F_FLOAT("ln_eps", (c)->ln_eps)}
+                     NN_F_FLOAT("ln_eps", (c)->ln_eps),                                                 \
+                     NN_F_INT_IN("vision_stem", (c)->vision_stem, 0, 1 << 12)}
 
 int clip_config_check(const clip_config *c) {
     clip_config k = *c;
@@ -74,6 +75,9 @@ int clip_config_check(const clip_config *c) {
     if (c->image_resolution % c->vision_patch_size)
         return t2i_error_set("CLIP config: image_resolution %d is not a multiple of vision_patch_size %d",
                              c->image_resolution, c->vision_patch_size);
+    if (c->vision_stem > 0 && (c->vision_patch_size & (c->vision_patch_size - 1)))
+        return t2i_error_set("CLIP config: a convolutional stem needs a power-of-two vision_patch_size, not %d",
+                             c->vision_patch_size);
     if (c->vision_width % c->vision_heads)
         return t2i_error_set("CLIP config: vision_width %d is not divisible by vision_heads %d", c->vision_width,
                              c->vision_heads);
@@ -106,11 +110,36 @@ static nn_tf_config txt_tf_config(const clip_config *c) {
     return t;
 }
 
+/* The convolutional stem (clip.h): 3x3 stride 1 to C, log2(P) 3x3 stride 2 doubling the
+ * channels up to W_v, 1x1 to W_v; BatchNorm + ReLU after each 3x3. Built on s over ps. */
+static void build_stem(nn_seq *s, nn_params *ps, const clip_config *c) {
+    int R = c->image_resolution, ch = c->vision_stem < c->vision_width ? c->vision_stem : c->vision_width;
+    nn_seq_init(s, ps, "visual.stem", 3, R, R);
+    nn_seq_conv(s, ch, 3, 1, 1, 0);
+    nn_seq_bn(s);
+    nn_seq_act(s, NN_ACT_RELU, 0);
+    for (int p = c->vision_patch_size; p > 1; p /= 2) {
+        ch = 2 * ch < c->vision_width ? 2 * ch : c->vision_width;
+        nn_seq_conv(s, ch, 3, 2, 1, 0);
+        nn_seq_bn(s);
+        nn_seq_act(s, NN_ACT_RELU, 0);
+    }
+    nn_seq_conv(s, c->vision_width, 1, 1, 0, 1);
+}
+
 double clip_image_flops(const clip_config *c) {
     int g = c->image_resolution / c->vision_patch_size, G = g * g;
     nn_tf_config t = vis_tf_config(c);
-    double K = 3.0 * c->vision_patch_size * c->vision_patch_size;
-    return 2.0 * G * K * c->vision_width + nn_tf_flops(&t, G + 1) + 2.0 * c->vision_width * c->embed_dim;
+    double K = 3.0 * c->vision_patch_size * c->vision_patch_size, embed = 2.0 * G * K * c->vision_width;
+    if (c->vision_stem > 0) {
+        nn_params ps;
+        nn_params_init(&ps);
+        nn_seq s;
+        build_stem(&s, &ps, c);
+        embed = 2.0 * nn_seq_flops(&s);
+        nn_params_free(&ps);
+    }
+    return embed + nn_tf_flops(&t, G + 1) + 2.0 * c->vision_width * c->embed_dim;
 }
 
 double clip_text_flops(const clip_config *c, int t) {
@@ -133,7 +162,10 @@ void clip_model_build(clip_model *m, const clip_config *cfg) {
     nn_params_init(ps);
     int Wv = cfg->vision_width, P = cfg->vision_patch_size, g = cfg->image_resolution / P, D = cfg->embed_dim;
     int Wt = cfg->transformer_width;
-    m->conv1 = add(ps, "visual.conv1.weight", 4, (int[]){Wv, 3, P, P});
+    if (cfg->vision_stem > 0)
+        build_stem(&m->stem, ps, cfg), m->conv1 = -1;
+    else
+        m->conv1 = add(ps, "visual.conv1.weight", 4, (int[]){Wv, 3, P, P});
     m->cls = add(ps, "visual.class_embedding", 1, (int[]){Wv});
     m->vpos = add(ps, "visual.positional_embedding", 2, (int[]){g * g + 1, Wv});
     m->ln_pre_w = add(ps, "visual.ln_pre.weight", 1, (int[]){Wv});
@@ -159,6 +191,10 @@ void clip_model_set_no_decay(clip_model *m) {
     int nd[] = {m->cls, m->vpos, m->ln_pre_w, m->ln_pre_b, m->ln_post_w, m->ln_post_b, m->tok_emb,
                 m->tpos, m->ln_final_w, m->ln_final_b, m->logit_scale};
     for (size_t i = 0; i < sizeof nd / sizeof nd[0]; i++) m->ps.p[nd[i]].no_decay = 1;
+    /* the stem: BatchNorm marks its own; the 1x1 convolution's bias */
+    if (m->conv1 < 0)
+        for (int i = 0; i < m->stem.n; i++)
+            if (m->stem.L[i].ib >= 0) m->ps.p[m->stem.L[i].ib].no_decay = 1;
 }
 
 #define VAL(m, i) nn_params_val(&(m)->ps, (m)->i)
@@ -170,7 +206,10 @@ void clip_model_init(clip_model *m, t2i_rng *rng) {
     for (int i = 0; i < ps->n; i++) memset(nn_params_val(ps, i), 0, ps->p[i].numel * sizeof(float));
     int Wv = c->vision_width, Wt = c->transformer_width, P = c->vision_patch_size;
     float sv = 1.0f / sqrtf((float)Wv);
-    nn_init_pytorch_uniform(VAL(m, conv1), ps->p[m->conv1].numel, 3 * P * P, rng);
+    if (m->conv1 >= 0)
+        nn_init_pytorch_uniform(VAL(m, conv1), ps->p[m->conv1].numel, 3 * P * P, rng);
+    else
+        nn_seq_init_params(&m->stem, rng, NN_INIT_PYTORCH);
     nn_init_normal(VAL(m, cls), ps->p[m->cls].numel, 0.0f, sv, rng);
     nn_init_normal(VAL(m, vpos), ps->p[m->vpos].numel, 0.0f, sv, rng);
     nn_init_normal(VAL(m, proj), ps->p[m->proj].numel, 0.0f, sv, rng);
@@ -243,7 +282,7 @@ int clip_model_set_resolution(clip_model *m, int res) {
     m->tok = NULL, m->vocab = NULL, m->path = NULL;
     clip_model_free(m);
     *m = n;
-    m->vis.ps = m->txt.ps = &m->ps; /* the towers index the store they were built on */
+    m->vis.ps = m->txt.ps = m->stem.ps = &m->ps; /* the towers index the store they were built on */
     return 0;
 }
 
@@ -258,10 +297,19 @@ void clip_image_forward(clip_model *m, clip_vis_tape *tape, nn_arena *a, const f
     clip_vis_tape *tp = tape ? tape : &local;
     tp->N = N, tp->G = G, tp->T = T;
 
-    /* conv1 (W, 3, P, P), stride P, no bias: patches (N*G, K) in its weight order */
-    float *patches = nn_arena_floats(a, NG * K);
-    float *pe = nn_arena_floats(a, NG * W);
-    nn_patch_embed_forward(pe, patches, images, VAL(m, conv1), N, 3, R, R, P, W);
+    float *patches = NULL, *pe = nn_arena_floats(a, NG * W);
+    if (m->conv1 >= 0) {
+        /* conv1 (W, 3, P, P), stride P, no bias: patches (N*G, K) in its weight order */
+        patches = nn_arena_floats(a, NG * K);
+        nn_patch_embed_forward(pe, patches, images, VAL(m, conv1), N, 3, R, R, P, W);
+    } else {
+        /* the stem's (N, W, g, g) map, read as tokens: pe[n, t, :] = map[n, :, t] */
+        nn_tape local_stem;
+        nn_tape *st = tape ? &tp->stem : &local_stem;
+        memset(st, 0, sizeof *st);
+        const float *map = nn_seq_forward(&m->stem, st, a, images, N, tape != NULL);
+        nn_transpose_batched(pe, map, N, W, G);
+    }
     float *emb = nn_arena_floats(a, NT * W);
     const float *cls = VAL(m, cls), *pos = VAL(m, vpos);
 #pragma omp parallel for schedule(static)
@@ -323,8 +371,14 @@ void clip_image_backward(clip_model *m, clip_vis_tape *tp, nn_arena *a, const fl
     float *dpe = nn_arena_floats(a, (size_t)N * G * W);
     for (int n = 0; n < N; n++)
         memcpy(dpe + (size_t)n * G * W, demb + ((size_t)n * T + 1) * W, (size_t)G * W * sizeof(float));
-    nn_patch_embed_backward(NULL, GRAD(m, conv1), NULL, dpe, tp->patches, VAL(m, conv1), N, 3, c->image_resolution,
-                            c->image_resolution, P, W);
+    if (m->conv1 >= 0) {
+        nn_patch_embed_backward(NULL, GRAD(m, conv1), NULL, dpe, tp->patches, VAL(m, conv1), N, 3,
+                                c->image_resolution, c->image_resolution, P, W);
+    } else {
+        float *dmap = nn_arena_floats(a, (size_t)N * G * W);
+        nn_transpose_batched(dmap, dpe, N, G, W);
+        nn_seq_backward(&m->stem, &tp->stem, a, dmap, 0);
+    }
 }
 
 /* -------------------------------------------------------------------- text ---- */

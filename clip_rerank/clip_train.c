@@ -114,7 +114,7 @@ typedef struct {
 typedef struct {
     /* flags of a new run (with --resume, the checkpoint's model and options count) */
     const char *data, *act, *init;
-    int res, patch, vwidth, vlayers, vheads, twidth, tlayers, theads, context, embed, vocab_size, batch;
+    int res, patch, stem, vwidth, vlayers, vheads, twidth, tlayers, theads, context, embed, vocab_size, batch;
     int flip, crop_pad, recaption, dup_pos, eval_n;
     long warmup;
     float lr, min_lr, wd, beta1, beta2, eps, clip_grad, erase;
@@ -171,7 +171,7 @@ static int new_run(clip_trainer *c, t2i_trainer *t) {
     if (a != NN_ACT_QUICK_GELU && a != NN_ACT_GELU_ERF)
         return t2i_fail("--act must be quick_gelu or gelu, got '%s'", c->act), 2;
     if (t2i_check_range_i("--res", c->res, 4, 1024) || t2i_check_range_i("--patch", c->patch, 1, c->init ? 1024 : c->res) ||
-        t2i_check_range_i("--vision-width", c->vwidth, 4, 4096) || t2i_check_range_i("--vision-layers", c->vlayers, 1, 64) ||
+        t2i_check_range_i("--stem", c->stem, 0, 4096) || t2i_check_range_i("--vision-width", c->vwidth, 4, 4096) || t2i_check_range_i("--vision-layers", c->vlayers, 1, 64) ||
         t2i_check_range_i("--vision-heads", c->vheads, 1, 64) || t2i_check_range_i("--text-width", c->twidth, 4, 4096) ||
         t2i_check_range_i("--text-layers", c->tlayers, 1, 64) || t2i_check_range_i("--text-heads", c->theads, 1, 64) ||
         t2i_check_range_i("--context", c->context, 4, 1024) || t2i_check_range_i("--embed-dim", c->embed, 2, 4096) ||
@@ -183,6 +183,10 @@ static int new_run(clip_trainer *c, t2i_trainer *t) {
         return 2;
     if (!c->init && c->res % c->patch) /* with --init, the checkpoint's patch size counts */
         return t2i_fail("--res %d is not a multiple of --patch %d", c->res, c->patch), 2;
+    if (!c->init && c->stem > 0 && (c->patch & (c->patch - 1)))
+        return t2i_fail("--stem needs a power-of-two --patch (each stride-2 convolution halves the grid), not %d",
+                        c->patch),
+               2;
     if (c->vwidth % c->vheads || c->twidth % c->theads)
         return t2i_fail("widths must be divisible by the head counts (%d/%d, %d/%d)", c->vwidth, c->vheads, c->twidth,
                         c->theads),
@@ -190,6 +194,7 @@ static int new_run(clip_trainer *c, t2i_trainer *t) {
     clip_config *cfg = &c->cfg;
     cfg->embed_dim = c->embed, cfg->image_resolution = c->res, cfg->vision_patch_size = c->patch;
     cfg->vision_width = c->vwidth, cfg->vision_layers = c->vlayers, cfg->vision_heads = c->vheads;
+    cfg->vision_stem = c->stem;
     cfg->context_length = c->context;
     cfg->transformer_width = c->twidth, cfg->transformer_layers = c->tlayers, cfg->transformer_heads = c->theads;
     cfg->act = (nn_act)a;
@@ -301,10 +306,10 @@ static int clip_tr_start(void *self, t2i_trainer *t) {
     c->capbuf = t2i_malloc((size_t)B * FC32_CAPTION_MAX);
     c->tokens = t2i_malloc((size_t)B * ctx * sizeof(int32_t));
     c->group = t2i_malloc((size_t)B * sizeof(int));
-    printf("clip train: %s, %d pairs %dx%d, batch %d, steps %ld (%.2f epochs), vision %dx%d (patch %d), text %dx%d "
+    printf("clip train: %s, %d pairs %dx%d, batch %d, steps %ld (%.2f epochs), vision %dx%d (patch %d%s), text %dx%d "
            "(context %d, vocab %d), embed %d, %zu parameters, %d threads\n",
            c->ds.source, c->ds.n, R, R, B, t->target, (double)t->target / t->per_epoch, cfg->vision_width,
-           cfg->vision_layers, cfg->vision_patch_size, cfg->transformer_width, cfg->transformer_layers, ctx,
+           cfg->vision_layers, cfg->vision_patch_size, cfg->vision_stem > 0 ? ", convolutional stem" : "", cfg->transformer_width, cfg->transformer_layers, ctx,
            cfg->vocab_size, cfg->embed_dim, nn_params_count(&c->m.ps, 1), t2i_get_threads());
     return 0;
 }
@@ -480,6 +485,9 @@ int clip_cmd_train(int argc, char **argv) {
          "image resolution (images are resized + centre cropped to it; with --init, resamples the model's position "
          "embeddings to it)"},
         {"--patch", T2I_INT, &c.patch, "vision patch size"},
+        {"--stem", T2I_INT, &c.stem,
+         "convolutional stem of this base width instead of the patch embedding (3x3 convolutions with BatchNorm, "
+         "log2(patch) of them at stride 2; 0 = OpenAI's patch embedding)"},
         {"--vision-width", T2I_INT, &c.vwidth, "vision transformer width"},
         {"--vision-layers", T2I_INT, &c.vlayers, "vision transformer layers"},
         {"--vision-heads", T2I_INT, &c.vheads, "vision attention heads"},

@@ -182,6 +182,9 @@ void nn_add_bias_rows(float *y, const float *b, size_t N, int C);
 /* Concatenate along channels: a (N, Ca, S), b (N, Cb, S) -> out (N, Ca+Cb, S). */
 void nn_concat_forward(float *out, const float *a, const float *b, int N, int Ca, int Cb, int S);
 void nn_concat_backward(float *da, float *db, const float *dout, int N, int Ca, int Cb, int S);
+/* Each of N (R, C) matrices transposed: out[n, c, r] = inp[n, r, c] (NCHW maps <-> token
+ * rows). Its backward is the same call with R and C swapped. */
+void nn_transpose_batched(float *out, const float *inp, int N, int R, int C);
 /* PixelShuffle(r): (N, C*r*r, H, W) -> (N, C, H*r, W*r). */
 void nn_pixel_shuffle_forward(float *out, const float *inp, int N, int C, int H, int W, int r);
 void nn_pixel_shuffle_backward(float *dinp, const float *dout, int N, int C, int H, int W, int r);

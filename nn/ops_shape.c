@@ -26,6 +26,23 @@ void nn_add_bias_rows(float *y, const float *b, size_t N, int C) {
         for (int j = 0; j < C; j++) y[i * C + j] += b[j];
 }
 
+void nn_transpose_batched(float *out, const float *inp, int N, int R, int C) {
+    size_t S = (size_t)R * C;
+    /* 8x8 blocks keep both the reads and the writes within a few cache lines */
+#pragma omp parallel for collapse(2) schedule(static) if (N * S > PAR_MIN)
+    for (int n = 0; n < N; n++)
+        for (int r0 = 0; r0 < R; r0 += 8) {
+            const float *src = inp + n * S;
+            float *dst = out + n * S;
+            int r1 = r0 + 8 < R ? r0 + 8 : R;
+            for (int c0 = 0; c0 < C; c0 += 8) {
+                int c1 = c0 + 8 < C ? c0 + 8 : C;
+                for (int r = r0; r < r1; r++)
+                    for (int c = c0; c < c1; c++) dst[(size_t)c * R + r] = src[(size_t)r * C + c];
+            }
+        }
+}
+
 void nn_concat_forward(float *out, const float *a, const float *b, int N, int Ca, int Cb, int S) {
     size_t sa = (size_t)Ca * S, sb = (size_t)Cb * S;
 #pragma omp parallel for schedule(static)

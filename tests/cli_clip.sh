@@ -195,6 +195,26 @@ expect_error 1 "--init from a missing file" "$T2I" clip train --init "$TMP/none.
 printf 'not a safetensors file' >"$TMP/notst.safetensors"
 expect_error 1 "--init from a corrupt file" "$T2I" clip train --init "$TMP/notst.safetensors" --data "$TMP/fc" --out "$TMP/i2"
 expect_error 2 "--erase out of range" "$T2I" clip train --erase 1.5 --data "$TMP/fc" --out "$TMP/i2"
+# a convolutional stem: trains, resumes bit for bit (BatchNorm running statistics are state
+# too), carries its layers in the checkpoint, evaluates, and moves to another resolution
+# (its convolutions do not depend on it); a patch that is not a power of two is refused
+"$T2I" clip train "${TR[@]}" --stem 4 --steps 3 --out "$TMP/stem3" >"$TMP/tr" 2>"$TMP/err" ||
+    fail "clip train --stem failed: $(cat "$TMP/err")"
+grep -q 'patch 8, convolutional stem' "$TMP/tr" || fail "--stem: not reported: $(cat "$TMP/tr")"
+"$T2I" clip train "${TR[@]}" --stem 4 --steps 3 --stop-after 2 --out "$TMP/stem2" >/dev/null 2>"$TMP/err" &&
+    "$T2I" clip train --out "$TMP/stem2" --resume >/dev/null 2>"$TMP/err" || fail "clip train --stem --resume: $(cat "$TMP/err")"
+cmp -s "$TMP/stem3/checkpoint.safetensors" "$TMP/stem2/checkpoint.safetensors" || fail "resumed --stem run differs"
+"$T2I" ckpt info "$TMP/stem3/checkpoint.safetensors" >"$TMP/info" 2>&1
+grep -q 'visual.stem.9.weight' "$TMP/info" && grep -q 'visual.stem.7.running_var' "$TMP/info" &&
+    ! grep -q 'visual.conv1' "$TMP/info" || fail "--stem: checkpoint tensors: $(cat "$TMP/info")"
+grep -q '"vision_stem":4' "$TMP/stem3/config.json" || fail "--stem: config.json $(cat "$TMP/stem3/config.json")"
+"$T2I" clip zeroshot --ckpt "$TMP/stem3/checkpoint.safetensors" --data "$TMP/fc" >/dev/null 2>"$TMP/err" ||
+    fail "zeroshot with a stem: $(cat "$TMP/err")"
+"$T2I" clip train "${INIT[@]}" --init "$TMP/stem3/checkpoint.safetensors" --res 32 --out "$TMP/stem32" >/dev/null \
+    2>"$TMP/err" || fail "clip train --init --res 32 with a stem: $(cat "$TMP/err")"
+grep -q '"vision_stem":4' "$TMP/stem32/config.json" || fail "--init lost the stem: $(cat "$TMP/stem32/config.json")"
+expect_error 2 "--stem with patch 6" "$T2I" clip train "${TR[@]}" --stem 4 --res 12 --patch 6 --out "$TMP/stem6"
+grep -q 'power-of-two --patch' "$TMP/err" || fail "--stem --patch 6: $(cat "$TMP/err")"
 # the checkpoint carries its vocabulary: no --vocab needed
 "$T2I" clip zeroshot --ckpt "$TMP/run3/checkpoint.safetensors" --data "$TMP/fc" >"$TMP/zs2" 2>"$TMP/err" ||
     fail "zeroshot with a t2i checkpoint failed: $(cat "$TMP/err")"

@@ -22,6 +22,14 @@ test_clip_golden.c). Writes tests/data/clip_ref.safetensors.
    after 3 steps, "images" (6, 3, 16, 16), "tokens" (6, 12) int32, "losses" (3),
    "accs" (3); metadata "config" (OpenAI build_model keys + heads) and "adamw" (JSON).
 
+3. The same with a convolutional stem (vision_stem 4: Conv3x3 BN ReLU, two stride-2 Conv3x3
+   BN ReLU for patch 4, Conv1x1 with bias), BatchNorm in training mode (batch statistics;
+   running statistics updated with momentum 0.1 and the unbiased variance), weight decay
+   on the convolution weights only: every tensor above under "stem." ("stem.init.*",
+   "stem.grad.*", "stem.final.*" with the running statistics, "stem.losses", ...), plus
+   "stem.eval_image_features" (6, 16): the trained model's image features in eval mode
+   (running statistics); metadata "stem_config".
+
 Usage: /usr/bin/python3 tests/ref/gen_clip_ref.py   (from the repository root)
 """
 import json
@@ -110,10 +118,12 @@ def check_golden():
     assert di < 1e-4 and dt < 1e-4, "this script's CLIP is not openai's"
 
 
-def train_ref():
+def train_ref(stem=0):
     cfg = dict(embed_dim=16, image_resolution=16, vision_patch_size=4, vision_width=24, vision_layers=2,
                vision_heads=2, context_length=12, vocab_size=64, transformer_width=16, transformer_layers=2,
                transformer_heads=2)
+    if stem:
+        cfg["vision_stem"] = stem
     torch.manual_seed(20240611)
     m = CLIP(cfg)
     g = torch.Generator().manual_seed(7)
@@ -121,7 +131,7 @@ def train_ref():
         for name, p in m.named_parameters():
             if name == "logit_scale":
                 continue
-            if "ln_" in name or "ln_final" in name:
+            if "ln_" in name or "ln_final" in name or (name.startswith("visual.stem.") and p.dim() == 1):
                 p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn(p.shape, generator=g))
             elif name.endswith("bias"):
                 p.copy_(0.05 * torch.randn(p.shape, generator=g))
@@ -165,11 +175,17 @@ def train_ref():
     t["losses"] = np.array(losses, np.float32)
     t["accs"] = np.array(accs, np.float32)
     for k, v in init.items():
-        t["init." + k] = v.numpy()
+        if not k.endswith("num_batches_tracked"):
+            t["init." + k] = v.numpy()
     for k, v in grads.items():
         t["grad." + k] = v.numpy()
     for k, v in m.state_dict().items():
-        t["final." + k] = v.detach().numpy()
+        if not k.endswith("num_batches_tracked"):
+            t["final." + k] = v.detach().numpy()
+    if stem:
+        m.eval()
+        with torch.no_grad():
+            t["eval_image_features"] = m.encode_image(images).numpy()
     meta = {"config": json.dumps(cfg), "adamw": json.dumps(dict(hp, betas=list(hp["betas"])))}
     return t, meta
 
@@ -177,6 +193,10 @@ def train_ref():
 def main():
     check_golden()
     tensors, meta = train_ref()
+    st, smeta = train_ref(stem=4)
+    for k, v in st.items():
+        tensors["stem." + k] = v
+    meta["stem_config"] = smeta["config"]
     src = Image.open(os.path.join(ROOT, "tests", "data", "img", "clip_src_300x200.png")).convert("RGB")
     tensors["pre_64"] = preprocess(src, 64)
     tensors["pre_37"] = preprocess(src, 37)

@@ -12,6 +12,10 @@ bidirectional blocks, ln_post on the class token, @ proj. Text tower: token embe
 positions, causal blocks, ln_final, the end token's row (the largest id, found by argmax)
 @ text_projection. Blocks: pre-LN, fused in_proj (q, k, v rows), QuickGELU MLP 4x.
 logit_scale is stored as a log.
+
+vision_stem = C > 0 (a t2i extension, clip_rerank/clip.h): the patch convolution is replaced
+by Conv3x3(3 -> C) BN ReLU, then log2(P) x [Conv3x3 stride 2 (channels doubled, at most W) BN
+ReLU], then Conv1x1(-> W, bias), as one nn.Sequential "stem" (t2i's nn_seq names).
 """
 import math
 from collections import OrderedDict
@@ -74,11 +78,26 @@ class Stack(nn.Module):
         return x
 
 
+def conv_stem(C, P, W):
+    ch = min(C, W)
+    layers = [nn.Conv2d(3, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
+    p = P
+    while p > 1:
+        nxt = min(2 * ch, W)
+        layers += [nn.Conv2d(ch, nxt, 3, 2, 1, bias=False), nn.BatchNorm2d(nxt), nn.ReLU()]
+        ch, p = nxt, p // 2
+    layers.append(nn.Conv2d(ch, W, 1))
+    return nn.Sequential(*layers)
+
+
 class Visual(nn.Module):
-    def __init__(self, R, P, W, L, H, D):
+    def __init__(self, R, P, W, L, H, D, stem=0):
         super().__init__()
         g = R // P
-        self.conv1 = nn.Conv2d(3, W, P, P, bias=False)
+        if stem > 0:
+            self.stem = conv_stem(stem, P, W)
+        else:
+            self.conv1 = nn.Conv2d(3, W, P, P, bias=False)
         self.class_embedding = nn.Parameter(torch.randn(W) * W ** -0.5)
         self.positional_embedding = nn.Parameter(torch.randn(g * g + 1, W) * W ** -0.5)
         self.ln_pre = nn.LayerNorm(W)
@@ -87,7 +106,8 @@ class Visual(nn.Module):
         self.proj = nn.Parameter(torch.randn(W, D) * W ** -0.5)
 
     def forward(self, x):
-        x = self.conv1(x).flatten(2).transpose(1, 2)  # (N, G, W), row-major over the grid
+        x = (self.stem if hasattr(self, "stem") else self.conv1)(x)
+        x = x.flatten(2).transpose(1, 2)  # (N, G, W), row-major over the grid
         cls = self.class_embedding.expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], 1) + self.positional_embedding
         x = self.transformer(self.ln_pre(x))
@@ -98,7 +118,7 @@ class CLIP(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.visual = Visual(c["image_resolution"], c["vision_patch_size"], c["vision_width"],
-                             c["vision_layers"], c["vision_heads"], c["embed_dim"])
+                             c["vision_layers"], c["vision_heads"], c["embed_dim"], c.get("vision_stem", 0))
         W = c["transformer_width"]
         self.transformer = Stack(W, c["transformer_layers"], c["transformer_heads"], True)
         self.token_embedding = nn.Embedding(c["vocab_size"], W)
