@@ -1,4 +1,4 @@
-/* test_ops_shape.c - adds, concat, pixel shuffle, nearest upsampling and average pooling
+/* test_ops_shape.c - adds, concat, batched transposes, pixel shuffle, nearest upsampling and average pooling
  * (nn/ops_shape.c) against PyTorch.
  *
  * Reference data and tolerances: tests/helpers/torchref.h. Input shapes are read from the
@@ -60,6 +60,27 @@ static void test_add_cat(void **state) {
     tu_close_twice("cat da", da, rda, na);
     tu_close_twice("cat db", db, rdb, nb);
     free(a), free(b), free(dy), free(ry), free(rda), free(rdb), free(y), free(da), free(db);
+}
+
+/* Batched transposes at sizes that are not multiples of the 8x8 blocks, and back: every
+ * element lands where out[n, c, r] = inp[n, r, c] puts it, and twice is the identity. */
+static void test_transpose_batched(void **state) {
+    (void)state;
+    static const int sizes[][3] = {{3, 13, 21}, {2, 8, 16}, {1, 1, 9}, {5, 128, 16}};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int N = sizes[k][0], R = sizes[k][1], C = sizes[k][2];
+        size_t n = (size_t)N * R * C;
+        float *x = t2i_malloc(n * sizeof(float)), *y = t2i_malloc(n * sizeof(float)), *z = t2i_malloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++) x[i] = (float)i;
+        nn_transpose_batched(y, x, N, R, C);
+        for (int b = 0; b < N; b++)
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < C; c++)
+                    assert_true(y[((size_t)b * C + c) * R + r] == x[((size_t)b * R + r) * C + c]);
+        nn_transpose_batched(z, y, N, C, R);
+        assert_memory_equal(z, x, n * sizeof(float));
+        free(x), free(y), free(z);
+    }
 }
 
 static void test_pixel_shuffle_upsample(void **state) {
@@ -128,6 +149,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_cat),
         cmocka_unit_test(test_pixel_shuffle_upsample),
+        cmocka_unit_test(test_transpose_batched),
         cmocka_unit_test(test_avgpool),
     };
     return cmocka_run_group_tests(tests, tu_ref_setup, tu_ref_teardown);
