@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# fidelity_rerank.sh - how often a CLIP's choice among candidates generated once is right.
+#
+#   bash bench/fidelity_rerank.sh POOL CLIP OUT [--threads 2]
+#
+# POOL is a `t2i generate --prompts CAPTIONS --candidates N --top N` folder: every
+# candidate kept, one folder per caption (rank_000.png ... in the generating CLIP's order).
+# Made once, e.g. for the 80 captions of bench/fidelity.sh with its seed and 512 candidates:
+#
+#   build/t2i data fashion-captions --captions > runs/captions.txt
+#   build/t2i generate --prompts runs/captions.txt --candidates 512 --top 512 --out runs/pool512
+#
+# Generation is the slow part and does not depend on the reranker, so each CLIP to compare
+# then costs one pass of its image tower over the pool: this script ranks every caption's
+# candidates with CLIP (`t2i clip rerank`), writes OUT/scores.json as `t2i generate` would
+# (files through the symlink OUT/pool), and judges the top 1 and the top 32 with `t2i eval
+# fidelity`. With the same captions, seed and candidate count these are the figures
+# bench/fidelity.sh's ranked run would give with that CLIP (`--clip` after its `--`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 3 ] || { echo "usage: fidelity_rerank.sh POOL CLIP OUT [--threads N]" >&2; exit 2; }
+pool=$1 clip=$2 out=$3
+shift 3
+threads=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) threads=$2; shift 2 ;;
+    *) echo "fidelity_rerank.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ -f "$pool/scores.json" ] || { echo "fidelity_rerank.sh: $pool: no scores.json (not a t2i generate folder)" >&2; exit 1; }
+[ -f "$clip" ] || { echo "fidelity_rerank.sh: $clip: no such file" >&2; exit 1; }
+T2I=${T2I:-build/t2i}
+mkdir -p "$out"
+ln -sfn "$(realpath "$pool")" "$out/pool"
+t0=$(date +%s)
+/usr/bin/python3 - "$T2I" "$clip" "$out" "$threads" <<'EOF'
+import json, os, subprocess, sys
+t2i, clip, out, threads = sys.argv[1:5]
+pool = os.path.join(out, "pool")
+folders = {}  # caption -> its folder, in the pool's order
+for e in json.load(open(os.path.join(pool, "scores.json"))):
+    folders.setdefault(e["caption"], os.path.dirname(e["file"]))
+res = []
+for cap, folder in folders.items():
+    d = os.path.join(pool, folder)
+    imgs = sorted(os.path.join(d, f) for f in os.listdir(d) if f.startswith("rank_") and f.endswith(".png"))
+    r = subprocess.run([t2i, "clip", "rerank", "--ckpt", clip, "--prompt", cap, "--top", "32", "--json",
+                        "--threads", threads] + imgs, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("fidelity_rerank.sh: clip rerank of %r: %s" % (cap, r.stderr.strip()))
+    for e in json.loads(r.stdout):
+        rel = os.path.relpath(e["path"], out)
+        res.append({"caption": cap, "rank": e["rank"] - 1, "score": e["score"] / 100.0, "file": rel})
+json.dump(res, open(os.path.join(out, "scores.json"), "w"), indent=1)
+print("reranked %d captions x %d candidates" % (len(folders), len(imgs)))
+EOF
+t1=$(date +%s)
+echo "== top-1 of each caption's pool, ranked by $clip ($((t1 - t0)) s)"
+$T2I eval fidelity "$out" --top 1 --threads "$threads"
+echo "== all of the top 32"
+$T2I eval fidelity "$out" --top 32 --threads "$threads"
