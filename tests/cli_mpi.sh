@@ -92,10 +92,11 @@ SR=(sr train --data "$TMP/photos" --scale 2 --preset custom --width 8 --blocks 1
     --steps 3 --gan-steps 3 --val-every 3 --ckpt-every 100 --log-every 1 --seed 7 --threads 1)
 CLOSE_ARGS="--wtol 1e-4" BREAKS="grad scale ragan" same sr "${SR[@]}"
 
-# CLIP: the contrastive loss over the global batch (embeddings gathered from the ranks);
+# CLIP: the contrastive loss over the global batch (embeddings gathered from the ranks), the
+# convolutional stem's BatchNorm synchronised;
 # the control "loss" is the per-rank loss over each rank's 4 pairs
 "$T2I" data fashion-captions --split train --out "$TMP/fc" --limit 24 >/dev/null 2>&1 || fail "t2i data"
-CLOSE_ARGS="" BREAKS="loss grad scale" same clip clip train --data "$TMP/fc" --res 16 --patch 8 --vision-width 16 \
+CLOSE_ARGS="" BREAKS="loss grad scale bn" same clip clip train --data "$TMP/fc" --res 16 --patch 8 --vision-width 16 \
   --vision-layers 1 --vision-heads 2 --text-width 16 --text-layers 1 --text-heads 2 --embed-dim 8 --context 12 \
   --vocab-size 600 --batch 8 --eval-every 0 --steps 3 --log-every 1 --threads 1
 
