@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fidelity_rerank.sh - how often a CLIP's choice among candidates generated once is right.
 #
-#   bash bench/fidelity_rerank.sh POOL CLIP OUT [--threads 2]
+#   bash bench/fidelity_rerank.sh POOL[,POOL2...] CLIP OUT [--threads 2]
 #
 # POOL is a `t2i generate --prompts CAPTIONS --candidates N --top N` folder: every
 # candidate kept, one folder per caption (rank_000.png ... in the generating CLIP's order).
@@ -13,9 +13,11 @@
 # Generation is the slow part and does not depend on the reranker, so each CLIP to compare
 # then costs one pass of its image tower over the pool: this script ranks every caption's
 # candidates with CLIP (`t2i clip rerank`), writes OUT/scores.json as `t2i generate` would
-# (files through the symlink OUT/pool), and judges the top 1 and the top 32 with `t2i eval
+# (files through the symlinks OUT/pool0, ...), and judges the top 1 and the top 32 with `t2i eval
 # fidelity`. With the same captions, seed and candidate count these are the figures
 # bench/fidelity.sh's ranked run would give with that CLIP (`--clip` after its `--`).
+# Several pools (comma-separated, e.g. one of the transformer's and one of the caption GAN's)
+# are ranked together, caption by caption, as `--generator both` ranks its candidates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 3 ] || { echo "usage: fidelity_rerank.sh POOL CLIP OUT [--threads N]" >&2; exit 2; }
@@ -28,23 +30,31 @@ while [ $# -gt 0 ]; do
     *) echo "fidelity_rerank.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
-[ -f "$pool/scores.json" ] || { echo "fidelity_rerank.sh: $pool: no scores.json (not a t2i generate folder)" >&2; exit 1; }
 [ -f "$clip" ] || { echo "fidelity_rerank.sh: $clip: no such file" >&2; exit 1; }
 T2I=${T2I:-build/t2i}
 mkdir -p "$out"
-ln -sfn "$(realpath "$pool")" "$out/pool"
+IFS=, read -ra pools <<< "$pool"
+for i in "${!pools[@]}"; do
+  p=${pools[$i]}
+  [ -f "$p/scores.json" ] || { echo "fidelity_rerank.sh: $p: no scores.json (not a t2i generate folder)" >&2; exit 1; }
+  ln -sfn "$(realpath "$p")" "$out/pool$i"
+done
 t0=$(date +%s)
-/usr/bin/python3 - "$T2I" "$clip" "$out" "$threads" <<'EOF'
+/usr/bin/python3 - "$T2I" "$clip" "$out" "$threads" "${#pools[@]}" <<'EOF'
 import json, os, subprocess, sys
-t2i, clip, out, threads = sys.argv[1:5]
-pool = os.path.join(out, "pool")
-folders = {}  # caption -> its folder, in the pool's order
-for e in json.load(open(os.path.join(pool, "scores.json"))):
-    folders.setdefault(e["caption"], os.path.dirname(e["file"]))
+t2i, clip, out, threads, npools = sys.argv[1:6]
+folders = {}  # caption -> its folders, one per pool, in the first pool's order
+for i in range(int(npools)):
+    pool = os.path.join(out, "pool%d" % i)
+    for e in json.load(open(os.path.join(pool, "scores.json"))):
+        d = os.path.join(pool, os.path.dirname(e["file"]))
+        if d not in folders.setdefault(e["caption"], []):
+            folders[e["caption"]].append(d)
 res = []
-for cap, folder in folders.items():
-    d = os.path.join(pool, folder)
-    imgs = sorted(os.path.join(d, f) for f in os.listdir(d) if f.startswith("rank_") and f.endswith(".png"))
+for cap, dirs in folders.items():
+    if len(dirs) != int(npools):
+        sys.exit("fidelity_rerank.sh: %r is in %d of the %s pools" % (cap, len(dirs), npools))
+    imgs = sorted(os.path.join(d, f) for d in dirs for f in os.listdir(d) if f.startswith("rank_") and f.endswith(".png"))
     r = subprocess.run([t2i, "clip", "rerank", "--ckpt", clip, "--prompt", cap, "--top", "32", "--json",
                         "--threads", threads] + imgs, capture_output=True, text=True)
     if r.returncode != 0:
