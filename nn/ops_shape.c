@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base.h"
+#include "conv_tile.h"
 #include "ops_internal.h"
 
 /* ------------------------------------------------------------------ structural */
@@ -27,20 +28,10 @@ void nn_add_bias_rows(float *y, const float *b, size_t N, int C) {
 }
 
 void nn_transpose_batched(float *out, const float *inp, int N, int R, int C) {
+    nn_transpose_fn tr = nn_transpose_get(); /* the convolutions' transposed copy, per CPU path */
     size_t S = (size_t)R * C;
-    /* 8x8 blocks keep both the reads and the writes within a few cache lines */
-#pragma omp parallel for collapse(2) schedule(static) if (N * S > PAR_MIN)
-    for (int n = 0; n < N; n++)
-        for (int r0 = 0; r0 < R; r0 += 8) {
-            const float *src = inp + n * S;
-            float *dst = out + n * S;
-            int r1 = r0 + 8 < R ? r0 + 8 : R;
-            for (int c0 = 0; c0 < C; c0 += 8) {
-                int c1 = c0 + 8 < C ? c0 + 8 : C;
-                for (int r = r0; r < r1; r++)
-                    for (int c = c0; c < c1; c++) dst[(size_t)c * R + r] = src[(size_t)r * C + c];
-            }
-        }
+#pragma omp parallel for schedule(static) if (N * S > PAR_MIN)
+    for (int n = 0; n < N; n++) tr(out + n * S, (size_t)R, inp + n * S, (size_t)C, R, C);
 }
 
 void nn_concat_forward(float *out, const float *a, const float *b, int N, int Ca, int Cb, int S) {
