@@ -22,7 +22,9 @@
  * Convolutional stem (vision_stem = C > 0, a t2i extension; OpenAI's files never have it):
  * the patch embedding conv1 is replaced by 3x3 convolutions, each followed by BatchNorm
  * and ReLU: one at stride 1 to C channels, then log2(P) at stride 2 doubling the channels
- * (capped at W_v), then a 1x1 convolution with bias to W_v; the (W_v, R/P, R/P) map it
+ * (capped at W_v), each of those followed by vision_stem_extra more at stride 1 with the
+ * same channels (0 by default: a deeper, VGG-like stem with more), then a 1x1 convolution
+ * with bias to W_v; the (W_v, R/P, R/P) map it
  * gives is read as the same G = (R/P)^2 tokens, row-major, as the patches were ("Early
  * convolutions help transformers see better", Xiao et al. 2021). P must be a power of
  * two. Its parameters are "visual.stem.<i>.weight" etc. (nn/seq.h names, BatchNorm
@@ -76,6 +78,7 @@ typedef struct {
     float ln_eps;                                     /* 1e-5 */
     int vision_stem;  /* 0: OpenAI's patch embedding (conv1); C > 0: a convolutional stem
                        * of base width C in its place (see "Convolutional stem" below) */
+    int vision_stem_extra; /* stride-1 3x3 convolutions after each stride-2 one (0: none) */
 } clip_config;
 
 /* The toolkit's small model for FC32 (32x32 images, learned BPE vocabulary). */

@@ -66,7 +66,8 @@ void clip_config_vit_b32(clip_config *c) {
                      NN_F_INT_IN("mlp_ratio", (c)->mlp_ratio, 1, 64),                                   \
                      NN_F_ACT("act", (c)->act),                                                         \
                      NN_F_FLOAT("ln_eps", (c)->ln_eps),                                                 \
-                     NN_F_INT_IN("vision_stem", (c)->vision_stem, 0, 1 << 12)}
+                     NN_F_INT_IN("vision_stem", (c)->vision_stem, 0, 1 << 12),                          \
+                     NN_F_INT_IN("vision_stem_extra", (c)->vision_stem_extra, 0, 16)}
 
 int clip_config_check(const clip_config *c) {
     clip_config k = *c;
@@ -78,6 +79,9 @@ int clip_config_check(const clip_config *c) {
     if (c->vision_stem > 0 && (c->vision_patch_size & (c->vision_patch_size - 1)))
         return t2i_error_set("CLIP config: a convolutional stem needs a power-of-two vision_patch_size, not %d",
                              c->vision_patch_size);
+    if (c->vision_stem_extra > 0 && c->vision_stem == 0)
+        return t2i_error_set("CLIP config: vision_stem_extra %d without a convolutional stem (vision_stem 0)",
+                             c->vision_stem_extra);
     if (c->vision_width % c->vision_heads)
         return t2i_error_set("CLIP config: vision_width %d is not divisible by vision_heads %d", c->vision_width,
                              c->vision_heads);
@@ -111,7 +115,8 @@ static nn_tf_config txt_tf_config(const clip_config *c) {
 }
 
 /* The convolutional stem (clip.h): 3x3 stride 1 to C, log2(P) 3x3 stride 2 doubling the
- * channels up to W_v, 1x1 to W_v; BatchNorm + ReLU after each 3x3. Built on s over ps. */
+ * channels up to W_v (each followed by vision_stem_extra 3x3 at stride 1), 1x1 to W_v;
+ * BatchNorm + ReLU after each 3x3. Built on s over ps. */
 static void build_stem(nn_seq *s, nn_params *ps, const clip_config *c) {
     int R = c->image_resolution, ch = c->vision_stem < c->vision_width ? c->vision_stem : c->vision_width;
     nn_seq_init(s, ps, "visual.stem", 3, R, R);
@@ -120,9 +125,11 @@ static void build_stem(nn_seq *s, nn_params *ps, const clip_config *c) {
     nn_seq_act(s, NN_ACT_RELU, 0);
     for (int p = c->vision_patch_size; p > 1; p /= 2) {
         ch = 2 * ch < c->vision_width ? 2 * ch : c->vision_width;
-        nn_seq_conv(s, ch, 3, 2, 1, 0);
-        nn_seq_bn(s);
-        nn_seq_act(s, NN_ACT_RELU, 0);
+        for (int k = 0; k <= c->vision_stem_extra; k++) {
+            nn_seq_conv(s, ch, 3, k ? 1 : 2, 1, 0);
+            nn_seq_bn(s);
+            nn_seq_act(s, NN_ACT_RELU, 0);
+        }
     }
     nn_seq_conv(s, c->vision_width, 1, 1, 0, 1);
 }

@@ -123,7 +123,7 @@ typedef struct {
 typedef struct {
     /* flags of a new run (with --resume, the checkpoint's model and options count) */
     const char *data, *act, *init;
-    int res, patch, stem, vwidth, vlayers, vheads, twidth, tlayers, theads, context, embed, vocab_size, batch;
+    int res, patch, stem, stem_extra, vwidth, vlayers, vheads, twidth, tlayers, theads, context, embed, vocab_size, batch;
     int flip, crop_pad, recaption, dup_pos, eval_n;
     long warmup;
     float lr, min_lr, wd, beta1, beta2, eps, clip_grad, erase;
@@ -180,7 +180,7 @@ static int new_run(clip_trainer *c, t2i_trainer *t) {
     if (a != NN_ACT_QUICK_GELU && a != NN_ACT_GELU_ERF)
         return t2i_fail("--act must be quick_gelu or gelu, got '%s'", c->act), 2;
     if (t2i_check_range_i("--res", c->res, 4, 1024) || t2i_check_range_i("--patch", c->patch, 1, c->init ? 1024 : c->res) ||
-        t2i_check_range_i("--stem", c->stem, 0, 4096) || t2i_check_range_i("--vision-width", c->vwidth, 4, 4096) || t2i_check_range_i("--vision-layers", c->vlayers, 1, 64) ||
+        t2i_check_range_i("--stem", c->stem, 0, 4096) || t2i_check_range_i("--stem-extra", c->stem_extra, 0, 16) || t2i_check_range_i("--vision-width", c->vwidth, 4, 4096) || t2i_check_range_i("--vision-layers", c->vlayers, 1, 64) ||
         t2i_check_range_i("--vision-heads", c->vheads, 1, 64) || t2i_check_range_i("--text-width", c->twidth, 4, 4096) ||
         t2i_check_range_i("--text-layers", c->tlayers, 1, 64) || t2i_check_range_i("--text-heads", c->theads, 1, 64) ||
         t2i_check_range_i("--context", c->context, 4, 1024) || t2i_check_range_i("--embed-dim", c->embed, 2, 4096) ||
@@ -196,6 +196,8 @@ static int new_run(clip_trainer *c, t2i_trainer *t) {
         return t2i_fail("--stem needs a power-of-two --patch (each stride-2 convolution halves the grid), not %d",
                         c->patch),
                2;
+    if (!c->init && c->stem_extra > 0 && c->stem == 0)
+        return t2i_fail("--stem-extra %d needs a convolutional stem (--stem C > 0)", c->stem_extra), 2;
     if (c->vwidth % c->vheads || c->twidth % c->theads)
         return t2i_fail("widths must be divisible by the head counts (%d/%d, %d/%d)", c->vwidth, c->vheads, c->twidth,
                         c->theads),
@@ -203,7 +205,7 @@ static int new_run(clip_trainer *c, t2i_trainer *t) {
     clip_config *cfg = &c->cfg;
     cfg->embed_dim = c->embed, cfg->image_resolution = c->res, cfg->vision_patch_size = c->patch;
     cfg->vision_width = c->vwidth, cfg->vision_layers = c->vlayers, cfg->vision_heads = c->vheads;
-    cfg->vision_stem = c->stem;
+    cfg->vision_stem = c->stem, cfg->vision_stem_extra = c->stem_extra;
     cfg->context_length = c->context;
     cfg->transformer_width = c->twidth, cfg->transformer_layers = c->tlayers, cfg->transformer_heads = c->theads;
     cfg->act = (nn_act)a;
@@ -497,6 +499,8 @@ int clip_cmd_train(int argc, char **argv) {
         {"--stem", T2I_INT, &c.stem,
          "convolutional stem of this base width instead of the patch embedding (3x3 convolutions with BatchNorm, "
          "log2(patch) of them at stride 2; 0 = OpenAI's patch embedding)"},
+        {"--stem-extra", T2I_INT, &c.stem_extra,
+         "3x3 convolutions at stride 1 (same channels, BatchNorm, ReLU) after each stride-2 one of the stem"},
         {"--vision-width", T2I_INT, &c.vwidth, "vision transformer width"},
         {"--vision-layers", T2I_INT, &c.vlayers, "vision transformer layers"},
         {"--vision-heads", T2I_INT, &c.vheads, "vision attention heads"},

@@ -215,6 +215,18 @@ grep -q '"vision_stem":4' "$TMP/stem3/config.json" || fail "--stem: config.json 
 grep -q '"vision_stem":4' "$TMP/stem32/config.json" || fail "--init lost the stem: $(cat "$TMP/stem32/config.json")"
 expect_error 2 "--stem with patch 6" "$T2I" clip train "${TR[@]}" --stem 4 --res 12 --patch 6 --out "$TMP/stem6"
 grep -q 'power-of-two --patch' "$TMP/err" || fail "--stem --patch 6: $(cat "$TMP/err")"
+# --stem-extra 1: a stride-1 convolution (with its BatchNorm) after each stride-2 one, so
+# patch 8 gives 3 + 3 x 6 stem layers before the 1x1 (visual.stem.21); refused without a stem
+"$T2I" clip train "${TR[@]}" --stem 4 --stem-extra 1 --steps 2 --out "$TMP/stemx" >/dev/null 2>"$TMP/err" ||
+    fail "clip train --stem-extra failed: $(cat "$TMP/err")"
+"$T2I" ckpt info "$TMP/stemx/checkpoint.safetensors" >"$TMP/info" 2>&1
+grep -q 'visual.stem.21.bias' "$TMP/info" && grep -q 'visual.stem.16.running_mean' "$TMP/info" ||
+    fail "--stem-extra: checkpoint tensors: $(cat "$TMP/info")"
+grep -q '"vision_stem_extra":1' "$TMP/stemx/config.json" || fail "--stem-extra: config.json $(cat "$TMP/stemx/config.json")"
+"$T2I" clip zeroshot --ckpt "$TMP/stemx/checkpoint.safetensors" --data "$TMP/fc" >/dev/null 2>"$TMP/err" ||
+    fail "zeroshot with --stem-extra: $(cat "$TMP/err")"
+expect_error 2 "--stem-extra without a stem" "$T2I" clip train "${TR[@]}" --stem 0 --stem-extra 1 --out "$TMP/stemx0"
+grep -q 'needs a convolutional stem' "$TMP/err" || fail "--stem-extra --stem 0: $(cat "$TMP/err")"
 # the checkpoint carries its vocabulary: no --vocab needed
 "$T2I" clip zeroshot --ckpt "$TMP/run3/checkpoint.safetensors" --data "$TMP/fc" >"$TMP/zs2" 2>"$TMP/err" ||
     fail "zeroshot with a t2i checkpoint failed: $(cat "$TMP/err")"

@@ -267,8 +267,9 @@ static void test_config_table(void **state) {
     assert_memory_equal(&c, &d, sizeof c);
     char *j2 = clip_config_to_json(&d);
     assert_string_equal(j2, j);
-    assert_non_null(strstr(j, "\"mlp_ratio\":4,\"act\":\"gelu\",\"ln_eps\":1e-06,\"vision_stem\":0}"));
-    tu_config_refusals(j, read_clip_config, "act vision_stem"); /* absent: the files of before the stem */
+    assert_non_null(strstr(j, "\"mlp_ratio\":4,\"act\":\"gelu\",\"ln_eps\":1e-06,\"vision_stem\":0,\"vision_stem_extra\":0}"));
+    /* absent: the files of before the stem (and of before its extra convolutions) */
+    tu_config_refusals(j, read_clip_config, "act vision_stem vision_stem_extra");
     assert_int_equal(clip_config_from_json(&d, "{\"vision_heads\":1}"), 0);
     assert_int_equal(d.vision_heads, 1);
     assert_int_equal(d.vision_width, c.vision_width);

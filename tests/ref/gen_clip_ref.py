@@ -22,8 +22,9 @@ test_clip_golden.c). Writes tests/data/clip_ref.safetensors.
    after 3 steps, "images" (6, 3, 16, 16), "tokens" (6, 12) int32, "losses" (3),
    "accs" (3); metadata "config" (OpenAI build_model keys + heads) and "adamw" (JSON).
 
-3. The same with a convolutional stem (vision_stem 4: Conv3x3 BN ReLU, two stride-2 Conv3x3
-   BN ReLU for patch 4, Conv1x1 with bias), BatchNorm in training mode (batch statistics;
+3. The same with a convolutional stem (vision_stem 4, vision_stem_extra 1: Conv3x3 BN ReLU,
+   then for patch 4 twice [stride-2 Conv3x3 BN ReLU, stride-1 Conv3x3 BN ReLU], Conv1x1 with
+   bias), BatchNorm in training mode (batch statistics;
    running statistics updated with momentum 0.1 and the unbiased variance), weight decay
    on the convolution weights only: every tensor above under "stem." ("stem.init.*",
    "stem.grad.*", "stem.final.*" with the running statistics, "stem.losses", ...), plus
@@ -118,12 +119,13 @@ def check_golden():
     assert di < 1e-4 and dt < 1e-4, "this script's CLIP is not openai's"
 
 
-def train_ref(stem=0):
+def train_ref(stem=0, stem_extra=0):
     cfg = dict(embed_dim=16, image_resolution=16, vision_patch_size=4, vision_width=24, vision_layers=2,
                vision_heads=2, context_length=12, vocab_size=64, transformer_width=16, transformer_layers=2,
                transformer_heads=2)
     if stem:
         cfg["vision_stem"] = stem
+        cfg["vision_stem_extra"] = stem_extra
     torch.manual_seed(20240611)
     m = CLIP(cfg)
     g = torch.Generator().manual_seed(7)
@@ -193,7 +195,7 @@ def train_ref(stem=0):
 def main():
     check_golden()
     tensors, meta = train_ref()
-    st, smeta = train_ref(stem=4)
+    st, smeta = train_ref(stem=4, stem_extra=1)
     for k, v in st.items():
         tensors["stem." + k] = v
     meta["stem_config"] = smeta["config"]

@@ -15,7 +15,8 @@ logit_scale is stored as a log.
 
 vision_stem = C > 0 (a t2i extension, clip_rerank/clip.h): the patch convolution is replaced
 by Conv3x3(3 -> C) BN ReLU, then log2(P) x [Conv3x3 stride 2 (channels doubled, at most W) BN
-ReLU], then Conv1x1(-> W, bias), as one nn.Sequential "stem" (t2i's nn_seq names).
+ReLU, then vision_stem_extra x [Conv3x3 stride 1 BN ReLU]], then Conv1x1(-> W, bias), as one
+nn.Sequential "stem" (t2i's nn_seq names).
 """
 import math
 from collections import OrderedDict
@@ -78,24 +79,26 @@ class Stack(nn.Module):
         return x
 
 
-def conv_stem(C, P, W):
+def conv_stem(C, P, W, extra=0):
     ch = min(C, W)
     layers = [nn.Conv2d(3, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
     p = P
     while p > 1:
         nxt = min(2 * ch, W)
         layers += [nn.Conv2d(ch, nxt, 3, 2, 1, bias=False), nn.BatchNorm2d(nxt), nn.ReLU()]
+        for _ in range(extra):
+            layers += [nn.Conv2d(nxt, nxt, 3, 1, 1, bias=False), nn.BatchNorm2d(nxt), nn.ReLU()]
         ch, p = nxt, p // 2
     layers.append(nn.Conv2d(ch, W, 1))
     return nn.Sequential(*layers)
 
 
 class Visual(nn.Module):
-    def __init__(self, R, P, W, L, H, D, stem=0):
+    def __init__(self, R, P, W, L, H, D, stem=0, stem_extra=0):
         super().__init__()
         g = R // P
         if stem > 0:
-            self.stem = conv_stem(stem, P, W)
+            self.stem = conv_stem(stem, P, W, stem_extra)
         else:
             self.conv1 = nn.Conv2d(3, W, P, P, bias=False)
         self.class_embedding = nn.Parameter(torch.randn(W) * W ** -0.5)
@@ -118,7 +121,8 @@ class CLIP(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.visual = Visual(c["image_resolution"], c["vision_patch_size"], c["vision_width"],
-                             c["vision_layers"], c["vision_heads"], c["embed_dim"], c.get("vision_stem", 0))
+                             c["vision_layers"], c["vision_heads"], c["embed_dim"], c.get("vision_stem", 0),
+                             c.get("vision_stem_extra", 0))
         W = c["transformer_width"]
         self.transformer = Stack(W, c["transformer_layers"], c["transformer_heads"], True)
         self.token_embedding = nn.Embedding(c["vocab_size"], W)
