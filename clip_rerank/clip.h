@@ -23,7 +23,7 @@
  * the patch embedding conv1 is replaced by 3x3 convolutions, each followed by BatchNorm
  * and ReLU: one at stride 1 to C channels, then log2(P) at stride 2 doubling the channels
  * (capped at W_v), each of those followed by vision_stem_extra more at stride 1 with the
- * same channels (0 by default: a deeper, VGG-like stem with more), then a 1x1 convolution
+ * same channels (none by default; with some, a deeper VGG-like stem), then a 1x1 convolution
  * with bias to W_v; the (W_v, R/P, R/P) map it
  * gives is read as the same G = (R/P)^2 tokens, row-major, as the patches were ("Early
  * convolutions help transformers see better", Xiao et al. 2021). P must be a power of
