@@ -49,8 +49,8 @@
  * 95.6%). bench/RESULTS.md, "A convolutional stem for CLIP", has the rest.
  * A deeper stem (--stem-extra 1: a stride-1 3x3 convolution after each stride-2 one, 1.24x
  * the time per step) reaches 91.55% in 16 epochs (held-out 80.06%), 91.85% in 32; a wider
- * one (--stem 64, 1.34x the time) 90.85% (78.11%) in 16. Neither ranks generated
- * candidates better than the default (bench/RESULTS.md, "A deeper CLIP stem"), which stays.
+ * one (--stem 64, 1.34x the time) 90.85% (78.11%) in 16. The deeper one ranks generated
+ * candidates worse than the default (bench/RESULTS.md, "A deeper CLIP stem"), which stays.
  *
  * The history of the patch-embedding recipe (--stem 0), kept for its lessons: 16 epochs gave
  * zero-shot top-1 on FC32 test 86.3% (held-out pairs 74.0%; plain
