@@ -189,11 +189,16 @@ int sr_cmd_eval(int argc, char **argv) {
         t2i_image_free(&hr), t2i_image_free(&lr), t2i_image_free(&sr), t2i_image_free(&bic);
     }
     if (done == 0) {
+        /* "the 2 held-out images are", "the 1 image is" (split all) */
+        char what[64];
+        int n = small + flat, all = strcmp(split, "all") == 0;
+        snprintf(what, sizeof what, "the %d%s%s image%s", n, all ? "" : " ", all ? "" : split,
+                 n == 1 ? " is" : "s are");
         if (flat)
-            t2i_fail("%s: all %d %s images are too small or flat (reproduced exactly by bicubic at x%d): nothing to "
-                     "compare", where, small + flat, split, s);
+            t2i_fail("%s: %s too small or flat (reproduced exactly by bicubic at x%d): nothing to compare", where,
+                     what, s);
         else
-            t2i_fail("%s: all %d %s images are too small to evaluate at x%d", where, small, split, s);
+            t2i_fail("%s: %s too small to evaluate at x%d", where, what, s);
         goto out;
     }
     for (int k = 0; k < 6; k++) sum[k] /= done;

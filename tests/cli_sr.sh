@@ -18,6 +18,17 @@ source "$(dirname "$0")/lib.sh"
 IMG=$ROOT/tests/data/img
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
+# a bad input: non-zero exit, one line on stderr starting with "t2i: " and holding PATTERN
+expect_error() { # DESCRIPTION PATTERN COMMAND...
+    local what=$1 pat=$2
+    shift 2
+    "$@" >/dev/null 2>"$TMP/err"
+    local rc=$?
+    [ $rc -ne 0 ] || fail "$what: exit 0"
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$what: expected one stderr line, got: $(cat "$TMP/err")"
+    grep -q "^t2i: .*$pat" "$TMP/err" || fail "$what: message '$(cat "$TMP/err")' lacks '$pat'"
+}
+
 if ! "$T2I" sr --help >/dev/null 2>&1; then
     echo "FAIL: '$T2I sr' is not available (sr_cmd must be registered in cli/main.c)"
     exit 1
@@ -120,7 +131,13 @@ out=$("$T2I" sr eval --ckpt "$TMP/runA/checkpoint.safetensors" --data "$TMP/flat
 tail -1 <<<"$out" | grep -q '"images":1,' || fail "eval with a flat photo: not 1 image: $(tail -1 <<<"$out")"
 grep -qi 'inf' <<<"$out" && fail "eval with a flat photo: an infinite figure: $out"
 grep -q 'a_grey.ppm: bicubic reproduces the 64x48 region exactly' "$TMP/err" || fail "eval: no note for the flat photo: $(cat "$TMP/err")"
-expect_error "eval flat photos only" "too small or flat" "$T2I" sr eval --ckpt "$TMP/runA/checkpoint.safetensors" --data "$TMP/flatonly" --split all --crop 0
+# only flat photos: the note, then the one error line
+"$T2I" sr eval --ckpt "$TMP/runA/checkpoint.safetensors" --data "$TMP/flatonly" --split all --crop 0 \
+    >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 1 ] || fail "eval flat photos only: exit $rc"
+msg="t2i: $TMP/flatonly: the 1 image is too small or flat (reproduced exactly by bicubic at x2): nothing to compare"
+grep -v '^t2i: note: ' "$TMP/err" | grep -qxF "$msg" && [ "$(grep -vc '^t2i: note: ' "$TMP/err")" -eq 1 ] ||
+    fail "eval flat photos only: $(cat "$TMP/err")"
 
 # several folders (one walked recursively, with a WebP photo and a symbolic-link loop), a
 # held-out folder, --degrade mix: the lists in config.json, the held-out count, a resume that
@@ -177,16 +194,7 @@ out=$("$T2I" sr compare --image "$IMG/clip_src_300x200.png" --ckpt "$TMP/runA/l1
 [ "$(grep -c 'PSNR' <<<"$out")" -eq 3 ] || fail "compare: expected 3 PSNR lines: $out"
 [ -s "$TMP/cmp.png" ] || fail "compare: no image"
 
-# bad inputs: non-zero exit, one line on stderr starting with "t2i: "
-expect_error() { # DESCRIPTION PATTERN COMMAND...
-    local what=$1 pat=$2
-    shift 2
-    "$@" >/dev/null 2>"$TMP/err"
-    local rc=$?
-    [ $rc -ne 0 ] || fail "$what: exit 0"
-    [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$what: expected one stderr line, got: $(cat "$TMP/err")"
-    grep -q "^t2i: .*$pat" "$TMP/err" || fail "$what: message '$(cat "$TMP/err")' lacks '$pat'"
-}
+# bad inputs (expect_error, defined at the top)
 expect_error "empty folder" "$TMP/empty: no image files" "$T2I" sr train --data "$TMP/empty" --out "$TMP/runE"
 expect_error "missing folder" "$TMP/nope: cannot open folder" "$T2I" sr train --data "$TMP/nope" --out "$TMP/runF"
 expect_error "missing checkpoint" "$TMP/none.safetensors" "$T2I" sr upscale --ckpt "$TMP/none.safetensors" "$IMG/rs_src_rgb64.png" "$TMP/x.png"
