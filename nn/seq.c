@@ -509,6 +509,11 @@ float *nn_seq_forward(nn_seq *s, nn_tape *t, nn_arena *a, const float *x, int N,
 }
 
 float *nn_seq_backward(nn_seq *s, nn_tape *t, nn_arena *a, const float *dy, int need_dx) {
+    return nn_seq_backward_ex(s, t, a, dy, need_dx, NULL);
+}
+
+float *nn_seq_backward_ex(nn_seq *s, nn_tape *t, nn_arena *a, const float *dy, int need_dx,
+                          const float *const *dout) {
     nn_params *ps = s->ps;
     int N = t->N;
     const float *skipg[NN_SEQ_MAX] = {0};
@@ -523,6 +528,13 @@ float *nn_seq_backward(nn_seq *s, nn_tape *t, nn_arena *a, const float *dy, int 
         int want = i > 0 || need_dx;
         const float *x = t->in[i];
         float *dx = NULL;
+        if (dout && dout[i]) { /* the gradient of layer i's output gets dout[i] added */
+            size_t no = out_size(l) * N;
+            float *c2 = pool_sole(&gp, cur) ? (float *)cur : pool_get(&gp, a, no);
+            nn_add_forward(c2, cur, dout[i], no);
+            if (c2 != cur) pool_release(&gp, cur);
+            cur = c2;
+        }
         switch (l->kind) {
         case NN_L_LINEAR:
         case NN_L_CONV: {

@@ -128,6 +128,13 @@ size_t nn_seq_out_size(const nn_seq *s);
 float *nn_seq_forward(nn_seq *s, nn_tape *t, nn_arena *a, const float *x, int N, int training);
 /* Backward pass; returns dL/dx (in the arena) when need_dx, else NULL. */
 float *nn_seq_backward(nn_seq *s, nn_tape *t, nn_arena *a, const float *dy, int need_dx);
+/* The same with a loss that also reads inner outputs: dout[i] (NULL, or NULL entries for
+ * none) is added to the gradient of layer i's output (tape->out[i], N x its output size)
+ * before layer i's backward - a feature-matching loss on a discriminator's activations.
+ * Read features from activation layers: a layer followed by an in-place ReLU/LeakyReLU
+ * (see Memory above) has the activated values in tape->out[i]. */
+float *nn_seq_backward_ex(nn_seq *s, nn_tape *t, nn_arena *a, const float *dy, int need_dx,
+                          const float *const *dout);
 /* The weight of spectral-normalised layer i as an evaluation forward uses it: W / sigma
  * into wn (OC x in-features), u and v unchanged. Returns sigma. */
 float nn_seq_sn_weight_eval(const nn_seq *s, int i, float *wn);

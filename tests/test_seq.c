@@ -230,6 +230,103 @@ static void test_frozen(void **state) {
     nn_params_free(&ps);
 }
 
+/* Inner-output gradients (nn_seq_backward_ex): L = <dy, y> + <e1, h1> + <e3, h3>, with h1
+ * and h3 the outputs of the two activations, against finite differences for the input and
+ * every parameter; then the backward pass is run twice on one tape (gradients doubled) and
+ * the caller's dout buffers are left unchanged. The net: conv, tanh (h1), a stride-2 conv,
+ * SiLU (h3), linear: smooth, so no kink is crossed. */
+typedef struct {
+    nn_seq *s;
+    nn_arena *a;
+    int N;
+    float *x, *dx, *out, *dout; /* out = [y; h1; h3] */
+    size_t ny, n1, n3;
+} ex_ctx;
+
+static void ex_fwd(void *p) {
+    ex_ctx *c = p;
+    nn_arena_reset(c->a);
+    nn_tape t;
+    memset(&t, 0, sizeof t);
+    float *y = nn_seq_forward(c->s, &t, c->a, c->x, c->N, 1);
+    memcpy(c->out, y, c->ny * sizeof(float));
+    memcpy(c->out + c->ny, t.out[1], c->n1 * sizeof(float));
+    memcpy(c->out + c->ny + c->n1, t.out[3], c->n3 * sizeof(float));
+}
+
+static void ex_bwd(void *p) {
+    ex_ctx *c = p;
+    nn_arena_reset(c->a);
+    nn_tape t;
+    memset(&t, 0, sizeof t);
+    nn_seq_forward(c->s, &t, c->a, c->x, c->N, 1);
+    const float *extra[NN_SEQ_MAX] = {0};
+    extra[1] = c->dout + c->ny, extra[3] = c->dout + c->ny + c->n1;
+    float *dx = nn_seq_backward_ex(c->s, &t, c->a, c->dout, 1, extra);
+    for (size_t i = 0; i < (size_t)c->N * 2 * 6 * 6; i++) c->dx[i] += dx[i];
+}
+
+static void test_inner_grads(void **state) {
+    (void)state;
+    nn_params ps;
+    nn_params_init(&ps);
+    nn_seq s;
+    nn_seq_init(&s, &ps, "d", 2, 6, 6);
+    nn_seq_conv(&s, 3, 3, 1, 1, 1);
+    nn_seq_act(&s, NN_ACT_TANH, 0);
+    nn_seq_conv(&s, 4, 4, 2, 1, 1);
+    nn_seq_act(&s, NN_ACT_SILU, 0);
+    nn_seq_linear(&s, 2, 1);
+    nn_params_alloc(&ps);
+    t2i_rng r;
+    t2i_rng_seed(&r, 8);
+    nn_seq_init_params(&s, &r, NN_INIT_PYTORCH);
+    nn_arena a;
+    nn_arena_init(&a);
+    const int N = 3;
+    size_t nx = (size_t)N * 2 * 6 * 6;
+    ex_ctx c = {&s, &a, N};
+    c.ny = (size_t)N * 2, c.n1 = (size_t)N * 3 * 6 * 6, c.n3 = (size_t)N * 4 * 3 * 3;
+    size_t nout = c.ny + c.n1 + c.n3;
+    c.x = tu_randn(&r, nx, 1.0f), c.dx = tu_zeros(nx);
+    c.out = tu_zeros(nout), c.dout = tu_zeros(nout);
+    tu_var vars[16];
+    int nv = 0;
+    vars[nv++] = (tu_var){"x", c.x, c.dx, nx};
+    for (int i = 0; i < ps.n; i++)
+        if (ps.p[i].trainable)
+            vars[nv++] = (tu_var){ps.p[i].name, nn_params_val(&ps, i), nn_params_grad(&ps, i), ps.p[i].numel};
+    int bad = tu_gradcheck("inner grads", &c, ex_fwd, ex_bwd, vars, nv, c.out, c.dout, nout, 2e-3f, 3e-3f, 3e-2f);
+    assert_int_equal(bad, 0);
+    /* twice on one tape: twice the gradients; dout untouched */
+    float *keep = tu_zeros(nout);
+    for (size_t i = 0; i < nout; i++) c.dout[i] = (float)((int)(i % 7) - 3) * 0.25f;
+    memcpy(keep, c.dout, nout * sizeof(float));
+    nn_arena_reset(&a);
+    nn_tape t;
+    memset(&t, 0, sizeof t);
+    nn_seq_forward(&s, &t, &a, c.x, N, 1);
+    const float *extra[NN_SEQ_MAX] = {0};
+    extra[1] = c.dout + c.ny, extra[3] = c.dout + c.ny + c.n1;
+    nn_params_zero_grad(&ps);
+    float *d1 = nn_seq_backward_ex(&s, &t, &a, c.dout, 1, extra);
+    float *once = tu_zeros(nx), *g1 = tu_zeros(ps.total);
+    memcpy(once, d1, nx * sizeof(float));
+    memcpy(g1, ps.grad, ps.total * sizeof(float));
+    float *d2 = nn_seq_backward_ex(&s, &t, &a, c.dout, 1, extra);
+    for (size_t i = 0; i < nx; i++) assert_float_equal(d2[i], once[i], 1e-6);
+    for (size_t i = 0; i < ps.total; i++) assert_float_equal(ps.grad[i], 2 * g1[i], 1e-5 + 1e-5 * fabs(g1[i]));
+    assert_memory_equal(keep, c.dout, nout * sizeof(float));
+    /* and without the extra terms, a different input gradient (the terms are not ignored) */
+    float *d3 = nn_seq_backward(&s, &t, &a, c.dout, 1);
+    double diff = 0;
+    for (size_t i = 0; i < nx; i++) diff += fabs(d3[i] - once[i]);
+    assert_true(diff > 1e-3);
+    free(keep), free(once), free(g1), free(c.x), free(c.dx), free(c.out), free(c.dout);
+    nn_arena_free(&a);
+    nn_params_free(&ps);
+}
+
 /* One training pass with the memory plan (in-place ReLU, pooled gradient buffers) and one
  * with tape.keep_all: output, input gradient and every parameter gradient equal bit for
  * bit, the caller's dy unchanged, and the planned pass needs less arena. The network has
@@ -327,6 +424,7 @@ int main(void) {
         cmocka_unit_test(test_sn_gn_dropout),
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_memory_plan),
+        cmocka_unit_test(test_inner_grads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

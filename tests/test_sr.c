@@ -354,6 +354,82 @@ static void test_ragan(void **state) {
     free(r), free(f);
 }
 
+/* ---------------------------------------------------------------- feature matching */
+
+/* FM of a small D (16 x 16 crops, width 4): its value against the mean absolute
+ * differences of every activation's outputs recomputed here, and its gradient with
+ * respect to the fake image (through D's backward pass, nn_seq_backward_ex) against
+ * central differences at 48 pixels; weight 0 leaves nothing. */
+static double fm_value(sr_model *m, nn_arena *a, const float *hr, const float *x, int B, float w) {
+    nn_arena_reset(a);
+    nn_tape tr, tf;
+    memset(&tr, 0, sizeof tr), memset(&tf, 0, sizeof tf);
+    nn_seq_forward(&m->d, &tr, a, hr, B, 0);
+    nn_seq_forward(&m->d, &tf, a, x, B, 0);
+    return sr_feature_match(&m->d, &tr, &tf, a, w, NULL);
+}
+
+static void test_feature_match(void **state) {
+    (void)state;
+    sr_config c;
+    sr_config_b4(&c, 4);
+    strcpy(c.preset, "custom");
+    c.width = 8, c.blocks = 1, c.crop = 16, c.d_width = 4;
+    t2i_rng r;
+    t2i_rng_seed(&r, 21);
+    sr_model m;
+    sr_model_build(&m, &c, &r);
+    const int B = 2;
+    size_t n = (size_t)B * 3 * 16 * 16;
+    float *hr = tu_randn(&r, n, 0.5f), *x = tu_randn(&r, n, 0.5f);
+    nn_arena a;
+    nn_arena_init(&a);
+    const float w = 0.7f;
+    /* the value, recomputed layer by layer */
+    nn_tape tr, tf;
+    memset(&tr, 0, sizeof tr), memset(&tf, 0, sizeof tf);
+    nn_seq_forward(&m.d, &tr, &a, hr, B, 0);
+    nn_seq_forward(&m.d, &tf, &a, x, B, 0);
+    double want = 0;
+    int L = 0;
+    for (int i = 0; i < m.d.n; i++) {
+        if (m.d.L[i].kind != NN_L_ACT) continue;
+        size_t k = (size_t)B * m.d.L[i].OC * m.d.L[i].OH * m.d.L[i].OW;
+        double s = 0;
+        for (size_t j = 0; j < k; j++) s += fabs((double)tf.out[i][j] - tr.out[i][j]);
+        want += s / k, L++;
+    }
+    assert_int_equal(L, 5); /* the first conv's and the four strided ones' LeakyReLUs */
+    want = w * want / L;
+    const float *dout[NN_SEQ_MAX];
+    float got = sr_feature_match(&m.d, &tr, &tf, &a, w, dout);
+    printf("feature matching %.7f (recomputed %.7f)\n", got, want);
+    assert_true(fabs(got - want) <= 1e-6 * (1 + want));
+    /* the gradient with respect to the fake image */
+    m.d.frozen = 1;
+    float *zero = tu_zeros((size_t)B * nn_seq_out_size(&m.d));
+    float *dx = nn_seq_backward_ex(&m.d, &tf, &a, zero, 1, dout);
+    float *g = tu_zeros(n);
+    memcpy(g, dx, n * sizeof(float));
+    const float h = 1e-3f;
+    for (int t = 0; t < 48; t++) {
+        size_t i = (size_t)t * 61 % n;
+        float keep = x[i];
+        x[i] = keep + h;
+        double lp = fm_value(&m, &a, hr, x, B, w);
+        x[i] = keep - h;
+        double lm = fm_value(&m, &a, hr, x, B, w);
+        x[i] = keep;
+        double num = (lp - lm) / (2.0 * h);
+        if (fabs(num - g[i]) > 2e-4 + 3e-2 * fabs(num)) printf("pixel %zu: analytic %g numeric %g\n", i, g[i], num);
+        assert_true(fabs(num - g[i]) <= 2e-4 + 3e-2 * fabs(num));
+    }
+    assert_true(fm_value(&m, &a, hr, x, B, 0.0f) == 0.0);
+    free(zero), free(g), free(hr), free(x);
+    nn_arena_free(&a);
+    sr_model_free(&m);
+}
+
 /* ---------------------------------------------------------------- interpolating init */
 
 static void test_interp_init(void **state) {
@@ -641,7 +717,8 @@ static void test_upscale_png(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics), cmocka_unit_test(test_b4_shape), cmocka_unit_test(test_config_table), cmocka_unit_test(test_torch_model),
-        cmocka_unit_test(test_tiled),   cmocka_unit_test(test_ragan),    cmocka_unit_test(test_interp_init),
+        cmocka_unit_test(test_tiled),   cmocka_unit_test(test_ragan),    cmocka_unit_test(test_feature_match),
+        cmocka_unit_test(test_interp_init),
         cmocka_unit_test(test_ckpt),    cmocka_unit_test(test_upscale_png), cmocka_unit_test(test_sources),
         cmocka_unit_test(test_degrade),
     };

@@ -40,7 +40,8 @@
  * default init); phase 1 (--steps) minimises L1(G(lr), hr) with Adam (default lr 3e-4,
  * 100 warm-up steps, cosine decay to 1e-6); phase 2 (--gan-steps)
  * starts G from the phase-1 EMA weights with fresh Adam moments and minimises
- *   l1_weight * L1 + adv_weight * L_adv(G)
+ *   l1_weight * L1 + adv_weight * L_adv(G) + fm_weight * FM
+ * (FM: feature matching of D's activations, sr_step.c; --fm-weight, 0 by default)
  * against the patch D, with the relativistic average loss of ESRGAN ("ragan") or the
  * non-saturating one ("ns"). An EMA of G's weights (decay warmed up as
  * min(decay, (1 + t) / (10 + t)) at update t) is what eval and upscale use. See
@@ -198,6 +199,7 @@ int sr_degrade_parse(const char *name, sr_degrade *mode);
 /* ---- training steps (sr_step.c) ---- */
 typedef struct {
     float loss_l1, loss_g_adv, loss_d;
+    float loss_fm;        /* fm_weight * FM (0 without feature matching) */
     float d_real, d_fake; /* mean sigmoid of D's patch logits */
 } sr_step_stats;
 
@@ -206,13 +208,18 @@ typedef struct {
  * for_g selects the generator's objective. */
 float sr_ragan_loss(const float *lr, const float *lf, int n, float *dr, float *df, int for_g, float scale);
 
+/* Feature matching of D's activations (sr_step.c: FM) between the passes tr (real) and
+ * tf (fake) of D: returns weight * FM; when dout is non-NULL, dout[i] gets weight * dFM/df
+ * at each activation layer i (in a) and NULL elsewhere (NN_SEQ_MAX entries). */
+float sr_feature_match(const nn_seq *d, const nn_tape *tr, const nn_tape *tf, nn_arena *a, float weight,
+                       const float **dout);
 /* One phase-1 step: L1(G(lr), hr) on B items, Adam step with learning rate lr_now.
  * Returns the loss. */
 float sr_l1_step(sr_model *m, nn_optim *og, nn_arena *a, const float *lr, const float *hr, int B, float lr_now);
-/* One phase-2 step: G update (L1 + adversarial, D frozen), then D update on the same
- * (detached) output. */
+/* One phase-2 step: G update (L1 + adversarial + feature matching, D frozen), then D
+ * update on the same (detached) output. */
 void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_loss loss, float l1_weight,
-                 float adv_weight, const float *lr, const float *hr, int B, sr_step_stats *st);
+                 float adv_weight, float fm_weight, const float *lr, const float *hr, int B, sr_step_stats *st);
 
 /* ---- commands ---- */
 int sr_cmd_train(int argc, char **argv);   /* sr_train.c */

@@ -4,7 +4,8 @@
  * Steps (B items, P x P HR crops, LR P/s x P/s):
  *   L1:  loss = mean |G(lr) - hr|; Adam on G.
  *   GAN: G update: fake = G(lr); D (frozen, no power iteration) on hr and on fake;
- *        loss = l1_weight * L1(fake, hr) + adv_weight * L_G(D(hr), D(fake)); Adam on G.
+ *        loss = l1_weight * L1(fake, hr) + adv_weight * L_G(D(hr), D(fake))
+ *               + fm_weight * FM(fake, hr); Adam on G.
  *        D update: D on [hr; fake] as one batch of 2B (D has no normalisation, so this
  *        equals two calls), loss = L_D, Adam on D. fake is the output computed before
  *        G's update (detached), as ESRGAN/BasicSR do.
@@ -12,6 +13,11 @@
  *   patches each, t_r/t_f the targets 1/0 for D and 0/1 for G):
  *     ga_i = (sigmoid(a_i) - t_r) / 2n,  gb_j = (sigmoid(b_j) - t_f) / 2n
  *     dL/dr_k = ga_k - sum_j gb_j / n,   dL/df_k = gb_k - sum_i ga_i / n.
+ *   Feature matching (pix2pixHD's, on paired images): with r_l and f_l the outputs of D's
+ *   l-th activation layer (L of them, n_l values each) for hr and for fake,
+ *     FM = (1/L) sum_l mean |f_l - r_l|,   dFM/df_l = sign(f_l - r_l) / (L n_l)
+ *   (0 where equal); r_l is a constant (the real pass is not differentiated), and the
+ *   f_l terms enter D's backward pass at those layers (nn_seq_backward_ex).
  *
  */
 #include <math.h>
@@ -75,6 +81,32 @@ float sr_l1_step(sr_model *m, nn_optim *og, nn_arena *a, const float *lr, const 
     return loss;
 }
 
+float sr_feature_match(const nn_seq *d, const nn_tape *tr, const nn_tape *tf, nn_arena *a, float weight,
+                       const float **dout) {
+    int L = 0;
+    for (int i = 0; i < d->n; i++) L += d->L[i].kind == NN_L_ACT;
+    double loss = 0.0;
+    for (int i = 0; i < d->n; i++) {
+        const nn_layer *l = &d->L[i];
+        if (dout) dout[i] = NULL;
+        if (l->kind != NN_L_ACT) continue;
+        size_t n = (size_t)tf->N * l->OC * l->OH * l->OW;
+        const float *r = tr->out[i], *f = tf->out[i];
+        float *g = dout ? nn_arena_floats(a, n) : NULL;
+        float step = weight / (float)((double)L * n);
+        double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+        for (size_t k = 0; k < n; k++) {
+            float e = f[k] - r[k];
+            sum += fabsf(e);
+            if (g) g[k] = e > 0 ? step : e < 0 ? -step : 0.0f;
+        }
+        loss += sum / ((double)L * n);
+        if (dout) dout[i] = g;
+    }
+    return (float)(weight * loss);
+}
+
 static float mean_sigmoid(const float *l, int n) {
     double s = 0.0;
     for (int i = 0; i < n; i++) s += sigmoid(l[i]);
@@ -82,7 +114,7 @@ static float mean_sigmoid(const float *l, int n) {
 }
 
 void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_loss loss, float l1_weight,
-                 float adv_weight, const float *lr, const float *hr, int B, sr_step_stats *st) {
+                 float adv_weight, float fm_weight, const float *lr, const float *hr, int B, sr_step_stats *st) {
     nn_arena_reset(a);
     size_t item = nn_seq_out_size(&m->g), n = (size_t)B * item;
     int P = B * (int)nn_seq_out_size(&m->d); /* patch logits per batch */
@@ -99,7 +131,9 @@ void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_lo
         st->loss_g_adv = sr_ragan_loss(lreal, lfake, P, NULL, dlf, 1, adv_weight);
     else
         st->loss_g_adv = nn_bce_logits_const(dlf, lfake, 1.0f, (size_t)P, adv_weight);
-    float *dfake = nn_seq_backward(&m->d, &tf, a, dlf, 1);
+    const float *dfeat[NN_SEQ_MAX] = {0};
+    st->loss_fm = fm_weight > 0 ? sr_feature_match(&m->d, &tr, &tf, a, fm_weight, dfeat) : 0.0f;
+    float *dfake = nn_seq_backward_ex(&m->d, &tf, a, dlf, 1, dfeat);
     m->d.frozen = 0;
     st->loss_l1 = nn_l1(dfake, fake, hr, n, l1_weight);
     nn_seq_backward(&m->g, &tg, a, dfake, 0);

@@ -56,6 +56,7 @@ typedef struct {
     long warmup;
     int focus;
     float l1_weight, adv_weight, ema;
+    float fm_weight; /* feature matching (0: none; written to the options only when set) */
     sr_gan_loss gan_loss;
 } sr_train_opts;
 
@@ -66,7 +67,7 @@ typedef struct {
     const char *preset, *gan_loss, *init, *init_from, *degrade;
     int focus, scale, width, blocks, crop, batch, d_width, d_sn;
     long steps, gan_steps, warmup;
-    float lr, lr_min, lr_gan, lr_d, beta1, beta2, l1_weight, adv_weight, ema;
+    float lr, lr_min, lr_gan, lr_d, beta1, beta2, l1_weight, adv_weight, fm_weight, ema;
     /* options and state saved in the checkpoint, besides the trainer's */
     sr_train_opts o;
     char loss_name[8];
@@ -79,7 +80,7 @@ typedef struct {
     int have_src;
     char *l1_path;
     sr_filelist fl;
-    int nopts_base; /* the options written when the data options are the defaults (old runs' table) */
+    int nopts_base; /* the options written when the data options and --fm-weight are the defaults (old runs' table) */
     photo_set train, held;
     int nheld, val_from_train;
     val_set val;
@@ -214,7 +215,8 @@ static int new_run(sr_trainer *g, t2i_trainer *t) {
         t2i_check_range_f("--beta1", g->beta1, 0, NN_BETA1_MAX) ||
         t2i_check_range_f("--beta2", g->beta2, 0, NN_BETA2_MAX) || t2i_check_range_f("--ema", g->ema, 0, 0.99999) ||
         t2i_check_range_f("--l1-weight", g->l1_weight, 0, 1000) ||
-        t2i_check_range_f("--adv-weight", g->adv_weight, 0, 1000) || t2i_check_range_i("--batch", g->batch, 1, 1024) ||
+        t2i_check_range_f("--adv-weight", g->adv_weight, 0, 1000) ||
+        t2i_check_range_f("--fm-weight", g->fm_weight, 0, 1000) || t2i_check_range_i("--batch", g->batch, 1, 1024) ||
         t2i_check_range_i("--focus", g->focus, 1, 64) || t2i_check_range_i("--warmup", g->warmup, 0, 100000000) ||
         (g->lr_min >= 0 && t2i_check_range_f("--lr-min", g->lr_min, 0, g->lr)))
         return 2;
@@ -227,6 +229,7 @@ static int new_run(sr_trainer *g, t2i_trainer *t) {
     o->focus = g->focus, o->batch = g->batch, o->lr = g->lr, o->lr_min = g->lr_min, o->warmup = g->warmup;
     o->lr_gan = g->lr_gan, o->lr_d = g->lr_d;
     o->beta1 = g->beta1, o->beta2 = g->beta2, o->l1_weight = g->l1_weight, o->adv_weight = g->adv_weight, o->ema = g->ema;
+    o->fm_weight = g->fm_weight;
     g->phase1 = g->steps >= 0 ? g->steps : 4000;
     g->phase2 = g->gan_steps >= 0 ? g->gan_steps : 0;
     if (g->phase1 + g->phase2 <= 0) return t2i_fail("nothing to train: --steps and --gan-steps are both 0"), 2;
@@ -276,9 +279,10 @@ static int sr_tr_setup(void *self, t2i_trainer *t) {
     /* data */
     int P = g->m.cfg.crop;
     const sr_train_opts *o = &g->o;
-    /* the old runs' options table unless a data option differs from its default */
+    /* the old runs' options table unless a data option (or the feature matching) differs
+     * from its default */
     if (!o->packages[0] && !o->holdout_packages[0] && !o->holdout_dirs[0] && o->degrade == SR_DEGRADE_BICUBIC &&
-        !strchr(o->data, ':'))
+        !strchr(o->data, ':') && o->fm_weight == 0.0f)
         t->nopts = g->nopts_base;
     sr_sources src = {o->data, o->packages, o->holdout_packages, o->holdout_dirs};
     const char *label = o->data[0] && t->nopts == g->nopts_base ? o->data : "--data/--package";
@@ -441,13 +445,15 @@ static int sr_tr_step(void *self, t2i_trainer *t) {
     const float *hr = g->hr + (size_t)lo * 3 * P * P, *lrb = g->lrb + (size_t)lo * 3 * lp * lp;
     g->lr_now = g->phase == 1 ? nn_schedule_lr(&g->sched, t->step) : o->lr_gan;
     if (g->phase == 1) g->stats.loss_l1 = sr_l1_step(m, &g->og, &g->arena, lrb, hr, nb, g->lr_now);
-    else sr_gan_step(m, &g->og, &g->od, &g->arena, o->gan_loss, o->l1_weight, o->adv_weight, lrb, hr, nb, &g->stats);
+    else
+        sr_gan_step(m, &g->og, &g->od, &g->arena, o->gan_loss, o->l1_weight, o->adv_weight, o->fm_weight, lrb, hr, nb,
+                    &g->stats);
     if (t->size > 1) {
         sr_step_stats *st = &g->stats;
-        double v[5] = {st->loss_l1, st->loss_g_adv, st->loss_d, st->d_real, st->d_fake};
-        t2i_dist_mean(v, 5);
+        double v[6] = {st->loss_l1, st->loss_g_adv, st->loss_d, st->d_real, st->d_fake, st->loss_fm};
+        t2i_dist_mean(v, 6);
         st->loss_l1 = (float)v[0], st->loss_g_adv = (float)v[1], st->loss_d = (float)v[2];
-        st->d_real = (float)v[3], st->d_fake = (float)v[4];
+        st->d_real = (float)v[3], st->d_fake = (float)v[4], st->loss_fm = (float)v[5];
     }
     float decay = o->ema;
     float warm = (float)(1.0 + g->ema_t) / (float)(10.0 + g->ema_t);
@@ -456,7 +462,8 @@ static int sr_tr_step(void *self, t2i_trainer *t) {
     g->ema_t++;
     if (t2i_trainer_nonfinite(t, "L1", g->stats.loss_l1) ||
         (g->phase == 2 && (t2i_trainer_nonfinite(t, "D", g->stats.loss_d) ||
-                           t2i_trainer_nonfinite(t, "adversarial", g->stats.loss_g_adv))))
+                           t2i_trainer_nonfinite(t, "adversarial", g->stats.loss_g_adv) ||
+                           t2i_trainer_nonfinite(t, "feature matching", g->stats.loss_fm))))
         return T2I_STEP_NONFINITE;
     return T2I_STEP_OK;
 }
@@ -469,9 +476,9 @@ static int sr_tr_metrics(void *self, t2i_trainer *t, char *buf, size_t n) {
         return snprintf(buf, n, "{\"step\":%ld,\"phase\":1,\"loss_l1\":%.6f,\"lr\":%.4g,\"step_ms\":%.1f}", t->step,
                         s->loss_l1, g->lr_now, ms);
     return snprintf(buf, n,
-                    "{\"step\":%ld,\"phase\":2,\"loss_l1\":%.6f,\"loss_g_adv\":%.5f,\"loss_d\":%.5f,\"d_real\":%.4f,"
-                    "\"d_fake\":%.4f,\"step_ms\":%.1f}",
-                    t->step, s->loss_l1, s->loss_g_adv, s->loss_d, s->d_real, s->d_fake, ms);
+                    "{\"step\":%ld,\"phase\":2,\"loss_l1\":%.6f,\"loss_g_adv\":%.5f,\"loss_fm\":%.5f,\"loss_d\":%.5f,"
+                    "\"d_real\":%.4f,\"d_fake\":%.4f,\"step_ms\":%.1f}",
+                    t->step, s->loss_l1, s->loss_g_adv, s->loss_fm, s->loss_d, s->d_real, s->d_fake, ms);
 }
 
 static void sr_tr_progress(void *self, t2i_trainer *t, int last, char *buf, size_t n) {
@@ -481,6 +488,9 @@ static void sr_tr_progress(void *self, t2i_trainer *t, int last, char *buf, size
     if (last) snprintf(buf, n, "val %.2f dB (bicubic %.2f)", g->last_val, g->val.psnr_bicubic);
     else if (g->phase == 1)
         snprintf(buf, n, "L1 %.4f  val %.2f dB (bicubic %.2f)", s->loss_l1, g->last_val, g->val.psnr_bicubic);
+    else if (g->o.fm_weight > 0)
+        snprintf(buf, n, "L1 %.4f adv %.3f FM %.4f D %.3f  val %.2f dB", s->loss_l1, s->loss_g_adv, s->loss_fm,
+                 s->loss_d, g->last_val);
     else snprintf(buf, n, "L1 %.4f adv %.3f D %.3f  val %.2f dB", s->loss_l1, s->loss_g_adv, s->loss_d, g->last_val);
 }
 
@@ -540,7 +550,7 @@ int sr_cmd_train(int argc, char **argv) {
     sr_trainer g = {.degrade = "bicubic", .preset = "b4", .gan_loss = "ragan", .init = "interp", .focus = 4,
                     .scale = 4, .width = 64, .blocks = 8, .batch = 16, .d_width = 64, .steps = -1, .gan_steps = -1,
                     .warmup = 100, .lr = 3e-4f, .lr_min = 1e-6f, .lr_gan = 1e-4f, .lr_d = 1e-4f, .beta1 = 0.9f,
-                    .beta2 = 0.999f, .l1_weight = 1.0f, .adv_weight = 5e-3f, .ema = 0.999f};
+                    .beta2 = 0.999f, .l1_weight = 1.0f, .adv_weight = 5e-3f, .fm_weight = 0.0f, .ema = 0.999f};
     nn_arena_init(&g.arena);
     t2i_trainer t;
     t2i_trainer_init(&t, &sr_ops, &g, "sr");
@@ -568,13 +578,14 @@ int sr_cmd_train(int argc, char **argv) {
                      NN_F_FLOAT_IN("ema", o->ema, 0, 0.99999),
                      NN_F_STR("gan_loss", g.loss_name),
                      NN_F_SEED("seed", t.seed),
-                     /* written only when a data option is not its default (t.nopts cut to
-                      * nopts_base), so a one-folder bicubic run keeps the old files */
+                     /* written only when a data option or fm_weight is not its default (t.nopts
+                      * cut to nopts_base), so a one-folder bicubic run keeps the old files */
                      NN_F_STR_DEF("packages", o->packages),
                      NN_F_STR_DEF("holdout_packages", o->holdout_packages),
                      NN_F_STR_DEF("holdout_dirs", o->holdout_dirs),
-                     NN_F_ENUM_DEF("degrade", o->degrade, degrade_names, 0)};
-    g.nopts_base = NN_NFIELDS(of) - 4;
+                     NN_F_ENUM_DEF("degrade", o->degrade, degrade_names, 0),
+                     NN_F_FLOAT_DEF_IN("fm_weight", o->fm_weight, 0, 0, 1000)};
+    g.nopts_base = NN_NFIELDS(of) - 5;
     t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
         {"--data", T2I_STRS, &g.data,
@@ -610,6 +621,8 @@ int sr_cmd_train(int argc, char **argv) {
         {"--gan-loss", T2I_STR, &g.gan_loss, "ragan (relativistic average, ESRGAN) or ns (non-saturating)"},
         {"--l1-weight", T2I_FLOAT, &g.l1_weight, "phase 2 weight of the L1 loss"},
         {"--adv-weight", T2I_FLOAT, &g.adv_weight, "phase 2 weight of the adversarial loss"},
+        {"--fm-weight", T2I_FLOAT, &g.fm_weight,
+         "phase 2 weight of feature matching: mean |D's activations on the output - on the photo| (0 = off)"},
         {"--d-width", T2I_INT, &g.d_width, "patch discriminator base width"},
         {"--d-sn", T2I_BOOL, &g.d_sn, "spectral normalisation in D"},
         {"--ema", T2I_FLOAT, &g.ema, "EMA decay of G's weights (eval/upscale use the EMA; 0 = copy)"},
