@@ -5,7 +5,8 @@
 # (config.json, metrics.jsonl with both phases and validation lines, checkpoint,
 # l1.safetensors, samples); GAN-only fine-tuning of that L1 model (--init-from, --steps 0)
 # starts from it unchanged; feature matching (--fm-weight) is logged, survives a resume and
-# changes G's training; a run stopped with --stop-after in phase 1 and again in phase 2
+# changes G's training; D's warm-up (--d-warmup) leaves G's EMA as it was; a run stopped
+# with --stop-after in phase 1 and again in phase 2
 # and resumed twice ends with a checkpoint byte-identical to the uninterrupted run's;
 # upscale writes an image scale times larger (tiled and untiled identical here); eval
 # prints PSNR/SSIM lines and one JSON line (a flat photo, which bicubic reproduces exactly, left
@@ -79,14 +80,23 @@ SMALL=(--data "$TMP/photos" --scale 2 --preset custom --width 8 --blocks 1 --cro
 [ $rc -eq 0 ] || fail "--init-from: exit $rc: $(cat "$TMP/err")"
 cmp -s "$TMP/runA/l1.safetensors" "$TMP/runG/l1.safetensors" || fail "--init-from: the starting model was not kept as is"
 grep -q '"phase":2' "$TMP/runG/metrics.jsonl" || fail "--init-from: no phase-2 step"
-# feature matching (--fm-weight): in the metrics, kept by a resumed run (stopped in phase 2,
-# it ends as the uninterrupted one), changing G's training; phase 1 untouched; range checked
-"$T2I" sr train "${TRAIN[@]}" --fm-weight 0.5 --out "$TMP/runFM" >/dev/null 2>"$TMP/err" ||
+# feature matching (--fm-weight) after a step of D alone (--d-warmup 1): in the metrics, kept
+# by a resumed run (stopped in phase 2, it ends as the uninterrupted one), changing G's
+# training; phase 1 untouched; ranges checked. D's warm-up over all of phase 2: G's EMA is
+# still the L1 model bit for bit, and the adversarial terms are 0
+"$T2I" sr train "${TRAIN[@]}" --d-warmup 2 --out "$TMP/runDW" >/dev/null 2>"$TMP/err" ||
+    fail "--d-warmup: $(cat "$TMP/err")"
+/usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/runDW/l1.safetensors" "$TMP/runDW/checkpoint.safetensors" \
+    1e-30 --only ema. >/dev/null || fail "--d-warmup: G's EMA moved while D warmed up"
+zero='"phase":2,"loss_l1":[0-9.]*,"loss_g_adv":0.00000,"loss_fm":0.00000'
+[ "$(grep -c "$zero" "$TMP/runDW/metrics.jsonl")" -eq 2 ] ||
+    fail "--d-warmup: expected 2 phase-2 lines without G's losses"
+"$T2I" sr train "${TRAIN[@]}" --d-warmup 1 --fm-weight 0.5 --out "$TMP/runFM" >/dev/null 2>"$TMP/err" ||
     fail "--fm-weight: $(cat "$TMP/err")"
 grep -q '"phase":2,.*"loss_fm":0\.0*[1-9]' "$TMP/runFM/metrics.jsonl" ||
     fail "--fm-weight: no feature matching in the metrics"
 grep -q '"loss_fm":0\.00000' "$TMP/runA/metrics.jsonl" || fail "metrics: loss_fm is not 0 without --fm-weight"
-"$T2I" sr train "${TRAIN[@]}" --fm-weight 0.5 --out "$TMP/runFM2" --stop-after 4 >/dev/null 2>&1 ||
+"$T2I" sr train "${TRAIN[@]}" --d-warmup 1 --fm-weight 0.5 --out "$TMP/runFM2" --stop-after 4 >/dev/null 2>&1 ||
     fail "--fm-weight: stop-after failed"
 "$T2I" sr train --out "$TMP/runFM2" --resume >/dev/null 2>"$TMP/err" || fail "--fm-weight: resume: $(cat "$TMP/err")"
 cmp -s "$TMP/runFM/checkpoint.safetensors" "$TMP/runFM2/checkpoint.safetensors" \
@@ -94,8 +104,10 @@ cmp -s "$TMP/runFM/checkpoint.safetensors" "$TMP/runFM2/checkpoint.safetensors" 
 cmp -s "$TMP/runA/l1.safetensors" "$TMP/runFM/l1.safetensors" || fail "--fm-weight: phase 1 changed"
 /usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/runA/checkpoint.safetensors" \
     "$TMP/runFM/checkpoint.safetensors" 1e-7 --only g. >/dev/null && fail "--fm-weight: G trained exactly as without it"
-"$T2I" sr train "${SMALL[@]}" --fm-weight -1 --out "$TMP/runFMbad" >/dev/null 2>"$TMP/err"; rc=$?
-[ $rc -eq 2 ] && grep -q -- "--fm-weight" "$TMP/err" || fail "--fm-weight -1: exit $rc: $(cat "$TMP/err")"
+for bad in "--fm-weight -1" "--d-warmup -1"; do
+    "$T2I" sr train "${SMALL[@]}" $bad --out "$TMP/runFMbad" >/dev/null 2>"$TMP/err"; rc=$?
+    [ $rc -eq 2 ] && grep -q -- "${bad% *}" "$TMP/err" || fail "$bad: exit $rc: $(cat "$TMP/err")"
+done
 # --init CKPT: one step at lr 1e-7 from run A's G and D (its architecture, no size flags):
 # within 1e-6 of them (a fresh model is far off); refusals: with --resume, with --init-from,
 # a size flag that differs

@@ -41,7 +41,8 @@
  * 100 warm-up steps, cosine decay to 1e-6); phase 2 (--gan-steps)
  * starts G from the phase-1 EMA weights with fresh Adam moments and minimises
  *   l1_weight * L1 + adv_weight * L_adv(G) + fm_weight * FM
- * (FM: feature matching of D's activations, sr_step.c; --fm-weight, 0 by default)
+ * (FM: feature matching of D's activations, sr_step.c; --fm-weight, 0 by default); with
+ * --d-warmup N the first N steps of phase 2 train D alone against the starting G
  * against the patch D, with the relativistic average loss of ESRGAN ("ragan") or the
  * non-saturating one ("ns"). An EMA of G's weights (decay warmed up as
  * min(decay, (1 + t) / (10 + t)) at update t) is what eval and upscale use. See
@@ -216,10 +217,11 @@ float sr_feature_match(const nn_seq *d, const nn_tape *tr, const nn_tape *tf, nn
 /* One phase-1 step: L1(G(lr), hr) on B items, Adam step with learning rate lr_now.
  * Returns the loss. */
 float sr_l1_step(sr_model *m, nn_optim *og, nn_arena *a, const float *lr, const float *hr, int B, float lr_now);
-/* One phase-2 step: G update (L1 + adversarial + feature matching, D frozen), then D
- * update on the same (detached) output. */
+/* One phase-2 step: G update (L1 + adversarial + feature matching, D frozen) unless
+ * !update_g (D's warm-up), then D update on the same (detached) output. */
 void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_loss loss, float l1_weight,
-                 float adv_weight, float fm_weight, const float *lr, const float *hr, int B, sr_step_stats *st);
+                 float adv_weight, float fm_weight, int update_g, const float *lr, const float *hr, int B,
+                 sr_step_stats *st);
 
 /* ---- commands ---- */
 int sr_cmd_train(int argc, char **argv);   /* sr_train.c */

@@ -8,7 +8,8 @@
  *               + fm_weight * FM(fake, hr); Adam on G.
  *        D update: D on [hr; fake] as one batch of 2B (D has no normalisation, so this
  *        equals two calls), loss = L_D, Adam on D. fake is the output computed before
- *        G's update (detached), as ESRGAN/BasicSR do.
+ *        G's update (detached), as ESRGAN/BasicSR do. In D's warm-up (update_g 0) G is
+ *        only run, and D alone learns to tell its outputs from the photos.
  *   Relativistic average loss derivative (a_i = r_i - mean f, b_j = f_j - mean r, n
  *   patches each, t_r/t_f the targets 1/0 for D and 0/1 for G):
  *     ga_i = (sigmoid(a_i) - t_r) / 2n,  gb_j = (sigmoid(b_j) - t_f) / 2n
@@ -114,15 +115,21 @@ static float mean_sigmoid(const float *l, int n) {
 }
 
 void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_loss loss, float l1_weight,
-                 float adv_weight, float fm_weight, const float *lr, const float *hr, int B, sr_step_stats *st) {
+                 float adv_weight, float fm_weight, int update_g, const float *lr, const float *hr, int B,
+                 sr_step_stats *st) {
     nn_arena_reset(a);
     size_t item = nn_seq_out_size(&m->g), n = (size_t)B * item;
     int P = B * (int)nn_seq_out_size(&m->d); /* patch logits per batch */
-    /* ---- G update ---- */
-    nn_params_zero_grad(&m->gp);
+    /* ---- G update (none in D's warm-up: G's output only, its L1 for the log) ---- */
     nn_tape tg, tr, tf;
     memset(&tg, 0, sizeof tg), memset(&tr, 0, sizeof tr), memset(&tf, 0, sizeof tf);
-    float *fake = nn_seq_forward(&m->g, &tg, a, lr, B, 1);
+    float *fake = nn_seq_forward(&m->g, &tg, a, lr, B, update_g);
+    if (!update_g) {
+        st->loss_l1 = nn_l1(nn_arena_floats(a, n), fake, hr, n, l1_weight);
+        st->loss_g_adv = st->loss_fm = 0.0f;
+        goto update_d;
+    }
+    nn_params_zero_grad(&m->gp);
     m->d.frozen = 1;
     float *lreal = nn_seq_forward(&m->d, &tr, a, hr, B, 0);
     float *lfake = nn_seq_forward(&m->d, &tf, a, fake, B, 0);
@@ -138,7 +145,7 @@ void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_lo
     st->loss_l1 = nn_l1(dfake, fake, hr, n, l1_weight);
     nn_seq_backward(&m->g, &tg, a, dfake, 0);
     nn_optim_step(og, &m->gp, og->lr);
-    /* ---- D update on [hr; fake] ---- */
+update_d: /* ---- D update on [hr; fake] ---- */
     nn_params_zero_grad(&m->dp);
     float *both = nn_arena_floats(a, 2 * n);
     memcpy(both, hr, n * sizeof(float));
