@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # fidelity_rerank.sh - how often a CLIP's choice among candidates generated once is right.
 #
-#   bash bench/fidelity_rerank.sh POOL[,POOL2...] CLIP OUT [--threads 2]
+#   bash bench/fidelity_rerank.sh POOL[,POOL2...] CLIP[,CLIP2...] OUT [--threads 2]
 #
+# Several CLIPs (comma-separated) rank as an ensemble, as `t2i generate --clip A,B` does.
 # POOL is a `t2i generate --prompts CAPTIONS --candidates N --top N` folder: every
 # candidate kept, one folder per caption (rank_000.png ... in the generating CLIP's order).
 # Made once, e.g. for the 80 captions of bench/fidelity.sh with its seed and 512 candidates:
@@ -30,7 +31,8 @@ while [ $# -gt 0 ]; do
     *) echo "fidelity_rerank.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
-[ -f "$clip" ] || { echo "fidelity_rerank.sh: $clip: no such file" >&2; exit 1; }
+IFS=, read -ra clips <<< "$clip"
+for c in "${clips[@]}"; do [ -f "$c" ] || { echo "fidelity_rerank.sh: $c: no such file" >&2; exit 1; }; done
 T2I=${T2I:-build/t2i}
 mkdir -p "$out"
 IFS=, read -ra pools <<< "$pool"

@@ -276,6 +276,10 @@ typedef struct {
     double class_acc, colour_acc;  /* the top-1 caption's class / colour is right */
 } clip_fc32_eval;
 int clip_eval_fc32(clip_model *m, const t2i_dataset *ds, int n, int ensemble, clip_fc32_eval *ev);
+/* The same for an ensemble of nm CLIPs (of one image resolution): each item's similarity
+ * to a pair is the sum (so the ranking of the mean) of the models' cosine similarities. */
+int clip_eval_fc32_models(clip_model *const *ms, int nm, const t2i_dataset *ds, int n, int ensemble,
+                          clip_fc32_eval *ev);
 
 /* ---- commands (clip_cmd.c, clip_train.c) ---- */
 int clip_cmd(int argc, char **argv);        /* t2i clip train|tokenize|embed|classify|zeroshot|rerank */

@@ -423,29 +423,23 @@ static int fc32_text_embeddings(clip_model *m, int ensemble, float *te) {
 }
 
 int clip_eval_fc32(clip_model *m, const t2i_dataset *ds, int n, int ensemble, clip_fc32_eval *ev) {
-    memset(ev, 0, sizeof *ev);
+    return clip_eval_fc32_models(&m, 1, ds, n, ensemble, ev);
+}
+
+/* sim (n, K) += the cosine similarities of the first n items of ds to the 80 pairs in m. */
+static int fc32_add_sims(clip_model *m, const t2i_dataset *ds, int n, int ensemble, float *sim) {
     int R = m->cfg.image_resolution, D = m->cfg.embed_dim, K = FC32_N_CANONICAL;
     if (ds->C != 3 || ds->H != R || ds->W != R)
         return t2i_error_set("%s: images are %dx%dx%d, the model wants 3x%dx%d", ds->source, ds->C, ds->H, ds->W, R, R);
-    if (n <= 0 || n > ds->n) n = ds->n;
     float *te = t2i_malloc((size_t)K * D * sizeof(float));
     if (fc32_text_embeddings(m, ensemble, te) != 0) {
         free(te);
         return -1;
     }
-    int *label = t2i_malloc((size_t)n * sizeof(int));
-    for (int i = 0; i < n; i++) {
-        int colour, cls;
-        if (fc32_item(ds, i, &colour, &cls) != 0) {
-            free(te), free(label);
-            return t2i_error_set("%s: item %d has no FC32 caption", ds->source, i);
-        }
-        label[i] = colour * FC32_N_CLASSES + cls;
-    }
     const int chunk = 256;
     size_t item = (size_t)3 * R * R;
     float *x = t2i_malloc_aligned((size_t)chunk * item * sizeof(float));
-    float *ie = t2i_malloc((size_t)n * D * sizeof(float));
+    float *ie = t2i_malloc((size_t)n * D * sizeof(float)), *one = t2i_malloc((size_t)n * K * sizeof(float));
     for (int i0 = 0; i0 < n; i0 += chunk) {
         int b = T2I_MIN(chunk, n - i0);
         for (int i = 0; i < b; i++) {
@@ -454,8 +448,33 @@ int clip_eval_fc32(clip_model *m, const t2i_dataset *ds, int n, int ensemble, cl
         }
         clip_embed_pixels(m, x, b, ie + (size_t)i0 * D);
     }
-    float *sim = t2i_malloc((size_t)n * K * sizeof(float));
-    clip_cosine(ie, n, te, K, D, sim);
+    clip_cosine(ie, n, te, K, D, one);
+    for (size_t i = 0; i < (size_t)n * K; i++) sim[i] += one[i];
+    free(te), t2i_free(x), free(ie), free(one);
+    return 0;
+}
+
+int clip_eval_fc32_models(clip_model *const *ms, int nm, const t2i_dataset *ds, int n, int ensemble,
+                          clip_fc32_eval *ev) {
+    memset(ev, 0, sizeof *ev);
+    const int K = FC32_N_CANONICAL;
+    if (n <= 0 || n > ds->n) n = ds->n;
+    int *label = t2i_malloc((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) {
+        int colour, cls;
+        if (fc32_item(ds, i, &colour, &cls) != 0) {
+            free(label);
+            return t2i_error_set("%s: item %d has no FC32 caption", ds->source, i);
+        }
+        label[i] = colour * FC32_N_CLASSES + cls;
+    }
+    /* an ensemble's similarity: the sum over its models (the same ranking as their mean) */
+    float *sim = t2i_calloc((size_t)n * K, sizeof(float));
+    for (int k = 0; k < nm; k++)
+        if (fc32_add_sims(ms[k], ds, n, ensemble, sim) != 0) {
+            free(label), free(sim);
+            return -1;
+        }
     int *t1 = t2i_malloc((size_t)n * sizeof(int)), *t5 = t2i_malloc((size_t)n * sizeof(int));
     int *pred = t2i_malloc((size_t)n * sizeof(int));
     rank_hits(sim, n, K, label, t1, t5, pred);
@@ -471,7 +490,7 @@ int clip_eval_fc32(clip_model *m, const t2i_dataset *ds, int n, int ensemble, cl
     ev->top1 = (double)a1 / n, ev->top5 = (double)a5 / n;
     ev->class_acc = (double)ca / n, ev->colour_acc = (double)co / n;
     ev->held_top1 = ev->n_held ? (double)h1 / ev->n_held : 0, ev->held_top5 = ev->n_held ? (double)h5 / ev->n_held : 0;
-    free(te), free(label), t2i_free(x), free(ie), free(sim), free(t1), free(t5), free(pred);
+    free(label), free(sim), free(t1), free(t5), free(pred);
     return 0;
 }
 
@@ -529,7 +548,7 @@ static int cmd_zeroshot(int argc, char **argv) {
     const char *ckpt = NULL, *vocab = NULL, *data = "fashion-captions:test", *prompts = "a photo of a {}";
     int threads = 0, n = 0, json = 0, ensemble = 0;
     t2i_flag flags[] = {
-        {"--ckpt", T2I_STR, &ckpt, "CLIP weights"},
+        {"--ckpt", T2I_STR, &ckpt, "CLIP weights; several separated by commas: an ensemble (fashion-captions)"},
         {"--vocab", T2I_STR, &vocab, "BPE vocabulary (t2i checkpoints carry theirs)"},
         {"--ensemble", T2I_BOOL, &ensemble, "fashion-captions: each pair's embedding averaged over FC32's 8 caption templates"},
         {"--data", T2I_STR, &data, "fashion-captions[:test], fashion-mnist[:test], or a folder (class folders or captions)"},
@@ -554,20 +573,40 @@ static int cmd_zeroshot(int argc, char **argv) {
     if (check_texts("--prompts", &prompts, 1, 0) != 0) return t2i_fail_err();
     if (!strstr(prompts, "{}")) return t2i_fail("--prompts: '%s' has no {} for the class name", prompts), 2;
     t2i_set_threads(threads);
-    clip_model *m = open_model(ckpt, vocab);
-    if (!m) return 1;
+    /* --ckpt A,B,...: an ensemble (FC32 only) */
+    clip_model *ms[8];
+    int nm = 0;
+    char *list = t2i_strdup(ckpt), *save = NULL;
+    for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        if (nm == 8) {
+            free(list);
+            for (int k = 0; k < nm; k++) clip_free(ms[k]);
+            return t2i_fail("--ckpt: at most 8 CLIPs in an ensemble"), 2;
+        }
+        if (!(ms[nm] = open_model(w, vocab))) {
+            free(list);
+            for (int k = 0; k < nm; k++) clip_free(ms[k]);
+            return 1;
+        }
+        nm++;
+    }
+    free(list);
+    if (nm == 0) return t2i_fail("--ckpt: no file in '%s'", ckpt), 2;
+    clip_model *m = ms[0];
     int R = m->cfg.image_resolution, rc = 0;
     char spec[1100];
     int fc32 = strncmp(data, "fashion-captions", 16) == 0, fm = strncmp(data, "fashion-mnist", 13) == 0;
     snprintf(spec, sizeof spec, "%s%s", data, (fc32 || fm) && !strchr(data, ':') ? ":test" : "");
     t2i_dataset ds;
     if (t2i_dataset_open(&ds, spec, 3, R, R) != 0) {
-        clip_free(m);
+        for (int k = 0; k < nm; k++) clip_free(ms[k]);
         return t2i_fail_err();
     }
-    if (fc32) {
+    if (!fc32 && nm > 1) {
+        rc = t2i_fail("clip zeroshot: an ensemble (--ckpt A,B) is for fashion-captions only");
+    } else if (fc32) {
         clip_fc32_eval ev;
-        if (clip_eval_fc32(m, &ds, n, ensemble, &ev) != 0) rc = t2i_fail_err();
+        if (clip_eval_fc32_models(ms, nm, &ds, n, ensemble, &ev) != 0) rc = t2i_fail_err();
         else {
             printf("zero-shot %s: %d images, 80 colour x class %s: top-1 %.2f%%, top-5 %.2f%%\n", spec, ev.n,
                    ensemble ? "pairs (8 templates ensembled)" : "captions", 100 * ev.top1, 100 * ev.top5);
@@ -615,7 +654,7 @@ static int cmd_zeroshot(int argc, char **argv) {
         }
     }
     t2i_dataset_free(&ds);
-    clip_free(m);
+    for (int k = 0; k < nm; k++) clip_free(ms[k]);
     return rc;
 }
 
@@ -635,7 +674,7 @@ static int cmd_rerank(int argc, char **argv) {
     const char *ckpt = NULL, *vocab = NULL, *prompt = NULL, *grid = NULL;
     int top = 32, json = 0, threads = 0, cell = 0;
     t2i_flag flags[] = {
-        {"--ckpt", T2I_STR, &ckpt, "CLIP weights"},
+        {"--ckpt", T2I_STR, &ckpt, "CLIP weights; several separated by commas: an ensemble (mean cosine)"},
         {"--vocab", T2I_STR, &vocab, "BPE vocabulary (t2i checkpoints carry theirs)"},
         {"--prompt", T2I_STR, &prompt, "the caption to rank against"},
         {"--top", T2I_INT, &top, "how many to print / put in the grid"},
@@ -648,7 +687,8 @@ static int cmd_rerank(int argc, char **argv) {
                    "--ckpt W --prompt TEXT IMAGES... [--top K] [--json] [--grid F]", flags,
                    (int)(sizeof flags / sizeof flags[0]),
                    "Score = 100 x cosine similarity of the normalised embeddings (DALL-E's CLIP\n"
-                   "ranking). Arguments may be image files or folders of images."};
+                   "ranking); with --ckpt A,B the mean over the CLIPs, as t2i generate ranks with\n"
+                   "an ensemble. Arguments may be image files or folders of images."};
     int prc = t2i_parse(&cmd, argc, argv);
     if (prc != T2I_PARSE_OK) return prc == T2I_PARSE_HELP ? 0 : 2;
     if (!prompt) return t2i_fail("clip rerank: --prompt is required"), 2;
@@ -666,22 +706,32 @@ static int cmd_rerank(int argc, char **argv) {
         return t2i_fail("clip rerank: no image files (png, jpg, jpeg, bmp, gif, tga, ppm, webp) in %s%s", cmd.pos[0],
                         cmd.npos > 1 ? " and the other arguments" : "");
     }
-    clip_model *m = open_model(ckpt, vocab);
-    if (!m) {
-        free_strs(files, n);
-        return 1;
+    /* --ckpt A,B,...: an ensemble, each image's cosine the mean of the CLIPs' */
+    float *cos = t2i_calloc((size_t)n, sizeof(float)), *one = t2i_malloc((size_t)n * sizeof(float));
+    int rc = 0, nm = 0;
+    char *list = t2i_strdup(ckpt), *save = NULL;
+    for (char *w = strtok_r(list, ",", &save); w && !rc; w = strtok_r(NULL, ",", &save), nm++) {
+        clip_model *m = open_model(w, vocab);
+        if (!m) {
+            rc = 1;
+            break;
+        }
+        int D = m->cfg.embed_dim;
+        float *t = t2i_malloc((size_t)D * sizeof(float)), *f = t2i_malloc((size_t)n * D * sizeof(float));
+        if (clip_embed_texts(m, &prompt, 1, t) != 0 || clip_embed_files(m, (const char *const *)files, n, f) != 0)
+            rc = t2i_fail_err();
+        else clip_cosine(f, n, t, 1, D, nm ? one : cos);
+        for (int i = 0; !rc && nm && i < n; i++) cos[i] += one[i];
+        free(t), free(f);
+        clip_free(m);
     }
-    int D = m->cfg.embed_dim, rc = 0;
-    float *t = t2i_malloc((size_t)D * sizeof(float)), *f = t2i_malloc((size_t)n * D * sizeof(float));
-    if (clip_embed_texts(m, &prompt, 1, t) != 0 || clip_embed_files(m, (const char *const *)files, n, f) != 0)
-        rc = t2i_fail_err();
+    free(list), free(one);
+    if (!rc && nm == 0) rc = t2i_fail("--ckpt: no file in '%s'", ckpt);
+    for (int i = 0; !rc && nm > 1 && i < n; i++) cos[i] /= (float)nm;
     score_idx *si = t2i_malloc((size_t)n * sizeof *si);
     int k = T2I_MIN(top, n);
     if (!rc) {
-        float *cos = t2i_malloc((size_t)n * sizeof(float));
-        clip_cosine(f, n, t, 1, D, cos);
         for (int i = 0; i < n; i++) si[i] = (score_idx){cos[i], i};
-        free(cos);
         qsort(si, (size_t)n, sizeof *si, cmp_score);
         if (json) {
             printf("[");
@@ -718,9 +768,8 @@ static int cmd_rerank(int argc, char **argv) {
         if (!rc && !json) printf("grid of the top %d -> %s\n", k, grid);
         free(cells);
     }
-    free(si), free(t), free(f);
+    free(si), free(cos);
     free_strs(files, n);
-    clip_free(m);
     return rc;
 }
 

@@ -21,7 +21,8 @@
  *
  * Default checkpoints (when --clip, --dalle, --gan or --vq are not given): samples/models/
  * {clip,dalle,gan,vq}.safetensors of the source tree (T2I_SOURCE_DIR), or of the folder
- * $T2I_MODELS when set. --vq defaults to the
+ * $T2I_MODELS when set; clip2.safetensors there joins clip in the ranking (an ensemble,
+ * as --clip A,B). --vq defaults to the
  * VQ checkpoint recorded in the DALL-E file when that exists, else to the shipped one.
  *
  * Failures: bad flags exit 2; an unreadable or too small image, a mask of another size,
@@ -241,8 +242,9 @@ int generate_cmd(int argc, char **argv) {
         {"--candidates", T2I_INT, &candidates, "candidates generated per caption (per source)"},
         {"--top", T2I_INT, &top, "results kept per caption, best first"},
         {"--out", T2I_STR, &out, "output folder (required)"},
-        {"--clip", T2I_STR, &clip_path, "CLIP checkpoint for reranking (t2i, OpenAI or Hugging Face; default "
-                                        "samples/models/clip.safetensors)"},
+        {"--clip", T2I_STR, &clip_path, "CLIP checkpoint for reranking (t2i, OpenAI or Hugging Face), or several "
+                                        "separated by commas: an ensemble ranking by the mean similarity (default "
+                                        "samples/models/clip.safetensors with clip2.safetensors)"},
         {"--clip-vocab", T2I_STR, &clip_vocab, "BPE vocabulary for a CLIP file without one (e.g. OpenAI's)"},
         {"--dalle", T2I_STR, &dalle_path, "DALL-E checkpoint (default samples/models/dalle.safetensors)"},
         {"--generator", T2I_STR, &generator,

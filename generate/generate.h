@@ -85,12 +85,17 @@ typedef struct {
      * return cancels: gen_rank_caption returns -1 with the error "cancelled" */
     int (*progress)(void *arg, long done, long total);
     void *progress_arg;
+    /* further CLIPs (NULL / 0: none): a candidate's score is then the mean of its cosine
+     * similarity to the caption in each CLIP (the first one's and these), an ensemble;
+     * sources conditioned on a CLIP embedding get the first one's */
+    clip_model *const *more_clips;
+    int n_more_clips;
 } gen_opts;
 
 typedef struct {
     int source;           /* index into the sources */
     long candidate;       /* candidate index (of the seed) */
-    float score;          /* CLIP cosine similarity */
+    float score;          /* CLIP cosine similarity (the mean over an ensemble's CLIPs) */
     const char *source_name; /* the source's name ("dalle", "gan") */
 } gen_result;
 

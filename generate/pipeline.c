@@ -74,6 +74,26 @@ static char *vq_for(const gen_pipeline_cfg *c, const char *dp) {
     return default_model(c, NULL, "vq", "--vq", "train one with `t2i vq train` and pass --vq RUN/checkpoint.safetensors");
 }
 
+/* The CLIPs of list (files separated by commas): the first as p->clip, the others as
+ * p->clip_more. */
+static int load_clips(gen_pipeline *p, const char *list, const char *vocab) {
+    char *buf = t2i_strdup(list), *save = NULL;
+    int rc = 0, k = 0;
+    for (char *f = strtok_r(buf, ",", &save); f && rc == 0; f = strtok_r(NULL, ",", &save), k++) {
+        if (k == GEN_MAX_CLIPS) {
+            rc = t2i_error_set("--clip: at most %d CLIPs in an ensemble ('%s')", GEN_MAX_CLIPS, list);
+            break;
+        }
+        clip_model *m = clip_load(f, vocab);
+        if (!m) rc = -1;
+        else if (k == 0) p->clip = m;
+        else p->clip_more[p->n_clip_more++] = m;
+    }
+    if (rc == 0 && k == 0) rc = t2i_error_set("--clip: no file in '%s'", list);
+    free(buf);
+    return rc;
+}
+
 static int load_models(gen_pipeline *p, const gen_pipeline_cfg *c) {
     int use_dalle, use_gan;
     const char *g = c->generator ? c->generator : "auto";
@@ -120,8 +140,12 @@ static int load_models(gen_pipeline *p, const gen_pipeline_cfg *c) {
     p->clip_file = default_model(c, c->clip_path, "clip", "--clip",
                                  "train one with `t2i clip train` or pass --clip FILE (OpenAI's ViT-B/32 works too)");
     if (!p->clip_file) return -1;
-    p->clip = clip_load(p->clip_file, c->clip_vocab);
-    return p->clip ? 0 : -1;
+    if (!c->clip_path && default_exists(c, "clip2")) { /* the shipped ensemble */
+        char *both = t2i_asprintf("%s,%s/clip2.safetensors", p->clip_file, dir_of(c));
+        free(p->clip_file);
+        p->clip_file = both;
+    }
+    return load_clips(p, p->clip_file, c->clip_vocab);
 }
 
 gen_pipeline *gen_pipeline_load(const gen_pipeline_cfg *c) {
@@ -141,6 +165,7 @@ void gen_pipeline_free(gen_pipeline *p) {
     if (!p) return;
     for (int k = 0; k < p->nsrc; k++) gen_source_free(p->src[k]);
     if (p->clip) clip_free(p->clip);
+    for (int k = 0; k < p->n_clip_more; k++) clip_free(p->clip_more[k]);
     if (p->have_sr) sr_model_free(&p->sr);
     free(p->clip_file), free(p->dalle_file), free(p->vq_file), free(p->gan_file), free(p->upscale_file);
     free(p);
@@ -237,7 +262,8 @@ int gen_pipeline_run(gen_pipeline *p, const char *caption, const gen_call *k, ge
     } else if (k->candidates < 1 || k->top < 1 || (long)k->top > (long)k->candidates * nsrc) {
         t2i_error_set("top %d must be 1 .. the %ld candidates", k->top, (long)k->candidates * nsrc);
     } else {
-        gen_opts o = {k->candidates, k->top, k->seed, k->quiet, k->progress, k->progress_arg};
+        gen_opts o = {k->candidates, k->top,         k->seed,         k->quiet,
+                      k->progress,   k->progress_arg, p->clip_more,    p->n_clip_more};
         rc = gen_rank_caption(p->clip, src, nsrc, caption, &o, r);
         if (rc == 0 && k->upscale && p->have_sr && t2i_dist_rank() == 0) upscale_ranked(&p->sr, r); /* MPI: rank 0 writes */
     }

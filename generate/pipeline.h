@@ -18,7 +18,10 @@
  * source tree, or of $T2I_MODELS, or of cfg.models_dir when set. Generator "auto" loads
  * the --dalle/--gan models given, and with none of them the shipped transformer (else
  * the shipped GAN); "dalle", "gan", "both" load those. The VQ decoder is cfg.vq_path, else
- * the one recorded in the DALL-E file, else the shipped one.
+ * the one recorded in the DALL-E file, else the shipped one. The reranking CLIP is
+ * cfg.clip_path, which may list several files separated by commas (an ensemble: each
+ * candidate's score is the mean of its cosine similarity in each, gen_opts); the default
+ * is clip.safetensors, with clip2.safetensors beside it when that file exists.
  *
  * Not thread-safe: one caller at a time (the models keep scratch state).
  * Failures: load returns NULL and run returns -1 with the error set (t2i_error_msg): a
@@ -30,6 +33,9 @@
 
 #include "generate.h"
 #include "sr.h"
+
+/* CLIPs of a reranking ensemble, at most */
+#define GEN_MAX_CLIPS 4
 
 typedef struct {
     const char *models_dir;   /* NULL = $T2I_MODELS, else samples/models of the source tree */
@@ -46,11 +52,14 @@ typedef struct {
     gen_source *src[2];       /* the loaded sources, dalle first */
     int nsrc;
     int dalle_index, gan_index; /* into src, -1 when not loaded */
-    clip_model *clip;
+    clip_model *clip;         /* the reranking CLIP (the first of an ensemble) */
+    clip_model *clip_more[GEN_MAX_CLIPS - 1]; /* the ensemble's others: n_clip_more of them */
+    int n_clip_more;
     sr_model sr;
     int have_sr;
     dalle_sample_opts sample; /* the defaults */
-    char *clip_file, *dalle_file, *vq_file, *gan_file, *upscale_file; /* the files loaded (NULL: none) */
+    char *clip_file, *dalle_file, *vq_file, *gan_file, *upscale_file; /* the files loaded (NULL: none; clip_file:
+                                                                        * the ensemble's, comma-separated) */
 } gen_pipeline;
 
 gen_pipeline *gen_pipeline_load(const gen_pipeline_cfg *c);

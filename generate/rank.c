@@ -90,11 +90,17 @@ int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const c
     int D = clip_embed_dim(clip);
     for (int s = 0; s < nsrc; s++)
         if (src[s]->clip_dim > 0 && clip_check_embed_dim(clip, src[s]->clip_dim, src[s]->name) != 0) return -1;
-    float *temb = t2i_malloc((size_t)D * sizeof(float));
-    if (clip_embed_texts(clip, &caption, 1, temb) != 0) {
-        free(temb);
-        return -1;
-    }
+    /* the caption in every CLIP of the ensemble: the first's (temb), then the others' */
+    const int nm = 1 + o->n_more_clips;
+    clip_model *const *more = o->more_clips;
+    int Dmax = D;
+    for (int k = 1; k < nm; k++) Dmax = T2I_MAX(Dmax, clip_embed_dim(more[k - 1]));
+    float *temb = t2i_malloc((size_t)nm * Dmax * sizeof(float));
+    for (int k = 0; k < nm; k++)
+        if (clip_embed_texts(k ? more[k - 1] : clip, &caption, 1, temb + (size_t)k * Dmax) != 0) {
+            free(temb);
+            return -1;
+        }
     int cap = o->top;
     r->res = t2i_calloc((size_t)cap, sizeof *r->res);
     r->images = t2i_calloc((size_t)cap, sizeof *r->images);
@@ -110,7 +116,8 @@ int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const c
         int bs = g->batch > 0 ? g->batch : 32;
         size_t isz = (size_t)g->C * g->H * g->W;
         float *imgs = t2i_malloc((size_t)bs * isz * sizeof(float));
-        float *feats = t2i_malloc((size_t)bs * D * sizeof(float)), *scores = t2i_malloc((size_t)bs * sizeof(float));
+        float *feats = t2i_malloc((size_t)bs * Dmax * sizeof(float)), *scores = t2i_malloc((size_t)bs * sizeof(float));
+        float *more_sc = t2i_malloc((size_t)bs * sizeof(float));
         for (long first = 0; first < o->candidates && !rc; first += bs) {
             int n = o->candidates - first < bs ? (int)(o->candidates - first) : bs;
             if (batch_no++ % nranks != me) continue;
@@ -120,11 +127,18 @@ int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const c
                 break;
             }
             double t1 = t2i_now();
-            if (clip_embed_images(clip, imgs, n, g->C, g->H, g->W, feats) != 0) {
-                rc = -1;
-                break;
+            for (int k = 0; k < nm && !rc; k++) {
+                clip_model *m = k ? more[k - 1] : clip;
+                int Dk = clip_embed_dim(m);
+                if (clip_embed_images(m, imgs, n, g->C, g->H, g->W, feats) != 0) {
+                    rc = -1;
+                    break;
+                }
+                clip_cosine(feats, n, temb + (size_t)k * Dmax, 1, Dk, k ? more_sc : scores);
+                for (int i = 0; k && i < n; i++) scores[i] += more_sc[i];
             }
-            clip_cosine(feats, n, temb, 1, D, scores);
+            if (rc) break;
+            for (int i = 0; nm > 1 && i < n; i++) scores[i] /= (float)nm;
             r->seconds_generate += t1 - t0;
             r->seconds_score += t2i_now() - t1;
             for (int i = 0; i < n; i++) {
@@ -155,7 +169,7 @@ int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const c
                 break;
             }
         }
-        free(imgs), free(feats), free(scores);
+        free(imgs), free(feats), free(scores), free(more_sc);
     }
     if (nranks > 1) {
         /* every rank takes part in the same collectives, failed or not */

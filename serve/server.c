@@ -44,7 +44,8 @@ int serve_cmd(int argc, char **argv) {
         {"--host", T2I_STR, &host, "address to listen on (an IPv4 address)"},
         {"--port", T2I_INT, &port, "port (0 = a free one, printed at start)"},
         {"--models", T2I_STR, &models, "folder of the default models (default $T2I_MODELS, else samples/models)"},
-        {"--clip", T2I_STR, &clip_path, "CLIP checkpoint (rerank, classify, generation ranking)"},
+        {"--clip", T2I_STR, &clip_path,
+         "CLIP checkpoint (rerank, classify, generation ranking); A,B: an ensemble ranks (classify uses A)"},
         {"--clip-vocab", T2I_STR, &clip_vocab, "BPE vocabulary for a CLIP file without one (e.g. OpenAI's)"},
         {"--dalle", T2I_STR, &dalle_path, "DALL-E checkpoint"},
         {"--vq", T2I_STR, &vq_path, "VQ checkpoint (default: the DALL-E file's, else the shipped one)"},
@@ -109,7 +110,13 @@ int serve_cmd(int argc, char **argv) {
         add_model("vq", "vq", pl->vq_file, pl->src[pl->dalle_index]->H);
     }
     if (pl->gan_index >= 0) add_model("gan", "gan", pl->gan_file, pl->src[pl->gan_index]->H);
-    add_model("clip", "clip", pl->clip_file, clip_resolution(pl->clip));
+    /* the ranking CLIPs, an entry each: "clip", then "clip2" ... of an ensemble */
+    static const char *const clip_ids[GEN_MAX_CLIPS] = {"clip", "clip2", "clip3", "clip4"};
+    char *clip_files = t2i_strdup(pl->clip_file), *save = NULL;
+    int nclip = 0;
+    for (char *f = strtok_r(clip_files, ",", &save); f && nclip <= pl->n_clip_more;
+         f = strtok_r(NULL, ",", &save), nclip++)
+        add_model(clip_ids[nclip], "clip", f, clip_resolution(nclip ? pl->clip_more[nclip - 1] : pl->clip));
     if (pl->have_sr) add_model("upscale", "upscale", pl->upscale_file, serve_g.up_res);
     pthread_mutex_init(&serve_g.mu, NULL);
     pthread_cond_init(&serve_g.cv, NULL);
@@ -174,5 +181,6 @@ int serve_cmd(int argc, char **argv) {
     pthread_mutex_destroy(&serve_g.mu);
     pthread_cond_destroy(&serve_g.cv);
     gen_pipeline_free(pl);
+    free(clip_files);
     return rc ? 1 : 0;
 }

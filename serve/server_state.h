@@ -81,7 +81,7 @@ typedef struct {
     size_t max_body;
     int timeout;
     const char *api_key;
-    model_info models[6];
+    model_info models[5 + GEN_MAX_CLIPS]; /* dalle, vq, gan, upscale, and each CLIP */
     int nmodels;
     int out_res, up_res;      /* generated size; after upscaling (0 = no upscaler) */
     pthread_mutex_t mu;

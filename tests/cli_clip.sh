@@ -1,5 +1,5 @@
 #!/bin/bash
-# cli_clip.sh - `t2i clip`: classify, rerank (--json, --grid), embed and zeroshot on the public
+# cli_clip.sh - `t2i clip`: classify, rerank (--json, --grid; ensembles), embed and zeroshot on the public
 # golden CLIP weights (tests/data/clip_golden, random weights: the outputs are checked for
 # form and consistency, not for meaning); a tiny training run on an FC32 caption folder,
 # resumed bit-identically, whose checkpoint carries its own vocabulary; and bad inputs,
@@ -243,6 +243,28 @@ grep -q 'captions' "$TMP/zs2" || fail "zeroshot on a caption folder: $(cat "$TMP
     >"$TMP/zstr" 2>"$TMP/err" || fail "zeroshot on FC32 train: $(cat "$TMP/err")"
 grep -q '^  held-out pairs: none among these images$' "$TMP/zstr" || fail "zeroshot on train: $(cat "$TMP/zstr")"
 grep -q '"held_n":0,"held_top1":null,"held_top5":null,' "$TMP/zstr" || fail "zeroshot --json on train: $(cat "$TMP/zstr")"
+
+# ensembles (--ckpt A,B): the shipped pair's zero-shot on 200 FC32 test items (above 80%:
+# chance is 1.25%); a CLIP twice ranks as it does alone; an ensemble is refused on
+# non-FC32 data, and a missing member named
+S1=$ROOT/samples/models/clip.safetensors S2=$ROOT/samples/models/clip2.safetensors
+if [ -f "$S2" ]; then
+    "$T2I" clip zeroshot --ckpt "$S1,$S2" --n 200 --json >"$TMP/zsp" 2>"$TMP/err" ||
+        fail "zeroshot A,B: $(cat "$TMP/err")"
+    /usr/bin/python3 -c 'import json,sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+assert r["n"] == 200 and r["top1"] > 0.8, r' "$TMP/zsp" || fail "zeroshot A,B: $(cat "$TMP/zsp")"
+fi
+"$T2I" clip rerank --ckpt "$W,$W" --vocab "$V" --prompt "A red car parked on the street." "$A" "$B" "$C" "$G" \
+    --top 3 --json >"$TMP/rr2x" 2>"$TMP/err" || fail "rerank --ckpt W,W: $(cat "$TMP/err")"
+/usr/bin/python3 -c 'import json,sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert [x["path"] for x in a] == [x["path"] for x in b], (a, b)
+assert all(abs(x["cosine"] - y["cosine"]) < 1e-6 for x, y in zip(a, b)), (a, b)' "$TMP/rr" "$TMP/rr2x" ||
+    fail "rerank --ckpt W,W differs from W"
+expect_error 1 "ensemble on a folder" "$T2I" clip zeroshot --ckpt "$W,$W" --vocab "$V" --data "$TMP/cls2"
+expect_error 1 "missing ensemble member" "$T2I" clip rerank --ckpt "$W,$TMP/none.safetensors" --vocab "$V" \
+    --prompt x "$A"
 
 # ---- bad inputs: one line, non-zero
 expect_error 1 "missing checkpoint" "$T2I" clip classify "$A" --ckpt "$TMP/none.safetensors" --vocab "$V" --labels a b
