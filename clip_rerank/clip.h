@@ -204,6 +204,10 @@ void clip_clamp_logit_scale(clip_model *m);
  * (clip_embed_texts then fails saying so) when allow_no_vocab is set. */
 clip_model *clip_load_ex(const char *path, const char *vocab, int allow_no_vocab);
 clip_model *clip_load(const char *path, const char *vocab);
+/* An ensemble: the CLIPs of list, files separated by commas, into ms (at most max).
+ * Returns how many; -2 with the error set when the list names none or more than max
+ * (nothing loaded), -1 when a file does not load (none kept). */
+int clip_load_list(const char *list, const char *vocab, int max, clip_model **ms);
 void clip_free(clip_model *m);
 /* t2i checkpoint: tensors under OpenAI names, metadata model "clip", config, vocab,
  * optional state and Adam moments. */
@@ -256,6 +260,8 @@ int clip_zeroshot_probs(clip_model *m, const t2i_image *img, const char *const *
                         float *cosine);
 /* out (n_img, n_txt) = img txt^T (cosine similarities of normalised rows). */
 void clip_cosine(const float *img, int n_img, const float *txt, int n_txt, int D, float *out);
+/* out += the same: an ensemble's summed similarities, a model at a time. */
+void clip_cosine_add(const float *img, int n_img, const float *txt, int n_txt, int D, float *out);
 /* L2-normalise rows in place. */
 void clip_normalize_rows(float *x, int n, int D);
 

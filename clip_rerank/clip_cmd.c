@@ -439,7 +439,7 @@ static int fc32_add_sims(clip_model *m, const t2i_dataset *ds, int n, int ensemb
     const int chunk = 256;
     size_t item = (size_t)3 * R * R;
     float *x = t2i_malloc_aligned((size_t)chunk * item * sizeof(float));
-    float *ie = t2i_malloc((size_t)n * D * sizeof(float)), *one = t2i_malloc((size_t)n * K * sizeof(float));
+    float *ie = t2i_malloc((size_t)n * D * sizeof(float));
     for (int i0 = 0; i0 < n; i0 += chunk) {
         int b = T2I_MIN(chunk, n - i0);
         for (int i = 0; i < b; i++) {
@@ -448,9 +448,8 @@ static int fc32_add_sims(clip_model *m, const t2i_dataset *ds, int n, int ensemb
         }
         clip_embed_pixels(m, x, b, ie + (size_t)i0 * D);
     }
-    clip_cosine(ie, n, te, K, D, one);
-    for (size_t i = 0; i < (size_t)n * K; i++) sim[i] += one[i];
-    free(te), t2i_free(x), free(ie), free(one);
+    clip_cosine_add(ie, n, te, K, D, sim);
+    free(te), t2i_free(x), free(ie);
     return 0;
 }
 
@@ -575,23 +574,8 @@ static int cmd_zeroshot(int argc, char **argv) {
     t2i_set_threads(threads);
     /* --ckpt A,B,...: an ensemble (FC32 only) */
     clip_model *ms[8];
-    int nm = 0;
-    char *list = t2i_strdup(ckpt), *save = NULL;
-    for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
-        if (nm == 8) {
-            free(list);
-            for (int k = 0; k < nm; k++) clip_free(ms[k]);
-            return t2i_fail("--ckpt: at most 8 CLIPs in an ensemble"), 2;
-        }
-        if (!(ms[nm] = open_model(w, vocab))) {
-            free(list);
-            for (int k = 0; k < nm; k++) clip_free(ms[k]);
-            return 1;
-        }
-        nm++;
-    }
-    free(list);
-    if (nm == 0) return t2i_fail("--ckpt: no file in '%s'", ckpt), 2;
+    int nm = clip_load_list(ckpt, vocab, 8, ms);
+    if (nm < 0) return nm == -2 ? (t2i_fail("--ckpt: %s", t2i_error_msg()), 2) : t2i_fail_err();
     clip_model *m = ms[0];
     int R = m->cfg.image_resolution, rc = 0;
     char spec[1100];
@@ -707,26 +691,23 @@ static int cmd_rerank(int argc, char **argv) {
                         cmd.npos > 1 ? " and the other arguments" : "");
     }
     /* --ckpt A,B,...: an ensemble, each image's cosine the mean of the CLIPs' */
-    float *cos = t2i_calloc((size_t)n, sizeof(float)), *one = t2i_malloc((size_t)n * sizeof(float));
-    int rc = 0, nm = 0;
-    char *list = t2i_strdup(ckpt), *save = NULL;
-    for (char *w = strtok_r(list, ",", &save); w && !rc; w = strtok_r(NULL, ",", &save), nm++) {
-        clip_model *m = open_model(w, vocab);
-        if (!m) {
-            rc = 1;
-            break;
-        }
-        int D = m->cfg.embed_dim;
-        float *t = t2i_malloc((size_t)D * sizeof(float)), *f = t2i_malloc((size_t)n * D * sizeof(float));
-        if (clip_embed_texts(m, &prompt, 1, t) != 0 || clip_embed_files(m, (const char *const *)files, n, f) != 0)
-            rc = t2i_fail_err();
-        else clip_cosine(f, n, t, 1, D, nm ? one : cos);
-        for (int i = 0; !rc && nm && i < n; i++) cos[i] += one[i];
-        free(t), free(f);
-        clip_free(m);
+    clip_model *ms[8];
+    int nm = clip_load_list(ckpt, vocab, 8, ms), rc = 0;
+    if (nm < 0) {
+        free_strs(files, n);
+        return nm == -2 ? (t2i_fail("--ckpt: %s", t2i_error_msg()), 2) : t2i_fail_err();
     }
-    free(list), free(one);
-    if (!rc && nm == 0) rc = t2i_fail("--ckpt: no file in '%s'", ckpt);
+    float *cos = t2i_calloc((size_t)n, sizeof(float));
+    for (int e = 0; e < nm && !rc; e++) {
+        int D = ms[e]->cfg.embed_dim;
+        float *t = t2i_malloc((size_t)D * sizeof(float)), *f = t2i_malloc((size_t)n * D * sizeof(float));
+        if (clip_embed_texts(ms[e], &prompt, 1, t) != 0 ||
+            clip_embed_files(ms[e], (const char *const *)files, n, f) != 0)
+            rc = t2i_fail_err();
+        else clip_cosine_add(f, n, t, 1, D, cos);
+        free(t), free(f);
+    }
+    for (int e = 0; e < nm; e++) clip_free(ms[e]);
     for (int i = 0; !rc && nm > 1 && i < n; i++) cos[i] /= (float)nm;
     score_idx *si = t2i_malloc((size_t)n * sizeof *si);
     int k = T2I_MIN(top, n);

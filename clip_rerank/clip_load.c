@@ -559,6 +559,25 @@ clip_model *clip_load_ex(const char *path, const char *vocab, int allow_no_vocab
 
 clip_model *clip_load(const char *path, const char *vocab) { return clip_load_ex(path, vocab, 0); }
 
+int clip_load_list(const char *list, const char *vocab, int max, clip_model **ms) {
+    int n = 0;
+    char *buf = t2i_strdup(list), *save = NULL;
+    for (char *f = strtok_r(buf, ",", &save); f; f = strtok_r(NULL, ",", &save)) n++;
+    free(buf);
+    if (n == 0) return t2i_error_set("no CLIP file in '%s'", list), -2;
+    if (n > max) return t2i_error_set("at most %d CLIPs in an ensemble ('%s')", max, list), -2;
+    buf = t2i_strdup(list), save = NULL;
+    int k = 0;
+    for (char *f = strtok_r(buf, ",", &save); f; f = strtok_r(NULL, ",", &save), k++)
+        if (!(ms[k] = clip_load(f, vocab))) {
+            while (k > 0) clip_free(ms[--k]);
+            free(buf);
+            return -1;
+        }
+    free(buf);
+    return n;
+}
+
 void clip_free(clip_model *m) {
     if (!m) return;
     clip_model_free(m);

@@ -476,6 +476,10 @@ void clip_cosine(const float *img, int n_img, const float *txt, int n_txt, int D
     nn_gemm(0, 1, n_img, n_txt, D, 1.0f, img, D, txt, D, 0.0f, out, n_txt);
 }
 
+void clip_cosine_add(const float *img, int n_img, const float *txt, int n_txt, int D, float *out) {
+    nn_gemm(0, 1, n_img, n_txt, D, 1.0f, img, D, txt, D, 1.0f, out, n_txt);
+}
+
 /* u = x / |x| (rows), norms kept for backward */
 static void normalize_keep(float *u, float *norm, const float *x, int n, int D) {
     for (int i = 0; i < n; i++) {

@@ -77,21 +77,12 @@ static char *vq_for(const gen_pipeline_cfg *c, const char *dp) {
 /* The CLIPs of list (files separated by commas): the first as p->clip, the others as
  * p->clip_more. */
 static int load_clips(gen_pipeline *p, const char *list, const char *vocab) {
-    char *buf = t2i_strdup(list), *save = NULL;
-    int rc = 0, k = 0;
-    for (char *f = strtok_r(buf, ",", &save); f && rc == 0; f = strtok_r(NULL, ",", &save), k++) {
-        if (k == GEN_MAX_CLIPS) {
-            rc = t2i_error_set("--clip: at most %d CLIPs in an ensemble ('%s')", GEN_MAX_CLIPS, list);
-            break;
-        }
-        clip_model *m = clip_load(f, vocab);
-        if (!m) rc = -1;
-        else if (k == 0) p->clip = m;
-        else p->clip_more[p->n_clip_more++] = m;
-    }
-    if (rc == 0 && k == 0) rc = t2i_error_set("--clip: no file in '%s'", list);
-    free(buf);
-    return rc;
+    clip_model *ms[GEN_MAX_CLIPS];
+    int n = clip_load_list(list, vocab, GEN_MAX_CLIPS, ms);
+    if (n < 0) return n == -2 ? t2i_error_prefix("--clip") : -1;
+    p->clip = ms[0];
+    for (int k = 1; k < n; k++) p->clip_more[p->n_clip_more++] = ms[k];
+    return 0;
 }
 
 static int load_models(gen_pipeline *p, const gen_pipeline_cfg *c) {

@@ -117,7 +117,6 @@ int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const c
         size_t isz = (size_t)g->C * g->H * g->W;
         float *imgs = t2i_malloc((size_t)bs * isz * sizeof(float));
         float *feats = t2i_malloc((size_t)bs * Dmax * sizeof(float)), *scores = t2i_malloc((size_t)bs * sizeof(float));
-        float *more_sc = t2i_malloc((size_t)bs * sizeof(float));
         for (long first = 0; first < o->candidates && !rc; first += bs) {
             int n = o->candidates - first < bs ? (int)(o->candidates - first) : bs;
             if (batch_no++ % nranks != me) continue;
@@ -127,15 +126,11 @@ int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const c
                 break;
             }
             double t1 = t2i_now();
+            memset(scores, 0, (size_t)n * sizeof(float));
             for (int k = 0; k < nm && !rc; k++) {
                 clip_model *m = k ? more[k - 1] : clip;
-                int Dk = clip_embed_dim(m);
-                if (clip_embed_images(m, imgs, n, g->C, g->H, g->W, feats) != 0) {
-                    rc = -1;
-                    break;
-                }
-                clip_cosine(feats, n, temb + (size_t)k * Dmax, 1, Dk, k ? more_sc : scores);
-                for (int i = 0; k && i < n; i++) scores[i] += more_sc[i];
+                if (clip_embed_images(m, imgs, n, g->C, g->H, g->W, feats) != 0) rc = -1;
+                else clip_cosine_add(feats, n, temb + (size_t)k * Dmax, 1, clip_embed_dim(m), scores);
             }
             if (rc) break;
             for (int i = 0; nm > 1 && i < n; i++) scores[i] /= (float)nm;
@@ -169,7 +164,7 @@ int gen_rank_caption(clip_model *clip, gen_source *const *src, int nsrc, const c
                 break;
             }
         }
-        free(imgs), free(feats), free(scores), free(more_sc);
+        free(imgs), free(feats), free(scores);
     }
     if (nranks > 1) {
         /* every rank takes part in the same collectives, failed or not */

@@ -133,7 +133,7 @@ static int run_gen(job *j) {
 static int run_rerank(job *j) {
     const gen_pipeline *pl = serve_g.pl;
     int n = j->nimg, nm = 1 + pl->n_clip_more, rc = 0;
-    float *cos = t2i_calloc((size_t)n, sizeof(float)), *one = t2i_malloc((size_t)n * sizeof(float));
+    float *cos = t2i_calloc((size_t)n, sizeof(float));
     const char *p = j->rr.prompt;
     for (int k = 0; k < nm && rc == 0; k++) {
         clip_model *m = k ? pl->clip_more[k - 1] : pl->clip;
@@ -142,13 +142,11 @@ static int run_rerank(job *j) {
         rc = clip_embed_texts(m, &p, 1, t);
         if (rc == 0) {
             clip_embed_u8(m, j->imgs, n, f);
-            clip_cosine(f, n, t, 1, D, k ? one : cos);
-            for (int i = 0; k && i < n; i++) cos[i] += one[i];
+            clip_cosine_add(f, n, t, 1, D, cos);
         }
         free(t), free(f);
     }
     for (int i = 0; nm > 1 && i < n; i++) cos[i] /= (float)nm;
-    free(one);
     pthread_mutex_lock(&serve_g.mu);
     if (rc == 0) j->scores = cos, j->n = n;
     else free(cos);

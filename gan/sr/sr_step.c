@@ -114,21 +114,14 @@ static float mean_sigmoid(const float *l, int n) {
     return (float)(s / n);
 }
 
-void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_loss loss, float l1_weight,
-                 float adv_weight, float fm_weight, int update_g, const float *lr, const float *hr, int B,
-                 sr_step_stats *st) {
-    nn_arena_reset(a);
-    size_t item = nn_seq_out_size(&m->g), n = (size_t)B * item;
+/* The G half of a phase-2 step, from G's output fake (taped in tg): D frozen on hr and
+ * fake, the adversarial, feature-matching and L1 terms, G's backward pass and Adam step. */
+static void g_update(sr_model *m, nn_optim *og, nn_arena *a, sr_gan_loss loss, float l1_weight, float adv_weight,
+                     float fm_weight, nn_tape *tg, float *fake, const float *hr, int B, sr_step_stats *st) {
+    size_t n = (size_t)B * nn_seq_out_size(&m->g);
     int P = B * (int)nn_seq_out_size(&m->d); /* patch logits per batch */
-    /* ---- G update (none in D's warm-up: G's output only, its L1 for the log) ---- */
-    nn_tape tg, tr, tf;
-    memset(&tg, 0, sizeof tg), memset(&tr, 0, sizeof tr), memset(&tf, 0, sizeof tf);
-    float *fake = nn_seq_forward(&m->g, &tg, a, lr, B, update_g);
-    if (!update_g) {
-        st->loss_l1 = nn_l1(nn_arena_floats(a, n), fake, hr, n, l1_weight);
-        st->loss_g_adv = st->loss_fm = 0.0f;
-        goto update_d;
-    }
+    nn_tape tr, tf;
+    memset(&tr, 0, sizeof tr), memset(&tf, 0, sizeof tf);
     nn_params_zero_grad(&m->gp);
     m->d.frozen = 1;
     float *lreal = nn_seq_forward(&m->d, &tr, a, hr, B, 0);
@@ -143,9 +136,26 @@ void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_lo
     float *dfake = nn_seq_backward_ex(&m->d, &tf, a, dlf, 1, dfeat);
     m->d.frozen = 0;
     st->loss_l1 = nn_l1(dfake, fake, hr, n, l1_weight);
-    nn_seq_backward(&m->g, &tg, a, dfake, 0);
+    nn_seq_backward(&m->g, tg, a, dfake, 0);
     nn_optim_step(og, &m->gp, og->lr);
-update_d: /* ---- D update on [hr; fake] ---- */
+}
+
+void sr_gan_step(sr_model *m, nn_optim *og, nn_optim *od, nn_arena *a, sr_gan_loss loss, float l1_weight,
+                 float adv_weight, float fm_weight, int update_g, const float *lr, const float *hr, int B,
+                 sr_step_stats *st) {
+    nn_arena_reset(a);
+    size_t n = (size_t)B * nn_seq_out_size(&m->g);
+    int P = B * (int)nn_seq_out_size(&m->d); /* patch logits per batch */
+    nn_tape tg;
+    memset(&tg, 0, sizeof tg);
+    float *fake = nn_seq_forward(&m->g, &tg, a, lr, B, update_g);
+    if (update_g) {
+        g_update(m, og, a, loss, l1_weight, adv_weight, fm_weight, &tg, fake, hr, B, st);
+    } else { /* D's warm-up: G's output only, its L1 for the log */
+        st->loss_l1 = nn_l1(nn_arena_floats(a, n), fake, hr, n, l1_weight);
+        st->loss_g_adv = st->loss_fm = 0.0f;
+    }
+    /* ---- D update on [hr; fake] ---- */
     nn_params_zero_grad(&m->dp);
     float *both = nn_arena_floats(a, 2 * n);
     memcpy(both, hr, n * sizeof(float));
