@@ -5,7 +5,8 @@
 # (config.json, metrics.jsonl with both phases and validation lines, checkpoint,
 # l1.safetensors, samples); GAN-only fine-tuning of that L1 model (--init-from, --steps 0)
 # starts from it unchanged; feature matching (--fm-weight) is logged, survives a resume and
-# changes G's training; D's warm-up (--d-warmup) leaves G's EMA as it was; a run stopped
+# changes G's training; D's warm-up (--d-warmup) leaves G's EMA as it was; with --d-steps 2
+# G learns on every other step and a resume between them ends as the uninterrupted run; a run stopped
 # with --stop-after in phase 1 and again in phase 2
 # and resumed twice ends with a checkpoint byte-identical to the uninterrupted run's;
 # upscale writes an image scale times larger (tiled and untiled identical here); eval
@@ -104,7 +105,20 @@ cmp -s "$TMP/runFM/checkpoint.safetensors" "$TMP/runFM2/checkpoint.safetensors" 
 cmp -s "$TMP/runA/l1.safetensors" "$TMP/runFM/l1.safetensors" || fail "--fm-weight: phase 1 changed"
 /usr/bin/python3 "$ROOT/tests/helpers/st_close.py" "$TMP/runA/checkpoint.safetensors" \
     "$TMP/runFM/checkpoint.safetensors" 1e-7 --only g. >/dev/null && fail "--fm-weight: G trained exactly as without it"
-for bad in "--fm-weight -1" "--d-warmup -1"; do
+# several D steps per G step (--d-steps 2 after one warm-up step, 5 phase-2 steps): G's
+# losses appear on the 3rd and 5th steps only (D, D, G, D, G); stopped after a step of D
+# alone and resumed, the run ends as the uninterrupted one
+DS=(--gan-steps 5 --d-warmup 1 --d-steps 2)
+"$T2I" sr train "${TRAIN[@]}" "${DS[@]}" --out "$TMP/runDS" >/dev/null 2>"$TMP/err" || fail "--d-steps: $(cat "$TMP/err")"
+pattern=$(grep '"phase":2,"loss_l1"' "$TMP/runDS/metrics.jsonl" | sed 's/.*"loss_g_adv":\([0-9.]*\).*/\1/' |
+    while read -r v; do [ "$v" = 0.00000 ] && printf D || printf G; done)
+[ "$pattern" = DDGDG ] || fail "--d-steps 2: G updated on the steps $pattern, expected DDGDG"
+"$T2I" sr train "${TRAIN[@]}" "${DS[@]}" --out "$TMP/runDS2" --stop-after 5 >/dev/null 2>&1 ||
+    fail "--d-steps: stop-after failed"
+"$T2I" sr train --out "$TMP/runDS2" --resume >/dev/null 2>"$TMP/err" || fail "--d-steps: resume: $(cat "$TMP/err")"
+cmp -s "$TMP/runDS/checkpoint.safetensors" "$TMP/runDS2/checkpoint.safetensors" \
+    || fail "--d-steps: the resumed run differs from the uninterrupted one"
+for bad in "--fm-weight -1" "--d-warmup -1" "--d-steps 0"; do
     "$T2I" sr train "${SMALL[@]}" $bad --out "$TMP/runFMbad" >/dev/null 2>"$TMP/err"; rc=$?
     [ $rc -eq 2 ] && grep -q -- "${bad% *}" "$TMP/err" || fail "$bad: exit $rc: $(cat "$TMP/err")"
 done

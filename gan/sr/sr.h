@@ -42,7 +42,8 @@
  * starts G from the phase-1 EMA weights with fresh Adam moments and minimises
  *   l1_weight * L1 + adv_weight * L_adv(G) + fm_weight * FM
  * (FM: feature matching of D's activations, sr_step.c; --fm-weight, 0 by default); with
- * --d-warmup N the first N steps of phase 2 train D alone against the starting G
+ * --d-warmup N the first N steps of phase 2 train D alone against the starting G, and with
+ * --d-steps K G is updated on every K-th step after them (D on every step)
  * against the patch D, with the relativistic average loss of ESRGAN ("ragan") or the
  * non-saturating one ("ns"). An EMA of G's weights (decay warmed up as
  * min(decay, (1 + t) / (10 + t)) at update t) is what eval and upscale use. See

@@ -58,6 +58,7 @@ typedef struct {
     float l1_weight, adv_weight, ema;
     float fm_weight; /* feature matching (0: none; written to the options only when set) */
     int d_warmup;    /* phase 2's first steps that train D alone (likewise) */
+    int d_steps;     /* after them, D steps per G step (likewise; 1 = one each) */
     sr_gan_loss gan_loss;
 } sr_train_opts;
 
@@ -68,7 +69,7 @@ typedef struct {
     const char *preset, *gan_loss, *init, *init_from, *degrade;
     int focus, scale, width, blocks, crop, batch, d_width, d_sn;
     long steps, gan_steps, warmup;
-    int d_warmup;
+    int d_warmup, d_steps;
     float lr, lr_min, lr_gan, lr_d, beta1, beta2, l1_weight, adv_weight, fm_weight, ema;
     /* options and state saved in the checkpoint, besides the trainer's */
     sr_train_opts o;
@@ -221,6 +222,7 @@ static int new_run(sr_trainer *g, t2i_trainer *t) {
         t2i_check_range_f("--fm-weight", g->fm_weight, 0, 1000) || t2i_check_range_i("--batch", g->batch, 1, 1024) ||
         t2i_check_range_i("--focus", g->focus, 1, 64) || t2i_check_range_i("--warmup", g->warmup, 0, 100000000) ||
         t2i_check_range_i("--d-warmup", g->d_warmup, 0, 100000000) ||
+        t2i_check_range_i("--d-steps", g->d_steps, 1, 100) ||
         (g->lr_min >= 0 && t2i_check_range_f("--lr-min", g->lr_min, 0, g->lr)))
         return 2;
     if ((rc = data_options(g)) != 0) return rc;
@@ -232,7 +234,7 @@ static int new_run(sr_trainer *g, t2i_trainer *t) {
     o->focus = g->focus, o->batch = g->batch, o->lr = g->lr, o->lr_min = g->lr_min, o->warmup = g->warmup;
     o->lr_gan = g->lr_gan, o->lr_d = g->lr_d;
     o->beta1 = g->beta1, o->beta2 = g->beta2, o->l1_weight = g->l1_weight, o->adv_weight = g->adv_weight, o->ema = g->ema;
-    o->fm_weight = g->fm_weight, o->d_warmup = g->d_warmup;
+    o->fm_weight = g->fm_weight, o->d_warmup = g->d_warmup, o->d_steps = g->d_steps;
     g->phase1 = g->steps >= 0 ? g->steps : 4000;
     g->phase2 = g->gan_steps >= 0 ? g->gan_steps : 0;
     if (g->phase1 + g->phase2 <= 0) return t2i_fail("nothing to train: --steps and --gan-steps are both 0"), 2;
@@ -285,7 +287,8 @@ static int sr_tr_setup(void *self, t2i_trainer *t) {
     /* the old runs' options table unless a data option (or the feature matching) differs
      * from its default */
     if (!o->packages[0] && !o->holdout_packages[0] && !o->holdout_dirs[0] && o->degrade == SR_DEGRADE_BICUBIC &&
-        !strchr(o->data, ':') && o->fm_weight == 0.0f && o->d_warmup == 0)
+        !strchr(o->data, ':') && o->fm_weight == 0.0f && o->d_warmup == 0 &&
+        o->d_steps == 1)
         t->nopts = g->nopts_base;
     sr_sources src = {o->data, o->packages, o->holdout_packages, o->holdout_dirs};
     const char *label = o->data[0] && t->nopts == g->nopts_base ? o->data : "--data/--package";
@@ -428,6 +431,14 @@ static int d_warming(const sr_trainer *g, const t2i_trainer *t) {
     return g->phase == 2 && t->step - g->phase1 < g->o.d_warmup;
 }
 
+/* Whether step t->step trains D alone: D's warm-up, then all but the last of each d_steps
+ * (with --d-steps K, G is updated on every K-th step after the warm-up, D on every step). */
+static int d_only(const sr_trainer *g, const t2i_trainer *t) {
+    if (g->phase != 2) return 0;
+    long j = t->step - g->phase1 - g->o.d_warmup;
+    return j < 0 || j % g->o.d_steps != g->o.d_steps - 1;
+}
+
 static int sr_tr_step(void *self, t2i_trainer *t) {
     sr_trainer *g = self;
     const sr_train_opts *o = &g->o;
@@ -455,7 +466,7 @@ static int sr_tr_step(void *self, t2i_trainer *t) {
     if (g->phase == 1) g->stats.loss_l1 = sr_l1_step(m, &g->og, &g->arena, lrb, hr, nb, g->lr_now);
     else
         sr_gan_step(m, &g->og, &g->od, &g->arena, o->gan_loss, o->l1_weight, o->adv_weight, o->fm_weight,
-                    !d_warming(g, t), lrb, hr, nb, &g->stats);
+                    !d_only(g, t), lrb, hr, nb, &g->stats);
     if (t->size > 1) {
         sr_step_stats *st = &g->stats;
         double v[6] = {st->loss_l1, st->loss_g_adv, st->loss_d, st->d_real, st->d_fake, st->loss_fm};
@@ -463,7 +474,7 @@ static int sr_tr_step(void *self, t2i_trainer *t) {
         st->loss_l1 = (float)v[0], st->loss_g_adv = (float)v[1], st->loss_d = (float)v[2];
         st->d_real = (float)v[3], st->d_fake = (float)v[4], st->loss_fm = (float)v[5];
     }
-    if (!d_warming(g, t)) { /* in D's warm-up G is unchanged, and so is its EMA */
+    if (!d_only(g, t)) { /* in D's steps alone G is unchanged, and so is its EMA */
         float decay = o->ema;
         float warm = (float)(1.0 + g->ema_t) / (float)(10.0 + g->ema_t);
         if (warm < decay) decay = warm;
@@ -497,9 +508,9 @@ static void sr_tr_progress(void *self, t2i_trainer *t, int last, char *buf, size
     if (last) snprintf(buf, n, "val %.2f dB (bicubic %.2f)", g->last_val, g->val.psnr_bicubic);
     else if (g->phase == 1)
         snprintf(buf, n, "L1 %.4f  val %.2f dB (bicubic %.2f)", s->loss_l1, g->last_val, g->val.psnr_bicubic);
-    else if (d_warming(g, t))
-        snprintf(buf, n, "D warm-up: L1 %.4f D %.3f (real %.2f, G's %.2f)  val %.2f dB", s->loss_l1, s->loss_d,
-                 s->d_real, s->d_fake, g->last_val);
+    else if (d_only(g, t))
+        snprintf(buf, n, "%s: L1 %.4f D %.3f (real %.2f, G's %.2f)  val %.2f dB", d_warming(g, t) ? "D warm-up" : "D alone",
+                 s->loss_l1, s->loss_d, s->d_real, s->d_fake, g->last_val);
     else if (g->o.fm_weight > 0)
         snprintf(buf, n, "L1 %.4f adv %.3f FM %.4f D %.3f  val %.2f dB", s->loss_l1, s->loss_g_adv, s->loss_fm,
                  s->loss_d, g->last_val);
@@ -562,7 +573,8 @@ int sr_cmd_train(int argc, char **argv) {
     sr_trainer g = {.degrade = "bicubic", .preset = "b4", .gan_loss = "ragan", .init = "interp", .focus = 4,
                     .scale = 4, .width = 64, .blocks = 8, .batch = 16, .d_width = 64, .steps = -1, .gan_steps = -1,
                     .warmup = 100, .lr = 3e-4f, .lr_min = 1e-6f, .lr_gan = 1e-4f, .lr_d = 1e-4f, .beta1 = 0.9f,
-                    .beta2 = 0.999f, .l1_weight = 1.0f, .adv_weight = 5e-3f, .fm_weight = 0.0f, .ema = 0.999f};
+                    .beta2 = 0.999f, .l1_weight = 1.0f, .adv_weight = 5e-3f, .fm_weight = 0.0f, .ema = 0.999f,
+                    .d_steps = 1};
     nn_arena_init(&g.arena);
     t2i_trainer t;
     t2i_trainer_init(&t, &sr_ops, &g, "sr");
@@ -597,8 +609,9 @@ int sr_cmd_train(int argc, char **argv) {
                      NN_F_STR_DEF("holdout_dirs", o->holdout_dirs),
                      NN_F_ENUM_DEF("degrade", o->degrade, degrade_names, 0),
                      NN_F_FLOAT_DEF_IN("fm_weight", o->fm_weight, 0, 0, 1000),
-                     NN_F_INT_DEF_IN("d_warmup", o->d_warmup, 0, 0, 100000000)};
-    g.nopts_base = NN_NFIELDS(of) - 6;
+                     NN_F_INT_DEF_IN("d_warmup", o->d_warmup, 0, 0, 100000000),
+                     NN_F_INT_DEF_IN("d_steps", o->d_steps, 1, 1, 100)};
+    g.nopts_base = NN_NFIELDS(of) - 7;
     t.state = sf, t.nstate = NN_NFIELDS(sf), t.opts = of, t.nopts = NN_NFIELDS(of);
     t2i_flag flags[] = {
         {"--data", T2I_STRS, &g.data,
@@ -636,6 +649,8 @@ int sr_cmd_train(int argc, char **argv) {
         {"--adv-weight", T2I_FLOAT, &g.adv_weight, "phase 2 weight of the adversarial loss"},
         {"--d-warmup", T2I_INT, &g.d_warmup,
          "phase 2 starts with this many steps that train D alone (G and its EMA unchanged)"},
+        {"--d-steps", T2I_INT, &g.d_steps,
+         "after the warm-up, G (and its EMA) is updated on every N-th step, D on each"},
         {"--fm-weight", T2I_FLOAT, &g.fm_weight,
          "phase 2 weight of feature matching: mean |D's activations on the output - on the photo| (0 = off)"},
         {"--d-width", T2I_INT, &g.d_width, "patch discriminator base width"},
