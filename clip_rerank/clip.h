@@ -108,6 +108,7 @@ typedef struct clip_model {
     char *vocab;      /* merges text of a learned vocabulary (saved in t2i checkpoints), or NULL */
     char *path;       /* file it came from (messages), or NULL */
     nn_arena arena;   /* scratch of the embedding functions */
+    int tta_flip;     /* clip_embed_pixels also embeds each image mirrored (clip_set_tta_flip) */
 } clip_model;
 
 #define CLIP_LOGIT_SCALE_INIT 2.6592600f  /* log(1 / 0.07) */
@@ -247,8 +248,12 @@ int clip_embed_texts(clip_model *m, const char *const *texts, int n, float *out)
 int clip_embed_tokens(clip_model *m, const int32_t *tokens, int n, float *out);
 /* NCHW images in [-1, 1], any size, C = 1 or 3 (clip_preprocess_f32). */
 int clip_embed_images(clip_model *m, const float *imgs, int n, int C, int H, int W, float *out);
-/* Already preprocessed (n, 3, R, R). */
+/* Already preprocessed (n, 3, R, R). With test-time flipping on, an image's embedding is
+ * the normalised sum of its own and its mirror image's normalised embeddings (so its
+ * cosine to any text is proportional to the mean of theirs; twice the work). */
 int clip_embed_pixels(clip_model *m, const float *pixels, int n, float *out);
+/* Test-time flipping for every image embedding of m from now on (0 = off, the default). */
+void clip_set_tta_flip(clip_model *m, int on);
 /* Image files (PNG/JPEG...) through clip_preprocess_u8; -1 names an unreadable file. */
 int clip_embed_files(clip_model *m, const char *const *paths, int n, float *out);
 /* Decoded 8-bit images (any size and channels) through clip_preprocess_u8 (clip_score.c). */

@@ -545,9 +545,10 @@ static void captions_as_labels(t2i_dataset *ds) {
 
 static int cmd_zeroshot(int argc, char **argv) {
     const char *ckpt = NULL, *vocab = NULL, *data = "fashion-captions:test", *prompts = "a photo of a {}";
-    int threads = 0, n = 0, json = 0, ensemble = 0;
+    int threads = 0, n = 0, json = 0, ensemble = 0, tta_flip = 0;
     t2i_flag flags[] = {
         {"--ckpt", T2I_STR, &ckpt, "CLIP weights; several separated by commas: an ensemble (fashion-captions)"},
+        {"--tta-flip", T2I_BOOL, &tta_flip, "also embed each image mirrored and average the two (twice the work)"},
         {"--vocab", T2I_STR, &vocab, "BPE vocabulary (t2i checkpoints carry theirs)"},
         {"--ensemble", T2I_BOOL, &ensemble, "fashion-captions: each pair's embedding averaged over FC32's 8 caption templates"},
         {"--data", T2I_STR, &data, "fashion-captions[:test], fashion-mnist[:test], or a folder (class folders or captions)"},
@@ -576,6 +577,7 @@ static int cmd_zeroshot(int argc, char **argv) {
     clip_model *ms[8];
     int nm = clip_load_list(ckpt, vocab, 8, ms);
     if (nm < 0) return nm == -2 ? (t2i_fail("--ckpt: %s", t2i_error_msg()), 2) : t2i_fail_err();
+    for (int k = 0; k < nm; k++) clip_set_tta_flip(ms[k], tta_flip);
     clip_model *m = ms[0];
     int R = m->cfg.image_resolution, rc = 0;
     char spec[1100];
@@ -656,9 +658,10 @@ static int cmp_score(const void *a, const void *b) {
 
 static int cmd_rerank(int argc, char **argv) {
     const char *ckpt = NULL, *vocab = NULL, *prompt = NULL, *grid = NULL;
-    int top = 32, json = 0, threads = 0, cell = 0;
+    int top = 32, json = 0, threads = 0, cell = 0, tta_flip = 0;
     t2i_flag flags[] = {
         {"--ckpt", T2I_STR, &ckpt, "CLIP weights; several separated by commas: an ensemble (mean cosine)"},
+        {"--tta-flip", T2I_BOOL, &tta_flip, "also embed each image mirrored and average the two (twice the work)"},
         {"--vocab", T2I_STR, &vocab, "BPE vocabulary (t2i checkpoints carry theirs)"},
         {"--prompt", T2I_STR, &prompt, "the caption to rank against"},
         {"--top", T2I_INT, &top, "how many to print / put in the grid"},
@@ -700,6 +703,7 @@ static int cmd_rerank(int argc, char **argv) {
     float *cos = t2i_calloc((size_t)n, sizeof(float));
     for (int e = 0; e < nm && !rc; e++) {
         int D = ms[e]->cfg.embed_dim;
+        clip_set_tta_flip(ms[e], tta_flip);
         float *t = t2i_malloc((size_t)D * sizeof(float)), *f = t2i_malloc((size_t)n * D * sizeof(float));
         if (clip_embed_texts(ms[e], &prompt, 1, t) != 0 ||
             clip_embed_files(ms[e], (const char *const *)files, n, f) != 0)

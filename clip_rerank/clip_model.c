@@ -646,13 +646,32 @@ int clip_check_embed_dim(const clip_model *m, int expected, const char *what) {
                          m->path ? m->path : "(in memory)", m->cfg.embed_dim, expected);
 }
 
+void clip_set_tta_flip(clip_model *m, int on) { m->tta_flip = on != 0; }
+
+/* dst (b, 3, R, R) = src with every row reversed. */
+static void mirror_rows(float *dst, const float *src, int b, int R) {
+    for (size_t r = 0; r < (size_t)b * 3 * R; r++)
+        for (int j = 0; j < R; j++) dst[r * R + j] = src[r * R + R - 1 - j];
+}
+
 int clip_embed_pixels(clip_model *m, const float *pixels, int n, float *out) {
     int R = m->cfg.image_resolution, D = m->cfg.embed_dim;
     size_t item = (size_t)3 * R * R;
     for (int i0 = 0; i0 < n; i0 += CLIP_EMBED_BATCH) {
         int b = T2I_MIN(CLIP_EMBED_BATCH, n - i0);
+        float *o = out + (size_t)i0 * D;
         nn_arena_reset(&m->arena);
-        clip_image_forward(m, NULL, &m->arena, pixels + (size_t)i0 * item, b, out + (size_t)i0 * D);
+        if (m->tta_flip) {
+            float *xm = nn_arena_floats(&m->arena, (size_t)b * item), *om = nn_arena_floats(&m->arena, (size_t)b * D);
+            mirror_rows(xm, pixels + (size_t)i0 * item, b, R);
+            clip_image_forward(m, NULL, &m->arena, xm, b, om);
+            clip_normalize_rows(om, b, D);
+            clip_image_forward(m, NULL, &m->arena, pixels + (size_t)i0 * item, b, o);
+            clip_normalize_rows(o, b, D);
+            for (size_t k = 0; k < (size_t)b * D; k++) o[k] += om[k];
+        } else {
+            clip_image_forward(m, NULL, &m->arena, pixels + (size_t)i0 * item, b, o);
+        }
     }
     nn_arena_reset(&m->arena);
     clip_normalize_rows(out, n, D);

@@ -1,5 +1,5 @@
 #!/bin/bash
-# cli_clip.sh - `t2i clip`: classify, rerank (--json, --grid; ensembles), embed and zeroshot on the public
+# cli_clip.sh - `t2i clip`: classify, rerank (--json, --grid; ensembles, --tta-flip), embed and zeroshot on the public
 # golden CLIP weights (tests/data/clip_golden, random weights: the outputs are checked for
 # form and consistency, not for meaning); a tiny training run on an FC32 caption folder,
 # resumed bit-identically, whose checkpoint carries its own vocabulary; and bad inputs,
@@ -262,6 +262,20 @@ a, b = (json.load(open(f)) for f in sys.argv[1:3])
 assert [x["path"] for x in a] == [x["path"] for x in b], (a, b)
 assert all(abs(x["cosine"] - y["cosine"]) < 1e-6 for x, y in zip(a, b)), (a, b)' "$TMP/rr" "$TMP/rr2x" ||
     fail "rerank --ckpt W,W differs from W"
+# --tta-flip: an image and its mirror image score alike (and do not without it)
+/usr/bin/python3 -c 'import random,sys
+random.seed(3); w, h = 40, 30
+px = [[bytes(random.randrange(256) for _ in range(3)) for _ in range(w)] for _ in range(h)]
+for path, rows in ((sys.argv[1], px), (sys.argv[2], [r[::-1] for r in px])):
+    open(path, "wb").write(b"P6 %d %d 255\n" % (w, h) + b"".join(b"".join(r) for r in rows))' "$TMP/m0.ppm" "$TMP/m1.ppm"
+for tta in "" --tta-flip; do
+    "$T2I" clip rerank --ckpt "$W" --vocab "$V" --prompt "a photo of a cat" "$TMP/m0.ppm" "$TMP/m1.ppm" $tta --json \
+        >"$TMP/rrm$tta" 2>"$TMP/err" || fail "rerank $tta: $(cat "$TMP/err")"
+done
+/usr/bin/python3 -c 'import json,sys
+a, b = ([x["cosine"] for x in json.load(open(f))] for f in sys.argv[1:3])
+assert abs(a[0] - a[1]) > 1e-4, a
+assert abs(b[0] - b[1]) < 1e-6, b' "$TMP/rrm" "$TMP/rrm--tta-flip" || fail "rerank --tta-flip: a mirror image scores differently"
 expect_error 1 "ensemble on a folder" "$T2I" clip zeroshot --ckpt "$W,$W" --vocab "$V" --data "$TMP/cls2"
 expect_error 1 "missing ensemble member" "$T2I" clip rerank --ckpt "$W,$TMP/none.safetensors" --vocab "$V" \
     --prompt x "$A"

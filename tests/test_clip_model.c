@@ -18,6 +18,8 @@
  *     judge: they drifted from 5.4e-3 to 4.3e-3 over steps 3e-2..4e-4 for one weight whose
  *     gradient, 2.8248e-3, PyTorch's float64 autograd of the same weights and batch
  *     reproduces to all printed digits);
+ *   - test-time flipping: an image and its mirror image embed alike, as the normalised sum
+ *     of their plain embeddings;
  *   - changing the image resolution: the grid position embeddings resampled as PyTorch's
  *     bilinear interpolate (hand-computed values), every other weight kept, training works;
  *   - t2i checkpoints: save/load round trip (f32 exact, bf16 to bf16 rounding) with the
@@ -359,6 +361,62 @@ static void test_torch_training(void **state) {
 static void test_torch_training_stem(void **state) {
     (void)state;
     torch_training("stem.", "stem_config");
+}
+
+/* ------------------------------------------------------- test-time flipping ---- */
+
+/* dst = src (n, 3, R, R) with every row reversed. */
+static void mirror(float *dst, const float *src, int n, int R) {
+    for (int r = 0; r < n * 3 * R; r++)
+        for (int j = 0; j < R; j++) dst[r * R + j] = src[r * R + R - 1 - j];
+}
+
+/* With clip_set_tta_flip an image and its mirror image get the same embedding (to rounding),
+ * which is normalise(e(x) + e(mirror x)) of the plain embeddings, while those two differ;
+ * 40 images, so that the second batch of CLIP_EMBED_BATCH is a partial one; with and
+ * without the convolutional stem. */
+static void test_tta_flip(void **state) {
+    (void)state;
+    for (int stem = 0; stem <= 1; stem++) {
+        clip_config cfg;
+        tiny_config(&cfg);
+        if (stem) cfg.vision_stem = 4;
+        clip_model m;
+        clip_model_build(&m, &cfg);
+        t2i_rng r;
+        t2i_rng_seed(&r, 11);
+        clip_model_init(&m, &r);
+        perturb(&m, &r);
+        const int n = 40, R = cfg.image_resolution, D = cfg.embed_dim;
+        size_t px = (size_t)n * 3 * R * R;
+        float *x = malloc(px * sizeof(float)), *xm = malloc(px * sizeof(float));
+        for (size_t k = 0; k < px; k++) x[k] = 2.0f * t2i_rng_uniform(&r) - 1.0f;
+        mirror(xm, x, n, R);
+        float *e = malloc((size_t)n * D * sizeof(float)), *em = malloc((size_t)n * D * sizeof(float));
+        float *t = malloc((size_t)n * D * sizeof(float)), *tm = malloc((size_t)n * D * sizeof(float));
+        assert_int_equal(clip_embed_pixels(&m, x, n, e), 0);
+        assert_int_equal(clip_embed_pixels(&m, xm, n, em), 0);
+        clip_set_tta_flip(&m, 1);
+        assert_int_equal(clip_embed_pixels(&m, x, n, t), 0);
+        assert_int_equal(clip_embed_pixels(&m, xm, n, tm), 0);
+        double plain = 0.0;
+        for (int i = 0; i < n; i++) {
+            double nrm = 0.0;
+            for (int d = 0; d < D; d++) {
+                double v = (double)e[i * D + d] + em[i * D + d];
+                nrm += v * v;
+            }
+            for (int d = 0; d < D; d++) {
+                int k = i * D + d;
+                assert_float_equal(t[k], ((double)e[k] + em[k]) / sqrt(nrm), 2e-6);
+                assert_float_equal(t[k], tm[k], 2e-6);
+                plain = fmax(plain, fabs(e[k] - em[k]));
+            }
+        }
+        assert_true(plain > 1e-2); /* the model itself is not mirror-symmetric */
+        free(x), free(xm), free(e), free(em), free(t), free(tm);
+        clip_model_free(&m);
+    }
 }
 
 /* ---------------------------------------------------------- checkpoints ---- */
@@ -729,6 +787,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_roundtrip), cmocka_unit_test(test_bad_weights),
         cmocka_unit_test(test_bad_captions), cmocka_unit_test(test_resample_grid),
         cmocka_unit_test(test_set_resolution), cmocka_unit_test(test_torch_training_stem),
+        cmocka_unit_test(test_tta_flip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
