@@ -21,8 +21,8 @@
  *
  * Default checkpoints (when --clip, --dalle, --gan or --vq are not given): samples/models/
  * {clip,dalle,gan,vq}.safetensors of the source tree (T2I_SOURCE_DIR), or of the folder
- * $T2I_MODELS when set; clip2.safetensors there joins clip in the ranking (an ensemble,
- * as --clip A,B). --vq defaults to the
+ * $T2I_MODELS when set; clip2.safetensors there (then clip3, clip4) joins clip in the
+ * ranking (an ensemble, as --clip A,B). --vq defaults to the
  * VQ checkpoint recorded in the DALL-E file when that exists, else to the shipped one.
  *
  * Failures: bad flags exit 2; an unreadable or too small image, a mask of another size,
@@ -232,7 +232,7 @@ int generate_cmd(int argc, char **argv) {
     const char *prompt = NULL, *prompts = NULL, *out = NULL, *clip_path = NULL, *clip_vocab = NULL,
                *dalle_path = NULL, *vq_path = NULL, *generator = "auto", *gan_path = NULL,
                *upscale = NULL, *image = NULL, *mask = NULL, *variations = NULL;
-    int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0, passes = 2, blend = 0;
+    int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0, passes = 2, blend = 0, tta_flip = 0;
     float keep_rows = 0.0f, keep_cols = 0.0f, variation_keep = 0.5f;
     long seed = 1;
     float temperature = 1.0f, top_p = 1.0f, cfg_scale = 3.0f; /* guidance 3: best caption fidelity in bench/RESULTS.md */
@@ -244,8 +244,9 @@ int generate_cmd(int argc, char **argv) {
         {"--out", T2I_STR, &out, "output folder (required)"},
         {"--clip", T2I_STR, &clip_path, "CLIP checkpoint for reranking (t2i, OpenAI or Hugging Face), or several "
                                         "separated by commas: an ensemble ranking by the mean similarity (default "
-                                        "samples/models/clip.safetensors with clip2.safetensors)"},
+                                        "samples/models/clip.safetensors with clip2.safetensors, clip3... when present)"},
         {"--clip-vocab", T2I_STR, &clip_vocab, "BPE vocabulary for a CLIP file without one (e.g. OpenAI's)"},
+        {"--tta-flip", T2I_BOOL, &tta_flip, "CLIP scores each candidate together with its mirror image"},
         {"--dalle", T2I_STR, &dalle_path, "DALL-E checkpoint (default samples/models/dalle.safetensors)"},
         {"--generator", T2I_STR, &generator,
          "dalle, gan, both, or auto (the --dalle/--gan models given; none given: the shipped transformer)"},
@@ -359,6 +360,7 @@ int generate_cmd(int argc, char **argv) {
     gen_pipeline_cfg pc;
     gen_pipeline_cfg_defaults(&pc);
     pc.clip_path = clip_path, pc.clip_vocab = clip_vocab, pc.dalle_path = dalle_path, pc.vq_path = vq_path;
+    pc.tta_flip = tta_flip;
     pc.gan_path = gan_path, pc.upscale_path = upscale, pc.generator = generator, pc.batch = batch, pc.sample = so;
     gen_pipeline *pl = gen_pipeline_load(&pc);
     if (!pl) {

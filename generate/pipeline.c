@@ -131,12 +131,19 @@ static int load_models(gen_pipeline *p, const gen_pipeline_cfg *c) {
     p->clip_file = default_model(c, c->clip_path, "clip", "--clip",
                                  "train one with `t2i clip train` or pass --clip FILE (OpenAI's ViT-B/32 works too)");
     if (!p->clip_file) return -1;
-    if (!c->clip_path && default_exists(c, "clip2")) { /* the shipped ensemble */
-        char *both = t2i_asprintf("%s,%s/clip2.safetensors", p->clip_file, dir_of(c));
+    /* the shipped ensemble: clip2, clip3, ... beside clip, as many as are there in turn */
+    for (int k = 2; !c->clip_path && k <= GEN_MAX_CLIPS; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "clip%d", k);
+        if (!default_exists(c, name)) break;
+        char *more = t2i_asprintf("%s,%s/%s.safetensors", p->clip_file, dir_of(c), name);
         free(p->clip_file);
-        p->clip_file = both;
+        p->clip_file = more;
     }
-    return load_clips(p, p->clip_file, c->clip_vocab);
+    if (load_clips(p, p->clip_file, c->clip_vocab) != 0) return -1;
+    clip_set_tta_flip(p->clip, c->tta_flip);
+    for (int k = 0; k < p->n_clip_more; k++) clip_set_tta_flip(p->clip_more[k], c->tta_flip);
+    return 0;
 }
 
 gen_pipeline *gen_pipeline_load(const gen_pipeline_cfg *c) {

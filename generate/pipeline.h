@@ -21,7 +21,9 @@
  * the one recorded in the DALL-E file, else the shipped one. The reranking CLIP is
  * cfg.clip_path, which may list several files separated by commas (an ensemble: each
  * candidate's score is the mean of its cosine similarity in each, gen_opts); the default
- * is clip.safetensors, with clip2.safetensors beside it when that file exists.
+ * is clip.safetensors, with clip2.safetensors (then clip3, clip4) beside it when those
+ * files exist. With cfg.tta_flip the CLIPs score each candidate with its mirror image
+ * (clip_set_tta_flip).
  *
  * Not thread-safe: one caller at a time (the models keep scratch state).
  * Failures: load returns NULL and run returns -1 with the error set (t2i_error_msg): a
@@ -43,6 +45,7 @@ typedef struct {
     const char *upscale_path; /* NULL = no upscaler */
     const char *generator;    /* "auto", "dalle", "gan" or "both" */
     int batch;                /* candidates generated together (64) */
+    int tta_flip;             /* the CLIPs embed each candidate and its mirror image (clip_set_tta_flip) */
     dalle_sample_opts sample; /* checked at load: the defaults of every call */
 } gen_pipeline_cfg;
 

@@ -38,7 +38,8 @@ static void add_model(const char *id, const char *kind, const char *file, int re
 int serve_cmd(int argc, char **argv) {
     const char *host = "127.0.0.1", *models = NULL, *clip_path = NULL, *clip_vocab = NULL, *dalle_path = NULL,
                *vq_path = NULL, *gan_path = NULL, *upscale = NULL, *generator = "auto", *api_key = NULL;
-    int port = 8080, threads = 0, queue = 16, max_candidates = 2048, batch = 64, timeout = 10, max_images = 64;
+    int port = 8080, threads = 0, queue = 16, max_candidates = 2048, batch = 64, timeout = 10, max_images = 64,
+        tta_flip = 0;
     long max_body = 16L << 20;
     t2i_flag flags[] = {
         {"--host", T2I_STR, &host, "address to listen on (an IPv4 address)"},
@@ -47,6 +48,7 @@ int serve_cmd(int argc, char **argv) {
         {"--clip", T2I_STR, &clip_path,
          "CLIP checkpoint (rerank, classify, generation ranking); A,B: an ensemble ranks (classify uses A)"},
         {"--clip-vocab", T2I_STR, &clip_vocab, "BPE vocabulary for a CLIP file without one (e.g. OpenAI's)"},
+        {"--tta-flip", T2I_BOOL, &tta_flip, "CLIP embeds each image together with its mirror image (all uses)"},
         {"--dalle", T2I_STR, &dalle_path, "DALL-E checkpoint"},
         {"--vq", T2I_STR, &vq_path, "VQ checkpoint (default: the DALL-E file's, else the shipped one)"},
         {"--gan", T2I_STR, &gan_path, "caption-conditioned GAN checkpoint"},
@@ -94,7 +96,7 @@ int serve_cmd(int argc, char **argv) {
     gen_pipeline_cfg_defaults(&pc);
     pc.models_dir = models, pc.clip_path = clip_path, pc.clip_vocab = clip_vocab, pc.dalle_path = dalle_path;
     pc.vq_path = vq_path, pc.gan_path = gan_path, pc.upscale_path = upscale, pc.generator = generator;
-    pc.batch = batch;
+    pc.batch = batch, pc.tta_flip = tta_flip;
     fprintf(stderr, "t2i serve: loading models\n");
     gen_pipeline *pl = gen_pipeline_load(&pc);
     if (!pl) return t2i_fail("serve: %s", t2i_error_msg()), 1;

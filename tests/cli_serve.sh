@@ -76,7 +76,9 @@ assert set(k) == {"dalle","vq","clip"}, k.keys()
 assert all(m["parameters"] > 100000 and m["file"].endswith(".safetensors") for m in d), d
 assert k["dalle"]["resolution"] == 32 and k["clip"]["resolution"] > 0
 import os  # an entry per CLIP of the ranking ensemble
-want = ["clip", "clip2"] if os.path.exists(sys.argv[2] + "/clip2.safetensors") else ["clip"]
+want = ["clip"]
+while len(want) < 4 and os.path.exists("%s/clip%d.safetensors" % (sys.argv[2], len(want) + 1)):
+    want.append("clip%d" % (len(want) + 1))
 assert [m["id"] for m in d if m["kind"] == "clip"] == want, d' "$TMP/body" "$M" || fail "models: $(cat "$TMP/body")"
 
 # ---- a generation: the CLI's bytes ----
@@ -199,9 +201,12 @@ imgs=[base64.b64encode(open(f,"rb").read()).decode() for f in sys.argv[2:]]
 imgs[1]="data:image/jpeg;base64,"+imgs[1]
 json.dump({"prompt":"a red sneaker","images":imgs}, open(sys.argv[1],"w"))' "$TMP/rr.json" "$R2" "$PHOTO" "$R0"
 req POST /v1/rerank "$TMP/rr.json" && expect 200 "rerank"
-# the server ranks with the shipped ensemble (clip2 beside clip), as generate does
+# the server ranks with the shipped ensemble (clip2, clip3... beside clip), as generate does
 RR_CKPT="$M/clip.safetensors"
-[ -f "$M/clip2.safetensors" ] && RR_CKPT="$RR_CKPT,$M/clip2.safetensors"
+for k in 2 3 4; do
+    [ -f "$M/clip$k.safetensors" ] || break
+    RR_CKPT="$RR_CKPT,$M/clip$k.safetensors"
+done
 "$T2I" clip rerank --ckpt "$RR_CKPT" --prompt "a red sneaker" --json "$R2" "$PHOTO" "$R0" \
     >"$TMP/cli_rr.json" 2>/dev/null ||
     fail "t2i clip rerank failed"
