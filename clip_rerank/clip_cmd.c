@@ -317,9 +317,10 @@ static int cmp_prob(const void *a, const void *b) {
 static int cmd_classify(int argc, char **argv) {
     const char *ckpt = NULL, *vocab = NULL, *templates = NULL;
     t2i_strs labels = {0};
-    int threads = 0, json = 0;
+    int threads = 0, json = 0, tta_flip = 0;
     t2i_flag flags[] = {
         {"--ckpt", T2I_STR, &ckpt, "CLIP weights"},
+        {"--tta-flip", T2I_BOOL, &tta_flip, "also embed each image mirrored and average the two (twice the work)"},
         {"--vocab", T2I_STR, &vocab, "BPE vocabulary (t2i checkpoints carry theirs)"},
         {"--labels", T2I_STRS, &labels, "candidate labels (at least 2)"},
         {"--templates", T2I_STR, &templates, "prompt ensembling: 'default' (8 built-in templates) or a file, one per line with {}"},
@@ -352,6 +353,7 @@ static int cmd_classify(int argc, char **argv) {
     }
     clip_model *m = open_model(ckpt, vocab);
     int rc = m ? 0 : 1;
+    if (m) clip_set_tta_flip(m, tta_flip);
     int D = m ? m->cfg.embed_dim : 0, K = labels.n, N = cmd.npos;
     float *te = NULL, *ie = NULL, *sim = NULL;
     if (!rc) {

@@ -232,7 +232,7 @@ int generate_cmd(int argc, char **argv) {
     const char *prompt = NULL, *prompts = NULL, *out = NULL, *clip_path = NULL, *clip_vocab = NULL,
                *dalle_path = NULL, *vq_path = NULL, *generator = "auto", *gan_path = NULL,
                *upscale = NULL, *image = NULL, *mask = NULL, *variations = NULL;
-    int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0, passes = 2, blend = 0, tta_flip = 0;
+    int candidates = 512, top = 32, batch = 64, threads = 0, top_k = 0, passes = 2, blend = 0, tta_flip = 1;
     float keep_rows = 0.0f, keep_cols = 0.0f, variation_keep = 0.5f;
     long seed = 1;
     float temperature = 1.0f, top_p = 1.0f, cfg_scale = 3.0f; /* guidance 3: best caption fidelity in bench/RESULTS.md */
@@ -246,7 +246,8 @@ int generate_cmd(int argc, char **argv) {
                                         "separated by commas: an ensemble ranking by the mean similarity (default "
                                         "samples/models/clip.safetensors with clip2.safetensors, clip3... when present)"},
         {"--clip-vocab", T2I_STR, &clip_vocab, "BPE vocabulary for a CLIP file without one (e.g. OpenAI's)"},
-        {"--tta-flip", T2I_BOOL, &tta_flip, "CLIP scores each candidate together with its mirror image"},
+        {"--tta-flip", T2I_BOOL, &tta_flip,
+         "CLIP scores each candidate together with its mirror image (--tta-flip=0: the image alone)"},
         {"--dalle", T2I_STR, &dalle_path, "DALL-E checkpoint (default samples/models/dalle.safetensors)"},
         {"--generator", T2I_STR, &generator,
          "dalle, gan, both, or auto (the --dalle/--gan models given; none given: the shipped transformer)"},

@@ -45,7 +45,7 @@ typedef struct {
     const char *upscale_path; /* NULL = no upscaler */
     const char *generator;    /* "auto", "dalle", "gan" or "both" */
     int batch;                /* candidates generated together (64) */
-    int tta_flip;             /* the CLIPs embed each candidate and its mirror image (clip_set_tta_flip) */
+    int tta_flip;             /* the CLIPs embed each candidate and its mirror image (clip_set_tta_flip; 1) */
     dalle_sample_opts sample; /* checked at load: the defaults of every call */
 } gen_pipeline_cfg;
 

@@ -39,7 +39,7 @@ int serve_cmd(int argc, char **argv) {
     const char *host = "127.0.0.1", *models = NULL, *clip_path = NULL, *clip_vocab = NULL, *dalle_path = NULL,
                *vq_path = NULL, *gan_path = NULL, *upscale = NULL, *generator = "auto", *api_key = NULL;
     int port = 8080, threads = 0, queue = 16, max_candidates = 2048, batch = 64, timeout = 10, max_images = 64,
-        tta_flip = 0;
+        tta_flip = 1;
     long max_body = 16L << 20;
     t2i_flag flags[] = {
         {"--host", T2I_STR, &host, "address to listen on (an IPv4 address)"},
@@ -48,7 +48,8 @@ int serve_cmd(int argc, char **argv) {
         {"--clip", T2I_STR, &clip_path,
          "CLIP checkpoint (rerank, classify, generation ranking); A,B: an ensemble ranks (classify uses A)"},
         {"--clip-vocab", T2I_STR, &clip_vocab, "BPE vocabulary for a CLIP file without one (e.g. OpenAI's)"},
-        {"--tta-flip", T2I_BOOL, &tta_flip, "CLIP embeds each image together with its mirror image (all uses)"},
+        {"--tta-flip", T2I_BOOL, &tta_flip,
+         "CLIP embeds each image together with its mirror image, in every use (--tta-flip=0: alone)"},
         {"--dalle", T2I_STR, &dalle_path, "DALL-E checkpoint"},
         {"--vq", T2I_STR, &vq_path, "VQ checkpoint (default: the DALL-E file's, else the shipped one)"},
         {"--gan", T2I_STR, &gan_path, "caption-conditioned GAN checkpoint"},

@@ -203,25 +203,28 @@ EOF4
         --threads 1 --out "$TMP/ens5" >/dev/null 2>"$TMP/err" && fail "five CLIPs accepted"
     grep -q "at most 4 CLIPs" "$TMP/err" || fail "five CLIPs: $(cat "$TMP/err")"
     # without --clip the models folder's clip, clip2 and clip3 rank together (here A, B, A:
-    # each score is (2a + b) / 3); with --tta-flip each candidate scores as `clip rerank
-    # --tta-flip` scores its saved image (to 5e-6 in cosine; the tiny CLIP differs from its mirror by 2e-5)
+    # each score is (2a + b) / 3); with --tta-flip (the default) each candidate scores as `clip rerank
+    # --tta-flip` scores its saved image (to 5e-6 in cosine; the tiny CLIP differs from its
+    # mirror by 2e-5, and so do the scores of --tta-flip=0)
     mkdir -p "$TMP/m3"
     ln -s "$CL" "$TMP/m3/clip.safetensors" && ln -s "$CL2" "$TMP/m3/clip2.safetensors" &&
         ln -s "$CL" "$TMP/m3/clip3.safetensors"
     T2I_MODELS="$TMP/m3" run ens3 "$T2I" "${G[@]}" --out "$TMP/ens3"
     run ensT "$T2I" "${G[@]}" --clip "$CL" --tta-flip --out "$TMP/ensT"
+    run ensP "$T2I" "${G[@]}" --clip "$CL" --tta-flip=0 --out "$TMP/ensP"
     run rrT "$T2I" clip rerank --ckpt "$CL" --prompt "a red sneaker" --tta-flip --json --top 100 --threads 1 \
         "$TMP/ensT/a_red_sneaker"
-    /usr/bin/python3 - "$TMP/ensA" "$TMP/ensB" "$TMP/ens3" "$TMP/ensT" "$TMP/rrT.out" <<'EOF5' ||
+    /usr/bin/python3 - "$TMP/ensA" "$TMP/ensB" "$TMP/ens3" "$TMP/ensT" "$TMP/rrT.out" "$TMP/ensP" <<'EOF5' ||
 import json, os, sys
-a, b, e3, t = ({x["candidate"]: x["score"] for x in json.load(open(d + "/scores.json"))} for d in sys.argv[1:5])
+a, b, e3, t, p = ({x["candidate"]: x["score"] for x in json.load(open(d + "/scores.json"))} for d in sys.argv[1:5] + sys.argv[6:7])
+assert all(abs(a[c] - t[c]) < 1e-6 for c in a), ("flipping is not the default", a, t)
 for c in e3:
     assert abs(e3[c] - (2 * a[c] + b[c]) / 3) < 1e-5, ("clip3", c, a[c], b[c], e3[c])
 files = {x["file"]: x["score"] for x in json.load(open(sys.argv[4] + "/scores.json"))}
 rr = {os.path.basename(x["path"]): x["cosine"] for x in json.load(open(sys.argv[5]))}
 assert all(os.path.basename(f) in rr for f in files), rr
 tta = max(abs(files[f] - rr[os.path.basename(f)]) for f in files)
-plain = max(abs(a[x["candidate"]] - rr[os.path.basename(x["file"])]) for x in json.load(open(sys.argv[4] + "/scores.json")))
+plain = max(abs(p[x["candidate"]] - rr[os.path.basename(x["file"])]) for x in json.load(open(sys.argv[4] + "/scores.json")))
 assert tta < 5e-6 and plain > 2e-5, (tta, plain)  # measured 4.7e-7 and 4.6e-5
 EOF5
         fail "generate: clip3 by default or --tta-flip"

@@ -201,13 +201,14 @@ imgs=[base64.b64encode(open(f,"rb").read()).decode() for f in sys.argv[2:]]
 imgs[1]="data:image/jpeg;base64,"+imgs[1]
 json.dump({"prompt":"a red sneaker","images":imgs}, open(sys.argv[1],"w"))' "$TMP/rr.json" "$R2" "$PHOTO" "$R0"
 req POST /v1/rerank "$TMP/rr.json" && expect 200 "rerank"
-# the server ranks with the shipped ensemble (clip2, clip3... beside clip), as generate does
+# the server ranks with the shipped ensemble (clip2, clip3... beside clip) and test-time
+# flipping, as generate does
 RR_CKPT="$M/clip.safetensors"
 for k in 2 3 4; do
     [ -f "$M/clip$k.safetensors" ] || break
     RR_CKPT="$RR_CKPT,$M/clip$k.safetensors"
 done
-"$T2I" clip rerank --ckpt "$RR_CKPT" --prompt "a red sneaker" --json "$R2" "$PHOTO" "$R0" \
+"$T2I" clip rerank --ckpt "$RR_CKPT" --tta-flip --prompt "a red sneaker" --json "$R2" "$PHOTO" "$R0" \
     >"$TMP/cli_rr.json" 2>/dev/null ||
     fail "t2i clip rerank failed"
 py 'import json,sys
@@ -221,7 +222,7 @@ py 'import json,sys,base64
 json.dump({"image":base64.b64encode(open(sys.argv[2],"rb").read()).decode(),
            "labels":["a red sneaker","a blue dress","a green bag"]}, open(sys.argv[1],"w"))' "$TMP/cl.json" "$R0"
 req POST /v1/classify "$TMP/cl.json" && expect 200 "classify"
-"$T2I" clip classify "$R0" --ckpt "$M/clip.safetensors" --json --labels "a red sneaker" "a blue dress" "a green bag" \
+"$T2I" clip classify "$R0" --ckpt "$M/clip.safetensors" --tta-flip --json --labels "a red sneaker" "a blue dress" "a green bag" \
     >"$TMP/cli_cl.json" 2>/dev/null || fail "t2i clip classify failed"
 py 'import json,sys
 d=json.load(open(sys.argv[1]))["data"]; c=json.load(open(sys.argv[2]))["labels"]
