@@ -62,6 +62,14 @@ static void perturb(clip_model *m, t2i_rng *r) {
     }
 }
 
+/* m built from cfg, initialised and perturbed from r seeded with seed (r goes on from there). */
+static void tiny_model(clip_model *m, const clip_config *cfg, t2i_rng *r, uint64_t seed) {
+    clip_model_build(m, cfg);
+    t2i_rng_seed(r, seed);
+    clip_model_init(m, r);
+    perturb(m, r);
+}
+
 /* ------------------------------------------------------------- gradcheck ---- */
 
 typedef struct {
@@ -116,11 +124,8 @@ static void test_gradcheck(void **state) {
     tiny_config(&cfg);
     float h = 1e-2f;
     clip_model m;
-    clip_model_build(&m, &cfg);
     t2i_rng r;
-    t2i_rng_seed(&r, 5);
-    clip_model_init(&m, &r);
-    perturb(&m, &r);
+    tiny_model(&m, &cfg, &r, 5);
     /* embeddings at O(1) scale: with OpenAI's 0.02 / 0.01 a step h = 1e-2 would not be small
      * and ln_final would amplify the text tower's tiny outputs into curvature */
     t2i_rng_fill_normal(&r, nn_params_val(&m.ps, m.tok_emb), m.ps.p[m.tok_emb].numel, 0.0f, 0.5f);
@@ -382,11 +387,8 @@ static void test_tta_flip(void **state) {
         tiny_config(&cfg);
         if (stem) cfg.vision_stem = 4;
         clip_model m;
-        clip_model_build(&m, &cfg);
         t2i_rng r;
-        t2i_rng_seed(&r, 11);
-        clip_model_init(&m, &r);
-        perturb(&m, &r);
+        tiny_model(&m, &cfg, &r, 11);
         const int n = 40, R = cfg.image_resolution, D = cfg.embed_dim;
         size_t px = (size_t)n * 3 * R * R;
         float *x = malloc(px * sizeof(float)), *xm = malloc(px * sizeof(float));
@@ -434,11 +436,8 @@ static void tiny_with_vocab(clip_model *m, int seed) {
     tiny_config(&cfg);
     cfg.context_length = 8;
     cfg.vocab_size = (int)clip_tok_vocab_size(tok);
-    clip_model_build(m, &cfg);
     t2i_rng r;
-    t2i_rng_seed(&r, (uint64_t)seed);
-    clip_model_init(m, &r);
-    perturb(m, &r);
+    tiny_model(m, &cfg, &r, (uint64_t)seed);
     m->vocab = merges;
     assert_int_equal(clip_set_tokenizer(m, tok, "test"), 0);
 }
